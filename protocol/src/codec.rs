@@ -1,0 +1,481 @@
+//! Frame encoding and decoding: the fixed header, postcard bodies (canonical
+//! only), datagram framing, and the incremental length-prefixed stream decoder.
+
+use ed25519_compact::{PublicKey, Signature};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{EncodeError, FrameError, StreamError};
+use crate::limits::{
+    BLOB_CHUNK_LEN, FRAME_OVERHEAD, HEADER_LEN, LEN_PREFIX_LEN, MAX_DATAGRAM_LEN, MAX_ERROR_DETAIL,
+    MAX_FRAME_LEN, PROTOCOL_VERSION, SIGNATURE_LEN,
+};
+use crate::message::{Message, MessageKind, NodeId};
+use crate::sign::{map_sig_error, Context, Keypair, Verified};
+
+/// Encodes `message` as a signed frame into `out`; returns the frame length.
+/// `max` is the transport limit ([`MAX_FRAME_LEN`] or [`MAX_DATAGRAM_LEN`]).
+pub fn encode_frame(
+    key: &Keypair,
+    ctx: Context<'_>,
+    seq: u64,
+    message: &Message<'_>,
+    max: usize,
+    out: &mut [u8],
+) -> Result<usize, EncodeError> {
+    let have = out.len();
+    let too_small = EncodeError::BufferTooSmall {
+        needed_at_least: FRAME_OVERHEAD,
+        have,
+    };
+    let room = have.min(max).checked_sub(SIGNATURE_LEN).ok_or(too_small)?;
+    let (head, rest) = out.split_at_mut_checked(HEADER_LEN).ok_or(too_small)?;
+    let body_room = rest
+        .get_mut(..room.saturating_sub(HEADER_LEN))
+        .ok_or(too_small)?;
+    let body_len = encode_body(message, body_room).map_err(|_| {
+        if have < max {
+            EncodeError::BufferTooSmall {
+                needed_at_least: have.saturating_add(1),
+                have,
+            }
+        } else {
+            EncodeError::TooLong { max }
+        }
+    })?;
+    head.copy_from_slice(&header(message.kind(), key.node_id(), seq));
+    let signed_len = HEADER_LEN.checked_add(body_len).ok_or(too_small)?;
+    let total = signed_len.checked_add(SIGNATURE_LEN).ok_or(too_small)?;
+    let (signed, tail) = out.split_at_mut_checked(signed_len).ok_or(too_small)?;
+    let sig = key.sign_parts(&|f| {
+        ctx.absorb_into(&mut *f);
+        f(signed);
+    });
+    tail.get_mut(..SIGNATURE_LEN)
+        .ok_or(too_small)?
+        .copy_from_slice(&sig);
+    Ok(total)
+}
+
+fn header(kind: MessageKind, sender: NodeId, seq: u64) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    let (vk, rest) = h.split_at_mut(2);
+    let (key, s) = rest.split_at_mut(32);
+    vk.copy_from_slice(&[PROTOCOL_VERSION, kind as u8]);
+    key.copy_from_slice(&sender.0);
+    s.copy_from_slice(&seq.to_le_bytes());
+    h
+}
+
+/// Checks a signed frame of `ctx` and decodes it. Signature first, over the
+/// bytes as received; the body is decoded only once the signature holds.
+pub fn verify_frame<'a>(
+    frame: &'a [u8],
+    ctx: Context<'_>,
+    max: usize,
+) -> Result<Verified<Message<'a>>, FrameError> {
+    let len = frame.len();
+    if len < FRAME_OVERHEAD {
+        return Err(FrameError::TooShort {
+            len,
+            min: FRAME_OVERHEAD,
+        });
+    }
+    if len > max {
+        return Err(FrameError::TooLong { len, max });
+    }
+    let short = FrameError::TooShort {
+        len,
+        min: FRAME_OVERHEAD,
+    };
+    let (signed, sig) = frame
+        .split_at_checked(len.saturating_sub(SIGNATURE_LEN))
+        .ok_or(short)?;
+    let (head, body) = signed.split_at_checked(HEADER_LEN).ok_or(short)?;
+    let (vk, rest) = head.split_at_checked(2).ok_or(short)?;
+    let (key, seq) = rest.split_at_checked(32).ok_or(short)?;
+    let (&version, &kind_byte) = (vk.first().ok_or(short)?, vk.get(1).ok_or(short)?);
+    if version != PROTOCOL_VERSION {
+        return Err(FrameError::UnsupportedVersion { got: version });
+    }
+    let kind =
+        MessageKind::from_byte(kind_byte).ok_or(FrameError::UnknownKind { got: kind_byte })?;
+    if !ctx.allows(kind) {
+        return Err(FrameError::WrongContext { kind });
+    }
+    let sender = NodeId(key.try_into().map_err(|_| short)?);
+    let seq = u64::from_le_bytes(seq.try_into().map_err(|_| short)?);
+    let sig = Signature::from_slice(sig).map_err(|_| FrameError::BadSignature)?;
+    let mut st = PublicKey::new(sender.0)
+        .verify_incremental(&sig)
+        .map_err(map_sig_error)?;
+    ctx.absorb_into(|p| st.absorb(p));
+    st.absorb(signed);
+    st.verify().map_err(map_sig_error)?;
+    let message = decode_body_unverified(kind, body)?;
+    Ok(Verified::new(sender, seq, message))
+}
+
+/// Encodes a beacon (or any datagram-context message) as one UDP payload.
+pub fn encode_datagram(
+    key: &Keypair,
+    seq: u64,
+    message: &Message<'_>,
+    out: &mut [u8],
+) -> Result<usize, EncodeError> {
+    encode_frame(key, Context::Datagram, seq, message, MAX_DATAGRAM_LEN, out)
+}
+
+/// Checks and decodes one UDP payload.
+pub fn verify_datagram(datagram: &[u8]) -> Result<Verified<Message<'_>>, FrameError> {
+    verify_frame(datagram, Context::Datagram, MAX_DATAGRAM_LEN)
+}
+
+/// Encodes a frame for a stream: a `u32` little-endian length, then the frame.
+/// Returns the bytes written (prefix included).
+pub fn encode_stream_frame(
+    key: &Keypair,
+    ctx: Context<'_>,
+    seq: u64,
+    message: &Message<'_>,
+    out: &mut [u8],
+) -> Result<usize, EncodeError> {
+    let have = out.len();
+    let (prefix, rest) =
+        out.split_at_mut_checked(LEN_PREFIX_LEN)
+            .ok_or(EncodeError::BufferTooSmall {
+                needed_at_least: LEN_PREFIX_LEN + FRAME_OVERHEAD,
+                have,
+            })?;
+    let n = encode_frame(key, ctx, seq, message, MAX_FRAME_LEN, rest)?;
+    let n32 = u32::try_from(n).map_err(|_| EncodeError::TooLong { max: MAX_FRAME_LEN })?;
+    prefix.copy_from_slice(&n32.to_le_bytes());
+    Ok(n.saturating_add(LEN_PREFIX_LEN))
+}
+
+/// Encodes just a message body (postcard) into `out`; returns its length.
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
+pub fn encode_body(message: &Message<'_>, out: &mut [u8]) -> Result<usize, postcard::Error> {
+    fn put<T: Serialize>(v: &T, out: &mut [u8]) -> Result<usize, postcard::Error> {
+        postcard::to_slice(v, out).map(|s| s.len())
+    }
+    match message {
+        Message::Beacon(m) => put(m, out),
+        Message::Hello(m) => put(m, out),
+        Message::HelloAck(m) => put(m, out),
+        Message::TaskOffer(m) => put(m, out),
+        Message::TaskAccept(m) => put(m, out),
+        Message::TaskReject(m) => put(m, out),
+        Message::TaskResult(m) => put(m, out),
+        Message::Cancel(m) => put(m, out),
+        Message::Ping(m) => put(m, out),
+        Message::Pong(m) => put(m, out),
+        Message::Goodbye(m) => put(m, out),
+        Message::Error(m) => put(m, out),
+        Message::BlobRequest(m) => put(m, out),
+        Message::BlobChunk(m) => put(m, out),
+    }
+}
+
+/// Decodes a body of `kind`. Refuses trailing bytes and any encoding but the
+/// canonical one, so every accepted body re-encodes to exactly its bytes.
+/// Public only with the `fuzzing` feature: applications read messages through
+/// [`Verified`].
+#[cfg(feature = "fuzzing")]
+pub fn decode_body(kind: MessageKind, body: &[u8]) -> Result<Message<'_>, FrameError> {
+    decode_body_unverified(kind, body)
+}
+
+pub(crate) fn decode_body_unverified(
+    kind: MessageKind,
+    body: &[u8],
+) -> Result<Message<'_>, FrameError> {
+    let message = match kind {
+        MessageKind::Beacon => Message::Beacon(take(kind, body)?),
+        MessageKind::Hello => Message::Hello(take(kind, body)?),
+        MessageKind::HelloAck => Message::HelloAck(take(kind, body)?),
+        MessageKind::TaskOffer => Message::TaskOffer(take(kind, body)?),
+        MessageKind::TaskAccept => Message::TaskAccept(take(kind, body)?),
+        MessageKind::TaskReject => Message::TaskReject(take(kind, body)?),
+        MessageKind::TaskResult => Message::TaskResult(take(kind, body)?),
+        MessageKind::Cancel => Message::Cancel(take(kind, body)?),
+        MessageKind::Ping => Message::Ping(take(kind, body)?),
+        MessageKind::Pong => Message::Pong(take(kind, body)?),
+        MessageKind::Goodbye => Message::Goodbye(take(kind, body)?),
+        MessageKind::Error => Message::Error(take(kind, body)?),
+        MessageKind::BlobRequest => Message::BlobRequest(take(kind, body)?),
+        MessageKind::BlobChunk => Message::BlobChunk(take(kind, body)?),
+    };
+    let within_limits = match &message {
+        Message::Error(e) => e.detail.len() <= MAX_ERROR_DETAIL,
+        Message::BlobChunk(c) => c.data.len() <= BLOB_CHUNK_LEN,
+        Message::BlobRequest(r) => r.max_len as usize <= BLOB_CHUNK_LEN,
+        _ => true,
+    };
+    if within_limits {
+        Ok(message)
+    } else {
+        Err(FrameError::MalformedBody { kind })
+    }
+}
+
+fn take<'a, T: Deserialize<'a> + Serialize>(
+    kind: MessageKind,
+    body: &'a [u8],
+) -> Result<T, FrameError> {
+    let (value, rest) =
+        postcard::take_from_bytes::<T>(body).map_err(|_| FrameError::MalformedBody { kind })?;
+    if !rest.is_empty() {
+        return Err(FrameError::TrailingBytes {
+            kind,
+            extra: rest.len(),
+        });
+    }
+    postcard::serialize_with_flavor(&value, Canonical { expected: body })
+        .map_err(|_| FrameError::NonCanonical { kind })?;
+    Ok(value)
+}
+
+/// A postcard output "flavor" that writes nothing and instead checks each byte
+/// against the received body: re-encoding without a buffer.
+struct Canonical<'a> {
+    expected: &'a [u8],
+}
+
+impl postcard::ser_flavors::Flavor for Canonical<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        match self.expected.split_first() {
+            Some((&b, rest)) if b == byte => {
+                self.expected = rest;
+                Ok(())
+            }
+            _ => Err(postcard::Error::SerializeBufferFull),
+        }
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        if self.expected.is_empty() {
+            Ok(())
+        } else {
+            Err(postcard::Error::SerializeBufferFull)
+        }
+    }
+}
+
+/// Incremental decoder for length-prefixed frames on a stream.
+///
+/// Bytes are fed as they arrive; they are copied into the caller's buffer `B`
+/// (a `[u8; N]` on a microcontroller, a boxed slice on a server). The length
+/// prefix is checked against the limit before a single body byte is stored.
+#[derive(Debug)]
+pub struct StreamDecoder<B> {
+    buf: B,
+    prefix: [u8; LEN_PREFIX_LEN],
+    prefix_len: usize,
+    frame_len: usize,
+    filled: usize,
+    max: usize,
+    ready: bool,
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> StreamDecoder<B> {
+    /// A decoder whose limit is the smaller of `buf`'s length and [`MAX_FRAME_LEN`].
+    pub fn new(buf: B) -> Self {
+        let max = buf.as_ref().len().min(MAX_FRAME_LEN);
+        Self {
+            buf,
+            prefix: [0; LEN_PREFIX_LEN],
+            prefix_len: 0,
+            frame_len: 0,
+            filled: 0,
+            max,
+            ready: false,
+        }
+    }
+
+    /// The largest frame this decoder accepts.
+    pub fn max_frame_len(&self) -> usize {
+        self.max
+    }
+
+    /// Takes bytes from the front of `input` (advancing it) until a whole frame
+    /// is buffered, and returns that frame; `Ok(None)` means more input is
+    /// needed. The returned frame is valid until the next call.
+    pub fn decode(&mut self, input: &mut &[u8]) -> Result<Option<&[u8]>, StreamError> {
+        if self.ready {
+            self.ready = false;
+            self.prefix_len = 0;
+            self.filled = 0;
+        }
+        while self.prefix_len < LEN_PREFIX_LEN {
+            let Some((&b, rest)) = input.split_first() else {
+                return Ok(None);
+            };
+            if let Some(slot) = self.prefix.get_mut(self.prefix_len) {
+                *slot = b;
+            }
+            self.prefix_len = self.prefix_len.saturating_add(1);
+            *input = rest;
+            if self.prefix_len == LEN_PREFIX_LEN {
+                let len = u32::from_le_bytes(self.prefix);
+                let len_usize = usize::try_from(len).unwrap_or(usize::MAX);
+                if len_usize > self.max {
+                    return Err(StreamError::Oversized {
+                        len: u64::from(len),
+                        max: self.max,
+                    });
+                }
+                if len_usize < FRAME_OVERHEAD {
+                    return Err(StreamError::Undersized {
+                        len: len_usize,
+                        min: FRAME_OVERHEAD,
+                    });
+                }
+                self.frame_len = len_usize;
+            }
+        }
+        let want = self.frame_len.saturating_sub(self.filled).min(input.len());
+        let (now, rest) = input.split_at(want);
+        let end = self.filled.saturating_add(want);
+        if let Some(dst) = self.buf.as_mut().get_mut(self.filled..end) {
+            dst.copy_from_slice(now);
+        }
+        self.filled = end;
+        *input = rest;
+        if self.filled < self.frame_len {
+            return Ok(None);
+        }
+        self.ready = true;
+        Ok(self.buf.as_ref().get(..self.frame_len))
+    }
+
+    /// Bytes still missing for the frame in progress (at least 1 while the
+    /// prefix is incomplete).
+    pub fn needed(&self) -> usize {
+        if self.prefix_len < LEN_PREFIX_LEN || self.ready {
+            LEN_PREFIX_LEN.saturating_sub(self.prefix_len).max(1)
+        } else {
+            self.frame_len.saturating_sub(self.filled)
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
+mod tests {
+    extern crate std;
+    use std::vec::Vec;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const SID: crate::SessionId = crate::SessionId {
+        initiator: [1; 32],
+        responder: [2; 32],
+    };
+
+    /// Signs arbitrary header fields and body: what a malicious peer with a
+    /// valid key can send.
+    fn sign_raw(version: u8, kind: u8, body: &[u8], ctx: Context<'_>) -> Vec<u8> {
+        let key = Keypair::from_seed([42; 32]);
+        let mut f = Vec::from([version, kind]);
+        f.extend_from_slice(key.node_id().as_bytes());
+        f.extend_from_slice(&9u64.to_le_bytes());
+        f.extend_from_slice(body);
+        let sig = key.sign_parts(&|sink| {
+            ctx.absorb_into(&mut *sink);
+            sink(&f);
+        });
+        f.extend_from_slice(&sig);
+        f
+    }
+
+    fn check(frame: &[u8]) -> Result<Verified<Message<'_>>, FrameError> {
+        verify_frame(frame, Context::Session(&SID), MAX_FRAME_LEN)
+    }
+
+    #[test]
+    fn valid_signed_ping_is_accepted() {
+        let f = sign_raw(1, MessageKind::Ping as u8, &[7], Context::Session(&SID));
+        let v = check(&f).unwrap();
+        assert_eq!(v.message(), &Message::Ping(crate::Ping { nonce: 7 }));
+        assert_eq!(v.seq(), 9);
+    }
+
+    #[test]
+    fn signed_trailing_bytes_are_refused() {
+        let f = sign_raw(1, MessageKind::Ping as u8, &[7, 0], Context::Session(&SID));
+        assert_eq!(
+            check(&f).unwrap_err(),
+            FrameError::TrailingBytes {
+                kind: MessageKind::Ping,
+                extra: 1
+            }
+        );
+    }
+
+    #[test]
+    fn signed_non_canonical_varint_is_refused() {
+        // 7 encoded in two bytes: 0x87 0x00.
+        let f = sign_raw(
+            1,
+            MessageKind::Ping as u8,
+            &[0x87, 0x00],
+            Context::Session(&SID),
+        );
+        assert_eq!(
+            check(&f).unwrap_err(),
+            FrameError::NonCanonical {
+                kind: MessageKind::Ping
+            }
+        );
+    }
+
+    #[test]
+    fn signed_wrong_version_and_unknown_kind_are_refused() {
+        let f = sign_raw(2, MessageKind::Ping as u8, &[7], Context::Session(&SID));
+        assert_eq!(
+            check(&f).unwrap_err(),
+            FrameError::UnsupportedVersion { got: 2 }
+        );
+        let f = sign_raw(1, 99, &[7], Context::Session(&SID));
+        assert_eq!(check(&f).unwrap_err(), FrameError::UnknownKind { got: 99 });
+    }
+
+    #[test]
+    fn signed_in_another_context_is_refused() {
+        let f = sign_raw(1, MessageKind::Ping as u8, &[7], Context::Hello);
+        assert_eq!(check(&f).unwrap_err(), FrameError::BadSignature);
+    }
+
+    #[test]
+    fn over_long_error_detail_is_refused() {
+        let detail = [b'x'; MAX_ERROR_DETAIL + 1];
+        let mut body = Vec::from([0u8, 0x81, 0x02]); // code 0, length 257
+        body.extend_from_slice(&detail);
+        let f = sign_raw(1, MessageKind::Error as u8, &body, Context::Session(&SID));
+        assert_eq!(
+            check(&f).unwrap_err(),
+            FrameError::MalformedBody {
+                kind: MessageKind::Error
+            }
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_signed_body_is_refused_or_re_encodes_exactly(
+            kind in 1u8..=14,
+            body in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let f = sign_raw(1, kind, &body, Context::Session(&SID));
+            if let Ok(v) = check(&f) {
+                let mut out = [0u8; 512];
+                let n = encode_body(v.message(), &mut out).unwrap();
+                prop_assert_eq!(&out[..n], &body[..]);
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! # p2pa-protocol: the p2pa wire format, version 1
+//!
+//! `no_std`, allocation-free. Every frame is a fixed header, a postcard body
+//! and an Ed25519 signature; this documentation is the specification.
+//!
+//! ## Signed frame
+//!
+//! | offset      | size | field                                            |
+//! |-------------|------|--------------------------------------------------|
+//! | 0           | 1    | version, `0x01`                                  |
+//! | 1           | 1    | message kind ([`MessageKind`], 1..=14)           |
+//! | 2           | 32   | sender's Ed25519 public key (the [`NodeId`])     |
+//! | 34          | 8    | sequence number, `u64` little-endian             |
+//! | 42          | n    | body: postcard encoding of the kind's message    |
+//! | 42 + n      | 64   | Ed25519 signature                                |
+//!
+//! The signature covers `context ‖ bytes[0 .. 42 + n]`, the bytes exactly as
+//! sent. The receiver verifies before it decodes and never re-encodes to verify.
+//! Contexts ([`Context`]) separate purposes:
+//!
+//! - datagrams (beacons): `"p2pa/v1/datagram"`;
+//! - the first handshake frame (`Hello`): `"p2pa/v1/hello"`;
+//! - every other stream frame: `"p2pa/v1/session" ‖ initiator nonce (32) ‖
+//!   responder nonce (32)`, so a frame is bound to one session.
+//!
+//! A kind outside its context is refused (`WrongContext`): a `TaskOffer` in a
+//! datagram, a `Beacon` on a stream. Bodies are decoded strictly: a body must
+//! be postcard's one canonical encoding of its message with no trailing byte,
+//! so every accepted frame re-encodes to exactly the bytes received.
+//!
+//! The signature nonce is derived from the secret seed and the signed bytes
+//! (as RFC 8032 does), so signing is deterministic and needs no RNG.
+//!
+//! ## Transports
+//!
+//! - **Stream (TCP)**: `u32` little-endian length of the signed frame, then the
+//!   frame. At most [`MAX_FRAME_LEN`] (64 KiB); the [`StreamDecoder`] rejects a
+//!   larger prefix before storing a byte. Larger payloads (models) are sent in
+//!   [`BlobChunk`]s of at most [`BLOB_CHUNK_LEN`].
+//! - **Datagram (UDP)**: one signed frame per datagram, no prefix, at most
+//!   [`MAX_DATAGRAM_LEN`] (1 200) bytes.
+//!
+//! ## Messages (postcard bodies)
+//!
+//! Integers are postcard varints (LEB128, zig-zag for signed); `[u8; N]` are N
+//! raw bytes; `&[u8]` and `&str` are a varint length then the bytes; `Option`
+//! is `0x00` or `0x01` then the value; enums are a varint variant index then
+//! the fields. See [`message`] for each struct, field by field in order.
+//!
+//! | kind | message       | context   | purpose                                   |
+//! |------|---------------|-----------|-------------------------------------------|
+//! | 1    | `Beacon`      | datagram  | presence, TCP port, capabilities          |
+//! | 2    | `Hello`       | hello     | initiator's challenge                     |
+//! | 3    | `HelloAck`    | session   | both nonces and the peer key, signed      |
+//! | 4    | `TaskOffer`   | session   | work to run                               |
+//! | 5    | `TaskAccept`  | session   | queued                                    |
+//! | 6    | `TaskReject`  | session   | refused, with a reason                    |
+//! | 7    | `TaskResult`  | session   | status, output, signed [`Receipt`]        |
+//! | 8    | `Cancel`      | session   | stop a task                               |
+//! | 9/10 | `Ping`/`Pong` | session   | keepalive and RTT                         |
+//! | 11   | `Goodbye`     | session   | leaving, with a reason                    |
+//! | 12   | `Error`       | session   | non-fatal error report                    |
+//! | 13   | `BlobRequest` | session   | ask for a byte range of a blob (model)    |
+//! | 14   | `BlobChunk`   | session   | a byte range of a blob, resumable         |
+//!
+//! A new kind needs a version bump: a v1 receiver refuses unknown kinds.
+//!
+//! ## Handshake
+//!
+//! ```text
+//! A → B  Hello    { nonce: Na, listen_port, caps }            ctx hello,   seq 0
+//! B → A  HelloAck { peer: A, Na, Nb, listen_port, caps }       ctx session, seq 0
+//! A → B  HelloAck { peer: B, Na, Nb, listen_port, caps }       ctx session, seq 1
+//! ```
+//!
+//! B proves liveness by signing A's fresh `Na`; A proves it by signing B's
+//! fresh `Nb`. Both keys and both nonces are bound into every later frame, so a
+//! recorded handshake or session frame fails in any other session. After that,
+//! each direction's sequence numbers strictly increase ([`ReplayGuard`]).
+//!
+//! ## Worked example
+//!
+//! With seed `[42u8; 32]` the node id begins `197f6b23`. `Ping { nonce: 7 }`
+//! as a datagram-context frame with sequence 1 (kind 9) is 107 bytes:
+//!
+//! ```text
+//! 01                       version 1
+//! 09                       kind 9 = Ping
+//! 197f6b23 … (32 bytes)    sender key
+//! 01 00 00 00 00 00 00 00  sequence 1, little-endian
+//! 07                       body: postcard varint 7
+//! … (64 bytes)             Ed25519 signature
+//! ```
+//!
+//! (`Ping` is a session message; the golden vectors in `tests/golden/` hold
+//! the exact bytes of every message in its proper context.)
+//!
+//! ## Threat model
+//!
+//! Protected: forgery (every frame and receipt is signed); tampering (any
+//! changed bit fails verification); cross-purpose replay (contexts); replay of
+//! frames across sessions (session nonces in the signing context) and within a
+//! session (strictly increasing sequence numbers); replayed beacons from a
+//! known sender (per-sender counter); memory exhaustion by length prefixes
+//! (checked before storing anything); malformed input (no input panics).
+//!
+//! Not protected: confidentiality (frames are signed, not encrypted: run over
+//! a trusted LAN, or a VPN); who may join (that is the node's trust policy:
+//! open or allowlist); a beacon replayed to a node that has never heard the
+//! sender, or has forgotten it (it only causes a dial, which then fails the
+//! handshake unless the real key holder answers); denial of service by flooding;
+//! a worker that lies about the output of a task (use redundancy and compare
+//! receipts); traffic analysis.
+#![no_std]
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::indexing_slicing))]
+
+pub mod codec;
+pub mod error;
+pub mod limits;
+pub mod message;
+pub mod sign;
+
+#[cfg(feature = "fuzzing")]
+pub use codec::decode_body;
+pub use codec::{
+    encode_body, encode_datagram, encode_frame, encode_stream_frame, verify_datagram, verify_frame,
+    StreamDecoder,
+};
+pub use error::{EncodeError, FrameError, ReplayError, StreamError};
+pub use limits::*;
+pub use message::*;
+pub use sign::{Context, Keypair, ReplayGuard, SessionId, Verified};

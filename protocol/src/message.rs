@@ -1,0 +1,592 @@
+//! The messages a frame body can carry, and their kind byte.
+//! Bodies borrow from the received frame (`&[u8]`, `&str`): decoding allocates nothing.
+
+use core::fmt;
+
+use heapless::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::limits::{MAX_BEACON_MODELS, NONCE_LEN};
+
+/// A node's identity: its Ed25519 public key.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeId(pub [u8; 32]);
+
+impl NodeId {
+    /// The raw 32 key bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// A short human form: the first 4 bytes in hex (`6f3a09c1`).
+    /// For display only; it does not identify a node securely.
+    pub const fn short(&self) -> ShortId<'_> {
+        ShortId(self)
+    }
+}
+
+/// Full form: all 32 bytes as 64 lowercase hex digits.
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId({})", self.short())
+    }
+}
+
+/// The short form of a [`NodeId`], from [`NodeId::short`].
+#[derive(Debug, Clone, Copy)]
+pub struct ShortId<'a>(&'a NodeId);
+
+impl fmt::Display for ShortId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (head, _) = self.0 .0.split_at(4);
+        write_hex(f, head)
+    }
+}
+
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    bytes.iter().try_for_each(|b| write!(f, "{b:02x}"))
+}
+
+/// A 32-byte content hash (models, inputs, outputs). The hash function is the
+/// node's choice (SHA-256 in p2pa-node); the protocol only carries the bytes.
+pub type Hash32 = [u8; 32];
+
+/// A handshake nonce.
+pub type Nonce = [u8; NONCE_LEN];
+
+/// Task id, chosen by the requester; unique per requester.
+pub type TaskId = u64;
+
+/// The message kinds, as carried in byte 1 of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum MessageKind {
+    Beacon = 1,
+    Hello = 2,
+    HelloAck = 3,
+    TaskOffer = 4,
+    TaskAccept = 5,
+    TaskReject = 6,
+    TaskResult = 7,
+    Cancel = 8,
+    Ping = 9,
+    Pong = 10,
+    Goodbye = 11,
+    Error = 12,
+    BlobRequest = 13,
+    BlobChunk = 14,
+}
+
+impl MessageKind {
+    /// Every kind, in wire order.
+    pub const ALL: [MessageKind; 14] = [
+        Self::Beacon,
+        Self::Hello,
+        Self::HelloAck,
+        Self::TaskOffer,
+        Self::TaskAccept,
+        Self::TaskReject,
+        Self::TaskResult,
+        Self::Cancel,
+        Self::Ping,
+        Self::Pong,
+        Self::Goodbye,
+        Self::Error,
+        Self::BlobRequest,
+        Self::BlobChunk,
+    ];
+
+    /// The kind for a wire byte, if any.
+    pub fn from_byte(b: u8) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| *k as u8 == b)
+    }
+
+    /// The kind's name as written in logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Beacon => "Beacon",
+            Self::Hello => "Hello",
+            Self::HelloAck => "HelloAck",
+            Self::TaskOffer => "TaskOffer",
+            Self::TaskAccept => "TaskAccept",
+            Self::TaskReject => "TaskReject",
+            Self::TaskResult => "TaskResult",
+            Self::Cancel => "Cancel",
+            Self::Ping => "Ping",
+            Self::Pong => "Pong",
+            Self::Goodbye => "Goodbye",
+            Self::Error => "Error",
+            Self::BlobRequest => "BlobRequest",
+            Self::BlobChunk => "BlobChunk",
+        }
+    }
+}
+
+impl fmt::Display for MessageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The kinds of work a node can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TaskKind {
+    /// Returns its input.
+    Echo,
+    /// Returns the SHA-256 of its input.
+    Hash,
+    /// Sleeps for the little-endian `u32` milliseconds in its input (tests).
+    Sleep,
+    /// Runs an ONNX model on a tensor.
+    Infer,
+}
+
+impl TaskKind {
+    /// Every kind, in wire order.
+    pub const ALL: [TaskKind; 4] = [Self::Echo, Self::Hash, Self::Sleep, Self::Infer];
+
+    /// The kind's lowercase name, as used on the command line.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Echo => "echo",
+            Self::Hash => "hash",
+            Self::Sleep => "sleep",
+            Self::Infer => "infer",
+        }
+    }
+
+    /// The kind named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| k.name() == name)
+    }
+
+    const fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+impl fmt::Display for TaskKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A set of [`TaskKind`]s, one bit each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct KindSet(pub u8);
+
+impl KindSet {
+    /// The set with `kind` added.
+    #[must_use]
+    pub const fn with(self, kind: TaskKind) -> Self {
+        Self(self.0 | kind.bit())
+    }
+
+    /// Whether `kind` is in the set.
+    pub const fn contains(self, kind: TaskKind) -> bool {
+        self.0 & kind.bit() != 0
+    }
+}
+
+/// What a node offers: advertised in beacons and the handshake.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Task kinds it runs.
+    pub kinds: KindSet,
+    /// Worker slots free right now.
+    pub free_slots: u16,
+    /// Models it holds in its cache.
+    pub models: Vec<Hash32, MAX_BEACON_MODELS>,
+}
+
+/// Sent by UDP multicast: "I am here, dial me at this port".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Beacon {
+    /// TCP port of the sender's listener (the address is the datagram's source).
+    pub tcp_port: u16,
+    /// Set by a starting node: receivers answer with a beacon at once.
+    pub query: bool,
+    /// What the sender offers.
+    pub caps: Capabilities,
+}
+
+/// First handshake message, from the dialing side (initiator).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The initiator's fresh random challenge.
+    pub nonce: Nonce,
+    /// The initiator's own TCP listening port, so the responder can redial it.
+    pub listen_port: u16,
+    /// What the initiator offers.
+    pub caps: Capabilities,
+}
+
+/// Second (responder) and third (initiator) handshake message. Each side signs
+/// the other's key and both nonces, in the session context of both nonces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloAck {
+    /// The key of the peer this acknowledges.
+    pub peer: NodeId,
+    /// The initiator's nonce.
+    pub initiator_nonce: Nonce,
+    /// The responder's nonce.
+    pub responder_nonce: Nonce,
+    /// The sender's TCP listening port.
+    pub listen_port: u16,
+    /// What the sender offers.
+    pub caps: Capabilities,
+}
+
+/// Where a task's input is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskInput<'a> {
+    /// The bytes themselves.
+    Inline(&'a [u8]),
+    /// A blob the worker fetches from the requester with `BlobRequest`.
+    Blob { hash: Hash32, len: u64 },
+}
+
+/// Limits the requester sets on a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budget {
+    /// Largest output the requester accepts, in bytes.
+    pub max_output_len: u32,
+    /// Largest model the requester expects the worker to load, in bytes.
+    pub max_model_len: u64,
+}
+
+/// "Please run this."
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskOffer<'a> {
+    pub task_id: TaskId,
+    pub kind: TaskKind,
+    #[serde(borrow)]
+    pub input: TaskInput<'a>,
+    /// The model to run, by content hash (for `Infer`).
+    pub model: Option<Hash32>,
+    /// Milliseconds the worker has, counted from receipt.
+    pub deadline_ms: u32,
+    pub budget: Budget,
+}
+
+/// "I queued it."
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskAccept {
+    pub task_id: TaskId,
+}
+
+/// Why a worker refused a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RejectReason {
+    /// Its queue is full; try another worker.
+    Busy,
+    /// It does not run this kind.
+    Unsupported,
+    /// The task does not fit the budget (output or model too large).
+    OverBudget,
+    /// It is shutting down.
+    ShuttingDown,
+    /// A task with this id is already running on this session.
+    Duplicate,
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Busy => "busy",
+            Self::Unsupported => "unsupported task kind",
+            Self::OverBudget => "over budget",
+            Self::ShuttingDown => "shutting down",
+            Self::Duplicate => "duplicate task id",
+        })
+    }
+}
+
+/// "I will not run this."
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskReject {
+    pub task_id: TaskId,
+    pub reason: RejectReason,
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TaskStatus {
+    Completed,
+    Failed,
+    Timeout,
+    Cancelled,
+}
+
+impl TaskStatus {
+    /// Lowercase name, as printed by the CLI.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Timeout => "timeout",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    const fn byte(self) -> u8 {
+        match self {
+            Self::Completed => 0,
+            Self::Failed => 1,
+            Self::Timeout => 2,
+            Self::Cancelled => 3,
+        }
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A 64-byte Ed25519 signature inside a message body (serde derives stop at 32).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Signature64(pub [u8; 64]);
+
+impl fmt::Debug for Signature64 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Signature64(")?;
+        write_hex(f, self.0.get(..8).unwrap_or_default())?;
+        f.write_str("…)")
+    }
+}
+
+impl Serialize for Signature64 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(64)?;
+        for b in &self.0 {
+            t.serialize_element(b)?;
+        }
+        t.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Signature64 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Signature64;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("64 signature bytes")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Signature64, A::Error> {
+                let mut out = [0u8; 64];
+                for (i, slot) in out.iter_mut().enumerate() {
+                    *slot = seq
+                        .next_element()?
+                        .ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
+                }
+                Ok(Signature64(out))
+            }
+        }
+        d.deserialize_tuple(64, V)
+    }
+}
+
+/// What a worker attests about a task it ran. Signed on its own (context
+/// `p2pa/v1/receipt`) so it can be stored and checked apart from the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub task_id: TaskId,
+    /// Who asked.
+    pub requester: NodeId,
+    /// Who ran it (and signed this receipt).
+    pub worker: NodeId,
+    pub status: TaskStatus,
+    /// Model hash, or all zeros when the task used no model.
+    pub model: Hash32,
+    pub input: Hash32,
+    pub output: Hash32,
+    /// Ed25519 signature by `worker` over [`Receipt::signed_bytes`].
+    pub signature: Signature64,
+}
+
+/// Length of [`Receipt::signed_bytes`].
+pub const RECEIPT_SIGNED_LEN: usize = 16 + 8 + 32 + 32 + 1 + 32 * 3;
+
+impl Receipt {
+    /// The fixed-layout bytes the receipt signature covers:
+    /// `"p2pa/v1/receipt\0"`, task id (u64 LE), requester, worker, status byte,
+    /// model, input, output. Fixed layout, so nothing is re-encoded to verify.
+    pub fn signed_bytes(&self) -> [u8; RECEIPT_SIGNED_LEN] {
+        let mut out = [0u8; RECEIPT_SIGNED_LEN];
+        let parts: [&[u8]; 8] = [
+            crate::sign::RECEIPT_CONTEXT,
+            &self.task_id.to_le_bytes(),
+            &self.requester.0,
+            &self.worker.0,
+            &[self.status.byte()],
+            &self.model,
+            &self.input,
+            &self.output,
+        ];
+        let mut rest: &mut [u8] = &mut out;
+        for part in parts {
+            let (head, tail) = rest.split_at_mut(part.len());
+            head.copy_from_slice(part);
+            rest = tail;
+        }
+        out
+    }
+}
+
+const _: () = assert!(crate::sign::RECEIPT_CONTEXT.len() == 16);
+
+/// The result of a task, with the worker's receipt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskResult<'a> {
+    pub task_id: TaskId,
+    pub status: TaskStatus,
+    /// Output bytes (for `Failed`, a UTF-8 message saying why).
+    pub output: &'a [u8],
+    pub receipt: Receipt,
+}
+
+/// "Stop this task; I no longer want it."
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancel {
+    pub task_id: TaskId,
+}
+
+/// Keepalive probe; the peer answers with a `Pong` carrying the same nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ping {
+    pub nonce: u64,
+}
+
+/// Keepalive answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pong {
+    pub nonce: u64,
+}
+
+/// Why a session ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GoodbyeReason {
+    /// The sender is shutting down.
+    Shutdown,
+    /// Another connection between the same two nodes is kept instead.
+    Duplicate,
+    /// The sender does not trust this peer (allowlist).
+    NotAllowed,
+    /// The sender has no room for another peer.
+    TooManyPeers,
+    /// The peer broke the protocol.
+    ProtocolViolation,
+    /// The peer was silent too long.
+    Timeout,
+}
+
+impl fmt::Display for GoodbyeReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Shutdown => "shutting down",
+            Self::Duplicate => "duplicate connection",
+            Self::NotAllowed => "not in the allowlist",
+            Self::TooManyPeers => "too many peers",
+            Self::ProtocolViolation => "protocol violation",
+            Self::Timeout => "timed out",
+        })
+    }
+}
+
+/// "I am leaving."
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Goodbye {
+    pub reason: GoodbyeReason,
+}
+
+/// Error classes carried by an `Error` message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The peer sent something this node could not accept.
+    BadRequest,
+    /// Referenced task or blob is unknown.
+    NotFound,
+    /// Something failed on this side.
+    Internal,
+}
+
+/// A non-fatal error report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Error<'a> {
+    pub code: ErrorCode,
+    /// Human-readable detail, at most [`crate::limits::MAX_ERROR_DETAIL`] bytes.
+    pub detail: &'a str,
+}
+
+/// Asks for a byte range of a content-addressed blob (a model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRequest {
+    pub hash: Hash32,
+    pub offset: u64,
+    /// At most [`crate::limits::BLOB_CHUNK_LEN`].
+    pub max_len: u32,
+}
+
+/// One chunk of a blob. Resumable: the receiver asks from the offset it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobChunk<'a> {
+    pub hash: Hash32,
+    pub offset: u64,
+    /// Length of the whole blob.
+    pub total_len: u64,
+    pub data: &'a [u8],
+}
+
+/// Any message, borrowing from the frame it was decoded from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message<'a> {
+    Beacon(Beacon),
+    Hello(Hello),
+    HelloAck(HelloAck),
+    TaskOffer(TaskOffer<'a>),
+    TaskAccept(TaskAccept),
+    TaskReject(TaskReject),
+    TaskResult(TaskResult<'a>),
+    Cancel(Cancel),
+    Ping(Ping),
+    Pong(Pong),
+    Goodbye(Goodbye),
+    Error(Error<'a>),
+    BlobRequest(BlobRequest),
+    BlobChunk(BlobChunk<'a>),
+}
+
+impl Message<'_> {
+    /// The kind byte this message is sent with.
+    pub const fn kind(&self) -> MessageKind {
+        match self {
+            Self::Beacon(_) => MessageKind::Beacon,
+            Self::Hello(_) => MessageKind::Hello,
+            Self::HelloAck(_) => MessageKind::HelloAck,
+            Self::TaskOffer(_) => MessageKind::TaskOffer,
+            Self::TaskAccept(_) => MessageKind::TaskAccept,
+            Self::TaskReject(_) => MessageKind::TaskReject,
+            Self::TaskResult(_) => MessageKind::TaskResult,
+            Self::Cancel(_) => MessageKind::Cancel,
+            Self::Ping(_) => MessageKind::Ping,
+            Self::Pong(_) => MessageKind::Pong,
+            Self::Goodbye(_) => MessageKind::Goodbye,
+            Self::Error(_) => MessageKind::Error,
+            Self::BlobRequest(_) => MessageKind::BlobRequest,
+            Self::BlobChunk(_) => MessageKind::BlobChunk,
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Keys, signing contexts and `Verified<T>`: the only way to read a signed message.
+//! Signatures cover a domain-separation context plus the frame bytes exactly as sent.
+
+use ed25519_compact::{KeyPair, Noise, PublicKey, Seed, Signature};
+
+use crate::error::{FrameError, ReplayError};
+use crate::message::{Message, MessageKind, NodeId, Nonce, Receipt, Signature64};
+
+/// Context of frames sent as UDP datagrams (beacons).
+pub const DATAGRAM_CONTEXT: &[u8] = b"p2pa/v1/datagram";
+/// Context of the first handshake frame (`Hello`), before any session exists.
+pub const HELLO_CONTEXT: &[u8] = b"p2pa/v1/hello";
+/// Context of every frame after `Hello`, followed by the two session nonces.
+pub const SESSION_CONTEXT: &[u8] = b"p2pa/v1/session";
+/// Context of a task receipt (fixed 16 bytes).
+pub const RECEIPT_CONTEXT: &[u8] = b"p2pa/v1/receipt\0";
+
+// Contexts differ at byte 8 (`d`, `h`, `s`, `r`), so none is a prefix of another
+// and no signed string of one purpose can be read as one of another.
+// (Indexing a constant in a constant: an out-of-range index fails the build.)
+#[allow(clippy::indexing_slicing)]
+const _: () = {
+    assert!(DATAGRAM_CONTEXT[8] == b'd');
+    assert!(HELLO_CONTEXT[8] == b'h');
+    assert!(SESSION_CONTEXT[8] == b's');
+    assert!(RECEIPT_CONTEXT[8] == b'r');
+};
+
+/// The two handshake nonces; every session frame's signature is bound to them,
+/// so a frame recorded in one session is refused in every other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionId {
+    pub initiator: Nonce,
+    pub responder: Nonce,
+}
+
+/// Where a frame travels; decides its signing context and allowed kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Context<'a> {
+    /// UDP: only `Beacon`.
+    Datagram,
+    /// TCP, before a session: only `Hello`.
+    Hello,
+    /// TCP, in a session: everything but `Beacon` and `Hello`.
+    Session(&'a SessionId),
+}
+
+impl Context<'_> {
+    /// Whether `kind` may travel in this context.
+    pub fn allows(self, kind: MessageKind) -> bool {
+        match self {
+            Self::Datagram => kind == MessageKind::Beacon,
+            Self::Hello => kind == MessageKind::Hello,
+            Self::Session(_) => !matches!(kind, MessageKind::Beacon | MessageKind::Hello),
+        }
+    }
+
+    pub(crate) fn absorb_into(self, mut absorb: impl FnMut(&[u8])) {
+        match self {
+            Self::Datagram => absorb(DATAGRAM_CONTEXT),
+            Self::Hello => absorb(HELLO_CONTEXT),
+            Self::Session(id) => {
+                absorb(SESSION_CONTEXT);
+                absorb(&id.initiator);
+                absorb(&id.responder);
+            }
+        }
+    }
+}
+
+/// Feeds the parts of a message to be signed, in order, to the sink it is given.
+pub(crate) type Parts<'a> = dyn Fn(&mut dyn FnMut(&[u8])) + 'a;
+
+/// A node's signing key.
+#[derive(Clone)]
+pub struct Keypair {
+    inner: KeyPair,
+}
+
+impl core::fmt::Debug for Keypair {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Keypair({})", self.node_id().short())
+    }
+}
+
+impl Keypair {
+    /// The key for a 32-byte seed (the only secret that needs storing).
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Self {
+            inner: KeyPair::from_seed(Seed::new(seed)),
+        }
+    }
+
+    /// The seed this key was made from.
+    pub fn seed(&self) -> [u8; 32] {
+        *self.inner.sk.seed()
+    }
+
+    /// This key's public half: the node id.
+    pub fn node_id(&self) -> NodeId {
+        NodeId(*self.inner.pk)
+    }
+
+    /// Signs the concatenation of `parts`. Deterministic: the nonce is derived
+    /// from the secret seed and the message (as RFC 8032 does), so golden vectors
+    /// are stable and no RNG is needed on a microcontroller.
+    pub(crate) fn sign_parts(&self, parts: &Parts<'_>) -> [u8; 64] {
+        let mut h = ed25519_compact::sha512::Hash::new();
+        h.update(self.inner.sk.seed().as_ref());
+        parts(&mut |p| h.update(p));
+        let digest = h.finalize();
+        let mut noise = [0u8; Noise::BYTES];
+        noise.copy_from_slice(digest.get(..Noise::BYTES).unwrap_or(&[0u8; Noise::BYTES]));
+        let mut st = self.inner.sk.sign_incremental(Noise::new(noise));
+        parts(&mut |p| st.absorb(p));
+        *st.sign()
+    }
+
+    /// Fills in `receipt.worker` and signs the receipt.
+    pub fn sign_receipt(&self, receipt: &mut Receipt) {
+        receipt.worker = self.node_id();
+        let bytes = receipt.signed_bytes();
+        receipt.signature = Signature64(self.sign_parts(&|f| f(&bytes)));
+    }
+}
+
+impl Receipt {
+    /// Checks the receipt's signature against its `worker` key.
+    pub fn verify(&self) -> Result<(), FrameError> {
+        let pk = PublicKey::new(self.worker.0);
+        let sig = Signature::new(self.signature.0);
+        pk.verify(self.signed_bytes(), &sig).map_err(map_sig_error)
+    }
+}
+
+pub(crate) fn map_sig_error(e: ed25519_compact::Error) -> FrameError {
+    match e {
+        ed25519_compact::Error::InvalidPublicKey | ed25519_compact::Error::WeakPublicKey => {
+            FrameError::BadKey
+        }
+        _ => FrameError::BadSignature,
+    }
+}
+
+/// A message whose signature has been checked. Only [`crate::verify_frame`]
+/// makes one, so holding a `Verified` proves who sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified<T> {
+    sender: NodeId,
+    seq: u64,
+    message: T,
+}
+
+impl<T> Verified<T> {
+    pub(crate) fn new(sender: NodeId, seq: u64, message: T) -> Self {
+        Self {
+            sender,
+            seq,
+            message,
+        }
+    }
+
+    /// Who signed it.
+    pub fn sender(&self) -> NodeId {
+        self.sender
+    }
+
+    /// The sender's sequence number (check it with a [`ReplayGuard`]).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The message.
+    pub fn message(&self) -> &T {
+        &self.message
+    }
+
+    /// The message, giving up the proof.
+    pub fn into_message(self) -> T {
+        self.message
+    }
+}
+
+impl Verified<Message<'_>> {
+    /// The message's kind.
+    pub fn kind(&self) -> MessageKind {
+        self.message.kind()
+    }
+}
+
+/// Refuses sequence numbers that do not strictly increase: one per session
+/// direction, or one per beacon sender.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplayGuard {
+    last: Option<u64>,
+}
+
+impl ReplayGuard {
+    /// A guard that has accepted nothing yet.
+    pub const fn new() -> Self {
+        Self { last: None }
+    }
+
+    /// Accepts `seq` if it is above every sequence accepted before.
+    pub fn check(&mut self, seq: u64) -> Result<(), ReplayError> {
+        match self.last {
+            Some(last) if seq <= last => Err(ReplayError { got: seq, last }),
+            _ => {
+                self.last = Some(seq);
+                Ok(())
+            }
+        }
+    }
+
+    /// The highest sequence accepted so far.
+    pub const fn last(&self) -> Option<u64> {
+        self.last
+    }
+}

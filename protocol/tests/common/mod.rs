@@ -1,0 +1,187 @@
+//! Sample messages shared by the golden-vector and property tests.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+use p2pa_protocol::*;
+
+pub const SEED: [u8; 32] = [42u8; 32];
+
+pub const SESSION: SessionId = SessionId {
+    initiator: [1u8; 32],
+    responder: [2u8; 32],
+};
+
+/// The context a message kind travels in.
+pub fn context_for(kind: MessageKind) -> Context<'static> {
+    match kind {
+        MessageKind::Beacon => Context::Datagram,
+        MessageKind::Hello => Context::Hello,
+        _ => Context::Session(&SESSION),
+    }
+}
+
+/// The transport limit of a message kind.
+pub fn max_for(kind: MessageKind) -> usize {
+    if kind == MessageKind::Beacon {
+        MAX_DATAGRAM_LEN
+    } else {
+        MAX_FRAME_LEN
+    }
+}
+
+pub fn caps() -> Capabilities {
+    let mut models = heapless::Vec::new();
+    models.push([0xabu8; 32]).unwrap();
+    Capabilities {
+        kinds: KindSet::default().with(TaskKind::Echo).with(TaskKind::Hash),
+        free_slots: 4,
+        models,
+    }
+}
+
+pub fn receipt() -> Receipt {
+    let key = Keypair::from_seed(SEED);
+    let mut r = Receipt {
+        task_id: 7,
+        requester: NodeId([9u8; 32]),
+        worker: NodeId([0u8; 32]),
+        status: TaskStatus::Completed,
+        model: [0u8; 32],
+        input: [3u8; 32],
+        output: [4u8; 32],
+        signature: Signature64([0u8; 64]),
+    };
+    key.sign_receipt(&mut r);
+    r
+}
+
+/// One fixed sample of every message kind, with a file-friendly name.
+pub fn samples() -> Vec<(&'static str, Message<'static>)> {
+    vec![
+        (
+            "beacon",
+            Message::Beacon(Beacon {
+                tcp_port: 7420,
+                query: true,
+                caps: caps(),
+            }),
+        ),
+        (
+            "hello",
+            Message::Hello(Hello {
+                nonce: [1u8; 32],
+                listen_port: 7420,
+                caps: caps(),
+            }),
+        ),
+        (
+            "hello_ack",
+            Message::HelloAck(HelloAck {
+                peer: NodeId([5u8; 32]),
+                initiator_nonce: [1u8; 32],
+                responder_nonce: [2u8; 32],
+                listen_port: 7421,
+                caps: caps(),
+            }),
+        ),
+        (
+            "task_offer",
+            Message::TaskOffer(TaskOffer {
+                task_id: 7,
+                kind: TaskKind::Echo,
+                input: TaskInput::Inline(b"hello p2pa"),
+                model: None,
+                deadline_ms: 30_000,
+                budget: Budget {
+                    max_output_len: 65_536,
+                    max_model_len: 0,
+                },
+            }),
+        ),
+        (
+            "task_offer_blob",
+            Message::TaskOffer(TaskOffer {
+                task_id: 8,
+                kind: TaskKind::Infer,
+                input: TaskInput::Blob {
+                    hash: [6u8; 32],
+                    len: 1_000_000,
+                },
+                model: Some([0xabu8; 32]),
+                deadline_ms: 5_000,
+                budget: Budget {
+                    max_output_len: 1024,
+                    max_model_len: 10_000_000,
+                },
+            }),
+        ),
+        (
+            "task_accept",
+            Message::TaskAccept(TaskAccept { task_id: 7 }),
+        ),
+        (
+            "task_reject",
+            Message::TaskReject(TaskReject {
+                task_id: 7,
+                reason: RejectReason::Busy,
+            }),
+        ),
+        (
+            "task_result",
+            Message::TaskResult(TaskResult {
+                task_id: 7,
+                status: TaskStatus::Completed,
+                output: b"hello p2pa",
+                receipt: receipt(),
+            }),
+        ),
+        ("cancel", Message::Cancel(Cancel { task_id: 7 })),
+        ("ping", Message::Ping(Ping { nonce: 7 })),
+        ("pong", Message::Pong(Pong { nonce: 7 })),
+        (
+            "goodbye",
+            Message::Goodbye(Goodbye {
+                reason: GoodbyeReason::Shutdown,
+            }),
+        ),
+        (
+            "error",
+            Message::Error(Error {
+                code: ErrorCode::BadRequest,
+                detail: "unknown task",
+            }),
+        ),
+        (
+            "blob_request",
+            Message::BlobRequest(BlobRequest {
+                hash: [0xabu8; 32],
+                offset: 32_768,
+                max_len: 32_768,
+            }),
+        ),
+        (
+            "blob_chunk",
+            Message::BlobChunk(BlobChunk {
+                hash: [0xabu8; 32],
+                offset: 0,
+                total_len: 3,
+                data: &[1, 2, 3],
+            }),
+        ),
+    ]
+}
+
+/// Encodes `msg` as a signed frame in its proper context, with `seq`.
+pub fn frame(key: &Keypair, seq: u64, msg: &Message<'_>) -> Vec<u8> {
+    let mut out = vec![0u8; MAX_FRAME_LEN];
+    let kind = msg.kind();
+    let n = encode_frame(key, context_for(kind), seq, msg, max_for(kind), &mut out).unwrap();
+    out.truncate(n);
+    out
+}
