@@ -19,7 +19,8 @@
 //! Contexts ([`Context`]) separate purposes:
 //!
 //! - datagrams (beacons): `"p2pa/v1/datagram"`;
-//! - the first handshake frame (`Hello`): `"p2pa/v1/hello"`;
+//! - the first two handshake frames (`Hello` and the responder's `HelloAck`):
+//!   `"p2pa/v1/hello"`;
 //! - every other stream frame: `"p2pa/v1/session" ‖ initiator nonce (32) ‖
 //!   responder nonce (32)`, so a frame is bound to one session.
 //!
@@ -51,7 +52,7 @@
 //! |------|---------------|-----------|-------------------------------------------|
 //! | 1    | `Beacon`      | datagram  | presence, TCP port, capabilities          |
 //! | 2    | `Hello`       | hello     | initiator's challenge                     |
-//! | 3    | `HelloAck`    | session   | both nonces and the peer key, signed      |
+//! | 3    | `HelloAck`    | hello or session | both nonces and the peer key, signed |
 //! | 4    | `TaskOffer`   | session   | work to run                               |
 //! | 5    | `TaskAccept`  | session   | queued                                    |
 //! | 6    | `TaskReject`  | session   | refused, with a reason                    |
@@ -69,12 +70,13 @@
 //!
 //! ```text
 //! A → B  Hello    { nonce: Na, listen_port, caps }            ctx hello,   seq 0
-//! B → A  HelloAck { peer: A, Na, Nb, listen_port, caps }       ctx session, seq 0
+//! B → A  HelloAck { peer: A, Na, Nb, listen_port, caps }       ctx hello,   seq 0
 //! A → B  HelloAck { peer: B, Na, Nb, listen_port, caps }       ctx session, seq 1
 //! ```
 //!
 //! B proves liveness by signing A's fresh `Na`; A proves it by signing B's
-//! fresh `Nb`. Both keys and both nonces are bound into every later frame, so a
+//! fresh `Nb`. (B's `HelloAck` is in the hello context because A learns `Nb`
+//! from it; its signed body binds both nonces and A's key all the same.) Both keys and both nonces are bound into every later frame, so a
 //! recorded handshake or session frame fails in any other session. After that,
 //! each direction's sequence numbers strictly increase ([`ReplayGuard`]).
 //!

@@ -39,7 +39,8 @@ pub struct SessionId {
 pub enum Context<'a> {
     /// UDP: only `Beacon`.
     Datagram,
-    /// TCP, before a session: only `Hello`.
+    /// TCP, before a session: `Hello`, and the responder's `HelloAck` (whose
+    /// signed body binds both nonces and both keys).
     Hello,
     /// TCP, in a session: everything but `Beacon` and `Hello`.
     Session(&'a SessionId),
@@ -50,7 +51,7 @@ impl Context<'_> {
     pub fn allows(self, kind: MessageKind) -> bool {
         match self {
             Self::Datagram => kind == MessageKind::Beacon,
-            Self::Hello => kind == MessageKind::Hello,
+            Self::Hello => matches!(kind, MessageKind::Hello | MessageKind::HelloAck),
             Self::Session(_) => !matches!(kind, MessageKind::Beacon | MessageKind::Hello),
         }
     }

@@ -1,0 +1,59 @@
+//! Randomness, injected into the core: the OS source in the node, a seeded
+//! generator in simulations so a run is the same every time.
+
+/// A source of random bytes.
+pub trait Entropy: Send {
+    /// Fills `out` with random bytes.
+    fn fill(&mut self, out: &mut [u8]);
+
+    /// A random `u64`.
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.fill(&mut b);
+        u64::from_le_bytes(b)
+    }
+}
+
+/// SplitMix64: deterministic, for simulations and tests. Not for production
+/// nonces.
+#[derive(Debug, Clone)]
+pub struct SeededEntropy(u64);
+
+impl SeededEntropy {
+    /// A generator starting from `seed`.
+    pub const fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    fn step(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+impl Entropy for SeededEntropy {
+    fn fill(&mut self, out: &mut [u8]) {
+        for chunk in out.chunks_mut(8) {
+            let v = self.step().to_le_bytes();
+            let n = chunk.len();
+            chunk.copy_from_slice(v.get(..n).unwrap_or(&[]));
+        }
+    }
+}
+
+/// The operating system's generator (getrandom).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OsEntropy;
+
+impl Entropy for OsEntropy {
+    fn fill(&mut self, out: &mut [u8]) {
+        if let Err(e) = getrandom::fill(out) {
+            // No OS randomness means no safe nonces: refuse to go on.
+            log::error!("the operating system's random source failed: {e}; exiting");
+            std::process::exit(70);
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! p2pa-node: a peer-to-peer node that finds peers on the LAN, keeps signed,
+//! authenticated sessions with them and exchanges tasks.
+//!
+//! - [`core`]: the deterministic, sans-IO state machine (everything decided here);
+//! - [`io`]: the smol shell that moves bytes between sockets and the core;
+//! - [`task`]: the executors that run tasks (echo, hash, sleep, infer);
+//! - [`identity`]: the node's key on disk.
+#![forbid(unsafe_code)]
+
+pub mod core;
+pub mod identity;
+pub mod io;
+pub mod task;
+
+pub use p2pa_protocol as protocol;

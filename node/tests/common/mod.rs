@@ -1,0 +1,336 @@
+//! A deterministic network simulator for node cores: one fake clock, seeded
+//! loss and reordering of datagrams, reliable ordered streams, no sockets.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use p2pa_node::core::{Config, ConnId, Core, Entropy, Event, SeededEntropy, TaskOutcome, Transmit};
+use p2pa_node::protocol::{Keypair, TaskKind, TaskStatus};
+
+#[derive(Debug)]
+enum Action {
+    Datagram {
+        to: usize,
+        from: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    Connected {
+        node: usize,
+        conn: ConnId,
+    },
+    ConnectFailed {
+        node: usize,
+        conn: ConnId,
+    },
+    Data {
+        node: usize,
+        conn: ConnId,
+        bytes: Vec<u8>,
+    },
+    Closed {
+        node: usize,
+        conn: ConnId,
+    },
+    JobDone {
+        node: usize,
+        job: u64,
+        output: Vec<u8>,
+    },
+}
+
+pub struct Sim {
+    pub start: Instant,
+    pub now: Instant,
+    pub nodes: Vec<Option<Core>>,
+    addrs: Vec<SocketAddr>,
+    rng: SeededEntropy,
+    pub loss_percent: u64,
+    queue: BinaryHeap<Reverse<(Duration, u64, usize)>>,
+    actions: BTreeMap<usize, Action>,
+    seq: u64,
+    /// (node, conn) → (node, conn) of the other end.
+    links: BTreeMap<(usize, ConnId), (usize, ConnId)>,
+    /// Last delivery time per directed link, to keep streams in order.
+    link_clock: BTreeMap<(usize, ConnId), Duration>,
+    pub outcomes: Vec<(usize, TaskOutcome)>,
+    pub datagrams_sent: u64,
+    pub executed: BTreeMap<usize, u64>,
+}
+
+impl Sim {
+    pub fn new(n: usize, seed: u64, loss_percent: u64, cfg: impl Fn(usize) -> Config) -> Self {
+        let start = Instant::now();
+        let mut nodes = Vec::new();
+        let mut addrs = Vec::new();
+        for i in 0..n {
+            let mut c = cfg(i);
+            c.listen_port = 7000 + i as u16;
+            let ip = IpAddr::V4(Ipv4Addr::new(127, 0, (i / 250) as u8, (i % 250 + 1) as u8));
+            addrs.push(SocketAddr::new(ip, c.listen_port));
+            let mut seed_bytes = [0u8; 32];
+            seed_bytes[..8].copy_from_slice(&(seed ^ i as u64).to_le_bytes());
+            seed_bytes[8] = 1;
+            let key = Keypair::from_seed(seed_bytes);
+            let rng = Box::new(SeededEntropy::new(
+                seed.wrapping_mul(31).wrapping_add(i as u64),
+            ));
+            nodes.push(Some(Core::new(key, c, rng, start)));
+        }
+        Self {
+            start,
+            now: start,
+            nodes,
+            addrs,
+            rng: SeededEntropy::new(seed),
+            loss_percent,
+            queue: BinaryHeap::new(),
+            actions: BTreeMap::new(),
+            seq: 0,
+            links: BTreeMap::new(),
+            link_clock: BTreeMap::new(),
+            outcomes: Vec::new(),
+            datagrams_sent: 0,
+            executed: BTreeMap::new(),
+        }
+    }
+
+    fn at(&self) -> Duration {
+        self.now - self.start
+    }
+
+    fn schedule(&mut self, delay: Duration, action: Action) {
+        self.seq += 1;
+        let id = self.seq as usize;
+        self.actions.insert(id, action);
+        self.queue.push(Reverse((self.at() + delay, self.seq, id)));
+    }
+
+    fn jitter_ms(&mut self, max: u64) -> Duration {
+        Duration::from_micros(self.rng.next_u64() % (max * 1000).max(1))
+    }
+
+    /// Drains one node's transmits and events into the network.
+    fn flush(&mut self, i: usize) {
+        loop {
+            let Some(core) = self.nodes[i].as_mut() else {
+                return;
+            };
+            let Some(t) = core.poll_transmit() else { break };
+            match t {
+                Transmit::Multicast(bytes) => {
+                    self.datagrams_sent += 1;
+                    for j in 0..self.nodes.len() {
+                        if j == i || self.nodes[j].is_none() {
+                            continue;
+                        }
+                        if self.rng.next_u64() % 100 < self.loss_percent {
+                            continue;
+                        }
+                        let d = self.jitter_ms(5);
+                        let from = SocketAddr::new(self.addrs[i].ip(), 7400);
+                        self.schedule(
+                            d,
+                            Action::Datagram {
+                                to: j,
+                                from,
+                                bytes: bytes.clone(),
+                            },
+                        );
+                    }
+                }
+                Transmit::Connect { conn, addr } => {
+                    let target = self.addrs.iter().position(|a| *a == addr);
+                    let from = SocketAddr::new(self.addrs[i].ip(), 40000 + conn as u16);
+                    let now = self.now;
+                    let accepted = target.and_then(|j| {
+                        self.nodes[j]
+                            .as_mut()
+                            .and_then(|c| c.handle_incoming(now, from))
+                            .map(|cj| (j, cj))
+                    });
+                    match accepted {
+                        Some((j, cj)) => {
+                            self.links.insert((i, conn), (j, cj));
+                            self.links.insert((j, cj), (i, conn));
+                            let d = self.jitter_ms(2);
+                            self.schedule(d, Action::Connected { node: i, conn });
+                            self.flush(j);
+                        }
+                        None => {
+                            let d = self.jitter_ms(2);
+                            self.schedule(d, Action::ConnectFailed { node: i, conn });
+                        }
+                    }
+                }
+                Transmit::Send { conn, bytes } => {
+                    if let Some(&(j, cj)) = self.links.get(&(i, conn)) {
+                        let d = self.stream_delay(i, conn);
+                        self.schedule(
+                            d,
+                            Action::Data {
+                                node: j,
+                                conn: cj,
+                                bytes,
+                            },
+                        );
+                    }
+                }
+                Transmit::Close { conn } => {
+                    if let Some((j, cj)) = self.links.remove(&(i, conn)) {
+                        self.links.remove(&(j, cj));
+                        let d = self.stream_delay(i, conn);
+                        self.schedule(d, Action::Closed { node: j, conn: cj });
+                    }
+                }
+            }
+        }
+        loop {
+            let Some(core) = self.nodes[i].as_mut() else {
+                return;
+            };
+            let Some(e) = core.poll_event() else { break };
+            match e {
+                Event::Execute {
+                    job, kind, input, ..
+                } => {
+                    *self.executed.entry(i).or_default() += 1;
+                    let output = match kind {
+                        TaskKind::Echo => input,
+                        _ => b"unsupported in sim".to_vec(),
+                    };
+                    let d = Duration::from_millis(2);
+                    self.schedule(
+                        d,
+                        Action::JobDone {
+                            node: i,
+                            job,
+                            output,
+                        },
+                    );
+                }
+                Event::TaskDone(o) => self.outcomes.push((i, o)),
+                _ => {}
+            }
+        }
+    }
+
+    /// In-order delivery on a stream: never earlier than the previous frame.
+    fn stream_delay(&mut self, i: usize, conn: ConnId) -> Duration {
+        let base = self.at() + Duration::from_micros(200) + self.jitter_ms(1);
+        let last = self.link_clock.get(&(i, conn)).copied().unwrap_or_default();
+        let t = base.max(last);
+        self.link_clock.insert((i, conn), t);
+        t - self.at()
+    }
+
+    /// Runs the network until `until` (simulated time since start).
+    pub fn run_until(&mut self, until: Duration) {
+        for i in 0..self.nodes.len() {
+            self.flush(i);
+        }
+        let mut steps = 0u64;
+        loop {
+            steps += 1;
+            assert!(steps < 50_000_000, "simulation did not settle");
+            let next_action = self.queue.peek().map(|Reverse((t, _, _))| *t);
+            let next_timer = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| {
+                    n.as_ref()
+                        .and_then(|c| c.poll_timeout())
+                        .map(|t| (t - self.start, i))
+                })
+                .min();
+            let next = match (next_action, next_timer) {
+                (Some(a), Some((t, _))) => a.min(t),
+                (Some(a), None) => a,
+                (None, Some((t, _))) => t,
+                (None, None) => break,
+            };
+            if next > until {
+                break;
+            }
+            self.now = self.start + next;
+            if next_action == Some(next) {
+                let Reverse((_, _, id)) = self.queue.pop().unwrap();
+                let action = self.actions.remove(&id).unwrap();
+                self.apply(action);
+            } else if let Some((_, i)) = next_timer {
+                let now = self.now;
+                if let Some(c) = self.nodes[i].as_mut() {
+                    c.handle_timeout(now);
+                }
+                self.flush(i);
+            }
+        }
+        self.now = self.start + until;
+    }
+
+    fn apply(&mut self, action: Action) {
+        let now = self.now;
+        let node = match &action {
+            Action::Datagram { to, .. } => *to,
+            Action::Connected { node, .. }
+            | Action::ConnectFailed { node, .. }
+            | Action::Data { node, .. }
+            | Action::Closed { node, .. }
+            | Action::JobDone { node, .. } => *node,
+        };
+        let Some(core) = self.nodes[node].as_mut() else {
+            return;
+        };
+        match action {
+            Action::Datagram { from, bytes, .. } => core.handle_datagram(now, from, &bytes),
+            Action::Connected { conn, .. } => core.handle_connected(now, conn),
+            Action::ConnectFailed { conn, .. } => core.handle_connect_failed(now, conn, "refused"),
+            Action::Data { conn, bytes, .. } => core.handle_stream_data(now, conn, &bytes),
+            Action::Closed { conn, .. } => core.handle_closed(now, conn, "closed by peer"),
+            Action::JobDone { job, output, .. } => {
+                core.handle_job_done(now, job, TaskStatus::Completed, &output)
+            }
+        }
+        self.flush(node);
+    }
+
+    /// Kills node `i` abruptly: its connections close, nothing is said.
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i] = None;
+        let ends: Vec<((usize, ConnId), (usize, ConnId))> = self
+            .links
+            .iter()
+            .filter(|(k, _)| k.0 == i)
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        for (mine, (j, cj)) in ends {
+            self.links.remove(&mine);
+            self.links.remove(&(j, cj));
+            self.schedule(
+                Duration::from_millis(1),
+                Action::Closed { node: j, conn: cj },
+            );
+        }
+    }
+
+    pub fn core(&mut self, i: usize) -> &mut Core {
+        self.nodes[i].as_mut().unwrap()
+    }
+
+    pub fn submit(&mut self, i: usize, req: p2pa_node::core::TaskRequest) -> u64 {
+        let now = self.now;
+        let id = self.core(i).submit(now, req);
+        self.flush(i);
+        id
+    }
+}
