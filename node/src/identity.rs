@@ -1,1 +1,193 @@
+//! The node's identity on disk: an Ed25519 seed in `<data-dir>/identity.key`,
+//! mode 0600, made on first start. A key file others can read is refused.
 
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use p2pa_protocol::Keypair;
+
+use crate::core::Entropy;
+
+/// File name of the key inside the data directory.
+pub const KEY_FILE: &str = "identity.key";
+
+/// Why the identity could not be loaded or made.
+#[derive(Debug)]
+pub enum IdentityError {
+    /// The key file is readable or writable by others.
+    Insecure { path: PathBuf, mode: u32 },
+    /// The key file exists but is not a key.
+    Malformed { path: PathBuf },
+    /// `keygen` without `--force` over an existing key.
+    Exists { path: PathBuf },
+    /// Reading or writing failed.
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl fmt::Display for IdentityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Insecure { path, mode } => write!(
+                f,
+                "key file {} has mode {:o}, readable by others; run `chmod 600 {}` (or make a new key with `p2pa keygen --force`)",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            ),
+            Self::Malformed { path } => write!(
+                f,
+                "key file {} is not a p2pa key (expected 64 hex digits); move it away or run `p2pa keygen --force`",
+                path.display()
+            ),
+            Self::Exists { path } => write!(
+                f,
+                "a key already exists at {}; pass --force to replace it (the node id will change)",
+                path.display()
+            ),
+            Self::Io { path, source } => write!(f, "{}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for IdentityError {}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
+    move |source| IdentityError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Loads the key in `dir`, making one if there is none.
+pub fn load_or_create(dir: &Path, rng: &mut dyn Entropy) -> Result<Keypair, IdentityError> {
+    let path = dir.join(KEY_FILE);
+    if path.exists() {
+        load(&path)
+    } else {
+        create(dir, rng, false)
+    }
+}
+
+/// Loads the key at `path`, refusing one others can read.
+pub fn load(path: &Path) -> Result<Keypair, IdentityError> {
+    let meta = fs::metadata(path).map_err(io_err(path))?;
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(IdentityError::Insecure {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    let text = fs::read_to_string(path).map_err(|_| IdentityError::Malformed {
+        path: path.to_owned(),
+    })?;
+    let seed = parse_hex32(text.trim()).ok_or_else(|| IdentityError::Malformed {
+        path: path.to_owned(),
+    })?;
+    Ok(Keypair::from_seed(seed))
+}
+
+/// Makes a new key in `dir` (replacing an old one only with `force`).
+pub fn create(dir: &Path, rng: &mut dyn Entropy, force: bool) -> Result<Keypair, IdentityError> {
+    let path = dir.join(KEY_FILE);
+    if path.exists() && !force {
+        return Err(IdentityError::Exists { path });
+    }
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let mut seed = [0u8; 32];
+    rng.fill(&mut seed);
+    let tmp = dir.join(".identity.key.new");
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    writeln!(f, "{}", hex(&seed)).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    Ok(Keypair::from_seed(seed))
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses 64 hex digits into 32 bytes.
+pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    let bytes = s.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (slot, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        let text = std::str::from_utf8(pair).ok()?;
+        *slot = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::SeededEntropy;
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("p2pa-id-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn key_is_made_once_with_mode_0600_and_reloaded() {
+        let dir = tmpdir("make");
+        let mut rng = SeededEntropy::new(1);
+        let a = load_or_create(&dir, &mut rng).unwrap();
+        let mode = fs::metadata(dir.join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let b = load_or_create(&dir, &mut rng).unwrap();
+        assert_eq!(a.node_id(), b.node_id());
+        assert!(matches!(
+            create(&dir, &mut rng, false),
+            Err(IdentityError::Exists { .. })
+        ));
+        let c = create(&dir, &mut rng, true).unwrap();
+        assert_ne!(c.node_id(), a.node_id());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn key_readable_by_others_is_refused() {
+        let dir = tmpdir("perm");
+        let mut rng = SeededEntropy::new(2);
+        load_or_create(&dir, &mut rng).unwrap();
+        let path = dir.join(KEY_FILE);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load_or_create(&dir, &mut rng).unwrap_err();
+        assert!(matches!(err, IdentityError::Insecure { .. }));
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn malformed_key_file_is_refused() {
+        let dir = tmpdir("bad");
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(KEY_FILE);
+        fs::write(&path, "not a key").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(matches!(load(&path), Err(IdentityError::Malformed { .. })));
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

@@ -141,7 +141,7 @@ pub enum TaskKind {
     Echo,
     /// Returns the SHA-256 of its input.
     Hash,
-    /// Sleeps for the little-endian `u32` milliseconds in its input (tests).
+    /// Sleeps for the milliseconds its input gives in ASCII decimal (tests).
     Sleep,
     /// Runs an ONNX model on a tensor.
     Infer,

@@ -1,1 +1,586 @@
+//! The smol shell: moves bytes between sockets and the [`Core`], runs tasks on
+//! the blocking pool, and offers a small async handle to applications.
+//! It decides nothing: every protocol decision is the core's.
 
+pub mod mdns;
+pub mod udp;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_io::{Async, Timer};
+use p2pa_protocol::{Keypair, NodeId, TaskKind, TaskStatus};
+use smol::channel::{bounded, Receiver, Sender, TrySendError};
+use smol::future;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::LocalExecutor;
+
+use crate::core::{
+    Config, ConnId, Core, Event, JobId, OsEntropy, PeerInfo, Stats, TaskOutcome, TaskRequest,
+    Transmit,
+};
+pub use udp::MulticastConfig;
+
+/// Frames queued per connection before the peer counts as too slow and is
+/// dropped (backpressure: a stalled reader cannot make us buffer without end).
+pub const SEND_QUEUE: usize = 1024;
+/// Inputs (socket reads, finished jobs, commands) queued for the core.
+const INPUT_QUEUE: usize = 1024;
+/// Bytes read from a socket at once.
+const READ_CHUNK: usize = 16 * 1024;
+/// Most bytes gathered into one `write`.
+const WRITE_BATCH: usize = 64 * 1024;
+/// Time allowed for an outbound TCP connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time allowed to flush Goodbyes on shutdown.
+const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
+/// Application events buffered for a slow reader before some are dropped.
+const EVENT_QUEUE: usize = 4096;
+
+/// Runs one task: `(kind, input, model) → (status, output)`. Runs on the
+/// blocking pool, so it may take as long as it needs.
+pub type Executor =
+    Arc<dyn Fn(TaskKind, &[u8], Option<[u8; 32]>) -> (TaskStatus, Vec<u8>) + Send + Sync>;
+
+/// Everything a node needs to start.
+#[derive(Clone)]
+pub struct NodeOptions {
+    pub core: Config,
+    /// TCP listen address (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Beacon transport; `None` turns multicast off.
+    pub multicast: Option<MulticastConfig>,
+    /// Advertise and browse `_p2pa._tcp.local`.
+    pub mdns: bool,
+    pub executor: Executor,
+}
+
+impl std::fmt::Debug for NodeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeOptions")
+            .field("core", &self.core)
+            .field("listen", &self.listen)
+            .field("multicast", &self.multicast)
+            .field("mdns", &self.mdns)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeOptions {
+    /// Defaults: listen on `listen`, link-local multicast, mDNS on, built-in executors.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            core: Config::default(),
+            listen,
+            multicast: Some(MulticastConfig::default()),
+            mdns: true,
+            executor: Arc::new(crate::task::execute),
+        }
+    }
+}
+
+/// Application-level news from a running node.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeEvent {
+    Discovered {
+        id: NodeId,
+        addr: SocketAddr,
+        via: &'static str,
+    },
+    Connected {
+        id: NodeId,
+        addr: SocketAddr,
+    },
+    Disconnected {
+        id: NodeId,
+        reason: String,
+    },
+    /// This node (as a worker) started a task.
+    TaskStarted {
+        job: JobId,
+        kind: TaskKind,
+    },
+    /// A task this node requested ended.
+    TaskDone(TaskOutcome),
+}
+
+enum Cmd {
+    Submit(TaskRequest, Sender<TaskOutcome>),
+    Peers(Sender<Vec<PeerInfo>>),
+    Stats(Sender<Stats>),
+    Shutdown(Sender<()>),
+}
+
+enum Input {
+    Datagram(SocketAddr, Vec<u8>),
+    Incoming(Async<TcpStream>, SocketAddr),
+    Connected(ConnId, Async<TcpStream>),
+    ConnectFailed(ConnId, String),
+    Data(ConnId, Vec<u8>),
+    Closed(ConnId, String),
+    JobDone(JobId, TaskStatus, Vec<u8>),
+    Found(SocketAddr),
+    Cmd(Cmd),
+}
+
+enum Outgoing {
+    Bytes(Vec<u8>),
+    Close,
+}
+
+/// A running node. Dropping it does not stop the node; call [`shutdown`](Self::shutdown).
+#[derive(Debug)]
+pub struct NodeHandle {
+    id: NodeId,
+    addr: SocketAddr,
+    inputs: Sender<Input>,
+    events: Receiver<NodeEvent>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Input")
+    }
+}
+
+/// Why a request to the node failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeStopped;
+
+impl std::fmt::Display for NodeStopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the node has stopped")
+    }
+}
+
+impl std::error::Error for NodeStopped {}
+
+impl NodeHandle {
+    /// Binds the sockets (errors come back here: a port in use, a bad
+    /// interface) and starts the node on its own thread.
+    pub fn start(key: Keypair, mut opts: NodeOptions) -> io::Result<Self> {
+        let listener = TcpListener::bind(opts.listen)?;
+        let addr = listener.local_addr()?;
+        opts.core.listen_port = addr.port();
+        let udp = match &opts.multicast {
+            Some(m) => Some(udp::open(m).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "multicast socket {}:{} on {}: {e}",
+                        m.group, m.port, m.interface
+                    ),
+                )
+            })?),
+            None => None,
+        };
+        opts.core.multicast = udp.is_some();
+        let id = key.node_id();
+        let (inputs_tx, inputs_rx) = bounded(INPUT_QUEUE);
+        let (events_tx, events_rx) = bounded(EVENT_QUEUE);
+        let mdns = if opts.mdns {
+            let iface = opts
+                .multicast
+                .map(|m| m.interface)
+                .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+            let (found_tx, found_rx) = bounded::<SocketAddr>(64);
+            match mdns::start(id, addr.port(), iface, found_tx) {
+                Ok(sd) => {
+                    let fwd = inputs_tx.clone();
+                    std::thread::Builder::new()
+                        .name("p2pa-mdns-fwd".into())
+                        .spawn(move || {
+                            while let Ok(a) = found_rx.recv_blocking() {
+                                if fwd.send_blocking(Input::Found(a)).is_err() {
+                                    break;
+                                }
+                            }
+                        })?;
+                    Some(sd)
+                }
+                Err(e) => {
+                    log::warn!("mDNS is off: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let tx = inputs_tx.clone();
+        let thread = std::thread::Builder::new()
+            .name("p2pa-node".into())
+            .spawn(move || {
+                let _mdns = mdns; // one instance for the node's lifetime
+                let core = Core::new(key, opts.core.clone(), Box::new(OsEntropy), Instant::now());
+                let ex = LocalExecutor::new();
+                let shell = Shell {
+                    core,
+                    conns: BTreeMap::new(),
+                    inputs: tx,
+                    events: events_tx,
+                    executor: opts.executor.clone(),
+                    udp_target: opts.multicast.map(|m| SocketAddr::from((m.group, m.port))),
+                    waiters: BTreeMap::new(),
+                };
+                let run = shell.run(&ex, inputs_rx, listener, udp);
+                if let Err(e) = future::block_on(ex.run(run)) {
+                    log::error!("node stopped: {e}");
+                }
+            })?;
+        Ok(Self {
+            id,
+            addr,
+            inputs: inputs_tx,
+            events: events_rx,
+            thread: Some(thread),
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The TCP address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// News from the node (discoveries, sessions, finished tasks).
+    pub fn events(&self) -> &Receiver<NodeEvent> {
+        &self.events
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> Cmd) -> Result<T, NodeStopped> {
+        let (tx, rx) = bounded(1);
+        self.inputs
+            .send(Input::Cmd(make(tx)))
+            .await
+            .map_err(|_| NodeStopped)?;
+        rx.recv().await.map_err(|_| NodeStopped)
+    }
+
+    /// Runs a task on some peer and waits for its outcome.
+    pub async fn submit(&self, req: TaskRequest) -> Result<TaskOutcome, NodeStopped> {
+        self.ask(|tx| Cmd::Submit(req, tx)).await
+    }
+
+    /// The peer table now.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, NodeStopped> {
+        self.ask(Cmd::Peers).await
+    }
+
+    /// Counters of refused input.
+    pub async fn stats(&self) -> Result<Stats, NodeStopped> {
+        self.ask(Cmd::Stats).await
+    }
+
+    /// Says Goodbye to every peer, hands back unfinished work, and stops.
+    pub async fn shutdown(mut self) {
+        let _ = self.ask(Cmd::Shutdown).await;
+        if let Some(t) = self.thread.take() {
+            let _ = smol::unblock(move || t.join()).await;
+        }
+    }
+}
+
+struct Shell {
+    core: Core,
+    conns: BTreeMap<ConnId, Sender<Outgoing>>,
+    inputs: Sender<Input>,
+    events: Sender<NodeEvent>,
+    executor: Executor,
+    udp_target: Option<SocketAddr>,
+    /// Requests submitted through the handle, by task id.
+    waiters: BTreeMap<u64, Sender<TaskOutcome>>,
+}
+
+impl Shell {
+    async fn run(
+        mut self,
+        ex: &LocalExecutor<'_>,
+        inputs: Receiver<Input>,
+        listener: TcpListener,
+        udp: Option<UdpSocket>,
+    ) -> io::Result<()> {
+        let listener = Async::new(listener)?;
+        let udp = match udp {
+            Some(u) => Some(Arc::new(Async::new(u)?)),
+            None => None,
+        };
+        // Accept loop.
+        let tx = self.inputs.clone();
+        ex.spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((s, a)) => {
+                        if tx.send(Input::Incoming(s, a)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        log::warn!("accept failed: {e}");
+                        Timer::after(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        })
+        .detach();
+        // Beacon receive loop.
+        if let Some(u) = udp.clone() {
+            let tx = self.inputs.clone();
+            ex.spawn(async move {
+                let mut buf = vec![0u8; 2048];
+                loop {
+                    match u.recv_from(&mut buf).await {
+                        Ok((n, from)) => {
+                            let data = buf.get(..n).map(<[u8]>::to_vec).unwrap_or_default();
+                            if tx.send(Input::Datagram(from, data)).await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            log::debug!("multicast receive failed: {e}");
+                            Timer::after(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            })
+            .detach();
+        }
+        let mut stopping: Option<Sender<()>> = None;
+        loop {
+            let deadline = self.core.poll_timeout();
+            let timer = async {
+                match deadline {
+                    Some(t) => {
+                        Timer::at(t).await;
+                    }
+                    None => future::pending::<()>().await,
+                }
+                None
+            };
+            let input = future::or(async { inputs.recv().await.ok() }, timer).await;
+            let now = Instant::now();
+            if let Some(input) = input {
+                self.handle(ex, now, input, &mut stopping);
+            }
+            if deadline.is_some_and(|t| t <= now) {
+                self.core.handle_timeout(now);
+            }
+            self.drain(ex, udp.as_deref()).await;
+            if let Some(done) = stopping.take() {
+                // Let writers flush the Goodbyes, then stop.
+                let flush = Instant::now();
+                while !self.conns.is_empty() && flush.elapsed() < SHUTDOWN_FLUSH {
+                    self.conns.retain(|_, tx| !tx.is_closed());
+                    Timer::after(Duration::from_millis(10)).await;
+                }
+                Timer::after(Duration::from_millis(50)).await;
+                let _ = done.send(()).await;
+                return Ok(());
+            }
+        }
+    }
+
+    fn handle(
+        &mut self,
+        ex: &LocalExecutor<'_>,
+        now: Instant,
+        input: Input,
+        stopping: &mut Option<Sender<()>>,
+    ) {
+        match input {
+            Input::Datagram(from, data) => self.core.handle_datagram(now, from, &data),
+            Input::Incoming(stream, addr) => match self.core.handle_incoming(now, addr) {
+                Some(conn) => self.attach(ex, conn, stream),
+                None => drop(stream),
+            },
+            Input::Connected(conn, stream) => {
+                self.attach(ex, conn, stream);
+                self.core.handle_connected(now, conn);
+            }
+            Input::ConnectFailed(conn, why) => self.core.handle_connect_failed(now, conn, &why),
+            Input::Data(conn, data) => self.core.handle_stream_data(now, conn, &data),
+            Input::Closed(conn, why) => {
+                self.conns.remove(&conn);
+                self.core.handle_closed(now, conn, &why);
+            }
+            Input::JobDone(job, status, output) => {
+                self.core.handle_job_done(now, job, status, &output)
+            }
+            Input::Found(addr) => self.core.handle_found_addr(now, addr),
+            Input::Cmd(Cmd::Submit(req, reply)) => {
+                let id = self.core.submit(now, req);
+                self.waiters.insert(id, reply);
+            }
+            Input::Cmd(Cmd::Peers(reply)) => {
+                let _ = reply.try_send(self.core.peers(now));
+            }
+            Input::Cmd(Cmd::Stats(reply)) => {
+                let _ = reply.try_send(self.core.stats().clone());
+            }
+            Input::Cmd(Cmd::Shutdown(reply)) => {
+                self.core.shutdown(now);
+                *stopping = Some(reply);
+            }
+        }
+    }
+
+    /// Starts the reader and writer tasks of a connection.
+    fn attach(&mut self, ex: &LocalExecutor<'_>, conn: ConnId, stream: Async<TcpStream>) {
+        if let Err(e) = stream.get_ref().set_nodelay(true) {
+            log::debug!("TCP_NODELAY failed: {e}");
+        }
+        let stream = Arc::new(stream);
+        let (tx, rx) = bounded::<Outgoing>(SEND_QUEUE);
+        self.conns.insert(conn, tx);
+        let reader = stream.clone();
+        let inputs = self.inputs.clone();
+        ex.spawn(async move {
+            let mut buf = vec![0u8; READ_CHUNK];
+            let why = loop {
+                match (&*reader).read(&mut buf).await {
+                    Ok(0) => break "closed by peer".to_owned(),
+                    Ok(n) => {
+                        let data = buf.get(..n).map(<[u8]>::to_vec).unwrap_or_default();
+                        if inputs.send(Input::Data(conn, data)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => break e.to_string(),
+                }
+            };
+            let _ = inputs.send(Input::Closed(conn, why)).await;
+        })
+        .detach();
+        ex.spawn(async move {
+            let mut batch = Vec::with_capacity(4096);
+            'outer: while let Ok(msg) = rx.recv().await {
+                let mut close = false;
+                match msg {
+                    Outgoing::Bytes(b) => batch.extend_from_slice(&b),
+                    Outgoing::Close => close = true,
+                }
+                while !close && batch.len() < WRITE_BATCH {
+                    match rx.try_recv() {
+                        Ok(Outgoing::Bytes(b)) => batch.extend_from_slice(&b),
+                        Ok(Outgoing::Close) => close = true,
+                        Err(_) => break,
+                    }
+                }
+                if !batch.is_empty() && (&*stream).write_all(&batch).await.is_err() {
+                    break 'outer;
+                }
+                batch.clear();
+                if close {
+                    break;
+                }
+            }
+            let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
+            rx.close();
+        })
+        .detach();
+    }
+
+    async fn drain(&mut self, ex: &LocalExecutor<'_>, udp: Option<&Async<UdpSocket>>) {
+        while let Some(t) = self.core.poll_transmit() {
+            match t {
+                Transmit::Multicast(bytes) => {
+                    if let (Some(u), Some(to)) = (udp, self.udp_target) {
+                        if let Err(e) = u.send_to(&bytes, to).await {
+                            log::debug!("beacon send to {to} failed: {e}");
+                        }
+                    }
+                }
+                Transmit::Connect { conn, addr } => {
+                    let tx = self.inputs.clone();
+                    ex.spawn(async move {
+                        let connect = async {
+                            Async::<TcpStream>::connect(addr)
+                                .await
+                                .map_err(|e| e.to_string())
+                        };
+                        let timeout = async {
+                            Timer::after(CONNECT_TIMEOUT).await;
+                            Err("connect timed out".to_owned())
+                        };
+                        let input = match future::or(connect, timeout).await {
+                            Ok(s) => Input::Connected(conn, s),
+                            Err(e) => Input::ConnectFailed(conn, e),
+                        };
+                        let _ = tx.send(input).await;
+                    })
+                    .detach();
+                }
+                Transmit::Send { conn, bytes } => {
+                    let full = match self.conns.get(&conn) {
+                        Some(tx) => matches!(
+                            tx.try_send(Outgoing::Bytes(bytes)),
+                            Err(TrySendError::Full(_))
+                        ),
+                        None => false,
+                    };
+                    if full {
+                        log::warn!("connection {conn}: peer is not reading ({SEND_QUEUE} frames queued); closing it");
+                        if let Some(tx) = self.conns.remove(&conn) {
+                            tx.close();
+                        }
+                        self.core
+                            .handle_closed(Instant::now(), conn, "send queue full");
+                    }
+                }
+                Transmit::Close { conn } => {
+                    if let Some(tx) = self.conns.get(&conn) {
+                        let _ = tx.try_send(Outgoing::Close);
+                    }
+                }
+            }
+        }
+        while let Some(e) = self.core.poll_event() {
+            let app = match e {
+                Event::PeerDiscovered { id, addr, via } => Some(NodeEvent::Discovered {
+                    id,
+                    addr,
+                    via: via.name(),
+                }),
+                Event::PeerConnected { id, addr } => Some(NodeEvent::Connected { id, addr }),
+                Event::PeerDisconnected { id, reason } => {
+                    Some(NodeEvent::Disconnected { id, reason })
+                }
+                Event::Execute {
+                    job,
+                    kind,
+                    input,
+                    model,
+                    ..
+                } => {
+                    let exec = self.executor.clone();
+                    let tx = self.inputs.clone();
+                    ex.spawn(async move {
+                        let (status, out) = smol::unblock(move || exec(kind, &input, model)).await;
+                        let _ = tx.send(Input::JobDone(job, status, out)).await;
+                    })
+                    .detach();
+                    Some(NodeEvent::TaskStarted { job, kind })
+                }
+                Event::Abandon { .. } => None,
+                Event::TaskDone(outcome) => {
+                    if let Some(w) = self.waiters.remove(&outcome.task_id) {
+                        let _ = w.try_send(outcome.clone());
+                    }
+                    Some(NodeEvent::TaskDone(outcome))
+                }
+            };
+            if let Some(app) = app {
+                if let Err(TrySendError::Full(_)) = self.events.try_send(app) {
+                    log::debug!("event queue full; an event was dropped");
+                }
+            }
+        }
+    }
+}

@@ -1,1 +1,74 @@
+//! Task executors: pure functions from input bytes to output bytes, run on the
+//! blocking pool by the shell. `infer` is a slot for the inference feature.
 
+use std::time::Duration;
+
+use p2pa_protocol::{TaskKind, TaskStatus};
+
+use crate::core::sha256;
+use crate::identity::hex;
+
+/// Longest a `sleep` task may sleep.
+pub const MAX_SLEEP_MS: u64 = 60_000;
+
+/// Runs one task; returns its status and output (an error message when failed).
+pub fn execute(kind: TaskKind, input: &[u8], _model: Option<[u8; 32]>) -> (TaskStatus, Vec<u8>) {
+    match kind {
+        TaskKind::Echo => (TaskStatus::Completed, input.to_vec()),
+        // Hex text, so the CLI prints it as it is.
+        TaskKind::Hash => (TaskStatus::Completed, hex(&sha256(input)).into_bytes()),
+        TaskKind::Sleep => match parse_ms(input) {
+            Some(ms) => {
+                std::thread::sleep(Duration::from_millis(ms));
+                (TaskStatus::Completed, format!("slept {ms} ms").into_bytes())
+            }
+            None => (
+                TaskStatus::Failed,
+                format!("sleep input must be a whole number of milliseconds up to {MAX_SLEEP_MS}")
+                    .into_bytes(),
+            ),
+        },
+        TaskKind::Infer => (
+            TaskStatus::Failed,
+            b"this node was built without inference support".to_vec(),
+        ),
+    }
+}
+
+fn parse_ms(input: &[u8]) -> Option<u64> {
+    let ms: u64 = std::str::from_utf8(input).ok()?.trim().parse().ok()?;
+    (ms <= MAX_SLEEP_MS).then_some(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_hash_and_sleep_do_their_work() {
+        assert_eq!(
+            execute(TaskKind::Echo, b"hi", None),
+            (TaskStatus::Completed, b"hi".to_vec())
+        );
+        let (s, out) = execute(TaskKind::Hash, b"abc", None);
+        assert_eq!(s, TaskStatus::Completed);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let t = std::time::Instant::now();
+        assert_eq!(
+            execute(TaskKind::Sleep, b"20", None).0,
+            TaskStatus::Completed
+        );
+        assert!(t.elapsed() >= Duration::from_millis(20));
+        assert_eq!(
+            execute(TaskKind::Sleep, b"soon", None).0,
+            TaskStatus::Failed
+        );
+        assert_eq!(
+            execute(TaskKind::Sleep, b"999999", None).0,
+            TaskStatus::Failed
+        );
+    }
+}

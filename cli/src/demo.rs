@@ -1,0 +1,265 @@
+//! `p2pa demo`: N local nodes on 127.0.0.1 with host-local multicast (TTL 0)
+//! and no mDNS; shows discovery, runs a batch across them, kills one worker
+//! mid-batch to show the retry, prints a summary, and cleans up every process.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use p2pa_node::protocol::{NodeId, TaskKind, TaskStatus};
+
+use crate::batch::{run_items, Item};
+use crate::{exit, CliError, CliResult, NetArgs};
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Worker nodes to start
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(2..=16))]
+    pub nodes: u16,
+    /// Tasks in the batch
+    #[arg(long, default_value_t = 240, value_name = "N")]
+    pub tasks: usize,
+    /// Milliseconds of work per task (`sleep` tasks stand in for real work)
+    #[arg(long, default_value_t = 25, value_name = "MS")]
+    pub task_ms: u64,
+    /// Do not kill a worker mid-batch
+    #[arg(long)]
+    pub no_kill: bool,
+}
+
+struct Worker {
+    child: Child,
+    id: String,
+    addr: String,
+}
+
+/// Kills and reaps every child and removes the scratch directory, however
+/// the demo ends.
+struct Cleanup {
+    workers: Vec<Worker>,
+    dir: PathBuf,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for w in &mut self.workers {
+            let _ = w.child.kill();
+            let _ = w.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_worker(
+    exe: &std::path::Path,
+    dir: &std::path::Path,
+    port: u16,
+    i: u16,
+) -> Result<Worker, CliError> {
+    let mut child = Command::new(exe)
+        .args([
+            "node",
+            "--listen",
+            "127.0.0.1:0",
+            "--multicast-ttl",
+            "0",
+            "--no-mdns",
+            "--json",
+            "--workers",
+            "2",
+        ])
+        .arg("--multicast-port")
+        .arg(port.to_string())
+        .arg("--data-dir")
+        .arg(dir.join(format!("node{i}")))
+        .env_remove("P2PA_DATA_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| CliError::network(format!("cannot start node {i}: {e}")))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| CliError::network("no stdout from node"))?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        // Forward the first line, then keep draining so the node never blocks.
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(15));
+    let parsed = first
+        .ok()
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(&l).ok());
+    let (id, addr) = match parsed {
+        Some(v) if v["event"] == "listening" => (
+            v["node_id"].as_str().unwrap_or_default().to_owned(),
+            v["addr"].as_str().unwrap_or_default().to_owned(),
+        ),
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(CliError::network(format!(
+                "node {i} did not start (no `listening` line)"
+            )));
+        }
+    };
+    Ok(Worker { child, id, addr })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted
+        .get(idx.min(sorted.len() - 1))
+        .copied()
+        .unwrap_or(0.0)
+}
+
+pub fn run(a: &DemoArgs) -> CliResult {
+    let t0 = Instant::now();
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::network(format!("cannot find own binary: {e}")))?;
+    let mut seed = [0u8; 2];
+    getrandom::fill(&mut seed).map_err(|e| CliError::network(e.to_string()))?;
+    let port = 20_000 + u16::from_le_bytes(seed) % 20_000;
+    let dir = std::env::temp_dir().join(format!("p2pa-demo-{}", std::process::id()));
+    let mut cleanup = Cleanup {
+        workers: Vec::new(),
+        dir: dir.clone(),
+    };
+    println!(
+        "p2pa demo: {} nodes on 127.0.0.1, host-local multicast (TTL 0, group port {port}), no mDNS",
+        a.nodes
+    );
+    for i in 1..=a.nodes {
+        let w = start_worker(&exe, &dir, port, i)?;
+        println!(
+            "  node {i}: {}  {}  pid {}",
+            &w.id.get(..8).unwrap_or(&w.id),
+            w.addr,
+            w.child.id()
+        );
+        cleanup.workers.push(w);
+    }
+    let net = NetArgs {
+        multicast_ttl: 0,
+        multicast_port: port,
+        multicast_group: Ipv4Addr::new(239, 255, 42, 99),
+        no_mdns: true,
+    };
+    let h = crate::requester(&net, None)?;
+    let n = usize::from(a.nodes);
+    smol::block_on(async {
+        let start = Instant::now();
+        let peers =
+            crate::wait_for_peers(&h, Some(TaskKind::Sleep), n, Duration::from_secs(10)).await;
+        if peers.len() < n {
+            h.shutdown().await;
+            return Err(CliError::network(format!(
+                "found only {} of {n} nodes in 10 s",
+                peers.len()
+            )));
+        }
+        println!(
+            "discovery: found and authenticated all {n} nodes in {:.0} ms (signed beacons, then a mutual handshake)",
+            start.elapsed().as_secs_f64() * 1e3
+        );
+        let items: Vec<Item> = (1..=a.tasks)
+            .map(|line| Item {
+                line,
+                input: a.task_ms.to_string().into_bytes(),
+            })
+            .collect();
+        println!(
+            "batch: {} tasks of {} ms of work each, {} in flight",
+            a.tasks,
+            a.task_ms,
+            n * 2
+        );
+        let kill_at = if a.no_kill { usize::MAX } else { a.tasks / 3 };
+        let victim_id = cleanup
+            .workers
+            .first()
+            .map(|w| w.id.clone())
+            .unwrap_or_default();
+        let mut latencies = Vec::new();
+        let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+        let mut completed = 0usize;
+        let mut retried = 0usize;
+        let mut results = 0usize;
+        let mut progress = crate::batch::progress(a.tasks as u64);
+        let batch_start = Instant::now();
+        run_items(&h, TaskKind::Sleep, items, n * 2, Duration::from_secs(30), |_, o| {
+            results += 1;
+            if o.status == TaskStatus::Completed {
+                completed += 1;
+            }
+            if o.attempts > 1 {
+                retried += 1;
+            }
+            latencies.push(o.elapsed.as_secs_f64() * 1e3);
+            let who = o.worker.map_or("-".to_owned(), |w: NodeId| w.short().to_string());
+            *per_node.entry(who).or_default() += 1;
+            progress.tick(results as u64, (results - completed) as u64);
+            if results == kill_at {
+                if let Some(w) = cleanup.workers.first_mut() {
+                    let _ = w.child.kill();
+                    let _ = w.child.wait();
+                    println!(
+                        "\n  killed node 1 ({}, kill -9) after {results} results: its tasks in flight go to the other nodes",
+                        victim_id.get(..8).unwrap_or(&victim_id)
+                    );
+                }
+            }
+        })
+        .await;
+        progress.finish(results as u64, (results - completed) as u64);
+        let wall = batch_start.elapsed().as_secs_f64();
+        h.shutdown().await;
+        latencies.sort_by(f64::total_cmp);
+        println!("\nsummary");
+        println!(
+            "  tasks      {completed}/{} completed ({:.1} %), each reported once; {retried} needed a retry",
+            a.tasks,
+            100.0 * completed as f64 / a.tasks.max(1) as f64
+        );
+        println!(
+            "  throughput {:.0} tasks/s over {:.2} s",
+            results as f64 / wall.max(1e-9),
+            wall
+        );
+        println!(
+            "  latency    p50 {:.1} ms, p99 {:.1} ms",
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99)
+        );
+        println!(
+            "  per node   {}",
+            per_node
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!(
+            "  total time {:.1} s; all node processes stopped",
+            t0.elapsed().as_secs_f64()
+        );
+        if completed == a.tasks {
+            Ok(exit::OK)
+        } else {
+            Ok(exit::TASK_FAILED)
+        }
+    })
+}

@@ -1,0 +1,166 @@
+//! Everything the CLI prints: JSON lines, tables, logging setup.
+
+use std::io::Write;
+
+use p2pa_node::core::{PeerInfo, TaskOutcome};
+use p2pa_node::identity::hex;
+use p2pa_node::io::NodeEvent;
+use p2pa_node::protocol::{Receipt, TaskKind};
+use serde_json::{json, Value};
+
+/// Logging to stderr through `RUST_LOG` (default `info`); JSON lines with `--json`.
+pub fn init_logging(json: bool) {
+    let env = env_logger::Env::default().default_filter_or("warn");
+    let mut b = env_logger::Builder::from_env(env);
+    if json {
+        b.format(|f, r| {
+            let line = json!({"level": r.level().to_string().to_lowercase(), "target": r.target(), "msg": r.args().to_string()});
+            writeln!(f, "{line}")
+        });
+    }
+    b.init();
+}
+
+/// Prints one JSON value as a line on stdout and flushes (readers wait on it).
+pub fn json_line(v: &Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+fn kinds_list(p: &PeerInfo) -> Vec<&'static str> {
+    TaskKind::ALL
+        .iter()
+        .filter(|k| p.caps.kinds.contains(**k))
+        .map(|k| k.name())
+        .collect()
+}
+
+pub fn peer_json(p: &PeerInfo) -> Value {
+    json!({
+        "node_id": p.id.to_string(),
+        "short_id": p.id.short().to_string(),
+        "addr": p.addr.map(|a| a.to_string()),
+        "via": p.via.name(),
+        "state": p.state.name(),
+        "kinds": kinds_list(p),
+        "free_slots": p.caps.free_slots,
+        "rtt_ms": p.rtt.map(|r| r.as_secs_f64() * 1e3),
+        "last_seen_ms": p.last_seen_ago.as_millis() as u64,
+    })
+}
+
+pub fn print_peer_table(peers: &[PeerInfo]) {
+    println!(
+        "{:<10} {:<22} {:<10} {:<10} {:>6} {:>9}  kinds",
+        "id", "addr", "via", "state", "slots", "rtt"
+    );
+    for p in peers {
+        let rtt = p.rtt.map_or("-".to_owned(), |r| {
+            format!("{:.2}ms", r.as_secs_f64() * 1e3)
+        });
+        let addr = p.addr.map_or("-".to_owned(), |a| a.to_string());
+        println!(
+            "{:<10} {:<22} {:<10} {:<10} {:>6} {:>9}  {}",
+            p.id.short().to_string(),
+            addr,
+            p.via.name(),
+            p.state.name(),
+            p.caps.free_slots,
+            rtt,
+            kinds_list(p).join(",")
+        );
+    }
+}
+
+pub fn receipt_json(r: &Receipt) -> Value {
+    json!({
+        "task_id": r.task_id,
+        "requester": r.requester.to_string(),
+        "worker": r.worker.to_string(),
+        "status": r.status.name(),
+        "model": hex(&r.model),
+        "input": hex(&r.input),
+        "output": hex(&r.output),
+        "signature": hex(&r.signature.0),
+    })
+}
+
+pub fn outcome_json(o: &TaskOutcome) -> Value {
+    let mut v = json!({
+        "task_id": o.task_id,
+        "status": o.status.name(),
+        "worker": o.worker.map(|w| w.to_string()),
+        "elapsed_ms": o.elapsed.as_secs_f64() * 1e3,
+        "attempts": o.attempts,
+    });
+    match std::str::from_utf8(&o.output) {
+        Ok(text) => v["output"] = json!(text),
+        Err(_) => v["output_hex"] = json!(hex(&o.output)),
+    }
+    if let Some(e) = &o.error {
+        v["error"] = json!(e);
+    }
+    if let Some(r) = &o.receipt {
+        v["receipt"] = receipt_json(r);
+    }
+    v
+}
+
+pub fn print_outcome(o: &TaskOutcome) {
+    let worker = o.worker.map_or("-".to_owned(), |w| w.short().to_string());
+    eprintln!(
+        "task {} {} on {} in {:.1} ms ({} attempt{})",
+        o.task_id,
+        o.status,
+        worker,
+        o.elapsed.as_secs_f64() * 1e3,
+        o.attempts,
+        if o.attempts == 1 { "" } else { "s" }
+    );
+    if let Some(e) = &o.error {
+        eprintln!("error: {e}");
+    }
+    match std::str::from_utf8(&o.output) {
+        Ok(text) => println!("{text}"),
+        Err(_) => println!("{}", hex(&o.output)),
+    }
+}
+
+pub fn print_event(ev: &NodeEvent, as_json: bool) {
+    let name = crate::event_name(ev);
+    if as_json {
+        let v = match ev {
+            NodeEvent::Discovered { id, addr, via } => {
+                json!({"event": name, "peer": id.to_string(), "addr": addr.to_string(), "via": via})
+            }
+            NodeEvent::Connected { id, addr } => {
+                json!({"event": name, "peer": id.to_string(), "addr": addr.to_string()})
+            }
+            NodeEvent::Disconnected { id, reason } => {
+                json!({"event": name, "peer": id.to_string(), "reason": reason})
+            }
+            NodeEvent::TaskStarted { job, kind } => {
+                json!({"event": name, "job": job, "kind": kind.name()})
+            }
+            NodeEvent::TaskDone(o) => {
+                let mut v = outcome_json(o);
+                v["event"] = json!(name);
+                v
+            }
+        };
+        json_line(&v);
+    } else {
+        match ev {
+            NodeEvent::Discovered { id, addr, via } => {
+                println!("discovered {} at {addr} via {via}", id.short())
+            }
+            NodeEvent::Connected { id, addr } => println!("connected   {} at {addr}", id.short()),
+            NodeEvent::Disconnected { id, reason } => {
+                println!("lost        {}: {reason}", id.short())
+            }
+            NodeEvent::TaskStarted { job, kind } => log::info!("running job {job} ({kind})"),
+            NodeEvent::TaskDone(o) => println!("task {} {}", o.task_id, o.status),
+        }
+    }
+}
