@@ -275,7 +275,11 @@ impl Core {
             });
         }
         if beacon.query && self.answer_query_at.is_none() {
-            let delay = self.rng.next_u64() % QUERY_ANSWER_SPREAD_MS;
+            let delay = self
+                .rng
+                .next_u64()
+                .checked_rem(QUERY_ANSWER_SPREAD_MS)
+                .unwrap_or(0);
             self.answer_query_at = now.checked_add(Duration::from_millis(delay));
         }
     }

@@ -202,7 +202,10 @@ impl Core {
                 continue;
             }
             // Untried peers first, then fewest tasks per free slot, then RTT.
-            let load = inflight.saturating_mul(4) / usize::from(p.caps.free_slots.max(1));
+            let load = inflight
+                .saturating_mul(4)
+                .checked_div(usize::from(p.caps.free_slots.max(1)))
+                .unwrap_or(inflight);
             let key = (
                 r.tried.contains(&p.id),
                 load,
@@ -432,7 +435,7 @@ impl Core {
         for p in r.offered.iter().filter(|p| Some(**p) != worker) {
             self.send_to_peer(*p, &Message::Cancel(Cancel { task_id: id }));
         }
-        self.events.push_back(Event::TaskDone(TaskOutcome {
+        self.events.push_back(Event::TaskDone(Box::new(TaskOutcome {
             task_id: id,
             status,
             output,
@@ -441,7 +444,7 @@ impl Core {
             attempts: r.offers,
             elapsed: now.saturating_duration_since(r.started),
             error: error.or(r.last_error.filter(|_| status != TaskStatus::Completed)),
-        }));
+        })));
     }
 
     pub(super) fn exchange_timers(&mut self, now: Instant) {

@@ -152,7 +152,7 @@ pub enum Event {
     /// Worker side: this job's result is no longer wanted.
     Abandon { job: JobId },
     /// Requester side: a task ended (reported exactly once).
-    TaskDone(TaskOutcome),
+    TaskDone(Box<TaskOutcome>),
 }
 
 /// Counters of what the node refused or dropped.
@@ -371,12 +371,14 @@ impl Core {
     }
 
     fn jitter(&mut self, base: Duration) -> Duration {
-        let quarter = base / 4;
+        // base ± base/8, uniformly.
+        let quarter = base.checked_div(4).unwrap_or_default();
         let quarter_ms = u64::try_from(quarter.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
-        base.saturating_sub(quarter / 2)
-            .saturating_add(Duration::from_millis(self.rng.next_u64() % quarter_ms))
+        let offset = self.rng.next_u64().checked_rem(quarter_ms).unwrap_or(0);
+        base.saturating_sub(quarter.checked_div(2).unwrap_or_default())
+            .saturating_add(Duration::from_millis(offset))
     }
 }
 

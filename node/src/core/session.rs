@@ -26,7 +26,7 @@ enum State {
         sid: SessionId,
         peer: NodeId,
         listen_port: u16,
-        caps: Capabilities,
+        caps: Box<Capabilities>,
     },
     /// Both sides proved their keys.
     Established { sid: SessionId, peer: NodeId },
@@ -281,7 +281,7 @@ impl Core {
                 && a.initiator_nonce == sid.initiator
                 && a.responder_nonce == sid.responder =>
             {
-                self.established(now, conn, sid, peer, listen_port, caps)
+                self.established(now, conn, sid, peer, listen_port, *caps)
             }
             (State::Established { peer, .. }, message) if sender == peer => {
                 self.on_session_message(now, conn, peer, message)
@@ -347,7 +347,7 @@ impl Core {
                 sid,
                 peer: sender,
                 listen_port: h.listen_port,
-                caps: h.caps,
+                caps: Box::new(h.caps),
             };
         }
         if !self.trusted(sender) {
@@ -661,13 +661,13 @@ impl Core {
                 None if age >= cfg.handshake_timeout => timed_out.push((id, c.addr)),
                 None => {}
                 Some(_) if silent >= cfg.dead_after => dead.push(id),
-                Some((sid, _)) => {
+                Some((sid, _))
                     if c.ping.is_none()
-                        && now.saturating_duration_since(c.last_ping) >= cfg.ping_interval
-                    {
-                        pings.push((id, sid));
-                    }
+                        && now.saturating_duration_since(c.last_ping) >= cfg.ping_interval =>
+                {
+                    pings.push((id, sid));
                 }
+                Some(_) => {}
             }
         }
         let limit = self.cfg.handshake_timeout;

@@ -104,7 +104,7 @@ pub enum NodeEvent {
         kind: TaskKind,
     },
     /// A task this node requested ended.
-    TaskDone(TaskOutcome),
+    TaskDone(Box<TaskOutcome>),
 }
 
 enum Cmd {
@@ -571,7 +571,7 @@ impl Shell {
                 Event::Abandon { .. } => None,
                 Event::TaskDone(outcome) => {
                     if let Some(w) = self.waiters.remove(&outcome.task_id) {
-                        let _ = w.try_send(outcome.clone());
+                        let _ = w.try_send((*outcome).clone());
                     }
                     Some(NodeEvent::TaskDone(outcome))
                 }

@@ -218,7 +218,7 @@ impl Sim {
                         },
                     );
                 }
-                Event::TaskDone(o) => self.outcomes.push((i, o)),
+                Event::TaskDone(o) => self.outcomes.push((i, *o)),
                 _ => {}
             }
         }

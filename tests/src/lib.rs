@@ -1,0 +1,226 @@
+//! Helpers for tests that run p2pa as a user does: the `p2pa` binary in child
+//! processes, on loopback with host-local multicast (TTL 0), each test on its
+//! own multicast port so parallel tests never see each other.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub use serde_json::Value;
+
+/// The `p2pa` binary, built once per test run.
+pub fn bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "p2pa"])
+            .current_dir(&root)
+            .status()
+            .expect("cargo build -p p2pa");
+        assert!(status.success(), "building the p2pa binary failed");
+        target.join("debug").join("p2pa")
+    })
+}
+
+/// A fresh scratch directory under the system temp dir.
+pub fn scratch(name: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("p2pa-test-{}-{name}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+/// A multicast port no other test of this run uses.
+pub fn unique_port() -> u16 {
+    static N: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let base = 21_000 + (std::process::id() % 800) as u16 * 40;
+    base + n % 40
+}
+
+/// Network flags for a host-local run on `port`.
+pub fn local_net(port: u16) -> Vec<String> {
+    vec![
+        "--multicast-ttl".into(),
+        "0".into(),
+        "--no-mdns".into(),
+        "--multicast-port".into(),
+        port.to_string(),
+    ]
+}
+
+/// A `p2pa node --json` child process; killed when dropped.
+pub struct NodeProc {
+    pub child: Child,
+    pub id: String,
+    pub addr: String,
+    lines: Receiver<Value>,
+    pub seen: Vec<Value>,
+}
+
+impl NodeProc {
+    /// Starts a node with `extra` arguments and waits for its `listening` line.
+    pub fn start(port: u16, data_dir: &Path, extra: &[&str]) -> Self {
+        let mut cmd = Command::new(bin());
+        cmd.args(local_net(port))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["node", "--json", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("P2PA_DATA_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn p2pa node");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line).unwrap_or(Value::String(line));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("node printed its listening line");
+        assert_eq!(first["event"], "listening", "first stdout line: {first}");
+        Self {
+            child,
+            id: first["node_id"].as_str().expect("node_id").to_owned(),
+            addr: first["addr"].as_str().expect("addr").to_owned(),
+            lines: rx,
+            seen: vec![first],
+        }
+    }
+
+    /// Waits (bounded) until an event satisfying `pred` has been printed.
+    pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+            return Some(v.clone());
+        }
+        let end = Instant::now() + timeout;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if pred(&v) {
+                        return Some(v);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    /// Ids of peers this node has reported `connected` (and not lost since).
+    pub fn connected_peers(&mut self) -> Vec<String> {
+        while let Ok(v) = self.lines.try_recv() {
+            self.seen.push(v);
+        }
+        let mut set = std::collections::BTreeSet::new();
+        for v in &self.seen {
+            let peer = v["peer"].as_str().unwrap_or_default().to_owned();
+            match v["event"].as_str() {
+                Some("connected") => {
+                    set.insert(peer);
+                }
+                Some("disconnected") => {
+                    set.remove(&peer);
+                }
+                _ => {}
+            }
+        }
+        set.into_iter().collect()
+    }
+
+    /// Sends SIGKILL and reaps.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `p2pa` with `args` to completion (bounded by `timeout`).
+pub fn p2pa(args: &[&str], timeout: Duration) -> Output {
+    let mut child = Command::new(bin())
+        .args(args)
+        .env_remove("P2PA_DATA_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn p2pa");
+    let end = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("p2pa output")
+}
+
+/// `p2pa` with the host-local network flags for `port` in front of `args`.
+pub fn p2pa_local(port: u16, args: &[&str], timeout: Duration) -> Output {
+    let net = local_net(port);
+    let mut all: Vec<&str> = net.iter().map(String::as_str).collect();
+    all.extend_from_slice(args);
+    p2pa(&all, timeout)
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Parses every line of a JSONL text.
+pub fn jsonl(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}

@@ -1,0 +1,401 @@
+//! The CLI as a user runs it, on loopback with host-local multicast:
+//! node, peers, submit, batch (with a killed worker and a killed batch), demo,
+//! and bad input with its documented exit code.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use p2pa_tests::*;
+
+const T: Duration = Duration::from_secs(60);
+
+fn three_nodes(port: u16, name: &str, extra: &[&str]) -> Vec<NodeProc> {
+    let dir = scratch(name);
+    (0..3)
+        .map(|i| NodeProc::start(port, &dir.join(format!("n{i}")), extra))
+        .collect()
+}
+
+#[test]
+fn three_node_processes_find_each_other_on_loopback() {
+    let port = unique_port();
+    let mut nodes = three_nodes(port, "mesh", &[]);
+    let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
+    let start = Instant::now();
+    for n in nodes.iter_mut() {
+        let me = n.id.clone();
+        for other in ids.iter().filter(|i| **i != me) {
+            let found = n.wait_for(Duration::from_secs(10), |v| {
+                v["event"] == "connected" && v["peer"] == other.as_str()
+            });
+            assert!(found.is_some(), "node {me} never connected to {other}");
+        }
+    }
+    assert!(start.elapsed() < Duration::from_secs(10));
+    // `peers` sees all three, authenticated.
+    let out = p2pa_local(port, &["peers", "--json", "--wait", "3000"], T);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let peers = jsonl(&stdout(&out));
+    let mut seen: Vec<String> = peers
+        .iter()
+        .map(|p| p["node_id"].as_str().unwrap().to_owned())
+        .collect();
+    seen.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(seen, want);
+    assert!(peers
+        .iter()
+        .all(|p| p["state"] == "connected" && p["via"] == "multicast"));
+}
+
+#[test]
+fn submit_runs_echo_and_hash_on_a_discovered_peer_with_a_receipt() {
+    let port = unique_port();
+    let node = NodeProc::start(port, &scratch("submit"), &[]);
+    let out = p2pa_local(
+        port,
+        &[
+            "submit",
+            "--kind",
+            "echo",
+            "--input",
+            "hello p2pa",
+            "--json",
+        ],
+        T,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["status"], "completed");
+    assert_eq!(v["output"], "hello p2pa");
+    assert_eq!(v["worker"], node.id.as_str());
+    assert_eq!(v["receipt"]["worker"], node.id.as_str());
+    assert!(v["elapsed_ms"].as_f64().unwrap() > 0.0);
+    assert!(v["task_id"].is_u64());
+
+    let out = p2pa_local(
+        port,
+        &[
+            "submit", "--kind", "hash", "--input", "abc", "--peer", &node.addr, "--json",
+        ],
+        T,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(
+        v["output"],
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+
+    // A task that fails on the worker: exit code 1, status failed, reason given.
+    let out = p2pa_local(
+        port,
+        &["submit", "--kind", "sleep", "--input", "soon", "--json"],
+        T,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["status"], "failed");
+    assert!(
+        v["output"].as_str().unwrap().contains("milliseconds"),
+        "{v}"
+    );
+}
+
+#[test]
+fn submit_with_input_file_and_binary_output_is_hex_encoded() {
+    let port = unique_port();
+    let dir = scratch("binary");
+    let _node = NodeProc::start(port, &dir.join("n"), &[]);
+    let path = dir.join("in.bin");
+    std::fs::write(&path, [0xffu8, 0x00, 0xfe]).unwrap();
+    let out = p2pa_local(
+        port,
+        &[
+            "submit",
+            "--kind",
+            "echo",
+            "--input-file",
+            path.to_str().unwrap(),
+            "--json",
+        ],
+        T,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["output_hex"], "ff00fe");
+    assert!(v.get("output").is_none());
+}
+
+fn write_inputs(dir: &std::path::Path, n: usize, ms: u64) -> std::path::PathBuf {
+    let path = dir.join("inputs.jsonl");
+    let text: String = (0..n)
+        .map(|_| format!("{{\"input\": \"{ms}\"}}\n"))
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn lines_by_number(results: &[Value]) -> BTreeMap<u64, usize> {
+    let mut m = BTreeMap::new();
+    for r in results {
+        *m.entry(r["line"].as_u64().unwrap()).or_default() += 1;
+    }
+    m
+}
+
+#[test]
+fn batch_survives_kill_9_of_a_worker_with_every_task_exactly_once() {
+    let port = unique_port();
+    let dir = scratch("batchkill");
+    let mut nodes = three_nodes(port, "batchkill-nodes", &["--workers", "2"]);
+    let inputs = write_inputs(&dir, 90, 40);
+    let out_path = dir.join("results.jsonl");
+    let mut batch = Command::new(bin())
+        .args(local_net(port))
+        .args(["batch", "--kind", "sleep", "--concurrency", "6", "--inputs"])
+        .arg(&inputs)
+        .arg("--out")
+        .arg(&out_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill a worker once the batch is well under way.
+    let end = Instant::now() + T;
+    while Instant::now() < end {
+        let n = std::fs::read_to_string(&out_path)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if n >= 15 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    nodes[0].kill9();
+    let status = loop {
+        if let Some(s) = batch.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < end, "batch did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = batch.wait_with_output().unwrap();
+    assert!(status.success(), "{}", String::from_utf8_lossy(&err.stderr));
+    let results = jsonl(&std::fs::read_to_string(&out_path).unwrap());
+    assert_eq!(results.len(), 90, "one result per task");
+    let by_line = lines_by_number(&results);
+    assert_eq!(by_line.len(), 90);
+    assert!(by_line.values().all(|c| *c == 1), "no task written twice");
+    assert!(results.iter().all(|r| r["status"] == "completed"));
+    assert!(
+        results.iter().any(|r| r["attempts"].as_u64().unwrap() > 1),
+        "the killed worker's tasks were retried"
+    );
+    assert!(results
+        .iter()
+        .all(|r| r["receipt"]["signature"].as_str().unwrap().len() == 128));
+}
+
+#[test]
+fn killed_batch_resumes_without_loss_or_duplicates() {
+    let port = unique_port();
+    let dir = scratch("resume");
+    let _nodes = three_nodes(port, "resume-nodes", &["--workers", "2"]);
+    let inputs = write_inputs(&dir, 60, 30);
+    let out_path = dir.join("results.jsonl");
+    let batch_args = |out: &std::path::Path| {
+        let mut c = Command::new(bin());
+        c.args(local_net(port))
+            .args(["batch", "--kind", "sleep", "--concurrency", "6", "--inputs"])
+            .arg(&inputs)
+            .arg("--out")
+            .arg(out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    };
+    let mut first = batch_args(&out_path).spawn().unwrap();
+    let end = Instant::now() + T;
+    loop {
+        let n = std::fs::read_to_string(&out_path)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if n >= 10 || Instant::now() > end {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let partial = jsonl(&std::fs::read_to_string(&out_path).unwrap()).len();
+    assert!(
+        (10..60).contains(&partial),
+        "killed mid-way ({partial} results)"
+    );
+    let second = batch_args(&out_path).output().unwrap();
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(String::from_utf8_lossy(&second.stderr).contains("resuming"));
+    let results = jsonl(&std::fs::read_to_string(&out_path).unwrap());
+    let by_line = lines_by_number(&results);
+    assert_eq!(by_line.len(), 60, "every line has a result");
+    assert!(by_line.values().all(|c| *c == 1), "no result written twice");
+    // A third run has nothing to do.
+    let third = batch_args(&out_path).output().unwrap();
+    assert!(third.status.success());
+    assert_eq!(
+        jsonl(&std::fs::read_to_string(&out_path).unwrap()).len(),
+        60
+    );
+}
+
+#[test]
+fn demo_runs_and_cleans_up() {
+    let out = p2pa(&["demo", "--tasks", "60"], T);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    assert!(
+        text.contains("discovery: found and authenticated all 3 nodes"),
+        "{text}"
+    );
+    assert!(text.contains("60/60 completed"), "{text}");
+    assert!(text.contains("killed node 1"), "{text}");
+    assert!(text.contains("p50") && text.contains("p99"), "{text}");
+    // Every node process it started is gone.
+    let pids: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split("pid ").nth(1))
+        .map(|p| p.trim().to_owned())
+        .collect();
+    assert_eq!(pids.len(), 3);
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists() || {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                stat.contains(") Z ")
+            },
+            "demo left process {pid} running"
+        );
+    }
+}
+
+#[test]
+fn sigterm_makes_a_node_say_goodbye_and_exit_0() {
+    let port = unique_port();
+    let dir = scratch("sigterm");
+    let mut a = NodeProc::start(port, &dir.join("a"), &[]);
+    let mut b = NodeProc::start(port, &dir.join("b"), &[]);
+    let bid = b.id.clone();
+    assert!(a
+        .wait_for(Duration::from_secs(10), |v| v["event"] == "connected"
+            && v["peer"] == bid.as_str())
+        .is_some());
+    let status = b
+        .terminate(Duration::from_secs(10))
+        .expect("node exits after SIGTERM");
+    assert_eq!(status.code(), Some(0));
+    let lost = a.wait_for(Duration::from_secs(5), |v| {
+        v["event"] == "disconnected" && v["peer"] == bid.as_str()
+    });
+    let lost = lost.expect("peer noticed the departure");
+    assert!(
+        lost["reason"].as_str().unwrap().contains("shutting down"),
+        "{lost}"
+    );
+}
+
+#[test]
+fn bad_cli_input_gets_a_clear_message_and_the_documented_exit_code() {
+    let port = unique_port();
+    let dir = scratch("badinput");
+    // Missing input file: usage error 2.
+    let out = p2pa_local(
+        port,
+        &["submit", "--kind", "echo", "--input-file", "/nonexistent/x"],
+        T,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("cannot read input file /nonexistent/x"),
+        "{}",
+        stderr(&out)
+    );
+    // Unknown kind: 2, and the known kinds are listed.
+    let out = p2pa_local(port, &["submit", "--kind", "frobnicate", "--input", "x"], T);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown task kind `frobnicate`") && stderr(&out).contains("echo"),
+        "{}",
+        stderr(&out)
+    );
+    // Malformed JSONL: 2, naming the line; earlier results stay untouched.
+    let inputs = dir.join("bad.jsonl");
+    std::fs::write(&inputs, "\"ok\"\n{\"input\": \"fine\"}\n{not json\n").unwrap();
+    let results = dir.join("results.jsonl");
+    std::fs::write(&results, "{\"line\":1,\"status\":\"completed\"}\n").unwrap();
+    let out = p2pa_local(
+        port,
+        &[
+            "batch",
+            "--kind",
+            "echo",
+            "--inputs",
+            inputs.to_str().unwrap(),
+            "--out",
+            results.to_str().unwrap(),
+        ],
+        T,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("bad.jsonl:3:"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(&results).unwrap(),
+        "{\"line\":1,\"status\":\"completed\"}\n"
+    );
+    // No peers: network error 3, quickly, with a hint.
+    let out = p2pa_local(
+        port,
+        &["submit", "--kind", "echo", "--input", "x", "--wait", "300"],
+        T,
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("no peers found"), "{}", stderr(&out));
+    let out = p2pa_local(port, &["peers", "--wait", "200"], T);
+    assert_eq!(out.status.code(), Some(3));
+    // No subcommand: clap usage, 2.
+    let out = p2pa(&[], T);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn keygen_and_id_manage_the_node_key() {
+    let dir = scratch("keygen");
+    let d = dir.to_str().unwrap();
+    let out = p2pa(&["--data-dir", d, "keygen"], T);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_owned();
+    assert_eq!(id.len(), 64);
+    let out = p2pa(&["--data-dir", d, "id"], T);
+    assert_eq!(stdout(&out).trim(), format!("{}  {id}", &id[..8]));
+    let out = p2pa(&["--data-dir", d, "keygen"], T);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--force"));
+    let out = p2pa(&["--data-dir", d, "keygen", "--force"], T);
+    assert!(out.status.success());
+    assert_ne!(stdout(&out).trim(), id);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("identity.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let out = p2pa(&["--data-dir", d, "id"], T);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+}
