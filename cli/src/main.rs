@@ -2,6 +2,7 @@
 //! here: everything goes through `p2pa_node`.
 
 mod batch;
+mod config;
 mod demo;
 mod output;
 
@@ -27,8 +28,10 @@ pub mod exit {
 const AFTER_HELP: &str = "\
 Exit codes: 0 ok, 1 a task failed, 2 usage or input error, 3 network error or no peers.
 
-Environment: every global option has a P2PA_* variable (P2PA_DATA_DIR,
-P2PA_MULTICAST_TTL, ...); flags win. RUST_LOG=debug shows protocol details.
+Configuration: flags win over P2PA_* environment variables (P2PA_DATA_DIR,
+P2PA_MULTICAST_TTL, P2PA_WORKERS, ...), which win over <data-dir>/p2pa.toml
+(keys: listen, bootstrap, workers, trust, allowlist, multicast_ttl,
+multicast_port, multicast_group, no_mdns). RUST_LOG=debug shows protocol details.
 
 Quick start on one machine:
   p2pa demo                         three nodes, discovery, a batch, a killed worker
@@ -145,7 +148,12 @@ struct NodeArgs {
     #[arg(long, env = "P2PA_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
     /// Peer to dial at start and keep dialing (repeatable), for networks multicast does not reach
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "P2PA_BOOTSTRAP",
+        value_delimiter = ','
+    )]
     bootstrap: Vec<SocketAddr>,
     /// Tasks run at once (default: one per core)
     #[arg(long, env = "P2PA_WORKERS", value_name = "N")]
@@ -154,11 +162,39 @@ struct NodeArgs {
     #[arg(long, value_enum, default_value_t = TrustArg::Open, env = "P2PA_TRUST")]
     trust: TrustArg,
     /// File of allowed node ids (default: <data-dir>/allowlist)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "P2PA_ALLOWLIST")]
     allowlist: Option<PathBuf>,
     /// Print JSON lines on stdout: first {"event":"listening",...}, then one per event
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Limits of a node (defaults suit a LAN of up to a few hundred nodes).
+#[derive(Debug, Args)]
+struct LimitArgs {
+    /// Peers kept in the peer table
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    max_peers: usize,
+    /// TCP connections at once
+    #[arg(long, default_value_t = 128, value_name = "N")]
+    max_conns: usize,
+    /// Handshakes in flight at once
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    max_handshakes: usize,
+    /// Drop a connection whose handshake takes longer (slow-loris guard)
+    #[arg(long, default_value_t = 3000, value_name = "MS")]
+    handshake_timeout_ms: u64,
+    /// A silent peer is marked slow after this
+    #[arg(long, default_value_t = 3000, value_name = "MS")]
+    slow_after_ms: u64,
+    /// A silent peer is declared dead (session closed, its tasks retried) after this
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    dead_after_ms: u64,
+    /// Tasks queued beyond the running ones before offers are refused as busy
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    queue: usize,
 }
 
 #[derive(Debug, Args)]
@@ -229,6 +265,10 @@ impl CliError {
 pub type CliResult = Result<u8, CliError>;
 
 fn main() -> ExitCode {
+    if let Err(e) = config::load_into_env() {
+        eprintln!("error: {e}");
+        return ExitCode::from(exit::USAGE);
+    }
     let cli = Cli::parse();
     let json_logs = matches!(&cli.cmd, Command::Node(a) if a.json);
     output::init_logging(json_logs);
@@ -250,7 +290,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn data_dir(flag: Option<&PathBuf>) -> PathBuf {
+pub(crate) fn data_dir(flag: Option<&PathBuf>) -> PathBuf {
     if let Some(d) = flag {
         return d.clone();
     }
@@ -316,6 +356,14 @@ fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
         .workers
         .unwrap_or(u16::try_from(cores).unwrap_or(1))
         .max(1);
+    let l = &a.limits;
+    opts.core.max_peers = l.max_peers;
+    opts.core.max_conns = l.max_conns;
+    opts.core.max_handshakes = l.max_handshakes;
+    opts.core.handshake_timeout = Duration::from_millis(l.handshake_timeout_ms);
+    opts.core.slow_after = Duration::from_millis(l.slow_after_ms);
+    opts.core.dead_after = Duration::from_millis(l.dead_after_ms.max(l.slow_after_ms));
+    opts.core.queue_len = l.queue;
     opts.core.trust = match a.trust {
         TrustArg::Open => Trust::Open,
         TrustArg::Allowlist => {

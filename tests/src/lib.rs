@@ -2,6 +2,8 @@
 //! processes, on loopback with host-local multicast (TTL 0), each test on its
 //! own multicast port so parallel tests never see each other.
 
+pub mod netns;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

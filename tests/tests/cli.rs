@@ -399,3 +399,47 @@ fn keygen_and_id_manage_the_node_key() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
 }
+
+#[test]
+fn p2pa_toml_configures_a_node_and_flags_win() {
+    let port = unique_port();
+    let dir = scratch("toml");
+    std::fs::write(
+        dir.join("p2pa.toml"),
+        format!("multicast_ttl = 0\nmulticast_port = {port}\nno_mdns = true\nlisten = \"127.0.0.1:0\"\nworkers = 3\n"),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(bin())
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["node", "--json", "--workers", "5"])
+        .env_remove("P2PA_DATA_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = p2pa_local(port, &["peers", "--json", "--wait", "3000"], T);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        out.status.success(),
+        "the node configured by p2pa.toml was found: {}",
+        stderr(&out)
+    );
+    let peers = jsonl(&stdout(&out));
+    assert_eq!(peers.len(), 1);
+    assert_eq!(
+        peers[0]["free_slots"], 5,
+        "the --workers flag wins over the file"
+    );
+    assert!(peers[0]["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+
+    std::fs::write(dir.join("p2pa.toml"), "colour = \"blue\"\n").unwrap();
+    let out = p2pa(&["--data-dir", dir.to_str().unwrap(), "id"], T);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown setting `colour`"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -173,15 +173,18 @@ impl Peer {
 #[derive(Debug)]
 pub(crate) struct Bootstrap {
     pub(crate) addr: SocketAddr,
+    /// How the address was learned (`Bootstrap` or `Mdns`).
+    pub(crate) via: Via,
     pub(crate) conn: Option<ConnId>,
     pub(crate) next_dial: Instant,
     pub(crate) backoff: Duration,
 }
 
 impl Bootstrap {
-    pub(crate) fn new(addr: SocketAddr, now: Instant) -> Self {
+    pub(crate) fn new(addr: SocketAddr, via: Via, now: Instant) -> Self {
         Self {
             addr,
+            via,
             conn: None,
             next_dial: now,
             backoff: Duration::ZERO,
@@ -292,7 +295,7 @@ impl Core {
             return;
         }
         log::info!("found {addr} by mDNS; dialing");
-        let mut b = Bootstrap::new(addr, now);
+        let mut b = Bootstrap::new(addr, Via::Mdns, now);
         b.backoff = self.cfg.min_backoff;
         self.bootstrap.push(b);
     }

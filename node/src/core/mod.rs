@@ -230,7 +230,7 @@ impl Core {
         let bootstrap = cfg
             .bootstrap
             .iter()
-            .map(|&addr| discovery::Bootstrap::new(addr, now))
+            .map(|&addr| discovery::Bootstrap::new(addr, Via::Bootstrap, now))
             .collect();
         let next_beacon = cfg.multicast.then_some(now);
         let burst_left = if cfg.multicast { cfg.beacon_burst } else { 0 };

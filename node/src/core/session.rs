@@ -428,10 +428,10 @@ impl Core {
         c.last_ping = now;
         let initiator = if c.initiator { self.id } else { peer };
         let listen_addr = SocketAddr::new(c.addr.ip(), listen_port);
-        let via = if c.initiator {
-            Via::Bootstrap
-        } else {
-            Via::Inbound
+        let via = match self.bootstrap.iter().find(|b| b.conn == Some(conn)) {
+            Some(b) => b.via,
+            None if c.initiator => Via::Bootstrap,
+            None => Via::Inbound,
         };
         self.stats.handshakes_completed = self.stats.handshakes_completed.saturating_add(1);
         // One connection per pair: keep the one the lower id initiated.

@@ -1,0 +1,317 @@
+//! A node under attack on loopback: forged, replayed, garbage and wrong-version
+//! beacons; an unknown key in allowlist mode; a replayed handshake; a handshake
+//! that never finishes. Each is dropped or closed and counted, and the node
+//! keeps serving an honest peer throughout.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use p2pa_node::core::{Stats, TaskRequest, Trust};
+use p2pa_node::io::{MulticastConfig, NodeHandle, NodeOptions};
+use p2pa_node::protocol::*;
+use p2pa_tests::unique_port;
+
+fn opts(port: u16) -> NodeOptions {
+    let mut o = NodeOptions::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    o.multicast = Some(MulticastConfig {
+        group: Ipv4Addr::new(239, 255, 42, 99),
+        port,
+        interface: Ipv4Addr::LOCALHOST,
+        ttl: 0,
+    });
+    o.mdns = false;
+    o.core.handshake_timeout = Duration::from_millis(400);
+    o
+}
+
+fn key(n: u8) -> Keypair {
+    Keypair::from_seed([n; 32])
+}
+
+/// Polls the node's counters until `pred` holds (bounded).
+fn wait_stats(h: &NodeHandle, pred: impl Fn(&Stats) -> bool) -> Stats {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = smol::block_on(h.stats()).unwrap();
+        if pred(&s) || Instant::now() > end {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn sender(port: u16) -> (UdpSocket, SocketAddr) {
+    let s = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    s.set_multicast_ttl_v4(0).unwrap();
+    socket2::SockRef::from(&s)
+        .set_multicast_if_v4(&Ipv4Addr::LOCALHOST)
+        .unwrap();
+    (s, SocketAddr::from((Ipv4Addr::new(239, 255, 42, 99), port)))
+}
+
+fn beacon(k: &Keypair, seq: u64, tcp_port: u16) -> Vec<u8> {
+    let msg = Message::Beacon(Beacon {
+        tcp_port,
+        query: false,
+        caps: Capabilities::default(),
+    });
+    let mut out = [0u8; MAX_DATAGRAM_LEN];
+    let n = encode_datagram(k, seq, &msg, &mut out).unwrap();
+    out[..n].to_vec()
+}
+
+/// The honest peer still gets work done.
+fn honest_echo(requester: &NodeHandle, text: &str) {
+    let req = TaskRequest {
+        kind: TaskKind::Echo,
+        input: text.as_bytes().to_vec(),
+        model: None,
+        timeout: Duration::from_secs(10),
+        peer: None,
+    };
+    let end = Instant::now() + Duration::from_secs(10);
+    while smol::block_on(requester.peers())
+        .unwrap()
+        .iter()
+        .all(|p| p.state == p2pa_node::core::PeerState::Known)
+    {
+        assert!(Instant::now() < end, "honest peers never connected");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let o = smol::block_on(requester.submit(req)).unwrap();
+    assert_eq!(o.status, TaskStatus::Completed, "{o:?}");
+    assert_eq!(o.output, text.as_bytes());
+}
+
+#[test]
+fn bad_beacons_are_dropped_and_counted_while_honest_peers_are_served() {
+    let port = unique_port();
+    let target = NodeHandle::start(key(1), opts(port)).unwrap();
+    let mut ropts = opts(port);
+    ropts.core.kinds = KindSet::default();
+    let honest = NodeHandle::start(key(2), ropts).unwrap();
+    let (udp, group) = sender(port);
+
+    // Forged: a valid beacon with one body bit flipped.
+    let mut forged = beacon(&key(9), 1, 1);
+    forged[HEADER_LEN] ^= 0x01;
+    udp.send_to(&forged, group).unwrap();
+    // Garbage.
+    udp.send_to(b"\x00\x01garbage that is no frame at all", group)
+        .unwrap();
+    // Wrong version.
+    let mut v2 = beacon(&key(9), 1, 1);
+    v2[0] = 2;
+    udp.send_to(&v2, group).unwrap();
+    // Replayed: the same valid beacon twice.
+    let good = beacon(&key(9), 7, 1);
+    udp.send_to(&good, group).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    udp.send_to(&good, group).unwrap();
+
+    let s = wait_stats(&target, |s| {
+        s.beacons_forged >= 1
+            && s.beacons_malformed >= 1
+            && s.beacons_wrong_version >= 1
+            && s.beacons_replayed >= 1
+    });
+    assert!(s.beacons_forged >= 1, "{s:?}");
+    assert!(s.beacons_malformed >= 1, "{s:?}");
+    assert!(s.beacons_wrong_version >= 1, "{s:?}");
+    assert!(s.beacons_replayed >= 1, "{s:?}");
+    // The forged sender never made it into the peer table; the replayed one once.
+    let peers = smol::block_on(target.peers()).unwrap();
+    assert_eq!(peers.iter().filter(|p| p.id == key(9).node_id()).count(), 1);
+    honest_echo(&honest, "still serving");
+    smol::block_on(honest.shutdown());
+    smol::block_on(target.shutdown());
+}
+
+/// A raw TCP client speaking the handshake by hand.
+struct RawClient {
+    s: TcpStream,
+    dec: StreamDecoder<Vec<u8>>,
+    pending: Vec<u8>,
+}
+
+impl RawClient {
+    fn connect(addr: SocketAddr) -> Self {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        Self {
+            s,
+            dec: StreamDecoder::new(vec![0u8; MAX_FRAME_LEN]),
+            pending: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        let _ = self.s.write_all(bytes);
+    }
+
+    /// Next frame's bytes, or None when the node closed the connection.
+    fn recv(&mut self) -> Option<Vec<u8>> {
+        loop {
+            let mut input = &self.pending[..];
+            let got = self.dec.decode(&mut input).ok()?.map(<[u8]>::to_vec);
+            let used = self.pending.len() - input.len();
+            self.pending.drain(..used);
+            if got.is_some() {
+                return got;
+            }
+            let mut buf = [0u8; 4096];
+            match self.s.read(&mut buf) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+}
+
+fn stream_frame(k: &Keypair, ctx: Context<'_>, seq: u64, msg: &Message<'_>) -> Vec<u8> {
+    let mut out = vec![0u8; MAX_FRAME_LEN + 4];
+    let n = encode_stream_frame(k, ctx, seq, msg, &mut out).unwrap();
+    out.truncate(n);
+    out
+}
+
+fn hello(k: &Keypair, nonce: Nonce) -> Vec<u8> {
+    stream_frame(
+        k,
+        Context::Hello,
+        0,
+        &Message::Hello(Hello {
+            nonce,
+            listen_port: 1,
+            caps: Capabilities::default(),
+        }),
+    )
+}
+
+/// Runs the initiator side; returns (Hello bytes, confirm bytes) as sent and
+/// the responder's nonce, or None when the node refused.
+fn handshake(
+    addr: SocketAddr,
+    k: &Keypair,
+    target: NodeId,
+) -> (RawClient, Vec<u8>, Vec<u8>, Option<GoodbyeReason>) {
+    let mut c = RawClient::connect(addr);
+    let na = [7u8; 32];
+    let h = hello(k, na);
+    c.send(&h);
+    let ack = c.recv().expect("HelloAck");
+    let v = verify_frame(&ack, Context::Hello, MAX_FRAME_LEN).unwrap();
+    assert_eq!(v.sender(), target);
+    let Message::HelloAck(a) = v.into_message() else {
+        panic!("expected HelloAck")
+    };
+    assert_eq!(a.peer, k.node_id());
+    assert_eq!(a.initiator_nonce, na);
+    let sid = SessionId {
+        initiator: na,
+        responder: a.responder_nonce,
+    };
+    let confirm = stream_frame(
+        k,
+        Context::Session(&sid),
+        1,
+        &Message::HelloAck(HelloAck {
+            peer: target,
+            initiator_nonce: na,
+            responder_nonce: a.responder_nonce,
+            listen_port: 1,
+            caps: Capabilities::default(),
+        }),
+    );
+    // A refusal arrives right after the HelloAck, in the session context.
+    c.s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let goodbye = c.recv().and_then(|f| {
+        match verify_frame(&f, Context::Session(&sid), MAX_FRAME_LEN)
+            .ok()?
+            .into_message()
+        {
+            Message::Goodbye(g) => Some(g.reason),
+            _ => None,
+        }
+    });
+    c.s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.send(&confirm);
+    (c, h, confirm, goodbye)
+}
+
+#[test]
+fn unknown_key_is_refused_in_allowlist_mode_and_allowed_peers_are_served() {
+    let port = unique_port();
+    let mut o = opts(port);
+    o.core.trust = Trust::Allowlist(vec![key(2).node_id()]);
+    let target = NodeHandle::start(key(1), o).unwrap();
+    let mut ropts = opts(port);
+    ropts.core.kinds = KindSet::default();
+    let allowed = NodeHandle::start(key(2), ropts).unwrap();
+
+    let (_c, _, _, goodbye) = handshake(target.local_addr(), &key(66), target.id());
+    assert_eq!(goodbye, Some(GoodbyeReason::NotAllowed));
+    let s = wait_stats(&target, |s| s.peers_refused >= 1);
+    assert!(s.peers_refused >= 1, "{s:?}");
+    honest_echo(&allowed, "allowed");
+    smol::block_on(allowed.shutdown());
+    smol::block_on(target.shutdown());
+}
+
+#[test]
+fn replayed_handshake_and_stalled_handshake_are_closed_and_counted() {
+    let port = unique_port();
+    let mut o = opts(port);
+    o.multicast = None; // only the raw clients and the honest peer below
+    let target = NodeHandle::start(key(1), o).unwrap();
+    let attacker = key(5);
+
+    // A real handshake, recorded.
+    let (mut first, h, confirm, goodbye) = handshake(target.local_addr(), &attacker, target.id());
+    assert_eq!(goodbye, None);
+    let s = wait_stats(&target, |s| s.handshakes_completed >= 1);
+    assert!(s.handshakes_completed >= 1, "{s:?}");
+    first.s.shutdown(std::net::Shutdown::Both).ok();
+
+    // Replay both recorded frames on a new connection: the node's fresh nonce
+    // makes the old confirm invalid, so the connection is closed.
+    let mut replay = RawClient::connect(target.local_addr());
+    replay.send(&h);
+    let _ack = replay
+        .recv()
+        .expect("the node answers the replayed Hello with a fresh nonce");
+    replay.send(&confirm);
+    assert!(
+        replay.recv().is_none(),
+        "connection closed after the replayed confirm"
+    );
+    let s = wait_stats(&target, |s| s.handshakes_failed >= 1);
+    assert!(s.handshakes_failed >= 1, "{s:?}");
+
+    // A connection that never says anything is dropped at the handshake timeout.
+    let mut stalled = RawClient::connect(target.local_addr());
+    let t = Instant::now();
+    assert!(stalled.recv().is_none());
+    assert!(t.elapsed() < Duration::from_secs(4));
+    let s = wait_stats(&target, |s| s.handshakes_timed_out >= 1);
+    assert!(s.handshakes_timed_out >= 1, "{s:?}");
+
+    // An oversized length prefix closes the connection at once.
+    let mut big = RawClient::connect(target.local_addr());
+    big.send(&u32::MAX.to_le_bytes());
+    assert!(big.recv().is_none());
+    let s = wait_stats(&target, |s| s.frames_rejected >= 2);
+    assert!(s.frames_rejected >= 2, "{s:?}");
+
+    // Through all of it an honest peer still connects and gets work done.
+    let mut ropts = opts(port);
+    ropts.multicast = None;
+    ropts.core.kinds = KindSet::default();
+    ropts.core.bootstrap = vec![target.local_addr()];
+    let honest = NodeHandle::start(key(2), ropts).unwrap();
+    honest_echo(&honest, "honest");
+    smol::block_on(honest.shutdown());
+    smol::block_on(target.shutdown());
+}

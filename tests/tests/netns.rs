@@ -1,0 +1,139 @@
+//! Discovery across network namespaces on a bridge, with TTL 1 multicast, as
+//! on a real LAN: without loss and with 10 % of frames dropped. Needs root;
+//! prints SKIPPED otherwise.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc::channel;
+use std::time::{Duration, Instant};
+
+use p2pa_tests::netns::{unavailable, Lan};
+use p2pa_tests::{bin, Value};
+
+/// Starts a node in each namespace; returns how long until every node had a
+/// session with every other.
+/// How nodes find each other in a run.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Beacons on one multicast port, no mDNS.
+    Beacons,
+    /// mDNS only: every node beacons on a port of its own, so beacons never meet.
+    MdnsOnly,
+}
+
+fn mesh_time(lan: &Lan, port: u16, mode: Mode) -> Option<Duration> {
+    let n = lan.hosts.len();
+    let (tx, rx) = channel::<(usize, Value)>();
+    let mut children = Vec::new();
+    let start = Instant::now();
+    for i in 0..n {
+        let mut child = lan
+            .command(i, bin())
+            .args(match mode {
+                Mode::Beacons => vec![
+                    "--multicast-ttl".to_owned(),
+                    "1".into(),
+                    "--no-mdns".into(),
+                    "--multicast-port".into(),
+                    port.to_string(),
+                ],
+                Mode::MdnsOnly => vec![
+                    "--multicast-ttl".to_owned(),
+                    "1".into(),
+                    "--multicast-port".into(),
+                    (port + 1 + i as u16).to_string(),
+                ],
+            })
+            .arg("--data-dir")
+            .arg(std::env::temp_dir().join(format!("{}-n{i}", lan.prefix)))
+            .args([
+                "node",
+                "--json",
+                "--listen",
+                &format!("{}:7421", lan.addrs[i]),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let out = child.stdout.take()?;
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if tx.send((i, v)).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        children.push(child);
+    }
+    let mut connected = vec![std::collections::BTreeSet::new(); n];
+    let end = start + Duration::from_secs(20);
+    let mut result = None;
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        let Ok((i, v)) = rx.recv_timeout(left) else {
+            break;
+        };
+        if v["event"] == "connected" {
+            connected[i].insert(v["peer"].as_str().unwrap_or_default().to_owned());
+        }
+        if connected.iter().all(|c| c.len() == n - 1) {
+            result = Some(start.elapsed());
+            break;
+        }
+    }
+    for mut c in children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    result
+}
+
+fn run(tag: &str, loss: u32) {
+    if let Some(why) = unavailable() {
+        println!("SKIPPED: namespace discovery test: {why}");
+        return;
+    }
+    let _ = bin(); // build before timing anything
+    let lan = Lan::new(tag, 3).expect("namespaces");
+    if loss > 0 {
+        let nft = std::process::Command::new("nft")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !nft {
+            println!("SKIPPED: packet loss needs nftables (`nft`), which is not installed");
+            return;
+        }
+        lan.set_loss(loss).expect("nftables loss rule");
+    }
+    let t = mesh_time(&lan, 7420, Mode::Beacons)
+        .unwrap_or_else(|| panic!("3 namespaces did not all connect in 20 s with {loss} % loss"));
+    println!("3 namespaces meshed in {t:?} with {loss} % loss");
+    assert!(t < Duration::from_secs(20));
+}
+
+#[test]
+fn three_namespaces_discover_each_other_with_ttl_1() {
+    run("a", 0);
+}
+
+#[test]
+fn three_namespaces_discover_each_other_with_10_percent_loss() {
+    run("b", 10);
+}
+
+#[test]
+fn nodes_advertising_only_over_mdns_are_found() {
+    if let Some(why) = unavailable() {
+        println!("SKIPPED: mDNS namespace test: {why}");
+        return;
+    }
+    let _ = bin();
+    let lan = Lan::new("m", 3).expect("namespaces");
+    let t = mesh_time(&lan, 7420, Mode::MdnsOnly)
+        .expect("3 namespaces found each other over mDNS alone within 20 s");
+    println!("3 namespaces meshed over mDNS alone in {t:?}");
+}
