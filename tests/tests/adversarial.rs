@@ -269,7 +269,7 @@ fn replayed_handshake_and_stalled_handshake_are_closed_and_counted() {
     let attacker = key(5);
 
     // A real handshake, recorded.
-    let (mut first, h, confirm, goodbye) = handshake(target.local_addr(), &attacker, target.id());
+    let (first, h, confirm, goodbye) = handshake(target.local_addr(), &attacker, target.id());
     assert_eq!(goodbye, None);
     let s = wait_stats(&target, |s| s.handshakes_completed >= 1);
     assert!(s.handshakes_completed >= 1, "{s:?}");
