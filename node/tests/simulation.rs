@@ -24,6 +24,15 @@ fn full_mesh(sim: &mut Sim) -> bool {
         .all(|c| c.connected_peers().len() == n - 1)
 }
 
+/// One TCP connection per pair of peers: duplicates were closed.
+fn one_connection_per_pair(sim: &mut Sim) -> bool {
+    let n = sim.nodes.iter().flatten().count();
+    sim.nodes
+        .iter()
+        .flatten()
+        .all(|c| c.connection_count() == n - 1)
+}
+
 /// A fingerprint of the run: everything that must be identical between runs.
 fn fingerprint(sim: &mut Sim) -> String {
     let mut out = format!("datagrams={}\n", sim.datagrams_sent);
@@ -49,6 +58,11 @@ fn converge(seed: u64, loss: u64) -> (Option<Duration>, String) {
             converged_at = Some(t);
         }
     }
+    assert!(
+        converged_at.is_none() || one_connection_per_pair(&mut sim),
+        "a pair of peers kept two connections:\n{}",
+        fingerprint(&mut sim)
+    );
     (converged_at, fingerprint(&mut sim))
 }
 
@@ -124,5 +138,71 @@ fn tasks_complete_exactly_once_when_a_worker_dies_mid_batch() {
     assert!(
         sim.executed.get(&2).copied().unwrap_or(0) > 0,
         "node 2 had work when it died"
+    );
+}
+
+#[test]
+fn a_cancelled_task_is_reported_once_as_cancelled_and_the_worker_stops_it() {
+    use p2pa_node::core::TaskState;
+    let mut sim = Sim::new(2, 5, 0, |i| Config {
+        kinds: if i == 0 {
+            Default::default()
+        } else {
+            Config::default().kinds
+        },
+        ..Config::default()
+    });
+    sim.run_until(Duration::from_secs(1));
+    assert!(full_mesh(&mut sim));
+    let req = TaskRequest {
+        kind: TaskKind::Echo,
+        input: b"x".to_vec(),
+        model: None,
+        timeout: Duration::from_secs(5),
+        peer: None,
+    };
+    let id = sim.submit(0, req);
+    assert_eq!(
+        sim.core(0).task_state(id),
+        Some(TaskState::Running),
+        "offered at once"
+    );
+    let now = sim.now;
+    sim.core(0).cancel(now, id);
+    sim.run_until(Duration::from_secs(3));
+    assert_eq!(sim.core(0).task_state(id), None);
+    assert_eq!(sim.outcomes.len(), 1);
+    assert_eq!(sim.outcomes[0].1.status, TaskStatus::Cancelled);
+    // The worker got the Cancel (or had already answered); nothing is left running.
+    assert!(sim
+        .core(1)
+        .job_states()
+        .iter()
+        .all(|(_, _, s)| s.is_final()));
+}
+
+#[test]
+fn a_task_with_no_capable_peer_times_out_with_a_reason() {
+    let mut sim = Sim::new(2, 6, 0, |_| Config {
+        kinds: Default::default(),
+        ..Config::default()
+    });
+    sim.run_until(Duration::from_secs(1));
+    let req = TaskRequest {
+        kind: TaskKind::Echo,
+        input: b"x".to_vec(),
+        model: None,
+        timeout: Duration::from_millis(500),
+        peer: None,
+    };
+    sim.submit(0, req);
+    sim.run_until(Duration::from_secs(2));
+    assert_eq!(sim.outcomes.len(), 1);
+    let o = &sim.outcomes[0].1;
+    assert_eq!(o.status, TaskStatus::Timeout);
+    assert_eq!(o.attempts, 0);
+    assert!(
+        o.error.as_deref().unwrap_or("").contains("timed out"),
+        "{o:?}"
     );
 }

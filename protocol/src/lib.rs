@@ -82,20 +82,27 @@
 //!
 //! ## Worked example
 //!
-//! With seed `[42u8; 32]` the node id begins `197f6b23`. `Ping { nonce: 7 }`
-//! as a datagram-context frame with sequence 1 (kind 9) is 107 bytes:
+//! Key from seed `[42u8; 32]` (node id `197f6b23e16c8532…368d61`), session
+//! nonces `[1u8; 32]` (initiator) and `[2u8; 32]` (responder), sequence 1,
+//! message `Ping { nonce: 7 }` (kind 9). The frame is 107 bytes
+//! (`tests/golden/ping.frame`):
 //!
 //! ```text
-//! 01                       version 1
-//! 09                       kind 9 = Ping
-//! 197f6b23 … (32 bytes)    sender key
-//! 01 00 00 00 00 00 00 00  sequence 1, little-endian
-//! 07                       body: postcard varint 7
-//! … (64 bytes)             Ed25519 signature
+//! 01                                        version 1
+//! 09                                        kind 9 = Ping
+//! 197f6b23e16c8532c6abc838facd5ea7          sender key (32 bytes)
+//! 89be0c76b2920334039bfa8b3d368d61
+//! 0100000000000000                          sequence 1, u64 little-endian
+//! 07                                        body: postcard varint 7
+//! 7c4c8d1a7d196adb58d3b6efec9dc22e          Ed25519 signature (64 bytes) over
+//! 3f57e5ab26e23a1f3d6622e0e66e5a52          "p2pa/v1/session" ‖ [1u8; 32] ‖ [2u8; 32]
+//! c8635d9b1cad93fa357c5d23c21483d4          ‖ the 43 bytes above
+//! c8b898da5597fa8845f3a4283371a80e
 //! ```
 //!
-//! (`Ping` is a session message; the golden vectors in `tests/golden/` hold
-//! the exact bytes of every message in its proper context.)
+//! On a stream it is preceded by `6b 00 00 00` (107, `u32` little-endian).
+//! Every message kind has such a vector in `tests/golden/`; a wire change
+//! shows up there as a diff.
 //!
 //! ## Threat model
 //!

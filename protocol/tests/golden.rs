@@ -70,6 +70,15 @@ fn worked_example_in_the_crate_docs_holds() {
     assert_eq!(&bytes[2..34], key.node_id().as_bytes());
     assert_eq!(&bytes[34..42], &1u64.to_le_bytes());
     assert_eq!(bytes[42], 7);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let documented = "0109197f6b23e16c8532c6abc838facd5ea789be0c76b2920334039bfa8b3d368d61\
+                      0100000000000000077c4c8d1a7d196adb58d3b6efec9dc22e3f57e5ab26e23a1f\
+                      3d6622e0e66e5a52c8635d9b1cad93fa357c5d23c21483d4c8b898da5597fa8845\
+                      f3a4283371a80e";
+    assert_eq!(
+        hex, documented,
+        "the worked example in lib.rs is out of date"
+    );
 }
 
 #[test]

@@ -315,3 +315,51 @@ fn replayed_handshake_and_stalled_handshake_are_closed_and_counted() {
     smol::block_on(honest.shutdown());
     smol::block_on(target.shutdown());
 }
+
+#[test]
+fn each_kind_of_bad_input_is_logged_once() {
+    let port = unique_port();
+    let dir = p2pa_tests::scratch("logonce");
+    let log = dir.join("stderr.log");
+    let mut child = std::process::Command::new(p2pa_tests::bin())
+        .args(p2pa_tests::local_net(port))
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["node", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .env_remove("P2PA_DATA_DIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // Wait until it listens (its first stdout line).
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(first.contains("listening"), "{first}");
+    let (udp, group) = sender(port);
+    let mut forged = beacon(&key(9), 1, 1);
+    forged[HEADER_LEN] ^= 0x01;
+    for _ in 0..5 {
+        udp.send_to(&forged, group).unwrap();
+        udp.send_to(b"garbage", group).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let forged_lines = text
+        .lines()
+        .filter(|l| l.contains("signature does not verify"))
+        .count();
+    let garbage_lines = text
+        .lines()
+        .filter(|l| l.contains("dropped datagram") && !l.contains("signature"))
+        .count();
+    assert_eq!(forged_lines, 1, "forged beacons logged once:\n{text}");
+    assert_eq!(garbage_lines, 1, "garbage logged once:\n{text}");
+    assert!(text.contains("further such events are logged at debug level"));
+}

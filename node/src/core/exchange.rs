@@ -65,6 +65,35 @@ struct Req {
     last_error: Option<String>,
 }
 
+/// Where a task is in its life. Worker jobs go through all of these; a
+/// requester's task is `Queued` until offered, then `Running` until reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    Timeout,
+    Cancelled,
+}
+
+impl TaskState {
+    /// The final state for a result status.
+    pub fn from_status(status: TaskStatus) -> Self {
+        match status {
+            TaskStatus::Completed => Self::Completed,
+            TaskStatus::Failed => Self::Failed,
+            TaskStatus::Timeout => Self::Timeout,
+            TaskStatus::Cancelled => Self::Cancelled,
+        }
+    }
+
+    /// Whether the task has its answer.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Queued | Self::Running)
+    }
+}
+
 #[derive(Debug)]
 struct Job {
     peer: NodeId,
@@ -75,9 +104,9 @@ struct Job {
     model: Option<[u8; 32]>,
     deadline: Instant,
     max_output: u32,
-    running: bool,
-    /// Answered already (timeout or cancel); a late result is dropped.
-    answered: bool,
+    /// Queued → Running → a final state. Once final the requester has its
+    /// answer, and a late result from the executor is dropped.
+    state: TaskState,
 }
 
 #[derive(Debug)]
@@ -115,7 +144,7 @@ impl Exchange {
         let jobs = self
             .jobs
             .values()
-            .filter(|j| !j.answered)
+            .filter(|j| !j.state.is_final())
             .map(|j| j.deadline);
         reqs.chain(jobs).min()
     }
@@ -150,6 +179,26 @@ impl Core {
         );
         self.dispatch(now, id);
         id
+    }
+
+    /// The state of a task this node requested, while it is not yet reported.
+    pub fn task_state(&self, task_id: u64) -> Option<TaskState> {
+        self.exchange.reqs.get(&task_id).map(|r| {
+            if r.offered.is_empty() {
+                TaskState::Queued
+            } else {
+                TaskState::Running
+            }
+        })
+    }
+
+    /// The state of each job this node runs for others, by (requester, task id).
+    pub fn job_states(&self) -> Vec<(NodeId, u64, TaskState)> {
+        self.exchange
+            .jobs
+            .values()
+            .map(|j| (j.peer, j.task_id, j.state))
+            .collect()
     }
 
     /// Withdraws a task: peers running it are told to stop; reported `Cancelled`.
@@ -307,7 +356,7 @@ impl Core {
             .exchange
             .jobs
             .iter()
-            .filter(|(_, j)| j.peer == peer && !j.answered)
+            .filter(|(_, j)| j.peer == peer && !j.state.is_final())
             .map(|(&id, _)| id)
             .collect();
         for job in jobs {
@@ -493,7 +542,7 @@ impl Core {
             .exchange
             .jobs
             .iter()
-            .filter(|(_, j)| !j.answered && j.deadline <= now)
+            .filter(|(_, j)| !j.state.is_final() && j.deadline <= now)
             .map(|(&id, _)| id)
             .collect();
         for job in late {
@@ -529,7 +578,7 @@ impl Core {
             .any(|j| j.peer == peer && j.task_id == offer.task_id)
         {
             Some(RejectReason::Duplicate)
-        } else if ex.jobs.values().filter(|j| !j.answered).count()
+        } else if ex.jobs.values().filter(|j| !j.state.is_final()).count()
             >= usize::from(self.cfg.workers).saturating_add(self.cfg.queue_len)
         {
             Some(RejectReason::Busy)
@@ -560,8 +609,7 @@ impl Core {
                 model: offer.model,
                 deadline,
                 max_output: offer.budget.max_output_len,
-                running: false,
-                answered: false,
+                state: TaskState::Queued,
             },
         );
         self.exchange.queue.push_back(job);
@@ -582,11 +630,11 @@ impl Core {
             let Some(j) = self.exchange.jobs.get_mut(&id) else {
                 continue;
             };
-            if j.answered {
+            if j.state != TaskState::Queued {
                 self.exchange.jobs.remove(&id);
                 continue;
             }
-            j.running = true;
+            j.state = TaskState::Running;
             self.exchange.running = self.exchange.running.saturating_add(1);
             self.events.push_back(Event::Execute {
                 job: id,
@@ -609,7 +657,7 @@ impl Core {
         let Some(j) = self.exchange.jobs.get(&job) else {
             return;
         };
-        if j.answered {
+        if j.state.is_final() {
             self.exchange.jobs.remove(&job);
             return;
         }
@@ -632,7 +680,7 @@ impl Core {
             .exchange
             .jobs
             .iter()
-            .find(|(_, j)| j.peer == peer && j.task_id == task_id && !j.answered)
+            .find(|(_, j)| j.peer == peer && j.task_id == task_id && !j.state.is_final())
             .map(|(&id, _)| id);
         if let Some(job) = found {
             self.answer(job, TaskStatus::Cancelled, b"cancelled by the requester");
@@ -642,9 +690,9 @@ impl Core {
 
     fn abandon(&mut self, job: JobId) {
         if let Some(j) = self.exchange.jobs.get_mut(&job) {
-            j.answered = true;
-            if j.running {
-                j.running = false;
+            let was_running = j.state == TaskState::Running;
+            j.state = TaskState::Cancelled;
+            if was_running {
                 self.exchange.running = self.exchange.running.saturating_sub(1);
                 self.events.push_back(Event::Abandon { job });
             } else {
@@ -658,11 +706,10 @@ impl Core {
         let Some(j) = self.exchange.jobs.get_mut(&job) else {
             return;
         };
-        j.answered = true;
-        if j.running {
-            j.running = false;
+        if j.state == TaskState::Running {
             self.exchange.running = self.exchange.running.saturating_sub(1);
         }
+        j.state = TaskState::from_status(status);
         let (peer, task_id) = (j.peer, j.task_id);
         let mut receipt = Receipt {
             task_id,

@@ -17,7 +17,7 @@ use p2pa_protocol::{
 };
 
 pub use discovery::{PeerInfo, PeerState, Via};
-pub use exchange::{TaskOutcome, TaskRequest};
+pub use exchange::{TaskOutcome, TaskRequest, TaskState};
 pub use rng::{Entropy, OsEntropy, SeededEntropy};
 use session::Conn;
 
@@ -281,6 +281,11 @@ impl Core {
             .collect()
     }
 
+    /// Open TCP connections (handshaking or established).
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
     /// Peers with a live session.
     pub fn connected_peers(&self) -> Vec<NodeId> {
         self.peers
@@ -417,4 +422,79 @@ pub fn check_receipt(
         return Err("receipt output hash differs from the output");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2pa_protocol::Signature64;
+
+    fn receipt(worker: &Keypair, requester: NodeId, input: &[u8], output: &[u8]) -> Receipt {
+        let mut r = Receipt {
+            task_id: 9,
+            requester,
+            worker: worker.node_id(),
+            status: TaskStatus::Completed,
+            model: [0; 32],
+            input: sha256(input),
+            output: sha256(output),
+            signature: Signature64([0; 64]),
+        };
+        worker.sign_receipt(&mut r);
+        r
+    }
+
+    #[test]
+    fn receipts_are_checked_against_the_task_and_the_worker() {
+        let w = Keypair::from_seed([1; 32]);
+        let me = Keypair::from_seed([2; 32]).node_id();
+        let r = receipt(&w, me, b"in", b"out");
+        let ok = |r: &Receipt, worker, id, status, input: &[u8], output: &[u8]| {
+            check_receipt(r, me, worker, id, status, input, output)
+        };
+        assert_eq!(
+            ok(&r, w.node_id(), 9, TaskStatus::Completed, b"in", b"out"),
+            Ok(())
+        );
+        assert!(ok(
+            &r,
+            w.node_id(),
+            9,
+            TaskStatus::Completed,
+            b"in",
+            b"tampered"
+        )
+        .is_err());
+        assert!(ok(
+            &r,
+            w.node_id(),
+            9,
+            TaskStatus::Completed,
+            b"other input",
+            b"out"
+        )
+        .is_err());
+        assert!(ok(&r, w.node_id(), 10, TaskStatus::Completed, b"in", b"out").is_err());
+        assert!(ok(&r, w.node_id(), 9, TaskStatus::Failed, b"in", b"out").is_err());
+        assert!(
+            ok(&r, me, 9, TaskStatus::Completed, b"in", b"out").is_err(),
+            "signed by someone else than the sender"
+        );
+        let mut forged = r;
+        forged.signature.0[0] ^= 1;
+        assert!(ok(
+            &forged,
+            w.node_id(),
+            9,
+            TaskStatus::Completed,
+            b"in",
+            b"out"
+        )
+        .is_err());
+        let other = receipt(&w, NodeId([7; 32]), b"in", b"out");
+        assert!(
+            ok(&other, w.node_id(), 9, TaskStatus::Completed, b"in", b"out").is_err(),
+            "receipt for another requester"
+        );
+    }
 }
