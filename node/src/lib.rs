@@ -4,12 +4,14 @@
 //! - [`core`]: the deterministic, sans-IO state machine (everything decided here);
 //! - [`io`]: the smol shell that moves bytes between sockets and the core;
 //! - [`task`]: the executors that run tasks (echo, hash, sleep, infer);
-//! - [`identity`]: the node's key on disk.
+//! - [`identity`]: the node's key on disk;
+//! - [`models`]: the content-addressed model store.
 #![forbid(unsafe_code)]
 
 pub mod core;
 pub mod identity;
 pub mod io;
+pub mod models;
 pub mod task;
 
 pub use p2pa_protocol as protocol;

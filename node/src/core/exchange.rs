@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use p2pa_protocol::{
+    Hash32,
     Budget, Cancel, Message, NodeId, Receipt, RejectReason, Signature64, TaskAccept, TaskInput,
     TaskKind, TaskOffer, TaskReject, TaskResult, TaskStatus, MAX_BODY_LEN,
 };
@@ -241,7 +242,7 @@ impl Core {
         }
         let kind = r.req.kind;
         let only = r.req.peer;
-        let mut best: Option<(bool, usize, Duration, NodeId)> = None;
+        let mut best: Option<(bool, bool, usize, Duration, NodeId)> = None;
         for p in self.peers.values() {
             if p.conn.is_none() || !p.caps.kinds.contains(kind) || only.is_some_and(|o| o != p.id) {
                 continue;
@@ -250,13 +251,16 @@ impl Core {
             if inflight >= MAX_INFLIGHT_PER_PEER {
                 continue;
             }
-            // Untried peers first, then fewest tasks per free slot, then RTT.
+            // Untried peers first, then those holding the model, then fewest
+            // tasks per free slot, then RTT.
+            let lacks_model = r.req.model.is_some_and(|m| !p.caps.models.contains(&m));
             let load = inflight
                 .saturating_mul(4)
                 .checked_div(usize::from(p.caps.free_slots.max(1)))
                 .unwrap_or(inflight);
             let key = (
                 r.tried.contains(&p.id),
+                lacks_model,
                 load,
                 p.rtt.unwrap_or(Duration::from_millis(1)),
                 p.id,
@@ -265,7 +269,7 @@ impl Core {
                 best = Some(key);
             }
         }
-        let Some((_, _, _, peer)) = best else {
+        let Some((_, _, _, _, peer)) = best else {
             if let Some(r) = self.exchange.reqs.get_mut(&id) {
                 r.retry_at = now.checked_add(RETRY_DELAY);
             }
@@ -299,7 +303,7 @@ impl Core {
             deadline_ms,
             budget: Budget {
                 max_output_len: DEFAULT_MAX_OUTPUT,
-                max_model_len: 0,
+                max_model_len: model.and_then(|m| self.blobs.provided_len(&m)).unwrap_or(0),
             },
         });
         if self.send_to_peer(peer, &offer) {
@@ -351,6 +355,7 @@ impl Core {
                 "worker disconnected",
             );
         }
+        self.blobs_peer_down(peer);
         // Worker: that requester's jobs are no longer wanted.
         let jobs: Vec<JobId> = self
             .exchange
@@ -582,6 +587,8 @@ impl Core {
             >= usize::from(self.cfg.workers).saturating_add(self.cfg.queue_len)
         {
             Some(RejectReason::Busy)
+        } else if offer.budget.max_model_len > self.cfg.model_cache_bytes {
+            Some(RejectReason::OverBudget)
         } else {
             None
         };
@@ -613,6 +620,9 @@ impl Core {
             },
         );
         self.exchange.queue.push_back(job);
+        if let Some(m) = offer.model.filter(|m| offer.kind == TaskKind::Infer && !self.blobs.holds(m)) {
+            self.fetch_model(m, peer);
+        }
         self.send_to_peer(
             peer,
             &Message::TaskAccept(TaskAccept {
@@ -622,14 +632,18 @@ impl Core {
         self.start_jobs();
     }
 
-    fn start_jobs(&mut self) {
+    /// Whether a queued job can start: an `infer` job needs its model here.
+    fn runnable(&self, j: &Job) -> bool {
+        j.kind != TaskKind::Infer || j.model.is_none_or(|m| self.blobs.holds(&m))
+    }
+
+    pub(super) fn start_jobs(&mut self) {
         while self.exchange.running < usize::from(self.cfg.workers) {
-            let Some(id) = self.exchange.queue.pop_front() else {
-                break;
-            };
-            let Some(j) = self.exchange.jobs.get_mut(&id) else {
-                continue;
-            };
+            let next = self.exchange.queue.iter().position(|id| {
+                self.exchange.jobs.get(id).is_none_or(|j| j.state != TaskState::Queued || self.runnable(j))
+            });
+            let Some(id) = next.and_then(|pos| self.exchange.queue.remove(pos)) else { break };
+            let Some(j) = self.exchange.jobs.get_mut(&id) else { continue };
             if j.state != TaskState::Queued {
                 self.exchange.jobs.remove(&id);
                 continue;
@@ -644,6 +658,29 @@ impl Core {
                 deadline: j.deadline,
             });
         }
+    }
+
+    /// Fails every queued job waiting for model `hash`.
+    pub(super) fn fail_jobs_needing(&mut self, hash: Hash32, why: &str) {
+        let waiting: Vec<JobId> = self
+            .exchange
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.state == TaskState::Queued && j.model == Some(hash) && j.kind == TaskKind::Infer)
+            .map(|(&id, _)| id)
+            .collect();
+        for job in waiting {
+            self.answer(job, TaskStatus::Failed, why.as_bytes());
+        }
+    }
+
+    /// A requester with a job queued for model `hash`, if any.
+    pub(super) fn requester_waiting_for(&self, hash: Hash32) -> Option<NodeId> {
+        self.exchange
+            .jobs
+            .values()
+            .find(|j| j.state == TaskState::Queued && j.model == Some(hash))
+            .map(|j| j.peer)
     }
 
     /// The shell finished a job.

@@ -3,6 +3,7 @@
 //! events go in through `handle_*`, work comes out through `poll_*`.
 //! No sockets, no async, no clock reads: N cores can run in one simulation.
 
+mod blobs;
 mod discovery;
 mod exchange;
 mod rng;
@@ -81,6 +82,8 @@ pub struct Config {
     pub max_attempts: u32,
     /// Tasks in flight per worker slot a peer advertises.
     pub inflight_per_slot: usize,
+    /// Largest model this node fetches and caches, in bytes.
+    pub model_cache_bytes: u64,
 }
 
 impl Default for Config {
@@ -110,6 +113,7 @@ impl Default for Config {
             max_backoff: Duration::from_secs(30),
             max_attempts: 3,
             inflight_per_slot: 2,
+            model_cache_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -153,6 +157,8 @@ pub enum Event {
     Abandon { job: JobId },
     /// Requester side: a task ended (reported exactly once).
     TaskDone(Box<TaskOutcome>),
+    /// Worker side: a model was fetched and verified; store it.
+    ModelFetched { hash: [u8; 32], bytes: Vec<u8> },
 }
 
 /// Counters of what the node refused or dropped.
@@ -172,6 +178,8 @@ pub struct Stats {
     pub conns_refused: u64,
     pub results_rejected: u64,
     pub tasks_retried: u64,
+    pub blob_bytes_served: u64,
+    pub blob_bytes_fetched: u64,
 }
 
 /// Each kind of bad input is logged at `warn` once, then at `debug`.
@@ -204,6 +212,7 @@ pub struct Core {
     burst_left: u32,
     answer_query_at: Option<Instant>,
     exchange: exchange::Exchange,
+    blobs: blobs::Blobs,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
@@ -249,6 +258,7 @@ impl Core {
             burst_left,
             answer_query_at: None,
             exchange,
+            blobs: blobs::Blobs::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -300,7 +310,7 @@ impl Core {
         Capabilities {
             kinds: self.cfg.kinds,
             free_slots: self.exchange.free_slots(&self.cfg),
-            models: heapless::Vec::new(),
+            models: self.blobs.advertised(p2pa_protocol::MAX_BEACON_MODELS).collect(),
         }
     }
 

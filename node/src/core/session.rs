@@ -539,14 +539,8 @@ impl Core {
             Message::TaskReject(r) => self.on_reject(now, peer, r.task_id, r.reason),
             Message::TaskResult(r) => self.on_result(now, peer, &r),
             Message::Cancel(c) => self.on_cancel(now, peer, c.task_id),
-            Message::BlobRequest(_) | Message::BlobChunk(_) => {
-                let detail = "blob transfer is not supported by this node";
-                let err = Message::Error(p2pa_protocol::Error {
-                    code: p2pa_protocol::ErrorCode::BadRequest,
-                    detail,
-                });
-                self.send_to_peer(peer, &err);
-            }
+            Message::BlobRequest(r) => self.on_blob_request(peer, &r),
+            Message::BlobChunk(c) => self.on_blob_chunk(peer, &c),
             Message::Beacon(_) | Message::Hello(_) => {} // refused by verify_frame
         }
         true

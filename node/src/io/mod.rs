@@ -56,6 +56,8 @@ pub struct NodeOptions {
     /// Advertise and browse `_p2pa._tcp.local`.
     pub mdns: bool,
     pub executor: Executor,
+    /// Where fetched models are kept (and models already held are found).
+    pub models: Option<crate::models::ModelStore>,
 }
 
 impl std::fmt::Debug for NodeOptions {
@@ -65,6 +67,7 @@ impl std::fmt::Debug for NodeOptions {
             .field("listen", &self.listen)
             .field("multicast", &self.multicast)
             .field("mdns", &self.mdns)
+            .field("models", &self.models)
             .finish_non_exhaustive()
     }
 }
@@ -78,6 +81,7 @@ impl NodeOptions {
             multicast: Some(MulticastConfig::default()),
             mdns: true,
             executor: Arc::new(crate::task::execute),
+            models: None,
         }
     }
 }
@@ -111,6 +115,7 @@ enum Cmd {
     Submit(TaskRequest, Sender<TaskOutcome>),
     Peers(Sender<Vec<PeerInfo>>),
     Stats(Sender<Stats>),
+    ProvideModel([u8; 32], Arc<[u8]>),
     Shutdown(Sender<()>),
 }
 
@@ -215,7 +220,12 @@ impl NodeHandle {
             .name("p2pa-node".into())
             .spawn(move || {
                 let _mdns = mdns; // one instance for the node's lifetime
-                let core = Core::new(key, opts.core.clone(), Box::new(OsEntropy), Instant::now());
+                let mut core = Core::new(key, opts.core.clone(), Box::new(OsEntropy), Instant::now());
+            if let Some(store) = &opts.models {
+                for (hash, _) in store.list().into_iter().rev() {
+                    core.add_held_model(hash);
+                }
+            }
                 let ex = LocalExecutor::new();
                 let shell = Shell {
                     core,
@@ -224,6 +234,7 @@ impl NodeHandle {
                     events: events_tx,
                     executor: opts.executor.clone(),
                     udp_target: opts.multicast.map(|m| SocketAddr::from((m.group, m.port))),
+                models: opts.models.clone(),
                     waiters: BTreeMap::new(),
                 };
                 let run = shell.run(&ex, inputs_rx, listener, udp);
@@ -279,6 +290,17 @@ impl NodeHandle {
         self.ask(Cmd::Stats).await
     }
 
+    /// Serves `bytes` (a model) to workers that lack it; returns its hash,
+    /// which tasks name in `TaskRequest::model`.
+    pub async fn provide_model(&self, bytes: Vec<u8>) -> Result<[u8; 32], NodeStopped> {
+        let hash = crate::core::sha256(&bytes);
+        self.inputs
+            .send(Input::Cmd(Cmd::ProvideModel(hash, bytes.into())))
+            .await
+            .map_err(|_| NodeStopped)?;
+        Ok(hash)
+    }
+
     /// Says Goodbye to every peer, hands back unfinished work, and stops.
     pub async fn shutdown(mut self) {
         let _ = self.ask(Cmd::Shutdown).await;
@@ -297,6 +319,7 @@ struct Shell {
     udp_target: Option<SocketAddr>,
     /// Requests submitted through the handle, by task id.
     waiters: BTreeMap<u64, Sender<TaskOutcome>>,
+    models: Option<crate::models::ModelStore>,
 }
 
 impl Shell {
@@ -424,6 +447,7 @@ impl Shell {
             Input::Cmd(Cmd::Stats(reply)) => {
                 let _ = reply.try_send(self.core.stats().clone());
             }
+            Input::Cmd(Cmd::ProvideModel(hash, bytes)) => self.core.provide_model(hash, bytes),
             Input::Cmd(Cmd::Shutdown(reply)) => {
                 self.core.shutdown(now);
                 *stopping = Some(reply);
@@ -569,6 +593,19 @@ impl Shell {
                     Some(NodeEvent::TaskStarted { job, kind })
                 }
                 Event::Abandon { .. } => None,
+                Event::ModelFetched { hash, bytes } => {
+                    // Written before the jobs waiting for it start (they come
+                    // later in this same queue).
+                    match &self.models {
+                        Some(store) => {
+                            if let Err(e) = store.put(Some(hash), &bytes) {
+                                log::error!("could not store a fetched model: {e}");
+                            }
+                        }
+                        None => log::warn!("fetched a model but this node has no model store"),
+                    }
+                    None
+                }
                 Event::TaskDone(outcome) => {
                     if let Some(w) = self.waiters.remove(&outcome.task_id) {
                         let _ = w.try_send((*outcome).clone());

@@ -1,15 +1,43 @@
-//! Task executors: pure functions from input bytes to output bytes, run on the
-//! blocking pool by the shell. `infer` is a slot for the inference feature.
+//! Task executors: functions from input bytes to output bytes, run on the
+//! blocking pool by the shell. `infer` runs ONNX models (feature `onnx`).
 
+#[cfg(feature = "onnx")]
+pub mod infer;
+pub mod tensor;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use p2pa_protocol::{TaskKind, TaskStatus};
 
 use crate::core::sha256;
 use crate::identity::hex;
+use crate::io::Executor;
+use crate::models::ModelStore;
 
 /// Longest a `sleep` task may sleep.
 pub const MAX_SLEEP_MS: u64 = 60_000;
+
+/// Whether this build runs `infer` tasks.
+pub const INFERENCE: bool = cfg!(feature = "onnx");
+
+/// The executor for a node: the built-in kinds, plus `infer` against the
+/// models in `store` when built with the `onnx` feature.
+pub fn executor(store: Option<ModelStore>) -> Executor {
+    #[cfg(feature = "onnx")]
+    {
+        if let Some(store) = store {
+            let engine = Arc::new(infer::Engine::new(store));
+            return Arc::new(move |kind, input, model| match kind {
+                TaskKind::Infer => engine.run(model, input),
+                other => execute(other, input, model),
+            });
+        }
+    }
+    #[cfg(not(feature = "onnx"))]
+    let _ = store;
+    Arc::new(execute)
+}
 
 /// Runs one task; returns its status and output (an error message when failed).
 pub fn execute(kind: TaskKind, input: &[u8], _model: Option<[u8; 32]>) -> (TaskStatus, Vec<u8>) {
@@ -30,7 +58,7 @@ pub fn execute(kind: TaskKind, input: &[u8], _model: Option<[u8; 32]>) -> (TaskS
         },
         TaskKind::Infer => (
             TaskStatus::Failed,
-            b"this node was built without inference support".to_vec(),
+            b"this node cannot run infer tasks (built without the `onnx` feature, or no model store)".to_vec(),
         ),
     }
 }
