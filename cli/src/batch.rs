@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::Args;
 use p2pa_node::core::{TaskOutcome, TaskRequest};
 use p2pa_node::io::NodeHandle;
-use p2pa_node::protocol::{TaskKind, TaskStatus};
+use p2pa_node::protocol::{NodeId, TaskKind, TaskStatus};
 use smol::LocalExecutor;
 
 use crate::{exit, output, CliError, CliResult, NetArgs};
@@ -21,7 +21,9 @@ use crate::{exit, output, CliError, CliResult, NetArgs};
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Input: one task per line, either a JSON string (\"hello\") or an object with an
-\"input\" string ({\"input\": \"hello\"}). Blank lines are skipped.
+\"input\" string ({\"input\": \"hello\"}). For infer, \"input\" is a tensor:
+[x, …] (one row), [[…], …] (rows) or {\"shape\": [..], \"f32\": [..]}; other keys
+(such as \"label\") are ignored. Blank lines are skipped.
 Output: one JSON object per task, in completion order, with \"line\" (1-based
 input line), task_id, status, worker, output (or output_hex), elapsed_ms,
 attempts and the worker's signed receipt. Re-running the same command resumes:
@@ -48,6 +50,13 @@ pub struct BatchArgs {
     /// Use only the node at this address
     #[arg(long, value_name = "HOST:PORT")]
     pub peer: Option<SocketAddr>,
+    /// Model for infer: a hash from `p2pa model add`, or an .onnx file
+    #[arg(long, value_name = "HASH|FILE")]
+    pub model: Option<String>,
+    /// Run each task on K distinct workers and compare their outputs (labels
+    /// exactly, floats within 1e-4); disagreements name the dissenting worker
+    #[arg(long, default_value_t = 1, value_name = "K", value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub redundancy: u16,
 }
 
 /// One task of a batch.
@@ -58,7 +67,7 @@ pub struct Item {
 }
 
 /// Reads the input file; a bad line is an error naming it.
-pub fn read_inputs(path: &Path) -> Result<Vec<Item>, CliError> {
+pub fn read_inputs(path: &Path, kind: TaskKind) -> Result<Vec<Item>, CliError> {
     let f = File::open(path)
         .map_err(|e| CliError::usage(format!("cannot read inputs {}: {e}", path.display())))?;
     let mut items = Vec::new();
@@ -72,22 +81,24 @@ pub fn read_inputs(path: &Path) -> Result<Vec<Item>, CliError> {
             |why: &str| CliError::usage(format!("{}:{n}: {why}; nothing was run", path.display()));
         let v: serde_json::Value =
             serde_json::from_str(&line).map_err(|e| bad(&format!("not JSON ({e})")))?;
-        let text = match &v {
-            serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Object(o) => match o.get("input") {
-                Some(serde_json::Value::String(s)) => s.clone(),
-                _ => return Err(bad("expected an object with an \"input\" string")),
-            },
-            _ => {
-                return Err(bad(
-                    "expected a JSON string or an object with an \"input\" string",
-                ))
+        let input = if kind == TaskKind::Infer {
+            let t = v.get("input").unwrap_or(&v);
+            crate::tensors::from_json(t).map_err(|e| bad(&format!("bad tensor: {e}")))?
+        } else {
+            match &v {
+                serde_json::Value::String(s) => s.clone().into_bytes(),
+                serde_json::Value::Object(o) => match o.get("input") {
+                    Some(serde_json::Value::String(s)) => s.clone().into_bytes(),
+                    _ => return Err(bad("expected an object with an \"input\" string")),
+                },
+                _ => {
+                    return Err(bad(
+                        "expected a JSON string or an object with an \"input\" string",
+                    ))
+                }
             }
         };
-        items.push(Item {
-            line: n,
-            input: text.into_bytes(),
-        });
+        items.push(Item { line: n, input });
     }
     Ok(items)
 }
@@ -121,35 +132,61 @@ fn read_journal(path: &Path) -> Result<BTreeSet<usize>, CliError> {
     Ok(done)
 }
 
-/// Runs `items` through `h`, `concurrency` at a time; calls `on_done` per outcome.
+/// How to run the items of a batch.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub kind: TaskKind,
+    pub model: Option<[u8; 32]>,
+    pub timeout: Duration,
+    pub concurrency: usize,
+    /// With more than one, each item runs on this many of `peers`, pinned.
+    pub redundancy: usize,
+    pub peers: Vec<NodeId>,
+}
+
+/// Runs `items` through `h`, `concurrency` at a time; calls `on_done` with
+/// each item's outcomes (one, or `redundancy` on distinct workers).
 pub async fn run_items(
     h: &NodeHandle,
-    kind: TaskKind,
+    plan: &Plan,
     items: Vec<Item>,
-    concurrency: usize,
-    timeout: Duration,
-    mut on_done: impl FnMut(&Item, TaskOutcome),
+    mut on_done: impl FnMut(&Item, Vec<TaskOutcome>),
 ) {
     let total = items.len();
     let queue = RefCell::new(items.into_iter().collect::<VecDeque<_>>());
-    let (tx, rx) = smol::channel::unbounded::<(Item, TaskOutcome)>();
+    let (tx, rx) = smol::channel::unbounded::<(Item, Vec<TaskOutcome>)>();
+    let request = |item: &Item, peer: Option<NodeId>| TaskRequest {
+        kind: plan.kind,
+        input: item.input.clone(),
+        model: plan.model,
+        timeout: plan.timeout,
+        peer,
+    };
     let ex = LocalExecutor::new();
-    let workers: Vec<_> = (0..concurrency.max(1))
+    let workers: Vec<_> = (0..plan.concurrency.max(1))
         .map(|_| {
             let tx = tx.clone();
-            let queue = &queue;
+            let (queue, request) = (&queue, &request);
             ex.spawn(async move {
                 loop {
                     let next = queue.borrow_mut().pop_front();
                     let Some(item) = next else { break };
-                    let req = TaskRequest {
-                        kind,
-                        input: item.input.clone(),
-                        model: None,
-                        timeout,
-                        peer: None,
+                    let outcomes = if plan.redundancy <= 1 {
+                        h.submit(request(&item, None)).await.map(|o| vec![o])
+                    } else {
+                        // K copies on K distinct workers, rotating with the line.
+                        let copies: Vec<_> = (0..plan.redundancy)
+                            .map(|k| {
+                                let peer = plan
+                                    .peers
+                                    .get((item.line + k) % plan.peers.len().max(1))
+                                    .copied();
+                                Box::pin(h.submit(request(&item, peer)))
+                            })
+                            .collect();
+                        join_all(copies).await.into_iter().collect()
                     };
-                    match h.submit(req).await {
+                    match outcomes {
                         Ok(o) => {
                             if tx.send((item, o)).await.is_err() {
                                 break;
@@ -180,8 +217,90 @@ pub async fn run_items(
     .await;
 }
 
-pub fn run(net: &NetArgs, a: &BatchArgs) -> CliResult {
-    let items = read_inputs(&a.inputs)?;
+/// Polls all `futures` at once; their outputs in order.
+async fn join_all<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, out) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if out.is_none() {
+                match std::pin::Pin::new(f).poll(cx) {
+                    std::task::Poll::Ready(v) => *out = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+/// Merges redundant outcomes: the output most workers agree on wins; the
+/// others are dissenters. Returns the line's JSON and whether all agreed.
+fn merge(outcomes: Vec<TaskOutcome>, infer: bool) -> (serde_json::Value, bool) {
+    use p2pa_node::task::tensor::outputs_agree;
+    let k = outcomes.len();
+    let mut best = 0;
+    let mut best_votes = 0;
+    for (i, o) in outcomes.iter().enumerate() {
+        let votes = outcomes
+            .iter()
+            .filter(|p| {
+                p.status == TaskStatus::Completed
+                    && o.status == TaskStatus::Completed
+                    && outputs_agree(&p.output, &o.output)
+            })
+            .count();
+        if votes > best_votes {
+            best = i;
+            best_votes = votes;
+        }
+    }
+    let winner = outcomes.get(best).cloned();
+    let id = |o: &TaskOutcome| o.worker.map_or("-".to_owned(), |w| w.to_string());
+    let dissenters: Vec<String> = outcomes
+        .iter()
+        .filter(|o| {
+            let agrees = winner.as_ref().is_some_and(|w| {
+                o.status == TaskStatus::Completed
+                    && w.status == TaskStatus::Completed
+                    && outputs_agree(&o.output, &w.output)
+            });
+            !agrees
+        })
+        .map(id)
+        .collect();
+    let agree = dissenters.is_empty();
+    let mut v = winner.map_or(serde_json::json!({}), |w| output::outcome_json(&w, infer));
+    if k > 1 {
+        v["redundancy"] = serde_json::json!({
+            "k": k,
+            "agree": agree,
+            "workers": outcomes.iter().map(id).collect::<Vec<_>>(),
+            "dissenters": dissenters,
+            "receipts": outcomes.iter().filter_map(|o| o.receipt.as_ref().map(output::receipt_json)).collect::<Vec<_>>(),
+        });
+        if !agree {
+            v["status"] = serde_json::json!("disagreement");
+        }
+    }
+    (v, agree)
+}
+
+pub fn run(net: &NetArgs, data_dir: &Path, a: &BatchArgs) -> CliResult {
+    let items = read_inputs(&a.inputs, a.kind)?;
+    let model = match (&a.model, a.kind) {
+        (Some(m), _) => Some(crate::load_model(data_dir, m)?),
+        (None, TaskKind::Infer) => {
+            return Err(CliError::usage("an infer batch needs --model HASH|FILE"))
+        }
+        (None, _) => None,
+    };
     let done = read_journal(&a.out)?;
     let todo: Vec<Item> = items
         .iter()
@@ -210,70 +329,104 @@ pub fn run(net: &NetArgs, a: &BatchArgs) -> CliResult {
         .map_err(|e| CliError::usage(format!("cannot write {}: {e}", a.out.display())))?;
     let h = crate::requester(net, a.peer)?;
     smol::block_on(async {
-        let peers = crate::wait_for_peers(&h, Some(a.kind), 1, Duration::from_millis(a.wait)).await;
-        if peers.is_empty() {
-            h.shutdown().await;
-            return Err(CliError::network(format!(
-                "no peers found that run `{}` within {} ms; start one with `p2pa node`, or pass --peer",
-                a.kind, a.wait
-            )));
-        }
-        // Let the other nodes of the LAN answer too before spreading work.
-        let peers =
-            crate::wait_for_peers(&h, Some(a.kind), usize::MAX, Duration::from_millis(300)).await;
-        eprintln!(
-            "{} tasks over {} peer{}",
-            todo.len(),
-            peers.len(),
-            if peers.len() == 1 { "" } else { "s" }
-        );
-        let total = todo.len() as u64;
-        let mut bar = progress(total);
-        let mut failed = 0u64;
-        let mut write_err = None;
-        let mut finished = 0u64;
-        run_items(
-            &h,
-            a.kind,
-            todo,
-            a.concurrency,
-            Duration::from_secs(a.timeout),
-            |item, o| {
-                finished += 1;
-                if o.status != TaskStatus::Completed {
-                    failed += 1;
-                }
-                let mut v = output::outcome_json(&o);
-                v["line"] = serde_json::json!(item.line);
-                if let Err(e) = writeln!(out, "{v}").and_then(|_| out.flush()) {
-                    write_err.get_or_insert(e);
-                }
-                bar.tick(finished, failed);
-            },
-        )
-        .await;
-        bar.finish(finished, failed);
+        let result = run_batch(&h, a, model, todo, &mut out).await;
         h.shutdown().await;
-        if let Some(e) = write_err {
-            return Err(CliError::usage(format!(
-                "writing {} failed: {e}",
-                a.out.display()
-            )));
-        }
-        if finished < total {
-            return Err(CliError::network(format!(
-                "the node stopped after {finished} of {total} tasks; run again to resume"
-            )));
-        }
-        if failed > 0 {
-            eprintln!(
-                "{failed} of {total} tasks did not complete; see \"status\" and \"error\" in {}",
-                a.out.display()
-            );
-            return Ok(exit::TASK_FAILED);
-        }
-        Ok(exit::OK)
+        result
     })
+}
+
+async fn run_batch(
+    h: &NodeHandle,
+    a: &BatchArgs,
+    model: Option<Vec<u8>>,
+    todo: Vec<Item>,
+    out: &mut File,
+) -> CliResult {
+    let model = match model {
+        Some(bytes) => Some(
+            h.provide_model(bytes)
+                .await
+                .map_err(|e| CliError::network(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let k = usize::from(a.redundancy);
+    let first = crate::wait_for_peers(h, Some(a.kind), k, Duration::from_millis(a.wait)).await;
+    if first.is_empty() {
+        return Err(CliError::network(format!(
+            "no peers found that run `{}` within {} ms; start one with `p2pa node`, or pass --peer",
+            a.kind, a.wait
+        )));
+    }
+    // Let the other nodes of the LAN answer too before spreading work.
+    let peers =
+        crate::wait_for_peers(h, Some(a.kind), usize::MAX, Duration::from_millis(300)).await;
+    if peers.len() < k {
+        return Err(CliError::network(format!(
+            "--redundancy {k} needs {k} workers that run `{}`; found {}",
+            a.kind,
+            peers.len()
+        )));
+    }
+    eprintln!(
+        "{} tasks over {} peer{}",
+        todo.len(),
+        peers.len(),
+        if peers.len() == 1 { "" } else { "s" }
+    );
+    let plan = Plan {
+        kind: a.kind,
+        model,
+        timeout: Duration::from_secs(a.timeout),
+        concurrency: a.concurrency,
+        redundancy: k,
+        peers: peers.iter().map(|p| p.id).collect(),
+    };
+    let total = todo.len() as u64;
+    let mut bar = progress(total);
+    let (mut failed, mut disagreements, mut finished) = (0u64, 0u64, 0u64);
+    let mut write_err = None;
+    let infer = a.kind == TaskKind::Infer;
+    run_items(h, &plan, todo, |item, outcomes| {
+        finished += 1;
+        if outcomes.iter().any(|o| o.status != TaskStatus::Completed) {
+            failed += 1;
+        }
+        let (mut v, agree) = merge(outcomes, infer);
+        if !agree {
+            disagreements += 1;
+            eprintln!(
+                "line {}: workers disagree; dissenters: {}",
+                item.line, v["redundancy"]["dissenters"]
+            );
+        }
+        v["line"] = serde_json::json!(item.line);
+        if let Err(e) = writeln!(out, "{v}").and_then(|_| out.flush()) {
+            write_err.get_or_insert(e);
+        }
+        bar.tick(finished, failed);
+    })
+    .await;
+    bar.finish(finished, failed);
+    if let Some(e) = write_err {
+        return Err(CliError::usage(format!(
+            "writing {} failed: {e}",
+            a.out.display()
+        )));
+    }
+    if finished < total {
+        return Err(CliError::network(format!(
+            "the node stopped after {finished} of {total} tasks; run again to resume"
+        )));
+    }
+    if failed > 0 || disagreements > 0 {
+        eprintln!(
+            "{failed} of {total} tasks did not complete and {disagreements} had disagreeing workers; see \"status\" in {}",
+            a.out.display()
+        );
+        return Ok(exit::TASK_FAILED);
+    }
+    Ok(exit::OK)
 }
 
 /// A progress bar on a terminal, plain lines every 10 % otherwise.

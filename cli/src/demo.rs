@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use p2pa_node::protocol::{NodeId, TaskKind, TaskStatus};
 
-use crate::batch::{run_items, Item};
+use crate::batch::{run_items, Item, Plan};
 use crate::{exit, CliError, CliResult, NetArgs};
 
 #[derive(Debug, Args)]
@@ -21,10 +21,11 @@ pub struct DemoArgs {
     /// Worker nodes to start
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(2..=16))]
     pub nodes: u16,
-    /// Tasks in the batch
-    #[arg(long, default_value_t = 240, value_name = "N")]
-    pub tasks: usize,
-    /// Milliseconds of work per task (`sleep` tasks stand in for real work)
+    /// Tasks in the batch (default: the 450 images of the digits test set;
+    /// 240 `sleep` tasks in a build without inference)
+    #[arg(long, value_name = "N")]
+    pub tasks: Option<usize>,
+    /// Milliseconds per `sleep` task (used only without inference)
     #[arg(long, default_value_t = 25, value_name = "MS")]
     pub task_ms: u64,
     /// Do not kill a worker mid-batch
@@ -175,19 +176,18 @@ pub fn run(a: &DemoArgs) -> CliResult {
             "discovery: found and authenticated all {n} nodes in {:.0} ms (signed beacons, then a mutual handshake)",
             start.elapsed().as_secs_f64() * 1e3
         );
-        let items: Vec<Item> = (1..=a.tasks)
-            .map(|line| Item {
-                line,
-                input: a.task_ms.to_string().into_bytes(),
-            })
-            .collect();
-        println!(
-            "batch: {} tasks of {} ms of work each, {} in flight",
-            a.tasks,
-            a.task_ms,
-            n * 2
-        );
-        let kill_at = if a.no_kill { usize::MAX } else { a.tasks / 3 };
+        let work = Workload::new(a)?;
+        let model = match &work.model {
+            Some(bytes) => Some(
+                h.provide_model(bytes.clone())
+                    .await
+                    .map_err(|e| CliError::network(e.to_string()))?,
+            ),
+            None => None,
+        };
+        println!("batch: {}", work.describe);
+        let total = work.items.len();
+        let kill_at = if a.no_kill { usize::MAX } else { total / 3 };
         let victim_id = cleanup
             .workers
             .first()
@@ -195,15 +195,28 @@ pub fn run(a: &DemoArgs) -> CliResult {
             .unwrap_or_default();
         let mut latencies = Vec::new();
         let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
-        let mut completed = 0usize;
-        let mut retried = 0usize;
-        let mut results = 0usize;
-        let mut progress = crate::batch::progress(a.tasks as u64);
+        let (mut completed, mut retried, mut results, mut correct) =
+            (0usize, 0usize, 0usize, 0usize);
+        let mut progress = crate::batch::progress(total as u64);
         let batch_start = Instant::now();
-        run_items(&h, TaskKind::Sleep, items, n * 2, Duration::from_secs(30), |_, o| {
+        let plan = Plan {
+            kind: work.kind,
+            model,
+            timeout: Duration::from_secs(30),
+            concurrency: n * 4,
+            redundancy: 1,
+            peers: Vec::new(),
+        };
+        let labels = work.labels.clone();
+        run_items(&h, &plan, work.items, |item, outcomes| {
+            let Some(o) = outcomes.into_iter().next() else { return };
             results += 1;
             if o.status == TaskStatus::Completed {
                 completed += 1;
+                let predicted = crate::tensors::to_json(&o.output).and_then(|(_, p)| p);
+                if predicted.is_some() && predicted == labels.get(item.line.wrapping_sub(1)).copied() {
+                    correct += 1;
+                }
             }
             if o.attempts > 1 {
                 retried += 1;
@@ -226,19 +239,27 @@ pub fn run(a: &DemoArgs) -> CliResult {
         .await;
         progress.finish(results as u64, (results - completed) as u64);
         let wall = batch_start.elapsed().as_secs_f64();
+        let served = h.stats().await.map(|s| s.blob_bytes_served).unwrap_or(0);
         h.shutdown().await;
         latencies.sort_by(f64::total_cmp);
         println!("\nsummary");
         println!(
-            "  tasks      {completed}/{} completed ({:.1} %), each reported once; {retried} needed a retry",
-            a.tasks,
-            100.0 * completed as f64 / a.tasks.max(1) as f64
+            "  tasks      {completed}/{total} completed ({:.1} %), each reported once; {retried} needed a retry",
+            100.0 * completed as f64 / total.max(1) as f64
         );
         println!(
             "  throughput {:.0} tasks/s over {:.2} s",
             results as f64 / wall.max(1e-9),
             wall
         );
+        if !labels.is_empty() {
+            println!(
+                "  accuracy   {correct}/{} = {:.1} % of the digits test set classified correctly",
+                labels.len(),
+                100.0 * correct as f64 / labels.len().max(1) as f64
+            );
+            println!("  model      sent peer to peer in chunks: {served} bytes served to the nodes that lacked it");
+        }
         println!(
             "  latency    p50 {:.1} ms, p99 {:.1} ms",
             percentile(&latencies, 0.5),
@@ -256,10 +277,83 @@ pub fn run(a: &DemoArgs) -> CliResult {
             "  total time {:.1} s; all node processes stopped",
             t0.elapsed().as_secs_f64()
         );
-        if completed == a.tasks {
+        if completed == total {
             Ok(exit::OK)
         } else {
             Ok(exit::TASK_FAILED)
         }
     })
+}
+
+/// The shipped model and test split, built into the binary so the demo runs
+/// from anywhere.
+#[cfg(feature = "onnx")]
+const DIGITS_MODEL: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../models/digits.onnx"
+));
+#[cfg(feature = "onnx")]
+const DIGITS_TEST: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../models/digits_test.jsonl"
+));
+
+/// What the demo batch runs.
+struct Workload {
+    kind: TaskKind,
+    model: Option<Vec<u8>>,
+    items: Vec<Item>,
+    /// Expected class per item (inference only).
+    labels: Vec<i64>,
+    describe: String,
+}
+
+impl Workload {
+    #[cfg(feature = "onnx")]
+    fn new(a: &DemoArgs) -> Result<Self, CliError> {
+        let mut items = Vec::new();
+        let mut labels = Vec::new();
+        for (i, line) in DIGITS_TEST
+            .lines()
+            .enumerate()
+            .take(a.tasks.unwrap_or(usize::MAX))
+        {
+            let v: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| CliError::usage(e.to_string()))?;
+            let input = crate::tensors::from_json(&v["input"]).map_err(CliError::usage)?;
+            items.push(Item { line: i + 1, input });
+            labels.push(v["label"].as_i64().unwrap_or(-1));
+        }
+        Ok(Self {
+            kind: TaskKind::Infer,
+            model: Some(DIGITS_MODEL.to_vec()),
+            describe: format!(
+                "classify {} handwritten digits (8x8, scikit-learn test split) with a {} byte ONNX MLP; the nodes do not have the model yet",
+                items.len(),
+                DIGITS_MODEL.len()
+            ),
+            items,
+            labels,
+        })
+    }
+
+    #[cfg(not(feature = "onnx"))]
+    fn new(a: &DemoArgs) -> Result<Self, CliError> {
+        let n = a.tasks.unwrap_or(240);
+        Ok(Self {
+            kind: TaskKind::Sleep,
+            model: None,
+            items: (1..=n)
+                .map(|line| Item {
+                    line,
+                    input: a.task_ms.to_string().into_bytes(),
+                })
+                .collect(),
+            labels: Vec::new(),
+            describe: format!(
+                "{n} `sleep` tasks of {} ms (built without inference)",
+                a.task_ms
+            ),
+        })
+    }
 }

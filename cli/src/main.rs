@@ -5,6 +5,7 @@ mod batch;
 mod config;
 mod demo;
 mod output;
+mod tensors;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -132,6 +133,20 @@ enum Command {
     Batch(batch::BatchArgs),
     /// Start a few local nodes, discover them, run a batch, kill a worker, summarize
     Demo(demo::DemoArgs),
+    /// Manage the models this machine holds (content-addressed by SHA-256)
+    #[command(subcommand)]
+    Model(ModelCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelCmd {
+    /// Copy an ONNX model into the store and print its hash (tasks name models by hash)
+    Add {
+        /// The .onnx file
+        file: PathBuf,
+    },
+    /// List the models in the store
+    List,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -167,6 +182,14 @@ struct NodeArgs {
     /// Print JSON lines on stdout: first {"event":"listening",...}, then one per event
     #[arg(long)]
     json: bool,
+    /// Largest total size of fetched models kept in <data-dir>/models
+    #[arg(
+        long,
+        default_value_t = 256,
+        value_name = "MIB",
+        env = "P2PA_MODEL_CACHE_MB"
+    )]
+    model_cache_mb: u64,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -199,10 +222,15 @@ struct LimitArgs {
 
 #[derive(Debug, Args)]
 struct SubmitArgs {
-    /// Task kind: echo, hash (SHA-256 hex), sleep (input: milliseconds), infer
+    /// Task kind: echo, hash (SHA-256 hex), sleep (input: milliseconds), infer (needs --model)
     #[arg(long, value_parser = parse_kind)]
     kind: TaskKind,
-    /// Input text
+    /// Model for infer: a hash from `p2pa model add`, or an .onnx file; workers
+    /// without it fetch it from this requester
+    #[arg(long, value_name = "HASH|FILE")]
+    model: Option<String>,
+    /// Input text; for infer, JSON: [x, …] (one row), [[…], …] (rows) or
+    /// {"shape": [..], "f32": [..]}
     #[arg(
         long,
         conflicts_with = "input_file",
@@ -277,9 +305,10 @@ fn main() -> ExitCode {
         Command::Id => cmd_id(&data_dir(cli.data_dir.as_ref())),
         Command::Node(ref a) => cmd_node(&cli, a),
         Command::Peers { wait, json } => cmd_peers(&cli.net, wait, json),
-        Command::Submit(ref a) => cmd_submit(&cli.net, a),
-        Command::Batch(ref a) => batch::run(&cli.net, a),
+        Command::Submit(ref a) => cmd_submit(&cli.net, &data_dir(cli.data_dir.as_ref()), a),
+        Command::Batch(ref a) => batch::run(&cli.net, &data_dir(cli.data_dir.as_ref()), a),
         Command::Demo(ref a) => demo::run(a),
+        Command::Model(ref m) => cmd_model(&data_dir(cli.data_dir.as_ref()), m),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -371,6 +400,13 @@ fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
             Trust::Allowlist(read_allowlist(&path)?)
         }
     };
+    let store = model_store(&dir, a.model_cache_mb);
+    opts.core.model_cache_bytes = store.limit();
+    opts.executor = p2pa_node::task::executor(Some(store.clone()));
+    opts.models = Some(store);
+    if p2pa_node::task::INFERENCE {
+        opts.core.kinds = opts.core.kinds.with(TaskKind::Infer);
+    }
     let handle = NodeHandle::start(key, opts)
         .map_err(|e| CliError::network(format!("cannot start the node: {e}")))?;
     let id = handle.id();
@@ -485,22 +521,94 @@ fn cmd_peers(net: &NetArgs, wait: u64, json: bool) -> CliResult {
     })
 }
 
-fn cmd_submit(net: &NetArgs, a: &SubmitArgs) -> CliResult {
-    let input = match (&a.input, &a.input_file) {
+fn cmd_submit(net: &NetArgs, data_dir: &std::path::Path, a: &SubmitArgs) -> CliResult {
+    let mut input = match (&a.input, &a.input_file) {
         (Some(t), _) => t.clone().into_bytes(),
         (None, Some(p)) => std::fs::read(p)
             .map_err(|e| CliError::usage(format!("cannot read input file {}: {e}", p.display())))?,
         (None, None) => return Err(CliError::usage("give --input TEXT or --input-file PATH")),
     };
+    let model = match (&a.model, a.kind) {
+        (Some(m), _) => Some(load_model(data_dir, m)?),
+        (None, TaskKind::Infer) => {
+            return Err(CliError::usage("an infer task needs --model HASH|FILE"))
+        }
+        (None, _) => None,
+    };
+    if a.kind == TaskKind::Infer {
+        let v: serde_json::Value = serde_json::from_slice(&input).map_err(|e| {
+            CliError::usage(format!(
+                "infer input must be JSON (numbers, rows, or a tensor object): {e}"
+            ))
+        })?;
+        input = tensors::from_json(&v).map_err(|e| CliError::usage(format!("infer input: {e}")))?;
+    }
     let h = requester(net, a.peer)?;
     smol::block_on(async {
-        let result = submit_one(&h, a, input).await;
+        let model_hash = match model {
+            Some(bytes) => Some(
+                h.provide_model(bytes)
+                    .await
+                    .map_err(|e| CliError::network(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let result = submit_one(&h, a, input, model_hash).await;
         h.shutdown().await;
         result
     })
 }
 
-async fn submit_one(h: &NodeHandle, a: &SubmitArgs, input: Vec<u8>) -> CliResult {
+fn model_store(dir: &std::path::Path, mib: u64) -> p2pa_node::models::ModelStore {
+    p2pa_node::models::ModelStore::new(dir.join("models"), mib.saturating_mul(1024 * 1024))
+}
+
+/// A model's bytes, from the store (by hash) or from a file.
+pub fn load_model(data_dir: &std::path::Path, spec: &str) -> Result<Vec<u8>, CliError> {
+    if let Some(hash) = identity::parse_hex32(spec) {
+        return model_store(data_dir, models_limit())
+            .read(&hash)
+            .map_err(|e| CliError::usage(format!("{e}; add it with `p2pa model add FILE`")));
+    }
+    std::fs::read(spec).map_err(|e| {
+        CliError::usage(format!(
+            "cannot read model {spec}: {e} (give a file or a hash from `p2pa model list`)"
+        ))
+    })
+}
+
+fn cmd_model(dir: &std::path::Path, m: &ModelCmd) -> CliResult {
+    let store = model_store(dir, models_limit());
+    match m {
+        ModelCmd::Add { file } => {
+            let hash = store
+                .add_file(file)
+                .map_err(|e| CliError::usage(e.to_string()))?;
+            println!("{}", identity::hex(&hash));
+            eprintln!("stored in {}", store.path(&hash).display());
+        }
+        ModelCmd::List => {
+            for (hash, len) in store.list() {
+                println!("{}  {len} bytes", identity::hex(&hash));
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn models_limit() -> u64 {
+    std::env::var("P2PA_MODEL_CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
+
+async fn submit_one(
+    h: &NodeHandle,
+    a: &SubmitArgs,
+    input: Vec<u8>,
+    model: Option<[u8; 32]>,
+) -> CliResult {
     let peers = wait_for_peers(h, Some(a.kind), 1, Duration::from_millis(a.wait)).await;
     if peers.is_empty() {
         let hint = match a.peer {
@@ -515,7 +623,7 @@ async fn submit_one(h: &NodeHandle, a: &SubmitArgs, input: Vec<u8>) -> CliResult
     let req = TaskRequest {
         kind: a.kind,
         input,
-        model: None,
+        model,
         timeout: Duration::from_secs(a.timeout),
         peer: None,
     };
@@ -523,10 +631,11 @@ async fn submit_one(h: &NodeHandle, a: &SubmitArgs, input: Vec<u8>) -> CliResult
         .submit(req)
         .await
         .map_err(|e| CliError::network(e.to_string()))?;
+    let infer = a.kind == TaskKind::Infer;
     if a.json {
-        output::json_line(&output::outcome_json(&outcome));
+        output::json_line(&output::outcome_json(&outcome, infer));
     } else {
-        output::print_outcome(&outcome);
+        output::print_outcome(&outcome, infer);
     }
     Ok(if outcome.status == TaskStatus::Completed {
         exit::OK

@@ -86,7 +86,7 @@ pub fn receipt_json(r: &Receipt) -> Value {
     })
 }
 
-pub fn outcome_json(o: &TaskOutcome) -> Value {
+pub fn outcome_json(o: &TaskOutcome, infer: bool) -> Value {
     let mut v = json!({
         "task_id": o.task_id,
         "status": o.status.name(),
@@ -94,9 +94,18 @@ pub fn outcome_json(o: &TaskOutcome) -> Value {
         "elapsed_ms": o.elapsed.as_secs_f64() * 1e3,
         "attempts": o.attempts,
     });
-    match std::str::from_utf8(&o.output) {
-        Ok(text) => v["output"] = json!(text),
-        Err(_) => v["output_hex"] = json!(hex(&o.output)),
+    let tensors = (infer && o.status == p2pa_node::protocol::TaskStatus::Completed)
+        .then(|| crate::tensors::to_json(&o.output))
+        .flatten();
+    match (tensors, std::str::from_utf8(&o.output)) {
+        (Some((outputs, prediction)), _) => {
+            v["outputs"] = outputs;
+            if let Some(p) = prediction {
+                v["prediction"] = json!(p);
+            }
+        }
+        (None, Ok(text)) => v["output"] = json!(text),
+        (None, Err(_)) => v["output_hex"] = json!(hex(&o.output)),
     }
     if let Some(e) = &o.error {
         v["error"] = json!(e);
@@ -107,7 +116,7 @@ pub fn outcome_json(o: &TaskOutcome) -> Value {
     v
 }
 
-pub fn print_outcome(o: &TaskOutcome) {
+pub fn print_outcome(o: &TaskOutcome, infer: bool) {
     let worker = o.worker.map_or("-".to_owned(), |w| w.short().to_string());
     eprintln!(
         "task {} {} on {} in {:.1} ms ({} attempt{})",
@@ -120,6 +129,14 @@ pub fn print_outcome(o: &TaskOutcome) {
     );
     if let Some(e) = &o.error {
         eprintln!("error: {e}");
+    }
+    if let Some((outputs, prediction)) = infer.then(|| crate::tensors::to_json(&o.output)).flatten()
+    {
+        if let Some(p) = prediction {
+            println!("prediction: {p}");
+        }
+        println!("{outputs}");
+        return;
     }
     match std::str::from_utf8(&o.output) {
         Ok(text) => println!("{text}"),
@@ -144,7 +161,7 @@ pub fn print_event(ev: &NodeEvent, as_json: bool) {
                 json!({"event": name, "job": job, "kind": kind.name()})
             }
             NodeEvent::TaskDone(o) => {
-                let mut v = outcome_json(o);
+                let mut v = outcome_json(o, false);
                 v["event"] = json!(name);
                 v
             }

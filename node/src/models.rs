@@ -16,10 +16,21 @@ pub const DEFAULT_LIMIT: u64 = 256 * 1024 * 1024;
 /// Why a model could not be stored or found.
 #[derive(Debug)]
 pub enum ModelError {
-    HashMismatch { expected: [u8; 32], actual: [u8; 32] },
-    TooLarge { len: u64, limit: u64 },
-    NotFound { hash: [u8; 32] },
-    Io { path: PathBuf, source: std::io::Error },
+    HashMismatch {
+        expected: [u8; 32],
+        actual: [u8; 32],
+    },
+    TooLarge {
+        len: u64,
+        limit: u64,
+    },
+    NotFound {
+        hash: [u8; 32],
+    },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl fmt::Display for ModelError {
@@ -32,7 +43,10 @@ impl fmt::Display for ModelError {
                 hex(expected)
             ),
             Self::TooLarge { len, limit } => {
-                write!(f, "model of {len} bytes exceeds the model cache limit of {limit} bytes")
+                write!(
+                    f,
+                    "model of {len} bytes exceeds the model cache limit of {limit} bytes"
+                )
             }
             Self::NotFound { hash } => write!(f, "model {} is not in the store", hex(hash)),
             Self::Io { path, source } => write!(f, "{}: {source}", path.display()),
@@ -52,7 +66,10 @@ pub struct ModelStore {
 impl ModelStore {
     /// A store in `dir` holding at most `limit` bytes.
     pub fn new(dir: impl Into<PathBuf>, limit: u64) -> Self {
-        Self { dir: dir.into(), limit }
+        Self {
+            dir: dir.into(),
+            limit,
+        }
     }
 
     /// The store's size limit.
@@ -61,7 +78,10 @@ impl ModelStore {
     }
 
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
-        move |source| ModelError::Io { path: path.to_owned(), source }
+        move |source| ModelError::Io {
+            path: path.to_owned(),
+            source,
+        }
     }
 
     /// Where the model `hash` lives (whether or not it is there).
@@ -76,7 +96,9 @@ impl ModelStore {
 
     /// Hashes of every model in the store, newest first.
     pub fn list(&self) -> Vec<([u8; 32], u64)> {
-        let Ok(entries) = fs::read_dir(&self.dir) else { return Vec::new() };
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
         let mut found: Vec<([u8; 32], u64, std::time::SystemTime)> = entries
             .flatten()
             .filter_map(|e| {
@@ -86,7 +108,7 @@ impl ModelStore {
                 Some((hash, meta.len(), meta.modified().ok()?))
             })
             .collect();
-        found.sort_by(|a, b| b.2.cmp(&a.2));
+        found.sort_by_key(|m| std::cmp::Reverse(m.2));
         found.into_iter().map(|(h, l, _)| (h, l)).collect()
     }
 
@@ -99,7 +121,10 @@ impl ModelStore {
         }
         let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
         if len > self.limit {
-            return Err(ModelError::TooLarge { len, limit: self.limit });
+            return Err(ModelError::TooLarge {
+                len,
+                limit: self.limit,
+            });
         }
         fs::create_dir_all(&self.dir).map_err(Self::io(&self.dir))?;
         let path = self.path(&actual);
@@ -125,7 +150,10 @@ impl ModelStore {
         let bytes = fs::read(&path).map_err(|_| ModelError::NotFound { hash: *hash })?;
         let actual = sha256(&bytes);
         if actual != *hash {
-            return Err(ModelError::HashMismatch { expected: *hash, actual });
+            return Err(ModelError::HashMismatch {
+                expected: *hash,
+                actual,
+            });
         }
         Ok(bytes)
     }
@@ -134,9 +162,15 @@ impl ModelStore {
         let mut models = self.list();
         let mut total: u64 = models.iter().map(|m| m.1).sum();
         while total.saturating_add(incoming) > self.limit {
-            let Some((hash, len)) = models.pop() else { break };
+            let Some((hash, len)) = models.pop() else {
+                break;
+            };
             if fs::remove_file(self.path(&hash)).is_ok() {
-                log::info!("evicted model {} ({len} bytes) to stay under {} bytes", hex(&hash), self.limit);
+                log::info!(
+                    "evicted model {} ({len} bytes) to stay under {} bytes",
+                    hex(&hash),
+                    self.limit
+                );
             }
             total = total.saturating_sub(len);
         }
@@ -159,8 +193,17 @@ mod tests {
         let h = s.put(None, b"model one").unwrap();
         assert_eq!(h, sha256(b"model one"));
         assert_eq!(s.read(&h).unwrap(), b"model one");
-        assert!(matches!(s.put(Some([0; 32]), b"x"), Err(ModelError::HashMismatch { .. })));
-        assert!(matches!(s.put(None, &[0u8; 101]), Err(ModelError::TooLarge { len: 101, limit: 100 })));
+        assert!(matches!(
+            s.put(Some([0; 32]), b"x"),
+            Err(ModelError::HashMismatch { .. })
+        ));
+        assert!(matches!(
+            s.put(None, &[0u8; 101]),
+            Err(ModelError::TooLarge {
+                len: 101,
+                limit: 100
+            })
+        ));
         std::thread::sleep(std::time::Duration::from_millis(20));
         let h2 = s.put(None, &[1u8; 95]).unwrap();
         assert!(!s.contains(&h), "older model evicted to fit");

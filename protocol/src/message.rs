@@ -301,7 +301,9 @@ impl fmt::Display for RejectReason {
         f.write_str(match self {
             Self::Busy => "busy",
             Self::Unsupported => "unsupported task kind",
-            Self::OverBudget => "over budget",
+            Self::OverBudget => {
+                "over budget (the model or output is larger than this worker allows)"
+            }
             Self::ShuttingDown => "shutting down",
             Self::Duplicate => "duplicate task id",
         })

@@ -40,7 +40,9 @@ impl Blobs {
     }
 
     pub(crate) fn provided_len(&self, hash: &Hash32) -> Option<u64> {
-        self.provided.get(hash).map(|b| u64::try_from(b.len()).unwrap_or(u64::MAX))
+        self.provided
+            .get(hash)
+            .map(|b| u64::try_from(b.len()).unwrap_or(u64::MAX))
     }
 }
 
@@ -59,11 +61,21 @@ impl Core {
     pub(super) fn on_blob_request(&mut self, peer: NodeId, req: &BlobRequest) {
         let Some(bytes) = self.blobs.provided.get(&req.hash).cloned() else {
             let detail = format!("no blob {}", hex(&req.hash));
-            self.send_to_peer(peer, &Message::Error(p2pa_protocol::Error { code: ErrorCode::NotFound, detail: &detail }));
+            self.send_to_peer(
+                peer,
+                &Message::Error(p2pa_protocol::Error {
+                    code: ErrorCode::NotFound,
+                    detail: &detail,
+                }),
+            );
             return;
         };
-        let start = usize::try_from(req.offset).unwrap_or(usize::MAX).min(bytes.len());
-        let len = usize::try_from(req.max_len).unwrap_or(0).min(BLOB_CHUNK_LEN);
+        let start = usize::try_from(req.offset)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        let len = usize::try_from(req.max_len)
+            .unwrap_or(0)
+            .min(BLOB_CHUNK_LEN);
         let end = start.saturating_add(len).min(bytes.len());
         let data = bytes.get(start..end).unwrap_or(&[]);
         let chunk = Message::BlobChunk(BlobChunk {
@@ -73,7 +85,10 @@ impl Core {
             data,
         });
         if self.send_to_peer(peer, &chunk) {
-            self.stats.blob_bytes_served = self.stats.blob_bytes_served.saturating_add(data.len() as u64);
+            self.stats.blob_bytes_served = self
+                .stats
+                .blob_bytes_served
+                .saturating_add(data.len() as u64);
         }
     }
 
@@ -87,7 +102,11 @@ impl Core {
         fetch.from = Some(peer);
         let offset = u64::try_from(fetch.buf.len()).unwrap_or(u64::MAX);
         if offset > 0 {
-            log::info!("resuming fetch of model {} at byte {offset} from {}", hex(&hash), peer.short());
+            log::info!(
+                "resuming fetch of model {} at byte {offset} from {}",
+                hex(&hash),
+                peer.short()
+            );
         }
         self.request_chunk(hash, peer, offset);
     }
@@ -103,38 +122,64 @@ impl Core {
 
     pub(super) fn on_blob_chunk(&mut self, peer: NodeId, chunk: &BlobChunk<'_>) {
         let limit = self.cfg.model_cache_bytes;
-        let Some(fetch) = self.blobs.fetches.get_mut(&chunk.hash) else { return };
-        if fetch.from != Some(peer) || chunk.offset != u64::try_from(fetch.buf.len()).unwrap_or(u64::MAX) {
+        let Some(fetch) = self.blobs.fetches.get_mut(&chunk.hash) else {
+            return;
+        };
+        if fetch.from != Some(peer)
+            || chunk.offset != u64::try_from(fetch.buf.len()).unwrap_or(u64::MAX)
+        {
             return; // stale: from an earlier source or a duplicate
         }
         if chunk.total_len > limit {
-            let msg = format!("model of {} bytes exceeds the model cache limit of {limit} bytes", chunk.total_len);
+            let msg = format!(
+                "model of {} bytes exceeds the model cache limit of {limit} bytes",
+                chunk.total_len
+            );
             self.fail_fetch(chunk.hash, &msg);
             return;
         }
-        let room = usize::try_from(chunk.total_len).unwrap_or(usize::MAX).saturating_sub(fetch.buf.len());
+        let room = usize::try_from(chunk.total_len)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(fetch.buf.len());
         if chunk.data.is_empty() || chunk.data.len() > room {
             self.fail_fetch(chunk.hash, "peer sent a malformed model chunk");
             return;
         }
         fetch.buf.extend_from_slice(chunk.data);
-        self.stats.blob_bytes_fetched = self.stats.blob_bytes_fetched.saturating_add(chunk.data.len() as u64);
+        self.stats.blob_bytes_fetched = self
+            .stats
+            .blob_bytes_fetched
+            .saturating_add(chunk.data.len() as u64);
         let have = u64::try_from(fetch.buf.len()).unwrap_or(u64::MAX);
         if have < chunk.total_len {
             self.request_chunk(chunk.hash, peer, have);
             return;
         }
-        let Some(done) = self.blobs.fetches.remove(&chunk.hash) else { return };
+        let Some(done) = self.blobs.fetches.remove(&chunk.hash) else {
+            return;
+        };
         let actual = sha256(&done.buf);
         if actual != chunk.hash {
-            let msg = format!("model from {} hashes to {}, not {}; refused", peer.short(), hex(&actual), hex(&chunk.hash));
+            let msg = format!(
+                "model from {} hashes to {}, not {}; refused",
+                peer.short(),
+                hex(&actual),
+                hex(&chunk.hash)
+            );
             self.blobs.fetches.insert(chunk.hash, Fetch::default());
             self.fail_fetch(chunk.hash, &msg);
             return;
         }
-        log::info!("fetched model {} ({have} bytes) from {}", hex(&chunk.hash), peer.short());
+        log::info!(
+            "fetched model {} ({have} bytes) from {}",
+            hex(&chunk.hash),
+            peer.short()
+        );
         self.add_held_model(chunk.hash);
-        self.events.push_back(Event::ModelFetched { hash: chunk.hash, bytes: done.buf });
+        self.events.push_back(Event::ModelFetched {
+            hash: chunk.hash,
+            bytes: done.buf,
+        });
         self.start_jobs();
     }
 
@@ -148,13 +193,18 @@ impl Core {
     /// A peer went away: fetches from it continue from another requester of a
     /// waiting job, at the offset already reached.
     pub(super) fn blobs_peer_down(&mut self, peer: NodeId) {
-        let stalled: Vec<Hash32> =
-            self.blobs.fetches.iter().filter(|(_, f)| f.from == Some(peer)).map(|(h, _)| *h).collect();
+        let stalled: Vec<Hash32> = self
+            .blobs
+            .fetches
+            .iter()
+            .filter(|(_, f)| f.from == Some(peer))
+            .map(|(h, _)| *h)
+            .collect();
         for hash in stalled {
             if let Some(f) = self.blobs.fetches.get_mut(&hash) {
                 f.from = None;
             }
-            if let Some(other) = self.requester_waiting_for(hash).filter(|p| *p != peer) {
+            if let Some(other) = self.requester_waiting_for(hash, peer) {
                 self.fetch_model(hash, other);
             }
         }

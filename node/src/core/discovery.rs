@@ -266,6 +266,9 @@ impl Core {
         self.stats.beacons_accepted = self.stats.beacons_accepted.saturating_add(1);
         peer.last_seen = now;
         peer.caps = beacon.caps;
+        if peer.via == Via::Inbound {
+            peer.via = Via::Multicast; // it dialed us first; it beacons too
+        }
         if peer.conn.is_none() {
             peer.addr = Some(addr);
         }

@@ -6,9 +6,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use p2pa_protocol::{
-    Hash32,
-    Budget, Cancel, Message, NodeId, Receipt, RejectReason, Signature64, TaskAccept, TaskInput,
-    TaskKind, TaskOffer, TaskReject, TaskResult, TaskStatus, MAX_BODY_LEN,
+    Budget, Cancel, Hash32, Message, NodeId, Receipt, RejectReason, Signature64, TaskAccept,
+    TaskInput, TaskKind, TaskOffer, TaskReject, TaskResult, TaskStatus, MAX_BODY_LEN,
 };
 
 use super::{check_receipt, sha256, Config, ConnId, Core, Event, JobId, Noise};
@@ -620,7 +619,10 @@ impl Core {
             },
         );
         self.exchange.queue.push_back(job);
-        if let Some(m) = offer.model.filter(|m| offer.kind == TaskKind::Infer && !self.blobs.holds(m)) {
+        if let Some(m) = offer
+            .model
+            .filter(|m| offer.kind == TaskKind::Infer && !self.blobs.holds(m))
+        {
             self.fetch_model(m, peer);
         }
         self.send_to_peer(
@@ -640,10 +642,17 @@ impl Core {
     pub(super) fn start_jobs(&mut self) {
         while self.exchange.running < usize::from(self.cfg.workers) {
             let next = self.exchange.queue.iter().position(|id| {
-                self.exchange.jobs.get(id).is_none_or(|j| j.state != TaskState::Queued || self.runnable(j))
+                self.exchange
+                    .jobs
+                    .get(id)
+                    .is_none_or(|j| j.state != TaskState::Queued || self.runnable(j))
             });
-            let Some(id) = next.and_then(|pos| self.exchange.queue.remove(pos)) else { break };
-            let Some(j) = self.exchange.jobs.get_mut(&id) else { continue };
+            let Some(id) = next.and_then(|pos| self.exchange.queue.remove(pos)) else {
+                break;
+            };
+            let Some(j) = self.exchange.jobs.get_mut(&id) else {
+                continue;
+            };
             if j.state != TaskState::Queued {
                 self.exchange.jobs.remove(&id);
                 continue;
@@ -666,7 +675,9 @@ impl Core {
             .exchange
             .jobs
             .iter()
-            .filter(|(_, j)| j.state == TaskState::Queued && j.model == Some(hash) && j.kind == TaskKind::Infer)
+            .filter(|(_, j)| {
+                j.state == TaskState::Queued && j.model == Some(hash) && j.kind == TaskKind::Infer
+            })
             .map(|(&id, _)| id)
             .collect();
         for job in waiting {
@@ -674,12 +685,12 @@ impl Core {
         }
     }
 
-    /// A requester with a job queued for model `hash`, if any.
-    pub(super) fn requester_waiting_for(&self, hash: Hash32) -> Option<NodeId> {
+    /// A requester other than `not` with a job queued for model `hash`.
+    pub(super) fn requester_waiting_for(&self, hash: Hash32, not: NodeId) -> Option<NodeId> {
         self.exchange
             .jobs
             .values()
-            .find(|j| j.state == TaskState::Queued && j.model == Some(hash))
+            .find(|j| j.state == TaskState::Queued && j.model == Some(hash) && j.peer != not)
             .map(|j| j.peer)
     }
 

@@ -310,7 +310,10 @@ impl Core {
         Capabilities {
             kinds: self.cfg.kinds,
             free_slots: self.exchange.free_slots(&self.cfg),
-            models: self.blobs.advertised(p2pa_protocol::MAX_BEACON_MODELS).collect(),
+            models: self
+                .blobs
+                .advertised(p2pa_protocol::MAX_BEACON_MODELS)
+                .collect(),
         }
     }
 

@@ -220,12 +220,13 @@ impl NodeHandle {
             .name("p2pa-node".into())
             .spawn(move || {
                 let _mdns = mdns; // one instance for the node's lifetime
-                let mut core = Core::new(key, opts.core.clone(), Box::new(OsEntropy), Instant::now());
-            if let Some(store) = &opts.models {
-                for (hash, _) in store.list().into_iter().rev() {
-                    core.add_held_model(hash);
+                let mut core =
+                    Core::new(key, opts.core.clone(), Box::new(OsEntropy), Instant::now());
+                if let Some(store) = &opts.models {
+                    for (hash, _) in store.list().into_iter().rev() {
+                        core.add_held_model(hash);
+                    }
                 }
-            }
                 let ex = LocalExecutor::new();
                 let shell = Shell {
                     core,
@@ -234,7 +235,7 @@ impl NodeHandle {
                     events: events_tx,
                     executor: opts.executor.clone(),
                     udp_target: opts.multicast.map(|m| SocketAddr::from((m.group, m.port))),
-                models: opts.models.clone(),
+                    models: opts.models.clone(),
                     waiters: BTreeMap::new(),
                 };
                 let run = shell.run(&ex, inputs_rx, listener, udp);

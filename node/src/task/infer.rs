@@ -28,12 +28,17 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("store", &self.store).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
     }
 }
 
 fn shape_text(dims: &[Option<usize>]) -> String {
-    let parts: Vec<String> = dims.iter().map(|d| d.map_or("N".to_owned(), |v| v.to_string())).collect();
+    let parts: Vec<String> = dims
+        .iter()
+        .map(|d| d.map_or("N".to_owned(), |v| v.to_string()))
+        .collect();
     format!("[{}]", parts.join(", "))
 }
 
@@ -43,7 +48,10 @@ fn failed(msg: impl Into<String>) -> (TaskStatus, Vec<u8>) {
 
 impl Engine {
     pub fn new(store: ModelStore) -> Self {
-        Self { store, loaded: Mutex::new(HashMap::new()) }
+        Self {
+            store,
+            loaded: Mutex::new(HashMap::new()),
+        }
     }
 
     fn load(&self, hash: &[u8; 32]) -> Result<Arc<Loaded>, String> {
@@ -51,7 +59,8 @@ impl Engine {
             return Ok(l);
         }
         let bytes = self.store.read(hash).map_err(|e| e.to_string())?;
-        let loaded = Self::compile(&bytes).map_err(|e| format!("model {} failed to load: {e}", hex(hash)))?;
+        let loaded = Self::compile(&bytes)
+            .map_err(|e| format!("model {} failed to load: {e}", hex(hash)))?;
         let loaded = Arc::new(loaded);
         if let Ok(mut m) = self.loaded.lock() {
             m.insert(*hash, loaded.clone());
@@ -60,19 +69,30 @@ impl Engine {
     }
 
     fn compile(bytes: &[u8]) -> TractResult<Loaded> {
-        let typed = tract_onnx::onnx().model_for_read(&mut &bytes[..])?.into_optimized()?;
+        let typed = tract_onnx::onnx()
+            .model_for_read(&mut &bytes[..])?
+            .into_optimized()?;
         let mut inputs = Vec::new();
         for i in 0..typed.inputs.len() {
             let fact = typed.input_fact(i)?;
-            let dims = fact.shape.iter().map(|d| d.to_i64().ok().and_then(|v| usize::try_from(v).ok())).collect();
+            let dims = fact
+                .shape
+                .iter()
+                .map(|d| d.to_i64().ok().and_then(|v| usize::try_from(v).ok()))
+                .collect();
             inputs.push((fact.datum_type, dims));
         }
-        Ok(Loaded { plan: typed.into_runnable()?, inputs })
+        Ok(Loaded {
+            plan: typed.into_runnable()?,
+            inputs,
+        })
     }
 
     /// Runs model `model` on the tensor set `input`; the output is a tensor set.
     pub fn run(&self, model: Option<[u8; 32]>, input: &[u8]) -> (TaskStatus, Vec<u8>) {
-        let Some(hash) = model else { return failed("an infer task needs a model hash") };
+        let Some(hash) = model else {
+            return failed("an infer task needs a model hash");
+        };
         let loaded = match self.load(&hash) {
             Ok(l) => l,
             Err(e) => return failed(e),
@@ -82,11 +102,19 @@ impl Engine {
             Err(e) => return failed(format!("bad input tensors: {e}")),
         };
         if tensors.len() != loaded.inputs.len() {
-            return failed(format!("the model takes {} input tensors, got {}", loaded.inputs.len(), tensors.len()));
+            return failed(format!(
+                "the model takes {} input tensors, got {}",
+                loaded.inputs.len(),
+                tensors.len()
+            ));
         }
         let mut values = TVec::new();
         for (t, (dt, dims)) in tensors.into_iter().zip(&loaded.inputs) {
-            let fits = t.shape.len() == dims.len() && t.shape.iter().zip(dims).all(|(a, e)| e.is_none_or(|e| e == *a));
+            let fits = t.shape.len() == dims.len()
+                && t.shape
+                    .iter()
+                    .zip(dims)
+                    .all(|(a, e)| e.is_none_or(|e| e == *a));
             let want = if *dt == DatumType::I64 { "i64" } else { "f32" };
             if !fits || t.dtype() != want {
                 let got: Vec<Option<usize>> = t.shape.iter().map(|d| Some(*d)).collect();
@@ -114,16 +142,27 @@ impl Engine {
         for o in outputs.iter() {
             let shape = o.shape().to_vec();
             let converted = if o.datum_type() == DatumType::I64 {
-                o.to_plain_array_view::<i64>().ok().and_then(|a| tensor::Tensor::i64(shape, a.iter().copied().collect()))
+                o.to_plain_array_view::<i64>()
+                    .ok()
+                    .and_then(|a| tensor::Tensor::i64(shape, a.iter().copied().collect()))
             } else {
                 o.cast_to::<f32>()
                     .ok()
-                    .and_then(|c| c.to_plain_array_view::<f32>().ok().map(|a| a.iter().copied().collect::<Vec<f32>>()))
+                    .and_then(|c| {
+                        c.to_plain_array_view::<f32>()
+                            .ok()
+                            .map(|a| a.iter().copied().collect::<Vec<f32>>())
+                    })
                     .and_then(|v| tensor::Tensor::f32(shape, v))
             };
             match converted {
                 Some(t) => out.push(t),
-                None => return failed(format!("output of type {:?} cannot be returned", o.datum_type())),
+                None => {
+                    return failed(format!(
+                        "output of type {:?} cannot be returned",
+                        o.datum_type()
+                    ))
+                }
             }
         }
         (TaskStatus::Completed, tensor::encode(&out))
@@ -143,7 +182,12 @@ mod tests {
             .lines()
             .map(|l| {
                 let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                let x = v["input"].as_array().unwrap().iter().map(|f| f.as_f64().unwrap() as f32).collect();
+                let x = v["input"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| f.as_f64().unwrap() as f32)
+                    .collect();
                 (x, v["label"].as_i64().unwrap())
             })
             .collect();
@@ -174,7 +218,12 @@ mod tests {
         for (x, y) in &rows {
             let input = tensor::encode(&[T::f32(vec![1, 64], x.clone()).unwrap()]);
             let (status, out) = engine.run(Some(hash), &input);
-            assert_eq!(status, TaskStatus::Completed, "{}", String::from_utf8_lossy(&out));
+            assert_eq!(
+                status,
+                TaskStatus::Completed,
+                "{}",
+                String::from_utf8_lossy(&out)
+            );
             let set = tensor::decode(&out).unwrap();
             assert_eq!(set[0].shape, vec![1, 10]);
             assert_eq!(set[0].dtype(), "f32");
@@ -184,10 +233,17 @@ mod tests {
         assert!(acc > 0.95, "accuracy {acc}");
         // Loaded once: it keeps working after the file is gone.
         std::fs::remove_file(store.path(&hash)).unwrap();
-        let input = tensor::encode(&[T::f32(vec![2, 64], [rows[0].0.clone(), rows[1].0.clone()].concat()).unwrap()]);
+        let input =
+            tensor::encode(&[
+                T::f32(vec![2, 64], [rows[0].0.clone(), rows[1].0.clone()].concat()).unwrap(),
+            ]);
         let (status, out) = engine.run(Some(hash), &input);
         assert_eq!(status, TaskStatus::Completed);
-        assert_eq!(tensor::decode(&out).unwrap()[1].shape, vec![2], "batch of two");
+        assert_eq!(
+            tensor::decode(&out).unwrap()[1].shape,
+            vec![2],
+            "batch of two"
+        );
     }
 
     #[test]
@@ -203,7 +259,9 @@ mod tests {
         let ints = tensor::encode(&[T::i64(vec![1, 64], vec![0; 64]).unwrap()]);
         let (status, out) = engine.run(Some(hash), &ints);
         assert_eq!(status, TaskStatus::Failed);
-        assert!(String::from_utf8(out).unwrap().contains("(f32), got [1, 64] (i64)"));
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("(f32), got [1, 64] (i64)"));
         let (status, out) = engine.run(Some([7; 32]), &wrong);
         assert_eq!(status, TaskStatus::Failed);
         assert!(String::from_utf8(out).unwrap().contains("not in the store"));

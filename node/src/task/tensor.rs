@@ -33,14 +33,22 @@ pub struct Tensor {
 impl Tensor {
     /// An f32 tensor; `None` if the shape does not match the data length.
     pub fn f32(shape: Vec<usize>, data: Vec<f32>) -> Option<Self> {
-        (shape.iter().try_fold(1usize, |a, d| a.checked_mul(*d)) == Some(data.len()))
-            .then_some(Self { shape, data: Data::F32(data) })
+        (shape.iter().try_fold(1usize, |a, d| a.checked_mul(*d)) == Some(data.len())).then_some(
+            Self {
+                shape,
+                data: Data::F32(data),
+            },
+        )
     }
 
     /// An i64 tensor; `None` if the shape does not match the data length.
     pub fn i64(shape: Vec<usize>, data: Vec<i64>) -> Option<Self> {
-        (shape.iter().try_fold(1usize, |a, d| a.checked_mul(*d)) == Some(data.len()))
-            .then_some(Self { shape, data: Data::I64(data) })
+        (shape.iter().try_fold(1usize, |a, d| a.checked_mul(*d)) == Some(data.len())).then_some(
+            Self {
+                shape,
+                data: Data::I64(data),
+            },
+        )
     }
 
     /// The element type's name.
@@ -66,7 +74,9 @@ impl fmt::Display for TensorError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Truncated => f.write_str("tensor data is truncated"),
-            Self::UnknownDtype(d) => write!(f, "unknown tensor element type {d} (1 = f32, 2 = i64)"),
+            Self::UnknownDtype(d) => {
+                write!(f, "unknown tensor element type {d} (1 = f32, 2 = i64)")
+            }
             Self::RankTooLarge(r) => write!(f, "tensor rank {r} exceeds {MAX_RANK}"),
             Self::TooManyElements => write!(f, "tensor has more than {MAX_ELEMENTS} elements"),
             Self::TrailingBytes(n) => write!(f, "{n} bytes after the last tensor"),
@@ -89,8 +99,12 @@ pub fn encode(tensors: &[Tensor]) -> Vec<u8> {
             out.extend_from_slice(&u32::try_from(*d).unwrap_or(u32::MAX).to_le_bytes());
         }
         match &t.data {
-            Data::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            Data::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Data::F32(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Data::I64(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
         }
     }
     out
@@ -127,7 +141,10 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Tensor>, TensorError> {
         }
         let mut shape = Vec::with_capacity(rank);
         for _ in 0..rank {
-            shape.push(usize::try_from(u32::from_le_bytes(r.array()?)).map_err(|_| TensorError::TooManyElements)?);
+            shape.push(
+                usize::try_from(u32::from_le_bytes(r.array()?))
+                    .map_err(|_| TensorError::TooManyElements)?,
+            );
         }
         let n = shape
             .iter()
@@ -137,11 +154,19 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Tensor>, TensorError> {
         let data = match dtype {
             1 => {
                 let raw = r.take(n.checked_mul(4).ok_or(TensorError::TooManyElements)?)?;
-                Data::F32(raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4]))).collect())
+                Data::F32(
+                    raw.chunks_exact(4)
+                        .map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])))
+                        .collect(),
+                )
             }
             2 => {
                 let raw = r.take(n.checked_mul(8).ok_or(TensorError::TooManyElements)?)?;
-                Data::I64(raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect())
+                Data::I64(
+                    raw.chunks_exact(8)
+                        .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                        .collect(),
+                )
             }
             d => return Err(TensorError::UnknownDtype(d)),
         };
@@ -163,13 +188,17 @@ pub fn outputs_agree(a: &[u8], b: &[u8]) -> bool {
     if a == b {
         return true;
     }
-    let (Ok(x), Ok(y)) = (decode(a), decode(b)) else { return false };
+    let (Ok(x), Ok(y)) = (decode(a), decode(b)) else {
+        return false;
+    };
     x.len() == y.len()
         && x.iter().zip(&y).all(|(p, q)| {
             p.shape == q.shape
                 && match (&p.data, &q.data) {
                     (Data::I64(u), Data::I64(v)) => u == v,
-                    (Data::F32(u), Data::F32(v)) => u.iter().zip(v).all(|(s, t)| (s - t).abs() <= F32_TOLERANCE),
+                    (Data::F32(u), Data::F32(v)) => {
+                        u.iter().zip(v).all(|(s, t)| (s - t).abs() <= F32_TOLERANCE)
+                    }
                     _ => false,
                 }
         })

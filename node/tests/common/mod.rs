@@ -65,6 +65,8 @@ pub struct Sim {
     pub outcomes: Vec<(usize, TaskOutcome)>,
     pub datagrams_sent: u64,
     pub executed: BTreeMap<usize, u64>,
+    /// (node, model hash, bytes) of every model a node fetched.
+    pub fetched: Vec<(usize, [u8; 32], usize)>,
 }
 
 impl Sim {
@@ -101,6 +103,7 @@ impl Sim {
             outcomes: Vec::new(),
             datagrams_sent: 0,
             executed: BTreeMap::new(),
+            fetched: Vec::new(),
         }
     }
 
@@ -206,6 +209,7 @@ impl Sim {
                     *self.executed.entry(i).or_default() += 1;
                     let output = match kind {
                         TaskKind::Echo => input,
+                        TaskKind::Infer => [b"inferred:".as_slice(), &input].concat(),
                         _ => b"unsupported in sim".to_vec(),
                     };
                     let d = Duration::from_millis(2);
@@ -219,6 +223,7 @@ impl Sim {
                     );
                 }
                 Event::TaskDone(o) => self.outcomes.push((i, *o)),
+                Event::ModelFetched { hash, bytes } => self.fetched.push((i, hash, bytes.len())),
                 _ => {}
             }
         }

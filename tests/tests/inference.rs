@@ -1,0 +1,302 @@
+//! Distributed inference as a user runs it: the shipped digits model over
+//! three nodes equals a local single-process run prediction by prediction;
+//! models travel to workers that lack them; redundancy finds a lying worker;
+//! bad models and bad inputs fail with reasons and take no node down.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use p2pa_node::io::{MulticastConfig, NodeHandle, NodeOptions};
+use p2pa_node::models::ModelStore;
+use p2pa_node::protocol::{Keypair, KindSet, TaskKind, TaskStatus};
+use p2pa_node::task::infer::Engine;
+use p2pa_node::task::tensor::{self, Data, Tensor};
+use p2pa_tests::*;
+
+const T: Duration = Duration::from_secs(120);
+
+fn models_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")
+}
+
+fn test_rows() -> Vec<Vec<f32>> {
+    std::fs::read_to_string(models_dir().join("digits_test.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["input"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
+        .collect()
+}
+
+/// Predictions of one local, single-process run of the shipped model.
+fn local_predictions() -> Vec<i64> {
+    let store = ModelStore::new(scratch("local-store"), 1 << 20);
+    let model = std::fs::read(models_dir().join("digits.onnx")).unwrap();
+    let hash = store.put(None, &model).unwrap();
+    let engine = Engine::new(store);
+    test_rows()
+        .into_iter()
+        .map(|x| {
+            let input = tensor::encode(&[Tensor::f32(vec![1, 64], x).unwrap()]);
+            let (status, out) = engine.run(Some(hash), &input);
+            assert_eq!(status, TaskStatus::Completed);
+            match &tensor::decode(&out).unwrap()[1].data {
+                Data::I64(v) => v[0],
+                Data::F32(_) => unreachable!("label is i64"),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn distributed_predictions_equal_a_local_single_process_run() {
+    let port = unique_port();
+    let dir = scratch("dist");
+    let _nodes: Vec<NodeProc> = (0..3)
+        .map(|i| NodeProc::start(port, &dir.join(format!("n{i}")), &["--workers", "2"]))
+        .collect();
+    let out_path = dir.join("results.jsonl");
+    let model = models_dir().join("digits.onnx");
+    let inputs = models_dir().join("digits_test.jsonl");
+    let out = p2pa_local(
+        port,
+        &[
+            "batch",
+            "--kind",
+            "infer",
+            "--model",
+            model.to_str().unwrap(),
+            "--inputs",
+            inputs.to_str().unwrap(),
+            "--out",
+            out_path.to_str().unwrap(),
+        ],
+        T,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let results = jsonl(&std::fs::read_to_string(&out_path).unwrap());
+    let local = local_predictions();
+    assert_eq!(results.len(), local.len());
+    let model_hash = {
+        let bytes = std::fs::read(&model).unwrap();
+        p2pa_node::identity::hex(&p2pa_node::core::sha256(&bytes))
+    };
+    let mut workers = std::collections::BTreeSet::new();
+    for r in &results {
+        let line = r["line"].as_u64().unwrap() as usize;
+        assert_eq!(
+            r["prediction"].as_i64().unwrap(),
+            local[line - 1],
+            "line {line}"
+        );
+        assert_eq!(
+            r["receipt"]["model"],
+            model_hash.as_str(),
+            "receipt names the model"
+        );
+        workers.insert(r["worker"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(workers.len(), 3, "work spread over all three nodes");
+}
+
+#[test]
+fn model_add_list_and_submit_by_hash_and_bad_input_shapes() {
+    let port = unique_port();
+    let dir = scratch("modeladd");
+    let _node = NodeProc::start(port, &dir.join("worker"), &[]);
+    let me = dir.join("me");
+    let me = me.to_str().unwrap();
+    let model = models_dir().join("digits.onnx");
+    let out = p2pa(
+        &["--data-dir", me, "model", "add", model.to_str().unwrap()],
+        T,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let hash = stdout(&out).trim().to_owned();
+    assert_eq!(hash.len(), 64);
+    let out = p2pa(&["--data-dir", me, "model", "list"], T);
+    assert!(stdout(&out).starts_with(&hash));
+    let row: Vec<String> = test_rows()[0].iter().map(|x| x.to_string()).collect();
+    let input = format!("[{}]", row.join(","));
+    let net = local_net(port);
+    let mut args: Vec<&str> = net.iter().map(String::as_str).collect();
+    args.extend([
+        "--data-dir",
+        me,
+        "submit",
+        "--kind",
+        "infer",
+        "--model",
+        &hash,
+        "--input",
+        &input,
+        "--json",
+    ]);
+    let out = p2pa(&args, T);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["prediction"].as_i64().unwrap(), local_predictions()[0]);
+    assert_eq!(v["outputs"][0]["shape"], serde_json::json!([1, 10]));
+    // Wrong shape: the task fails, naming expected and actual shapes.
+    let mut args: Vec<&str> = net.iter().map(String::as_str).collect();
+    args.extend([
+        "--data-dir",
+        me,
+        "submit",
+        "--kind",
+        "infer",
+        "--model",
+        &hash,
+        "--input",
+        "[1, 2, 3]",
+        "--json",
+    ]);
+    let out = p2pa(&args, T);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["status"], "failed");
+    let msg = v["output"].as_str().unwrap();
+    assert!(msg.contains("[N, 64]") && msg.contains("[1, 3]"), "{msg}");
+    // A model that fails to load: failed with the loader's message.
+    let junk = dir.join("junk.onnx");
+    std::fs::write(&junk, b"definitely not protobuf").unwrap();
+    let mut args: Vec<&str> = net.iter().map(String::as_str).collect();
+    args.extend([
+        "submit",
+        "--kind",
+        "infer",
+        "--model",
+        junk.to_str().unwrap(),
+        "--input",
+        "[1]",
+        "--json",
+    ]);
+    let out = p2pa(&args, T);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).contains("failed to load"), "{}", stdout(&out));
+    // Unknown hash: usage error naming the fix.
+    let mut args: Vec<&str> = net.iter().map(String::as_str).collect();
+    let missing = "ab".repeat(32);
+    args.extend([
+        "--data-dir",
+        me,
+        "submit",
+        "--kind",
+        "infer",
+        "--model",
+        &missing,
+        "--input",
+        "[1]",
+    ]);
+    let out = p2pa(&args, T);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("p2pa model add"), "{}", stderr(&out));
+    // The worker is still up and serving.
+    let out = p2pa_local(port, &["submit", "--kind", "echo", "--input", "alive"], T);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// An in-process worker whose inference lies: it returns label 9 for everything.
+fn liar(port: u16) -> NodeHandle {
+    let mut o = NodeOptions::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    o.multicast = Some(MulticastConfig {
+        group: Ipv4Addr::new(239, 255, 42, 99),
+        port,
+        interface: Ipv4Addr::LOCALHOST,
+        ttl: 0,
+    });
+    o.mdns = false;
+    o.core.kinds = KindSet::default().with(TaskKind::Infer);
+    o.models = Some(ModelStore::new(scratch("liar-store"), 1 << 20));
+    o.executor = Arc::new(|_, _, _| {
+        let out = tensor::encode(&[
+            Tensor::f32(vec![1, 10], vec![0.1; 10]).unwrap(),
+            Tensor::i64(vec![1], vec![9]).unwrap(),
+        ]);
+        (TaskStatus::Completed, out)
+    });
+    NodeHandle::start(Keypair::from_seed([77; 32]), o).unwrap()
+}
+
+#[test]
+fn redundancy_compares_workers_and_names_the_dissenter() {
+    let port = unique_port();
+    let dir = scratch("redundancy");
+    let _honest: Vec<NodeProc> = (0..2)
+        .map(|i| NodeProc::start(port, &dir.join(format!("n{i}")), &[]))
+        .collect();
+    let model = models_dir().join("digits.onnx");
+    let inputs = dir.join("in.jsonl");
+    let rows = test_rows();
+    let text: String = rows
+        .iter()
+        .take(6)
+        .map(|r| serde_json::json!({ "input": r }).to_string() + "\n")
+        .collect();
+    std::fs::write(&inputs, text).unwrap();
+    let batch = |out: &std::path::Path, k: &str| {
+        p2pa_local(
+            port,
+            &[
+                "batch",
+                "--kind",
+                "infer",
+                "--model",
+                model.to_str().unwrap(),
+                "--inputs",
+                inputs.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--redundancy",
+                k,
+            ],
+            T,
+        )
+    };
+    // Two honest workers agree on every line.
+    let agree = dir.join("agree.jsonl");
+    let out = batch(&agree, "2");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for r in jsonl(&std::fs::read_to_string(&agree).unwrap()) {
+        assert_eq!(r["redundancy"]["agree"], true, "{r}");
+        assert_eq!(r["redundancy"]["workers"].as_array().unwrap().len(), 2);
+        assert_eq!(r["redundancy"]["receipts"].as_array().unwrap().len(), 2);
+    }
+    // Add a worker that lies; with K = 3 it is outvoted and named.
+    let liar = liar(port);
+    let liar_id = liar.id().to_string();
+    let disagree = dir.join("disagree.jsonl");
+    let out = batch(&disagree, "3");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("disagree"), "{}", stderr(&out));
+    let local = local_predictions();
+    let results = jsonl(&std::fs::read_to_string(&disagree).unwrap());
+    assert_eq!(results.len(), 6);
+    for r in &results {
+        let line = r["line"].as_u64().unwrap() as usize;
+        let dissenters: Vec<&str> = r["redundancy"]["dissenters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap())
+            .collect();
+        // Its probabilities are never the model's, even where its label is.
+        assert_eq!(dissenters, vec![liar_id.as_str()], "line {line}");
+        assert_eq!(r["status"], "disagreement");
+        assert_eq!(
+            r["prediction"].as_i64().unwrap(),
+            local[line - 1],
+            "the majority answer is kept"
+        );
+    }
+    smol::block_on(liar.shutdown());
+}
