@@ -275,7 +275,8 @@ pub struct TaskOffer<'a> {
     pub budget: Budget,
 }
 
-/// "I queued it."
+/// "I queued it; it will wait" (for example while the model is fetched).
+/// Optional: a worker that runs the task at once sends only the result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskAccept {
     pub task_id: TaskId,

@@ -625,13 +625,23 @@ impl Core {
         {
             self.fetch_model(m, peer);
         }
-        self.send_to_peer(
-            peer,
-            &Message::TaskAccept(TaskAccept {
-                task_id: offer.task_id,
-            }),
-        );
         self.start_jobs();
+        // `TaskAccept` says "this will wait": sent only while the model is
+        // fetched. A task that runs now or soon needs none (its result
+        // follows), which saves a signature and a verification per task.
+        let waits_for_model = self
+            .exchange
+            .jobs
+            .get(&job)
+            .is_some_and(|j| j.state == TaskState::Queued && !self.runnable(j));
+        if waits_for_model {
+            self.send_to_peer(
+                peer,
+                &Message::TaskAccept(TaskAccept {
+                    task_id: offer.task_id,
+                }),
+            );
+        }
     }
 
     /// Whether a queued job can start: an `infer` job needs its model here.

@@ -322,6 +322,11 @@ impl Core {
         self.transmits.pop_front()
     }
 
+    /// Whether transmits or events are waiting to be polled.
+    pub fn has_pending_output(&self) -> bool {
+        !self.transmits.is_empty() || !self.events.is_empty()
+    }
+
     /// Next event for the application.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()

@@ -39,6 +39,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
 /// Application events buffered for a slow reader before some are dropped.
 const EVENT_QUEUE: usize = 4096;
+/// Bound on drain rounds per wakeup (each inline task can add one round).
+const INLINE_ROUNDS: usize = 64;
+/// Largest input an `echo` or `hash` task runs with inline, on the reactor:
+/// microseconds of work, cheaper than a hop to the blocking pool and back.
+const INLINE_MAX_INPUT: usize = 64 * 1024;
+
+fn runs_inline(kind: TaskKind, input: &[u8]) -> bool {
+    matches!(kind, TaskKind::Echo | TaskKind::Hash) && input.len() <= INLINE_MAX_INPUT
+}
 
 /// Runs one task: `(kind, input, model) → (status, output)`. Runs on the
 /// blocking pool, so it may take as long as it needs.
@@ -239,7 +248,9 @@ impl NodeHandle {
                     waiters: BTreeMap::new(),
                 };
                 let run = shell.run(&ex, inputs_rx, listener, udp);
-                if let Err(e) = future::block_on(ex.run(run)) {
+                // async_io::block_on: this thread runs the reactor itself (no hop
+                // through async-io's helper thread on every socket event).
+                if let Err(e) = async_io::block_on(ex.run(run)) {
                     log::error!("node stopped: {e}");
                 }
             })?;
@@ -377,18 +388,26 @@ impl Shell {
             .detach();
         }
         let mut stopping: Option<Sender<()>> = None;
+        // One timer, re-armed only when the core's deadline moves.
+        let mut timer = Timer::never();
+        let mut armed: Option<Instant> = None;
         loop {
             let deadline = self.core.poll_timeout();
-            let timer = async {
+            if deadline != armed {
                 match deadline {
-                    Some(t) => {
-                        Timer::at(t).await;
-                    }
-                    None => future::pending::<()>().await,
+                    Some(t) => timer.set_at(t),
+                    None => timer = Timer::never(),
                 }
+                armed = deadline;
+            }
+            let fired = async {
+                (&mut timer).await;
                 None
             };
-            let input = future::or(async { inputs.recv().await.ok() }, timer).await;
+            let input = future::or(async { inputs.recv().await.ok() }, fired).await;
+            if input.is_none() {
+                armed = None; // a fired timer must be re-armed
+            }
             let now = Instant::now();
             if let Some(input) = input {
                 self.handle(ex, now, input, &mut stopping);
@@ -476,6 +495,13 @@ impl Shell {
                         if inputs.send(Input::Data(conn, data)).await.is_err() {
                             return;
                         }
+                        // A short read drained the socket: wait for readiness
+                        // instead of a read that would only say EAGAIN.
+                        if n < buf.len() {
+                            if let Err(e) = reader.readable().await {
+                                break e.to_string();
+                            }
+                        }
                     }
                     Err(e) => break e.to_string(),
                 }
@@ -512,7 +538,18 @@ impl Shell {
         .detach();
     }
 
+    /// Carries out the core's transmits and events until it has none left
+    /// (an inline task's result makes more).
     async fn drain(&mut self, ex: &LocalExecutor<'_>, udp: Option<&Async<UdpSocket>>) {
+        for _ in 0..INLINE_ROUNDS {
+            self.drain_once(ex, udp).await;
+            if !self.core.has_pending_output() {
+                break;
+            }
+        }
+    }
+
+    async fn drain_once(&mut self, ex: &LocalExecutor<'_>, udp: Option<&Async<UdpSocket>>) {
         while let Some(t) = self.core.poll_transmit() {
             match t {
                 Transmit::Multicast(bytes) => {
@@ -576,6 +613,17 @@ impl Shell {
                 Event::PeerConnected { id, addr } => Some(NodeEvent::Connected { id, addr }),
                 Event::PeerDisconnected { id, reason } => {
                     Some(NodeEvent::Disconnected { id, reason })
+                }
+                Event::Execute {
+                    job,
+                    kind,
+                    input,
+                    model,
+                    ..
+                } if runs_inline(kind, &input) => {
+                    let (status, out) = (self.executor)(kind, &input, model);
+                    self.core.handle_job_done(Instant::now(), job, status, &out);
+                    Some(NodeEvent::TaskStarted { job, kind })
                 }
                 Event::Execute {
                     job,
