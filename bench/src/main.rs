@@ -338,6 +338,67 @@ fn pipelined(requester: &NodeHandle, total: usize) -> f64 {
     total as f64 / t.elapsed().as_secs_f64()
 }
 
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Memory of a worker process: idle, after `tasks` echo tasks, and per
+/// connected peer.
+fn bench_memory(tasks: usize) {
+    let worker = WorkerProc::start(1);
+    let pid = worker.child.id();
+    std::thread::sleep(Duration::from_millis(500));
+    let idle = rss_kib(pid);
+    let requester = requester_for(worker.addr);
+    let mut done = 0;
+    while done < tasks {
+        let chunk = (tasks - done).min(10_000);
+        let _ = pipelined(&requester, chunk);
+        done += chunk;
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let after = rss_kib(pid);
+    smol::block_on(requester.shutdown());
+    std::thread::sleep(Duration::from_millis(300));
+    let before_peers = rss_kib(pid);
+    let peers = 100;
+    let me = worker_id_of(&worker);
+    let streams: Vec<TcpStream> = (0..peers)
+        .map(|i| handshake(worker.addr, &Keypair::from_seed(seed(5000 + i as u64)), me))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let with_peers = rss_kib(pid);
+    drop(streams);
+    println!(
+        "| memory of a `p2pa node` process ({}) | RSS | target |",
+        p2pa_bin().display()
+    );
+    println!("|---|---|---|");
+    println!(
+        "| idle, no peers | {:.2} MiB | ≤ 3 MiB |",
+        idle as f64 / 1024.0
+    );
+    println!(
+        "| after {tasks} echo tasks | {:.2} MiB | ≤ 4 MiB |",
+        after as f64 / 1024.0
+    );
+    println!(
+        "| per connected peer ({peers} sessions) | {:.1} KiB | |",
+        with_peers.saturating_sub(before_peers) as f64 / peers as f64
+    );
+}
+
+/// The worker's node id, read from its key file.
+fn worker_id_of(w: &WorkerProc) -> NodeId {
+    let text = std::fs::read_to_string(w._dir.0.join("identity.key")).expect("key file");
+    Keypair::from_seed(p2pa_node::identity::parse_hex32(text.trim()).expect("seed")).node_id()
+}
+
 fn bench_handshake(n: usize) {
     let mut w = local_opts();
     w.core.max_handshakes = 1024;
@@ -603,6 +664,10 @@ fn main() {
     }
     if matches!(what, "handshake" | "all") {
         bench_handshake(n.min(500));
+        println!();
+    }
+    if matches!(what, "memory" | "all") {
+        bench_memory(if what == "all" { 100_000 } else { n });
         println!();
     }
     if matches!(what, "infer" | "all") {

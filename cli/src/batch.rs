@@ -401,7 +401,10 @@ async fn run_batch(
             );
         }
         v["line"] = serde_json::json!(item.line);
-        if let Err(e) = writeln!(out, "{v}").and_then(|_| out.flush()) {
+        // One write per result line: a kill leaves whole lines only (and
+        // at worst a torn last line, which the journal reader drops).
+        let line = format!("{v}\n");
+        if let Err(e) = out.write_all(line.as_bytes()).and_then(|_| out.flush()) {
             write_err.get_or_insert(e);
         }
         bar.tick(finished, failed);

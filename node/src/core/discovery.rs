@@ -16,6 +16,12 @@ use super::{Config, ConnId, Core, Event, Noise, Transmit};
 const BURST_GAP: Duration = Duration::from_millis(100);
 /// Most a node waits before answering a query beacon (spreads the answers).
 const QUERY_ANSWER_SPREAD_MS: u64 = 20;
+/// Known peers per beacon period: past this many, a node stretches its beacon
+/// interval in proportion, so the beacons each node receives stay bounded as
+/// the LAN grows (beacon suppression).
+const PEERS_PER_PERIOD: usize = 32;
+/// The most a beacon interval is stretched.
+const MAX_STRETCH: u32 = 8;
 /// The node with the higher id waits this long for the lower one to dial
 /// before it dials itself (one connection per pair, and no pair left unlinked).
 const DIAL_GRACE: Duration = Duration::from_secs(2);
@@ -151,16 +157,16 @@ impl Peer {
     }
 
     /// When this peer needs attention: a dial, or forgetting it.
-    pub(crate) fn next_check(&self, me: NodeId, cfg: &Config) -> Instant {
+    pub(crate) fn next_check(&self, me: NodeId, forget_after: Duration) -> Instant {
         if self.conn.is_some() || self.dialing.is_some() {
             return self
                 .last_seen
-                .checked_add(cfg.forget_after.saturating_mul(4))
+                .checked_add(forget_after.saturating_mul(4))
                 .unwrap_or(self.last_seen);
         }
         let forget = self
             .last_seen
-            .checked_add(cfg.forget_after)
+            .checked_add(forget_after)
             .unwrap_or(self.last_seen);
         match self.addr {
             Some(_) => self.dial_at(me).min(forget),
@@ -319,7 +325,8 @@ impl Core {
             BURST_GAP
         } else {
             self.burst_left = 0;
-            self.jitter(self.cfg.beacon_interval)
+            let period = self.beacon_period();
+            self.jitter(period)
         };
         self.next_beacon = now.checked_add(gap);
     }
@@ -341,12 +348,28 @@ impl Core {
         }
     }
 
+    /// The beacon interval now: longer on a crowded LAN.
+    pub(super) fn beacon_period(&self) -> Duration {
+        let stretch = u32::try_from(self.peers.len().checked_div(PEERS_PER_PERIOD).unwrap_or(0))
+            .unwrap_or(MAX_STRETCH)
+            .clamp(1, MAX_STRETCH);
+        self.cfg.beacon_interval.saturating_mul(stretch)
+    }
+
+    /// How long a peer without a session may stay silent before it is
+    /// forgotten: at least four of the (possibly stretched) beacon periods.
+    pub(super) fn forget_after(&self) -> Duration {
+        self.cfg
+            .forget_after
+            .max(self.beacon_period().saturating_mul(4))
+    }
+
     /// Dials peers that need it, forgets silent ones, redials bootstrap addresses.
     pub(super) fn discovery_timers(&mut self, now: Instant) {
         if self.shutting_down {
             return;
         }
-        let forget_after = self.cfg.forget_after;
+        let forget_after = self.forget_after();
         let forgotten: Vec<NodeId> = self
             .peers
             .values()

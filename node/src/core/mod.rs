@@ -291,6 +291,13 @@ impl Core {
             .collect()
     }
 
+    /// Memory held by the peer table (entries × entry size), for scale reports.
+    pub fn peer_table_bytes(&self) -> usize {
+        self.peers
+            .len()
+            .saturating_mul(std::mem::size_of::<discovery::Peer>())
+    }
+
     /// Open TCP connections (handshaking or established).
     pub fn connection_count(&self) -> usize {
         self.conns.len()
@@ -335,10 +342,11 @@ impl Core {
     /// When `handle_timeout` must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let conn_deadlines = self.conns.values().map(|c| c.next_deadline(&self.cfg));
+        let forget = self.forget_after();
         let dial = self
             .peers
             .values()
-            .map(|p| p.next_check(self.id, &self.cfg))
+            .map(|p| p.next_check(self.id, forget))
             .chain(
                 self.bootstrap
                     .iter()
