@@ -13,10 +13,13 @@ use std::time::{Duration, Instant};
 
 pub use serde_json::Value;
 
-/// The `p2pa` binary, built once per test run.
+/// The `p2pa` binary, built once per test run (or `$P2PA_BIN`).
 pub fn bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(b) = std::env::var_os("P2PA_BIN") {
+            return PathBuf::from(b);
+        }
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)

@@ -137,3 +137,77 @@ fn nodes_advertising_only_over_mdns_are_found() {
         .expect("3 namespaces found each other over mDNS alone within 20 s");
     println!("3 namespaces meshed over mDNS alone in {t:?}");
 }
+
+/// Discovery latency over `trials` fresh starts: time from starting node B
+/// until it has discovered (signed beacon) and connected to (handshake done)
+/// node A in another namespace. A benchmark, run by bench/run.sh.
+fn latency_trials(loss: u32, trials: usize) {
+    if let Some(why) = unavailable() {
+        println!("SKIPPED: discovery latency: {why}");
+        return;
+    }
+    let lan = Lan::new(if loss > 0 { "ll" } else { "l" }, 2).expect("namespaces");
+    if loss > 0 {
+        lan.set_loss(loss).expect("nftables loss rule");
+    }
+    let node = |i: usize, dir: &str| {
+        lan.command(i, bin())
+            .args(["--multicast-ttl", "1", "--no-mdns", "--multicast-port", "7420"])
+            .arg("--data-dir")
+            .arg(std::env::temp_dir().join(format!("{}-{dir}", lan.prefix)))
+            .args(["node", "--json", "--listen", &format!("{}:7421", lan.addrs[i])])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node")
+    };
+    let mut a = node(0, "a");
+    let mut first = String::new();
+    BufReader::new(a.stdout.take().expect("stdout")).read_line(&mut first).expect("listening");
+    let (mut found, mut connected) = (Vec::new(), Vec::new());
+    for _ in 0..trials {
+        let t = Instant::now();
+        let mut b = node(1, "b");
+        let out = BufReader::new(b.stdout.take().expect("stdout"));
+        let (mut f, mut c) = (None, None);
+        for line in out.lines().map_while(Result::ok) {
+            if t.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            if v["event"] == "discovered" && f.is_none() {
+                f = Some(t.elapsed());
+            }
+            if v["event"] == "connected" {
+                c = Some(t.elapsed());
+                break;
+            }
+        }
+        let _ = b.kill();
+        let _ = b.wait();
+        found.push(f.unwrap_or(Duration::from_secs(10)));
+        connected.push(c.unwrap_or(Duration::from_secs(10)));
+    }
+    let _ = a.kill();
+    let _ = a.wait();
+    let stats = |v: &mut Vec<Duration>| {
+        v.sort();
+        let p = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
+        format!("p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", p(0.5), p(0.99), p(1.0))
+    };
+    println!(
+        "| {loss} % loss, {trials} trials | discovered: {} | connected: {} |",
+        stats(&mut found),
+        stats(&mut connected)
+    );
+}
+
+#[test]
+#[ignore = "a benchmark: 50 trials each; run by bench/run.sh"]
+fn discovery_latency_report() {
+    let _ = bin();
+    println!("| netns, TTL 1, 2 hosts | time from start to first signed beacon | to authenticated session |");
+    println!("|---|---|---|");
+    latency_trials(0, 50);
+    latency_trials(10, 50);
+}

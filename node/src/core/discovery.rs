@@ -272,6 +272,12 @@ impl Core {
         self.stats.beacons_accepted = self.stats.beacons_accepted.saturating_add(1);
         peer.last_seen = now;
         peer.caps = beacon.caps;
+        if beacon.query && peer.conn.is_none() && peer.dialing.is_none() {
+            // A query means the peer just started: whatever failed before,
+            // it is worth a dial now rather than after the backoff.
+            peer.next_dial = now;
+            peer.backoff = self.cfg.min_backoff;
+        }
         if peer.via == Via::Inbound {
             peer.via = Via::Multicast; // it dialed us first; it beacons too
         }

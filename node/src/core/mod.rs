@@ -84,6 +84,10 @@ pub struct Config {
     pub inflight_per_slot: usize,
     /// Largest model this node fetches and caches, in bytes.
     pub model_cache_bytes: u64,
+    /// First beacon counter. Receivers drop beacons whose counter does not
+    /// grow, so a restarted node must start above where it stopped: the shell
+    /// passes the wall clock in microseconds.
+    pub beacon_counter_start: u64,
 }
 
 impl Default for Config {
@@ -114,6 +118,7 @@ impl Default for Config {
             max_attempts: 3,
             inflight_per_slot: 2,
             model_cache_bytes: 256 * 1024 * 1024,
+            beacon_counter_start: 0,
         }
     }
 }
@@ -235,7 +240,7 @@ impl Core {
     /// A node with key `key`, started at `now`.
     pub fn new(key: Keypair, cfg: Config, mut rng: Box<dyn Entropy>, now: Instant) -> Self {
         let id = key.node_id();
-        let beacon_seq = rng.next_u64() >> 16; // room to count up for years
+        let beacon_seq = cfg.beacon_counter_start;
         let bootstrap = cfg
             .bootstrap
             .iter()

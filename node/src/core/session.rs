@@ -450,6 +450,7 @@ impl Core {
             return false;
         }
         let cfg = &self.cfg;
+        let new_peer = !self.peers.contains_key(&peer);
         let entry = self
             .peers
             .entry(peer)
@@ -467,6 +468,13 @@ impl Core {
             if b.conn == Some(conn) {
                 b.backoff = self.cfg.min_backoff;
             }
+        }
+        if new_peer {
+            self.events.push_back(Event::PeerDiscovered {
+                id: peer,
+                addr: listen_addr,
+                via,
+            });
         }
         if first {
             log::info!("session up with {} at {listen_addr}", peer.short());

@@ -33,8 +33,32 @@ const INPUT_QUEUE: usize = 1024;
 const READ_CHUNK: usize = 16 * 1024;
 /// Most bytes gathered into one `write`.
 const WRITE_BATCH: usize = 64 * 1024;
-/// Time allowed for an outbound TCP connect.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// First wait for an outbound TCP connect; each retry waits twice as long.
+/// On a LAN a connect that takes 250 ms lost its SYN: a fresh attempt beats
+/// the kernel's 1 s retransmission timer.
+const CONNECT_FIRST_WAIT: Duration = Duration::from_millis(250);
+/// Connect attempts before the dial counts as failed (250 + 500 + 1000 + 2000 ms).
+const CONNECT_ATTEMPTS: u32 = 4;
+
+/// Connects with quick retries (see [`CONNECT_FIRST_WAIT`]).
+async fn connect(addr: SocketAddr) -> Result<Async<TcpStream>, String> {
+    let mut wait = CONNECT_FIRST_WAIT;
+    let mut last = String::from("connect timed out");
+    for _ in 0..CONNECT_ATTEMPTS {
+        let attempt = async { Async::<TcpStream>::connect(addr).await.map_err(|e| e.to_string()) };
+        let timeout = async {
+            Timer::after(wait).await;
+            Err(String::from("connect timed out"))
+        };
+        match future::or(attempt, timeout).await {
+            Ok(s) => return Ok(s),
+            Err(e) if e == "connect timed out" => last = e,
+            Err(e) => return Err(e), // refused or unreachable: an answer, not a loss
+        }
+        wait = wait.saturating_mul(2);
+    }
+    Err(last)
+}
 /// Time allowed to flush Goodbyes on shutdown.
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
 /// Application events buffered for a slow reader before some are dropped.
@@ -193,6 +217,9 @@ impl NodeHandle {
             None => None,
         };
         opts.core.multicast = udp.is_some();
+        opts.core.beacon_counter_start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
         let id = key.node_id();
         let (inputs_tx, inputs_rx) = bounded(INPUT_QUEUE);
         let (events_tx, events_rx) = bounded(EVENT_QUEUE);
@@ -562,16 +589,7 @@ impl Shell {
                 Transmit::Connect { conn, addr } => {
                     let tx = self.inputs.clone();
                     ex.spawn(async move {
-                        let connect = async {
-                            Async::<TcpStream>::connect(addr)
-                                .await
-                                .map_err(|e| e.to_string())
-                        };
-                        let timeout = async {
-                            Timer::after(CONNECT_TIMEOUT).await;
-                            Err("connect timed out".to_owned())
-                        };
-                        let input = match future::or(connect, timeout).await {
+                        let input = match connect(addr).await {
                             Ok(s) => Input::Connected(conn, s),
                             Err(e) => Input::ConnectFailed(conn, e),
                         };

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Every benchmark behind BENCHMARKS.md, in one run on one machine:
+#   bash bench/run.sh            → prints Markdown and writes target/bench-report.md
+# Needs root for the network-namespace discovery figures (SKIPPED otherwise).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+report=target/bench-report.md
+mkdir -p target
+
+echo "building (release, with and without onnx)..." >&2
+cargo build -q --release -p p2pa -p p2pa-bench
+CARGO_TARGET_DIR=target/minimal cargo build -q --release -p p2pa --no-default-features
+cargo test -q --release -p p2pa-node --test scale --no-run 2>/dev/null
+cargo test -q --release -p p2pa-tests --test netns --no-run 2>/dev/null
+
+crates() { cargo tree -p p2pa -e normal --prefix none "$@" | sed 's/ (\*)//; s/ (proc-macro)//' | sort -u | wc -l; }
+size() { stat -c %s "$1"; }
+
+{
+  echo "## Run of $(date -u +%Y-%m-%d) on $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+  echo
+  echo "$(rustc -V); command: \`bash bench/run.sh\`"
+  echo
+  echo "### Signed round trip: p2pa vs the raw-TCP floor"
+  echo
+  ./target/release/p2pa-bench rtt --n 3000
+  echo
+  ./target/release/p2pa-bench handshake --n 500
+  echo
+  echo "### Memory (node built without onnx)"
+  echo
+  P2PA_BIN=target/minimal/release/p2pa ./target/release/p2pa-bench memory --n 100000
+  echo
+  echo "### Size"
+  echo
+  echo "| binary | stripped size | crates (normal deps) | target |"
+  echo "|---|---|---|---|"
+  echo "| p2pa without onnx | $(size target/minimal/release/p2pa) bytes | $(crates --no-default-features) | ≤ 1.5 MiB, ≤ 60 crates |"
+  echo "| p2pa with onnx (default) | $(size target/release/p2pa) bytes | $(crates) | |"
+  echo
+  echo "### Inference"
+  echo
+  ./target/release/p2pa-bench infer
+  echo
+  echo "### Discovery latency in network namespaces"
+  echo
+  P2PA_BIN="$PWD/target/release/p2pa" cargo test -q --release -p p2pa-tests --test netns -- --ignored --nocapture discovery_latency 2>/dev/null | grep -E '^\||SKIPPED'
+  echo
+  echo "### Scale (simulated with the deterministic core)"
+  echo
+  P2PA_SCALE_SIZES="${P2PA_SCALE_SIZES:-25,50,100,200}" cargo test -q --release -p p2pa-node --test scale -- --ignored --nocapture 2>/dev/null | grep -E '^\|'
+} | tee "$report"
+echo "report written to $report" >&2

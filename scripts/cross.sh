@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# ARM builds of p2pa: a static aarch64 (musl) binary and an armv7 (glibc, hard
+# float) binary, with and without inference, plus the unit tests under
+# qemu-user for aarch64. Prints SKIPPED for what this machine cannot do.
+#
+#   scripts/cross.sh            # build both targets, report sizes, run tests
+#   P2PA_CROSS_TESTS=0 scripts/cross.sh   # builds only
+#   P2PA_CROSS_VARIANTS=minimal scripts/cross.sh   # without inference only (what CI does)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+have() { command -v "$1" >/dev/null 2>&1; }
+apt_install() {
+  if have apt-get && [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@") >/dev/null 2>&1
+  else
+    return 1
+  fi
+}
+
+have aarch64-linux-gnu-gcc || apt_install gcc-aarch64-linux-gnu || true
+have arm-linux-gnueabihf-gcc || apt_install gcc-arm-linux-gnueabihf libc6-dev-armhf-cross || true
+have qemu-aarch64-static || apt_install qemu-user-static || true
+
+# musl: static, linked by rust-lld with Rust's self-contained crt; C parts
+# (tract's assembly kernels) are compiled by Debian's aarch64 gcc.
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld
+export CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-aarch64-static
+export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc
+export CC_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-gcc
+
+status=0
+printf '| target | features | stripped size |\n|---|---|---|\n' > target/cross-sizes.md
+for target in aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf; do
+  if ! rustup target add "$target" >/dev/null 2>&1; then
+    echo "SKIPPED: rustup could not install $target"
+    continue
+  fi
+  linker_ok=1
+  case "$target" in
+    armv7*) have arm-linux-gnueabihf-gcc || linker_ok=0 ;;
+    aarch64*) have aarch64-linux-gnu-gcc || linker_ok=0 ;;
+  esac
+  if [ "$linker_ok" = 0 ]; then
+    echo "SKIPPED: no cross C compiler for $target (Debian: gcc-aarch64-linux-gnu / gcc-arm-linux-gnueabihf)"
+    continue
+  fi
+  for variant in ${P2PA_CROSS_VARIANTS:-minimal onnx}; do
+    flags=(--release -p p2pa --target "$target")
+    [ "$variant" = minimal ] && flags+=(--no-default-features)
+    dir="target/cross-$variant"
+    if CARGO_TARGET_DIR="$dir" cargo build "${flags[@]}"; then
+      bin="$dir/$target/release/p2pa"
+      size=$(stat -c %s "$bin")
+      printf '| %s | %s | %s bytes (%.2f MiB) |\n' "$target" "$variant" "$size" "$(echo "$size / 1048576" | bc -l)" >> target/cross-sizes.md
+      file "$bin" 2>/dev/null || true
+    else
+      echo "FAILED: $target ($variant) did not build"
+      status=1
+    fi
+  done
+done
+cat target/cross-sizes.md
+
+if [ "${P2PA_CROSS_TESTS:-1}" = 1 ]; then
+  if have qemu-aarch64-static; then
+    echo "unit tests for aarch64 under qemu-user:"
+    CARGO_TARGET_DIR=target/cross-minimal cargo test --release --target aarch64-unknown-linux-musl \
+      -p p2pa-protocol -p p2pa-node --lib --test golden --test props || status=1
+  else
+    echo "SKIPPED: qemu-user-static is not installed; aarch64 tests not run"
+  fi
+fi
+exit $status
