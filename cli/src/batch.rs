@@ -342,14 +342,7 @@ async fn run_batch(
     todo: Vec<Item>,
     out: &mut File,
 ) -> CliResult {
-    let model = match model {
-        Some(bytes) => Some(
-            h.provide_model(bytes)
-                .await
-                .map_err(|e| CliError::network(e.to_string()))?,
-        ),
-        None => None,
-    };
+    let model = crate::provide(h, model).await?;
     let k = usize::from(a.redundancy);
     let first = crate::wait_for_peers(h, Some(a.kind), k, Duration::from_millis(a.wait)).await;
     if first.is_empty() {

@@ -177,14 +177,7 @@ pub fn run(a: &DemoArgs) -> CliResult {
             start.elapsed().as_secs_f64() * 1e3
         );
         let work = Workload::new(a)?;
-        let model = match &work.model {
-            Some(bytes) => Some(
-                h.provide_model(bytes.clone())
-                    .await
-                    .map_err(|e| CliError::network(e.to_string()))?,
-            ),
-            None => None,
-        };
+        let model = crate::provide(&h, work.model.clone()).await?;
         println!("batch: {}", work.describe);
         let total = work.items.len();
         let kill_at = if a.no_kill { usize::MAX } else { total / 3 };

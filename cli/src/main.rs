@@ -545,18 +545,23 @@ fn cmd_submit(net: &NetArgs, data_dir: &std::path::Path, a: &SubmitArgs) -> CliR
     }
     let h = requester(net, a.peer)?;
     smol::block_on(async {
-        let model_hash = match model {
-            Some(bytes) => Some(
-                h.provide_model(bytes)
-                    .await
-                    .map_err(|e| CliError::network(e.to_string()))?,
-            ),
-            None => None,
-        };
+        let model_hash = provide(&h, model).await?;
         let result = submit_one(&h, a, input, model_hash).await;
         h.shutdown().await;
         result
     })
+}
+
+/// Serves `model` (if any) to workers from the requester `h`; returns its hash.
+pub async fn provide(h: &NodeHandle, model: Option<Vec<u8>>) -> Result<Option<[u8; 32]>, CliError> {
+    match model {
+        Some(bytes) => h
+            .provide_model(bytes)
+            .await
+            .map(Some)
+            .map_err(|e| CliError::network(e.to_string())),
+        None => Ok(None),
+    }
 }
 
 fn model_store(dir: &std::path::Path, mib: u64) -> p2pa_node::models::ModelStore {

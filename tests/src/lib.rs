@@ -53,6 +53,21 @@ pub fn unique_port() -> u16 {
     base + n % 40
 }
 
+/// Options for an in-process node on loopback: host-local multicast on
+/// `port` (TTL 0), no mDNS.
+pub fn loopback_options(port: u16) -> p2pa_node::io::NodeOptions {
+    use std::net::{Ipv4Addr, SocketAddr};
+    let mut o = p2pa_node::io::NodeOptions::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    o.multicast = Some(p2pa_node::io::MulticastConfig {
+        group: Ipv4Addr::new(239, 255, 42, 99),
+        port,
+        interface: Ipv4Addr::LOCALHOST,
+        ttl: 0,
+    });
+    o.mdns = false;
+    o
+}
+
 /// Network flags for a host-local run on `port`.
 pub fn local_net(port: u16) -> Vec<String> {
     vec![

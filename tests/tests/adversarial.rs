@@ -8,19 +8,12 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use p2pa_node::core::{Stats, TaskRequest, Trust};
-use p2pa_node::io::{MulticastConfig, NodeHandle, NodeOptions};
+use p2pa_node::io::{NodeHandle, NodeOptions};
 use p2pa_node::protocol::*;
 use p2pa_tests::unique_port;
 
 fn opts(port: u16) -> NodeOptions {
-    let mut o = NodeOptions::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
-    o.multicast = Some(MulticastConfig {
-        group: Ipv4Addr::new(239, 255, 42, 99),
-        port,
-        interface: Ipv4Addr::LOCALHOST,
-        ttl: 0,
-    });
-    o.mdns = false;
+    let mut o = p2pa_tests::loopback_options(port);
     o.core.handshake_timeout = Duration::from_millis(400);
     o
 }

@@ -3,12 +3,11 @@
 //! models travel to workers that lack them; redundancy finds a lying worker;
 //! bad models and bad inputs fail with reasons and take no node down.
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use p2pa_node::io::{MulticastConfig, NodeHandle, NodeOptions};
+use p2pa_node::io::NodeHandle;
 use p2pa_node::models::ModelStore;
 use p2pa_node::protocol::{Keypair, KindSet, TaskKind, TaskStatus};
 use p2pa_node::task::infer::Engine;
@@ -207,14 +206,7 @@ fn model_add_list_and_submit_by_hash_and_bad_input_shapes() {
 
 /// An in-process worker whose inference lies: it returns label 9 for everything.
 fn liar(port: u16) -> NodeHandle {
-    let mut o = NodeOptions::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
-    o.multicast = Some(MulticastConfig {
-        group: Ipv4Addr::new(239, 255, 42, 99),
-        port,
-        interface: Ipv4Addr::LOCALHOST,
-        ttl: 0,
-    });
-    o.mdns = false;
+    let mut o = loopback_options(port);
     o.core.kinds = KindSet::default().with(TaskKind::Infer);
     o.models = Some(ModelStore::new(scratch("liar-store"), 1 << 20));
     o.executor = Arc::new(|_, _, _| {

@@ -152,10 +152,21 @@ fn latency_trials(loss: u32, trials: usize) {
     }
     let node = |i: usize, dir: &str| {
         lan.command(i, bin())
-            .args(["--multicast-ttl", "1", "--no-mdns", "--multicast-port", "7420"])
+            .args([
+                "--multicast-ttl",
+                "1",
+                "--no-mdns",
+                "--multicast-port",
+                "7420",
+            ])
             .arg("--data-dir")
             .arg(std::env::temp_dir().join(format!("{}-{dir}", lan.prefix)))
-            .args(["node", "--json", "--listen", &format!("{}:7421", lan.addrs[i])])
+            .args([
+                "node",
+                "--json",
+                "--listen",
+                &format!("{}:7421", lan.addrs[i]),
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -163,7 +174,9 @@ fn latency_trials(loss: u32, trials: usize) {
     };
     let mut a = node(0, "a");
     let mut first = String::new();
-    BufReader::new(a.stdout.take().expect("stdout")).read_line(&mut first).expect("listening");
+    BufReader::new(a.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("listening");
     let (mut found, mut connected) = (Vec::new(), Vec::new());
     for _ in 0..trials {
         let t = Instant::now();
@@ -193,7 +206,12 @@ fn latency_trials(loss: u32, trials: usize) {
     let stats = |v: &mut Vec<Duration>| {
         v.sort();
         let p = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
-        format!("p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", p(0.5), p(0.99), p(1.0))
+        format!(
+            "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            p(0.5),
+            p(0.99),
+            p(1.0)
+        )
     };
     println!(
         "| {loss} % loss, {trials} trials | discovered: {} | connected: {} |",

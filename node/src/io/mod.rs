@@ -45,7 +45,11 @@ async fn connect(addr: SocketAddr) -> Result<Async<TcpStream>, String> {
     let mut wait = CONNECT_FIRST_WAIT;
     let mut last = String::from("connect timed out");
     for _ in 0..CONNECT_ATTEMPTS {
-        let attempt = async { Async::<TcpStream>::connect(addr).await.map_err(|e| e.to_string()) };
+        let attempt = async {
+            Async::<TcpStream>::connect(addr)
+                .await
+                .map_err(|e| e.to_string())
+        };
         let timeout = async {
             Timer::after(wait).await;
             Err(String::from("connect timed out"))
