@@ -24,7 +24,7 @@ fn scale_report() {
     let sizes: Vec<usize> = std::env::var("P2PA_SCALE_SIZES")
         .ok()
         .map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect())
-        .unwrap_or_else(|| vec![25, 50, 100, 200]);
+        .unwrap_or_else(|| vec![25, 50, 100]);
     let secs = 30u64;
     println!("| nodes | beacons sent /node/s | beacons received /node/s | beacon bytes received /node/s | peers known (mean) | sessions (mean) | peer table /node |");
     println!("|---|---|---|---|---|---|---|");

@@ -16,6 +16,8 @@ use super::{Config, ConnId, Core, Event, Noise, Transmit};
 const BURST_GAP: Duration = Duration::from_millis(100);
 /// Most a node waits before answering a query beacon (spreads the answers).
 const QUERY_ANSWER_SPREAD_MS: u64 = 20;
+/// How long a node at its connection cap waits before trying new peers again.
+const CAPPED_RETRY: Duration = Duration::from_secs(10);
 /// Known peers per beacon period: past this many, a node stretches its beacon
 /// interval in proportion, so the beacons each node receives stay bounded as
 /// the LAN grows (beacon suppression).
@@ -401,8 +403,23 @@ impl Core {
             .filter(|p| p.conn.is_none() && p.dialing.is_none() && p.dial_at(me) <= now)
             .filter_map(|p| p.addr.map(|a| (p.id, a)))
             .collect();
-        let retry = now.checked_add(self.cfg.min_backoff).unwrap_or(now);
+        // At the connection cap, dialing cannot succeed: look again later
+        // rather than spinning on every known peer.
+        let at_cap = self.conns.len() >= self.cfg.max_conns;
+        let retry = now
+            .checked_add(if at_cap {
+                CAPPED_RETRY
+            } else {
+                self.cfg.min_backoff
+            })
+            .unwrap_or(now);
         for (id, addr) in to_dial {
+            if at_cap {
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.next_dial = retry;
+                }
+                continue;
+            }
             let conn = self.dial(now, addr, Some(id));
             if let Some(p) = self.peers.get_mut(&id) {
                 p.dialing = conn;

@@ -14,8 +14,6 @@ use super::{check_receipt, sha256, Config, ConnId, Core, Event, JobId, Noise};
 
 /// Delay before offering a task again after a `Busy` or when no worker is free.
 const RETRY_DELAY: Duration = Duration::from_millis(50);
-/// Tasks in flight to one peer at once.
-const MAX_INFLIGHT_PER_PEER: usize = 64;
 /// Largest output a requester accepts by default.
 const DEFAULT_MAX_OUTPUT: u32 = 60 * 1024;
 
@@ -247,7 +245,7 @@ impl Core {
                 continue;
             }
             let inflight = self.exchange.inflight_to(p.id);
-            if inflight >= MAX_INFLIGHT_PER_PEER {
+            if inflight >= self.cfg.max_inflight_per_peer {
                 continue;
             }
             // Untried peers first, then those holding the model, then fewest

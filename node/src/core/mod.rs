@@ -80,8 +80,8 @@ pub struct Config {
     pub max_backoff: Duration,
     /// Attempts per task (first try included) before it is reported failed.
     pub max_attempts: u32,
-    /// Tasks in flight per worker slot a peer advertises.
-    pub inflight_per_slot: usize,
+    /// Tasks a requester keeps in flight to one peer at most.
+    pub max_inflight_per_peer: usize,
     /// Largest model this node fetches and caches, in bytes.
     pub model_cache_bytes: u64,
     /// First beacon counter. Receivers drop beacons whose counter does not
@@ -116,7 +116,7 @@ impl Default for Config {
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
             max_attempts: 3,
-            inflight_per_slot: 2,
+            max_inflight_per_peer: 64,
             model_cache_bytes: 256 * 1024 * 1024,
             beacon_counter_start: 0,
         }
