@@ -263,6 +263,36 @@ impl postcard::ser_flavors::Flavor for Canonical<'_> {
     }
 }
 
+/// Storage for the frame a [`StreamDecoder`] is assembling.
+///
+/// Every `AsRef<[u8]> + AsMut<[u8]>` (a `[u8; N]` on a microcontroller, a
+/// `&mut [u8]`, a boxed slice) is one, with a fixed size. A server can
+/// implement it for a buffer that grows to the frame at hand, so an idle
+/// connection does not hold `MAX_FRAME_LEN` bytes.
+pub trait FrameBuffer {
+    /// Writable storage for a frame of `len` bytes, or `None` if it cannot
+    /// hold that many.
+    fn frame_mut(&mut self, len: usize) -> Option<&mut [u8]>;
+    /// The first `len` bytes.
+    fn frame(&self, len: usize) -> Option<&[u8]>;
+    /// The largest frame it can ever hold.
+    fn max_len(&self) -> usize;
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> FrameBuffer for T {
+    fn frame_mut(&mut self, len: usize) -> Option<&mut [u8]> {
+        self.as_mut().get_mut(..len)
+    }
+
+    fn frame(&self, len: usize) -> Option<&[u8]> {
+        self.as_ref().get(..len)
+    }
+
+    fn max_len(&self) -> usize {
+        self.as_ref().len()
+    }
+}
+
 /// Incremental decoder for length-prefixed frames on a stream.
 ///
 /// Bytes are fed as they arrive; they are copied into the caller's buffer `B`
@@ -279,10 +309,10 @@ pub struct StreamDecoder<B> {
     ready: bool,
 }
 
-impl<B: AsRef<[u8]> + AsMut<[u8]>> StreamDecoder<B> {
-    /// A decoder whose limit is the smaller of `buf`'s length and [`MAX_FRAME_LEN`].
+impl<B: FrameBuffer> StreamDecoder<B> {
+    /// A decoder whose limit is the smaller of `buf`'s capacity and [`MAX_FRAME_LEN`].
     pub fn new(buf: B) -> Self {
-        let max = buf.as_ref().len().min(MAX_FRAME_LEN);
+        let max = buf.max_len().min(MAX_FRAME_LEN);
         Self {
             buf,
             prefix: [0; LEN_PREFIX_LEN],
@@ -338,7 +368,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> StreamDecoder<B> {
         let want = self.frame_len.saturating_sub(self.filled).min(input.len());
         let (now, rest) = input.split_at(want);
         let end = self.filled.saturating_add(want);
-        if let Some(dst) = self.buf.as_mut().get_mut(self.filled..end) {
+        if let Some(dst) = self
+            .buf
+            .frame_mut(self.frame_len)
+            .and_then(|f| f.get_mut(self.filled..end))
+        {
             dst.copy_from_slice(now);
         }
         self.filled = end;
@@ -347,7 +381,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> StreamDecoder<B> {
             return Ok(None);
         }
         self.ready = true;
-        Ok(self.buf.as_ref().get(..self.frame_len))
+        Ok(self.buf.frame(self.frame_len))
     }
 
     /// Bytes still missing for the frame in progress (at least 1 while the

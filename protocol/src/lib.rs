@@ -134,7 +134,7 @@ pub mod sign;
 pub use codec::decode_body;
 pub use codec::{
     encode_body, encode_datagram, encode_frame, encode_stream_frame, verify_datagram, verify_frame,
-    StreamDecoder,
+    FrameBuffer, StreamDecoder,
 };
 pub use error::{EncodeError, FrameError, ReplayError, StreamError};
 pub use limits::*;

@@ -190,6 +190,28 @@ fn build(p: &Params) -> Message<'_> {
     }
 }
 
+/// A buffer that grows to the frame at hand, as a server would use.
+#[derive(Debug, Default)]
+struct GrowVec(Vec<u8>);
+
+impl FrameBuffer for GrowVec {
+    fn frame_mut(&mut self, len: usize) -> Option<&mut [u8]> {
+        if len > MAX_FRAME_LEN {
+            return None;
+        }
+        if self.0.len() < len {
+            self.0.resize(len, 0);
+        }
+        self.0.get_mut(..len)
+    }
+    fn frame(&self, len: usize) -> Option<&[u8]> {
+        self.0.get(..len)
+    }
+    fn max_len(&self) -> usize {
+        MAX_FRAME_LEN
+    }
+}
+
 fn stream_bytes(key: &Keypair, seq: u64, msg: &Message<'_>) -> Vec<u8> {
     let mut out = vec![0u8; MAX_FRAME_LEN + LEN_PREFIX_LEN];
     let ctx = context_for(msg.kind());
@@ -251,7 +273,7 @@ proptest! {
         for (i, m) in msgs.iter().enumerate() {
             wire.extend(stream_bytes(&key, i as u64, m));
         }
-        let mut dec = StreamDecoder::new(vec![0u8; MAX_FRAME_LEN]);
+        let mut dec = StreamDecoder::new(GrowVec::default());
         let mut got = Vec::new();
         let mut rest = &wire[..];
         let mut cut = cuts.iter().cycle();
@@ -371,6 +393,17 @@ fn four_gib_length_prefix_is_rejected_before_anything_is_stored() {
         big.decode(&mut input),
         Err(StreamError::Oversized { .. })
     ));
+    // A growable buffer is not grown by a refused prefix.
+    let mut grow = StreamDecoder::new(GrowVec::default());
+    let mut input: &[u8] = &u32::MAX.to_le_bytes();
+    assert!(matches!(
+        grow.decode(&mut input),
+        Err(StreamError::Oversized { .. })
+    ));
+    assert!(
+        format!("{grow:?}").contains("GrowVec([])"),
+        "nothing allocated: {grow:?}"
+    );
 }
 
 #[test]

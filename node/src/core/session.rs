@@ -39,7 +39,7 @@ pub(crate) struct Conn {
     /// The peer we meant to reach, when dialing a known peer.
     expected: Option<NodeId>,
     state: State,
-    decoder: Option<StreamDecoder<Box<[u8]>>>,
+    decoder: Option<StreamDecoder<GrowBuf>>,
     send_seq: u64,
     recv: ReplayGuard,
     opened: Instant,
@@ -704,6 +704,32 @@ impl Core {
     }
 }
 
-fn new_decoder() -> StreamDecoder<Box<[u8]>> {
-    StreamDecoder::new(vec![0u8; MAX_FRAME_LEN].into_boxed_slice())
+fn new_decoder() -> StreamDecoder<GrowBuf> {
+    StreamDecoder::new(GrowBuf(Vec::new()))
+}
+
+/// A receive buffer that grows to the largest frame seen (at most
+/// `MAX_FRAME_LEN`), so an idle connection holds almost nothing. The length
+/// prefix is checked against the limit before it grows.
+#[derive(Debug)]
+struct GrowBuf(Vec<u8>);
+
+impl p2pa_protocol::FrameBuffer for GrowBuf {
+    fn frame_mut(&mut self, len: usize) -> Option<&mut [u8]> {
+        if len > MAX_FRAME_LEN {
+            return None;
+        }
+        if self.0.len() < len {
+            self.0.resize(len, 0);
+        }
+        self.0.get_mut(..len)
+    }
+
+    fn frame(&self, len: usize) -> Option<&[u8]> {
+        self.0.get(..len)
+    }
+
+    fn max_len(&self) -> usize {
+        MAX_FRAME_LEN
+    }
 }
