@@ -26,11 +26,14 @@ pub use udp::MulticastConfig;
 
 /// Frames queued per connection before the peer counts as too slow and is
 /// dropped (backpressure: a stalled reader cannot make us buffer without end).
-pub const SEND_QUEUE: usize = 1024;
+/// Twice the tasks a requester keeps in flight to one peer; the queue's slots
+/// are allocated up front (about 40 bytes each), so it is also most of what a
+/// session costs in memory.
+pub const SEND_QUEUE: usize = 128;
 /// Inputs (socket reads, finished jobs, commands) queued for the core.
 const INPUT_QUEUE: usize = 1024;
-/// Bytes read from a socket at once.
-const READ_CHUNK: usize = 16 * 1024;
+/// Bytes read from a socket at once (zeroed up front per connection: small).
+const READ_CHUNK: usize = 8 * 1024;
 /// Most bytes gathered into one `write`.
 const WRITE_BATCH: usize = 64 * 1024;
 /// First wait for an outbound TCP connect; each retry waits twice as long.
