@@ -649,7 +649,7 @@ async fn submit_one(
     })
 }
 
-/// Prints a node event for humans or as a JSON line.
+/// The name of a node event, as the `"event"` field of `--json` output.
 pub fn event_name(ev: &NodeEvent) -> &'static str {
     match ev {
         NodeEvent::Discovered { .. } => "discovered",

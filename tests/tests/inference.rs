@@ -3,7 +3,7 @@
 //! models travel to workers that lack them; redundancy finds a lying worker;
 //! bad models and bad inputs fail with reasons and take no node down.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +36,29 @@ fn test_rows() -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// `p2pa batch --kind infer` on loopback `port`, with `extra` flags.
+fn infer_batch(
+    port: u16,
+    model: &Path,
+    inputs: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        "batch",
+        "--kind",
+        "infer",
+        "--model",
+        model.to_str().unwrap(),
+        "--inputs",
+        inputs.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    p2pa_local(port, &args, T)
+}
+
 /// Predictions of one local, single-process run of the shipped model.
 fn local_predictions() -> Vec<i64> {
     let store = ModelStore::new(scratch("local-store"), 1 << 20);
@@ -66,21 +89,7 @@ fn distributed_predictions_equal_a_local_single_process_run() {
     let out_path = dir.join("results.jsonl");
     let model = models_dir().join("digits.onnx");
     let inputs = models_dir().join("digits_test.jsonl");
-    let out = p2pa_local(
-        port,
-        &[
-            "batch",
-            "--kind",
-            "infer",
-            "--model",
-            model.to_str().unwrap(),
-            "--inputs",
-            inputs.to_str().unwrap(),
-            "--out",
-            out_path.to_str().unwrap(),
-        ],
-        T,
-    );
+    let out = infer_batch(port, &model, &inputs, &out_path, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let results = jsonl(&std::fs::read_to_string(&out_path).unwrap());
     let local = local_predictions();
@@ -235,25 +244,7 @@ fn redundancy_compares_workers_and_names_the_dissenter() {
         .map(|r| serde_json::json!({ "input": r }).to_string() + "\n")
         .collect();
     std::fs::write(&inputs, text).unwrap();
-    let batch = |out: &std::path::Path, k: &str| {
-        p2pa_local(
-            port,
-            &[
-                "batch",
-                "--kind",
-                "infer",
-                "--model",
-                model.to_str().unwrap(),
-                "--inputs",
-                inputs.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "--redundancy",
-                k,
-            ],
-            T,
-        )
-    };
+    let batch = |out: &Path, k: &str| infer_batch(port, &model, &inputs, out, &["--redundancy", k]);
     // Two honest workers agree on every line.
     let agree = dir.join("agree.jsonl");
     let out = batch(&agree, "2");

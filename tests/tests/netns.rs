@@ -12,6 +12,29 @@ use p2pa_tests::{bin, Value};
 
 /// Starts a node in each namespace; returns how long until every node had a
 /// session with every other.
+/// Starts `p2pa node --json` in host `i`, listening on its address, with
+/// `net` (multicast/mDNS flags) and a data directory named by `dir`.
+fn spawn_node(lan: &Lan, i: usize, net: &[String], dir: &str) -> std::process::Child {
+    lan.command(i, bin())
+        .args(net)
+        .arg("--data-dir")
+        .arg(std::env::temp_dir().join(format!("{}-{dir}", lan.prefix)))
+        .args([
+            "node",
+            "--json",
+            "--listen",
+            &format!("{}:7421", lan.addrs[i]),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start p2pa node in its namespace")
+}
+
+fn flags(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| (*a).to_owned()).collect()
+}
+
 /// How nodes find each other in a run.
 #[derive(Clone, Copy)]
 enum Mode {
@@ -27,36 +50,23 @@ fn mesh_time(lan: &Lan, port: u16, mode: Mode) -> Option<Duration> {
     let mut children = Vec::new();
     let start = Instant::now();
     for i in 0..n {
-        let mut child = lan
-            .command(i, bin())
-            .args(match mode {
-                Mode::Beacons => vec![
-                    "--multicast-ttl".to_owned(),
-                    "1".into(),
-                    "--no-mdns".into(),
-                    "--multicast-port".into(),
-                    port.to_string(),
-                ],
-                Mode::MdnsOnly => vec![
-                    "--multicast-ttl".to_owned(),
-                    "1".into(),
-                    "--multicast-port".into(),
-                    (port + 1 + i as u16).to_string(),
-                ],
-            })
-            .arg("--data-dir")
-            .arg(std::env::temp_dir().join(format!("{}-n{i}", lan.prefix)))
-            .args([
-                "node",
-                "--json",
-                "--listen",
-                &format!("{}:7421", lan.addrs[i]),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let out = child.stdout.take()?;
+        let net = match mode {
+            Mode::Beacons => flags(&[
+                "--multicast-ttl",
+                "1",
+                "--no-mdns",
+                "--multicast-port",
+                &port.to_string(),
+            ]),
+            Mode::MdnsOnly => flags(&[
+                "--multicast-ttl",
+                "1",
+                "--multicast-port",
+                &(port + 1 + i as u16).to_string(),
+            ]),
+        };
+        let mut child = spawn_node(lan, i, &net, &format!("n{i}"));
+        let out = child.stdout.take().expect("piped stdout");
         let tx = tx.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
@@ -150,28 +160,14 @@ fn latency_trials(loss: u32, trials: usize) {
     if loss > 0 {
         lan.set_loss(loss).expect("nftables loss rule");
     }
-    let node = |i: usize, dir: &str| {
-        lan.command(i, bin())
-            .args([
-                "--multicast-ttl",
-                "1",
-                "--no-mdns",
-                "--multicast-port",
-                "7420",
-            ])
-            .arg("--data-dir")
-            .arg(std::env::temp_dir().join(format!("{}-{dir}", lan.prefix)))
-            .args([
-                "node",
-                "--json",
-                "--listen",
-                &format!("{}:7421", lan.addrs[i]),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node")
-    };
+    let net = flags(&[
+        "--multicast-ttl",
+        "1",
+        "--no-mdns",
+        "--multicast-port",
+        "7420",
+    ]);
+    let node = |i: usize, dir: &str| spawn_node(&lan, i, &net, dir);
     let mut a = node(0, "a");
     let mut first = String::new();
     BufReader::new(a.stdout.take().expect("stdout"))
