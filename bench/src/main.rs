@@ -168,7 +168,7 @@ fn pair(workers: u16, kinds: KindSet) -> (NodeHandle, NodeHandle) {
 fn wait_connected(h: &NodeHandle, n: usize) {
     let end = Instant::now() + Duration::from_secs(10);
     while Instant::now() < end {
-        let up = smol::block_on(h.peers())
+        let up = async_io::block_on(h.peers())
             .unwrap_or_default()
             .iter()
             .filter(|p| p.state != PeerState::Known)
@@ -282,12 +282,12 @@ fn bench_rtt(n: usize) {
         n,
         || worker.cpu(),
         |_| {
-            let o = smol::block_on(requester.submit(echo(&input))).expect("submit");
+            let o = async_io::block_on(requester.submit(echo(&input))).expect("submit");
             assert_eq!(o.status, TaskStatus::Completed);
         },
     );
     let p2pa_tps = pipelined(&requester, n * 4);
-    smol::block_on(requester.shutdown());
+    async_io::block_on(requester.shutdown());
     drop(worker);
 
     println!("| signed echo, 64-byte input, loopback, worker in its own process, {n} round trips | floor | p2pa | ratio (target) |");
@@ -322,8 +322,8 @@ fn bench_rtt(n: usize) {
 fn pipelined(requester: &NodeHandle, total: usize) -> f64 {
     let input = [0x5au8; 64];
     let t = Instant::now();
-    let ex = smol::LocalExecutor::new();
-    smol::block_on(ex.run(async {
+    let ex = async_executor::LocalExecutor::new();
+    async_io::block_on(ex.run(async {
         let mut left = total;
         let mut inflight = Vec::new();
         while left > 0 || !inflight.is_empty() {
@@ -363,7 +363,7 @@ fn bench_memory(tasks: usize) {
     }
     std::thread::sleep(Duration::from_millis(200));
     let after = rss_kib(pid);
-    smol::block_on(requester.shutdown());
+    async_io::block_on(requester.shutdown());
     std::thread::sleep(Duration::from_millis(300));
     let before_peers = rss_kib(pid);
     let peers = 100;
@@ -427,7 +427,7 @@ fn bench_handshake(n: usize) {
         pct(&times, 0.99)
     );
     drop(streams);
-    smol::block_on(worker.shutdown());
+    async_io::block_on(worker.shutdown());
 }
 
 /// The initiator's side of the handshake, by hand, as a peer would do it.
@@ -533,7 +533,7 @@ fn bench_infer(rounds: usize) {
     r.core.bootstrap = workers.iter().map(NodeHandle::local_addr).collect();
     let requester = NodeHandle::start(Keypair::from_seed(seed(200)), r).expect("requester");
     wait_connected(&requester, 3);
-    let mh = smol::block_on(requester.provide_model(model.clone())).expect("provide");
+    let mh = async_io::block_on(requester.provide_model(model.clone())).expect("provide");
     let req = |x: &Vec<u8>| TaskRequest {
         kind: TaskKind::Infer,
         input: x.clone(),
@@ -544,8 +544,8 @@ fn bench_infer(rounds: usize) {
     let run_all = |reqs: Vec<TaskRequest>, window: usize| -> f64 {
         let n = reqs.len();
         let t = Instant::now();
-        let ex = smol::LocalExecutor::new();
-        smol::block_on(ex.run(async {
+        let ex = async_executor::LocalExecutor::new();
+        async_io::block_on(ex.run(async {
             let mut queue = reqs.into_iter();
             let mut inflight = Vec::new();
             loop {
@@ -598,7 +598,7 @@ fn bench_infer(rounds: usize) {
             assert_eq!(heavy_engine.run(Some(hh), &x).0, TaskStatus::Completed);
         }
         let local = t.elapsed().as_secs_f64() / reps as f64;
-        let rh = smol::block_on(requester.provide_model(bytes)).expect("provide");
+        let rh = async_io::block_on(requester.provide_model(bytes)).expect("provide");
         let warm: Vec<TaskRequest> = (0..10)
             .map(|_| TaskRequest {
                 model: Some(rh),
@@ -616,9 +616,9 @@ fn bench_infer(rounds: usize) {
         (local, remote)
     });
     for w in workers {
-        smol::block_on(w.shutdown());
+        async_io::block_on(w.shutdown());
     }
-    smol::block_on(requester.shutdown());
+    async_io::block_on(requester.shutdown());
     let _ = std::fs::remove_dir_all(&dir);
 
     println!("| digits MLP, {total} single-image inferences | inferences/s | µs each |");
@@ -684,10 +684,10 @@ fn main() {
         let (worker, requester) = pair(1, KindSet::default().with(TaskKind::Echo));
         let input = [0x5au8; 64];
         for _ in 0..n {
-            let _ = smol::block_on(requester.submit(echo(&input)));
+            let _ = async_io::block_on(requester.submit(echo(&input)));
         }
-        smol::block_on(requester.shutdown());
-        smol::block_on(worker.shutdown());
+        async_io::block_on(requester.shutdown());
+        async_io::block_on(worker.shutdown());
         return;
     }
     if what == "floor-only" {
@@ -705,7 +705,7 @@ fn main() {
         let requester = requester_for(worker.addr);
         let tps = pipelined(&requester, n);
         println!("p2pa pipelined: {tps:.0} tasks/s");
-        smol::block_on(requester.shutdown());
+        async_io::block_on(requester.shutdown());
         drop(worker);
         return;
     }

@@ -10,11 +10,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use async_executor::LocalExecutor;
 use clap::Args;
 use p2pa_node::core::{TaskOutcome, TaskRequest};
 use p2pa_node::io::NodeHandle;
 use p2pa_node::protocol::{NodeId, TaskKind, TaskStatus};
-use smol::LocalExecutor;
 
 use crate::{exit, output, CliError, CliResult, NetArgs};
 
@@ -154,7 +154,7 @@ pub async fn run_items(
 ) {
     let total = items.len();
     let queue = RefCell::new(items.into_iter().collect::<VecDeque<_>>());
-    let (tx, rx) = smol::channel::unbounded::<(Item, Vec<TaskOutcome>)>();
+    let (tx, rx) = async_channel::unbounded::<(Item, Vec<TaskOutcome>)>();
     let request = |item: &Item, peer: Option<NodeId>| TaskRequest {
         kind: plan.kind,
         input: item.input.clone(),
@@ -328,7 +328,7 @@ pub fn run(net: &NetArgs, data_dir: &Path, a: &BatchArgs) -> CliResult {
         .open(&a.out)
         .map_err(|e| CliError::usage(format!("cannot write {}: {e}", a.out.display())))?;
     let h = crate::requester(net, a.peer)?;
-    smol::block_on(async {
+    async_io::block_on(async {
         let result = run_batch(&h, a, model, todo, &mut out).await;
         h.shutdown().await;
         result

@@ -161,7 +161,7 @@ pub fn run(a: &DemoArgs) -> CliResult {
     };
     let h = crate::requester(&net, None)?;
     let n = usize::from(a.nodes);
-    smol::block_on(async {
+    async_io::block_on(async {
         let start = Instant::now();
         let peers =
             crate::wait_for_peers(&h, Some(TaskKind::Sleep), n, Duration::from_secs(10)).await;

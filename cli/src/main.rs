@@ -426,16 +426,16 @@ fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
     let signals =
         async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
             .map_err(|e| CliError::network(format!("cannot watch signals: {e}")))?;
-    smol::block_on(async {
+    async_io::block_on(async {
         let mut signals = signals;
         loop {
             let next_signal = async {
-                use smol::stream::StreamExt;
+                use futures_lite::stream::StreamExt;
                 let _ = signals.next().await;
                 None
             };
             let next_event = async { handle.events().recv().await.ok() };
-            match smol::future::or(next_signal, next_event).await {
+            match futures_lite::future::or(next_signal, next_event).await {
                 Some(ev) => output::print_event(&ev, a.json),
                 None => break,
             }
@@ -495,13 +495,13 @@ pub async fn wait_for_peers(
         if ready.len() >= min || start.elapsed() >= wait {
             return ready;
         }
-        smol::Timer::after(Duration::from_millis(10)).await;
+        async_io::Timer::after(Duration::from_millis(10)).await;
     }
 }
 
 fn cmd_peers(net: &NetArgs, wait: u64, json: bool) -> CliResult {
     let h = requester(net, None)?;
-    smol::block_on(async {
+    async_io::block_on(async {
         let peers = wait_for_peers(&h, None, usize::MAX, Duration::from_millis(wait)).await;
         if json {
             for p in &peers {
@@ -544,7 +544,7 @@ fn cmd_submit(net: &NetArgs, data_dir: &std::path::Path, a: &SubmitArgs) -> CliR
         input = tensors::from_json(&v).map_err(|e| CliError::usage(format!("infer input: {e}")))?;
     }
     let h = requester(net, a.peer)?;
-    smol::block_on(async {
+    async_io::block_on(async {
         let model_hash = provide(&h, model).await?;
         let result = submit_one(&h, a, input, model_hash).await;
         h.shutdown().await;

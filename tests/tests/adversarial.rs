@@ -26,7 +26,7 @@ fn key(n: u8) -> Keypair {
 fn wait_stats(h: &NodeHandle, pred: impl Fn(&Stats) -> bool) -> Stats {
     let end = Instant::now() + Duration::from_secs(10);
     loop {
-        let s = smol::block_on(h.stats()).unwrap();
+        let s = async_io::block_on(h.stats()).unwrap();
         if pred(&s) || Instant::now() > end {
             return s;
         }
@@ -64,7 +64,7 @@ fn honest_echo(requester: &NodeHandle, text: &str) {
         peer: None,
     };
     let end = Instant::now() + Duration::from_secs(10);
-    while smol::block_on(requester.peers())
+    while async_io::block_on(requester.peers())
         .unwrap()
         .iter()
         .all(|p| p.state == p2pa_node::core::PeerState::Known)
@@ -72,7 +72,7 @@ fn honest_echo(requester: &NodeHandle, text: &str) {
         assert!(Instant::now() < end, "honest peers never connected");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let o = smol::block_on(requester.submit(req)).unwrap();
+    let o = async_io::block_on(requester.submit(req)).unwrap();
     assert_eq!(o.status, TaskStatus::Completed, "{o:?}");
     assert_eq!(o.output, text.as_bytes());
 }
@@ -114,11 +114,11 @@ fn bad_beacons_are_dropped_and_counted_while_honest_peers_are_served() {
     assert!(s.beacons_wrong_version >= 1, "{s:?}");
     assert!(s.beacons_replayed >= 1, "{s:?}");
     // The forged sender never made it into the peer table; the replayed one once.
-    let peers = smol::block_on(target.peers()).unwrap();
+    let peers = async_io::block_on(target.peers()).unwrap();
     assert_eq!(peers.iter().filter(|p| p.id == key(9).node_id()).count(), 1);
     honest_echo(&honest, "still serving");
-    smol::block_on(honest.shutdown());
-    smol::block_on(target.shutdown());
+    async_io::block_on(honest.shutdown());
+    async_io::block_on(target.shutdown());
 }
 
 /// A raw TCP client speaking the handshake by hand.
@@ -249,8 +249,8 @@ fn unknown_key_is_refused_in_allowlist_mode_and_allowed_peers_are_served() {
     let s = wait_stats(&target, |s| s.peers_refused >= 1);
     assert!(s.peers_refused >= 1, "{s:?}");
     honest_echo(&allowed, "allowed");
-    smol::block_on(allowed.shutdown());
-    smol::block_on(target.shutdown());
+    async_io::block_on(allowed.shutdown());
+    async_io::block_on(target.shutdown());
 }
 
 #[test]
@@ -305,8 +305,8 @@ fn replayed_handshake_and_stalled_handshake_are_closed_and_counted() {
     ropts.core.bootstrap = vec![target.local_addr()];
     let honest = NodeHandle::start(key(2), ropts).unwrap();
     honest_echo(&honest, "honest");
-    smol::block_on(honest.shutdown());
-    smol::block_on(target.shutdown());
+    async_io::block_on(honest.shutdown());
+    async_io::block_on(target.shutdown());
 }
 
 #[test]

@@ -281,5 +281,5 @@ fn redundancy_compares_workers_and_names_the_dissenter() {
             "the majority answer is kept"
         );
     }
-    smol::block_on(liar.shutdown());
+    async_io::block_on(liar.shutdown());
 }

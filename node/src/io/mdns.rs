@@ -29,7 +29,7 @@ pub fn start(
     id: NodeId,
     port: u16,
     interface: Ipv4Addr,
-    found: smol::channel::Sender<SocketAddr>,
+    found: async_channel::Sender<SocketAddr>,
 ) -> Result<ServiceDiscovery, String> {
     let ip = lan_ip(interface).ok_or("no IPv4 interface to advertise on")?;
     let info = InstanceInformation::new(id.short().to_string())

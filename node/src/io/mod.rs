@@ -11,12 +11,12 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_channel::{bounded, Receiver, Sender, TrySendError};
+use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
+use futures_lite::future;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use p2pa_protocol::{Keypair, NodeId, TaskKind, TaskStatus};
-use smol::channel::{bounded, Receiver, Sender, TrySendError};
-use smol::future;
-use smol::io::{AsyncReadExt, AsyncWriteExt};
-use smol::LocalExecutor;
 
 use crate::core::{
     Config, ConnId, Core, Event, JobId, OsEntropy, PeerInfo, Stats, TaskOutcome, TaskRequest,
@@ -351,7 +351,7 @@ impl NodeHandle {
     pub async fn shutdown(mut self) {
         let _ = self.ask(Cmd::Shutdown).await;
         if let Some(t) = self.thread.take() {
-            let _ = smol::unblock(move || t.join()).await;
+            let _ = blocking::unblock(move || t.join()).await;
         }
     }
 }
@@ -660,7 +660,8 @@ impl Shell {
                     let exec = self.executor.clone();
                     let tx = self.inputs.clone();
                     ex.spawn(async move {
-                        let (status, out) = smol::unblock(move || exec(kind, &input, model)).await;
+                        let (status, out) =
+                            blocking::unblock(move || exec(kind, &input, model)).await;
                         let _ = tx.send(Input::JobDone(job, status, out)).await;
                     })
                     .detach();
