@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use p2pa_node::core::{PeerState, TaskRequest};
-use p2pa_node::io::{NodeHandle, NodeOptions};
+use p2pa_node::io::{LocalNode, NodeHandle, NodeOptions};
 use p2pa_node::protocol::*;
 
 fn cpu_seconds() -> f64 {
@@ -79,9 +79,10 @@ impl WorkerProc {
                 "--data-dir",
             ])
             .arg(&dir.0)
+            // Plain output, as a user runs it: `--json` would add a stdout
+            // line (a write here, a read in the harness) per task.
             .args([
                 "node",
-                "--json",
                 "--listen",
                 "127.0.0.1:0",
                 "--queue",
@@ -97,8 +98,13 @@ impl WorkerProc {
         let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
         out.read_line(&mut line).expect("listening line");
         std::thread::spawn(move || for _ in out.lines() {});
-        let v: serde_json::Value = serde_json::from_str(&line).expect("json");
-        let addr = v["addr"].as_str().expect("addr").parse().expect("addr");
+        // "node 1a2b3c4d listening on 127.0.0.1:PORT (id …)"
+        let addr = line
+            .split_whitespace()
+            .skip_while(|w| *w != "on")
+            .nth(1)
+            .and_then(|a| a.parse().ok())
+            .expect("listening line");
         Self {
             child,
             addr,
@@ -138,15 +144,40 @@ impl Drop for TempDir {
     }
 }
 
+/// A requester node as `p2pa submit` and `p2pa batch` run it: on the
+/// calling thread ([`NodeHandle::start_local`]).
+struct Requester {
+    h: NodeHandle,
+    node: LocalNode,
+}
+
+impl Requester {
+    fn shutdown(mut self) {
+        let h = self.h;
+        self.node.block_on(h.shutdown());
+    }
+}
+
 /// A requester node connected to the worker at `addr`.
-fn requester_for(addr: SocketAddr) -> NodeHandle {
+fn requester_for(addr: SocketAddr) -> Requester {
     let mut r = local_opts();
     r.core.kinds = KindSet::default();
     r.core.workers = 0;
     r.core.bootstrap = vec![addr];
-    let requester = NodeHandle::start(Keypair::from_seed(seed(2)), r).expect("requester");
-    wait_connected(&requester, 1);
-    requester
+    let (h, mut node) = NodeHandle::start_local(Keypair::from_seed(seed(2)), r).expect("requester");
+    let up = node.block_on(async {
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            let peers = h.peers().await.unwrap_or_default();
+            if peers.iter().any(|p| p.state != PeerState::Known) {
+                return true;
+            }
+            async_io::Timer::after(Duration::from_millis(5)).await;
+        }
+        false
+    });
+    assert!(up, "requester did not connect");
+    Requester { h, node }
 }
 
 /// A worker node and a requester node with a session between them.
@@ -277,17 +308,17 @@ fn bench_rtt(n: usize) {
     drop(server);
 
     let worker = WorkerProc::start(1);
-    let requester = requester_for(worker.addr);
+    let mut r = requester_for(worker.addr);
     let p2pa = measure(
         n,
         || worker.cpu(),
         |_| {
-            let o = async_io::block_on(requester.submit(echo(&input))).expect("submit");
+            let o = r.node.block_on(r.h.submit(echo(&input))).expect("submit");
             assert_eq!(o.status, TaskStatus::Completed);
         },
     );
-    let p2pa_tps = pipelined(&requester, n * 4);
-    async_io::block_on(requester.shutdown());
+    let p2pa_tps = pipelined(&mut r, n * 4);
+    r.shutdown();
     drop(worker);
 
     println!("| signed echo, 64-byte input, loopback, worker in its own process, {n} round trips | floor | p2pa | ratio (target) |");
@@ -319,11 +350,12 @@ fn bench_rtt(n: usize) {
 }
 
 /// Echo tasks per second with 32 in flight on one session.
-fn pipelined(requester: &NodeHandle, total: usize) -> f64 {
+fn pipelined(r: &mut Requester, total: usize) -> f64 {
     let input = [0x5au8; 64];
     let t = Instant::now();
     let ex = async_executor::LocalExecutor::new();
-    async_io::block_on(ex.run(async {
+    let requester = &r.h;
+    r.node.block_on(ex.run(async {
         let mut left = total;
         let mut inflight = Vec::new();
         while left > 0 || !inflight.is_empty() {
@@ -354,16 +386,16 @@ fn bench_memory(tasks: usize) {
     let pid = worker.child.id();
     std::thread::sleep(Duration::from_millis(500));
     let idle = rss_kib(pid);
-    let requester = requester_for(worker.addr);
+    let mut requester = requester_for(worker.addr);
     let mut done = 0;
     while done < tasks {
         let chunk = (tasks - done).min(10_000);
-        let _ = pipelined(&requester, chunk);
+        let _ = pipelined(&mut requester, chunk);
         done += chunk;
     }
     std::thread::sleep(Duration::from_millis(200));
     let after = rss_kib(pid);
-    async_io::block_on(requester.shutdown());
+    requester.shutdown();
     std::thread::sleep(Duration::from_millis(300));
     let before_peers = rss_kib(pid);
     let peers = 100;
@@ -702,10 +734,10 @@ fn main() {
     if what == "pipe-only" {
         // For profiling: only p2pa's pipelined run, worker in its own process.
         let worker = WorkerProc::start(1);
-        let requester = requester_for(worker.addr);
-        let tps = pipelined(&requester, n);
+        let mut requester = requester_for(worker.addr);
+        let tps = pipelined(&mut requester, n);
         println!("p2pa pipelined: {tps:.0} tasks/s");
-        async_io::block_on(requester.shutdown());
+        requester.shutdown();
         drop(worker);
         return;
     }

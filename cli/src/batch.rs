@@ -327,8 +327,8 @@ pub fn run(net: &NetArgs, data_dir: &Path, a: &BatchArgs) -> CliResult {
         .append(true)
         .open(&a.out)
         .map_err(|e| CliError::usage(format!("cannot write {}: {e}", a.out.display())))?;
-    let h = crate::requester(net, a.peer)?;
-    async_io::block_on(async {
+    let (h, mut node) = crate::requester(net, a.peer)?;
+    node.block_on(async {
         let result = run_batch(&h, a, model, todo, &mut out).await;
         h.shutdown().await;
         result

@@ -139,13 +139,13 @@ pub fn run(a: &DemoArgs) -> CliResult {
         workers: Vec::new(),
         dir: dir.clone(),
     };
-    println!(
+    say!(
         "p2pa demo: {} nodes on 127.0.0.1, host-local multicast (TTL 0, group port {port}), no mDNS",
         a.nodes
     );
     for i in 1..=a.nodes {
         let w = start_worker(&exe, &dir, port, i)?;
-        println!(
+        say!(
             "  node {i}: {}  {}  pid {}",
             &w.id.get(..8).unwrap_or(&w.id),
             w.addr,
@@ -159,9 +159,9 @@ pub fn run(a: &DemoArgs) -> CliResult {
         multicast_group: Ipv4Addr::new(239, 255, 42, 99),
         no_mdns: true,
     };
-    let h = crate::requester(&net, None)?;
+    let (h, mut node) = crate::requester(&net, None)?;
     let n = usize::from(a.nodes);
-    async_io::block_on(async {
+    node.block_on(async {
         let start = Instant::now();
         let peers =
             crate::wait_for_peers(&h, Some(TaskKind::Sleep), n, Duration::from_secs(10)).await;
@@ -172,13 +172,13 @@ pub fn run(a: &DemoArgs) -> CliResult {
                 peers.len()
             )));
         }
-        println!(
+        say!(
             "discovery: found and authenticated all {n} nodes in {:.0} ms (signed beacons, then a mutual handshake)",
             start.elapsed().as_secs_f64() * 1e3
         );
         let work = Workload::new(a)?;
         let model = crate::provide(&h, work.model.clone()).await?;
-        println!("batch: {}", work.describe);
+        say!("batch: {}", work.describe);
         let total = work.items.len();
         let kill_at = if a.no_kill { usize::MAX } else { total / 3 };
         let victim_id = cleanup
@@ -222,7 +222,7 @@ pub fn run(a: &DemoArgs) -> CliResult {
                 if let Some(w) = cleanup.workers.first_mut() {
                     let _ = w.child.kill();
                     let _ = w.child.wait();
-                    println!(
+                    say!(
                         "\n  killed node 1 ({}, kill -9) after {results} results: its tasks in flight go to the other nodes",
                         victim_id.get(..8).unwrap_or(&victim_id)
                     );
@@ -235,30 +235,30 @@ pub fn run(a: &DemoArgs) -> CliResult {
         let served = h.stats().await.map(|s| s.blob_bytes_served).unwrap_or(0);
         h.shutdown().await;
         latencies.sort_by(f64::total_cmp);
-        println!("\nsummary");
-        println!(
+        say!("\nsummary");
+        say!(
             "  tasks      {completed}/{total} completed ({:.1} %), each reported once; {retried} needed a retry",
             100.0 * completed as f64 / total.max(1) as f64
         );
-        println!(
+        say!(
             "  throughput {:.0} tasks/s over {:.2} s",
             results as f64 / wall.max(1e-9),
             wall
         );
         if !labels.is_empty() {
-            println!(
+            say!(
                 "  accuracy   {correct}/{} = {:.1} % of the digits test set classified correctly",
                 labels.len(),
                 100.0 * correct as f64 / labels.len().max(1) as f64
             );
-            println!("  model      sent peer to peer in chunks: {served} bytes served to the nodes that lacked it");
+            say!("  model      sent peer to peer in chunks: {served} bytes served to the nodes that lacked it");
         }
-        println!(
+        say!(
             "  latency    p50 {:.1} ms, p99 {:.1} ms",
             percentile(&latencies, 0.5),
             percentile(&latencies, 0.99)
         );
-        println!(
+        say!(
             "  per node   {}",
             per_node
                 .iter()
@@ -266,7 +266,7 @@ pub fn run(a: &DemoArgs) -> CliResult {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        println!(
+        say!(
             "  total time {:.1} s; all node processes stopped",
             t0.elapsed().as_secs_f64()
         );

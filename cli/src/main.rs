@@ -1,6 +1,15 @@
 //! The `p2pa` command line. One function per subcommand; no protocol logic
 //! here: everything goes through `p2pa_node`.
 
+/// `println!` that does not panic when stdout is gone (`p2pa node | head -1`,
+/// a closed pipe): a node keeps serving its peers; the line is lost.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod batch;
 mod config;
 mod demo;
@@ -15,7 +24,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use p2pa_node::core::{PeerInfo, PeerState, TaskRequest, Trust};
 use p2pa_node::identity;
-use p2pa_node::io::{MulticastConfig, NodeEvent, NodeHandle, NodeOptions};
+use p2pa_node::io::{LocalNode, MulticastConfig, NodeEvent, NodeHandle, NodeOptions};
 use p2pa_node::protocol::{Keypair, KindSet, NodeId, TaskKind, TaskStatus};
 
 /// Exit codes, as documented in `--help`.
@@ -333,7 +342,7 @@ pub(crate) fn data_dir(flag: Option<&PathBuf>) -> PathBuf {
 fn cmd_keygen(dir: &std::path::Path, force: bool) -> CliResult {
     let key = identity::create(dir, &mut p2pa_node::core::OsEntropy, force)
         .map_err(|e| CliError::usage(e.to_string()))?;
-    println!("{}", key.node_id());
+    say!("{}", key.node_id());
     eprintln!("new key in {}", dir.join(identity::KEY_FILE).display());
     Ok(exit::OK)
 }
@@ -342,7 +351,7 @@ fn cmd_id(dir: &std::path::Path) -> CliResult {
     let key = identity::load_or_create(dir, &mut p2pa_node::core::OsEntropy)
         .map_err(|e| CliError::usage(e.to_string()))?;
     let id = key.node_id();
-    println!("{}  {}", id.short(), id);
+    say!("{}  {}", id.short(), id);
     Ok(exit::OK)
 }
 
@@ -407,7 +416,7 @@ fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
     if p2pa_node::task::INFERENCE {
         opts.core.kinds = opts.core.kinds.with(TaskKind::Infer);
     }
-    let handle = NodeHandle::start(key, opts)
+    let (handle, mut node) = NodeHandle::start_local(key, opts)
         .map_err(|e| CliError::network(format!("cannot start the node: {e}")))?;
     let id = handle.id();
     if a.json {
@@ -415,33 +424,44 @@ fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
             "event": "listening", "addr": handle.local_addr().to_string(), "node_id": id.to_string(),
         }));
     } else {
-        println!(
+        say!(
             "node {} listening on {} (id {})",
             id.short(),
             handle.local_addr(),
             id
         );
-        println!("press Ctrl-C to stop");
+        say!("press Ctrl-C to stop");
     }
     let signals =
         async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
             .map_err(|e| CliError::network(format!("cannot watch signals: {e}")))?;
-    async_io::block_on(async {
+    // The node runs on this thread: a second thread waiting on signals would
+    // contend with it for async-io's reactor (futex wake-ups on every event).
+    node.block_on(async {
+        // The signal wait is a task of its own: polled only when a signal
+        // comes, not on every node event (each poll reads its pipe).
+        let ex = async_executor::LocalExecutor::new();
         let mut signals = signals;
-        loop {
-            let next_signal = async {
-                use futures_lite::stream::StreamExt;
-                let _ = signals.next().await;
-                None
-            };
-            let next_event = async { handle.events().recv().await.ok() };
-            match futures_lite::future::or(next_signal, next_event).await {
-                Some(ev) => output::print_event(&ev, a.json),
-                None => break,
+        let mut stop = ex.spawn(async move {
+            use futures_lite::stream::StreamExt;
+            let _ = signals.next().await;
+        });
+        ex.run(async {
+            loop {
+                let next_signal = async {
+                    (&mut stop).await;
+                    None
+                };
+                let next_event = async { handle.events().recv().await.ok() };
+                match futures_lite::future::or(next_signal, next_event).await {
+                    Some(ev) => output::print_event(&ev, a.json),
+                    None => break,
+                }
             }
-        }
+        })
+        .await;
         if !a.json {
-            println!("stopping: saying goodbye to peers");
+            say!("stopping: saying goodbye to peers");
         }
         handle.shutdown().await;
     });
@@ -450,7 +470,11 @@ fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
 
 /// An in-process requester node: an ephemeral key, no worker slots.
 /// With `peer`, it dials only that address and sends no beacons.
-pub fn requester(net: &NetArgs, peer: Option<SocketAddr>) -> Result<NodeHandle, CliError> {
+/// It runs on the calling thread, inside the returned [`LocalNode::block_on`].
+pub fn requester(
+    net: &NetArgs,
+    peer: Option<SocketAddr>,
+) -> Result<(NodeHandle, LocalNode), CliError> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| CliError::network(format!("no OS randomness: {e}")))?;
     let listen_ip = if net.host_local() || peer.is_some_and(|p| p.ip().is_loopback()) {
@@ -472,7 +496,7 @@ pub fn requester(net: &NetArgs, peer: Option<SocketAddr>) -> Result<NodeHandle, 
             opts.mdns = net.mdns();
         }
     }
-    NodeHandle::start(Keypair::from_seed(seed), opts)
+    NodeHandle::start_local(Keypair::from_seed(seed), opts)
         .map_err(|e| CliError::network(format!("cannot start: {e}")))
 }
 
@@ -500,8 +524,8 @@ pub async fn wait_for_peers(
 }
 
 fn cmd_peers(net: &NetArgs, wait: u64, json: bool) -> CliResult {
-    let h = requester(net, None)?;
-    async_io::block_on(async {
+    let (h, mut node) = requester(net, None)?;
+    node.block_on(async {
         let peers = wait_for_peers(&h, None, usize::MAX, Duration::from_millis(wait)).await;
         if json {
             for p in &peers {
@@ -543,8 +567,8 @@ fn cmd_submit(net: &NetArgs, data_dir: &std::path::Path, a: &SubmitArgs) -> CliR
         })?;
         input = tensors::from_json(&v).map_err(|e| CliError::usage(format!("infer input: {e}")))?;
     }
-    let h = requester(net, a.peer)?;
-    async_io::block_on(async {
+    let (h, mut node) = requester(net, a.peer)?;
+    node.block_on(async {
         let model_hash = provide(&h, model).await?;
         let result = submit_one(&h, a, input, model_hash).await;
         h.shutdown().await;
@@ -589,12 +613,12 @@ fn cmd_model(dir: &std::path::Path, m: &ModelCmd) -> CliResult {
             let hash = store
                 .add_file(file)
                 .map_err(|e| CliError::usage(e.to_string()))?;
-            println!("{}", identity::hex(&hash));
+            say!("{}", identity::hex(&hash));
             eprintln!("stored in {}", store.path(&hash).display());
         }
         ModelCmd::List => {
             for (hash, len) in store.list() {
-                println!("{}  {len} bytes", identity::hex(&hash));
+                say!("{}  {len} bytes", identity::hex(&hash));
             }
         }
     }

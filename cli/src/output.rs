@@ -51,16 +51,21 @@ pub fn peer_json(p: &PeerInfo) -> Value {
 }
 
 pub fn print_peer_table(peers: &[PeerInfo]) {
-    println!(
+    say!(
         "{:<10} {:<22} {:<10} {:<10} {:>6} {:>9}  kinds",
-        "id", "addr", "via", "state", "slots", "rtt"
+        "id",
+        "addr",
+        "via",
+        "state",
+        "slots",
+        "rtt"
     );
     for p in peers {
         let rtt = p.rtt.map_or("-".to_owned(), |r| {
             format!("{:.2}ms", r.as_secs_f64() * 1e3)
         });
         let addr = p.addr.map_or("-".to_owned(), |a| a.to_string());
-        println!(
+        say!(
             "{:<10} {:<22} {:<10} {:<10} {:>6} {:>9}  {}",
             p.id.short().to_string(),
             addr,
@@ -133,14 +138,14 @@ pub fn print_outcome(o: &TaskOutcome, infer: bool) {
     if let Some((outputs, prediction)) = infer.then(|| crate::tensors::to_json(&o.output)).flatten()
     {
         if let Some(p) = prediction {
-            println!("prediction: {p}");
+            say!("prediction: {p}");
         }
-        println!("{outputs}");
+        say!("{outputs}");
         return;
     }
     match std::str::from_utf8(&o.output) {
-        Ok(text) => println!("{text}"),
-        Err(_) => println!("{}", hex(&o.output)),
+        Ok(text) => say!("{text}"),
+        Err(_) => say!("{}", hex(&o.output)),
     }
 }
 
@@ -170,14 +175,14 @@ pub fn print_event(ev: &NodeEvent, as_json: bool) {
     } else {
         match ev {
             NodeEvent::Discovered { id, addr, via } => {
-                println!("discovered {} at {addr} via {via}", id.short())
+                say!("discovered {} at {addr} via {via}", id.short())
             }
-            NodeEvent::Connected { id, addr } => println!("connected   {} at {addr}", id.short()),
+            NodeEvent::Connected { id, addr } => say!("connected   {} at {addr}", id.short()),
             NodeEvent::Disconnected { id, reason } => {
-                println!("lost        {}: {reason}", id.short())
+                say!("lost        {}: {reason}", id.short())
             }
             NodeEvent::TaskStarted { job, kind } => log::info!("running job {job} ({kind})"),
-            NodeEvent::TaskDone(o) => println!("task {} {}", o.task_id, o.status),
+            NodeEvent::TaskDone(o) => say!("task {} {}", o.task_id, o.status),
         }
     }
 }

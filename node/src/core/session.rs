@@ -188,15 +188,42 @@ impl Core {
     }
 
     /// Bytes arrived on a connection.
-    pub fn handle_stream_data(&mut self, now: Instant, conn: ConnId, mut data: &[u8]) {
+    pub fn handle_stream_data(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
+        let mut rest = data;
+        while !rest.is_empty() {
+            let used = self.handle_stream_frames(now, conn, rest, usize::MAX);
+            rest = match rest.get(used..) {
+                Some(r) if used > 0 => r,
+                _ => break,
+            };
+        }
+    }
+
+    /// Like [`handle_stream_data`](Self::handle_stream_data), but stops after
+    /// `max_frames` complete frames and returns how many bytes of `data` it
+    /// used; the caller feeds the rest later. A shell uses it to send each
+    /// result before it decodes the next request, which keeps a pipelined
+    /// peer busy (see `FRAMES_PER_TURN` in the shell). Returns `data.len()`
+    /// once the connection is gone (the rest is of no use).
+    pub fn handle_stream_frames(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        data: &[u8],
+        max_frames: usize,
+    ) -> usize {
+        let total = data.len();
+        let mut data = data;
         let Some(mut decoder) = self.conns.get_mut(&conn).and_then(|c| c.decoder.take()) else {
-            return;
+            return total;
         };
-        loop {
+        let mut frames = 0usize;
+        while frames < max_frames {
             match decoder.decode(&mut data) {
                 Ok(Some(frame)) => {
+                    frames = frames.saturating_add(1);
                     if !self.handle_frame(now, conn, frame) {
-                        return; // connection closed; drop its decoder
+                        return total; // connection closed; drop its decoder
                     }
                 }
                 Ok(None) => break,
@@ -208,13 +235,14 @@ impl Core {
                         format_args!("closing connection from {addr:?}: {e}"),
                     );
                     self.close(now, conn, "bad length prefix", true);
-                    return;
+                    return total;
                 }
             }
         }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.decoder = Some(decoder);
         }
+        total.saturating_sub(data.len())
     }
 
     /// Handles one frame; returns false if the connection was closed.

@@ -6,6 +6,7 @@ pub mod mdns;
 pub mod udp;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::Arc;
@@ -34,6 +35,13 @@ pub const SEND_QUEUE: usize = 128;
 const INPUT_QUEUE: usize = 1024;
 /// Bytes read from a socket at once (zeroed up front per connection: small).
 const READ_CHUNK: usize = 8 * 1024;
+/// Frames the core handles from one read before the shell lets the writers
+/// send what those frames produced. With a whole read at once, a window of
+/// pipelined requests came back as one batch after all of them were done,
+/// and the two peers took turns idling (pipelined throughput 0.66 of the
+/// raw-TCP floor); one frame per turn keeps both busy (1.0 of the floor,
+/// BENCHMARKS.md).
+const FRAMES_PER_TURN: usize = 1;
 /// Most bytes gathered into one `write`.
 const WRITE_BATCH: usize = 64 * 1024;
 /// First wait for an outbound TCP connect; each retry waits twice as long.
@@ -192,6 +200,41 @@ impl std::fmt::Debug for Input {
     }
 }
 
+/// The node's whole life as one future (it owns its executor, so it is not `Send`).
+type NodeFuture = std::pin::Pin<Box<dyn Future<Output = ()>>>;
+
+/// A node started with [`NodeHandle::start_local`]: it runs only inside
+/// [`block_on`](Self::block_on), on the calling thread.
+pub struct LocalNode(Option<NodeFuture>);
+
+impl std::fmt::Debug for LocalNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocalNode")
+    }
+}
+
+impl LocalNode {
+    /// Runs `work` and the node together on this thread until `work` ends.
+    /// Call it as often as needed; between calls the node does not run
+    /// (sockets buffer in the kernel, timers fire late). After
+    /// [`NodeHandle::shutdown`] completes inside `work`, the node is gone.
+    pub fn block_on<T>(&mut self, work: impl Future<Output = T>) -> T {
+        // Two tasks, each with its own waker: a socket event polls the node,
+        // not `work` too (which may poll a signal pipe or a channel each time).
+        let ex = LocalExecutor::new();
+        let slot = &mut self.0;
+        ex.spawn(async move {
+            if let Some(f) = slot.as_mut() {
+                f.await;
+                *slot = None;
+            }
+        })
+        .detach();
+        let work = ex.spawn(work);
+        async_io::block_on(ex.run(work))
+    }
+}
+
 /// Why a request to the node failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodeStopped;
@@ -207,7 +250,35 @@ impl std::error::Error for NodeStopped {}
 impl NodeHandle {
     /// Binds the sockets (errors come back here: a port in use, a bad
     /// interface) and starts the node on its own thread.
-    pub fn start(key: Keypair, mut opts: NodeOptions) -> io::Result<Self> {
+    ///
+    /// For a process whose main thread only waits on the node (a requester,
+    /// a CLI command), [`start_local`](Self::start_local) is cheaper: the node
+    /// then runs on that thread and no request crosses threads.
+    pub fn start(key: Keypair, opts: NodeOptions) -> io::Result<Self> {
+        let (mut handle, node) = Self::build(key, opts)?;
+        let thread = std::thread::Builder::new()
+            .name("p2pa-node".into())
+            // async_io::block_on: this thread runs the reactor itself (no hop
+            // through async-io's helper thread on every socket event).
+            .spawn(move || async_io::block_on(node()))?;
+        handle.thread = Some(thread);
+        Ok(handle)
+    }
+
+    /// Binds the sockets like [`start`](Self::start) but runs nothing yet:
+    /// the node runs on the calling thread inside [`LocalNode::block_on`],
+    /// next to the caller's own work. Every request and result then stays on
+    /// one thread: no cross-thread wake-up per task (measured in
+    /// BENCHMARKS.md: CPU per task 1.54 → 1.20 × the raw-TCP floor).
+    pub fn start_local(key: Keypair, opts: NodeOptions) -> io::Result<(Self, LocalNode)> {
+        let (handle, node) = Self::build(key, opts)?;
+        Ok((handle, LocalNode(Some(node()))))
+    }
+
+    fn build(
+        key: Keypair,
+        mut opts: NodeOptions,
+    ) -> io::Result<(Self, impl FnOnce() -> NodeFuture + Send + 'static)> {
         let listener = TcpListener::bind(opts.listen)?;
         let addr = listener.local_addr()?;
         opts.core.listen_port = addr.port();
@@ -259,9 +330,8 @@ impl NodeHandle {
             None
         };
         let tx = inputs_tx.clone();
-        let thread = std::thread::Builder::new()
-            .name("p2pa-node".into())
-            .spawn(move || {
+        let node = move || -> NodeFuture {
+            Box::pin(async move {
                 let _mdns = mdns; // one instance for the node's lifetime
                 let mut core =
                     Core::new(key, opts.core.clone(), Box::new(OsEntropy), Instant::now());
@@ -281,20 +351,19 @@ impl NodeHandle {
                     models: opts.models.clone(),
                     waiters: BTreeMap::new(),
                 };
-                let run = shell.run(&ex, inputs_rx, listener, udp);
-                // async_io::block_on: this thread runs the reactor itself (no hop
-                // through async-io's helper thread on every socket event).
-                if let Err(e) = async_io::block_on(ex.run(run)) {
+                if let Err(e) = ex.run(shell.run(&ex, inputs_rx, listener, udp)).await {
                     log::error!("node stopped: {e}");
                 }
-            })?;
-        Ok(Self {
+            })
+        };
+        let handle = Self {
             id,
             addr,
             inputs: inputs_tx,
             events: events_rx,
-            thread: Some(thread),
-        })
+            thread: None,
+        };
+        Ok((handle, node))
     }
 
     /// This node's id.
@@ -443,8 +512,12 @@ impl Shell {
                 armed = None; // a fired timer must be re-armed
             }
             let now = Instant::now();
-            if let Some(input) = input {
-                self.handle(ex, now, input, &mut stopping);
+            match input {
+                Some(Input::Data(conn, data)) => {
+                    self.feed(ex, udp.as_deref(), conn, &data).await;
+                }
+                Some(input) => self.handle(ex, now, input, &mut stopping),
+                None => {}
             }
             if deadline.is_some_and(|t| t <= now) {
                 self.core.handle_timeout(now);
@@ -574,6 +647,30 @@ impl Shell {
 
     /// Carries out the core's transmits and events until it has none left
     /// (an inline task's result makes more).
+    /// Hands `data` from connection `conn` to the core [`FRAMES_PER_TURN`]
+    /// frames at a time; after each turn the output goes to the writers and
+    /// the executor runs them (and the caller's tasks) before the next turn.
+    async fn feed(
+        &mut self,
+        ex: &LocalExecutor<'_>,
+        udp: Option<&Async<UdpSocket>>,
+        conn: ConnId,
+        data: &[u8],
+    ) {
+        let mut rest = data;
+        loop {
+            let used = self
+                .core
+                .handle_stream_frames(Instant::now(), conn, rest, FRAMES_PER_TURN);
+            rest = rest.get(used..).unwrap_or_default();
+            if rest.is_empty() || used == 0 {
+                return;
+            }
+            self.drain(ex, udp).await;
+            future::yield_now().await;
+        }
+    }
+
     async fn drain(&mut self, ex: &LocalExecutor<'_>, udp: Option<&Async<UdpSocket>>) {
         for _ in 0..INLINE_ROUNDS {
             self.drain_once(ex, udp).await;
