@@ -160,16 +160,22 @@ impl Requester {
 
 /// A requester node connected to the worker at `addr`.
 fn requester_for(addr: SocketAddr) -> Requester {
+    requester_for_all(&[addr])
+}
+
+/// A requester node connected to every worker in `addrs`.
+fn requester_for_all(addrs: &[SocketAddr]) -> Requester {
     let mut r = local_opts();
     r.core.kinds = KindSet::default();
     r.core.workers = 0;
-    r.core.bootstrap = vec![addr];
+    r.core.bootstrap = addrs.to_vec();
     let (h, mut node) = NodeHandle::start_local(Keypair::from_seed(seed(2)), r).expect("requester");
     let up = node.block_on(async {
         let end = Instant::now() + Duration::from_secs(10);
         while Instant::now() < end {
             let peers = h.peers().await.unwrap_or_default();
-            if peers.iter().any(|p| p.state != PeerState::Known) {
+            let up = peers.iter().filter(|p| p.state != PeerState::Known).count();
+            if up >= addrs.len() {
                 return true;
             }
             async_io::Timer::after(Duration::from_millis(5)).await;
@@ -546,136 +552,131 @@ fn bench_infer(rounds: usize) {
     let local_ips = total as f64 / t.elapsed().as_secs_f64();
     let local_us = 1e6 / local_ips;
 
-    // Three worker nodes (one worker slot per core each) and a requester.
+    // Three worker processes (`p2pa node`, one worker slot per core each)
+    // and a requester on this thread, as `p2pa batch` runs it.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u16;
-    let mut workers = Vec::new();
-    for i in 0..3u64 {
-        let mut w = local_opts();
-        w.core.kinds = KindSet::default().with(TaskKind::Infer);
-        w.core.workers = cores;
-        w.core.queue_len = 64;
-        let s = ModelStore::new(dir.join(format!("w{i}")), 1 << 26);
-        w.executor = p2pa_node::task::executor(Some(s.clone()));
-        w.models = Some(s);
-        workers.push(NodeHandle::start(Keypair::from_seed(seed(100 + i)), w).expect("worker"));
-    }
-    let mut r = local_opts();
-    r.core.kinds = KindSet::default();
-    r.core.workers = 0;
-    r.core.bootstrap = workers.iter().map(NodeHandle::local_addr).collect();
-    let requester = NodeHandle::start(Keypair::from_seed(seed(200)), r).expect("requester");
-    wait_connected(&requester, 3);
-    let mh = async_io::block_on(requester.provide_model(model.clone())).expect("provide");
-    let req = |x: &Vec<u8>| TaskRequest {
+    let workers: Vec<WorkerProc> = (0..3).map(|_| WorkerProc::start(cores)).collect();
+    let addrs: Vec<SocketAddr> = workers.iter().map(|w| w.addr).collect();
+    let mut r = requester_for_all(&addrs);
+    let mh = r
+        .node
+        .block_on(r.h.provide_model(model.clone()))
+        .expect("provide");
+    let req = |x: &Vec<u8>, model: [u8; 32]| TaskRequest {
         kind: TaskKind::Infer,
         input: x.clone(),
-        model: Some(mh),
-        timeout: Duration::from_secs(30),
+        model: Some(model),
+        timeout: Duration::from_secs(60),
         peer: None,
     };
-    let run_all = |reqs: Vec<TaskRequest>, window: usize| -> f64 {
-        let n = reqs.len();
-        let t = Instant::now();
-        let ex = async_executor::LocalExecutor::new();
-        async_io::block_on(ex.run(async {
-            let mut queue = reqs.into_iter();
-            let mut inflight = Vec::new();
-            loop {
-                while inflight.len() < window {
-                    let Some(rq) = queue.next() else { break };
-                    inflight.push(ex.spawn(requester.submit(rq)));
-                }
-                if inflight.is_empty() {
-                    break;
-                }
-                let first = inflight.remove(0);
-                let o = first.await.expect("submit");
-                assert_eq!(
-                    o.status,
-                    TaskStatus::Completed,
-                    "{:?} {}",
-                    o.error,
-                    String::from_utf8_lossy(&o.output)
-                );
-            }
-        }));
-        n as f64 / t.elapsed().as_secs_f64()
-    };
-    let _ = run_all(inputs.iter().take(60).map(req).collect(), 12); // models fetched, warm
-    let all: Vec<TaskRequest> = (0..rounds).flat_map(|_| inputs.iter().map(req)).collect();
-    let dist_ips = run_all(all, 12);
-
-    // Per-task overhead for a task of ≥ 1 ms: 200 images per task, one in flight.
-    let batch = 200; // 51 KiB of input: fits one frame
-    let big: Vec<f32> = rows.iter().cycle().take(batch).flatten().copied().collect();
-    let big_input = encode(&[Tensor::f32(vec![batch, 64], big).expect("batch tensor")]);
-    let reps = 200;
-    let t = Instant::now();
-    for _ in 0..reps {
-        assert_eq!(engine.run(Some(hash), &big_input).0, TaskStatus::Completed);
-    }
-    let local_task = t.elapsed().as_secs_f64() / reps as f64;
-    let one: Vec<TaskRequest> = (0..reps).map(|_| req(&big_input)).collect();
-    let remote_task = 1.0 / run_all(one, 1);
-    // A model of about a millisecond per input (bench/run.sh writes it).
-    let heavy_path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-mlp.onnx");
-    let heavy = std::fs::read(&heavy_path).ok().map(|bytes| {
-        let hh = engine_store_put(&engine_dir(&dir), &bytes);
-        let heavy_engine = Engine::new(ModelStore::new(engine_dir(&dir), 1 << 26));
-        let x = encode(&[Tensor::f32(vec![1, 64], rows[0].clone()).expect("tensor")]);
-        let _ = heavy_engine.run(Some(hh), &x);
-        let t = Instant::now();
-        for _ in 0..reps {
-            assert_eq!(heavy_engine.run(Some(hh), &x).0, TaskStatus::Completed);
-        }
-        let local = t.elapsed().as_secs_f64() / reps as f64;
-        let rh = async_io::block_on(requester.provide_model(bytes)).expect("provide");
-        let warm: Vec<TaskRequest> = (0..10)
-            .map(|_| TaskRequest {
-                model: Some(rh),
-                ..req(&x)
-            })
-            .collect();
-        let _ = run_all(warm, 1);
-        let one: Vec<TaskRequest> = (0..reps)
-            .map(|_| TaskRequest {
-                model: Some(rh),
-                ..req(&x)
-            })
-            .collect();
-        let remote = 1.0 / run_all(one, 1);
-        (local, remote)
-    });
-    for w in workers {
-        async_io::block_on(w.shutdown());
-    }
-    async_io::block_on(requester.shutdown());
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = run_all(
+        &mut r,
+        inputs.iter().take(60).map(|x| req(x, mh)).collect(),
+        12,
+    ); // warm
+    let all: Vec<TaskRequest> = (0..rounds)
+        .flat_map(|_| inputs.iter().map(|x| req(x, mh)))
+        .collect();
+    let dist_ips = run_all(&mut r, all, 12);
+    r.shutdown();
+    drop(workers);
 
     println!("| digits MLP, {total} single-image inferences | inferences/s | µs each |");
     println!("|---|---|---|");
     println!("| local, one process, one thread (tract) | {local_ips:.0} | {local_us:.1} |");
     println!(
-        "| p2pa, 3 nodes × {cores} workers on this machine, 12 in flight | {dist_ips:.0} | {:.1} |",
+        "| p2pa, 3 worker processes × {cores} slots on this machine, 12 in flight | {dist_ips:.0} | {:.1} |",
         1e6 / dist_ips
     );
     println!();
+
+    // Protocol overhead for tasks of ≥ 1 ms: a heavier MLP (bench/run.sh
+    // writes it), B images per task, B chosen for about 1, 2, 5 and 20 ms.
+    let heavy_path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-mlp.onnx");
+    let Ok(bytes) = std::fs::read(&heavy_path) else {
+        println!("SKIPPED: heavier model for the ≥ 1 ms overhead rows: target/bench-mlp.onnx missing (python3 models/make_bench_model.py needs numpy and onnx)");
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    };
+    let hh = engine_store_put(&engine_dir(&dir), &bytes);
+    let heavy = Engine::new(ModelStore::new(engine_dir(&dir), 1 << 26));
+    let task = |b: usize| {
+        let x: Vec<f32> = rows.iter().cycle().take(b).flatten().copied().collect();
+        encode(&[Tensor::f32(vec![b, 64], x).expect("batch tensor")])
+    };
+    let local_ms = |x: &[u8], reps: usize| {
+        let _ = heavy.run(Some(hh), x);
+        let t = Instant::now();
+        for _ in 0..reps {
+            assert_eq!(heavy.run(Some(hh), x).0, TaskStatus::Completed);
+        }
+        t.elapsed().as_secs_f64() * 1e3 / reps as f64
+    };
+    let per_image = local_ms(&task(8), 50) / 8.0;
+    // One worker process with one slot: its core does the model and the
+    // worker's share of the protocol; the requester's share runs on the
+    // other core, as it would on another machine.
+    let worker = WorkerProc::start(1);
+    let mut r = requester_for(worker.addr);
+    let rh = r.node.block_on(r.h.provide_model(bytes)).expect("provide");
+    let x1 = task(1);
+    let _ = run_all(&mut r, (0..10).map(|_| req(&x1, rh)).collect(), 1); // model fetched
     println!(
-        "| task of {batch} images, one in flight | local {:.2} ms | over p2pa {:.2} ms | protocol overhead {:.1} % of task time (target ≤ 5 %) |",
-        local_task * 1e3,
-        remote_task * 1e3,
-        (remote_task - local_task) / remote_task * 100.0
+        "Per-task protocol overhead, 64-1536-1536-10 MLP ({per_image:.2} ms per image here), one worker process with one slot, requester in another process:"
     );
-    match heavy {
-        Some((local, remote)) => println!(
-            "| one image through a 64-1536-1536-10 MLP (random weights, `models/make_bench_model.py`), one in flight | local {:.2} ms | over p2pa {:.2} ms | protocol overhead {:.1} % of task time (target ≤ 5 %) |",
-            local * 1e3,
-            remote * 1e3,
-            (remote - local) / remote * 100.0
-        ),
-        None => println!("SKIPPED: heavier model for the ≥ 1 ms overhead row: target/bench-mlp.onnx missing (python3 models/make_bench_model.py needs numpy and onnx)"),
+    println!();
+    println!("| images per task | local, one thread | p2pa, one in flight | overhead (latency) | local tasks/s | p2pa tasks/s, 2 in flight | overhead (throughput, target ≤ 5 %) |");
+    println!("|---|---|---|---|---|---|---|");
+    for target_ms in [1.0f64, 2.0, 5.0, 20.0] {
+        let b = ((target_ms / per_image).round() as usize).clamp(1, 200);
+        let x = task(b);
+        let reps = ((2000.0 / target_ms) as usize).clamp(50, 1000);
+        let local = local_ms(&x, reps);
+        let one = 1e3 / run_all(&mut r, (0..reps).map(|_| req(&x, rh)).collect(), 1);
+        let tps = run_all(&mut r, (0..reps).map(|_| req(&x, rh)).collect(), 2);
+        let local_tps = 1e3 / local;
+        println!(
+            "| {b} | {local:.2} ms | {one:.2} ms | {:.1} % | {local_tps:.0} | {tps:.0} | {:.1} % |",
+            (one - local) / one * 100.0,
+            (1.0 - tps / local_tps) * 100.0
+        );
     }
+    r.shutdown();
+    drop(worker);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `reqs` with `window` in flight; returns tasks per second.
+#[cfg(feature = "onnx")]
+fn run_all(r: &mut Requester, reqs: Vec<TaskRequest>, window: usize) -> f64 {
+    let n = reqs.len();
+    let t = Instant::now();
+    let ex = async_executor::LocalExecutor::new();
+    let h = &r.h;
+    r.node.block_on(ex.run(async {
+        let mut queue = reqs.into_iter();
+        let mut inflight = Vec::new();
+        loop {
+            while inflight.len() < window {
+                let Some(rq) = queue.next() else { break };
+                inflight.push(ex.spawn(h.submit(rq)));
+            }
+            if inflight.is_empty() {
+                break;
+            }
+            let first = inflight.remove(0);
+            let o = first.await.expect("submit");
+            assert_eq!(
+                o.status,
+                TaskStatus::Completed,
+                "{:?} {}",
+                o.error,
+                String::from_utf8_lossy(&o.output)
+            );
+        }
+    }));
+    n as f64 / t.elapsed().as_secs_f64()
 }
 
 #[cfg(feature = "onnx")]

@@ -56,6 +56,11 @@ pub struct Sim {
     rng: SeededEntropy,
     pub loss_percent: u64,
     queue: BinaryHeap<Reverse<(Duration, u64, usize)>>,
+    /// Node deadlines, earliest first; an entry is stale unless it equals
+    /// `armed[node]` (re-armed lazily after every call into a core), so a step
+    /// costs O(log N) instead of a scan of every node.
+    timers: BinaryHeap<Reverse<(Duration, usize)>>,
+    armed: Vec<Option<Duration>>,
     actions: BTreeMap<usize, Action>,
     seq: u64,
     /// (node, conn) → (node, conn) of the other end.
@@ -96,6 +101,8 @@ impl Sim {
             rng: SeededEntropy::new(seed),
             loss_percent,
             queue: BinaryHeap::new(),
+            timers: BinaryHeap::new(),
+            armed: vec![None; n],
             actions: BTreeMap::new(),
             seq: 0,
             links: BTreeMap::new(),
@@ -122,8 +129,38 @@ impl Sim {
         Duration::from_micros(self.rng.next_u64() % (max * 1000).max(1))
     }
 
+    /// Records node `i`'s next deadline in the timer heap if it moved.
+    fn rearm(&mut self, i: usize) {
+        let t = self.nodes[i]
+            .as_ref()
+            .and_then(|c| c.poll_timeout())
+            .map(|t| t.saturating_duration_since(self.start));
+        if t != self.armed[i] {
+            self.armed[i] = t;
+            if let Some(t) = t {
+                self.timers.push(Reverse((t, i)));
+            }
+        }
+    }
+
+    /// The earliest live deadline (dropping stale heap entries).
+    fn next_timer(&mut self) -> Option<(Duration, usize)> {
+        while let Some(&Reverse((t, i))) = self.timers.peek() {
+            if self.armed[i] == Some(t) {
+                return Some((t, i));
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
     /// Drains one node's transmits and events into the network.
     fn flush(&mut self, i: usize) {
+        self.flush_inner(i);
+        self.rearm(i);
+    }
+
+    fn flush_inner(&mut self, i: usize) {
         loop {
             let Some(core) = self.nodes[i].as_mut() else {
                 return;
@@ -248,16 +285,7 @@ impl Sim {
             steps += 1;
             assert!(steps < 50_000_000, "simulation did not settle");
             let next_action = self.queue.peek().map(|Reverse((t, _, _))| *t);
-            let next_timer = self
-                .nodes
-                .iter()
-                .enumerate()
-                .filter_map(|(i, n)| {
-                    n.as_ref()
-                        .and_then(|c| c.poll_timeout())
-                        .map(|t| (t - self.start, i))
-                })
-                .min();
+            let next_timer = self.next_timer();
             let next = match (next_action, next_timer) {
                 (Some(a), Some((t, _))) => a.min(t),
                 (Some(a), None) => a,
@@ -273,6 +301,8 @@ impl Sim {
                 let action = self.actions.remove(&id).unwrap();
                 self.apply(action);
             } else if let Some((_, i)) = next_timer {
+                self.timers.pop();
+                self.armed[i] = None; // fired: flush re-arms whatever comes next
                 let now = self.now;
                 if let Some(c) = self.nodes[i].as_mut() {
                     c.handle_timeout(now);
@@ -312,6 +342,7 @@ impl Sim {
     /// Kills node `i` abruptly: its connections close, nothing is said.
     pub fn kill(&mut self, i: usize) {
         self.nodes[i] = None;
+        self.armed[i] = None;
         let ends: Vec<((usize, ConnId), (usize, ConnId))> = self
             .links
             .iter()
