@@ -1,0 +1,134 @@
+//! A node on the caller's thread (`NodeHandle::start_local`), pipelined
+//! requests on one connection, and a node whose stdout went away.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::time::{Duration, Instant};
+
+use p2pa_node::core::{PeerState, TaskRequest};
+use p2pa_node::io::NodeHandle;
+use p2pa_node::protocol::{Keypair, KindSet, TaskKind, TaskStatus};
+use p2pa_tests::{loopback_options, unique_port};
+
+fn echo(input: Vec<u8>) -> TaskRequest {
+    TaskRequest {
+        kind: TaskKind::Echo,
+        input,
+        model: None,
+        timeout: Duration::from_secs(10),
+        peer: None,
+    }
+}
+
+#[test]
+fn a_node_on_the_callers_thread_serves_many_pipelined_requests_and_persists_between_calls() {
+    let port = unique_port();
+    let mut w = loopback_options(port);
+    w.multicast = None;
+    w.core.kinds = KindSet::default().with(TaskKind::Echo);
+    let worker = NodeHandle::start(Keypair::from_seed([1; 32]), w).unwrap();
+    let mut r = loopback_options(port);
+    r.multicast = None;
+    r.core.kinds = KindSet::default();
+    r.core.workers = 0;
+    r.core.bootstrap = vec![worker.local_addr()];
+    let (h, mut node) = NodeHandle::start_local(Keypair::from_seed([2; 32]), r).unwrap();
+
+    // Nothing runs between block_on calls; the handshake happens inside.
+    let up = node.block_on(async {
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            let peers = h.peers().await.unwrap();
+            if peers.iter().any(|p| p.state != PeerState::Known) {
+                return true;
+            }
+            async_io::Timer::after(Duration::from_millis(5)).await;
+        }
+        false
+    });
+    assert!(up, "the local requester never connected");
+
+    // 200 requests in flight at once on one connection: the worker's reads
+    // carry many frames, which the shell hands to the core one at a time.
+    let n = 200u32;
+    let outcomes = node.block_on(async {
+        let ex = async_executor::LocalExecutor::new();
+        ex.run(async {
+            let tasks: Vec<_> = (0..n)
+                .map(|i| ex.spawn(h.submit(echo(format!("item {i}").into_bytes()))))
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
+        })
+        .await
+    });
+    assert_eq!(outcomes.len(), n as usize);
+    let mut ids = std::collections::BTreeSet::new();
+    for (i, o) in outcomes.iter().enumerate() {
+        assert_eq!(o.status, TaskStatus::Completed, "{o:?}");
+        assert_eq!(o.output, format!("item {i}").into_bytes(), "task {i}");
+        assert!(ids.insert(o.task_id), "task id {} twice", o.task_id);
+    }
+
+    // A later call finds the node and its session where they were.
+    let again = node.block_on(h.submit(echo(b"again".to_vec()))).unwrap();
+    assert_eq!(again.status, TaskStatus::Completed);
+    assert_eq!(again.output, b"again");
+
+    node.block_on(h.shutdown());
+    async_io::block_on(worker.shutdown());
+}
+
+#[test]
+fn a_node_whose_stdout_is_closed_keeps_serving() {
+    let port = unique_port();
+    let dir = p2pa_tests::scratch("stdout-closed");
+    let mut child = std::process::Command::new(p2pa_tests::bin())
+        .args(p2pa_tests::local_net(port))
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["node", "--listen", "127.0.0.1:0"])
+        .env_remove("P2PA_DATA_DIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    {
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    } // the read end is closed here: every later line gets EPIPE
+      // "node 1a2b3c4d listening on 127.0.0.1:PORT (id …)"
+    let addr = first
+        .split_whitespace()
+        .skip_while(|w| *w != "on")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_owned();
+    // Each requester that connects makes the node print a line into the
+    // closed pipe ("connected …", "lost …").
+    for i in 0..3 {
+        let input = format!("still here {i}");
+        let o = p2pa_tests::p2pa_local(
+            port,
+            &[
+                "submit", "--kind", "echo", "--input", &input, "--peer", &addr, "--json",
+            ],
+            Duration::from_secs(20),
+        );
+        assert!(o.status.success(), "{}", p2pa_tests::stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(p2pa_tests::stdout(&o).trim()).unwrap();
+        assert_eq!(v["status"], "completed");
+        assert_eq!(v["output"], input.as_str());
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the node exited");
+    let _ = child.kill();
+    let _ = child.wait();
+}
