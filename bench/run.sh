@@ -56,6 +56,6 @@ size() { stat -c %s "$1"; }
   echo
   echo "### Scale (simulated with the deterministic core)"
   echo
-  P2PA_SCALE_SIZES="${P2PA_SCALE_SIZES:-25,50,100}" cargo test -q --release -p p2pa-node --test scale -- --ignored --nocapture 2>/dev/null | grep -E '^\|'
+  P2PA_SCALE_SIZES="${P2PA_SCALE_SIZES:-25,50,100,200}" cargo test -q --release -p p2pa-node --test scale -- --ignored --nocapture 2>/dev/null | grep -E '^\|'
 } | tee "$report"
 echo "report written to $report" >&2

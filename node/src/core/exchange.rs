@@ -648,7 +648,12 @@ impl Core {
     }
 
     pub(super) fn start_jobs(&mut self) {
-        while self.exchange.running < usize::from(self.cfg.workers) {
+        let limit = if self.cfg.workers == 0 {
+            0
+        } else {
+            usize::from(self.cfg.workers).saturating_add(usize::from(self.cfg.prefetch))
+        };
+        while self.exchange.running < limit {
             let next = self.exchange.queue.iter().position(|id| {
                 self.exchange
                     .jobs

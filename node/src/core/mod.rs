@@ -46,6 +46,11 @@ pub struct Config {
     pub kinds: KindSet,
     /// Tasks run at once.
     pub workers: u16,
+    /// Jobs handed to the shell's executor beyond `workers`, so a slot that
+    /// finishes starts the next job at once instead of waiting for the node
+    /// to sign the last result and hand the next one over (measured in
+    /// BENCHMARKS.md, inference overhead). They count as running.
+    pub prefetch: u16,
     /// Tasks queued beyond the running ones before offers are rejected `Busy`.
     pub queue_len: usize,
     /// Who may connect.
@@ -99,6 +104,7 @@ impl Default for Config {
                 .with(TaskKind::Hash)
                 .with(TaskKind::Sleep),
             workers: 1,
+            prefetch: 1,
             queue_len: 16,
             trust: Trust::Open,
             bootstrap: Vec::new(),

@@ -1,5 +1,5 @@
 //! The smol shell: moves bytes between sockets and the [`Core`], runs tasks on
-//! the blocking pool, and offers a small async handle to applications.
+//! worker slot threads, and offers a small async handle to applications.
 //! It decides nothing: every protocol decision is the core's.
 
 pub mod mdns;
@@ -81,7 +81,7 @@ const EVENT_QUEUE: usize = 4096;
 /// Bound on drain rounds per wakeup (each inline task can add one round).
 const INLINE_ROUNDS: usize = 64;
 /// Largest input an `echo` or `hash` task runs with inline, on the reactor:
-/// microseconds of work, cheaper than a hop to the blocking pool and back.
+/// microseconds of work, cheaper than a hop to a slot thread and back.
 const INLINE_MAX_INPUT: usize = 64 * 1024;
 
 fn runs_inline(kind: TaskKind, input: &[u8]) -> bool {
@@ -89,7 +89,7 @@ fn runs_inline(kind: TaskKind, input: &[u8]) -> bool {
 }
 
 /// Runs one task: `(kind, input, model) → (status, output)`. Runs on the
-/// blocking pool, so it may take as long as it needs.
+/// slot threads, so it may take as long as it needs.
 pub type Executor =
     Arc<dyn Fn(TaskKind, &[u8], Option<[u8; 32]>) -> (TaskStatus, Vec<u8>) + Send + Sync>;
 
@@ -343,6 +343,8 @@ impl NodeHandle {
                 let ex = LocalExecutor::new();
                 let shell = Shell {
                     core,
+                    slots: None,
+                    workers: opts.core.workers,
                     conns: BTreeMap::new(),
                     inputs: tx,
                     events: events_tx,
@@ -425,8 +427,50 @@ impl NodeHandle {
     }
 }
 
+/// One thread per worker slot, fed from a FIFO: a slot that finishes a job
+/// takes the next one (prefetched by the core) without a wake-up in between.
+/// The threads end when the shell (and so the queue's sender) goes away.
+struct Slots {
+    jobs: Sender<SlotJob>,
+}
+
+/// A job for a slot thread: id, kind, input, model.
+type SlotJob = (JobId, TaskKind, Vec<u8>, Option<[u8; 32]>);
+
+impl Slots {
+    fn start(workers: u16, exec: Executor, done: Sender<Input>) -> Self {
+        let depth = usize::from(workers).saturating_mul(2).max(2);
+        let (tx, rx) = bounded::<SlotJob>(depth);
+        for i in 0..workers.max(1) {
+            let rx = rx.clone();
+            let exec = exec.clone();
+            let done = done.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("p2pa-slot-{i}"))
+                .spawn(move || {
+                    while let Ok((job, kind, input, model)) = rx.recv_blocking() {
+                        let (status, out) = exec(kind, &input, model);
+                        if done
+                            .send_blocking(Input::JobDone(job, status, out))
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                log::error!("cannot start worker slot {i}: {e}");
+            }
+        }
+        Self { jobs: tx }
+    }
+}
+
 struct Shell {
     core: Core,
+    /// Worker slot threads, started with the first job that needs one.
+    slots: Option<Slots>,
+    workers: u16,
     conns: BTreeMap<ConnId, Sender<Outgoing>>,
     inputs: Sender<Input>,
     events: Sender<NodeEvent>,
@@ -754,14 +798,19 @@ impl Shell {
                     model,
                     ..
                 } => {
-                    let exec = self.executor.clone();
-                    let tx = self.inputs.clone();
-                    ex.spawn(async move {
-                        let (status, out) =
-                            blocking::unblock(move || exec(kind, &input, model)).await;
-                        let _ = tx.send(Input::JobDone(job, status, out)).await;
-                    })
-                    .detach();
+                    let slots = self.slots.get_or_insert_with(|| {
+                        Slots::start(self.workers, self.executor.clone(), self.inputs.clone())
+                    });
+                    // The core starts at most workers + prefetch jobs, so the
+                    // queue (that size) has room; if it has not, say so.
+                    if slots.jobs.try_send((job, kind, input, model)).is_err() {
+                        self.core.handle_job_done(
+                            Instant::now(),
+                            job,
+                            TaskStatus::Failed,
+                            b"executor queue full",
+                        );
+                    }
                     Some(NodeEvent::TaskStarted { job, kind })
                 }
                 Event::Abandon { .. } => None,

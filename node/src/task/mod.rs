@@ -1,5 +1,5 @@
 //! Task executors: functions from input bytes to output bytes, run on the
-//! blocking pool by the shell. `infer` runs ONNX models (feature `onnx`).
+//! worker slot threads by the shell. `infer` runs ONNX models (feature `onnx`).
 
 #[cfg(feature = "onnx")]
 pub mod infer;
