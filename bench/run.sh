@@ -12,6 +12,14 @@ echo "building (release, with and without onnx)..." >&2
 cargo build -q --release -p p2pa -p p2pa-bench
 CARGO_TARGET_DIR=target/minimal cargo build -q --release -p p2pa --no-default-features
 CARGO_TARGET_DIR=target/minimal cargo build -q --profile minimal -p p2pa --no-default-features
+# The build meant for boards: static musl, size-optimised (memory rows).
+board=target/minimal/minimal/p2pa
+if rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 &&
+  CARGO_TARGET_DIR=target/minimal cargo build -q --profile minimal --target x86_64-unknown-linux-musl -p p2pa --no-default-features; then
+  board=target/minimal/x86_64-unknown-linux-musl/minimal/p2pa
+else
+  echo "SKIPPED: static musl build (target x86_64-unknown-linux-musl not installable); memory rows use $board" >&2
+fi
 cargo test -q --release -p p2pa-node --test scale --no-run 2>/dev/null
 python3 models/make_bench_model.py target/bench-mlp.onnx 2>/dev/null || echo "note: numpy/onnx missing; the ≥ 1 ms inference row will be SKIPPED" >&2
 cargo test -q --release -p p2pa-tests --test netns --no-run 2>/dev/null
@@ -32,7 +40,7 @@ size() { stat -c %s "$1"; }
   echo
   echo "### Memory (node built without onnx)"
   echo
-  P2PA_BIN=target/minimal/release/p2pa ./target/release/p2pa-bench memory --n 100000
+  P2PA_BIN="$board" ./target/release/p2pa-bench memory --n 100000
   echo
   echo "### Size"
   echo
