@@ -2,6 +2,8 @@
 # Every benchmark behind BENCHMARKS.md, in one run on one machine:
 #   bash bench/run.sh            → prints Markdown and writes target/bench-report.md
 # Needs root for the network-namespace discovery figures (SKIPPED otherwise).
+# About 35 minutes on 2 cores, 20 of them the 500- and 1 000-node simulation;
+# P2PA_SCALE_SIZES=25,50,100 skips the big ones.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -64,6 +66,6 @@ size() { stat -c %s "$1"; }
   echo
   echo "### Scale (simulated with the deterministic core)"
   echo
-  P2PA_SCALE_SIZES="${P2PA_SCALE_SIZES:-25,50,100,200}" cargo test -q --release -p p2pa-node --test scale -- --ignored --nocapture 2>/dev/null | grep -E '^\|'
+  P2PA_SCALE_SIZES="${P2PA_SCALE_SIZES:-25,50,100,200,500,1000}" cargo test -q --release -p p2pa-node --test scale -- --ignored --nocapture 2>/dev/null | grep -E '^\|'
 } | tee "$report"
 echo "report written to $report" >&2
