@@ -216,8 +216,11 @@ impl std::fmt::Debug for LocalNode {
 impl LocalNode {
     /// Runs `work` and the node together on this thread until `work` ends.
     /// Call it as often as needed; between calls the node does not run
-    /// (sockets buffer in the kernel, timers fire late). After
-    /// [`NodeHandle::shutdown`] completes inside `work`, the node is gone.
+    /// (sockets buffer in the kernel, timers fire late). Prefer one call
+    /// around a whole sequence of requests to one call per request: each
+    /// call costs a few wake-ups (about 25 % more CPU per echo task in
+    /// BENCHMARKS.md). After [`NodeHandle::shutdown`] completes inside
+    /// `work`, the node is gone.
     pub fn block_on<T>(&mut self, work: impl Future<Output = T>) -> T {
         // Two tasks, each with its own waker: a socket event polls the node,
         // not `work` too (which may poll a signal pipe or a channel each time).
