@@ -327,7 +327,7 @@ pub fn run(net: &NetArgs, data_dir: &Path, a: &BatchArgs) -> CliResult {
         .append(true)
         .open(&a.out)
         .map_err(|e| CliError::usage(format!("cannot write {}: {e}", a.out.display())))?;
-    let (h, mut node) = crate::requester(net, a.peer)?;
+    let (h, mut node) = crate::requester(net, a.peer, data_dir)?;
     node.block_on(async {
         let result = run_batch(&h, a, model, todo, &mut out).await;
         h.shutdown().await;

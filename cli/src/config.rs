@@ -15,6 +15,7 @@ const KEYS: &[&str] = &[
     "multicast_port",
     "multicast_group",
     "no_mdns",
+    "use_identity",
 ];
 
 /// The data directory as the command line will see it (flag, env, default).

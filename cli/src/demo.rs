@@ -158,8 +158,9 @@ pub fn run(a: &DemoArgs) -> CliResult {
         multicast_port: port,
         multicast_group: Ipv4Addr::new(239, 255, 42, 99),
         no_mdns: true,
+        use_identity: false,
     };
-    let (h, mut node) = crate::requester(&net, None)?;
+    let (h, mut node) = crate::requester(&net, None, &dir)?;
     let n = usize::from(a.nodes);
     node.block_on(async {
         let start = Instant::now();

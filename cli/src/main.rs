@@ -89,6 +89,11 @@ pub struct NetArgs {
     /// Do not advertise or browse `_p2pa._tcp.local` over mDNS
     #[arg(long, global = true, env = "P2PA_NO_MDNS")]
     pub no_mdns: bool,
+    /// peers/submit/batch: sign with this machine's key (<data-dir>/identity.key,
+    /// see `p2pa keygen` and `p2pa id`) instead of a fresh one, so workers running
+    /// `--trust allowlist` with this id on their list accept the requests
+    #[arg(long, global = true, env = "P2PA_USE_IDENTITY")]
+    pub use_identity: bool,
 }
 
 impl NetArgs {
@@ -313,7 +318,9 @@ fn main() -> ExitCode {
         Command::Keygen { force } => cmd_keygen(&data_dir(cli.data_dir.as_ref()), force),
         Command::Id => cmd_id(&data_dir(cli.data_dir.as_ref())),
         Command::Node(ref a) => cmd_node(&cli, a),
-        Command::Peers { wait, json } => cmd_peers(&cli.net, wait, json),
+        Command::Peers { wait, json } => {
+            cmd_peers(&cli.net, &data_dir(cli.data_dir.as_ref()), wait, json)
+        }
         Command::Submit(ref a) => cmd_submit(&cli.net, &data_dir(cli.data_dir.as_ref()), a),
         Command::Batch(ref a) => batch::run(&cli.net, &data_dir(cli.data_dir.as_ref()), a),
         Command::Demo(ref a) => demo::run(a),
@@ -468,15 +475,30 @@ fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
     Ok(exit::OK)
 }
 
-/// An in-process requester node: an ephemeral key, no worker slots.
-/// With `peer`, it dials only that address and sends no beacons.
-/// It runs on the calling thread, inside the returned [`LocalNode::block_on`].
+/// An in-process requester node with no worker slots: a fresh key, or this
+/// machine's (from `data_dir`) with `--use-identity`. With `peer`, it dials
+/// only that address and sends no beacons. It runs on the calling thread,
+/// inside the returned [`LocalNode::block_on`].
 pub fn requester(
     net: &NetArgs,
     peer: Option<SocketAddr>,
+    data_dir: &std::path::Path,
 ) -> Result<(NodeHandle, LocalNode), CliError> {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| CliError::network(format!("no OS randomness: {e}")))?;
+    let key = if net.use_identity {
+        let path = data_dir.join(identity::KEY_FILE);
+        if !path.exists() {
+            return Err(CliError::usage(format!(
+                "--use-identity: no key at {} (make one with `p2pa keygen`; `p2pa id` prints the id to put on workers' allowlists)",
+                path.display()
+            )));
+        }
+        identity::load(&path).map_err(|e| CliError::usage(e.to_string()))?
+    } else {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed)
+            .map_err(|e| CliError::network(format!("no OS randomness: {e}")))?;
+        Keypair::from_seed(seed)
+    };
     let listen_ip = if net.host_local() || peer.is_some_and(|p| p.ip().is_loopback()) {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else {
@@ -496,8 +518,7 @@ pub fn requester(
             opts.mdns = net.mdns();
         }
     }
-    NodeHandle::start_local(Keypair::from_seed(seed), opts)
-        .map_err(|e| CliError::network(format!("cannot start: {e}")))
+    NodeHandle::start_local(key, opts).map_err(|e| CliError::network(format!("cannot start: {e}")))
 }
 
 /// Waits until `min` connected peers run `kind` (any kind when `None`), or `wait` passes.
@@ -523,8 +544,8 @@ pub async fn wait_for_peers(
     }
 }
 
-fn cmd_peers(net: &NetArgs, wait: u64, json: bool) -> CliResult {
-    let (h, mut node) = requester(net, None)?;
+fn cmd_peers(net: &NetArgs, dir: &std::path::Path, wait: u64, json: bool) -> CliResult {
+    let (h, mut node) = requester(net, None, dir)?;
     node.block_on(async {
         let peers = wait_for_peers(&h, None, usize::MAX, Duration::from_millis(wait)).await;
         if json {
@@ -567,7 +588,7 @@ fn cmd_submit(net: &NetArgs, data_dir: &std::path::Path, a: &SubmitArgs) -> CliR
         })?;
         input = tensors::from_json(&v).map_err(|e| CliError::usage(format!("infer input: {e}")))?;
     }
-    let (h, mut node) = requester(net, a.peer)?;
+    let (h, mut node) = requester(net, a.peer, data_dir)?;
     node.block_on(async {
         let model_hash = provide(&h, model).await?;
         let result = submit_one(&h, a, input, model_hash).await;

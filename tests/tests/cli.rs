@@ -456,3 +456,84 @@ fn p2pa_toml_configures_a_node_and_flags_win() {
         stderr(&out)
     );
 }
+
+#[test]
+fn use_identity_lets_a_requester_through_an_allowlist_and_a_fresh_key_is_refused() {
+    let port = unique_port();
+    let me = p2pa_tests::scratch("allow-requester");
+    let keygen = p2pa(
+        &["--data-dir", me.to_str().unwrap(), "keygen"],
+        Duration::from_secs(30),
+    );
+    assert!(keygen.status.success(), "{}", stderr(&keygen));
+    let id = p2pa(
+        &["--data-dir", me.to_str().unwrap(), "id"],
+        Duration::from_secs(30),
+    );
+    let my_id = stdout(&id).split_whitespace().nth(1).unwrap().to_owned();
+    let wdir = p2pa_tests::scratch("allow-worker");
+    let list = wdir.join("allowlist.txt");
+    std::fs::write(&list, format!("# the requester\n{my_id}\n")).unwrap();
+    let mut w = NodeProc::start(
+        port,
+        &wdir,
+        &[
+            "--trust",
+            "allowlist",
+            "--allowlist",
+            list.to_str().unwrap(),
+        ],
+    );
+    let submit = |extra: &[&str]| {
+        let mut args = vec!["--data-dir", me.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[
+            "submit",
+            "--kind",
+            "echo",
+            "--input",
+            "listed",
+            "--peer",
+            &w.addr,
+            "--json",
+            "--wait",
+            "2000",
+            "--timeout",
+            "5",
+        ]);
+        p2pa_local(port, &args, Duration::from_secs(30))
+    };
+    let ok = submit(&["--use-identity"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let v: Value = serde_json::from_str(stdout(&ok).trim()).unwrap();
+    assert_eq!(v["output"], "listed");
+    assert_eq!(
+        v["receipt"]["requester"].as_str(),
+        Some(my_id.as_str()),
+        "{v}"
+    );
+    // Without the flag the requester has a fresh key, which is not listed.
+    let refused = submit(&[]);
+    assert!(!refused.status.success(), "{}", stdout(&refused));
+    // And a data dir without a key says what to do.
+    let empty = p2pa_tests::scratch("allow-nokey");
+    let nokey = p2pa_local(
+        port,
+        &[
+            "--data-dir",
+            empty.to_str().unwrap(),
+            "--use-identity",
+            "submit",
+            "--kind",
+            "echo",
+            "--input",
+            "x",
+            "--peer",
+            &w.addr,
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(nokey.status.code(), Some(2), "{}", stderr(&nokey));
+    assert!(stderr(&nokey).contains("p2pa keygen"), "{}", stderr(&nokey));
+    w.terminate(Duration::from_secs(10));
+}
