@@ -425,7 +425,16 @@ impl NodeHandle {
     pub async fn shutdown(mut self) {
         let _ = self.ask(Cmd::Shutdown).await;
         if let Some(t) = self.thread.take() {
-            let _ = blocking::unblock(move || t.join()).await;
+            // The node thread ends right after it answered. Wait for it
+            // without blocking the caller's executor; bounded (5 s), after
+            // which a stuck thread is left detached.
+            for _ in 0..500 {
+                if t.is_finished() {
+                    let _ = t.join();
+                    return;
+                }
+                Timer::after(Duration::from_millis(10)).await;
+            }
         }
     }
 }
