@@ -43,27 +43,12 @@ fn scale_report() {
         let per_node_sent = sent / n as f64 / secs as f64;
         let per_node_recv = per_node_sent * (n - 1) as f64;
         let beacon_len = 42.0 + 64.0 + 8.0; // header + signature + typical body
-        let known: f64 = sim
-            .nodes
-            .iter()
-            .flatten()
-            .map(|c| c.peers(sim.now).len() as f64)
-            .sum::<f64>()
-            / n as f64;
-        let sessions: f64 = sim
-            .nodes
-            .iter()
-            .flatten()
-            .map(|c| c.connected_peers().len() as f64)
-            .sum::<f64>()
-            / n as f64;
-        let table: f64 = sim
-            .nodes
-            .iter()
-            .flatten()
-            .map(|c| c.peer_table_bytes() as f64)
-            .sum::<f64>()
-            / n as f64;
+        let mean = |f: &dyn Fn(&p2pa_node::core::Core) -> usize| {
+            sim.nodes.iter().flatten().map(|c| f(c) as f64).sum::<f64>() / n as f64
+        };
+        let known = mean(&|c| c.peers(sim.now).len());
+        let sessions = mean(&|c| c.connected_peers().len());
+        let table = mean(&|c| c.peer_table_bytes());
         println!(
             "| {n} | {per_node_sent:.2} | {per_node_recv:.1} | {:.0} | {known:.0} | {sessions:.1} | {:.1} KiB |",
             per_node_recv * beacon_len,

@@ -189,14 +189,8 @@ impl Core {
 
     /// Bytes arrived on a connection.
     pub fn handle_stream_data(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
-        let mut rest = data;
-        while !rest.is_empty() {
-            let used = self.handle_stream_frames(now, conn, rest, usize::MAX);
-            rest = match rest.get(used..) {
-                Some(r) if used > 0 => r,
-                _ => break,
-            };
-        }
+        // With no frame limit it uses every byte (a partial frame is buffered).
+        let _ = self.handle_stream_frames(now, conn, data, usize::MAX);
     }
 
     /// Like [`handle_stream_data`](Self::handle_stream_data), but stops after

@@ -347,7 +347,6 @@ impl NodeHandle {
                 let shell = Shell {
                     core,
                     slots: None,
-                    workers: opts.core.workers,
                     conns: BTreeMap::new(),
                     inputs: tx,
                     events: events_tx,
@@ -482,7 +481,6 @@ struct Shell {
     core: Core,
     /// Worker slot threads, started with the first job that needs one.
     slots: Option<Slots>,
-    workers: u16,
     conns: BTreeMap<ConnId, Sender<Outgoing>>,
     inputs: Sender<Input>,
     events: Sender<NodeEvent>,
@@ -811,7 +809,11 @@ impl Shell {
                     ..
                 } => {
                     let slots = self.slots.get_or_insert_with(|| {
-                        Slots::start(self.workers, self.executor.clone(), self.inputs.clone())
+                        Slots::start(
+                            self.core.config().workers,
+                            self.executor.clone(),
+                            self.inputs.clone(),
+                        )
                     });
                     // The core starts at most workers + prefetch jobs, so the
                     // queue (that size) has room; if it has not, say so.
