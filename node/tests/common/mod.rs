@@ -72,6 +72,18 @@ pub struct Sim {
     pub executed: BTreeMap<usize, u64>,
     /// (node, model hash, bytes) of every model a node fetched.
     pub fetched: Vec<(usize, [u8; 32], usize)>,
+    /// FNV-1a digest of every transmit and task outcome, in order: two runs
+    /// with the same digest sent the same bytes at the same steps.
+    pub trace: u64,
+}
+
+/// FNV-1a, 64 bit: a stable digest with no dependency.
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    h
 }
 
 impl Sim {
@@ -111,7 +123,16 @@ impl Sim {
             datagrams_sent: 0,
             executed: BTreeMap::new(),
             fetched: Vec::new(),
+            trace: 0xcbf2_9ce4_8422_2325,
         }
+    }
+
+    fn record(&mut self, node: usize, tag: u8, bytes: &[u8]) {
+        let at = self.at().as_micros() as u64;
+        self.trace = fnv(self.trace, &[tag]);
+        self.trace = fnv(self.trace, &(node as u64).to_le_bytes());
+        self.trace = fnv(self.trace, &at.to_le_bytes());
+        self.trace = fnv(self.trace, bytes);
     }
 
     fn at(&self) -> Duration {
@@ -166,6 +187,17 @@ impl Sim {
                 return;
             };
             let Some(t) = core.poll_transmit() else { break };
+            match &t {
+                Transmit::Multicast(b) => self.record(i, 1, b),
+                Transmit::Connect { conn, addr } => {
+                    self.record(i, 2, format!("{conn} {addr}").as_bytes())
+                }
+                Transmit::Send { conn, bytes } => {
+                    self.record(i, 3, &conn.to_le_bytes());
+                    self.record(i, 4, bytes);
+                }
+                Transmit::Close { conn } => self.record(i, 5, &conn.to_le_bytes()),
+            }
             match t {
                 Transmit::Multicast(bytes) => {
                     self.datagrams_sent += 1;
@@ -259,7 +291,12 @@ impl Sim {
                         },
                     );
                 }
-                Event::TaskDone(o) => self.outcomes.push((i, *o)),
+                Event::TaskDone(o) => {
+                    let summary = format!("{} {:?} {}", o.task_id, o.status, o.attempts);
+                    self.record(i, 6, summary.as_bytes());
+                    self.record(i, 7, &o.output);
+                    self.outcomes.push((i, *o));
+                }
                 Event::ModelFetched { hash, bytes } => self.fetched.push((i, hash, bytes.len())),
                 _ => {}
             }
