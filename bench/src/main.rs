@@ -451,7 +451,7 @@ fn bench_memory(tasks: usize) {
 /// The worker's node id, read from its key file.
 fn worker_id_of(w: &WorkerProc) -> NodeId {
     let text = std::fs::read_to_string(w._dir.0.join("identity.key")).expect("key file");
-    Keypair::from_seed(p2pa_node::identity::parse_hex32(text.trim()).expect("seed")).node_id()
+    Keypair::from_seed(p2pa_node::hex::parse_hex32(text.trim()).expect("seed")).node_id()
 }
 
 fn bench_handshake(n: usize) {

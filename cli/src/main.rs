@@ -306,6 +306,11 @@ impl CliError {
 
 pub type CliResult = Result<u8, CliError>;
 
+/// The OS random source, or a clear error when it does not work.
+fn os_entropy() -> Result<p2pa_node::io::OsEntropy, CliError> {
+    p2pa_node::io::OsEntropy::new().map_err(|e| CliError::failed(e.to_string()))
+}
+
 fn main() -> ExitCode {
     if let Err(e) = config::load_into_env() {
         eprintln!("error: {e}");
@@ -347,7 +352,7 @@ pub(crate) fn data_dir(flag: Option<&PathBuf>) -> PathBuf {
 }
 
 fn cmd_keygen(dir: &std::path::Path, force: bool) -> CliResult {
-    let key = identity::create(dir, &mut p2pa_node::core::OsEntropy, force)
+    let key = identity::create(dir, &mut os_entropy()?, force)
         .map_err(|e| CliError::usage(e.to_string()))?;
     say!("{}", key.node_id());
     eprintln!("new key in {}", dir.join(identity::KEY_FILE).display());
@@ -355,7 +360,7 @@ fn cmd_keygen(dir: &std::path::Path, force: bool) -> CliResult {
 }
 
 fn cmd_id(dir: &std::path::Path) -> CliResult {
-    let key = identity::load_or_create(dir, &mut p2pa_node::core::OsEntropy)
+    let key = identity::load_or_create(dir, &mut os_entropy()?)
         .map_err(|e| CliError::usage(e.to_string()))?;
     let id = key.node_id();
     say!("{}  {}", id.short(), id);
@@ -371,7 +376,7 @@ fn read_allowlist(path: &std::path::Path) -> Result<Vec<NodeId>, CliError> {
         if line.is_empty() {
             continue;
         }
-        let bytes = identity::parse_hex32(line).ok_or_else(|| {
+        let bytes = p2pa_node::hex::parse_hex32(line).ok_or_else(|| {
             CliError::usage(format!(
                 "{}:{}: expected a full node id (64 hex digits, as `p2pa id` prints)",
                 path.display(),
@@ -385,7 +390,7 @@ fn read_allowlist(path: &std::path::Path) -> Result<Vec<NodeId>, CliError> {
 
 fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
     let dir = data_dir(cli.data_dir.as_ref());
-    let key = identity::load_or_create(&dir, &mut p2pa_node::core::OsEntropy)
+    let key = identity::load_or_create(&dir, &mut os_entropy()?)
         .map_err(|e| CliError::usage(e.to_string()))?;
     let default_listen = if cli.net.host_local() {
         SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
@@ -615,7 +620,7 @@ fn model_store(dir: &std::path::Path, mib: u64) -> p2pa_node::models::ModelStore
 
 /// A model's bytes, from the store (by hash) or from a file.
 pub fn load_model(data_dir: &std::path::Path, spec: &str) -> Result<Vec<u8>, CliError> {
-    if let Some(hash) = identity::parse_hex32(spec) {
+    if let Some(hash) = p2pa_node::hex::parse_hex32(spec) {
         return model_store(data_dir, models_limit())
             .read(&hash)
             .map_err(|e| CliError::usage(format!("{e}; add it with `p2pa model add FILE`")));
@@ -634,12 +639,12 @@ fn cmd_model(dir: &std::path::Path, m: &ModelCmd) -> CliResult {
             let hash = store
                 .add_file(file)
                 .map_err(|e| CliError::usage(e.to_string()))?;
-            say!("{}", identity::hex(&hash));
+            say!("{}", p2pa_node::hex::hex(&hash));
             eprintln!("stored in {}", store.path(&hash).display());
         }
         ModelCmd::List => {
             for (hash, len) in store.list() {
-                say!("{}  {len} bytes", identity::hex(&hash));
+                say!("{}  {len} bytes", p2pa_node::hex::hex(&hash));
             }
         }
     }

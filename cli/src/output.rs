@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use p2pa_node::core::{PeerInfo, TaskOutcome};
-use p2pa_node::identity::hex;
+use p2pa_node::hex::hex;
 use p2pa_node::io::NodeEvent;
 use p2pa_node::protocol::{Receipt, TaskKind};
 use serde_json::{json, Value};
@@ -113,7 +113,7 @@ pub fn outcome_json(o: &TaskOutcome, infer: bool) -> Value {
         (None, Err(_)) => v["output_hex"] = json!(hex(&o.output)),
     }
     if let Some(e) = &o.error {
-        v["error"] = json!(e);
+        v["error"] = json!(e.to_string());
     }
     if let Some(r) = &o.receipt {
         v["receipt"] = receipt_json(r);
@@ -160,7 +160,7 @@ pub fn print_event(ev: &NodeEvent, as_json: bool) {
                 json!({"event": name, "peer": id.to_string(), "addr": addr.to_string()})
             }
             NodeEvent::Disconnected { id, reason } => {
-                json!({"event": name, "peer": id.to_string(), "reason": reason})
+                json!({"event": name, "peer": id.to_string(), "reason": reason.to_string()})
             }
             NodeEvent::TaskStarted { job, kind } => {
                 json!({"event": name, "job": job, "kind": kind.name()})

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use p2pa_protocol::Keypair;
 
 use crate::core::Entropy;
+use crate::hex::{hex, parse_hex32};
 
 /// File name of the key inside the data directory.
 pub const KEY_FILE: &str = "identity.key";
@@ -114,25 +115,6 @@ pub fn create(dir: &Path, rng: &mut dyn Entropy, force: bool) -> Result<Keypair,
     f.sync_all().map_err(io_err(&tmp))?;
     fs::rename(&tmp, &path).map_err(io_err(&path))?;
     Ok(Keypair::from_seed(seed))
-}
-
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Parses 64 hex digits into 32 bytes.
-pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
-    let bytes = s.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (slot, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        let text = std::str::from_utf8(pair).ok()?;
-        *slot = u8::from_str_radix(text, 16).ok()?;
-    }
-    Some(out)
 }
 
 #[cfg(test)]

@@ -5,10 +5,12 @@
 //! - [`io`]: the smol shell that moves bytes between sockets and the core;
 //! - [`task`]: the executors that run tasks (echo, hash, sleep, infer);
 //! - [`identity`]: the node's key on disk;
+//! - [`hex`]: hex text of hashes and keys;
 //! - [`models`]: the content-addressed model store.
 #![forbid(unsafe_code)]
 
 pub mod core;
+pub mod hex;
 pub mod identity;
 pub mod io;
 pub mod models;

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::core::sha256;
-use crate::identity::{hex, parse_hex32};
+use crate::hex::{hex, parse_hex32};
 
 /// Default total size of the model store.
 pub const DEFAULT_LIMIT: u64 = 256 * 1024 * 1024;

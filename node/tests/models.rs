@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::Sim;
-use p2pa_node::core::{sha256, Config, TaskRequest};
-use p2pa_node::protocol::{KindSet, TaskKind, TaskStatus, BLOB_CHUNK_LEN};
+use p2pa_node::core::{sha256, Config, TaskError, TaskRequest};
+use p2pa_node::protocol::{KindSet, RejectReason, TaskKind, TaskStatus, BLOB_CHUNK_LEN};
 
 fn cfg(worker: bool) -> Config {
     Config {
@@ -106,10 +106,23 @@ fn a_model_larger_than_the_cache_limit_is_refused_with_a_clear_reason() {
     sim.run_until(Duration::from_secs(4));
     let o = &sim.outcomes[0].1;
     assert_ne!(o.status, TaskStatus::Completed);
-    assert!(
-        o.error.as_deref().unwrap_or("").contains("over budget"),
-        "{o:?}"
-    );
+    let rejected_over_budget = |e: &TaskError| {
+        matches!(
+            e,
+            TaskError::Rejected {
+                reason: RejectReason::OverBudget,
+                ..
+            }
+        )
+    };
+    match &o.error {
+        Some(TaskError::TimedOut {
+            last: Some(last), ..
+        }) => {
+            assert!(rejected_over_budget(last), "{o:?}")
+        }
+        other => panic!("expected a timeout after OverBudget rejections: {other:?}"),
+    }
     assert_eq!(sim.core(1).stats().blob_bytes_fetched, 0);
 }
 

@@ -13,7 +13,7 @@ mod common;
 use std::time::Duration;
 
 use common::Sim;
-use p2pa_node::core::{Config, TaskRequest};
+use p2pa_node::core::{Config, TaskError, TaskRequest};
 use p2pa_node::protocol::{TaskKind, TaskStatus};
 
 fn full_mesh(sim: &mut Sim) -> bool {
@@ -201,8 +201,15 @@ fn a_task_with_no_capable_peer_times_out_with_a_reason() {
     let o = &sim.outcomes[0].1;
     assert_eq!(o.status, TaskStatus::Timeout);
     assert_eq!(o.attempts, 0);
-    assert!(
-        o.error.as_deref().unwrap_or("").contains("timed out"),
-        "{o:?}"
+    assert_eq!(
+        o.error,
+        Some(TaskError::TimedOut {
+            last: None,
+            no_peer: true
+        })
+    );
+    assert_eq!(
+        o.error.as_ref().map(ToString::to_string).as_deref(),
+        Some("timed out: no peer to run it")
     );
 }

@@ -126,6 +126,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod handshake;
 pub mod limits;
 pub mod message;
 pub mod sign;
@@ -137,6 +138,9 @@ pub use codec::{
     FrameBuffer, StreamDecoder,
 };
 pub use error::{EncodeError, FrameError, ReplayError, StreamError};
+pub use handshake::{
+    AwaitConfirm, Confirm, HandshakeError, Initiator, Intro, Responder, Session, SessionError,
+};
 pub use limits::*;
 pub use message::*;
 pub use sign::{Context, Keypair, ReplayGuard, SessionId, Verified};

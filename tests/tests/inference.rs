@@ -96,7 +96,7 @@ fn distributed_predictions_equal_a_local_single_process_run() {
     assert_eq!(results.len(), local.len());
     let model_hash = {
         let bytes = std::fs::read(&model).unwrap();
-        p2pa_node::identity::hex(&p2pa_node::core::sha256(&bytes))
+        p2pa_node::hex::hex(&p2pa_node::core::sha256(&bytes))
     };
     let mut workers = std::collections::BTreeSet::new();
     for r in &results {

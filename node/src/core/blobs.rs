@@ -2,24 +2,39 @@
 //! provides, and fetching a model a task needs but this worker lacks: in
 //! chunks of at most `BLOB_CHUNK_LEN`, resumable from the bytes already held
 //! (from any peer that provides it), SHA-256-checked before use, and bounded by
-//! the model cache limit.
+//! the model cache limit. It owns the models provided, held and in transfer.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use p2pa_protocol::{BlobChunk, BlobRequest, ErrorCode, Hash32, Message, NodeId, BLOB_CHUNK_LEN};
 
-use super::{sha256, Core, Event};
-use crate::identity::hex;
+use super::output::Event;
+use super::reason::FetchError;
+use super::receipt::sha256;
+use super::{Config, Wire};
+use crate::hex::hex;
 
 /// A model being fetched.
 #[derive(Debug, Default)]
-pub(crate) struct Fetch {
+struct Fetch {
     /// The peer asked for the next chunk, if any.
     from: Option<NodeId>,
     buf: Vec<u8>,
 }
 
+/// What a received chunk completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fetched {
+    /// Nothing yet (more chunks to come, or a stale chunk).
+    Pending,
+    /// The model is here, verified; jobs waiting for it can start.
+    Done,
+    /// The fetch was given up; jobs waiting for the model fail.
+    Failed(FetchError),
+}
+
+/// The models this node provides, holds and fetches.
 #[derive(Debug, Default)]
 pub(crate) struct Blobs {
     /// Models this node serves to workers, by hash.
@@ -44,30 +59,25 @@ impl Blobs {
             .get(hash)
             .map(|b| u64::try_from(b.len()).unwrap_or(u64::MAX))
     }
-}
 
-impl Core {
-    /// Requester side: serve `bytes` (a model) to workers that ask for `hash`.
-    pub fn provide_model(&mut self, hash: Hash32, bytes: Arc<[u8]>) {
-        self.blobs.provided.insert(hash, bytes);
+    pub(crate) fn provide(&mut self, hash: Hash32, bytes: Arc<[u8]>) {
+        self.provided.insert(hash, bytes);
     }
 
-    /// Worker side: this node holds model `hash` (in its store) and can run it.
-    pub fn add_held_model(&mut self, hash: Hash32) {
-        self.blobs.held.retain(|h| *h != hash);
-        self.blobs.held.push(hash);
+    pub(crate) fn add_held(&mut self, hash: Hash32) {
+        self.held.retain(|h| *h != hash);
+        self.held.push(hash);
     }
 
-    pub(super) fn on_blob_request(&mut self, peer: NodeId, req: &BlobRequest) {
-        let Some(bytes) = self.blobs.provided.get(&req.hash).cloned() else {
+    /// A peer asks for a range of a model this node provides.
+    pub(crate) fn on_request(&self, peer: NodeId, req: &BlobRequest, w: &mut Wire<'_>) {
+        let Some(bytes) = self.provided.get(&req.hash) else {
             let detail = format!("no blob {}", hex(&req.hash));
-            self.send_to_peer(
-                peer,
-                &Message::Error(p2pa_protocol::Error {
-                    code: ErrorCode::NotFound,
-                    detail: &detail,
-                }),
-            );
+            let error = p2pa_protocol::Error {
+                code: ErrorCode::NotFound,
+                detail: &detail,
+            };
+            w.send_to(peer, &Message::Error(error));
             return;
         };
         let start = usize::try_from(req.offset)
@@ -84,19 +94,16 @@ impl Core {
             total_len: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
             data,
         });
-        if self.send_to_peer(peer, &chunk) {
-            self.stats.blob_bytes_served = self
-                .stats
-                .blob_bytes_served
-                .saturating_add(data.len() as u64);
+        if w.send_to(peer, &chunk) {
+            let served = &mut w.out.stats.blob_bytes_served;
+            *served = served.saturating_add(data.len() as u64);
         }
     }
 
     /// Makes sure model `hash` is being fetched, asking `peer` if no live peer is.
-    pub(super) fn fetch_model(&mut self, hash: Hash32, peer: NodeId) {
-        let connected = self.connected_peers();
-        let fetch = self.blobs.fetches.entry(hash).or_default();
-        if fetch.from.is_some_and(|f| connected.contains(&f)) {
+    pub(crate) fn fetch(&mut self, hash: Hash32, peer: NodeId, w: &mut Wire<'_>) {
+        let fetch = self.fetches.entry(hash).or_default();
+        if fetch.from.is_some_and(|f| w.peers.conn_of(&f).is_some()) {
             return;
         }
         fetch.from = Some(peer);
@@ -108,105 +115,97 @@ impl Core {
                 peer.short()
             );
         }
-        self.request_chunk(hash, peer, offset);
+        request_chunk(hash, peer, offset, w);
     }
 
-    fn request_chunk(&mut self, hash: Hash32, peer: NodeId, offset: u64) {
-        let req = Message::BlobRequest(BlobRequest {
-            hash,
-            offset,
-            max_len: u32::try_from(BLOB_CHUNK_LEN).unwrap_or(u32::MAX),
-        });
-        self.send_to_peer(peer, &req);
-    }
-
-    pub(super) fn on_blob_chunk(&mut self, peer: NodeId, chunk: &BlobChunk<'_>) {
-        let limit = self.cfg.model_cache_bytes;
-        let Some(fetch) = self.blobs.fetches.get_mut(&chunk.hash) else {
-            return;
+    /// A chunk of a model this node fetches.
+    pub(crate) fn on_chunk(
+        &mut self,
+        cfg: &Config,
+        peer: NodeId,
+        chunk: &BlobChunk<'_>,
+        w: &mut Wire<'_>,
+    ) -> Fetched {
+        let limit = cfg.model_cache_bytes;
+        let Some(fetch) = self.fetches.get_mut(&chunk.hash) else {
+            return Fetched::Pending;
         };
         if fetch.from != Some(peer)
             || chunk.offset != u64::try_from(fetch.buf.len()).unwrap_or(u64::MAX)
         {
-            return; // stale: from an earlier source or a duplicate
+            return Fetched::Pending; // stale: from an earlier source or a duplicate
         }
         if chunk.total_len > limit {
-            let msg = format!(
-                "model of {} bytes exceeds the model cache limit of {limit} bytes",
-                chunk.total_len
-            );
-            self.fail_fetch(chunk.hash, &msg);
-            return;
+            let error = FetchError::TooLarge {
+                len: chunk.total_len,
+                limit,
+            };
+            return self.give_up(chunk.hash, error);
         }
         let room = usize::try_from(chunk.total_len)
             .unwrap_or(usize::MAX)
             .saturating_sub(fetch.buf.len());
         if chunk.data.is_empty() || chunk.data.len() > room {
-            self.fail_fetch(chunk.hash, "peer sent a malformed model chunk");
-            return;
+            return self.give_up(chunk.hash, FetchError::BadChunk);
         }
         fetch.buf.extend_from_slice(chunk.data);
-        self.stats.blob_bytes_fetched = self
-            .stats
-            .blob_bytes_fetched
-            .saturating_add(chunk.data.len() as u64);
+        let fetched = &mut w.out.stats.blob_bytes_fetched;
+        *fetched = fetched.saturating_add(chunk.data.len() as u64);
         let have = u64::try_from(fetch.buf.len()).unwrap_or(u64::MAX);
         if have < chunk.total_len {
-            self.request_chunk(chunk.hash, peer, have);
-            return;
+            request_chunk(chunk.hash, peer, have, w);
+            return Fetched::Pending;
         }
-        let Some(done) = self.blobs.fetches.remove(&chunk.hash) else {
-            return;
+        let Some(done) = self.fetches.remove(&chunk.hash) else {
+            return Fetched::Pending;
         };
         let actual = sha256(&done.buf);
         if actual != chunk.hash {
-            let msg = format!(
-                "model from {} hashes to {}, not {}; refused",
-                peer.short(),
-                hex(&actual),
-                hex(&chunk.hash)
-            );
-            self.blobs.fetches.insert(chunk.hash, Fetch::default());
-            self.fail_fetch(chunk.hash, &msg);
-            return;
+            let error = FetchError::HashMismatch {
+                from: peer,
+                actual,
+                wanted: chunk.hash,
+            };
+            return self.give_up(chunk.hash, error);
         }
         log::info!(
             "fetched model {} ({have} bytes) from {}",
             hex(&chunk.hash),
             peer.short()
         );
-        self.add_held_model(chunk.hash);
-        self.events.push_back(Event::ModelFetched {
+        self.add_held(chunk.hash);
+        w.out.event(Event::ModelFetched {
             hash: chunk.hash,
             bytes: done.buf,
         });
-        self.start_jobs();
+        Fetched::Done
     }
 
-    /// Gives up on a model: every job waiting for it fails with `why`.
-    fn fail_fetch(&mut self, hash: Hash32, why: &str) {
-        self.blobs.fetches.remove(&hash);
-        log::warn!("model {}: {why}", hex(&hash));
-        self.fail_jobs_needing(hash, why);
+    /// Drops a fetch (the router fails the jobs waiting for it).
+    fn give_up(&mut self, hash: Hash32, error: FetchError) -> Fetched {
+        self.fetches.remove(&hash);
+        log::warn!("model {}: {error}", hex(&hash));
+        Fetched::Failed(error)
     }
 
-    /// A peer went away: fetches from it continue from another requester of a
-    /// waiting job, at the offset already reached.
-    pub(super) fn blobs_peer_down(&mut self, peer: NodeId) {
-        let stalled: Vec<Hash32> = self
-            .blobs
-            .fetches
-            .iter()
+    /// A peer went away: the models it was sending, which need a new source.
+    pub(crate) fn stalled_from(&mut self, peer: NodeId) -> Vec<Hash32> {
+        self.fetches
+            .iter_mut()
             .filter(|(_, f)| f.from == Some(peer))
-            .map(|(h, _)| *h)
-            .collect();
-        for hash in stalled {
-            if let Some(f) = self.blobs.fetches.get_mut(&hash) {
+            .map(|(h, f)| {
                 f.from = None;
-            }
-            if let Some(other) = self.requester_waiting_for(hash, peer) {
-                self.fetch_model(hash, other);
-            }
-        }
+                *h
+            })
+            .collect()
     }
+}
+
+fn request_chunk(hash: Hash32, peer: NodeId, offset: u64, w: &mut Wire<'_>) {
+    let req = Message::BlobRequest(BlobRequest {
+        hash,
+        offset,
+        max_len: u32::try_from(BLOB_CHUNK_LEN).unwrap_or(u32::MAX),
+    });
+    w.send_to(peer, &req);
 }

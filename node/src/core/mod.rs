@@ -2,25 +2,50 @@
 //! state machine. Time comes in as `now`, randomness through [`Entropy`];
 //! events go in through `handle_*`, work comes out through `poll_*`.
 //! No sockets, no async, no clock reads: N cores can run in one simulation.
+//!
+//! [`Core`] is a router over parts that each own their state and borrow only
+//! themselves, the config and the [`Outbox`] (plus a [`Wire`] to reach
+//! peers): `peers` (table, dial targets, backoff), `beacons`, `sessions`
+//! (connections, handshake, keepalive), `requester`, `worker`, `blobs`.
+//! Whatever one part reports (a session up or down, a message, a model
+//! fetched) is routed to the others here, and only here.
 
+mod beacons;
 mod blobs;
-mod discovery;
-mod exchange;
+mod config;
+mod output;
+mod peers;
+mod reason;
+mod receipt;
+mod requester;
 mod rng;
-mod session;
+mod sessions;
+mod worker;
 
-use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use p2pa_protocol::{
-    Capabilities, Keypair, KindSet, NodeId, Receipt, TaskKind, TaskStatus, MAX_FRAME_LEN,
+    Capabilities, GoodbyeReason, Hash32, Intro, Keypair, Message, NodeId, TaskStatus,
+    MAX_BEACON_MODELS,
 };
 
-pub use discovery::{PeerInfo, PeerState, Via};
-pub use exchange::{TaskOutcome, TaskRequest, TaskState};
-pub use rng::{Entropy, OsEntropy, SeededEntropy};
-use session::Conn;
+pub use config::{Config, Trust, DEFAULT_MODEL_CACHE_BYTES, DEFAULT_TCP_PORT};
+pub use output::{Event, Stats, Transmit};
+pub use peers::{PeerInfo, PeerState, Via};
+pub use reason::{CloseReason, ConnectError, ReceiptError, TaskError};
+pub use receipt::{check_receipt, sha256};
+pub use requester::{TaskOutcome, TaskRequest, TaskState};
+pub use rng::{Entropy, SeededEntropy};
+
+use beacons::Beacons;
+use blobs::{Blobs, Fetched};
+use output::{bump, Noise, Outbox};
+use peers::Peers;
+use requester::Requester;
+use sessions::{Sessions, Step, Up};
+use worker::Worker;
 
 /// Identifies one TCP connection between the core and its shell.
 pub type ConnId = u64;
@@ -28,184 +53,48 @@ pub type ConnId = u64;
 /// A job the worker side asked the shell to run.
 pub type JobId = u64;
 
-/// Who may open a session with this node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Trust {
-    /// Any node that completes the handshake.
-    Open,
-    /// Only the listed node ids.
-    Allowlist(Vec<NodeId>),
+/// How a part reaches peers: through their sessions, signed with this
+/// node's key, into the outbox.
+pub(crate) struct Wire<'a> {
+    pub(crate) key: &'a Keypair,
+    pub(crate) peers: &'a Peers,
+    pub(crate) sessions: &'a mut Sessions,
+    pub(crate) out: &'a mut Outbox,
 }
 
-/// Limits and timings of a node. Every limit is named and bounded.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// TCP port this node listens on (advertised in beacons and Hello).
-    pub listen_port: u16,
-    /// Task kinds this node runs as a worker.
-    pub kinds: KindSet,
-    /// Tasks run at once.
-    pub workers: u16,
-    /// Jobs handed to the shell's executor beyond `workers`, so a slot that
-    /// finishes starts the next job at once instead of waiting for the node
-    /// to sign the last result and hand the next one over (measured in
-    /// BENCHMARKS.md, inference overhead). They count as running.
-    pub prefetch: u16,
-    /// Tasks queued beyond the running ones before offers are rejected `Busy`.
-    pub queue_len: usize,
-    /// Who may connect.
-    pub trust: Trust,
-    /// Static peers to dial (for networks multicast does not reach).
-    pub bootstrap: Vec<SocketAddr>,
-    /// Whether to send and act on multicast beacons.
-    pub multicast: bool,
-    /// Peers kept in the table.
-    pub max_peers: usize,
-    /// TCP connections open at once (handshaking or established).
-    pub max_conns: usize,
-    /// Handshakes in flight at once.
-    pub max_handshakes: usize,
-    /// A handshake not finished after this is dropped (slow-loris guard).
-    pub handshake_timeout: Duration,
-    /// Period between beacons (jittered by up to a quarter).
-    pub beacon_interval: Duration,
-    /// Beacons sent in the start-up burst, 100 ms apart.
-    pub beacon_burst: u32,
-    /// Keepalive ping after this much silence on a session.
-    pub ping_interval: Duration,
-    /// A peer silent this long is *slow*.
-    pub slow_after: Duration,
-    /// A peer silent this long is *dead*: its session is closed.
-    pub dead_after: Duration,
-    /// A peer not heard from (beacon or session) this long leaves the table.
-    pub forget_after: Duration,
-    /// First redial delay; doubles up to `max_backoff`.
-    pub min_backoff: Duration,
-    /// Longest redial delay.
-    pub max_backoff: Duration,
-    /// Attempts per task (first try included) before it is reported failed.
-    pub max_attempts: u32,
-    /// Tasks a requester keeps in flight to one peer at most.
-    pub max_inflight_per_peer: usize,
-    /// Largest model this node fetches and caches, in bytes.
-    pub model_cache_bytes: u64,
-    /// First beacon counter. Receivers drop beacons whose counter does not
-    /// grow, so a restarted node must start above where it stopped: the shell
-    /// passes the wall clock in microseconds.
-    pub beacon_counter_start: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            listen_port: 0,
-            kinds: KindSet::default()
-                .with(TaskKind::Echo)
-                .with(TaskKind::Hash)
-                .with(TaskKind::Sleep),
-            workers: 1,
-            prefetch: 1,
-            queue_len: 16,
-            trust: Trust::Open,
-            bootstrap: Vec::new(),
-            multicast: true,
-            max_peers: 256,
-            max_conns: 128,
-            max_handshakes: 32,
-            handshake_timeout: Duration::from_secs(3),
-            beacon_interval: Duration::from_secs(2),
-            beacon_burst: 3,
-            ping_interval: Duration::from_secs(1),
-            slow_after: Duration::from_secs(3),
-            dead_after: Duration::from_secs(10),
-            forget_after: Duration::from_secs(30),
-            min_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(30),
-            max_attempts: 3,
-            max_inflight_per_peer: 64,
-            model_cache_bytes: 256 * 1024 * 1024,
-            beacon_counter_start: 0,
+impl Wire<'_> {
+    /// Sends a session message to `peer`, if it has a session.
+    pub(crate) fn send_to(&mut self, peer: NodeId, message: &Message<'_>) -> bool {
+        match self.peers.conn_of(&peer) {
+            Some(conn) => self.sessions.send(conn, self.key, message, self.out),
+            None => false,
         }
     }
 }
 
-/// Work for the shell's sockets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Transmit {
-    /// Send this datagram to the multicast group.
-    Multicast(Vec<u8>),
-    /// Open a TCP connection; report it with `handle_connected` or
-    /// `handle_connect_failed`.
-    Connect { conn: ConnId, addr: SocketAddr },
-    /// Write these bytes (length-prefixed frames) to the connection.
-    Send { conn: ConnId, bytes: Vec<u8> },
-    /// Close the connection once what was queued before is written.
-    Close { conn: ConnId },
+/// The node's timers, in the order `handle_timeout` runs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// Beacon burst and period, query answers.
+    Beacons,
+    /// Handshake timeouts, keepalive, dead peers.
+    Sessions,
+    /// Dials, redials with backoff, forgetting silent peers.
+    Peers,
+    /// Task deadlines and retries of the tasks this node requested.
+    Requester,
+    /// Deadlines of the jobs this node runs; free slots filled.
+    Worker,
 }
 
-/// Things the application (or the shell) should know or do.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// A peer was seen for the first time.
-    PeerDiscovered {
-        id: NodeId,
-        addr: SocketAddr,
-        via: Via,
-    },
-    /// A session with a peer is up.
-    PeerConnected { id: NodeId, addr: SocketAddr },
-    /// A session with a peer ended.
-    PeerDisconnected { id: NodeId, reason: String },
-    /// Worker side: run this job and report it with `handle_job_done`.
-    Execute {
-        job: JobId,
-        kind: TaskKind,
-        input: Vec<u8>,
-        model: Option<[u8; 32]>,
-        deadline: Instant,
-    },
-    /// Worker side: this job's result is no longer wanted.
-    Abandon { job: JobId },
-    /// Requester side: a task ended (reported exactly once).
-    TaskDone(Box<TaskOutcome>),
-    /// Worker side: a model was fetched and verified; store it.
-    ModelFetched { hash: [u8; 32], bytes: Vec<u8> },
-}
-
-/// Counters of what the node refused or dropped.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats {
-    pub beacons_accepted: u64,
-    pub beacons_forged: u64,
-    pub beacons_replayed: u64,
-    pub beacons_malformed: u64,
-    pub beacons_wrong_version: u64,
-    pub frames_rejected: u64,
-    pub frames_replayed: u64,
-    pub handshakes_completed: u64,
-    pub handshakes_failed: u64,
-    pub handshakes_timed_out: u64,
-    pub peers_refused: u64,
-    pub conns_refused: u64,
-    pub results_rejected: u64,
-    pub tasks_retried: u64,
-    pub blob_bytes_served: u64,
-    pub blob_bytes_fetched: u64,
-}
-
-/// Each kind of bad input is logged at `warn` once, then at `debug`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Noise {
-    ForgedBeacon,
-    ReplayedBeacon,
-    MalformedBeacon,
-    WrongVersion,
-    BadFrame,
-    ReplayedFrame,
-    HandshakeFailed,
-    HandshakeTimeout,
-    Refused,
-    BadResult,
+impl Timer {
+    const ALL: [Timer; 5] = [
+        Self::Beacons,
+        Self::Sessions,
+        Self::Peers,
+        Self::Requester,
+        Self::Worker,
+    ];
 }
 
 /// The node's state machine.
@@ -214,21 +103,13 @@ pub struct Core {
     id: NodeId,
     cfg: Config,
     rng: Box<dyn Entropy>,
-    peers: BTreeMap<NodeId, discovery::Peer>,
-    bootstrap: Vec<discovery::Bootstrap>,
-    conns: BTreeMap<ConnId, Conn>,
-    next_conn: ConnId,
-    beacon_seq: u64,
-    next_beacon: Option<Instant>,
-    burst_left: u32,
-    answer_query_at: Option<Instant>,
-    exchange: exchange::Exchange,
-    blobs: blobs::Blobs,
-    transmits: VecDeque<Transmit>,
-    events: VecDeque<Event>,
-    stats: Stats,
-    warned: u32,
-    scratch: Box<[u8]>,
+    out: Outbox,
+    peers: Peers,
+    beacons: Beacons,
+    sessions: Sessions,
+    requester: Requester,
+    worker: Worker,
+    blobs: Blobs,
     shutting_down: bool,
 }
 
@@ -237,44 +118,39 @@ impl std::fmt::Debug for Core {
         f.debug_struct("Core")
             .field("id", &self.id)
             .field("peers", &self.peers.len())
-            .field("conns", &self.conns.len())
+            .field("conns", &self.sessions.len())
             .finish_non_exhaustive()
     }
+}
+
+/// Splits `core` into a [`Wire`] and the other parts it names.
+macro_rules! wire {
+    ($core:expr) => {
+        Wire {
+            key: &$core.key,
+            peers: &$core.peers,
+            sessions: &mut $core.sessions,
+            out: &mut $core.out,
+        }
+    };
 }
 
 impl Core {
     /// A node with key `key`, started at `now`.
     pub fn new(key: Keypair, cfg: Config, mut rng: Box<dyn Entropy>, now: Instant) -> Self {
-        let id = key.node_id();
-        let beacon_seq = cfg.beacon_counter_start;
-        let bootstrap = cfg
-            .bootstrap
-            .iter()
-            .map(|&addr| discovery::Bootstrap::new(addr, Via::Bootstrap, now))
-            .collect();
-        let next_beacon = cfg.multicast.then_some(now);
-        let burst_left = if cfg.multicast { cfg.beacon_burst } else { 0 };
-        let exchange = exchange::Exchange::new(rng.next_u64() >> 1);
+        let requester = Requester::new(rng.next_u64() >> 1);
         Self {
+            id: key.node_id(),
             key,
-            id,
+            peers: Peers::new(&cfg, now),
+            beacons: Beacons::new(&cfg, now),
             cfg,
             rng,
-            peers: BTreeMap::new(),
-            bootstrap,
-            conns: BTreeMap::new(),
-            next_conn: 1,
-            beacon_seq,
-            next_beacon,
-            burst_left,
-            answer_query_at: None,
-            exchange,
-            blobs: blobs::Blobs::default(),
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
-            stats: Stats::default(),
-            warned: 0,
-            scratch: vec![0u8; MAX_FRAME_LEN + p2pa_protocol::LEN_PREFIX_LEN].into_boxed_slice(),
+            out: Outbox::default(),
+            sessions: Sessions::new(),
+            requester,
+            worker: Worker::new(),
+            blobs: Blobs::default(),
             shutting_down: false,
         }
     }
@@ -291,246 +167,499 @@ impl Core {
 
     /// Counters of refused input.
     pub fn stats(&self) -> &Stats {
-        &self.stats
+        &self.out.stats
     }
 
     /// The peer table.
     pub fn peers(&self, now: Instant) -> Vec<PeerInfo> {
-        self.peers
-            .values()
-            .map(|p| p.info(now, &self.cfg))
-            .collect()
+        self.peers.info(now, &self.cfg)
     }
 
     /// Memory held by the peer table (entries × entry size), for scale reports.
     pub fn peer_table_bytes(&self) -> usize {
-        self.peers
-            .len()
-            .saturating_mul(std::mem::size_of::<discovery::Peer>())
+        self.peers.table_bytes()
     }
 
     /// Open TCP connections (handshaking or established).
     pub fn connection_count(&self) -> usize {
-        self.conns.len()
+        self.sessions.len()
     }
 
     /// Peers with a live session.
     pub fn connected_peers(&self) -> Vec<NodeId> {
-        self.peers
-            .values()
-            .filter(|p| p.conn.is_some())
-            .map(|p| p.id)
-            .collect()
-    }
-
-    /// What this node offers now.
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            kinds: self.cfg.kinds,
-            free_slots: self.exchange.free_slots(&self.cfg),
-            models: self
-                .blobs
-                .advertised(p2pa_protocol::MAX_BEACON_MODELS)
-                .collect(),
-        }
+        self.peers.connected_ids()
     }
 
     /// Next transmission for the shell.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        self.out.transmits.pop_front()
     }
 
     /// Whether transmits or events are waiting to be polled.
     pub fn has_pending_output(&self) -> bool {
-        !self.transmits.is_empty() || !self.events.is_empty()
+        !self.out.transmits.is_empty() || !self.out.events.is_empty()
     }
 
     /// Next event for the application.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.out.events.pop_front()
+    }
+
+    fn deadline(&self, timer: Timer) -> Option<Instant> {
+        match timer {
+            Timer::Beacons => self.beacons.next_deadline(),
+            Timer::Sessions => self.sessions.next_deadline(&self.cfg),
+            Timer::Peers => self.peers.next_deadline(self.id, &self.cfg),
+            Timer::Requester => self.requester.next_deadline(),
+            Timer::Worker => self.worker.next_deadline(),
+        }
     }
 
     /// When `handle_timeout` must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let conn_deadlines = self.conns.values().map(|c| c.next_deadline(&self.cfg));
-        let forget = self.forget_after();
-        let dial = self
-            .peers
-            .values()
-            .map(|p| p.next_check(self.id, forget))
-            .chain(
-                self.bootstrap
-                    .iter()
-                    .filter(|b| b.conn.is_none())
-                    .map(|b| b.next_dial),
-            );
-        [
-            self.next_beacon,
-            self.answer_query_at,
-            self.exchange.next_deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        .chain(conn_deadlines)
-        .chain(dial)
-        .min()
+        Timer::ALL.iter().filter_map(|&t| self.deadline(t)).min()
     }
 
     /// Timers: beacons, keepalive, handshake and task deadlines, redials.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.beacon_timers(now);
-        self.session_timers(now);
-        self.discovery_timers(now);
-        self.exchange_timers(now);
+        for timer in Timer::ALL {
+            self.fire(timer, now);
+        }
+    }
+
+    fn fire(&mut self, timer: Timer, now: Instant) {
+        let cfg = &self.cfg;
+        match timer {
+            Timer::Beacons => {
+                let period = self.peers.beacon_period(cfg);
+                let (worker, blobs) = (&self.worker, &self.blobs);
+                let caps = || capabilities(cfg, worker, blobs);
+                let rng = &mut *self.rng;
+                self.beacons
+                    .timers(now, cfg, &self.key, period, &caps, rng, &mut self.out);
+            }
+            Timer::Sessions => self.session_timers(now),
+            Timer::Peers if self.shutting_down => {}
+            Timer::Peers => {
+                let at_cap = self.sessions.len() >= cfg.max_conns;
+                let (sessions, out) = (&mut self.sessions, &mut self.out);
+                let mut dial = |addr, expected| sessions.dial(now, cfg, addr, expected, out);
+                self.peers.timers(now, self.id, cfg, at_cap, &mut dial);
+            }
+            Timer::Requester => self.requester.timers(now, cfg, &mut wire!(self)),
+            Timer::Worker => self.worker.timers(now, cfg, &self.blobs, &mut wire!(self)),
+        }
+    }
+
+    /// What this node offers now.
+    fn intro(&self) -> Intro {
+        Intro {
+            listen_port: self.cfg.listen_port,
+            caps: capabilities(&self.cfg, &self.worker, &self.blobs),
+        }
     }
 
     /// Starts a graceful shutdown: Goodbye to every peer, no new work taken.
     /// Tasks this node requested are reported as cancelled.
     pub fn shutdown(&mut self, now: Instant) {
         self.shutting_down = true;
-        self.next_beacon = None;
-        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
-        for conn in conns {
-            self.goodbye(now, conn, p2pa_protocol::GoodbyeReason::Shutdown);
+        self.beacons.stop();
+        for conn in self.sessions.ids() {
+            self.goodbye(now, conn, GoodbyeReason::Shutdown);
         }
-        self.exchange_cancel_all(now);
+        self.requester.cancel_all(now, &mut wire!(self));
     }
 
-    pub(crate) fn warn_once(&mut self, noise: Noise, msg: std::fmt::Arguments<'_>) {
-        let bit = 1u32 << (noise as u32);
-        if self.warned & bit == 0 {
-            self.warned |= bit;
-            log::warn!("{msg} (further such events are logged at debug level)");
-        } else {
-            log::debug!("{msg}");
+    // ---- discovery ----
+
+    /// A UDP datagram arrived from `from`.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        if !self.cfg.multicast || self.shutting_down {
+            return;
+        }
+        let Some(heard) = Beacons::verify(self.id, from, data, &mut self.out) else {
+            return;
+        };
+        let (cfg, out) = (&self.cfg, &mut self.out);
+        let query =
+            self.peers
+                .accept_beacon(now, cfg, from, heard.sender, heard.seq, heard.beacon, out);
+        if query {
+            self.beacons.answer_query(now, &mut *self.rng);
         }
     }
 
-    fn new_conn_id(&mut self) -> ConnId {
-        let id = self.next_conn;
-        self.next_conn = self.next_conn.saturating_add(1);
-        id
+    /// An address found by mDNS (or any out-of-band means): dial it once.
+    pub fn handle_found_addr(&mut self, now: Instant, addr: SocketAddr) {
+        if !self.shutting_down {
+            self.peers.found_addr(now, &self.cfg, addr);
+        }
     }
 
-    fn jitter(&mut self, base: Duration) -> Duration {
-        // base ± base/8, uniformly.
-        let quarter = base.checked_div(4).unwrap_or_default();
-        let quarter_ms = u64::try_from(quarter.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let offset = self.rng.next_u64().checked_rem(quarter_ms).unwrap_or(0);
-        base.saturating_sub(quarter.checked_div(2).unwrap_or_default())
-            .saturating_add(Duration::from_millis(offset))
-    }
-}
+    // ---- connections ----
 
-/// SHA-256 of `data`: input and output hashes of receipts, the `hash` task.
-pub fn sha256(data: &[u8]) -> [u8; 32] {
-    hmac_sha256::Hash::hash(data)
-}
+    /// A peer connected to our listener. Returns the id to report its bytes
+    /// under, or `None` if a limit is reached (the shell drops the socket).
+    pub fn handle_incoming(&mut self, now: Instant, addr: SocketAddr) -> Option<ConnId> {
+        if self.shutting_down || self.sessions.full(&self.cfg) {
+            Sessions::refuse_incoming(addr, &mut self.out);
+            return None;
+        }
+        Some(self.sessions.incoming(now, addr, &mut *self.rng))
+    }
 
-/// Checks a receipt the requester got back against what it asked and received.
-pub fn check_receipt(
-    receipt: &Receipt,
-    requester: NodeId,
-    worker: NodeId,
-    task_id: u64,
-    status: TaskStatus,
-    input: &[u8],
-    output: &[u8],
-) -> Result<(), &'static str> {
-    receipt
-        .verify()
-        .map_err(|_| "receipt signature does not verify")?;
-    if receipt.worker != worker {
-        return Err("receipt is signed by another node than the worker");
+    /// Our outbound connection is open: start the handshake.
+    pub fn handle_connected(&mut self, now: Instant, conn: ConnId) {
+        let intro = self.intro();
+        let rng = &mut *self.rng;
+        self.sessions
+            .connected(now, conn, &self.key, &intro, rng, &mut self.out);
     }
-    if receipt.requester != requester || receipt.task_id != task_id {
-        return Err("receipt is for another task");
-    }
-    if receipt.status != status {
-        return Err("receipt status differs from the result's");
-    }
-    if receipt.input != sha256(input) {
-        return Err("receipt input hash differs from the task's input");
-    }
-    if receipt.output != sha256(output) {
-        return Err("receipt output hash differs from the output");
-    }
-    Ok(())
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use p2pa_protocol::Signature64;
+    /// Our outbound connection could not be opened.
+    pub fn handle_connect_failed(&mut self, now: Instant, conn: ConnId, why: ConnectError) {
+        // Nothing to close: the shell never had a socket.
+        if let Some(addr) = self.sessions.forget(conn) {
+            log::debug!("dial to {addr} failed: {why}");
+        }
+        self.peers.dial_failed(now, &self.cfg, conn, &mut *self.rng);
+    }
 
-    fn receipt(worker: &Keypair, requester: NodeId, input: &[u8], output: &[u8]) -> Receipt {
-        let mut r = Receipt {
-            task_id: 9,
-            requester,
-            worker: worker.node_id(),
-            status: TaskStatus::Completed,
-            model: [0; 32],
-            input: sha256(input),
-            output: sha256(output),
-            signature: Signature64([0; 64]),
+    /// The connection was closed by the peer or failed.
+    pub fn handle_closed(&mut self, now: Instant, conn: ConnId, why: ConnectError) {
+        self.close(now, conn, CloseReason::Transport(why));
+    }
+
+    /// Bytes arrived on a connection.
+    pub fn handle_stream_data(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
+        // With no frame limit it uses every byte (a partial frame is buffered).
+        let _ = self.handle_stream_frames(now, conn, data, usize::MAX);
+    }
+
+    /// Like [`handle_stream_data`](Self::handle_stream_data), but stops after
+    /// `max_frames` complete frames and returns how many bytes of `data` it
+    /// used; the caller feeds the rest later. A shell uses it to send each
+    /// result before it decodes the next request, which keeps a pipelined
+    /// peer busy (see `FRAMES_PER_TURN` in the shell). Returns `data.len()`
+    /// once the connection is gone (the rest is of no use).
+    pub fn handle_stream_frames(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        data: &[u8],
+        max_frames: usize,
+    ) -> usize {
+        let total = data.len();
+        let mut data = data;
+        let Some(mut decoder) = self.sessions.take_decoder(conn) else {
+            return total;
         };
-        worker.sign_receipt(&mut r);
-        r
+        let mut frames = 0usize;
+        while frames < max_frames {
+            match decoder.decode(&mut data) {
+                Ok(Some(frame)) => {
+                    frames = frames.saturating_add(1);
+                    if !self.handle_frame(now, conn, frame) {
+                        return total; // connection closed; drop its decoder
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.fail(now, conn, CloseReason::Stream(e));
+                    return total;
+                }
+            }
+        }
+        self.sessions.put_decoder(conn, decoder);
+        total.saturating_sub(data.len())
     }
 
-    #[test]
-    fn receipts_are_checked_against_the_task_and_the_worker() {
-        let w = Keypair::from_seed([1; 32]);
-        let me = Keypair::from_seed([2; 32]).node_id();
-        let r = receipt(&w, me, b"in", b"out");
-        let ok = |r: &Receipt, worker, id, status, input: &[u8], output: &[u8]| {
-            check_receipt(r, me, worker, id, status, input, output)
+    /// Routes one frame; returns false if the connection was closed.
+    fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: &[u8]) -> bool {
+        let (cfg, worker, blobs) = (&self.cfg, &self.worker, &self.blobs);
+        let intro = || Intro {
+            listen_port: cfg.listen_port,
+            caps: capabilities(cfg, worker, blobs),
         };
-        assert_eq!(
-            ok(&r, w.node_id(), 9, TaskStatus::Completed, b"in", b"out"),
-            Ok(())
+        let step = self
+            .sessions
+            .read(now, conn, frame, &self.key, cfg, &intro, &mut self.out);
+        match step {
+            Step::Handled => true,
+            Step::Up(up) => self.session_up(now, up),
+            Step::Refused(peer) => {
+                bump(&mut self.out.stats.peers_refused);
+                self.out.warn_once(
+                    Noise::Refused,
+                    format_args!("refused {peer}: not in the allowlist (--trust allowlist)"),
+                );
+                self.close(now, conn, CloseReason::Sent(GoodbyeReason::NotAllowed));
+                false
+            }
+            Step::Message(peer, message) => self.on_message(now, conn, peer, message),
+            Step::Close(reason) => {
+                self.fail(now, conn, reason);
+                false
+            }
+        }
+    }
+
+    /// Both keys proven: register the session, unless a better one exists.
+    fn session_up(&mut self, now: Instant, up: Up) -> bool {
+        let Up {
+            conn,
+            peer,
+            initiator,
+            listen_addr,
+            intro,
+        } = up;
+        let via = self.peers.via_of(conn, initiator);
+        bump(&mut self.out.stats.handshakes_completed);
+        // One connection per pair: keep the one the lower id initiated.
+        if let Some(other) = self.peers.conn_of(&peer).filter(|o| *o != conn) {
+            let initiator_id = if initiator { self.id } else { peer };
+            let keep_new = initiator_id == self.id.min(peer);
+            let loser = if keep_new { other } else { conn };
+            self.goodbye(now, loser, GoodbyeReason::Duplicate);
+            if !keep_new {
+                return false;
+            }
+        }
+        if !self.peers.contains(&peer) && self.peers.len() >= self.cfg.max_peers {
+            self.goodbye(now, conn, GoodbyeReason::TooManyPeers);
+            return false;
+        }
+        let joined =
+            self.peers
+                .session_up(now, &self.cfg, peer, conn, listen_addr, via, intro.caps);
+        if joined.new_peer {
+            self.out.event(Event::PeerDiscovered {
+                id: peer,
+                addr: listen_addr,
+                via,
+            });
+        }
+        if joined.first {
+            log::info!("session up with {} at {listen_addr}", peer.short());
+            self.out.event(Event::PeerConnected {
+                id: peer,
+                addr: listen_addr,
+            });
+        }
+        self.requester.peer_up(now, &self.cfg, &mut wire!(self));
+        true
+    }
+
+    /// A verified session message from `peer`; returns false if the
+    /// connection was closed.
+    fn on_message(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        peer: NodeId,
+        message: Message<'_>,
+    ) -> bool {
+        self.peers.heard(now, peer);
+        let cfg = &self.cfg;
+        match message {
+            Message::Ping(p) => self
+                .sessions
+                .ping_back(conn, p.nonce, &self.key, &mut self.out),
+            Message::Pong(p) => {
+                if let Some(rtt) = self.sessions.pong(conn, p.nonce, now) {
+                    self.peers.set_rtt(peer, rtt);
+                }
+            }
+            Message::Goodbye(g) => {
+                log::info!("{} said goodbye: {}", peer.short(), g.reason);
+                self.close(now, conn, CloseReason::Received(g.reason));
+                return false;
+            }
+            Message::HelloAck(_) => {} // a late duplicate of the confirm: harmless
+            Message::Error(e) => log::warn!(
+                "{} reported an error: {:?}: {}",
+                peer.short(),
+                e.code,
+                e.detail
+            ),
+            Message::TaskOffer(o) => self.on_offer(now, peer, &o),
+            Message::TaskAccept(a) => self.requester.on_accept(peer, a.task_id),
+            Message::TaskReject(r) => self.requester.on_reject(now, peer, r.task_id, r.reason),
+            Message::TaskResult(r) => {
+                let me = self.id;
+                self.requester
+                    .on_result(now, cfg, me, peer, &r, &mut wire!(self));
+            }
+            Message::Cancel(c) => self.worker.on_cancel(peer, c.task_id, &mut wire!(self)),
+            Message::BlobRequest(r) => self.blobs.on_request(peer, &r, &mut wire!(self)),
+            Message::BlobChunk(c) => {
+                let fetched = self.blobs.on_chunk(cfg, peer, &c, &mut wire!(self));
+                self.fetched(c.hash, fetched);
+            }
+            Message::Beacon(_) | Message::Hello(_) => {} // refused by verify_frame
+        }
+        true
+    }
+
+    // ---- tasks ----
+
+    /// Queues a task for some peer; its outcome arrives as `Event::TaskDone`.
+    pub fn submit(&mut self, now: Instant, req: TaskRequest) -> u64 {
+        let model_len = req
+            .model
+            .and_then(|m| self.blobs.provided_len(&m))
+            .unwrap_or(0);
+        self.requester
+            .submit(now, &self.cfg, req, model_len, &mut wire!(self))
+    }
+
+    /// The state of a task this node requested, while it is not yet reported.
+    pub fn task_state(&self, task_id: u64) -> Option<TaskState> {
+        self.requester.state(task_id)
+    }
+
+    /// The state of each job this node runs for others, by (requester, task id).
+    pub fn job_states(&self) -> Vec<(NodeId, u64, TaskState)> {
+        self.worker.states()
+    }
+
+    /// Withdraws a task: peers running it are told to stop; reported `Cancelled`.
+    pub fn cancel(&mut self, now: Instant, task_id: u64) {
+        self.requester
+            .cancel(now, task_id, TaskError::Cancelled, &mut wire!(self));
+    }
+
+    /// The shell finished a job.
+    pub fn handle_job_done(
+        &mut self,
+        _now: Instant,
+        job: JobId,
+        status: TaskStatus,
+        output: &[u8],
+    ) {
+        self.worker.job_done(
+            &self.cfg,
+            job,
+            status,
+            output,
+            &self.blobs,
+            &mut wire!(self),
         );
-        assert!(ok(
-            &r,
-            w.node_id(),
-            9,
-            TaskStatus::Completed,
-            b"in",
-            b"tampered"
-        )
-        .is_err());
-        assert!(ok(
-            &r,
-            w.node_id(),
-            9,
-            TaskStatus::Completed,
-            b"other input",
-            b"out"
-        )
-        .is_err());
-        assert!(ok(&r, w.node_id(), 10, TaskStatus::Completed, b"in", b"out").is_err());
-        assert!(ok(&r, w.node_id(), 9, TaskStatus::Failed, b"in", b"out").is_err());
-        assert!(
-            ok(&r, me, 9, TaskStatus::Completed, b"in", b"out").is_err(),
-            "signed by someone else than the sender"
-        );
-        let mut forged = r;
-        forged.signature.0[0] ^= 1;
-        assert!(ok(
-            &forged,
-            w.node_id(),
-            9,
-            TaskStatus::Completed,
-            b"in",
-            b"out"
-        )
-        .is_err());
-        let other = receipt(&w, NodeId([7; 32]), b"in", b"out");
-        assert!(
-            ok(&other, w.node_id(), 9, TaskStatus::Completed, b"in", b"out").is_err(),
-            "receipt for another requester"
-        );
+    }
+
+    fn on_offer(&mut self, now: Instant, peer: NodeId, offer: &p2pa_protocol::TaskOffer<'_>) {
+        let (cfg, down) = (&self.cfg, self.shutting_down);
+        let admitted =
+            self.worker
+                .admit(now, cfg, down, peer, offer, &self.blobs, &mut wire!(self));
+        let Some(admitted) = admitted else { return };
+        if let Some(model) = admitted.fetch {
+            self.blobs.fetch(model, peer, &mut wire!(self));
+        }
+        self.worker.start_jobs(cfg, &self.blobs, &mut wire!(self));
+        self.worker
+            .accept_if_waiting(admitted.job, &self.blobs, &mut wire!(self));
+    }
+
+    // ---- models ----
+
+    /// Requester side: serve `bytes` (a model) to workers that ask for `hash`.
+    pub fn provide_model(&mut self, hash: Hash32, bytes: Arc<[u8]>) {
+        self.blobs.provide(hash, bytes);
+    }
+
+    /// Worker side: this node holds model `hash` (in its store) and can run it.
+    pub fn add_held_model(&mut self, hash: Hash32) {
+        self.blobs.add_held(hash);
+    }
+
+    /// What a model chunk completed: jobs waiting for it start or fail.
+    fn fetched(&mut self, hash: Hash32, fetched: Fetched) {
+        match fetched {
+            Fetched::Pending => {}
+            Fetched::Done => self
+                .worker
+                .start_jobs(&self.cfg, &self.blobs, &mut wire!(self)),
+            Fetched::Failed(error) => {
+                let why = error.to_string();
+                self.worker.fail_jobs_needing(hash, &why, &mut wire!(self));
+            }
+        }
+    }
+
+    // ---- endings ----
+
+    /// Says goodbye (when a session context exists) and closes.
+    fn goodbye(&mut self, now: Instant, conn: ConnId, reason: GoodbyeReason) {
+        self.sessions
+            .say_goodbye(conn, &self.key, reason, &mut self.out);
+        self.close(now, conn, CloseReason::Sent(reason));
+    }
+
+    /// Closes a connection for bad input: counted, logged once, closed.
+    fn fail(&mut self, now: Instant, conn: ConnId, reason: CloseReason) {
+        let handshaking = self.sessions.is_handshaking(conn);
+        if let Some(noise) = reason.count(&mut self.out.stats, handshaking) {
+            let addr = self.sessions.addr(conn);
+            self.out.warn_once(
+                noise,
+                format_args!("closing connection with {addr:?}: {reason}"),
+            );
+        }
+        self.close(now, conn, reason);
+    }
+
+    /// Forgets a connection; if it carried a session, the parts hear of it.
+    fn close(&mut self, now: Instant, conn: ConnId, reason: CloseReason) {
+        let Some(closed) = self.sessions.remove(conn, &mut self.out) else {
+            return;
+        };
+        if reason.is_violation() {
+            log::debug!("closed connection {conn} with {}: {reason}", closed.addr);
+        }
+        if let Some(peer) = closed.peer {
+            if self.peers.session_down(now, peer, conn) {
+                log::info!("session with {} ended: {reason}", peer.short());
+                self.out.event(Event::PeerDisconnected { id: peer, reason });
+                self.peer_down(now, peer);
+            }
+        }
+        self.peers.dial_failed(now, &self.cfg, conn, &mut *self.rng);
+    }
+
+    /// `peer`'s session ended: its tasks go elsewhere, fetches from it find
+    /// another source, its jobs here are dropped.
+    fn peer_down(&mut self, now: Instant, peer: NodeId) {
+        self.requester
+            .peer_down(now, &self.cfg, peer, &mut wire!(self));
+        for hash in self.blobs.stalled_from(peer) {
+            if let Some(other) = self.worker.requester_waiting_for(hash, peer) {
+                self.blobs.fetch(hash, other, &mut wire!(self));
+            }
+        }
+        self.worker.peer_down(peer, &mut wire!(self));
+    }
+
+    /// Handshake timeouts and dead sessions close; live ones are pinged.
+    fn session_timers(&mut self, now: Instant) {
+        let expired = self.sessions.expired(now, &self.cfg);
+        for (conn, _) in expired.handshakes {
+            self.fail(now, conn, CloseReason::HandshakeTimeout);
+        }
+        for conn in expired.dead {
+            self.goodbye(now, conn, GoodbyeReason::Timeout);
+        }
+        let rng = &mut *self.rng;
+        self.sessions
+            .keepalive(now, &self.cfg, &self.key, rng, &mut self.out);
+    }
+}
+
+/// What a node offers now: its kinds, free slots and the models it holds.
+fn capabilities(cfg: &Config, worker: &Worker, blobs: &Blobs) -> Capabilities {
+    Capabilities {
+        kinds: cfg.kinds,
+        free_slots: worker.free_slots(cfg),
+        models: blobs.advertised(MAX_BEACON_MODELS).collect(),
     }
 }

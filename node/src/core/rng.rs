@@ -1,6 +1,8 @@
 //! Randomness, injected into the core: the OS source in the node, a seeded
 //! generator in simulations so a run is the same every time.
 
+use std::time::Duration;
+
 /// A source of random bytes.
 pub trait Entropy: Send {
     /// Fills `out` with random bytes.
@@ -44,16 +46,13 @@ impl Entropy for SeededEntropy {
     }
 }
 
-/// The operating system's generator (getrandom).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct OsEntropy;
-
-impl Entropy for OsEntropy {
-    fn fill(&mut self, out: &mut [u8]) {
-        if let Err(e) = getrandom::fill(out) {
-            // No OS randomness means no safe nonces: refuse to go on.
-            log::error!("the operating system's random source failed: {e}; exiting");
-            std::process::exit(70);
-        }
-    }
+/// `base` ± `base`/8, uniformly: spreads timers of many nodes apart.
+pub(crate) fn jitter(rng: &mut dyn Entropy, base: Duration) -> Duration {
+    let quarter = base.checked_div(4).unwrap_or_default();
+    let quarter_ms = u64::try_from(quarter.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    let offset = rng.next_u64().checked_rem(quarter_ms).unwrap_or(0);
+    base.saturating_sub(quarter.checked_div(2).unwrap_or_default())
+        .saturating_add(Duration::from_millis(offset))
 }

@@ -13,6 +13,32 @@ pub const SERVICE: &str = "_p2pa._tcp.local";
 /// Seconds responders may cache our records.
 const RECORD_TTL: u32 = 60;
 
+/// Why mDNS could not start (the node runs on without it).
+#[derive(Debug)]
+pub enum MdnsError {
+    /// No IPv4 interface to advertise an address on.
+    NoInterface,
+    /// simple-mdns could not open its socket.
+    Start(simple_mdns::SimpleMdnsError),
+    /// The thread that forwards answers could not start.
+    Thread(std::io::Error),
+}
+
+impl std::fmt::Display for MdnsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoInterface => f.write_str("no IPv4 interface to advertise on"),
+            Self::Start(e) => write!(f, "cannot start mDNS: {e}"),
+            Self::Thread(e) => write!(f, "cannot start the mDNS thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for MdnsError {}
+
+/// The running advertisement (kept for the node's lifetime).
+pub type Mdns = ServiceDiscovery;
+
 /// The address the kernel would send mDNS from: a UDP `connect` to the mDNS
 /// group picks the route without sending a packet.
 fn lan_ip(interface: Ipv4Addr) -> Option<IpAddr> {
@@ -30,8 +56,8 @@ pub fn start(
     port: u16,
     interface: Ipv4Addr,
     found: async_channel::Sender<SocketAddr>,
-) -> Result<ServiceDiscovery, String> {
-    let ip = lan_ip(interface).ok_or("no IPv4 interface to advertise on")?;
+) -> Result<ServiceDiscovery, MdnsError> {
+    let ip = lan_ip(interface).ok_or(MdnsError::NoInterface)?;
     let info = InstanceInformation::new(id.short().to_string())
         .with_ip_address(ip)
         .with_port(port)
@@ -43,7 +69,7 @@ pub fn start(
         false => NetworkScope::V4WithInterface(interface),
     };
     let sd = ServiceDiscovery::new_with_scope(info, SERVICE, RECORD_TTL, Some(tx), scope)
-        .map_err(|e| e.to_string())?;
+        .map_err(MdnsError::Start)?;
     let me = id.to_string();
     std::thread::Builder::new()
         .name("p2pa-mdns".into())
@@ -63,6 +89,6 @@ pub fn start(
                 }
             }
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(MdnsError::Thread)?;
     Ok(sd)
 }

@@ -9,7 +9,7 @@ use p2pa_protocol::TaskStatus;
 use tract_onnx::prelude::*;
 
 use super::tensor::{self, Data};
-use crate::identity::hex;
+use crate::hex::hex;
 use crate::models::ModelStore;
 
 type Plan = Arc<TypedRunnableModel>;

@@ -14,7 +14,9 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use p2pa_node::core::{Config, ConnId, Core, Entropy, Event, SeededEntropy, TaskOutcome, Transmit};
+use p2pa_node::core::{
+    Config, ConnId, ConnectError, Core, Entropy, Event, SeededEntropy, TaskOutcome, Transmit,
+};
 use p2pa_node::protocol::{Keypair, TaskKind, TaskStatus};
 
 #[derive(Debug)]
@@ -129,6 +131,24 @@ impl Sim {
 
     fn record(&mut self, node: usize, tag: u8, bytes: &[u8]) {
         let at = self.at().as_micros() as u64;
+        if let Some(path) = std::env::var_os("P2PA_TRACE_FILE") {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+                .unwrap();
+            writeln!(
+                f,
+                "{at} n{node} t{tag} {:016x} {}",
+                fnv(0, bytes),
+                bytes.len()
+            )
+            .unwrap();
+            if at == 1000945 {
+                writeln!(f, "{:02x?}", bytes).unwrap();
+            }
+        }
         self.trace = fnv(self.trace, &[tag]);
         self.trace = fnv(self.trace, &(node as u64).to_le_bytes());
         self.trace = fnv(self.trace, &at.to_le_bytes());
@@ -366,9 +386,15 @@ impl Sim {
         match action {
             Action::Datagram { from, bytes, .. } => core.handle_datagram(now, from, &bytes),
             Action::Connected { conn, .. } => core.handle_connected(now, conn),
-            Action::ConnectFailed { conn, .. } => core.handle_connect_failed(now, conn, "refused"),
+            Action::ConnectFailed { conn, .. } => core.handle_connect_failed(
+                now,
+                conn,
+                ConnectError::Io(std::io::ErrorKind::ConnectionRefused),
+            ),
             Action::Data { conn, bytes, .. } => core.handle_stream_data(now, conn, &bytes),
-            Action::Closed { conn, .. } => core.handle_closed(now, conn, "closed by peer"),
+            Action::Closed { conn, .. } => {
+                core.handle_closed(now, conn, ConnectError::ClosedByPeer)
+            }
             Action::JobDone { job, output, .. } => {
                 core.handle_job_done(now, job, TaskStatus::Completed, &output)
             }

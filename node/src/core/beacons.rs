@@ -1,0 +1,168 @@
+//! Beacons: the signed multicast datagrams a node announces itself with (a
+//! start-up burst whose first one asks peers to answer, then a jittered,
+//! crowd-stretched period), and the verification of the ones it receives.
+//! The peer table decides what a verified beacon means.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use p2pa_protocol::{
+    encode_datagram, verify_datagram, Beacon, Capabilities, FrameError, Keypair, Message, NodeId,
+    MAX_DATAGRAM_LEN,
+};
+
+use super::output::{bump, Noise, Outbox, Transmit};
+use super::rng::{jitter, Entropy};
+use super::Config;
+
+/// Gap between the beacons of the start-up burst.
+const BURST_GAP: Duration = Duration::from_millis(100);
+/// Most a node waits before answering a query beacon (spreads the answers).
+const QUERY_ANSWER_SPREAD_MS: u64 = 20;
+
+/// A beacon whose signature holds.
+#[derive(Debug)]
+pub(crate) struct Heard {
+    pub(crate) sender: NodeId,
+    pub(crate) seq: u64,
+    pub(crate) beacon: Beacon,
+}
+
+/// This node's beacon schedule.
+#[derive(Debug)]
+pub(crate) struct Beacons {
+    seq: u64,
+    next: Option<Instant>,
+    burst_left: u32,
+    answer_query_at: Option<Instant>,
+}
+
+impl Beacons {
+    pub(crate) fn new(cfg: &Config, now: Instant) -> Self {
+        Self {
+            seq: cfg.beacon_counter_start,
+            next: cfg.multicast.then_some(now),
+            burst_left: if cfg.multicast { cfg.beacon_burst } else { 0 },
+            answer_query_at: None,
+        }
+    }
+
+    /// Stops sending (shutdown).
+    pub(crate) fn stop(&mut self) {
+        self.next = None;
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        [self.next, self.answer_query_at]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Verifies a datagram; counts and logs what it refuses. Our own beacons
+    /// (looped back) come out as `None` too.
+    pub(crate) fn verify(
+        me: NodeId,
+        from: SocketAddr,
+        data: &[u8],
+        out: &mut Outbox,
+    ) -> Option<Heard> {
+        let verified = match verify_datagram(data) {
+            Ok(v) => v,
+            Err(e) => {
+                let (counter, noise) = match e {
+                    FrameError::UnsupportedVersion { .. } => {
+                        (&mut out.stats.beacons_wrong_version, Noise::WrongVersion)
+                    }
+                    FrameError::BadSignature | FrameError::BadKey => {
+                        (&mut out.stats.beacons_forged, Noise::ForgedBeacon)
+                    }
+                    _ => (&mut out.stats.beacons_malformed, Noise::MalformedBeacon),
+                };
+                bump(counter);
+                out.warn_once(noise, format_args!("dropped datagram from {from}: {e}"));
+                return None;
+            }
+        };
+        let (sender, seq) = (verified.sender(), verified.seq());
+        if sender == me {
+            return None; // our own beacon, looped back
+        }
+        match verified.into_message() {
+            Message::Beacon(beacon) => Some(Heard {
+                sender,
+                seq,
+                beacon,
+            }),
+            _ => None, // verify_datagram admits only beacons
+        }
+    }
+
+    /// A peer asked (with a query beacon): answer soon, once.
+    pub(crate) fn answer_query(&mut self, now: Instant, rng: &mut dyn Entropy) {
+        if self.answer_query_at.is_none() {
+            let delay = rng
+                .next_u64()
+                .checked_rem(QUERY_ANSWER_SPREAD_MS)
+                .unwrap_or(0);
+            self.answer_query_at = now.checked_add(Duration::from_millis(delay));
+        }
+    }
+
+    /// Sends what is due. `period`: the beacon interval now; `caps`: what
+    /// this node offers now.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn timers(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+        key: &Keypair,
+        period: Duration,
+        caps: &dyn Fn() -> Capabilities,
+        rng: &mut dyn Entropy,
+        out: &mut Outbox,
+    ) {
+        if self.answer_query_at.is_some_and(|t| t <= now) {
+            self.answer_query_at = None;
+            self.send(cfg, key, false, caps(), out);
+        }
+        let Some(at) = self.next else { return };
+        if at > now {
+            return;
+        }
+        let query = self.burst_left == cfg.beacon_burst && self.burst_left > 0;
+        self.send(cfg, key, query, caps(), out);
+        let gap = if self.burst_left > 1 {
+            self.burst_left = self.burst_left.saturating_sub(1);
+            BURST_GAP
+        } else {
+            self.burst_left = 0;
+            jitter(rng, period)
+        };
+        self.next = now.checked_add(gap);
+    }
+
+    fn send(
+        &mut self,
+        cfg: &Config,
+        key: &Keypair,
+        query: bool,
+        caps: Capabilities,
+        out: &mut Outbox,
+    ) {
+        let beacon = Message::Beacon(Beacon {
+            tcp_port: cfg.listen_port,
+            query,
+            caps,
+        });
+        self.seq = self.seq.saturating_add(1);
+        let mut buf = [0u8; MAX_DATAGRAM_LEN];
+        match encode_datagram(key, self.seq, &beacon, &mut buf) {
+            Ok(n) => {
+                let bytes = buf.get(..n).map(<[u8]>::to_vec).unwrap_or_default();
+                out.transmit(Transmit::Multicast(bytes));
+            }
+            Err(e) => log::error!("could not encode beacon: {e}"),
+        }
+    }
+}

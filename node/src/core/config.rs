@@ -1,0 +1,125 @@
+//! The node's limits and timings: one [`Config`], whose `Default` is the one
+//! source of every default (the CLI derives its flags' defaults from it).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use p2pa_protocol::{KindSet, NodeId, TaskKind};
+
+/// TCP port a node listens on unless told otherwise (beacons carry the real one).
+pub const DEFAULT_TCP_PORT: u16 = 7421;
+
+/// Largest model a node fetches and keeps, by default: 256 MiB fits the
+/// models p2pa targets and leaves a 1 GiB board room to run them.
+pub const DEFAULT_MODEL_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Who may open a session with this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// Any node that completes the handshake.
+    Open,
+    /// Only the listed node ids.
+    Allowlist(Vec<NodeId>),
+}
+
+impl Trust {
+    /// Whether `peer` may hold a session with this node.
+    pub fn admits(&self, peer: NodeId) -> bool {
+        match self {
+            Self::Open => true,
+            Self::Allowlist(ids) => ids.contains(&peer),
+        }
+    }
+}
+
+/// Limits and timings of a node. Every limit is named and bounded.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// TCP port this node listens on (advertised in beacons and Hello).
+    pub listen_port: u16,
+    /// Task kinds this node runs as a worker.
+    pub kinds: KindSet,
+    /// Tasks run at once.
+    pub workers: u16,
+    /// Jobs handed to the shell's executor beyond `workers`, so a slot that
+    /// finishes starts the next job at once instead of waiting for the node
+    /// to sign the last result and hand the next one over (measured in
+    /// BENCHMARKS.md, inference overhead). They count as running.
+    pub prefetch: u16,
+    /// Tasks queued beyond the running ones before offers are rejected `Busy`.
+    pub queue_len: usize,
+    /// Who may connect.
+    pub trust: Trust,
+    /// Static peers to dial (for networks multicast does not reach).
+    pub bootstrap: Vec<SocketAddr>,
+    /// Whether to send and act on multicast beacons.
+    pub multicast: bool,
+    /// Peers kept in the table.
+    pub max_peers: usize,
+    /// TCP connections open at once (handshaking or established).
+    pub max_conns: usize,
+    /// Handshakes in flight at once.
+    pub max_handshakes: usize,
+    /// A handshake not finished after this is dropped (slow-loris guard).
+    pub handshake_timeout: Duration,
+    /// Period between beacons (jittered by up to a quarter).
+    pub beacon_interval: Duration,
+    /// Beacons sent in the start-up burst, 100 ms apart.
+    pub beacon_burst: u32,
+    /// Keepalive ping after this much silence on a session.
+    pub ping_interval: Duration,
+    /// A peer silent this long is *slow*.
+    pub slow_after: Duration,
+    /// A peer silent this long is *dead*: its session is closed.
+    pub dead_after: Duration,
+    /// A peer not heard from (beacon or session) this long leaves the table.
+    pub forget_after: Duration,
+    /// First redial delay; doubles up to `max_backoff`.
+    pub min_backoff: Duration,
+    /// Longest redial delay.
+    pub max_backoff: Duration,
+    /// Attempts per task (first try included) before it is reported failed.
+    pub max_attempts: u32,
+    /// Tasks a requester keeps in flight to one peer at most.
+    pub max_inflight_per_peer: usize,
+    /// Largest model this node fetches and caches, in bytes.
+    pub model_cache_bytes: u64,
+    /// First beacon counter. Receivers drop beacons whose counter does not
+    /// grow, so a restarted node must start above where it stopped: the shell
+    /// passes the wall clock in microseconds.
+    pub beacon_counter_start: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen_port: 0,
+            kinds: KindSet::default()
+                .with(TaskKind::Echo)
+                .with(TaskKind::Hash)
+                .with(TaskKind::Sleep),
+            workers: 1,
+            prefetch: 1,
+            queue_len: 16,
+            trust: Trust::Open,
+            bootstrap: Vec::new(),
+            multicast: true,
+            max_peers: 256,
+            max_conns: 128,
+            max_handshakes: 32,
+            handshake_timeout: Duration::from_secs(3),
+            beacon_interval: Duration::from_secs(2),
+            beacon_burst: 3,
+            ping_interval: Duration::from_secs(1),
+            slow_after: Duration::from_secs(3),
+            dead_after: Duration::from_secs(10),
+            forget_after: Duration::from_secs(30),
+            min_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(30),
+            max_attempts: 3,
+            max_inflight_per_peer: 64,
+            model_cache_bytes: DEFAULT_MODEL_CACHE_BYTES,
+            beacon_counter_start: 0,
+        }
+    }
+}

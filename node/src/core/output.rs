@@ -1,0 +1,168 @@
+//! What the core hands out: transmits for the shell's sockets, events for the
+//! application, counters of refused input, and the log-once policy for bad
+//! input. Every part writes into one [`Outbox`]; nothing here decides.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use p2pa_protocol::{NodeId, TaskKind};
+
+use super::peers::Via;
+use super::reason::CloseReason;
+use super::requester::TaskOutcome;
+use super::{ConnId, JobId};
+
+/// Work for the shell's sockets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transmit {
+    /// Send this datagram to the multicast group.
+    Multicast(Vec<u8>),
+    /// Open a TCP connection; report it with `handle_connected` or
+    /// `handle_connect_failed`.
+    Connect {
+        /// The id to report the connection under.
+        conn: ConnId,
+        /// Where to connect.
+        addr: SocketAddr,
+    },
+    /// Write these bytes (length-prefixed frames) to the connection.
+    Send {
+        /// The connection.
+        conn: ConnId,
+        /// One or more length-prefixed frames.
+        bytes: Vec<u8>,
+    },
+    /// Close the connection once what was queued before is written.
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
+}
+
+/// Things the application (or the shell) should know or do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A peer was seen for the first time.
+    PeerDiscovered {
+        /// Its key.
+        id: NodeId,
+        /// Its TCP address.
+        addr: SocketAddr,
+        /// How it was found.
+        via: Via,
+    },
+    /// A session with a peer is up.
+    PeerConnected {
+        /// Its key.
+        id: NodeId,
+        /// Its TCP (listen) address.
+        addr: SocketAddr,
+    },
+    /// A session with a peer ended.
+    PeerDisconnected {
+        /// Its key.
+        id: NodeId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// Worker side: run this job and report it with `handle_job_done`.
+    Execute {
+        /// The job's id.
+        job: JobId,
+        /// What to run.
+        kind: TaskKind,
+        /// Its input.
+        input: Vec<u8>,
+        /// The model an `infer` job runs.
+        model: Option<[u8; 32]>,
+        /// When the requester stops waiting.
+        deadline: Instant,
+    },
+    /// Worker side: this job's result is no longer wanted.
+    Abandon {
+        /// The job.
+        job: JobId,
+    },
+    /// Requester side: a task ended (reported exactly once).
+    TaskDone(Box<TaskOutcome>),
+    /// Worker side: a model was fetched and verified; store it.
+    ModelFetched {
+        /// Its SHA-256.
+        hash: [u8; 32],
+        /// Its bytes.
+        bytes: Vec<u8>,
+    },
+}
+
+/// Counters of what the node refused or dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[allow(missing_docs)] // each name says what it counts
+pub struct Stats {
+    pub beacons_accepted: u64,
+    pub beacons_forged: u64,
+    pub beacons_replayed: u64,
+    pub beacons_malformed: u64,
+    pub beacons_wrong_version: u64,
+    pub frames_rejected: u64,
+    pub frames_replayed: u64,
+    pub handshakes_completed: u64,
+    pub handshakes_failed: u64,
+    pub handshakes_timed_out: u64,
+    pub peers_refused: u64,
+    pub conns_refused: u64,
+    pub results_rejected: u64,
+    pub tasks_retried: u64,
+    pub blob_bytes_served: u64,
+    pub blob_bytes_fetched: u64,
+}
+
+/// Buckets of bad input: each is logged at `warn` once, then at `debug`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Noise {
+    ForgedBeacon,
+    ReplayedBeacon,
+    MalformedBeacon,
+    WrongVersion,
+    BadFrame,
+    ReplayedFrame,
+    HandshakeFailed,
+    HandshakeTimeout,
+    Refused,
+    BadResult,
+}
+
+/// Where every part of the core puts what it produces.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    pub(crate) transmits: VecDeque<Transmit>,
+    pub(crate) events: VecDeque<Event>,
+    pub(crate) stats: Stats,
+    warned: u32,
+}
+
+impl Outbox {
+    pub(crate) fn transmit(&mut self, t: Transmit) {
+        self.transmits.push_back(t);
+    }
+
+    pub(crate) fn event(&mut self, e: Event) {
+        self.events.push_back(e);
+    }
+
+    /// Logs bad input of kind `noise`: at `warn` the first time, then at `debug`.
+    pub(crate) fn warn_once(&mut self, noise: Noise, msg: std::fmt::Arguments<'_>) {
+        let bit = 1u32 << (noise as u32);
+        if self.warned & bit == 0 {
+            self.warned |= bit;
+            log::warn!("{msg} (further such events are logged at debug level)");
+        } else {
+            log::debug!("{msg}");
+        }
+    }
+}
+
+/// Adds one to a counter (saturating: a counter never wraps or panics).
+pub(crate) fn bump(counter: &mut u64) {
+    *counter = counter.saturating_add(1);
+}

@@ -1,0 +1,527 @@
+//! The peer table: who is out there (from beacons, mDNS, bootstrap
+//! addresses or inbound sessions), which of them hold a session, and when to
+//! dial whom, with backoff. It owns the table and the bootstrap list; it
+//! learns of sessions from the router and asks it to dial.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use p2pa_protocol::{Beacon, Capabilities, NodeId, ReplayGuard};
+
+use super::output::{bump, Event, Noise, Outbox};
+use super::rng::{jitter, Entropy};
+use super::{Config, ConnId};
+
+/// How long a node at its connection cap waits before trying new peers again.
+const CAPPED_RETRY: Duration = Duration::from_secs(10);
+/// Known peers per beacon period: past this many, a node stretches its beacon
+/// interval in proportion, so the beacons each node receives stay bounded as
+/// the LAN grows (beacon suppression).
+const PEERS_PER_PERIOD: usize = 32;
+/// The most a beacon interval is stretched.
+const MAX_STRETCH: u32 = 8;
+/// The node with the higher id waits this long for the lower one to dial
+/// before it dials itself (one connection per pair, and no pair left unlinked).
+const DIAL_GRACE: Duration = Duration::from_secs(2);
+
+/// How a peer was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Multicast,
+    Mdns,
+    Bootstrap,
+    /// It dialed us.
+    Inbound,
+}
+
+impl Via {
+    /// Lowercase name for tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Multicast => "multicast",
+            Self::Mdns => "mdns",
+            Self::Bootstrap => "bootstrap",
+            Self::Inbound => "inbound",
+        }
+    }
+}
+
+/// A peer's state as seen from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerState {
+    /// Known, no session.
+    Known,
+    /// Session up, heard from recently.
+    Connected,
+    /// Session up, but silent for longer than `slow_after`.
+    Slow,
+}
+
+impl PeerState {
+    /// Lowercase name for tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Known => "known",
+            Self::Connected => "connected",
+            Self::Slow => "slow",
+        }
+    }
+}
+
+/// One row of the peer table, for display.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerInfo {
+    pub id: NodeId,
+    pub addr: Option<SocketAddr>,
+    pub via: Via,
+    pub caps: Capabilities,
+    pub last_seen_ago: Duration,
+    pub rtt: Option<Duration>,
+    pub state: PeerState,
+}
+
+#[derive(Debug)]
+pub(crate) struct Peer {
+    id: NodeId,
+    addr: Option<SocketAddr>,
+    via: Via,
+    caps: Capabilities,
+    first_seen: Instant,
+    last_seen: Instant,
+    rtt: Option<Duration>,
+    /// Established session.
+    conn: Option<ConnId>,
+    /// Outbound connection being set up.
+    dialing: Option<ConnId>,
+    next_dial: Instant,
+    backoff: Duration,
+    guard: ReplayGuard,
+}
+
+impl Peer {
+    fn new(id: NodeId, addr: Option<SocketAddr>, via: Via, now: Instant, cfg: &Config) -> Self {
+        Self {
+            id,
+            addr,
+            via,
+            caps: Capabilities::default(),
+            first_seen: now,
+            last_seen: now,
+            rtt: None,
+            conn: None,
+            dialing: None,
+            next_dial: now,
+            backoff: cfg.min_backoff,
+            guard: ReplayGuard::new(),
+        }
+    }
+
+    fn info(&self, now: Instant, cfg: &Config) -> PeerInfo {
+        let silent = now.saturating_duration_since(self.last_seen);
+        let state = match self.conn {
+            None => PeerState::Known,
+            Some(_) if silent >= cfg.slow_after => PeerState::Slow,
+            Some(_) => PeerState::Connected,
+        };
+        PeerInfo {
+            id: self.id,
+            addr: self.addr,
+            via: self.via,
+            caps: self.caps.clone(),
+            last_seen_ago: silent,
+            rtt: self.rtt,
+            state,
+        }
+    }
+
+    /// When this node may dial the peer: at once if our id is lower, else
+    /// after a grace period in which the peer should dial us.
+    fn dial_at(&self, me: NodeId) -> Instant {
+        if me < self.id {
+            self.next_dial
+        } else {
+            let grace = self
+                .first_seen
+                .checked_add(DIAL_GRACE)
+                .unwrap_or(self.first_seen);
+            self.next_dial.max(grace)
+        }
+    }
+
+    /// When this peer needs attention: a dial, or forgetting it.
+    fn next_check(&self, me: NodeId, forget_after: Duration) -> Instant {
+        if self.conn.is_some() || self.dialing.is_some() {
+            return self
+                .last_seen
+                .checked_add(forget_after.saturating_mul(4))
+                .unwrap_or(self.last_seen);
+        }
+        let forget = self
+            .last_seen
+            .checked_add(forget_after)
+            .unwrap_or(self.last_seen);
+        match self.addr {
+            Some(_) => self.dial_at(me).min(forget),
+            None => forget,
+        }
+    }
+}
+
+/// A static address to keep a session with.
+#[derive(Debug)]
+struct Bootstrap {
+    addr: SocketAddr,
+    /// How the address was learned (`Bootstrap` or `Mdns`).
+    via: Via,
+    conn: Option<ConnId>,
+    next_dial: Instant,
+    backoff: Duration,
+}
+
+impl Bootstrap {
+    fn new(addr: SocketAddr, via: Via, now: Instant) -> Self {
+        Self {
+            addr,
+            via,
+            conn: None,
+            next_dial: now,
+            backoff: Duration::ZERO,
+        }
+    }
+}
+
+/// What the table decided about a new session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Joined {
+    /// The peer was not in the table before.
+    pub(crate) new_peer: bool,
+    /// It had no session before this one.
+    pub(crate) first: bool,
+}
+
+/// The peer table and the static addresses to keep sessions with.
+#[derive(Debug)]
+pub(crate) struct Peers {
+    table: BTreeMap<NodeId, Peer>,
+    bootstrap: Vec<Bootstrap>,
+}
+
+impl Peers {
+    pub(crate) fn new(cfg: &Config, now: Instant) -> Self {
+        Self {
+            table: BTreeMap::new(),
+            bootstrap: cfg
+                .bootstrap
+                .iter()
+                .map(|&addr| Bootstrap::new(addr, Via::Bootstrap, now))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub(crate) fn contains(&self, id: &NodeId) -> bool {
+        self.table.contains_key(id)
+    }
+
+    /// The connection of `id`'s session, if it has one.
+    pub(crate) fn conn_of(&self, id: &NodeId) -> Option<ConnId> {
+        self.table.get(id).and_then(|p| p.conn)
+    }
+
+    /// Peers with a session: (id, capabilities, RTT).
+    pub(crate) fn connected(
+        &self,
+    ) -> impl Iterator<Item = (NodeId, &Capabilities, Option<Duration>)> + '_ {
+        self.table
+            .values()
+            .filter(|p| p.conn.is_some())
+            .map(|p| (p.id, &p.caps, p.rtt))
+    }
+
+    pub(crate) fn connected_ids(&self) -> Vec<NodeId> {
+        self.connected().map(|(id, _, _)| id).collect()
+    }
+
+    pub(crate) fn info(&self, now: Instant, cfg: &Config) -> Vec<PeerInfo> {
+        self.table.values().map(|p| p.info(now, cfg)).collect()
+    }
+
+    /// Bytes held by the table's entries.
+    pub(crate) fn table_bytes(&self) -> usize {
+        self.table.len().saturating_mul(std::mem::size_of::<Peer>())
+    }
+
+    /// The beacon interval now: longer on a crowded LAN.
+    pub(crate) fn beacon_period(&self, cfg: &Config) -> Duration {
+        let stretch = u32::try_from(self.table.len().checked_div(PEERS_PER_PERIOD).unwrap_or(0))
+            .unwrap_or(MAX_STRETCH)
+            .clamp(1, MAX_STRETCH);
+        cfg.beacon_interval.saturating_mul(stretch)
+    }
+
+    /// How long a peer without a session may stay silent before it is
+    /// forgotten: at least four of the (possibly stretched) beacon periods.
+    fn forget_after(&self, cfg: &Config) -> Duration {
+        cfg.forget_after
+            .max(self.beacon_period(cfg).saturating_mul(4))
+    }
+
+    /// When a peer or a bootstrap address next needs a dial or forgetting.
+    pub(crate) fn next_deadline(&self, me: NodeId, cfg: &Config) -> Option<Instant> {
+        let forget = self.forget_after(cfg);
+        self.table
+            .values()
+            .map(|p| p.next_check(me, forget))
+            .chain(
+                self.bootstrap
+                    .iter()
+                    .filter(|b| b.conn.is_none())
+                    .map(|b| b.next_dial),
+            )
+            .min()
+    }
+
+    /// A verified beacon from `sender`. Returns whether it asks for an
+    /// answer (a query from a peer just started).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn accept_beacon(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+        from: SocketAddr,
+        sender: NodeId,
+        seq: u64,
+        beacon: Beacon,
+        out: &mut Outbox,
+    ) -> bool {
+        let addr = SocketAddr::new(from.ip(), beacon.tcp_port);
+        let known = self.table.contains_key(&sender);
+        if !known && self.table.len() >= cfg.max_peers {
+            log::debug!(
+                "peer table full ({}); ignoring beacon from {}",
+                cfg.max_peers,
+                sender.short()
+            );
+            return false;
+        }
+        let peer = self
+            .table
+            .entry(sender)
+            .or_insert_with(|| Peer::new(sender, Some(addr), Via::Multicast, now, cfg));
+        if let Err(e) = peer.guard.check(seq) {
+            bump(&mut out.stats.beacons_replayed);
+            out.warn_once(
+                Noise::ReplayedBeacon,
+                format_args!("dropped beacon from {} at {from}: {e}", sender.short()),
+            );
+            return false;
+        }
+        bump(&mut out.stats.beacons_accepted);
+        peer.last_seen = now;
+        peer.caps = beacon.caps;
+        if beacon.query && peer.conn.is_none() && peer.dialing.is_none() {
+            // A query means the peer just started: whatever failed before,
+            // it is worth a dial now rather than after the backoff.
+            peer.next_dial = now;
+            peer.backoff = cfg.min_backoff;
+        }
+        if peer.via == Via::Inbound {
+            peer.via = Via::Multicast; // it dialed us first; it beacons too
+        }
+        if peer.conn.is_none() {
+            peer.addr = Some(addr);
+        }
+        if !known {
+            log::info!("discovered {} at {addr} by multicast", sender.short());
+            out.event(Event::PeerDiscovered {
+                id: sender,
+                addr,
+                via: Via::Multicast,
+            });
+        }
+        beacon.query
+    }
+
+    /// An address found by mDNS (or any out-of-band means): dial it once.
+    pub(crate) fn found_addr(&mut self, now: Instant, cfg: &Config, addr: SocketAddr) {
+        let known = self.table.values().any(|p| p.addr == Some(addr))
+            || self.bootstrap.iter().any(|b| b.addr == addr);
+        if known {
+            return;
+        }
+        log::info!("found {addr} by mDNS; dialing");
+        let mut b = Bootstrap::new(addr, Via::Mdns, now);
+        b.backoff = cfg.min_backoff;
+        self.bootstrap.push(b);
+    }
+
+    /// How the peer behind connection `conn` was found.
+    pub(crate) fn via_of(&self, conn: ConnId, initiator: bool) -> Via {
+        match self.bootstrap.iter().find(|b| b.conn == Some(conn)) {
+            Some(b) => b.via,
+            None if initiator => Via::Bootstrap,
+            None => Via::Inbound,
+        }
+    }
+
+    /// A session with `peer` is up on `conn`: record it.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn session_up(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+        peer: NodeId,
+        conn: ConnId,
+        listen_addr: SocketAddr,
+        via: Via,
+        caps: Capabilities,
+    ) -> Joined {
+        let new_peer = !self.table.contains_key(&peer);
+        let entry = self
+            .table
+            .entry(peer)
+            .or_insert_with(|| Peer::new(peer, Some(listen_addr), via, now, cfg));
+        let first = entry.conn.is_none();
+        entry.conn = Some(conn);
+        if entry.dialing == Some(conn) {
+            entry.dialing = None;
+        }
+        entry.addr = Some(listen_addr);
+        entry.caps = caps;
+        entry.last_seen = now;
+        entry.backoff = cfg.min_backoff;
+        for b in &mut self.bootstrap {
+            if b.conn == Some(conn) {
+                b.backoff = cfg.min_backoff;
+            }
+        }
+        Joined { new_peer, first }
+    }
+
+    /// `peer`'s session on `conn` ended. Returns whether that was its session.
+    pub(crate) fn session_down(&mut self, now: Instant, peer: NodeId, conn: ConnId) -> bool {
+        match self.table.get_mut(&peer) {
+            Some(p) if p.conn == Some(conn) => {
+                p.conn = None;
+                p.next_dial = now.checked_add(p.backoff).unwrap_or(now);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A session frame from `peer` arrived.
+    pub(crate) fn heard(&mut self, now: Instant, peer: NodeId) {
+        if let Some(p) = self.table.get_mut(&peer) {
+            p.last_seen = now;
+        }
+    }
+
+    pub(crate) fn set_rtt(&mut self, peer: NodeId, rtt: Duration) {
+        if let Some(p) = self.table.get_mut(&peer) {
+            p.rtt = Some(rtt);
+        }
+    }
+
+    /// Forgets silent peers, dials those due (through `dial`, which returns
+    /// the connection or `None` at a limit) and redials bootstrap addresses.
+    /// `at_cap`: no connection can be opened now.
+    pub(crate) fn timers(
+        &mut self,
+        now: Instant,
+        me: NodeId,
+        cfg: &Config,
+        at_cap: bool,
+        dial: &mut dyn FnMut(SocketAddr, Option<NodeId>) -> Option<ConnId>,
+    ) {
+        let forget_after = self.forget_after(cfg);
+        self.table.retain(|id, p| {
+            let forget = p.conn.is_none()
+                && p.dialing.is_none()
+                && now.saturating_duration_since(p.last_seen) >= forget_after;
+            if forget {
+                log::info!(
+                    "forgot {}: not heard from in {:?}",
+                    id.short(),
+                    forget_after
+                );
+            }
+            !forget
+        });
+        // At the connection cap, dialing cannot succeed: look again later
+        // rather than spinning on every known peer.
+        let retry = now
+            .checked_add(if at_cap {
+                CAPPED_RETRY
+            } else {
+                cfg.min_backoff
+            })
+            .unwrap_or(now);
+        for p in self.table.values_mut() {
+            if p.conn.is_some() || p.dialing.is_some() || p.dial_at(me) > now {
+                continue;
+            }
+            let Some(addr) = p.addr else { continue };
+            if at_cap {
+                p.next_dial = retry;
+                continue;
+            }
+            p.dialing = dial(addr, Some(p.id));
+            if p.dialing.is_none() {
+                p.next_dial = retry; // limits reached: try again later
+            }
+        }
+        let table = &self.table;
+        let in_session = |a: SocketAddr| {
+            table
+                .values()
+                .any(|p| p.conn.is_some() && p.addr == Some(a))
+        };
+        for b in &mut self.bootstrap {
+            if b.conn.is_some() || b.next_dial > now {
+                continue;
+            }
+            if in_session(b.addr) {
+                // Already in session with whoever is there: look again later.
+                b.next_dial = now.checked_add(cfg.max_backoff).unwrap_or(now);
+                continue;
+            }
+            b.conn = dial(b.addr, None);
+            if b.conn.is_none() {
+                b.next_dial = now.checked_add(Duration::from_secs(1)).unwrap_or(now);
+            }
+        }
+    }
+
+    /// A dial to a peer or bootstrap address failed or its session ended:
+    /// schedule the next try with exponential backoff and jitter.
+    pub(crate) fn dial_failed(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+        conn: ConnId,
+        rng: &mut dyn Entropy,
+    ) {
+        let (min, max) = (cfg.min_backoff, cfg.max_backoff);
+        for p in self.table.values_mut() {
+            if p.dialing == Some(conn) {
+                p.dialing = None;
+                let delay = p.backoff;
+                p.backoff = p.backoff.saturating_mul(2).clamp(min, max);
+                p.next_dial = now.checked_add(jitter(rng, delay)).unwrap_or(now);
+            }
+        }
+        for b in &mut self.bootstrap {
+            if b.conn == Some(conn) {
+                b.conn = None;
+                let delay = b.backoff.max(min);
+                b.backoff = b.backoff.saturating_mul(2).clamp(min, max);
+                b.next_dial = now.checked_add(jitter(rng, delay)).unwrap_or(now);
+            }
+        }
+    }
+}

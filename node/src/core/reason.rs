@@ -1,0 +1,277 @@
+//! Every way a connection, a task, a receipt or a model fetch can end, as
+//! typed reasons. Each maps to its wire code, its counter, its log bucket and
+//! its text in one place; nothing else in the node compares error strings.
+
+use std::fmt;
+
+use p2pa_protocol::{
+    GoodbyeReason, HandshakeError, NodeId, RejectReason, SessionError, StreamError, TaskStatus,
+};
+
+use super::output::{Noise, Stats};
+
+/// Why the shell could not open, or lost, a TCP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// Every connect attempt timed out (SYNs lost or unanswered).
+    TimedOut,
+    /// The peer closed the connection.
+    ClosedByPeer,
+    /// The peer does not read: the send queue filled up.
+    SendQueueFull,
+    /// The operating system reported an error.
+    Io(std::io::ErrorKind),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TimedOut => f.write_str("connect timed out"),
+            Self::ClosedByPeer => f.write_str("closed by peer"),
+            Self::SendQueueFull => f.write_str("send queue full"),
+            Self::Io(kind) => write!(f, "{kind}"),
+        }
+    }
+}
+
+impl From<&std::io::Error> for ConnectError {
+    fn from(e: &std::io::Error) -> Self {
+        Self::Io(e.kind())
+    }
+}
+
+/// Why a connection (handshaking or in session) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// This node said goodbye.
+    Sent(GoodbyeReason),
+    /// The peer said goodbye.
+    Received(GoodbyeReason),
+    /// The transport went away or could not be opened.
+    Transport(ConnectError),
+    /// The peer's length prefix was out of bounds.
+    Stream(StreamError),
+    /// The handshake failed.
+    Handshake(HandshakeError),
+    /// A session frame was refused.
+    Session(SessionError),
+    /// The handshake did not finish in time (slow-loris guard).
+    HandshakeTimeout,
+}
+
+impl CloseReason {
+    /// The peer broke the protocol (logged at debug level, counted).
+    pub fn is_violation(&self) -> bool {
+        !matches!(
+            self,
+            Self::Sent(_)
+                | Self::Received(_)
+                | Self::Transport(_)
+                | Self::Handshake(HandshakeError::SelfConnection | HandshakeError::Goodbye(_))
+        )
+    }
+
+    /// Counts this ending in `stats` and names its log bucket, if it is bad
+    /// input. `handshaking`: the connection had no session yet.
+    pub(crate) fn count(&self, stats: &mut Stats, handshaking: bool) -> Option<Noise> {
+        let bump = |n: &mut u64| *n = n.saturating_add(1);
+        match self {
+            Self::Stream(_)
+            | Self::Session(SessionError::Frame(_) | SessionError::WrongSender { .. }) => {
+                bump(&mut stats.frames_rejected);
+                Some(Noise::BadFrame)
+            }
+            Self::Handshake(HandshakeError::Frame(_)) => {
+                bump(&mut stats.frames_rejected);
+                if handshaking {
+                    bump(&mut stats.handshakes_failed);
+                }
+                Some(Noise::BadFrame)
+            }
+            Self::Handshake(HandshakeError::Replay(_)) | Self::Session(SessionError::Replay(_)) => {
+                bump(&mut stats.frames_replayed);
+                Some(Noise::ReplayedFrame)
+            }
+            Self::Handshake(
+                HandshakeError::Unexpected { .. }
+                | HandshakeError::Mismatch
+                | HandshakeError::WrongPeer { .. }
+                | HandshakeError::Encode(_),
+            ) => {
+                bump(&mut stats.handshakes_failed);
+                Some(Noise::HandshakeFailed)
+            }
+            Self::HandshakeTimeout => {
+                bump(&mut stats.handshakes_timed_out);
+                Some(Noise::HandshakeTimeout)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sent(r) => write!(f, "goodbye ({r})"),
+            Self::Received(r) => write!(f, "peer said goodbye ({r})"),
+            Self::Transport(e) => e.fmt(f),
+            Self::Stream(e) => e.fmt(f),
+            Self::Handshake(e) => e.fmt(f),
+            Self::Session(e) => write!(f, "invalid frame: {e}"),
+            Self::HandshakeTimeout => f.write_str("handshake not finished in time"),
+        }
+    }
+}
+
+/// Why a result's receipt was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReceiptError {
+    /// The receipt's signature does not verify.
+    BadSignature,
+    /// Signed by another node than the worker that answered.
+    WrongWorker,
+    /// For another requester or task id.
+    WrongTask,
+    /// Its status differs from the result's.
+    StatusDiffers,
+    /// Its input hash differs from the task's input.
+    InputDiffers,
+    /// Its output hash differs from the output received.
+    OutputDiffers,
+}
+
+impl fmt::Display for ReceiptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::BadSignature => "receipt signature does not verify",
+            Self::WrongWorker => "receipt is signed by another node than the worker",
+            Self::WrongTask => "receipt is for another task",
+            Self::StatusDiffers => "receipt status differs from the result's",
+            Self::InputDiffers => "receipt input hash differs from the task's input",
+            Self::OutputDiffers => "receipt output hash differs from the output",
+        })
+    }
+}
+
+/// Why a task this node requested did not complete (or how one attempt failed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// The application withdrew it.
+    Cancelled,
+    /// This node shut down first.
+    ShutDown,
+    /// Its input does not fit one frame.
+    InputTooLarge {
+        /// The input's size in bytes.
+        len: usize,
+    },
+    /// The worker's session ended while it held the task.
+    WorkerGone {
+        /// The worker.
+        worker: NodeId,
+    },
+    /// The worker refused it.
+    Rejected {
+        /// The worker.
+        worker: NodeId,
+        /// Its reason.
+        reason: RejectReason,
+    },
+    /// The worker's result came with a receipt that does not check out.
+    BadReceipt {
+        /// The worker.
+        worker: NodeId,
+        /// What is wrong with it.
+        why: ReceiptError,
+    },
+    /// The worker ran it and reported a failure.
+    Failed {
+        /// The worker.
+        worker: NodeId,
+        /// The status it reported.
+        status: TaskStatus,
+        /// The worker's own words (its output, as text).
+        message: String,
+    },
+    /// The deadline passed; `last` is the last problem met, if any.
+    TimedOut {
+        /// The last attempt's failure.
+        last: Option<Box<TaskError>>,
+        /// No peer with a session runs its kind.
+        no_peer: bool,
+    },
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cancelled => f.write_str("cancelled"),
+            Self::ShutDown => f.write_str("node shut down"),
+            Self::InputTooLarge { len } => {
+                write!(f, "input of {len} bytes is larger than a frame can carry")
+            }
+            Self::WorkerGone { worker } => {
+                write!(f, "worker disconnected (worker {})", worker.short())
+            }
+            Self::Rejected { worker, reason } => {
+                write!(f, "rejected by {}: {reason}", worker.short())
+            }
+            Self::BadReceipt { worker, why } => write!(f, "{why} (worker {})", worker.short()),
+            Self::Failed {
+                worker, message, ..
+            } => write!(f, "{message} (worker {})", worker.short()),
+            Self::TimedOut {
+                last: Some(last), ..
+            } => write!(f, "timed out; last problem: {last}"),
+            Self::TimedOut { no_peer: true, .. } => f.write_str("timed out: no peer to run it"),
+            Self::TimedOut { .. } => f.write_str("timed out"),
+        }
+    }
+}
+
+impl std::error::Error for TaskError {}
+
+/// Why a worker gave up fetching a model (sent to the requesters of the
+/// tasks that waited for it, as their failure output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FetchError {
+    /// Larger than this node's model cache.
+    TooLarge { len: u64, limit: u64 },
+    /// A chunk that is empty or runs past the announced length.
+    BadChunk,
+    /// The bytes hash to another value than asked for.
+    HashMismatch {
+        from: NodeId,
+        actual: [u8; 32],
+        wanted: [u8; 32],
+    },
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::hex::hex;
+        match self {
+            Self::TooLarge { len, limit } => write!(
+                f,
+                "model of {len} bytes exceeds the model cache limit of {limit} bytes"
+            ),
+            Self::BadChunk => f.write_str("peer sent a malformed model chunk"),
+            Self::HashMismatch {
+                from,
+                actual,
+                wanted,
+            } => write!(
+                f,
+                "model from {} hashes to {}, not {}; refused",
+                from.short(),
+                hex(actual),
+                hex(wanted)
+            ),
+        }
+    }
+}

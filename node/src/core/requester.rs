@@ -1,0 +1,525 @@
+//! The requester's side of the task exchange: pick a worker, offer, check the
+//! receipt, retry elsewhere on failure, report each task exactly once. It
+//! owns the tasks this node asked for; it reaches peers through a [`Wire`].
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use p2pa_protocol::{
+    Budget, Cancel, Message, NodeId, Receipt, RejectReason, TaskInput, TaskKind, TaskOffer,
+    TaskResult, TaskStatus, MAX_BODY_LEN,
+};
+
+use super::output::{bump, Event, Noise};
+use super::reason::TaskError;
+use super::receipt::check_receipt;
+use super::{Config, Wire};
+
+/// Delay before offering a task again after a `Busy` or when no worker is free.
+const RETRY_DELAY: Duration = Duration::from_millis(50);
+/// Largest output a requester accepts by default.
+const DEFAULT_MAX_OUTPUT: u32 = 60 * 1024;
+/// Room an offer's fields take besides its input.
+const OFFER_OVERHEAD: usize = 256;
+
+/// A task to run on some peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRequest {
+    /// What to run.
+    pub kind: TaskKind,
+    /// Its input.
+    pub input: Vec<u8>,
+    /// The model an `infer` task runs (served to workers that lack it).
+    pub model: Option<[u8; 32]>,
+    /// Time for the whole task, retries included.
+    pub timeout: Duration,
+    /// Only this peer may run it.
+    pub peer: Option<NodeId>,
+}
+
+/// How a task ended, reported once per task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskOutcome {
+    /// The id [`submit`](super::Core::submit) returned.
+    pub task_id: u64,
+    /// How it ended.
+    pub status: TaskStatus,
+    /// The worker's output (for `Failed`, its error message).
+    pub output: Vec<u8>,
+    /// Who ran it, if anyone answered.
+    pub worker: Option<NodeId>,
+    /// The worker's signed receipt, checked.
+    pub receipt: Option<Receipt>,
+    /// Offers made (1 when the first worker succeeded).
+    pub attempts: u32,
+    /// From submit to outcome.
+    pub elapsed: Duration,
+    /// Why it did not complete.
+    pub error: Option<TaskError>,
+}
+
+/// Where a task is in its life. Worker jobs go through all of these; a
+/// requester's task is `Queued` until offered, then `Running` until reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)] // the names are the states
+pub enum TaskState {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    Timeout,
+    Cancelled,
+}
+
+impl TaskState {
+    /// The final state for a result status.
+    pub fn from_status(status: TaskStatus) -> Self {
+        match status {
+            TaskStatus::Completed => Self::Completed,
+            TaskStatus::Failed => Self::Failed,
+            TaskStatus::Timeout => Self::Timeout,
+            TaskStatus::Cancelled => Self::Cancelled,
+        }
+    }
+
+    /// Whether the task has its answer.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Queued | Self::Running)
+    }
+}
+
+#[derive(Debug)]
+struct Req {
+    req: TaskRequest,
+    started: Instant,
+    deadline: Instant,
+    /// Failures so far (bounded by `max_attempts`).
+    failures: u32,
+    offers: u32,
+    /// Peers that failed or refused it.
+    tried: Vec<NodeId>,
+    /// Peers holding an offer now.
+    offered: Vec<NodeId>,
+    retry_at: Option<Instant>,
+    last_error: Option<TaskError>,
+    /// Size of the model this node serves for it (the offer's budget).
+    model_len: u64,
+}
+
+/// A result as the router hands it over: who answered what.
+#[derive(Debug)]
+struct Answer<'a> {
+    status: TaskStatus,
+    output: &'a [u8],
+    worker: Option<NodeId>,
+    receipt: Option<Receipt>,
+    error: Option<TaskError>,
+}
+
+impl Answer<'_> {
+    fn none(status: TaskStatus, error: TaskError) -> Self {
+        Self {
+            status,
+            output: &[],
+            worker: None,
+            receipt: None,
+            error: Some(error),
+        }
+    }
+}
+
+/// The tasks this node requested and has not reported yet.
+#[derive(Debug)]
+pub(crate) struct Requester {
+    next_task: u64,
+    reqs: BTreeMap<u64, Req>,
+}
+
+impl Requester {
+    pub(crate) fn new(first_task_id: u64) -> Self {
+        Self {
+            next_task: first_task_id,
+            reqs: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.reqs
+            .values()
+            .map(|r| r.retry_at.map_or(r.deadline, |t| t.min(r.deadline)))
+            .min()
+    }
+
+    fn inflight_to(&self, peer: NodeId) -> usize {
+        self.reqs
+            .values()
+            .filter(|r| r.offered.contains(&peer))
+            .count()
+    }
+
+    /// Queues a task and offers it if a worker is free.
+    /// `model_len`: size of the model this node serves for it (0 if none).
+    pub(crate) fn submit(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+        req: TaskRequest,
+        model_len: u64,
+        w: &mut Wire<'_>,
+    ) -> u64 {
+        let id = self.next_task;
+        self.next_task = self.next_task.wrapping_add(1);
+        let deadline = now.checked_add(req.timeout).unwrap_or(now);
+        self.reqs.insert(
+            id,
+            Req {
+                req,
+                started: now,
+                deadline,
+                failures: 0,
+                offers: 0,
+                tried: Vec::new(),
+                offered: Vec::new(),
+                retry_at: Some(now),
+                last_error: None,
+                model_len,
+            },
+        );
+        self.dispatch(now, cfg, id, w);
+        id
+    }
+
+    pub(crate) fn state(&self, task_id: u64) -> Option<TaskState> {
+        self.reqs.get(&task_id).map(|r| {
+            if r.offered.is_empty() {
+                TaskState::Queued
+            } else {
+                TaskState::Running
+            }
+        })
+    }
+
+    /// Withdraws one task (`Cancelled`, with `why`).
+    pub(crate) fn cancel(&mut self, now: Instant, task_id: u64, why: TaskError, w: &mut Wire<'_>) {
+        if self.reqs.contains_key(&task_id) {
+            self.finish(now, task_id, Answer::none(TaskStatus::Cancelled, why), w);
+        }
+    }
+
+    /// Withdraws every task (shutdown).
+    pub(crate) fn cancel_all(&mut self, now: Instant, w: &mut Wire<'_>) {
+        let ids: Vec<u64> = self.reqs.keys().copied().collect();
+        for id in ids {
+            self.cancel(now, id, TaskError::ShutDown, w);
+        }
+    }
+
+    /// The best peer for `r` now: untried first, then those holding the
+    /// model, then fewest tasks per free slot, then RTT.
+    fn pick(&self, cfg: &Config, r: &Req, w: &Wire<'_>) -> Option<NodeId> {
+        let mut best: Option<(bool, bool, usize, Duration, NodeId)> = None;
+        for (id, caps, rtt) in w.peers.connected() {
+            if !caps.kinds.contains(r.req.kind) || r.req.peer.is_some_and(|o| o != id) {
+                continue;
+            }
+            let inflight = self.inflight_to(id);
+            if inflight >= cfg.max_inflight_per_peer {
+                continue;
+            }
+            let lacks_model = r.req.model.is_some_and(|m| !caps.models.contains(&m));
+            let load = inflight
+                .saturating_mul(4)
+                .checked_div(usize::from(caps.free_slots.max(1)))
+                .unwrap_or(inflight);
+            let key = (
+                r.tried.contains(&id),
+                lacks_model,
+                load,
+                rtt.unwrap_or(Duration::from_millis(1)),
+                id,
+            );
+            if best.as_ref().is_none_or(|b| key < *b) {
+                best = Some(key);
+            }
+        }
+        best.map(|(_, _, _, _, id)| id)
+    }
+
+    /// Offers task `id` to the best available peer, if any.
+    fn dispatch(&mut self, now: Instant, cfg: &Config, id: u64, w: &mut Wire<'_>) {
+        let Some(r) = self.reqs.get(&id) else {
+            return;
+        };
+        if !r.offered.is_empty() {
+            return;
+        }
+        let Some(peer) = self.pick(cfg, r, w) else {
+            if let Some(r) = self.reqs.get_mut(&id) {
+                r.retry_at = now.checked_add(RETRY_DELAY);
+            }
+            return;
+        };
+        let len = r.req.input.len();
+        if len > MAX_BODY_LEN.saturating_sub(OFFER_OVERHEAD) {
+            let error = TaskError::InputTooLarge { len };
+            self.finish(now, id, Answer::none(TaskStatus::Failed, error), w);
+            return;
+        }
+        let remaining = r.deadline.saturating_duration_since(now);
+        let model = r.req.model;
+        let offer = Message::TaskOffer(TaskOffer {
+            task_id: id,
+            kind: r.req.kind,
+            input: TaskInput::Inline(&r.req.input),
+            model,
+            deadline_ms: u32::try_from(remaining.as_millis()).unwrap_or(u32::MAX),
+            budget: Budget {
+                max_output_len: DEFAULT_MAX_OUTPUT,
+                max_model_len: r.model_len,
+            },
+        });
+        let sent = w.send_to(peer, &offer);
+        let kind = r.req.kind;
+        let Some(r) = self.reqs.get_mut(&id) else {
+            return;
+        };
+        if sent {
+            r.offered.push(peer);
+            r.offers = r.offers.saturating_add(1);
+            r.retry_at = None;
+            log::debug!("offered task {id} ({kind}) to {}", peer.short());
+        } else {
+            r.retry_at = now.checked_add(RETRY_DELAY);
+        }
+    }
+
+    /// A session came up: tasks waiting for a worker are offered again.
+    pub(crate) fn peer_up(&mut self, now: Instant, cfg: &Config, w: &mut Wire<'_>) {
+        let waiting: Vec<u64> = self
+            .reqs
+            .iter()
+            .filter(|(_, r)| r.offered.is_empty())
+            .map(|(&id, _)| id)
+            .collect();
+        for id in waiting {
+            self.dispatch(now, cfg, id, w);
+        }
+    }
+
+    /// `peer`'s session ended: its tasks go elsewhere.
+    pub(crate) fn peer_down(&mut self, now: Instant, cfg: &Config, peer: NodeId, w: &mut Wire<'_>) {
+        let hit: Vec<u64> = self
+            .reqs
+            .iter()
+            .filter(|(_, r)| r.offered.contains(&peer))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in hit {
+            bump(&mut w.out.stats.tasks_retried);
+            log::info!(
+                "task {id}: worker {} went away; retrying elsewhere",
+                peer.short()
+            );
+            let error = TaskError::WorkerGone { worker: peer };
+            self.attempt_failed(now, cfg, id, peer, TaskStatus::Failed, &[], error, w);
+        }
+    }
+
+    /// One peer failed the task: retry on another, or report the failure.
+    #[allow(clippy::too_many_arguments)]
+    fn attempt_failed(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+        id: u64,
+        peer: NodeId,
+        status: TaskStatus,
+        output: &[u8],
+        error: TaskError,
+        w: &mut Wire<'_>,
+    ) {
+        let Some(r) = self.reqs.get_mut(&id) else {
+            return;
+        };
+        r.offered.retain(|p| *p != peer);
+        if !r.tried.contains(&peer) {
+            r.tried.push(peer);
+        }
+        r.failures = r.failures.saturating_add(1);
+        r.last_error = Some(error);
+        if r.failures >= cfg.max_attempts {
+            let answer = Answer {
+                status,
+                output,
+                worker: Some(peer),
+                receipt: None,
+                error: r.last_error.clone(),
+            };
+            self.finish(now, id, answer, w);
+        } else {
+            r.retry_at = Some(now);
+            self.dispatch(now, cfg, id, w);
+        }
+    }
+
+    pub(crate) fn on_accept(&mut self, peer: NodeId, task_id: u64) {
+        log::debug!("task {task_id} accepted by {}", peer.short());
+    }
+
+    pub(crate) fn on_reject(
+        &mut self,
+        now: Instant,
+        peer: NodeId,
+        task_id: u64,
+        reason: RejectReason,
+    ) {
+        let Some(r) = self.reqs.get_mut(&task_id) else {
+            return;
+        };
+        if !r.offered.contains(&peer) {
+            return;
+        }
+        log::debug!("task {task_id} rejected by {}: {reason}", peer.short());
+        r.offered.retain(|p| *p != peer);
+        if reason != RejectReason::Busy && !r.tried.contains(&peer) {
+            r.tried.push(peer);
+        }
+        r.last_error = Some(TaskError::Rejected {
+            worker: peer,
+            reason,
+        });
+        r.retry_at = now.checked_add(RETRY_DELAY);
+    }
+
+    pub(crate) fn on_result(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+        me: NodeId,
+        peer: NodeId,
+        res: &TaskResult<'_>,
+        w: &mut Wire<'_>,
+    ) {
+        let Some(r) = self.reqs.get(&res.task_id) else {
+            return; // already reported (or never ours): exactly once
+        };
+        if !r.offered.contains(&peer) {
+            return;
+        }
+        let checked = check_receipt(
+            &res.receipt,
+            me,
+            peer,
+            res.task_id,
+            res.status,
+            &r.req.input,
+            res.output,
+        );
+        if let Err(why) = checked {
+            bump(&mut w.out.stats.results_rejected);
+            w.out.warn_once(
+                Noise::BadResult,
+                format_args!(
+                    "task {}: result from {} refused: {why}",
+                    res.task_id,
+                    peer.short()
+                ),
+            );
+            let error = TaskError::BadReceipt { worker: peer, why };
+            self.attempt_failed(
+                now,
+                cfg,
+                res.task_id,
+                peer,
+                TaskStatus::Failed,
+                &[],
+                error,
+                w,
+            );
+            return;
+        }
+        if res.status == TaskStatus::Completed {
+            let answer = Answer {
+                status: TaskStatus::Completed,
+                output: res.output,
+                worker: Some(peer),
+                receipt: Some(res.receipt),
+                error: None,
+            };
+            self.finish(now, res.task_id, answer, w);
+        } else {
+            let error = TaskError::Failed {
+                worker: peer,
+                status: res.status,
+                message: String::from_utf8_lossy(res.output).into_owned(),
+            };
+            self.attempt_failed(
+                now,
+                cfg,
+                res.task_id,
+                peer,
+                res.status,
+                res.output,
+                error,
+                w,
+            );
+        }
+    }
+
+    /// Reports task `id` (once) and withdraws outstanding offers.
+    fn finish(&mut self, now: Instant, id: u64, a: Answer<'_>, w: &mut Wire<'_>) {
+        let Some(r) = self.reqs.remove(&id) else {
+            return;
+        };
+        for p in r.offered.iter().filter(|p| Some(**p) != a.worker) {
+            w.send_to(*p, &Message::Cancel(Cancel { task_id: id }));
+        }
+        let error = a
+            .error
+            .or(r.last_error.filter(|_| a.status != TaskStatus::Completed));
+        w.out.event(Event::TaskDone(Box::new(TaskOutcome {
+            task_id: id,
+            status: a.status,
+            output: a.output.to_vec(),
+            worker: a.worker,
+            receipt: a.receipt,
+            attempts: r.offers,
+            elapsed: now.saturating_duration_since(r.started),
+            error,
+        })));
+    }
+
+    /// Deadlines and retries.
+    pub(crate) fn timers(&mut self, now: Instant, cfg: &Config, w: &mut Wire<'_>) {
+        let expired: Vec<u64> = self
+            .reqs
+            .iter()
+            .filter(|(_, r)| r.deadline <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in expired {
+            let Some(r) = self.reqs.get(&id) else {
+                continue;
+            };
+            let kind = r.req.kind;
+            let capable = w
+                .peers
+                .connected()
+                .any(|(_, caps, _)| caps.kinds.contains(kind));
+            let error = TaskError::TimedOut {
+                no_peer: r.last_error.is_none() && !capable,
+                last: r.last_error.clone().map(Box::new),
+            };
+            self.finish(now, id, Answer::none(TaskStatus::Timeout, error), w);
+        }
+        let due: Vec<u64> = self
+            .reqs
+            .iter()
+            .filter(|(_, r)| r.offered.is_empty() && r.retry_at.is_some_and(|t| t <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            self.dispatch(now, cfg, id, w);
+        }
+    }
+}

@@ -1,0 +1,519 @@
+//! Sessions: the TCP connections, their handshake (the protocol crate's
+//! type-state machine), keepalive and framing. It owns every connection's
+//! state; what a session means for the peer table and the tasks is the
+//! router's business (`Step` reports it).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use p2pa_protocol::{
+    AwaitConfirm, EncodeError, GoodbyeReason, Initiator, Intro, Keypair, Message, NodeId, Ping,
+    Pong, Responder, Session, StreamDecoder, LEN_PREFIX_LEN, MAX_FRAME_LEN,
+};
+
+use super::output::{bump, Noise, Outbox, Transmit};
+use super::reason::CloseReason;
+use super::rng::Entropy;
+use super::{Config, ConnId};
+
+#[derive(Debug)]
+enum State {
+    /// Outbound TCP connect in progress; `Some`: the key we mean to reach.
+    Dialing(Option<NodeId>),
+    /// Initiator: `Hello` sent, waiting for the responder's `HelloAck`.
+    AwaitAck(Initiator),
+    /// Responder: waiting for `Hello`.
+    AwaitHello(Responder),
+    /// Responder: `HelloAck` sent, waiting for the initiator's.
+    AwaitConfirm(Box<AwaitConfirm>),
+    /// Both sides proved their keys.
+    Established(Session),
+    /// Between two states (a step consumed the old one and failed).
+    Closing,
+}
+
+#[derive(Debug)]
+struct Conn {
+    addr: SocketAddr,
+    initiator: bool,
+    state: State,
+    decoder: Option<StreamDecoder<GrowBuf>>,
+    opened: Instant,
+    last_rx: Instant,
+    ping: Option<(u64, Instant)>,
+    last_ping: Instant,
+}
+
+impl Conn {
+    fn new(addr: SocketAddr, initiator: bool, state: State, now: Instant) -> Self {
+        Self {
+            addr,
+            initiator,
+            state,
+            decoder: None,
+            opened: now,
+            last_rx: now,
+            ping: None,
+            last_ping: now,
+        }
+    }
+
+    fn session(&self) -> Option<&Session> {
+        match &self.state {
+            State::Established(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn handshaking(&self) -> bool {
+        !matches!(self.state, State::Established(_))
+    }
+
+    fn next_deadline(&self, cfg: &Config) -> Instant {
+        let at = |base: Instant, d: Duration| base.checked_add(d).unwrap_or(base);
+        if self.handshaking() {
+            return at(self.opened, cfg.handshake_timeout);
+        }
+        let dead = at(self.last_rx, cfg.dead_after);
+        match self.ping {
+            Some(_) => dead,
+            None => dead.min(at(self.last_ping, cfg.ping_interval)),
+        }
+    }
+}
+
+/// A finished handshake, for the router to register.
+#[derive(Debug)]
+pub(crate) struct Up {
+    pub(crate) conn: ConnId,
+    pub(crate) peer: NodeId,
+    /// This node opened the connection.
+    pub(crate) initiator: bool,
+    /// The peer's TCP address (its listen port on the connection's IP).
+    pub(crate) listen_addr: SocketAddr,
+    pub(crate) intro: Intro,
+}
+
+/// What one received frame means.
+#[derive(Debug)]
+pub(crate) enum Step<'f> {
+    /// Nothing for the router (a handshake step, a frame while dialing).
+    Handled,
+    /// The handshake finished.
+    Up(Up),
+    /// The handshake reached a peer the trust policy refuses; a Goodbye is queued.
+    Refused(NodeId),
+    /// A session message from `peer`.
+    Message(NodeId, Message<'f>),
+    /// The connection must close for this reason.
+    Close(CloseReason),
+}
+
+/// Connections that a timer ended.
+#[derive(Debug, Default)]
+pub(crate) struct Expired {
+    /// Handshakes not finished in time: (connection, address).
+    pub(crate) handshakes: Vec<(ConnId, SocketAddr)>,
+    /// Sessions silent for `dead_after`.
+    pub(crate) dead: Vec<ConnId>,
+}
+
+/// A connection the router closed: who it was with, if in session.
+#[derive(Debug)]
+pub(crate) struct Closed {
+    pub(crate) addr: SocketAddr,
+    pub(crate) peer: Option<NodeId>,
+}
+
+/// Every TCP connection of the node.
+#[derive(Debug)]
+pub(crate) struct Sessions {
+    conns: BTreeMap<ConnId, Conn>,
+    next_conn: ConnId,
+    /// Where frames are signed before they are copied into a transmit.
+    scratch: Box<[u8]>,
+}
+
+impl Sessions {
+    pub(crate) fn new() -> Self {
+        Self {
+            conns: BTreeMap::new(),
+            next_conn: 1,
+            scratch: vec![0u8; MAX_FRAME_LEN + LEN_PREFIX_LEN].into_boxed_slice(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    fn handshakes(&self) -> usize {
+        self.conns.values().filter(|c| c.handshaking()).count()
+    }
+
+    /// Whether a new connection would exceed a limit.
+    pub(crate) fn full(&self, cfg: &Config) -> bool {
+        self.conns.len() >= cfg.max_conns || self.handshakes() >= cfg.max_handshakes
+    }
+
+    pub(crate) fn ids(&self) -> Vec<ConnId> {
+        self.conns.keys().copied().collect()
+    }
+
+    pub(crate) fn next_deadline(&self, cfg: &Config) -> Option<Instant> {
+        self.conns.values().map(|c| c.next_deadline(cfg)).min()
+    }
+
+    fn new_id(&mut self) -> ConnId {
+        let id = self.next_conn;
+        self.next_conn = self.next_conn.saturating_add(1);
+        id
+    }
+
+    /// Opens an outbound connection (the shell reports back).
+    pub(crate) fn dial(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+        addr: SocketAddr,
+        expected: Option<NodeId>,
+        out: &mut Outbox,
+    ) -> Option<ConnId> {
+        if self.full(cfg) {
+            log::debug!("not dialing {addr}: connection or handshake limit reached");
+            return None;
+        }
+        let id = self.new_id();
+        self.conns
+            .insert(id, Conn::new(addr, true, State::Dialing(expected), now));
+        out.transmit(Transmit::Connect { conn: id, addr });
+        Some(id)
+    }
+
+    /// A peer connected to our listener.
+    pub(crate) fn incoming(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        rng: &mut dyn Entropy,
+    ) -> ConnId {
+        let mut nonce = [0u8; 32];
+        rng.fill(&mut nonce);
+        let id = self.new_id();
+        let mut conn = Conn::new(addr, false, State::AwaitHello(Responder::new(nonce)), now);
+        conn.decoder = Some(new_decoder());
+        self.conns.insert(id, conn);
+        id
+    }
+
+    /// Our outbound connection is open: send `Hello`.
+    pub(crate) fn connected(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        key: &Keypair,
+        intro: &Intro,
+        rng: &mut dyn Entropy,
+        out: &mut Outbox,
+    ) {
+        let mut nonce = [0u8; 32];
+        rng.fill(&mut nonce);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let State::Dialing(expected) = c.state else {
+            return;
+        };
+        let init = Initiator::new(nonce, expected);
+        c.decoder = Some(new_decoder());
+        c.opened = now;
+        c.last_rx = now;
+        let written = init.write_hello(key, intro, &mut self.scratch);
+        c.state = State::AwaitAck(init);
+        emit(&self.scratch, conn, written, out);
+    }
+
+    pub(crate) fn take_decoder(&mut self, conn: ConnId) -> Option<StreamDecoder<GrowBuf>> {
+        self.conns.get_mut(&conn).and_then(|c| c.decoder.take())
+    }
+
+    pub(crate) fn put_decoder(&mut self, conn: ConnId, decoder: StreamDecoder<GrowBuf>) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.decoder = Some(decoder);
+        }
+    }
+
+    pub(crate) fn addr(&self, conn: ConnId) -> Option<SocketAddr> {
+        self.conns.get(&conn).map(|c| c.addr)
+    }
+
+    pub(crate) fn is_handshaking(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(Conn::handshaking)
+    }
+
+    /// One received frame on `conn`. `intro` says what this node offers now
+    /// (asked only while handshaking).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn read<'f>(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        frame: &'f [u8],
+        key: &Keypair,
+        cfg: &Config,
+        intro: &dyn Fn() -> Intro,
+        out: &mut Outbox,
+    ) -> Step<'f> {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Step::Handled;
+        };
+        c.last_rx = now;
+        if let State::Established(s) = &mut c.state {
+            return match s.read(frame) {
+                Ok(message) => Step::Message(s.peer(), message),
+                Err(e) => Step::Close(CloseReason::Session(e)),
+            };
+        }
+        let me = key.node_id();
+        let (state, step) = match std::mem::replace(&mut c.state, State::Closing) {
+            State::AwaitHello(r) => match r.read_hello(key, frame, &intro(), &mut self.scratch) {
+                Ok((wait, n)) => {
+                    emit(&self.scratch, conn, Ok(n), out);
+                    let peer = wait.peer();
+                    if cfg.trust.admits(peer) {
+                        (State::AwaitConfirm(Box::new(wait)), Step::Handled)
+                    } else {
+                        let n = wait.refuse(key, GoodbyeReason::NotAllowed, &mut self.scratch);
+                        emit(&self.scratch, conn, n, out);
+                        (State::Closing, Step::Refused(peer))
+                    }
+                }
+                Err(e) => (State::Closing, Step::Close(CloseReason::Handshake(e))),
+            },
+            State::AwaitAck(init) => match init.read_ack(me, frame) {
+                Ok(confirm) if !cfg.trust.admits(confirm.peer()) => {
+                    let peer = confirm.peer();
+                    let n = confirm.refuse(key, GoodbyeReason::NotAllowed, &mut self.scratch);
+                    emit(&self.scratch, conn, n, out);
+                    (State::Closing, Step::Refused(peer))
+                }
+                Ok(confirm) => match confirm.confirm(key, &intro(), &mut self.scratch) {
+                    Ok((session, theirs, n)) => {
+                        emit(&self.scratch, conn, Ok(n), out);
+                        let up = up(conn, c, &session, theirs);
+                        (State::Established(session), Step::Up(up))
+                    }
+                    Err(e) => (
+                        State::Closing,
+                        Step::Close(CloseReason::Handshake(e.into())),
+                    ),
+                },
+                Err(e) => (State::Closing, Step::Close(CloseReason::Handshake(e))),
+            },
+            State::AwaitConfirm(wait) => match wait.read_confirm(me, frame) {
+                Ok((session, theirs)) => {
+                    let up = up(conn, c, &session, theirs);
+                    (State::Established(session), Step::Up(up))
+                }
+                Err(e) => (State::Closing, Step::Close(CloseReason::Handshake(e))),
+            },
+            other => (other, Step::Handled),
+        };
+        if matches!(step, Step::Up(_)) {
+            c.last_ping = now; // keepalive counts from the session's start
+        }
+        c.state = state;
+        step
+    }
+
+    /// Sends a session message on `conn`, if it is in session.
+    pub(crate) fn send(
+        &mut self,
+        conn: ConnId,
+        key: &Keypair,
+        message: &Message<'_>,
+        out: &mut Outbox,
+    ) -> bool {
+        let Some(State::Established(s)) = self.conns.get_mut(&conn).map(|c| &mut c.state) else {
+            return false;
+        };
+        let written = s.write(key, message, &mut self.scratch);
+        let sent = written.is_ok();
+        if let Err(e) = written {
+            log::error!("could not encode {}: {e}", message.kind());
+        }
+        emit(&self.scratch, conn, written, out);
+        sent
+    }
+
+    /// Queues a Goodbye on `conn` (when a session context exists).
+    pub(crate) fn say_goodbye(
+        &mut self,
+        conn: ConnId,
+        key: &Keypair,
+        reason: GoodbyeReason,
+        out: &mut Outbox,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let goodbye = Message::Goodbye(p2pa_protocol::Goodbye { reason });
+        let written = match &mut c.state {
+            State::Established(s) => s.write(key, &goodbye, &mut self.scratch),
+            State::AwaitConfirm(_) => match std::mem::replace(&mut c.state, State::Closing) {
+                State::AwaitConfirm(wait) => wait.refuse(key, reason, &mut self.scratch),
+                _ => return,
+            },
+            _ => return,
+        };
+        emit(&self.scratch, conn, written, out);
+    }
+
+    /// Forgets `conn` and tells the shell to close it.
+    pub(crate) fn remove(&mut self, conn: ConnId, out: &mut Outbox) -> Option<Closed> {
+        let c = self.conns.remove(&conn)?;
+        out.transmit(Transmit::Close { conn });
+        Some(Closed {
+            addr: c.addr,
+            peer: c.session().map(Session::peer),
+        })
+    }
+
+    /// Forgets a connection that never opened; returns its address.
+    pub(crate) fn forget(&mut self, conn: ConnId) -> Option<SocketAddr> {
+        self.conns.remove(&conn).map(|c| c.addr)
+    }
+
+    /// A Pong on `conn`: the round-trip time, if it answers our last Ping.
+    pub(crate) fn pong(&mut self, conn: ConnId, nonce: u64, now: Instant) -> Option<Duration> {
+        let c = self.conns.get_mut(&conn)?;
+        let (sent_nonce, sent) = c.ping?;
+        if sent_nonce != nonce {
+            return None;
+        }
+        c.ping = None;
+        Some(now.saturating_duration_since(sent))
+    }
+
+    /// Answers a Ping on `conn`.
+    pub(crate) fn ping_back(&mut self, conn: ConnId, nonce: u64, key: &Keypair, out: &mut Outbox) {
+        self.send(conn, key, &Message::Pong(Pong { nonce }), out);
+    }
+
+    /// Connections that a timer ends now (the router closes them).
+    pub(crate) fn expired(&self, now: Instant, cfg: &Config) -> Expired {
+        let mut ex = Expired::default();
+        for (&id, c) in &self.conns {
+            let age = now.saturating_duration_since(c.opened);
+            let silent = now.saturating_duration_since(c.last_rx);
+            if c.handshaking() {
+                if age >= cfg.handshake_timeout {
+                    ex.handshakes.push((id, c.addr));
+                }
+            } else if silent >= cfg.dead_after {
+                ex.dead.push(id);
+            }
+        }
+        ex
+    }
+
+    /// Keepalive: pings sessions quiet for `ping_interval`; forgets pongs
+    /// overdue by two intervals (the next round pings again).
+    pub(crate) fn keepalive(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+        key: &Keypair,
+        rng: &mut dyn Entropy,
+        out: &mut Outbox,
+    ) {
+        let due: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                !c.handshaking()
+                    && c.ping.is_none()
+                    && now.saturating_duration_since(c.last_ping) >= cfg.ping_interval
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            let nonce = rng.next_u64();
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.ping = Some((nonce, now));
+                c.last_ping = now;
+            }
+            self.send(id, key, &Message::Ping(Ping { nonce }), out);
+        }
+        let overdue = cfg.ping_interval.saturating_mul(2);
+        for c in self.conns.values_mut() {
+            if c.ping
+                .is_some_and(|(_, sent)| now.saturating_duration_since(sent) >= overdue)
+            {
+                c.ping = None;
+            }
+        }
+    }
+
+    /// Counts a refused incoming connection.
+    pub(crate) fn refuse_incoming(addr: SocketAddr, out: &mut Outbox) {
+        bump(&mut out.stats.conns_refused);
+        out.warn_once(
+            Noise::Refused,
+            format_args!("refused connection from {addr}: limits reached"),
+        );
+    }
+}
+
+/// The router's view of a finished handshake on `c`.
+fn up(conn: ConnId, c: &Conn, session: &Session, intro: Intro) -> Up {
+    Up {
+        conn,
+        peer: session.peer(),
+        initiator: c.initiator,
+        listen_addr: SocketAddr::new(c.addr.ip(), intro.listen_port),
+        intro,
+    }
+}
+
+/// Queues the frame written into `scratch` for `conn`.
+fn emit(scratch: &[u8], conn: ConnId, written: Result<usize, EncodeError>, out: &mut Outbox) {
+    match written {
+        Ok(n) => {
+            let bytes = scratch.get(..n).map(<[u8]>::to_vec).unwrap_or_default();
+            out.transmit(Transmit::Send { conn, bytes });
+        }
+        Err(e) => log::error!("could not encode a frame for connection {conn}: {e}"),
+    }
+}
+
+fn new_decoder() -> StreamDecoder<GrowBuf> {
+    StreamDecoder::new(GrowBuf(Vec::new()))
+}
+
+/// A receive buffer that grows to the largest frame seen (at most
+/// `MAX_FRAME_LEN`), so an idle connection holds almost nothing. The length
+/// prefix is checked against the limit before it grows.
+#[derive(Debug)]
+pub(crate) struct GrowBuf(Vec<u8>);
+
+impl p2pa_protocol::FrameBuffer for GrowBuf {
+    fn frame_mut(&mut self, len: usize) -> Option<&mut [u8]> {
+        if len > MAX_FRAME_LEN {
+            return None;
+        }
+        if self.0.len() < len {
+            self.0.resize(len, 0);
+        }
+        self.0.get_mut(..len)
+    }
+
+    fn frame(&self, len: usize) -> Option<&[u8]> {
+        self.0.get(..len)
+    }
+
+    fn max_len(&self) -> usize {
+        MAX_FRAME_LEN
+    }
+}

@@ -1,0 +1,355 @@
+//! The worker's side of the task exchange: admission (kinds, duplicates,
+//! queue bound, budget), a bounded queue, `workers` jobs at once (plus
+//! `prefetch`), deadlines, and a signed receipt with every result. It owns
+//! the jobs; a job that waits for a model waits until the blobs part has it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use p2pa_protocol::{
+    Hash32, Message, NodeId, Receipt, RejectReason, Signature64, TaskAccept, TaskInput, TaskKind,
+    TaskOffer, TaskReject, TaskResult, TaskStatus,
+};
+
+use super::blobs::Blobs;
+use super::output::Event;
+use super::receipt::sha256;
+use super::requester::TaskState;
+use super::{Config, JobId, Wire};
+
+/// Sent as the output of a job whose deadline passed.
+const DEADLINE_PASSED: &[u8] = b"deadline passed before the task finished";
+/// Sent as the output of a job its requester cancelled.
+const CANCELLED: &[u8] = b"cancelled by the requester";
+
+#[derive(Debug)]
+struct Job {
+    peer: NodeId,
+    task_id: u64,
+    kind: TaskKind,
+    input: Option<Vec<u8>>,
+    input_hash: [u8; 32],
+    model: Option<[u8; 32]>,
+    deadline: Instant,
+    max_output: u32,
+    /// Queued → Running → a final state. Once final the requester has its
+    /// answer, and a late result from the executor is dropped.
+    state: TaskState,
+}
+
+impl Job {
+    /// Whether it can start: an `infer` job needs its model here.
+    fn runnable(&self, blobs: &Blobs) -> bool {
+        self.kind != TaskKind::Infer || self.model.is_none_or(|m| blobs.holds(&m))
+    }
+}
+
+/// An offer the worker took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Admitted {
+    pub(crate) job: JobId,
+    /// The model it needs and this node lacks: fetch it from the requester.
+    pub(crate) fetch: Option<Hash32>,
+}
+
+/// The jobs this node runs for others.
+#[derive(Debug)]
+pub(crate) struct Worker {
+    next_job: JobId,
+    jobs: BTreeMap<JobId, Job>,
+    queue: VecDeque<JobId>,
+    running: usize,
+}
+
+impl Worker {
+    pub(crate) fn new() -> Self {
+        Self {
+            next_job: 1,
+            jobs: BTreeMap::new(),
+            queue: VecDeque::new(),
+            running: 0,
+        }
+    }
+
+    pub(crate) fn free_slots(&self, cfg: &Config) -> u16 {
+        let running = u16::try_from(self.running).unwrap_or(u16::MAX);
+        cfg.workers.saturating_sub(running)
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.jobs
+            .values()
+            .filter(|j| !j.state.is_final())
+            .map(|j| j.deadline)
+            .min()
+    }
+
+    pub(crate) fn states(&self) -> Vec<(NodeId, u64, TaskState)> {
+        self.jobs
+            .values()
+            .map(|j| (j.peer, j.task_id, j.state))
+            .collect()
+    }
+
+    fn refusal(
+        &self,
+        cfg: &Config,
+        shutting_down: bool,
+        peer: NodeId,
+        offer: &TaskOffer<'_>,
+    ) -> Option<RejectReason> {
+        if shutting_down {
+            Some(RejectReason::ShuttingDown)
+        } else if !cfg.kinds.contains(offer.kind) {
+            Some(RejectReason::Unsupported)
+        } else if self
+            .jobs
+            .values()
+            .any(|j| j.peer == peer && j.task_id == offer.task_id)
+        {
+            Some(RejectReason::Duplicate)
+        } else if self.jobs.values().filter(|j| !j.state.is_final()).count()
+            >= usize::from(cfg.workers).saturating_add(cfg.queue_len)
+        {
+            Some(RejectReason::Busy)
+        } else if offer.budget.max_model_len > cfg.model_cache_bytes {
+            Some(RejectReason::OverBudget)
+        } else {
+            None
+        }
+    }
+
+    /// An offer from `peer`: queued, or refused with a `TaskReject`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn admit(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+        shutting_down: bool,
+        peer: NodeId,
+        offer: &TaskOffer<'_>,
+        blobs: &Blobs,
+        w: &mut Wire<'_>,
+    ) -> Option<Admitted> {
+        let reject = |reason| {
+            Message::TaskReject(TaskReject {
+                task_id: offer.task_id,
+                reason,
+            })
+        };
+        let refusal = self.refusal(cfg, shutting_down, peer, offer);
+        let TaskInput::Inline(input) = offer.input else {
+            w.send_to(peer, &reject(RejectReason::Unsupported));
+            return None;
+        };
+        if let Some(reason) = refusal {
+            w.send_to(peer, &reject(reason));
+            return None;
+        }
+        let job = self.next_job;
+        self.next_job = self.next_job.saturating_add(1);
+        let deadline = now
+            .checked_add(Duration::from_millis(u64::from(offer.deadline_ms)))
+            .unwrap_or(now);
+        self.jobs.insert(
+            job,
+            Job {
+                peer,
+                task_id: offer.task_id,
+                kind: offer.kind,
+                input: Some(input.to_vec()),
+                input_hash: sha256(input),
+                model: offer.model,
+                deadline,
+                max_output: offer.budget.max_output_len,
+                state: TaskState::Queued,
+            },
+        );
+        self.queue.push_back(job);
+        let fetch = offer
+            .model
+            .filter(|m| offer.kind == TaskKind::Infer && !blobs.holds(m));
+        Some(Admitted { job, fetch })
+    }
+
+    /// `TaskAccept` says "this will wait": sent only while the model is
+    /// fetched. A task that runs now or soon needs none (its result
+    /// follows), which saves a signature and a verification per task.
+    pub(crate) fn accept_if_waiting(&self, job: JobId, blobs: &Blobs, w: &mut Wire<'_>) {
+        let Some(j) = self.jobs.get(&job) else {
+            return;
+        };
+        if j.state == TaskState::Queued && !j.runnable(blobs) {
+            let accept = Message::TaskAccept(TaskAccept { task_id: j.task_id });
+            w.send_to(j.peer, &accept);
+        }
+    }
+
+    /// Hands runnable jobs to the shell while slots (plus prefetch) are free.
+    pub(crate) fn start_jobs(&mut self, cfg: &Config, blobs: &Blobs, w: &mut Wire<'_>) {
+        let limit = if cfg.workers == 0 {
+            0
+        } else {
+            usize::from(cfg.workers).saturating_add(usize::from(cfg.prefetch))
+        };
+        while self.running < limit {
+            let jobs = &self.jobs;
+            let next = self.queue.iter().position(|id| {
+                jobs.get(id)
+                    .is_none_or(|j| j.state != TaskState::Queued || j.runnable(blobs))
+            });
+            let Some(id) = next.and_then(|pos| self.queue.remove(pos)) else {
+                break;
+            };
+            let Some(j) = self.jobs.get_mut(&id) else {
+                continue;
+            };
+            if j.state != TaskState::Queued {
+                self.jobs.remove(&id);
+                continue;
+            }
+            j.state = TaskState::Running;
+            self.running = self.running.saturating_add(1);
+            w.out.event(Event::Execute {
+                job: id,
+                kind: j.kind,
+                input: j.input.take().unwrap_or_default(),
+                model: j.model,
+                deadline: j.deadline,
+            });
+        }
+    }
+
+    /// Fails every queued job waiting for model `hash`.
+    pub(crate) fn fail_jobs_needing(&mut self, hash: Hash32, why: &str, w: &mut Wire<'_>) {
+        let waiting: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| {
+                j.state == TaskState::Queued && j.model == Some(hash) && j.kind == TaskKind::Infer
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for job in waiting {
+            self.answer(job, TaskStatus::Failed, why.as_bytes(), w);
+        }
+    }
+
+    /// A requester other than `not` with a job queued for model `hash`.
+    pub(crate) fn requester_waiting_for(&self, hash: Hash32, not: NodeId) -> Option<NodeId> {
+        self.jobs
+            .values()
+            .find(|j| j.state == TaskState::Queued && j.model == Some(hash) && j.peer != not)
+            .map(|j| j.peer)
+    }
+
+    /// The shell finished a job.
+    pub(crate) fn job_done(
+        &mut self,
+        cfg: &Config,
+        job: JobId,
+        status: TaskStatus,
+        output: &[u8],
+        blobs: &Blobs,
+        w: &mut Wire<'_>,
+    ) {
+        let Some(j) = self.jobs.get(&job) else {
+            return;
+        };
+        if j.state.is_final() {
+            self.jobs.remove(&job);
+            return;
+        }
+        let max = usize::try_from(j.max_output).unwrap_or(usize::MAX);
+        if output.len() > max {
+            let msg = format!(
+                "output of {} bytes exceeds the budget of {max}",
+                output.len()
+            );
+            self.answer(job, TaskStatus::Failed, msg.as_bytes(), w);
+        } else {
+            self.answer(job, status, output, w);
+        }
+        self.jobs.remove(&job);
+        self.start_jobs(cfg, blobs, w);
+    }
+
+    /// The requester withdrew its task.
+    pub(crate) fn on_cancel(&mut self, peer: NodeId, task_id: u64, w: &mut Wire<'_>) {
+        let found = self
+            .jobs
+            .iter()
+            .find(|(_, j)| j.peer == peer && j.task_id == task_id && !j.state.is_final())
+            .map(|(&id, _)| id);
+        if let Some(job) = found {
+            self.answer(job, TaskStatus::Cancelled, CANCELLED, w);
+            w.out.event(Event::Abandon { job });
+        }
+    }
+
+    /// `peer`'s session ended: its jobs are no longer wanted.
+    pub(crate) fn peer_down(&mut self, peer: NodeId, w: &mut Wire<'_>) {
+        let running = &mut self.running;
+        self.jobs.retain(|&job, j| {
+            if j.peer != peer || j.state.is_final() {
+                return true;
+            }
+            let was_running = j.state == TaskState::Running;
+            j.state = TaskState::Cancelled;
+            if was_running {
+                *running = running.saturating_sub(1);
+                w.out.event(Event::Abandon { job });
+            }
+            was_running // a running job stays until the shell reports it
+        });
+    }
+
+    /// Jobs past their deadline are answered `Timeout`; then free slots fill.
+    pub(crate) fn timers(&mut self, now: Instant, cfg: &Config, blobs: &Blobs, w: &mut Wire<'_>) {
+        let late: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| !j.state.is_final() && j.deadline <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for job in late {
+            self.answer(job, TaskStatus::Timeout, DEADLINE_PASSED, w);
+        }
+        self.start_jobs(cfg, blobs, w);
+    }
+
+    /// Sends the signed result of `job` and frees its slot.
+    fn answer(&mut self, job: JobId, status: TaskStatus, output: &[u8], w: &mut Wire<'_>) {
+        let Some(j) = self.jobs.get_mut(&job) else {
+            return;
+        };
+        if j.state == TaskState::Running {
+            self.running = self.running.saturating_sub(1);
+        }
+        j.state = TaskState::from_status(status);
+        let (peer, task_id) = (j.peer, j.task_id);
+        let mut receipt = Receipt {
+            task_id,
+            requester: peer,
+            worker: w.key.node_id(),
+            status,
+            model: j.model.unwrap_or([0u8; 32]),
+            input: j.input_hash,
+            output: sha256(output),
+            signature: Signature64([0u8; 64]),
+        };
+        w.key.sign_receipt(&mut receipt);
+        let result = Message::TaskResult(TaskResult {
+            task_id,
+            status,
+            output,
+            receipt,
+        });
+        if !w.send_to(peer, &result) {
+            log::info!(
+                "task {task_id}: requester {} is gone; result dropped (it retries elsewhere)",
+                peer.short()
+            );
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! What applications hold: [`NodeOptions`] to start a node, a [`NodeHandle`]
+//! to ask it for work, and [`LocalNode`] to run it on the caller's thread.
+
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_channel::{bounded, Receiver, Sender};
+use async_executor::LocalExecutor;
+use async_io::Timer;
+use p2pa_protocol::{Keypair, NodeId, TaskKind};
+
+use super::entropy::OsEntropy;
+use super::mdns;
+use super::shell::Shell;
+use super::udp::{self, MulticastConfig};
+use super::{Cmd, Input, EVENT_QUEUE, INPUT_QUEUE};
+use crate::core::{CloseReason, Config, Core, JobId, PeerInfo, Stats, TaskOutcome, TaskRequest};
+use crate::task::Executor;
+
+/// Everything a node needs to start.
+#[derive(Clone)]
+pub struct NodeOptions {
+    /// The core's limits and timings.
+    pub core: Config,
+    /// TCP listen address (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Beacon transport; `None` turns multicast off.
+    pub multicast: Option<MulticastConfig>,
+    /// Advertise and browse `_p2pa._tcp.local`.
+    pub mdns: bool,
+    /// Runs the tasks this node accepts as a worker.
+    pub executor: Executor,
+    /// Where fetched models are kept (and models already held are found).
+    pub models: Option<crate::models::ModelStore>,
+}
+
+impl std::fmt::Debug for NodeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeOptions")
+            .field("core", &self.core)
+            .field("listen", &self.listen)
+            .field("multicast", &self.multicast)
+            .field("mdns", &self.mdns)
+            .field("models", &self.models)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeOptions {
+    /// Defaults: listen on `listen`, link-local multicast, mDNS on, built-in executors.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            core: Config::default(),
+            listen,
+            multicast: Some(MulticastConfig::default()),
+            mdns: true,
+            executor: Arc::new(crate::task::execute),
+            models: None,
+        }
+    }
+}
+
+/// Application-level news from a running node.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeEvent {
+    /// A peer was seen for the first time.
+    Discovered {
+        /// Its key.
+        id: NodeId,
+        /// Its TCP address.
+        addr: SocketAddr,
+        /// How it was found (`multicast`, `mdns`, `bootstrap`, `inbound`).
+        via: &'static str,
+    },
+    /// A session with a peer is up.
+    Connected {
+        /// Its key.
+        id: NodeId,
+        /// Its TCP address.
+        addr: SocketAddr,
+    },
+    /// A session with a peer ended.
+    Disconnected {
+        /// Its key.
+        id: NodeId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// This node (as a worker) started a task.
+    TaskStarted {
+        /// The job's id.
+        job: JobId,
+        /// What it runs.
+        kind: TaskKind,
+    },
+    /// A task this node requested ended.
+    TaskDone(Box<TaskOutcome>),
+}
+
+/// The node's whole life as one future (it owns its executor, so it is not `Send`).
+type NodeFuture = std::pin::Pin<Box<dyn Future<Output = ()>>>;
+
+/// A node started with [`NodeHandle::start_local`]: it runs only inside
+/// [`block_on`](Self::block_on), on the calling thread.
+pub struct LocalNode(Option<NodeFuture>);
+
+impl std::fmt::Debug for LocalNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocalNode")
+    }
+}
+
+impl LocalNode {
+    /// Runs `work` and the node together on this thread until `work` ends.
+    /// Call it as often as needed; between calls the node does not run
+    /// (sockets buffer in the kernel, timers fire late). Prefer one call
+    /// around a whole sequence of requests to one call per request: each
+    /// call costs a few wake-ups (about 25 % more CPU per echo task in
+    /// BENCHMARKS.md). After [`NodeHandle::shutdown`] completes inside
+    /// `work`, the node is gone.
+    pub fn block_on<T>(&mut self, work: impl Future<Output = T>) -> T {
+        // Two tasks, each with its own waker: a socket event polls the node,
+        // not `work` too (which may poll a signal pipe or a channel each time).
+        let ex = LocalExecutor::new();
+        let slot = &mut self.0;
+        ex.spawn(async move {
+            if let Some(f) = slot.as_mut() {
+                f.await;
+                *slot = None;
+            }
+        })
+        .detach();
+        let work = ex.spawn(work);
+        async_io::block_on(ex.run(work))
+    }
+}
+
+/// Why a request to the node failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeStopped;
+
+impl std::fmt::Display for NodeStopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the node has stopped")
+    }
+}
+
+impl std::error::Error for NodeStopped {}
+
+/// A running node. Dropping it does not stop the node; call [`shutdown`](Self::shutdown).
+#[derive(Debug)]
+pub struct NodeHandle {
+    id: NodeId,
+    addr: SocketAddr,
+    inputs: Sender<Input>,
+    events: Receiver<NodeEvent>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NodeHandle {
+    /// Binds the sockets (errors come back here: a port in use, a bad
+    /// interface) and starts the node on its own thread.
+    ///
+    /// For a process whose main thread only waits on the node (a requester,
+    /// a CLI command), [`start_local`](Self::start_local) is cheaper: the node
+    /// then runs on that thread and no request crosses threads.
+    pub fn start(key: Keypair, opts: NodeOptions) -> io::Result<Self> {
+        let (mut handle, node) = Self::build(key, opts)?;
+        let thread = std::thread::Builder::new()
+            .name("p2pa-node".into())
+            // async_io::block_on: this thread runs the reactor itself (no hop
+            // through async-io's helper thread on every socket event).
+            .spawn(move || async_io::block_on(node()))?;
+        handle.thread = Some(thread);
+        Ok(handle)
+    }
+
+    /// Binds the sockets like [`start`](Self::start) but runs nothing yet:
+    /// the node runs on the calling thread inside [`LocalNode::block_on`],
+    /// next to the caller's own work. Every request and result then stays on
+    /// one thread: no cross-thread wake-up per task (measured in
+    /// BENCHMARKS.md: CPU per task 1.54 → 1.20 × the raw-TCP floor).
+    pub fn start_local(key: Keypair, opts: NodeOptions) -> io::Result<(Self, LocalNode)> {
+        let (handle, node) = Self::build(key, opts)?;
+        Ok((handle, LocalNode(Some(node()))))
+    }
+
+    fn build(
+        key: Keypair,
+        mut opts: NodeOptions,
+    ) -> io::Result<(Self, impl FnOnce() -> NodeFuture + Send + 'static)> {
+        let entropy = OsEntropy::new()?;
+        let listener = TcpListener::bind(opts.listen)?;
+        let addr = listener.local_addr()?;
+        opts.core.listen_port = addr.port();
+        let udp = open_multicast(opts.multicast.as_ref())?;
+        opts.core.multicast = udp.is_some();
+        opts.core.beacon_counter_start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let id = key.node_id();
+        let (inputs_tx, inputs_rx) = bounded(INPUT_QUEUE);
+        let (events_tx, events_rx) = bounded(EVENT_QUEUE);
+        let mdns = if opts.mdns {
+            start_mdns(id, addr.port(), opts.multicast.as_ref(), inputs_tx.clone())?
+        } else {
+            None
+        };
+        let tx = inputs_tx.clone();
+        let node = move || -> NodeFuture {
+            Box::pin(async move {
+                let _mdns = mdns; // one instance for the node's lifetime
+                let mut core = Core::new(key, opts.core.clone(), Box::new(entropy), Instant::now());
+                if let Some(store) = &opts.models {
+                    for (hash, _) in store.list().into_iter().rev() {
+                        core.add_held_model(hash);
+                    }
+                }
+                let ex = LocalExecutor::new();
+                let shell = Shell::new(core, &opts, tx, events_tx);
+                if let Err(e) = ex.run(shell.run(&ex, inputs_rx, listener, udp)).await {
+                    log::error!("node stopped: {e}");
+                }
+            })
+        };
+        let handle = Self {
+            id,
+            addr,
+            inputs: inputs_tx,
+            events: events_rx,
+            thread: None,
+        };
+        Ok((handle, node))
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The TCP address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// News from the node (discoveries, sessions, finished tasks).
+    pub fn events(&self) -> &Receiver<NodeEvent> {
+        &self.events
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> Cmd) -> Result<T, NodeStopped> {
+        let (tx, rx) = bounded(1);
+        self.inputs
+            .send(Input::Cmd(make(tx)))
+            .await
+            .map_err(|_| NodeStopped)?;
+        rx.recv().await.map_err(|_| NodeStopped)
+    }
+
+    /// Runs a task on some peer and waits for its outcome.
+    pub async fn submit(&self, req: TaskRequest) -> Result<TaskOutcome, NodeStopped> {
+        self.ask(|tx| Cmd::Submit(req, tx)).await
+    }
+
+    /// The peer table now.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, NodeStopped> {
+        self.ask(Cmd::Peers).await
+    }
+
+    /// Counters of refused input.
+    pub async fn stats(&self) -> Result<Stats, NodeStopped> {
+        self.ask(Cmd::Stats).await
+    }
+
+    /// Serves `bytes` (a model) to workers that lack it; returns its hash,
+    /// which tasks name in `TaskRequest::model`.
+    pub async fn provide_model(&self, bytes: Vec<u8>) -> Result<[u8; 32], NodeStopped> {
+        let hash = crate::core::sha256(&bytes);
+        self.inputs
+            .send(Input::Cmd(Cmd::ProvideModel(hash, bytes.into())))
+            .await
+            .map_err(|_| NodeStopped)?;
+        Ok(hash)
+    }
+
+    /// Says Goodbye to every peer, hands back unfinished work, and stops.
+    pub async fn shutdown(mut self) {
+        let _ = self.ask(Cmd::Shutdown).await;
+        if let Some(t) = self.thread.take() {
+            // The node thread ends right after it answered. Wait for it
+            // without blocking the caller's executor; bounded (5 s), after
+            // which a stuck thread is left detached.
+            for _ in 0..500 {
+                if t.is_finished() {
+                    let _ = t.join();
+                    return;
+                }
+                Timer::after(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Opens the beacon socket, if multicast is on; the error names the group.
+fn open_multicast(m: Option<&MulticastConfig>) -> io::Result<Option<UdpSocket>> {
+    let Some(m) = m else { return Ok(None) };
+    udp::open(m).map(Some).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "multicast socket {}:{} on {}: {e}",
+                m.group, m.port, m.interface
+            ),
+        )
+    })
+}
+
+/// Starts mDNS and a thread that forwards the addresses it finds to the
+/// node. mDNS that cannot start is a warning, not an error.
+fn start_mdns(
+    id: NodeId,
+    port: u16,
+    multicast: Option<&MulticastConfig>,
+    inputs: Sender<Input>,
+) -> io::Result<Option<mdns::Mdns>> {
+    let iface = multicast
+        .map(|m| m.interface)
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+    let (found_tx, found_rx) = bounded::<SocketAddr>(64);
+    match mdns::start(id, port, iface, found_tx) {
+        Ok(sd) => {
+            std::thread::Builder::new()
+                .name("p2pa-mdns-fwd".into())
+                .spawn(move || {
+                    while let Ok(a) = found_rx.recv_blocking() {
+                        if inputs.send_blocking(Input::Found(a)).is_err() {
+                            break;
+                        }
+                    }
+                })?;
+            Ok(Some(sd))
+        }
+        Err(e) => {
+            log::warn!("mDNS is off: {e}");
+            Ok(None)
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! The shell's loop: reads sockets and channels, hands what arrives to the
+//! core, and carries out the core's transmits and events (sockets, slots,
+//! the application). It decides nothing.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_channel::{bounded, Receiver, Sender, TrySendError};
+use async_executor::LocalExecutor;
+use async_io::{Async, Timer};
+use futures_lite::future;
+
+use super::handle::{NodeEvent, NodeOptions};
+use super::net;
+use super::slots::Slots;
+use super::{Cmd, Input, Outgoing, SEND_QUEUE};
+use crate::core::{ConnId, ConnectError, Core, Event, TaskOutcome, Transmit};
+use crate::task::{runs_inline, Executor};
+use p2pa_protocol::TaskStatus;
+
+/// Frames the core handles from one read before the shell lets the writers
+/// send what those frames produced. With a whole read at once, a window of
+/// pipelined requests came back as one batch after all of them were done,
+/// and the two peers took turns idling (pipelined throughput 0.66 of the
+/// raw-TCP floor); one frame per turn keeps both busy (1.0 of the floor,
+/// BENCHMARKS.md).
+const FRAMES_PER_TURN: usize = 1;
+/// Time allowed to flush Goodbyes on shutdown.
+const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
+/// Bound on drain rounds per wakeup (each inline task can add one round).
+const INLINE_ROUNDS: usize = 64;
+/// Largest datagram read (beacons are at most 1 200 bytes).
+const DATAGRAM_BUF: usize = 2048;
+/// Pause after a failed accept (out of descriptors) before the next.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// Pause after a failed datagram receive.
+const RECV_RETRY: Duration = Duration::from_millis(50);
+
+pub(super) struct Shell {
+    core: Core,
+    /// Worker slot threads, started with the first job that needs one.
+    slots: Option<Slots>,
+    conns: BTreeMap<ConnId, Sender<Outgoing>>,
+    inputs: Sender<Input>,
+    events: Sender<NodeEvent>,
+    executor: Executor,
+    udp_target: Option<SocketAddr>,
+    /// Requests submitted through the handle, by task id.
+    waiters: BTreeMap<u64, Sender<TaskOutcome>>,
+    models: Option<crate::models::ModelStore>,
+}
+
+impl Shell {
+    pub(super) fn new(
+        core: Core,
+        opts: &NodeOptions,
+        inputs: Sender<Input>,
+        events: Sender<NodeEvent>,
+    ) -> Self {
+        Self {
+            core,
+            slots: None,
+            conns: BTreeMap::new(),
+            inputs,
+            events,
+            executor: opts.executor.clone(),
+            udp_target: opts.multicast.map(|m| SocketAddr::from((m.group, m.port))),
+            models: opts.models.clone(),
+            waiters: BTreeMap::new(),
+        }
+    }
+
+    pub(super) async fn run(
+        mut self,
+        ex: &LocalExecutor<'_>,
+        inputs: Receiver<Input>,
+        listener: TcpListener,
+        udp: Option<UdpSocket>,
+    ) -> io::Result<()> {
+        ex.spawn(accept_loop(Async::new(listener)?, self.inputs.clone()))
+            .detach();
+        let udp = match udp {
+            Some(u) => Some(Arc::new(Async::new(u)?)),
+            None => None,
+        };
+        if let Some(u) = udp.clone() {
+            ex.spawn(datagram_loop(u, self.inputs.clone())).detach();
+        }
+        let mut stopping: Option<Sender<()>> = None;
+        // One timer, re-armed only when the core's deadline moves.
+        let mut timer = Timer::never();
+        let mut armed: Option<Instant> = None;
+        loop {
+            let deadline = self.core.poll_timeout();
+            if deadline != armed {
+                match deadline {
+                    Some(t) => timer.set_at(t),
+                    None => timer = Timer::never(),
+                }
+                armed = deadline;
+            }
+            let fired = async {
+                (&mut timer).await;
+                None
+            };
+            let input = future::or(async { inputs.recv().await.ok() }, fired).await;
+            if input.is_none() {
+                armed = None; // a fired timer must be re-armed
+            }
+            let now = Instant::now();
+            match input {
+                Some(Input::Data(conn, data)) => {
+                    self.feed(ex, udp.as_deref(), conn, &data).await;
+                }
+                Some(input) => self.handle(ex, now, input, &mut stopping),
+                None => {}
+            }
+            if deadline.is_some_and(|t| t <= now) {
+                self.core.handle_timeout(now);
+            }
+            self.drain(ex, udp.as_deref()).await;
+            if let Some(done) = stopping.take() {
+                self.flush_and_stop(done).await;
+                return Ok(());
+            }
+        }
+    }
+
+    /// Lets writers flush the Goodbyes, then answers the shutdown request.
+    async fn flush_and_stop(&mut self, done: Sender<()>) {
+        let flush = Instant::now();
+        while !self.conns.is_empty() && flush.elapsed() < SHUTDOWN_FLUSH {
+            self.conns.retain(|_, tx| !tx.is_closed());
+            Timer::after(Duration::from_millis(10)).await;
+        }
+        Timer::after(Duration::from_millis(50)).await;
+        let _ = done.send(()).await;
+    }
+
+    fn handle(
+        &mut self,
+        ex: &LocalExecutor<'_>,
+        now: Instant,
+        input: Input,
+        stopping: &mut Option<Sender<()>>,
+    ) {
+        match input {
+            Input::Datagram(from, data) => self.core.handle_datagram(now, from, &data),
+            Input::Incoming(stream, addr) => match self.core.handle_incoming(now, addr) {
+                Some(conn) => self.attach(ex, conn, stream),
+                None => drop(stream),
+            },
+            Input::Connected(conn, stream) => {
+                self.attach(ex, conn, stream);
+                self.core.handle_connected(now, conn);
+            }
+            Input::ConnectFailed(conn, why) => self.core.handle_connect_failed(now, conn, why),
+            Input::Data(conn, data) => self.core.handle_stream_data(now, conn, &data),
+            Input::Closed(conn, why) => {
+                self.conns.remove(&conn);
+                self.core.handle_closed(now, conn, why);
+            }
+            Input::JobDone(job, status, output) => {
+                self.core.handle_job_done(now, job, status, &output)
+            }
+            Input::Found(addr) => self.core.handle_found_addr(now, addr),
+            Input::Cmd(cmd) => self.command(now, cmd, stopping),
+        }
+    }
+
+    fn command(&mut self, now: Instant, cmd: Cmd, stopping: &mut Option<Sender<()>>) {
+        match cmd {
+            Cmd::Submit(req, reply) => {
+                let id = self.core.submit(now, req);
+                self.waiters.insert(id, reply);
+            }
+            Cmd::Peers(reply) => {
+                let _ = reply.try_send(self.core.peers(now));
+            }
+            Cmd::Stats(reply) => {
+                let _ = reply.try_send(self.core.stats().clone());
+            }
+            Cmd::ProvideModel(hash, bytes) => self.core.provide_model(hash, bytes),
+            Cmd::Shutdown(reply) => {
+                self.core.shutdown(now);
+                *stopping = Some(reply);
+            }
+        }
+    }
+
+    fn attach(&mut self, ex: &LocalExecutor<'_>, conn: ConnId, stream: Async<std::net::TcpStream>) {
+        let (tx, rx) = bounded::<Outgoing>(SEND_QUEUE);
+        self.conns.insert(conn, tx);
+        net::attach(ex, conn, stream, self.inputs.clone(), rx);
+    }
+
+    /// Hands `data` from connection `conn` to the core [`FRAMES_PER_TURN`]
+    /// frames at a time; after each turn the output goes to the writers and
+    /// the executor runs them (and the caller's tasks) before the next turn.
+    async fn feed(
+        &mut self,
+        ex: &LocalExecutor<'_>,
+        udp: Option<&Async<UdpSocket>>,
+        conn: ConnId,
+        data: &[u8],
+    ) {
+        let mut rest = data;
+        loop {
+            let used = self
+                .core
+                .handle_stream_frames(Instant::now(), conn, rest, FRAMES_PER_TURN);
+            rest = rest.get(used..).unwrap_or_default();
+            if rest.is_empty() || used == 0 {
+                return;
+            }
+            self.drain(ex, udp).await;
+            future::yield_now().await;
+        }
+    }
+
+    /// Carries out the core's transmits and events until it has none left
+    /// (an inline task's result makes more).
+    async fn drain(&mut self, ex: &LocalExecutor<'_>, udp: Option<&Async<UdpSocket>>) {
+        for _ in 0..INLINE_ROUNDS {
+            while let Some(t) = self.core.poll_transmit() {
+                self.transmit(ex, udp, t).await;
+            }
+            while let Some(e) = self.core.poll_event() {
+                if let Some(app) = self.event(e) {
+                    if let Err(TrySendError::Full(_)) = self.events.try_send(app) {
+                        log::debug!("event queue full; an event was dropped");
+                    }
+                }
+            }
+            if !self.core.has_pending_output() {
+                break;
+            }
+        }
+    }
+
+    async fn transmit(
+        &mut self,
+        ex: &LocalExecutor<'_>,
+        udp: Option<&Async<UdpSocket>>,
+        t: Transmit,
+    ) {
+        match t {
+            Transmit::Multicast(bytes) => {
+                if let (Some(u), Some(to)) = (udp, self.udp_target) {
+                    if let Err(e) = u.send_to(&bytes, to).await {
+                        log::debug!("beacon send to {to} failed: {e}");
+                    }
+                }
+            }
+            Transmit::Connect { conn, addr } => {
+                let tx = self.inputs.clone();
+                ex.spawn(async move {
+                    let input = match net::connect(addr).await {
+                        Ok(s) => Input::Connected(conn, s),
+                        Err(e) => Input::ConnectFailed(conn, e),
+                    };
+                    let _ = tx.send(input).await;
+                })
+                .detach();
+            }
+            Transmit::Send { conn, bytes } => {
+                let full = self.conns.get(&conn).is_some_and(|tx| {
+                    matches!(
+                        tx.try_send(Outgoing::Bytes(bytes)),
+                        Err(TrySendError::Full(_))
+                    )
+                });
+                if full {
+                    log::warn!("connection {conn}: peer is not reading ({SEND_QUEUE} frames queued); closing it");
+                    if let Some(tx) = self.conns.remove(&conn) {
+                        tx.close();
+                    }
+                    self.core
+                        .handle_closed(Instant::now(), conn, ConnectError::SendQueueFull);
+                }
+            }
+            Transmit::Close { conn } => {
+                if let Some(tx) = self.conns.get(&conn) {
+                    let _ = tx.try_send(Outgoing::Close);
+                }
+            }
+        }
+    }
+
+    /// Carries out one core event; returns what the application hears of it.
+    fn event(&mut self, e: Event) -> Option<NodeEvent> {
+        match e {
+            Event::PeerDiscovered { id, addr, via } => Some(NodeEvent::Discovered {
+                id,
+                addr,
+                via: via.name(),
+            }),
+            Event::PeerConnected { id, addr } => Some(NodeEvent::Connected { id, addr }),
+            Event::PeerDisconnected { id, reason } => Some(NodeEvent::Disconnected { id, reason }),
+            Event::Execute {
+                job,
+                kind,
+                input,
+                model,
+                ..
+            } => {
+                if runs_inline(kind, &input) {
+                    let (status, out) = (self.executor)(kind, &input, model);
+                    self.core.handle_job_done(Instant::now(), job, status, &out);
+                } else {
+                    self.queue_on_slot(job, kind, input, model);
+                }
+                Some(NodeEvent::TaskStarted { job, kind })
+            }
+            Event::Abandon { .. } => None,
+            Event::ModelFetched { hash, bytes } => {
+                // Written before the jobs waiting for it start (they come
+                // later in this same queue).
+                match &self.models {
+                    Some(store) => {
+                        if let Err(e) = store.put(Some(hash), &bytes) {
+                            log::error!("could not store a fetched model: {e}");
+                        }
+                    }
+                    None => log::warn!("fetched a model but this node has no model store"),
+                }
+                None
+            }
+            Event::TaskDone(outcome) => {
+                if let Some(w) = self.waiters.remove(&outcome.task_id) {
+                    let _ = w.try_send((*outcome).clone());
+                }
+                Some(NodeEvent::TaskDone(outcome))
+            }
+        }
+    }
+
+    /// Queues a job for the slot threads (started with the first one).
+    fn queue_on_slot(
+        &mut self,
+        job: u64,
+        kind: p2pa_protocol::TaskKind,
+        input: Vec<u8>,
+        model: Option<[u8; 32]>,
+    ) {
+        let slots = self.slots.get_or_insert_with(|| {
+            Slots::start(
+                self.core.config().workers,
+                self.executor.clone(),
+                self.inputs.clone(),
+            )
+        });
+        // The core starts at most workers + prefetch jobs, so the queue
+        // (that size) has room; if it has not, say so.
+        if slots.jobs.try_send((job, kind, input, model)).is_err() {
+            self.core.handle_job_done(
+                Instant::now(),
+                job,
+                TaskStatus::Failed,
+                b"executor queue full",
+            );
+        }
+    }
+}
+
+/// Accepts TCP connections for the shell.
+async fn accept_loop(listener: Async<TcpListener>, tx: Sender<Input>) {
+    loop {
+        match listener.accept().await {
+            Ok((s, a)) => {
+                if tx.send(Input::Incoming(s, a)).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                log::warn!("accept failed: {e}");
+                Timer::after(ACCEPT_RETRY).await;
+            }
+        }
+    }
+}
+
+/// Receives beacons for the shell.
+async fn datagram_loop(u: Arc<Async<UdpSocket>>, tx: Sender<Input>) {
+    let mut buf = vec![0u8; DATAGRAM_BUF];
+    loop {
+        match u.recv_from(&mut buf).await {
+            Ok((n, from)) => {
+                let data = buf.get(..n).map(<[u8]>::to_vec).unwrap_or_default();
+                if tx.send(Input::Datagram(from, data)).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                log::debug!("multicast receive failed: {e}");
+                Timer::after(RECV_RETRY).await;
+            }
+        }
+    }
+}
