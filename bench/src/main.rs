@@ -485,47 +485,27 @@ fn bench_handshake(n: usize) {
     async_io::block_on(worker.shutdown());
 }
 
-/// The initiator's side of the handshake, by hand, as a peer would do it.
+/// The initiator's side of the handshake, as a peer (or a board) does it:
+/// the protocol's state machine over a blocking socket.
 fn handshake(addr: SocketAddr, k: &Keypair, target: NodeId) -> TcpStream {
-    use std::io::{Read, Write};
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_nodelay(true).expect("nodelay");
-    let na = [3u8; 32];
-    let mut out = vec![0u8; 4096];
-    let hello = Message::Hello(Hello {
-        nonce: na,
+    let intro = Intro {
         listen_port: 1,
         caps: Capabilities::default(),
-    });
-    let n = encode_stream_frame(k, Context::Hello, 0, &hello, &mut out).expect("hello");
-    s.write_all(&out[..n]).expect("send hello");
-    let mut dec = StreamDecoder::new(vec![0u8; 4096]);
-    let mut buf = [0u8; 4096];
-    let ack = loop {
-        let got = s.read(&mut buf).expect("read ack");
-        let mut input = &buf[..got];
-        if let Some(f) = dec.decode(&mut input).expect("frame") {
-            break f.to_vec();
-        }
     };
-    let v = verify_frame(&ack, Context::Hello, MAX_FRAME_LEN).expect("ack verifies");
-    assert_eq!(v.sender(), target);
-    let Message::HelloAck(a) = v.into_message() else {
-        panic!("expected HelloAck")
-    };
-    let sid = SessionId {
-        initiator: na,
-        responder: a.responder_nonce,
-    };
-    let confirm = Message::HelloAck(HelloAck {
-        peer: target,
-        initiator_nonce: na,
-        responder_nonce: a.responder_nonce,
-        listen_port: 1,
-        caps: Capabilities::default(),
-    });
-    let n = encode_stream_frame(k, Context::Session(&sid), 1, &confirm, &mut out).expect("confirm");
-    s.write_all(&out[..n]).expect("send confirm");
+    let mut reader = p2pa_tiny::FrameReader::<4096>::new();
+    let mut tx = [0u8; 4096];
+    p2pa_tiny::initiate(
+        &mut s,
+        &mut reader,
+        k,
+        [3u8; 32],
+        Some(target),
+        &intro,
+        &mut tx,
+    )
+    .expect("handshake");
     s
 }
 

@@ -384,6 +384,16 @@ impl<B: FrameBuffer> StreamDecoder<B> {
         Ok(self.buf.frame(self.frame_len))
     }
 
+    /// The frame the last [`decode`](Self::decode) completed, until the
+    /// next call (for a caller that cannot hold the borrow `decode` returned).
+    pub fn ready_frame(&self) -> Option<&[u8]> {
+        if self.ready {
+            self.buf.frame(self.frame_len)
+        } else {
+            None
+        }
+    }
+
     /// Bytes still missing for the frame in progress (at least 1 while the
     /// prefix is incomplete).
     pub fn needed(&self) -> usize {

@@ -80,6 +80,20 @@
 //! recorded handshake or session frame fails in any other session. After that,
 //! each direction's sequence numbers strictly increase ([`ReplayGuard`]).
 //!
+//! The [`handshake`] module implements it as a type-state machine
+//! (`Initiator` → `Confirm` → [`Session`], `Responder` → `AwaitConfirm` →
+//! [`Session`]) with no allocation: the caller brings nonces, received bytes
+//! and an output buffer. The node, the benchmarks and the tests all use it.
+//!
+//! ## Joining from firmware
+//!
+//! `p2pa-tiny` (in `protocol/tiny`) builds on this crate alone: frames over
+//! any blocking byte link, the handshake over it, and a worker that serves
+//! `echo` and `hash` with signed receipts. With its default buffers it needs
+//! 4 664 bytes of buffers plus 648 bytes of state (measured on a 64-bit host;
+//! less on a 32-bit board), and nothing on the heap. A test runs it against
+//! the real `p2pa submit`; CI builds it for `thumbv7em-none-eabihf`.
+//!
 //! ## Worked example
 //!
 //! Key from seed `[42u8; 32]` (node id `197f6b23e16c8532…368d61`), session

@@ -162,72 +162,35 @@ impl RawClient {
     }
 }
 
-fn stream_frame(k: &Keypair, ctx: Context<'_>, seq: u64, msg: &Message<'_>) -> Vec<u8> {
-    let mut out = vec![0u8; MAX_FRAME_LEN + 4];
-    let n = encode_stream_frame(k, ctx, seq, msg, &mut out).unwrap();
-    out.truncate(n);
-    out
-}
-
-fn hello(k: &Keypair, nonce: Nonce) -> Vec<u8> {
-    stream_frame(
-        k,
-        Context::Hello,
-        0,
-        &Message::Hello(Hello {
-            nonce,
-            listen_port: 1,
-            caps: Capabilities::default(),
-        }),
-    )
-}
-
-/// Runs the initiator side; returns (Hello bytes, confirm bytes) as sent and
-/// the responder's nonce, or None when the node refused.
+/// Runs the initiator side with the protocol's handshake machine; returns
+/// the client, the Hello and confirm bytes as sent, and the Goodbye reason
+/// when the node refused.
 fn handshake(
     addr: SocketAddr,
     k: &Keypair,
     target: NodeId,
 ) -> (RawClient, Vec<u8>, Vec<u8>, Option<GoodbyeReason>) {
     let mut c = RawClient::connect(addr);
-    let na = [7u8; 32];
-    let h = hello(k, na);
+    let intro = Intro {
+        listen_port: 1,
+        caps: Capabilities::default(),
+    };
+    let mut buf = vec![0u8; MAX_FRAME_LEN + LEN_PREFIX_LEN];
+    let init = Initiator::new([7u8; 32], Some(target));
+    let n = init.write_hello(k, &intro, &mut buf).unwrap();
+    let h = buf[..n].to_vec();
     c.send(&h);
     let ack = c.recv().expect("HelloAck");
-    let v = verify_frame(&ack, Context::Hello, MAX_FRAME_LEN).unwrap();
-    assert_eq!(v.sender(), target);
-    let Message::HelloAck(a) = v.into_message() else {
-        panic!("expected HelloAck")
-    };
-    assert_eq!(a.peer, k.node_id());
-    assert_eq!(a.initiator_nonce, na);
-    let sid = SessionId {
-        initiator: na,
-        responder: a.responder_nonce,
-    };
-    let confirm = stream_frame(
-        k,
-        Context::Session(&sid),
-        1,
-        &Message::HelloAck(HelloAck {
-            peer: target,
-            initiator_nonce: na,
-            responder_nonce: a.responder_nonce,
-            listen_port: 1,
-            caps: Capabilities::default(),
-        }),
-    );
+    let confirm = init.read_ack(k.node_id(), &ack).expect("a valid HelloAck");
+    assert_eq!(confirm.peer(), target);
+    let (mut session, _, n) = confirm.confirm(k, &intro, &mut buf).unwrap();
+    let confirm = buf[..n].to_vec();
     // A refusal arrives right after the HelloAck, in the session context.
     c.s.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
-    let goodbye = c.recv().and_then(|f| {
-        match verify_frame(&f, Context::Session(&sid), MAX_FRAME_LEN)
-            .ok()?
-            .into_message()
-        {
-            Message::Goodbye(g) => Some(g.reason),
-            _ => None,
-        }
+    let goodbye = c.recv().and_then(|f| match session.read(&f).ok()? {
+        Message::Goodbye(g) => Some(g.reason),
+        _ => None,
     });
     c.s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     c.send(&confirm);
