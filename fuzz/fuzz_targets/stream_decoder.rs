@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     for mut piece in stream.chunks(split) {
         loop {
             match dec.decode(&mut piece) {
-                Ok(Some(frame)) => oracle::check_frame(frame, MAX_FRAME_LEN),
+                Ok(Some(frame)) => oracle::check_frame(frame),
                 Ok(None) => break,
                 Err(_) => return,
             }

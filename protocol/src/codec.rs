@@ -6,22 +6,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{EncodeError, FrameError, StreamError};
 use crate::limits::{
-    BLOB_CHUNK_LEN, FRAME_OVERHEAD, HEADER_LEN, LEN_PREFIX_LEN, MAX_DATAGRAM_LEN, MAX_ERROR_DETAIL,
-    MAX_FRAME_LEN, PROTOCOL_VERSION, SIGNATURE_LEN,
+    BLOB_CHUNK_LEN, FRAME_OVERHEAD, HEADER_LEN, LEN_PREFIX_LEN, MAX_ERROR_DETAIL, MAX_FRAME_LEN,
+    PROTOCOL_VERSION, SIGNATURE_LEN,
 };
 use crate::message::{Message, MessageKind, NodeId};
 use crate::sign::{map_sig_error, Context, Keypair, Verified};
 
 /// Encodes `message` as a signed frame into `out`; returns the frame length.
-/// `max` is the transport limit ([`MAX_FRAME_LEN`] or [`MAX_DATAGRAM_LEN`]).
+/// The context sets the limit ([`Context::max_len`]).
 pub fn encode_frame(
     key: &Keypair,
     ctx: Context<'_>,
     seq: u64,
     message: &Message<'_>,
-    max: usize,
     out: &mut [u8],
 ) -> Result<usize, EncodeError> {
+    let max = ctx.max_len();
     let have = out.len();
     let too_small = EncodeError::BufferTooSmall {
         needed_at_least: FRAME_OVERHEAD,
@@ -71,8 +71,8 @@ fn header(kind: MessageKind, sender: NodeId, seq: u64) -> [u8; HEADER_LEN] {
 pub fn verify_frame<'a>(
     frame: &'a [u8],
     ctx: Context<'_>,
-    max: usize,
 ) -> Result<Verified<Message<'a>>, FrameError> {
+    let max = ctx.max_len();
     let len = frame.len();
     if len < FRAME_OVERHEAD {
         return Err(FrameError::TooShort {
@@ -122,12 +122,12 @@ pub fn encode_datagram(
     message: &Message<'_>,
     out: &mut [u8],
 ) -> Result<usize, EncodeError> {
-    encode_frame(key, Context::Datagram, seq, message, MAX_DATAGRAM_LEN, out)
+    encode_frame(key, Context::Datagram, seq, message, out)
 }
 
 /// Checks and decodes one UDP payload.
 pub fn verify_datagram(datagram: &[u8]) -> Result<Verified<Message<'_>>, FrameError> {
-    verify_frame(datagram, Context::Datagram, MAX_DATAGRAM_LEN)
+    verify_frame(datagram, Context::Datagram)
 }
 
 /// Encodes a frame for a stream: a `u32` little-endian length, then the frame.
@@ -146,7 +146,7 @@ pub fn encode_stream_frame(
                 needed_at_least: LEN_PREFIX_LEN + FRAME_OVERHEAD,
                 have,
             })?;
-    let n = encode_frame(key, ctx, seq, message, MAX_FRAME_LEN, rest)?;
+    let n = encode_frame(key, ctx, seq, message, rest)?;
     let n32 = u32::try_from(n).map_err(|_| EncodeError::TooLong { max: MAX_FRAME_LEN })?;
     prefix.copy_from_slice(&n32.to_le_bytes());
     Ok(n.saturating_add(LEN_PREFIX_LEN))
@@ -437,7 +437,7 @@ mod tests {
     }
 
     fn check(frame: &[u8]) -> Result<Verified<Message<'_>>, FrameError> {
-        verify_frame(frame, Context::Session(&SID), MAX_FRAME_LEN)
+        verify_frame(frame, Context::Session(&SID))
     }
 
     #[test]

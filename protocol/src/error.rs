@@ -7,27 +7,58 @@ use crate::message::MessageKind;
 
 /// Why a frame was refused. Nothing in a refused frame is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FrameError {
     /// Shorter than header plus signature.
-    TooShort { len: usize, min: usize },
+    TooShort {
+        /// Bytes received.
+        len: usize,
+        /// The least a frame has.
+        min: usize,
+    },
     /// Longer than the limit of its transport.
-    TooLong { len: usize, max: usize },
+    TooLong {
+        /// Bytes received.
+        len: usize,
+        /// The transport's limit.
+        max: usize,
+    },
     /// Byte 0 is not a version this crate speaks.
-    UnsupportedVersion { got: u8 },
+    UnsupportedVersion {
+        /// The version byte received.
+        got: u8,
+    },
     /// Byte 1 names no known message kind.
-    UnknownKind { got: u8 },
+    UnknownKind {
+        /// The kind byte received.
+        got: u8,
+    },
     /// The kind is not allowed in this context (e.g. a task offer over UDP).
-    WrongContext { kind: MessageKind },
+    WrongContext {
+        /// The kind received.
+        kind: MessageKind,
+    },
     /// The sender key is not a valid Ed25519 point.
     BadKey,
     /// The signature does not match key, context and bytes.
     BadSignature,
     /// The body is not a valid postcard encoding of the kind's message.
-    MalformedBody { kind: MessageKind },
+    MalformedBody {
+        /// The frame's kind.
+        kind: MessageKind,
+    },
     /// The body decoded but bytes were left over.
-    TrailingBytes { kind: MessageKind, extra: usize },
+    TrailingBytes {
+        /// The frame's kind.
+        kind: MessageKind,
+        /// Bytes left over.
+        extra: usize,
+    },
     /// The body decoded, but not from its one canonical encoding.
-    NonCanonical { kind: MessageKind },
+    NonCanonical {
+        /// The frame's kind.
+        kind: MessageKind,
+    },
 }
 
 impl fmt::Display for FrameError {
@@ -64,11 +95,22 @@ impl fmt::Display for FrameError {
 
 /// Why a length-prefixed stream cannot go on. The connection must be closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StreamError {
     /// The prefix announces more than the limit; nothing was read or allocated.
-    Oversized { len: u64, max: usize },
+    Oversized {
+        /// The length announced.
+        len: u64,
+        /// The limit.
+        max: usize,
+    },
     /// The prefix announces less than a header plus signature.
-    Undersized { len: usize, min: usize },
+    Undersized {
+        /// The length announced.
+        len: usize,
+        /// The least a frame has.
+        min: usize,
+    },
 }
 
 impl fmt::Display for StreamError {
@@ -86,11 +128,20 @@ impl fmt::Display for StreamError {
 
 /// Why a message could not be encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EncodeError {
     /// The output buffer cannot hold the frame.
-    BufferTooSmall { needed_at_least: usize, have: usize },
+    BufferTooSmall {
+        /// A size that would do better (the frame may need more).
+        needed_at_least: usize,
+        /// The buffer's size.
+        have: usize,
+    },
     /// The encoded frame would exceed the transport's limit.
-    TooLong { max: usize },
+    TooLong {
+        /// The transport's limit.
+        max: usize,
+    },
 }
 
 impl fmt::Display for EncodeError {

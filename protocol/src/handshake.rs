@@ -20,10 +20,10 @@
 //! receive buffer (one frame) and send buffer (a length prefix and a frame).
 
 use core::fmt;
+use core::marker::PhantomData;
 
 use crate::codec::{encode_stream_frame, verify_frame};
 use crate::error::{EncodeError, FrameError, ReplayError};
-use crate::limits::MAX_FRAME_LEN;
 use crate::message::{
     Capabilities, Goodbye, GoodbyeReason, Hello, HelloAck, Message, MessageKind, NodeId, Nonce,
 };
@@ -135,7 +135,7 @@ fn read<'f>(
     ctx: Context<'_>,
     guard: &mut ReplayGuard,
 ) -> Result<(NodeId, Message<'f>), HandshakeError> {
-    let v = verify_frame(frame, ctx, MAX_FRAME_LEN).map_err(HandshakeError::Frame)?;
+    let v = verify_frame(frame, ctx).map_err(HandshakeError::Frame)?;
     guard.check(v.seq()).map_err(HandshakeError::Replay)?;
     let sender = v.sender();
     Ok((sender, v.into_message()))
@@ -199,35 +199,75 @@ impl Initiator {
             initiator: self.nonce,
             responder: a.responder_nonce,
         };
-        Ok(Confirm {
-            session: Session::new(id, sender, true, 1, recv),
-            intro: Intro {
-                listen_port: a.listen_port,
-                caps: a.caps,
-            },
-        })
+        let intro = Intro {
+            listen_port: a.listen_port,
+            caps: a.caps,
+        };
+        Ok(Confirm::new(Session::new(id, sender, true, 1, recv), intro))
     }
+}
+
+/// A handshake one frame from its end: the peer's key and intro are known;
+/// `Side` says which step is left ([`Confirm`] or [`AwaitConfirm`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending<Side> {
+    session: Session,
+    intro: Intro,
+    side: PhantomData<Side>,
 }
 
 /// The initiator has verified the responder; it confirms (and the session
 /// starts) or refuses the peer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Confirm {
-    session: Session,
-    intro: Intro,
-}
+pub type Confirm = Pending<ToConfirm>;
 
-impl Confirm {
-    /// The responder's proven key.
+/// The responder has answered; it waits for the initiator's confirmation.
+pub type AwaitConfirm = Pending<Awaiting>;
+
+/// [`Pending`] on the initiator: it still sends its confirmation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToConfirm {}
+
+/// [`Pending`] on the responder: it still waits for the confirmation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Awaiting {}
+
+impl<Side> Pending<Side> {
+    fn new(session: Session, intro: Intro) -> Self {
+        Self {
+            session,
+            intro,
+            side: PhantomData,
+        }
+    }
+
+    /// The peer's key (proven by its signature over our nonce on the
+    /// initiator; on the responder, proven live only by the confirmation).
     pub fn peer(&self) -> NodeId {
         self.session.peer
     }
 
-    /// What the responder said about itself.
+    /// What the peer said about itself.
     pub fn intro(&self) -> &Intro {
         &self.intro
     }
 
+    /// The session's nonces.
+    pub fn id(&self) -> &SessionId {
+        &self.session.id
+    }
+
+    /// Writes a `Goodbye` with `reason` into `out` instead of finishing.
+    pub fn refuse(
+        self,
+        key: &Keypair,
+        reason: GoodbyeReason,
+        out: &mut [u8],
+    ) -> Result<usize, EncodeError> {
+        self.session.goodbye(key, reason, out)
+    }
+}
+
+impl Pending<ToConfirm> {
     /// Writes our confirmation into `out` and starts the session; returns the
     /// session, the peer's intro and the bytes written.
     pub fn confirm(
@@ -239,6 +279,7 @@ impl Confirm {
         let Self {
             mut session,
             intro: theirs,
+            ..
         } = self;
         let ack = Message::HelloAck(HelloAck {
             peer: session.peer,
@@ -249,17 +290,6 @@ impl Confirm {
         });
         let n = session.write(key, &ack, out)?;
         Ok((session, theirs, n))
-    }
-
-    /// Writes a `Goodbye` with `reason` into `out` instead of confirming.
-    pub fn refuse(
-        self,
-        key: &Keypair,
-        reason: GoodbyeReason,
-        out: &mut [u8],
-    ) -> Result<usize, EncodeError> {
-        let mut session = self.session;
-        session.write(key, &Message::Goodbye(Goodbye { reason }), out)
     }
 }
 
@@ -306,40 +336,18 @@ impl Responder {
             initiator: h.nonce,
             responder: self.nonce,
         };
-        let state = AwaitConfirm {
-            session: Session::new(id, sender, false, 1, recv),
-            intro: Intro {
-                listen_port: h.listen_port,
-                caps: h.caps,
-            },
+        let intro = Intro {
+            listen_port: h.listen_port,
+            caps: h.caps,
         };
-        Ok((state, n))
+        Ok((
+            AwaitConfirm::new(Session::new(id, sender, false, 1, recv), intro),
+            n,
+        ))
     }
 }
 
-/// The responder has answered; it waits for the initiator's confirmation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AwaitConfirm {
-    session: Session,
-    intro: Intro,
-}
-
-impl AwaitConfirm {
-    /// The initiator's key (signed its `Hello`; not yet proven live).
-    pub fn peer(&self) -> NodeId {
-        self.session.peer
-    }
-
-    /// The session's nonces.
-    pub fn id(&self) -> &SessionId {
-        &self.session.id
-    }
-
-    /// What the initiator said about itself in its `Hello`.
-    pub fn intro(&self) -> &Intro {
-        &self.intro
-    }
-
+impl Pending<Awaiting> {
     /// Reads the initiator's confirmation; returns the session and the
     /// intro of the `Hello`.
     pub fn read_confirm(
@@ -347,7 +355,9 @@ impl AwaitConfirm {
         me: NodeId,
         frame: &[u8],
     ) -> Result<(Session, Intro), HandshakeError> {
-        let Self { mut session, intro } = self;
+        let Self {
+            mut session, intro, ..
+        } = self;
         let ctx = Context::Session(&session.id);
         let (sender, message) = read(frame, ctx, &mut session.recv)?;
         match message {
@@ -363,17 +373,6 @@ impl AwaitConfirm {
             Message::Goodbye(g) => Err(HandshakeError::Goodbye(g.reason)),
             other => Err(HandshakeError::Unexpected { kind: other.kind() }),
         }
-    }
-
-    /// Writes a `Goodbye` with `reason` into `out` instead of waiting.
-    pub fn refuse(
-        self,
-        key: &Keypair,
-        reason: GoodbyeReason,
-        out: &mut [u8],
-    ) -> Result<usize, EncodeError> {
-        let mut session = self.session;
-        session.write(key, &Message::Goodbye(Goodbye { reason }), out)
     }
 }
 
@@ -427,11 +426,20 @@ impl Session {
         Ok(n)
     }
 
+    /// Ends the session with a `Goodbye` written into `out`.
+    pub fn goodbye(
+        mut self,
+        key: &Keypair,
+        reason: GoodbyeReason,
+        out: &mut [u8],
+    ) -> Result<usize, EncodeError> {
+        self.write(key, &Message::Goodbye(Goodbye { reason }), out)
+    }
+
     /// Verifies one received frame (without its length prefix) and returns
     /// its message. Any error means the connection must be closed.
     pub fn read<'f>(&mut self, frame: &'f [u8]) -> Result<Message<'f>, SessionError> {
-        let v = verify_frame(frame, Context::Session(&self.id), MAX_FRAME_LEN)
-            .map_err(SessionError::Frame)?;
+        let v = verify_frame(frame, Context::Session(&self.id)).map_err(SessionError::Frame)?;
         self.recv.check(v.seq()).map_err(SessionError::Replay)?;
         if v.sender() != self.peer {
             return Err(SessionError::WrongSender { got: v.sender() });
@@ -501,16 +509,16 @@ mod tests {
         let mut out = [0u8; BUF];
         let init = Initiator::new([1; 32], None);
         let n = init.write_hello(&a, &intro(1), &mut out).unwrap();
-        let v = verify_frame(frame(&out, n), Context::Hello, MAX_FRAME_LEN).unwrap();
+        let v = verify_frame(frame(&out, n), Context::Hello).unwrap();
         assert_eq!(v.seq(), 0);
         let (mut sa, mut sb) = handshake(&a, &b);
         let ping = Message::Ping(Ping { nonce: 1 });
         let n = sa.write(&a, &ping, &mut out).unwrap();
         let id = *sa.id();
-        let v = verify_frame(frame(&out, n), Context::Session(&id), MAX_FRAME_LEN).unwrap();
+        let v = verify_frame(frame(&out, n), Context::Session(&id)).unwrap();
         assert_eq!(v.seq(), 2, "initiator: Hello 0, confirm 1, then 2");
         let n = sb.write(&b, &ping, &mut out).unwrap();
-        let v = verify_frame(frame(&out, n), Context::Session(&id), MAX_FRAME_LEN).unwrap();
+        let v = verify_frame(frame(&out, n), Context::Session(&id)).unwrap();
         assert_eq!(v.seq(), 1, "responder: HelloAck 0, then 1");
     }
 

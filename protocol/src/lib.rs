@@ -46,7 +46,8 @@
 //! Integers are postcard varints (LEB128, zig-zag for signed); `[u8; N]` are N
 //! raw bytes; `&[u8]` and `&str` are a varint length then the bytes; `Option`
 //! is `0x00` or `0x01` then the value; enums are a varint variant index then
-//! the fields. See [`message`] for each struct, field by field in order.
+//! the fields. Each message's struct ([`Hello`], [`TaskOffer`], …) lists its
+//! fields in wire order.
 //!
 //! | kind | message       | context   | purpose                                   |
 //! |------|---------------|-----------|-------------------------------------------|
@@ -136,14 +137,17 @@
 //! receipts); traffic analysis.
 #![no_std]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::indexing_slicing))]
 
-pub mod codec;
-pub mod error;
+mod codec;
+mod error;
+#[cfg(feature = "alloc")]
+mod grow;
 pub mod handshake;
-pub mod limits;
-pub mod message;
-pub mod sign;
+mod limits;
+mod message;
+mod sign;
 
 #[cfg(feature = "fuzzing")]
 pub use codec::decode_body;
@@ -152,9 +156,24 @@ pub use codec::{
     FrameBuffer, StreamDecoder,
 };
 pub use error::{EncodeError, FrameError, ReplayError, StreamError};
+#[cfg(feature = "alloc")]
+pub use grow::GrowBuf;
 pub use handshake::{
-    AwaitConfirm, Confirm, HandshakeError, Initiator, Intro, Responder, Session, SessionError,
+    AwaitConfirm, Awaiting, Confirm, HandshakeError, Initiator, Intro, Pending, Responder, Session,
+    SessionError, ToConfirm,
 };
-pub use limits::*;
-pub use message::*;
-pub use sign::{Context, Keypair, ReplayGuard, SessionId, Verified};
+pub use limits::{
+    BLOB_CHUNK_LEN, FRAME_OVERHEAD, HEADER_LEN, LEN_PREFIX_LEN, MAX_BEACON_BODY_LEN,
+    MAX_BEACON_MODELS, MAX_BODY_LEN, MAX_DATAGRAM_LEN, MAX_ERROR_DETAIL, MAX_FRAME_LEN, NONCE_LEN,
+    PROTOCOL_VERSION, SIGNATURE_LEN,
+};
+pub use message::{
+    Beacon, BlobChunk, BlobRequest, Budget, Cancel, Capabilities, Error, ErrorCode, Goodbye,
+    GoodbyeReason, Hash32, Hello, HelloAck, KindSet, Message, MessageKind, NodeId, Nonce, Ping,
+    Pong, Receipt, RejectReason, ShortId, Signature64, TaskAccept, TaskId, TaskInput, TaskKind,
+    TaskOffer, TaskReject, TaskResult, TaskStatus, RECEIPT_SIGNED_LEN,
+};
+pub use sign::{
+    Context, Keypair, ReplayGuard, SessionId, Verified, DATAGRAM_CONTEXT, HELLO_CONTEXT,
+    RECEIPT_CONTEXT, SESSION_CONTEXT,
+};

@@ -67,19 +67,33 @@ pub type TaskId = u64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum MessageKind {
+    /// Presence, TCP port and capabilities (datagram).
     Beacon = 1,
+    /// The initiator's challenge.
     Hello = 2,
+    /// Both nonces and the peer's key, signed.
     HelloAck = 3,
+    /// Work to run.
     TaskOffer = 4,
+    /// The worker queued the task.
     TaskAccept = 5,
+    /// The worker refused the task.
     TaskReject = 6,
+    /// A task's status, output and receipt.
     TaskResult = 7,
+    /// Stop a task.
     Cancel = 8,
+    /// Keepalive request.
     Ping = 9,
+    /// Keepalive answer.
     Pong = 10,
+    /// Leaving, with a reason.
     Goodbye = 11,
+    /// A non-fatal error report.
     Error = 12,
+    /// Ask for a byte range of a blob.
     BlobRequest = 13,
+    /// A byte range of a blob.
     BlobChunk = 14,
 }
 
@@ -249,7 +263,12 @@ pub enum TaskInput<'a> {
     /// The bytes themselves.
     Inline(&'a [u8]),
     /// A blob the worker fetches from the requester with `BlobRequest`.
-    Blob { hash: Hash32, len: u64 },
+    Blob {
+        /// Its content hash.
+        hash: Hash32,
+        /// Its size in bytes.
+        len: u64,
+    },
 }
 
 /// Limits the requester sets on a task.
@@ -264,14 +283,18 @@ pub struct Budget {
 /// "Please run this."
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskOffer<'a> {
+    /// The requester's id for it.
     pub task_id: TaskId,
+    /// What to run.
     pub kind: TaskKind,
     #[serde(borrow)]
+    /// Its input.
     pub input: TaskInput<'a>,
     /// The model to run, by content hash (for `Infer`).
     pub model: Option<Hash32>,
     /// Milliseconds the worker has, counted from receipt.
     pub deadline_ms: u32,
+    /// Limits on output and model size.
     pub budget: Budget,
 }
 
@@ -279,6 +302,7 @@ pub struct TaskOffer<'a> {
 /// Optional: a worker that runs the task at once sends only the result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskAccept {
+    /// The task.
     pub task_id: TaskId,
 }
 
@@ -314,16 +338,22 @@ impl fmt::Display for RejectReason {
 /// "I will not run this."
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskReject {
+    /// The task.
     pub task_id: TaskId,
+    /// Why.
     pub reason: RejectReason,
 }
 
 /// How a task ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TaskStatus {
+    /// It ran and produced its output.
     Completed,
+    /// It ran and failed; the output says why.
     Failed,
+    /// The deadline passed.
     Timeout,
+    /// The requester withdrew it.
     Cancelled,
 }
 
@@ -406,15 +436,19 @@ impl<'de> Deserialize<'de> for Signature64 {
 /// `p2pa/v1/receipt`) so it can be stored and checked apart from the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
+    /// The task.
     pub task_id: TaskId,
     /// Who asked.
     pub requester: NodeId,
     /// Who ran it (and signed this receipt).
     pub worker: NodeId,
+    /// How it ended.
     pub status: TaskStatus,
     /// Model hash, or all zeros when the task used no model.
     pub model: Hash32,
+    /// SHA-256 of the input.
     pub input: Hash32,
+    /// SHA-256 of the output.
     pub output: Hash32,
     /// Ed25519 signature by `worker` over [`Receipt::signed_bytes`].
     pub signature: Signature64,
@@ -454,28 +488,34 @@ const _: () = assert!(crate::sign::RECEIPT_CONTEXT.len() == 16);
 /// The result of a task, with the worker's receipt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskResult<'a> {
+    /// The task.
     pub task_id: TaskId,
+    /// How it ended.
     pub status: TaskStatus,
     /// Output bytes (for `Failed`, a UTF-8 message saying why).
     pub output: &'a [u8],
+    /// The worker's signed receipt.
     pub receipt: Receipt,
 }
 
 /// "Stop this task; I no longer want it."
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cancel {
+    /// The task.
     pub task_id: TaskId,
 }
 
 /// Keepalive probe; the peer answers with a `Pong` carrying the same nonce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ping {
+    /// Echoed in the Pong.
     pub nonce: u64,
 }
 
 /// Keepalive answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pong {
+    /// The Ping's nonce.
     pub nonce: u64,
 }
 
@@ -512,6 +552,7 @@ impl fmt::Display for GoodbyeReason {
 /// "I am leaving."
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Goodbye {
+    /// Why.
     pub reason: GoodbyeReason,
 }
 
@@ -529,6 +570,7 @@ pub enum ErrorCode {
 /// A non-fatal error report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Error<'a> {
+    /// What kind of error.
     pub code: ErrorCode,
     /// Human-readable detail, at most [`crate::limits::MAX_ERROR_DETAIL`] bytes.
     pub detail: &'a str,
@@ -537,7 +579,9 @@ pub struct Error<'a> {
 /// Asks for a byte range of a content-addressed blob (a model).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobRequest {
+    /// The blob's content hash.
     pub hash: Hash32,
+    /// First byte wanted.
     pub offset: u64,
     /// At most [`crate::limits::BLOB_CHUNK_LEN`].
     pub max_len: u32,
@@ -546,29 +590,46 @@ pub struct BlobRequest {
 /// One chunk of a blob. Resumable: the receiver asks from the offset it has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobChunk<'a> {
+    /// The blob's content hash.
     pub hash: Hash32,
+    /// Where this chunk starts.
     pub offset: u64,
     /// Length of the whole blob.
     pub total_len: u64,
+    /// The bytes.
     pub data: &'a [u8],
 }
 
 /// Any message, borrowing from the frame it was decoded from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message<'a> {
+    /// Kind 1: presence, TCP port and capabilities (datagram).
     Beacon(Beacon),
+    /// Kind 2: the initiator's challenge.
     Hello(Hello),
+    /// Kind 3: both nonces and the peer's key, signed.
     HelloAck(HelloAck),
+    /// Kind 4: work to run.
     TaskOffer(TaskOffer<'a>),
+    /// Kind 5: the worker queued the task.
     TaskAccept(TaskAccept),
+    /// Kind 6: the worker refused the task.
     TaskReject(TaskReject),
+    /// Kind 7: a task's status, output and receipt.
     TaskResult(TaskResult<'a>),
+    /// Kind 8: stop a task.
     Cancel(Cancel),
+    /// Kind 9: keepalive request.
     Ping(Ping),
+    /// Kind 10: keepalive answer.
     Pong(Pong),
+    /// Kind 11: leaving, with a reason.
     Goodbye(Goodbye),
+    /// Kind 12: a non-fatal error report.
     Error(Error<'a>),
+    /// Kind 13: ask for a byte range of a blob.
     BlobRequest(BlobRequest),
+    /// Kind 14: a byte range of a blob.
     BlobChunk(BlobChunk<'a>),
 }
 

@@ -30,7 +30,9 @@ const _: () = {
 /// so a frame recorded in one session is refused in every other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionId {
+    /// The initiator's nonce (from `Hello`).
     pub initiator: Nonce,
+    /// The responder's nonce (from its `HelloAck`).
     pub responder: Nonce,
 }
 
@@ -53,6 +55,18 @@ impl Context<'_> {
             Self::Datagram => kind == MessageKind::Beacon,
             Self::Hello => matches!(kind, MessageKind::Hello | MessageKind::HelloAck),
             Self::Session(_) => !matches!(kind, MessageKind::Beacon | MessageKind::Hello),
+        }
+    }
+
+    /// The largest frame this context carries: [`MAX_DATAGRAM_LEN`] for a
+    /// datagram, [`MAX_FRAME_LEN`] on a stream.
+    ///
+    /// [`MAX_DATAGRAM_LEN`]: crate::MAX_DATAGRAM_LEN
+    /// [`MAX_FRAME_LEN`]: crate::MAX_FRAME_LEN
+    pub const fn max_len(self) -> usize {
+        match self {
+            Self::Datagram => crate::limits::MAX_DATAGRAM_LEN,
+            Self::Hello | Self::Session(_) => crate::limits::MAX_FRAME_LEN,
         }
     }
 

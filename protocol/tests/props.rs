@@ -190,28 +190,6 @@ fn build(p: &Params) -> Message<'_> {
     }
 }
 
-/// A buffer that grows to the frame at hand, as a server would use.
-#[derive(Debug, Default)]
-struct GrowVec(Vec<u8>);
-
-impl FrameBuffer for GrowVec {
-    fn frame_mut(&mut self, len: usize) -> Option<&mut [u8]> {
-        if len > MAX_FRAME_LEN {
-            return None;
-        }
-        if self.0.len() < len {
-            self.0.resize(len, 0);
-        }
-        self.0.get_mut(..len)
-    }
-    fn frame(&self, len: usize) -> Option<&[u8]> {
-        self.0.get(..len)
-    }
-    fn max_len(&self) -> usize {
-        MAX_FRAME_LEN
-    }
-}
-
 fn stream_bytes(key: &Keypair, seq: u64, msg: &Message<'_>) -> Vec<u8> {
     let mut out = vec![0u8; MAX_FRAME_LEN + LEN_PREFIX_LEN];
     let ctx = context_for(msg.kind());
@@ -229,7 +207,7 @@ proptest! {
         let msg = build(&p);
         let kind = msg.kind();
         let bytes = frame(&key, seq, &msg);
-        let v = verify_frame(&bytes, context_for(kind), max_for(kind)).unwrap();
+        let v = verify_frame(&bytes, context_for(kind)).unwrap();
         prop_assert_eq!(v.message(), &msg);
         prop_assert_eq!(v.sender(), key.node_id());
         prop_assert_eq!(v.seq(), seq);
@@ -244,19 +222,19 @@ proptest! {
         let mut bytes = frame(&key, 3, &msg);
         let i = bit.index(bytes.len() * 8);
         bytes[i / 8] ^= 1 << (i % 8);
-        prop_assert!(verify_frame(&bytes, context_for(kind), max_for(kind)).is_err());
+        prop_assert!(verify_frame(&bytes, context_for(kind)).is_err());
     }
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
         let _ = verify_datagram(&bytes);
-        let _ = verify_frame(&bytes, Context::Hello, MAX_FRAME_LEN);
-        let _ = verify_frame(&bytes, Context::Session(&SESSION), MAX_FRAME_LEN);
+        let _ = verify_frame(&bytes, Context::Hello);
+        let _ = verify_frame(&bytes, Context::Session(&SESSION));
         let mut dec = StreamDecoder::new(vec![0u8; 1024]);
         let mut input = &bytes[..];
         for _ in 0..bytes.len() + 1 {
             match dec.decode(&mut input) {
-                Ok(Some(f)) => { let _ = verify_frame(f, Context::Hello, MAX_FRAME_LEN); }
+                Ok(Some(f)) => { let _ = verify_frame(f, Context::Hello); }
                 Ok(None) | Err(_) => break,
             }
         }
@@ -273,7 +251,7 @@ proptest! {
         for (i, m) in msgs.iter().enumerate() {
             wire.extend(stream_bytes(&key, i as u64, m));
         }
-        let mut dec = StreamDecoder::new(GrowVec::default());
+        let mut dec = StreamDecoder::new(vec![0u8; MAX_FRAME_LEN]);
         let mut got = Vec::new();
         let mut rest = &wire[..];
         let mut cut = cuts.iter().cycle();
@@ -283,7 +261,7 @@ proptest! {
             rest = tail;
             while let Some(f) = dec.decode(&mut piece).unwrap() {
                 let kind = MessageKind::from_byte(f[1]).unwrap();
-                let v = verify_frame(f, context_for(kind), MAX_FRAME_LEN).unwrap();
+                let v = verify_frame(f, context_for(kind)).unwrap();
                 got.push((v.seq(), format!("{:?}", v.message())));
             }
             prop_assert!(piece.is_empty());
@@ -327,7 +305,7 @@ fn replayed_frame_is_refused_by_the_session_guard() {
     let f0 = frame(&key, 0, &msg);
     let f1 = frame(&key, 1, &msg);
     for (f, ok) in [(&f0, true), (&f1, true), (&f0, false), (&f1, false)] {
-        let v = verify_frame(f, ctx, MAX_FRAME_LEN).unwrap();
+        let v = verify_frame(f, ctx).unwrap();
         assert_eq!(guard.check(v.seq()).is_ok(), ok);
     }
     assert_eq!(guard.check(1), Err(ReplayError { got: 1, last: 1 }));
@@ -342,7 +320,7 @@ fn frame_from_one_session_fails_in_another() {
         responder: [3u8; 32],
     };
     assert_eq!(
-        verify_frame(&f, Context::Session(&other), MAX_FRAME_LEN).unwrap_err(),
+        verify_frame(&f, Context::Session(&other)).unwrap_err(),
         FrameError::BadSignature
     );
 }
@@ -369,7 +347,7 @@ fn kinds_outside_their_context_are_refused() {
         .1;
     let f = frame(&key, 0, &beacon);
     assert!(matches!(
-        verify_frame(&f, Context::Session(&SESSION), MAX_FRAME_LEN),
+        verify_frame(&f, Context::Session(&SESSION)),
         Err(FrameError::WrongContext { .. })
     ));
 }
@@ -393,17 +371,6 @@ fn four_gib_length_prefix_is_rejected_before_anything_is_stored() {
         big.decode(&mut input),
         Err(StreamError::Oversized { .. })
     ));
-    // A growable buffer is not grown by a refused prefix.
-    let mut grow = StreamDecoder::new(GrowVec::default());
-    let mut input: &[u8] = &u32::MAX.to_le_bytes();
-    assert!(matches!(
-        grow.decode(&mut input),
-        Err(StreamError::Oversized { .. })
-    ));
-    assert!(
-        format!("{grow:?}").contains("GrowVec([])"),
-        "nothing allocated: {grow:?}"
-    );
 }
 
 #[test]
@@ -446,28 +413,14 @@ fn oversized_messages_do_not_encode() {
     });
     let mut out = vec![0u8; 4096];
     assert_eq!(
-        encode_frame(
-            &key,
-            Context::Session(&SESSION),
-            0,
-            &msg,
-            MAX_DATAGRAM_LEN,
-            &mut out
-        ),
+        encode_frame(&key, Context::Datagram, 0, &msg, &mut out),
         Err(EncodeError::TooLong {
             max: MAX_DATAGRAM_LEN
         })
     );
     let mut small = [0u8; 50];
     assert!(matches!(
-        encode_frame(
-            &key,
-            Context::Session(&SESSION),
-            0,
-            &msg,
-            MAX_FRAME_LEN,
-            &mut small
-        ),
+        encode_frame(&key, Context::Session(&SESSION), 0, &msg, &mut small),
         Err(EncodeError::BufferTooSmall { .. })
     ));
 }

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use p2pa_protocol::{
-    AwaitConfirm, EncodeError, GoodbyeReason, Initiator, Intro, Keypair, Message, NodeId, Ping,
-    Pong, Responder, Session, StreamDecoder, LEN_PREFIX_LEN, MAX_FRAME_LEN,
+    AwaitConfirm, EncodeError, GoodbyeReason, GrowBuf, Initiator, Intro, Keypair, Message, NodeId,
+    Ping, Pong, Responder, Session, StreamDecoder, LEN_PREFIX_LEN, MAX_FRAME_LEN,
 };
 
 use super::output::{bump, Noise, Outbox, Transmit};
@@ -489,31 +489,5 @@ fn emit(scratch: &[u8], conn: ConnId, written: Result<usize, EncodeError>, out: 
 }
 
 fn new_decoder() -> StreamDecoder<GrowBuf> {
-    StreamDecoder::new(GrowBuf(Vec::new()))
-}
-
-/// A receive buffer that grows to the largest frame seen (at most
-/// `MAX_FRAME_LEN`), so an idle connection holds almost nothing. The length
-/// prefix is checked against the limit before it grows.
-#[derive(Debug)]
-pub(crate) struct GrowBuf(Vec<u8>);
-
-impl p2pa_protocol::FrameBuffer for GrowBuf {
-    fn frame_mut(&mut self, len: usize) -> Option<&mut [u8]> {
-        if len > MAX_FRAME_LEN {
-            return None;
-        }
-        if self.0.len() < len {
-            self.0.resize(len, 0);
-        }
-        self.0.get_mut(..len)
-    }
-
-    fn frame(&self, len: usize) -> Option<&[u8]> {
-        self.0.get(..len)
-    }
-
-    fn max_len(&self) -> usize {
-        MAX_FRAME_LEN
-    }
+    StreamDecoder::new(GrowBuf::new())
 }

@@ -26,15 +26,6 @@ pub fn context_for(kind: MessageKind) -> Context<'static> {
     }
 }
 
-/// The transport limit of a message kind.
-pub fn max_for(kind: MessageKind) -> usize {
-    if kind == MessageKind::Beacon {
-        MAX_DATAGRAM_LEN
-    } else {
-        MAX_FRAME_LEN
-    }
-}
-
 pub fn caps() -> Capabilities {
     let mut models = heapless::Vec::new();
     models.push([0xabu8; 32]).unwrap();
@@ -181,7 +172,7 @@ pub fn samples() -> Vec<(&'static str, Message<'static>)> {
 pub fn frame(key: &Keypair, seq: u64, msg: &Message<'_>) -> Vec<u8> {
     let mut out = vec![0u8; MAX_FRAME_LEN];
     let kind = msg.kind();
-    let n = encode_frame(key, context_for(kind), seq, msg, max_for(kind), &mut out).unwrap();
+    let n = encode_frame(key, context_for(kind), seq, msg, &mut out).unwrap();
     out.truncate(n);
     out
 }
