@@ -344,7 +344,9 @@ async fn run_batch(
 ) -> CliResult {
     let model = crate::provide(h, model).await?;
     let k = usize::from(a.redundancy);
-    let first = crate::wait_for_peers(h, Some(a.kind), k, Duration::from_millis(a.wait)).await;
+    let first = h
+        .wait_for_peers(Some(a.kind), k, Duration::from_millis(a.wait))
+        .await;
     if first.is_empty() {
         return Err(CliError::network(format!(
             "no peers found that run `{}` within {} ms; start one with `p2pa node`, or pass --peer",
@@ -352,8 +354,9 @@ async fn run_batch(
         )));
     }
     // Let the other nodes of the LAN answer too before spreading work.
-    let peers =
-        crate::wait_for_peers(h, Some(a.kind), usize::MAX, Duration::from_millis(300)).await;
+    let peers = h
+        .wait_for_peers(Some(a.kind), usize::MAX, Duration::from_millis(300))
+        .await;
     if peers.len() < k {
         return Err(CliError::network(format!(
             "--redundancy {k} needs {k} workers that run `{}`; found {}",

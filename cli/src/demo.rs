@@ -165,7 +165,7 @@ pub fn run(a: &DemoArgs) -> CliResult {
     node.block_on(async {
         let start = Instant::now();
         let peers =
-            crate::wait_for_peers(&h, Some(TaskKind::Sleep), n, Duration::from_secs(10)).await;
+            h.wait_for_peers(Some(TaskKind::Sleep), n, Duration::from_secs(10)).await;
         if peers.len() < n {
             h.shutdown().await;
             return Err(CliError::network(format!(

@@ -6,13 +6,15 @@
 //! - [`task`]: the executors that run tasks (echo, hash, sleep, infer);
 //! - [`identity`]: the node's key on disk;
 //! - [`hex`]: hex text of hashes and keys;
-//! - [`models`]: the content-addressed model store.
+//! - [`models`]: the content-addressed model store;
+//! - [`measure`]: percentiles for run summaries.
 #![forbid(unsafe_code)]
 
 pub mod core;
 pub mod hex;
 pub mod identity;
 pub mod io;
+pub mod measure;
 pub mod models;
 pub mod task;
 

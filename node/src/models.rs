@@ -11,7 +11,7 @@ use crate::core::sha256;
 use crate::hex::{hex, parse_hex32};
 
 /// Default total size of the model store.
-pub const DEFAULT_LIMIT: u64 = 256 * 1024 * 1024;
+pub const DEFAULT_LIMIT: u64 = crate::core::DEFAULT_MODEL_CACHE_BYTES;
 
 /// Why a model could not be stored or found.
 #[derive(Debug)]

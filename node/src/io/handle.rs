@@ -17,8 +17,13 @@ use super::mdns;
 use super::shell::Shell;
 use super::udp::{self, MulticastConfig};
 use super::{Cmd, Input, EVENT_QUEUE, INPUT_QUEUE};
-use crate::core::{CloseReason, Config, Core, JobId, PeerInfo, Stats, TaskOutcome, TaskRequest};
+use crate::core::{
+    CloseReason, Config, Core, JobId, PeerInfo, PeerState, Stats, TaskOutcome, TaskRequest,
+};
 use crate::task::Executor;
+
+/// How often [`NodeHandle::wait_for_peers`] looks at the peer table.
+const PEER_POLL: Duration = Duration::from_millis(5);
 
 /// Everything a node needs to start.
 #[derive(Clone)]
@@ -268,6 +273,58 @@ impl NodeHandle {
     /// The peer table now.
     pub async fn peers(&self) -> Result<Vec<PeerInfo>, NodeStopped> {
         self.ask(Cmd::Peers).await
+    }
+
+    /// Waits until `min` peers with a session run `kind` (any kind when
+    /// `None`), or `wait` passes; returns those peers.
+    pub async fn wait_for_peers(
+        &self,
+        kind: Option<TaskKind>,
+        min: usize,
+        wait: Duration,
+    ) -> Vec<PeerInfo> {
+        let start = Instant::now();
+        loop {
+            let ready: Vec<PeerInfo> = self
+                .peers()
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| {
+                    p.state != PeerState::Known && kind.is_none_or(|k| p.caps.kinds.contains(k))
+                })
+                .collect();
+            if ready.len() >= min || start.elapsed() >= wait {
+                return ready;
+            }
+            Timer::after(PEER_POLL).await;
+        }
+    }
+
+    /// Runs `reqs` with at most `window` in flight (a pipelined peer stays
+    /// busy); `done` gets each outcome, in the order the tasks were given.
+    pub async fn submit_windowed(
+        &self,
+        reqs: impl IntoIterator<Item = TaskRequest>,
+        window: usize,
+        mut done: impl FnMut(TaskOutcome),
+    ) -> Result<(), NodeStopped> {
+        let ex = LocalExecutor::new();
+        ex.run(async {
+            let mut queue = reqs.into_iter();
+            let mut inflight = std::collections::VecDeque::new();
+            loop {
+                while inflight.len() < window.max(1) {
+                    let Some(req) = queue.next() else { break };
+                    inflight.push_back(ex.spawn(self.submit(req)));
+                }
+                let Some(first) = inflight.pop_front() else {
+                    return Ok(());
+                };
+                done(first.await?);
+            }
+        })
+        .await
     }
 
     /// Counters of refused input.

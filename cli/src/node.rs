@@ -1,0 +1,222 @@
+//! `p2pa node`: run a node on this machine until Ctrl-C. Every default comes
+//! from `p2pa_node::core::Config::default()`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use p2pa_node::core::{Config, Trust, DEFAULT_MODEL_CACHE_BYTES, DEFAULT_TCP_PORT};
+use p2pa_node::identity;
+use p2pa_node::io::{LocalNode, NodeHandle, NodeOptions};
+use p2pa_node::protocol::{NodeId, TaskKind};
+
+use crate::{data_dir, exit, os_entropy, output, Cli, CliError, CliResult};
+
+/// Bytes in a MiB (the CLI speaks MiB, the node bytes).
+pub const MIB: u64 = 1024 * 1024;
+
+/// A default of [`Config`], in milliseconds (for flags given in ms).
+fn default_ms(pick: fn(&Config) -> Duration) -> u64 {
+    u64::try_from(pick(&Config::default()).as_millis()).unwrap_or(u64::MAX)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TrustArg {
+    /// Any node that completes the handshake
+    Open,
+    /// Only node ids listed in --allowlist (one full id per line, # comments)
+    Allowlist,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// TCP address to listen on [default: 0.0.0.0:7421; 127.0.0.1:any with --multicast-ttl 0]
+    #[arg(long, env = "P2PA_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Peer to dial at start and keep dialing (repeatable), for networks multicast does not reach
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "P2PA_BOOTSTRAP",
+        value_delimiter = ','
+    )]
+    bootstrap: Vec<SocketAddr>,
+    /// Tasks run at once (default: one per core)
+    #[arg(long, env = "P2PA_WORKERS", value_name = "N")]
+    workers: Option<u16>,
+    /// Who may connect
+    #[arg(long, value_enum, default_value_t = TrustArg::Open, env = "P2PA_TRUST")]
+    trust: TrustArg,
+    /// File of allowed node ids (default: <data-dir>/allowlist)
+    #[arg(long, value_name = "FILE", env = "P2PA_ALLOWLIST")]
+    allowlist: Option<PathBuf>,
+    /// Print JSON lines on stdout: first {"event":"listening",...}, then one per event
+    #[arg(long)]
+    pub json: bool,
+    /// Largest total size of fetched models kept in <data-dir>/models
+    #[arg(
+        long,
+        default_value_t = DEFAULT_MODEL_CACHE_BYTES / MIB,
+        value_name = "MIB",
+        env = "P2PA_MODEL_CACHE_MB"
+    )]
+    model_cache_mb: u64,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Limits of a node (defaults suit a LAN of up to a few hundred nodes).
+#[derive(Debug, Args)]
+struct LimitArgs {
+    /// Peers kept in the peer table
+    #[arg(long, default_value_t = Config::default().max_peers, value_name = "N")]
+    max_peers: usize,
+    /// TCP connections at once
+    #[arg(long, default_value_t = Config::default().max_conns, value_name = "N")]
+    max_conns: usize,
+    /// Handshakes in flight at once
+    #[arg(long, default_value_t = Config::default().max_handshakes, value_name = "N")]
+    max_handshakes: usize,
+    /// Drop a connection whose handshake takes longer (slow-loris guard)
+    #[arg(long, default_value_t = default_ms(|c| c.handshake_timeout), value_name = "MS")]
+    handshake_timeout_ms: u64,
+    /// A silent peer is marked slow after this
+    #[arg(long, default_value_t = default_ms(|c| c.slow_after), value_name = "MS")]
+    slow_after_ms: u64,
+    /// A silent peer is declared dead (session closed, its tasks retried) after this
+    #[arg(long, default_value_t = default_ms(|c| c.dead_after), value_name = "MS")]
+    dead_after_ms: u64,
+    /// Tasks queued beyond the running ones before offers are refused as busy
+    #[arg(long, default_value_t = Config::default().queue_len, value_name = "N")]
+    queue: usize,
+}
+
+impl LimitArgs {
+    fn apply(&self, c: &mut Config) {
+        c.max_peers = self.max_peers;
+        c.max_conns = self.max_conns;
+        c.max_handshakes = self.max_handshakes;
+        c.handshake_timeout = Duration::from_millis(self.handshake_timeout_ms);
+        c.slow_after = Duration::from_millis(self.slow_after_ms);
+        c.dead_after = Duration::from_millis(self.dead_after_ms.max(self.slow_after_ms));
+        c.queue_len = self.queue;
+    }
+}
+
+fn read_allowlist(path: &Path) -> Result<Vec<NodeId>, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::usage(format!("cannot read allowlist {}: {e}", path.display())))?;
+    let mut ids = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let bytes = p2pa_node::hex::parse_hex32(line).ok_or_else(|| {
+            CliError::usage(format!(
+                "{}:{}: expected a full node id (64 hex digits, as `p2pa id` prints)",
+                path.display(),
+                n + 1
+            ))
+        })?;
+        ids.push(NodeId(bytes));
+    }
+    Ok(ids)
+}
+
+/// The node's options from the flags.
+fn options(cli: &Cli, a: &NodeArgs, dir: &Path) -> Result<NodeOptions, CliError> {
+    let default_listen = if cli.net.host_local() {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+    } else {
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_TCP_PORT))
+    };
+    let mut opts = NodeOptions::new(a.listen.unwrap_or(default_listen));
+    opts.multicast = Some(cli.net.multicast());
+    opts.mdns = cli.net.mdns();
+    opts.core.bootstrap = a.bootstrap.clone();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    opts.core.workers = a
+        .workers
+        .unwrap_or(u16::try_from(cores).unwrap_or(1))
+        .max(1);
+    a.limits.apply(&mut opts.core);
+    opts.core.trust = match a.trust {
+        TrustArg::Open => Trust::Open,
+        TrustArg::Allowlist => {
+            let path = a.allowlist.clone().unwrap_or_else(|| dir.join("allowlist"));
+            Trust::Allowlist(read_allowlist(&path)?)
+        }
+    };
+    let store = crate::models::store(dir, a.model_cache_mb);
+    opts.core.model_cache_bytes = store.limit();
+    opts.executor = p2pa_node::task::executor(Some(store.clone()));
+    opts.models = Some(store);
+    if p2pa_node::task::INFERENCE {
+        opts.core.kinds = opts.core.kinds.with(TaskKind::Infer);
+    }
+    Ok(opts)
+}
+
+pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
+    let dir = data_dir(cli.data_dir.as_ref());
+    let key = identity::load_or_create(&dir, &mut os_entropy()?)
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    let opts = options(cli, a, &dir)?;
+    let (handle, node) = NodeHandle::start_local(key, opts)
+        .map_err(|e| CliError::network(format!("cannot start the node: {e}")))?;
+    let id = handle.id();
+    if a.json {
+        output::json_line(&serde_json::json!({
+            "event": "listening", "addr": handle.local_addr().to_string(), "node_id": id.to_string(),
+        }));
+    } else {
+        say!(
+            "node {} listening on {} (id {})",
+            id.short(),
+            handle.local_addr(),
+            id
+        );
+        say!("press Ctrl-C to stop");
+    }
+    serve_until_signal(handle, node, a.json)
+}
+
+/// Prints the node's events until SIGINT or SIGTERM, then stops it.
+fn serve_until_signal(handle: NodeHandle, mut node: LocalNode, json: bool) -> CliResult {
+    let signals =
+        async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
+            .map_err(|e| CliError::network(format!("cannot watch signals: {e}")))?;
+    // The node runs on this thread: a second thread waiting on signals would
+    // contend with it for async-io's reactor (futex wake-ups on every event).
+    node.block_on(async {
+        // The signal wait is a task of its own: polled only when a signal
+        // comes, not on every node event (each poll reads its pipe).
+        let ex = async_executor::LocalExecutor::new();
+        let mut signals = signals;
+        let mut stop = ex.spawn(async move {
+            use futures_lite::stream::StreamExt;
+            let _ = signals.next().await;
+        });
+        ex.run(async {
+            loop {
+                let next_signal = async {
+                    (&mut stop).await;
+                    None
+                };
+                let next_event = async { handle.events().recv().await.ok() };
+                match futures_lite::future::or(next_signal, next_event).await {
+                    Some(ev) => output::print_event(&ev, json),
+                    None => break,
+                }
+            }
+        })
+        .await;
+        if !json {
+            say!("stopping: saying goodbye to peers");
+        }
+        handle.shutdown().await;
+    });
+    Ok(exit::OK)
+}

@@ -1,0 +1,206 @@
+//! The requester commands' common part: an in-process requester node
+//! (`peers`, `submit`, `batch` and `demo` use it), `p2pa peers` and
+//! `p2pa submit`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use p2pa_node::core::TaskRequest;
+use p2pa_node::identity;
+use p2pa_node::io::{LocalNode, NodeHandle, NodeOptions};
+use p2pa_node::protocol::{Keypair, KindSet, TaskKind, TaskStatus};
+
+use crate::{exit, output, parse_kind, tensors, CliError, CliResult, NetArgs};
+
+/// An in-process requester node with no worker slots: a fresh key, or this
+/// machine's (from `data_dir`) with `--use-identity`. With `peer`, it dials
+/// only that address and sends no beacons. It runs on the calling thread,
+/// inside the returned [`LocalNode::block_on`].
+pub fn requester(
+    net: &NetArgs,
+    peer: Option<SocketAddr>,
+    data_dir: &std::path::Path,
+) -> Result<(NodeHandle, LocalNode), CliError> {
+    let key = if net.use_identity {
+        let path = data_dir.join(identity::KEY_FILE);
+        if !path.exists() {
+            return Err(CliError::usage(format!(
+                "--use-identity: no key at {} (make one with `p2pa keygen`; `p2pa id` prints the id to put on workers' allowlists)",
+                path.display()
+            )));
+        }
+        identity::load(&path).map_err(|e| CliError::usage(e.to_string()))?
+    } else {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed)
+            .map_err(|e| CliError::network(format!("no OS randomness: {e}")))?;
+        Keypair::from_seed(seed)
+    };
+    let listen_ip = if net.host_local() || peer.is_some_and(|p| p.ip().is_loopback()) {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    };
+    let mut opts = NodeOptions::new(SocketAddr::new(listen_ip, 0));
+    opts.core.kinds = KindSet::default();
+    opts.core.workers = 0;
+    match peer {
+        Some(p) => {
+            opts.multicast = None;
+            opts.mdns = false;
+            opts.core.bootstrap = vec![p];
+        }
+        None => {
+            opts.multicast = Some(net.multicast());
+            opts.mdns = net.mdns();
+        }
+    }
+    NodeHandle::start_local(key, opts).map_err(|e| CliError::network(format!("cannot start: {e}")))
+}
+
+pub fn cmd_peers(net: &NetArgs, dir: &std::path::Path, wait: u64, json: bool) -> CliResult {
+    let (h, mut node) = requester(net, None, dir)?;
+    node.block_on(async {
+        let peers = h
+            .wait_for_peers(None, usize::MAX, Duration::from_millis(wait))
+            .await;
+        if json {
+            for p in &peers {
+                output::json_line(&output::peer_json(p));
+            }
+        } else if peers.is_empty() {
+            eprintln!("no peers found in {wait} ms (is a node running? `p2pa node`; on another subnet use --bootstrap)");
+        } else {
+            output::print_peer_table(&peers);
+        }
+        h.shutdown().await;
+        if peers.is_empty() {
+            Err(CliError::network("no peers found"))
+        } else {
+            Ok(exit::OK)
+        }
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// Task kind: echo, hash (SHA-256 hex), sleep (input: milliseconds), infer (needs --model)
+    #[arg(long, value_parser = parse_kind)]
+    kind: TaskKind,
+    /// Model for infer: a hash from `p2pa model add`, or an .onnx file; workers
+    /// without it fetch it from this requester
+    #[arg(long, value_name = "HASH|FILE")]
+    model: Option<String>,
+    /// Input text; for infer, JSON: [x, …] (one row), [[…], …] (rows) or
+    /// {"shape": [..], "f32": [..]}
+    #[arg(
+        long,
+        conflicts_with = "input_file",
+        required_unless_present = "input_file"
+    )]
+    input: Option<String>,
+    /// Read the input from a file (any bytes)
+    #[arg(long, value_name = "PATH")]
+    input_file: Option<PathBuf>,
+    /// Send to this node only (its TCP address) instead of discovering one
+    #[arg(long, value_name = "HOST:PORT")]
+    peer: Option<SocketAddr>,
+    /// Seconds for the whole task, retries included
+    #[arg(long, default_value_t = 30, value_name = "S")]
+    timeout: u64,
+    /// Milliseconds to look for a worker before giving up
+    #[arg(long, default_value_t = 3000, value_name = "MS")]
+    wait: u64,
+    /// Print one JSON object: task_id, status, worker, output (UTF-8 text; binary
+    /// output goes in output_hex instead), elapsed_ms, attempts, receipt
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn cmd_submit(net: &NetArgs, data_dir: &std::path::Path, a: &SubmitArgs) -> CliResult {
+    let mut input = match (&a.input, &a.input_file) {
+        (Some(t), _) => t.clone().into_bytes(),
+        (None, Some(p)) => std::fs::read(p)
+            .map_err(|e| CliError::usage(format!("cannot read input file {}: {e}", p.display())))?,
+        (None, None) => return Err(CliError::usage("give --input TEXT or --input-file PATH")),
+    };
+    let model = match (&a.model, a.kind) {
+        (Some(m), _) => Some(crate::models::load(data_dir, m)?),
+        (None, TaskKind::Infer) => {
+            return Err(CliError::usage("an infer task needs --model HASH|FILE"))
+        }
+        (None, _) => None,
+    };
+    if a.kind == TaskKind::Infer {
+        let v: serde_json::Value = serde_json::from_slice(&input).map_err(|e| {
+            CliError::usage(format!(
+                "infer input must be JSON (numbers, rows, or a tensor object): {e}"
+            ))
+        })?;
+        input = tensors::from_json(&v).map_err(|e| CliError::usage(format!("infer input: {e}")))?;
+    }
+    let (h, mut node) = requester(net, a.peer, data_dir)?;
+    node.block_on(async {
+        let model_hash = provide(&h, model).await?;
+        let result = submit_one(&h, a, input, model_hash).await;
+        h.shutdown().await;
+        result
+    })
+}
+
+/// Serves `model` (if any) to workers from the requester `h`; returns its hash.
+pub async fn provide(h: &NodeHandle, model: Option<Vec<u8>>) -> Result<Option<[u8; 32]>, CliError> {
+    match model {
+        Some(bytes) => h
+            .provide_model(bytes)
+            .await
+            .map(Some)
+            .map_err(|e| CliError::network(e.to_string())),
+        None => Ok(None),
+    }
+}
+
+async fn submit_one(
+    h: &NodeHandle,
+    a: &SubmitArgs,
+    input: Vec<u8>,
+    model: Option<[u8; 32]>,
+) -> CliResult {
+    let peers = h
+        .wait_for_peers(Some(a.kind), 1, Duration::from_millis(a.wait))
+        .await;
+    if peers.is_empty() {
+        let hint = match a.peer {
+            Some(p) => format!("could not reach a node at {p} that runs `{}`", a.kind),
+            None => format!(
+                "no peers found that run `{}` within {} ms; start one with `p2pa node`, or pass --peer HOST:PORT",
+                a.kind, a.wait
+            ),
+        };
+        return Err(CliError::network(hint));
+    }
+    let req = TaskRequest {
+        kind: a.kind,
+        input,
+        model,
+        timeout: Duration::from_secs(a.timeout),
+        peer: None,
+    };
+    let outcome = h
+        .submit(req)
+        .await
+        .map_err(|e| CliError::network(e.to_string()))?;
+    let infer = a.kind == TaskKind::Infer;
+    if a.json {
+        output::json_line(&output::outcome_json(&outcome, infer));
+    } else {
+        output::print_outcome(&outcome, infer);
+    }
+    Ok(if outcome.status == TaskStatus::Completed {
+        exit::OK
+    } else {
+        exit::TASK_FAILED
+    })
+}
