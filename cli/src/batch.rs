@@ -335,14 +335,10 @@ pub fn run(net: &NetArgs, data_dir: &Path, a: &BatchArgs) -> CliResult {
     })
 }
 
-async fn run_batch(
-    h: &NodeHandle,
-    a: &BatchArgs,
-    model: Option<Vec<u8>>,
-    todo: Vec<Item>,
-    out: &mut File,
-) -> CliResult {
-    let model = crate::provide(h, model).await?;
+/// Waits for workers that run the batch's kind: at least one within
+/// `--wait` (K with `--redundancy K`), then 300 ms more for the rest of the
+/// LAN to answer, so the work spreads over all of them.
+async fn find_workers(h: &NodeHandle, a: &BatchArgs) -> Result<Vec<NodeId>, CliError> {
     let k = usize::from(a.redundancy);
     let first = h
         .wait_for_peers(Some(a.kind), k, Duration::from_millis(a.wait))
@@ -353,7 +349,6 @@ async fn run_batch(
             a.kind, a.wait
         )));
     }
-    // Let the other nodes of the LAN answer too before spreading work.
     let peers = h
         .wait_for_peers(Some(a.kind), usize::MAX, Duration::from_millis(300))
         .await;
@@ -364,33 +359,28 @@ async fn run_batch(
             peers.len()
         )));
     }
-    eprintln!(
-        "{} tasks over {} peer{}",
-        todo.len(),
-        peers.len(),
-        if peers.len() == 1 { "" } else { "s" }
-    );
-    let plan = Plan {
-        kind: a.kind,
-        model,
-        timeout: Duration::from_secs(a.timeout),
-        concurrency: a.concurrency,
-        redundancy: k,
-        peers: peers.iter().map(|p| p.id).collect(),
-    };
-    let total = todo.len() as u64;
-    let mut bar = progress(total);
-    let (mut failed, mut disagreements, mut finished) = (0u64, 0u64, 0u64);
-    let mut write_err = None;
-    let infer = a.kind == TaskKind::Infer;
-    run_items(h, &plan, todo, |item, outcomes| {
-        finished += 1;
+    Ok(peers.iter().map(|p| p.id).collect())
+}
+
+/// Counts of a batch run, as its results arrive.
+#[derive(Default)]
+struct Counts {
+    finished: u64,
+    failed: u64,
+    disagreements: u64,
+    write_err: Option<std::io::Error>,
+}
+
+impl Counts {
+    /// Records one item's outcomes and appends its result line to `out`.
+    fn record(&mut self, item: &Item, outcomes: Vec<TaskOutcome>, infer: bool, out: &mut File) {
+        self.finished += 1;
         if outcomes.iter().any(|o| o.status != TaskStatus::Completed) {
-            failed += 1;
+            self.failed += 1;
         }
         let (mut v, agree) = merge(outcomes, infer);
         if !agree {
-            disagreements += 1;
+            self.disagreements += 1;
             eprintln!(
                 "line {}: workers disagree; dissenters: {}",
                 item.line, v["redundancy"]["dissenters"]
@@ -401,31 +391,74 @@ async fn run_batch(
         // at worst a torn last line, which the journal reader drops).
         let line = format!("{v}\n");
         if let Err(e) = out.write_all(line.as_bytes()).and_then(|_| out.flush()) {
-            write_err.get_or_insert(e);
+            self.write_err.get_or_insert(e);
         }
-        bar.tick(finished, failed);
+    }
+
+    /// The batch's exit code, with what went wrong said on stderr.
+    fn verdict(self, total: u64, out: &Path) -> CliResult {
+        let Self {
+            finished,
+            failed,
+            disagreements,
+            write_err,
+        } = self;
+        if let Some(e) = write_err {
+            return Err(CliError::usage(format!(
+                "writing {} failed: {e}",
+                out.display()
+            )));
+        }
+        if finished < total {
+            return Err(CliError::network(format!(
+                "the node stopped after {finished} of {total} tasks; run again to resume"
+            )));
+        }
+        if failed > 0 || disagreements > 0 {
+            eprintln!(
+                "{failed} of {total} tasks did not complete and {disagreements} had disagreeing workers; see \"status\" in {}",
+                out.display()
+            );
+            return Ok(exit::TASK_FAILED);
+        }
+        Ok(exit::OK)
+    }
+}
+
+async fn run_batch(
+    h: &NodeHandle,
+    a: &BatchArgs,
+    model: Option<Vec<u8>>,
+    todo: Vec<Item>,
+    out: &mut File,
+) -> CliResult {
+    let model = crate::provide(h, model).await?;
+    let peers = find_workers(h, a).await?;
+    let n = peers.len();
+    eprintln!(
+        "{} tasks over {n} peer{}",
+        todo.len(),
+        if n == 1 { "" } else { "s" }
+    );
+    let plan = Plan {
+        kind: a.kind,
+        model,
+        timeout: Duration::from_secs(a.timeout),
+        concurrency: a.concurrency,
+        redundancy: usize::from(a.redundancy),
+        peers,
+    };
+    let total = todo.len() as u64;
+    let mut bar = progress(total);
+    let mut counts = Counts::default();
+    let infer = a.kind == TaskKind::Infer;
+    run_items(h, &plan, todo, |item, outcomes| {
+        counts.record(item, outcomes, infer, out);
+        bar.tick(counts.finished, counts.failed);
     })
     .await;
-    bar.finish(finished, failed);
-    if let Some(e) = write_err {
-        return Err(CliError::usage(format!(
-            "writing {} failed: {e}",
-            a.out.display()
-        )));
-    }
-    if finished < total {
-        return Err(CliError::network(format!(
-            "the node stopped after {finished} of {total} tasks; run again to resume"
-        )));
-    }
-    if failed > 0 || disagreements > 0 {
-        eprintln!(
-            "{failed} of {total} tasks did not complete and {disagreements} had disagreeing workers; see \"status\" in {}",
-            a.out.display()
-        );
-        return Ok(exit::TASK_FAILED);
-    }
-    Ok(exit::OK)
+    bar.finish(counts.finished, counts.failed);
+    counts.verdict(total, &a.out)
 }
 
 /// A progress bar on a terminal, plain lines every 10 % otherwise.

@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use p2pa_node::measure::percentile;
 use p2pa_node::protocol::{NodeId, TaskKind, TaskStatus};
 
 use crate::batch::{run_items, Item, Plan};
@@ -116,35 +116,17 @@ fn start_worker(
     Ok(Worker { child, id, addr })
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted
-        .get(idx.min(sorted.len() - 1))
-        .copied()
-        .unwrap_or(0.0)
-}
-
-pub fn run(a: &DemoArgs) -> CliResult {
-    let t0 = Instant::now();
+/// Starts `a.nodes` worker processes; they are stopped when the returned
+/// value drops.
+fn start_nodes(a: &DemoArgs, dir: &std::path::Path, port: u16) -> Result<Cleanup, CliError> {
     let exe = std::env::current_exe()
         .map_err(|e| CliError::network(format!("cannot find own binary: {e}")))?;
-    let mut seed = [0u8; 2];
-    getrandom::fill(&mut seed).map_err(|e| CliError::network(e.to_string()))?;
-    let port = 20_000 + u16::from_le_bytes(seed) % 20_000;
-    let dir = std::env::temp_dir().join(format!("p2pa-demo-{}", std::process::id()));
     let mut cleanup = Cleanup {
         workers: Vec::new(),
-        dir: dir.clone(),
+        dir: dir.to_path_buf(),
     };
-    say!(
-        "p2pa demo: {} nodes on 127.0.0.1, host-local multicast (TTL 0, group port {port}), no mDNS",
-        a.nodes
-    );
     for i in 1..=a.nodes {
-        let w = start_worker(&exe, &dir, port, i)?;
+        let w = start_worker(&exe, dir, port, i)?;
         say!(
             "  node {i}: {}  {}  pid {}",
             &w.id.get(..8).unwrap_or(&w.id),
@@ -153,10 +135,143 @@ pub fn run(a: &DemoArgs) -> CliResult {
         );
         cleanup.workers.push(w);
     }
+    Ok(cleanup)
+}
+
+/// What the batch did, counted as results come in.
+#[derive(Default)]
+struct Tally {
+    results: usize,
+    completed: usize,
+    retried: usize,
+    correct: usize,
+    latencies: Vec<f64>,
+    per_node: BTreeMap<String, usize>,
+}
+
+impl Tally {
+    fn record(&mut self, o: &p2pa_node::core::TaskOutcome, label: Option<i64>) {
+        self.results += 1;
+        if o.status == TaskStatus::Completed {
+            self.completed += 1;
+            let predicted = crate::tensors::to_json(&o.output).and_then(|(_, p)| p);
+            if predicted.is_some() && predicted == label {
+                self.correct += 1;
+            }
+        }
+        if o.attempts > 1 {
+            self.retried += 1;
+        }
+        self.latencies.push(o.elapsed.as_secs_f64() * 1e3);
+        let who = o
+            .worker
+            .map_or("-".to_owned(), |w: NodeId| w.short().to_string());
+        *self.per_node.entry(who).or_default() += 1;
+    }
+
+    fn print(&mut self, total: usize, labels: usize, wall: f64, served: u64) {
+        self.latencies.sort_by(f64::total_cmp);
+        let (completed, correct) = (self.completed, self.correct);
+        say!("\nsummary");
+        say!(
+            "  tasks      {completed}/{total} completed ({:.1} %), each reported once; {} needed a retry",
+            100.0 * completed as f64 / total.max(1) as f64,
+            self.retried
+        );
+        say!(
+            "  throughput {:.0} tasks/s over {wall:.2} s",
+            self.results as f64 / wall.max(1e-9)
+        );
+        if labels > 0 {
+            say!(
+                "  accuracy   {correct}/{labels} = {:.1} % of the digits test set classified correctly",
+                100.0 * correct as f64 / labels as f64
+            );
+            say!("  model      sent peer to peer in chunks: {served} bytes served to the nodes that lacked it");
+        }
+        say!(
+            "  latency    p50 {:.1} ms, p99 {:.1} ms",
+            percentile(&self.latencies, 0.5),
+            percentile(&self.latencies, 0.99)
+        );
+        let per_node: Vec<String> = self
+            .per_node
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        say!("  per node   {}", per_node.join(", "));
+    }
+}
+
+/// Kills the first worker (the demo's failure), with a line saying so.
+fn kill_first(cleanup: &mut Cleanup, results: usize) {
+    if let Some(w) = cleanup.workers.first_mut() {
+        let _ = w.child.kill();
+        let _ = w.child.wait();
+        say!(
+            "\n  killed node 1 ({}, kill -9) after {results} results: its tasks in flight go to the other nodes",
+            w.id.get(..8).unwrap_or(&w.id)
+        );
+    }
+}
+
+/// Runs the batch on the discovered nodes; returns the tally and the
+/// batch's wall time.
+async fn run_batch(
+    h: &p2pa_node::io::NodeHandle,
+    a: &DemoArgs,
+    cleanup: &mut Cleanup,
+    work: Workload,
+    model: Option<[u8; 32]>,
+) -> (Tally, f64) {
+    let total = work.items.len();
+    let kill_at = if a.no_kill { usize::MAX } else { total / 3 };
+    let mut tally = Tally::default();
+    let mut progress = crate::batch::progress(total as u64);
+    let start = Instant::now();
+    let plan = Plan {
+        kind: work.kind,
+        model,
+        timeout: Duration::from_secs(30),
+        concurrency: usize::from(a.nodes) * 4,
+        redundancy: 1,
+        peers: Vec::new(),
+    };
+    let labels = &work.labels;
+    run_items(h, &plan, work.items, |item, outcomes| {
+        let Some(o) = outcomes.into_iter().next() else {
+            return;
+        };
+        tally.record(&o, labels.get(item.line.wrapping_sub(1)).copied());
+        let failed = (tally.results - tally.completed) as u64;
+        progress.tick(tally.results as u64, failed);
+        if tally.results == kill_at {
+            kill_first(cleanup, tally.results);
+        }
+    })
+    .await;
+    progress.finish(
+        tally.results as u64,
+        (tally.results - tally.completed) as u64,
+    );
+    (tally, start.elapsed().as_secs_f64())
+}
+
+pub fn run(a: &DemoArgs) -> CliResult {
+    let t0 = Instant::now();
+    let mut seed = [0u8; 2];
+    getrandom::fill(&mut seed).map_err(|e| CliError::network(e.to_string()))?;
+    let port = 20_000 + u16::from_le_bytes(seed) % 20_000;
+    let dir = std::env::temp_dir().join(format!("p2pa-demo-{}", std::process::id()));
+    say!(
+        "p2pa demo: {} nodes on 127.0.0.1, host-local multicast (TTL 0, group port {port}), no mDNS",
+        a.nodes
+    );
+    let mut cleanup = start_nodes(a, &dir, port)?;
     let net = NetArgs {
         multicast_ttl: 0,
         multicast_port: port,
-        multicast_group: Ipv4Addr::new(239, 255, 42, 99),
+        multicast_group: p2pa_node::io::udp::DEFAULT_GROUP,
         no_mdns: true,
         use_identity: false,
     };
@@ -164,14 +279,13 @@ pub fn run(a: &DemoArgs) -> CliResult {
     let n = usize::from(a.nodes);
     node.block_on(async {
         let start = Instant::now();
-        let peers =
-            h.wait_for_peers(Some(TaskKind::Sleep), n, Duration::from_secs(10)).await;
+        let peers = h
+            .wait_for_peers(Some(TaskKind::Sleep), n, Duration::from_secs(10))
+            .await;
         if peers.len() < n {
             h.shutdown().await;
-            return Err(CliError::network(format!(
-                "found only {} of {n} nodes in 10 s",
-                peers.len()
-            )));
+            let found = peers.len();
+            return Err(CliError::network(format!("found only {found} of {n} nodes in 10 s")));
         }
         say!(
             "discovery: found and authenticated all {n} nodes in {:.0} ms (signed beacons, then a mutual handshake)",
@@ -180,102 +294,20 @@ pub fn run(a: &DemoArgs) -> CliResult {
         let work = Workload::new(a)?;
         let model = crate::provide(&h, work.model.clone()).await?;
         say!("batch: {}", work.describe);
-        let total = work.items.len();
-        let kill_at = if a.no_kill { usize::MAX } else { total / 3 };
-        let victim_id = cleanup
-            .workers
-            .first()
-            .map(|w| w.id.clone())
-            .unwrap_or_default();
-        let mut latencies = Vec::new();
-        let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
-        let (mut completed, mut retried, mut results, mut correct) =
-            (0usize, 0usize, 0usize, 0usize);
-        let mut progress = crate::batch::progress(total as u64);
-        let batch_start = Instant::now();
-        let plan = Plan {
-            kind: work.kind,
-            model,
-            timeout: Duration::from_secs(30),
-            concurrency: n * 4,
-            redundancy: 1,
-            peers: Vec::new(),
-        };
-        let labels = work.labels.clone();
-        run_items(&h, &plan, work.items, |item, outcomes| {
-            let Some(o) = outcomes.into_iter().next() else { return };
-            results += 1;
-            if o.status == TaskStatus::Completed {
-                completed += 1;
-                let predicted = crate::tensors::to_json(&o.output).and_then(|(_, p)| p);
-                if predicted.is_some() && predicted == labels.get(item.line.wrapping_sub(1)).copied() {
-                    correct += 1;
-                }
-            }
-            if o.attempts > 1 {
-                retried += 1;
-            }
-            latencies.push(o.elapsed.as_secs_f64() * 1e3);
-            let who = o.worker.map_or("-".to_owned(), |w: NodeId| w.short().to_string());
-            *per_node.entry(who).or_default() += 1;
-            progress.tick(results as u64, (results - completed) as u64);
-            if results == kill_at {
-                if let Some(w) = cleanup.workers.first_mut() {
-                    let _ = w.child.kill();
-                    let _ = w.child.wait();
-                    say!(
-                        "\n  killed node 1 ({}, kill -9) after {results} results: its tasks in flight go to the other nodes",
-                        victim_id.get(..8).unwrap_or(&victim_id)
-                    );
-                }
-            }
-        })
-        .await;
-        progress.finish(results as u64, (results - completed) as u64);
-        let wall = batch_start.elapsed().as_secs_f64();
+        let (total, labels) = (work.items.len(), work.labels.len());
+        let (mut tally, wall) = run_batch(&h, a, &mut cleanup, work, model).await;
         let served = h.stats().await.map(|s| s.blob_bytes_served).unwrap_or(0);
         h.shutdown().await;
-        latencies.sort_by(f64::total_cmp);
-        say!("\nsummary");
-        say!(
-            "  tasks      {completed}/{total} completed ({:.1} %), each reported once; {retried} needed a retry",
-            100.0 * completed as f64 / total.max(1) as f64
-        );
-        say!(
-            "  throughput {:.0} tasks/s over {:.2} s",
-            results as f64 / wall.max(1e-9),
-            wall
-        );
-        if !labels.is_empty() {
-            say!(
-                "  accuracy   {correct}/{} = {:.1} % of the digits test set classified correctly",
-                labels.len(),
-                100.0 * correct as f64 / labels.len().max(1) as f64
-            );
-            say!("  model      sent peer to peer in chunks: {served} bytes served to the nodes that lacked it");
-        }
-        say!(
-            "  latency    p50 {:.1} ms, p99 {:.1} ms",
-            percentile(&latencies, 0.5),
-            percentile(&latencies, 0.99)
-        );
-        say!(
-            "  per node   {}",
-            per_node
-                .iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        tally.print(total, labels, wall, served);
         say!(
             "  total time {:.1} s; all node processes stopped",
             t0.elapsed().as_secs_f64()
         );
-        if completed == total {
-            Ok(exit::OK)
+        Ok(if tally.completed == total {
+            exit::OK
         } else {
-            Ok(exit::TASK_FAILED)
-        }
+            exit::TASK_FAILED
+        })
     })
 }
 

@@ -147,6 +147,7 @@ mod grow;
 pub mod handshake;
 mod limits;
 mod message;
+mod receipt;
 mod sign;
 
 #[cfg(feature = "fuzzing")]
@@ -170,9 +171,10 @@ pub use limits::{
 pub use message::{
     Beacon, BlobChunk, BlobRequest, Budget, Cancel, Capabilities, Error, ErrorCode, Goodbye,
     GoodbyeReason, Hash32, Hello, HelloAck, KindSet, Message, MessageKind, NodeId, Nonce, Ping,
-    Pong, Receipt, RejectReason, ShortId, Signature64, TaskAccept, TaskId, TaskInput, TaskKind,
-    TaskOffer, TaskReject, TaskResult, TaskStatus, RECEIPT_SIGNED_LEN,
+    Pong, RejectReason, ShortId, TaskAccept, TaskId, TaskInput, TaskKind, TaskOffer, TaskReject,
+    TaskResult, TaskStatus,
 };
+pub use receipt::{Receipt, Signature64, RECEIPT_SIGNED_LEN};
 pub use sign::{
     Context, Keypair, ReplayGuard, SessionId, Verified, DATAGRAM_CONTEXT, HELLO_CONTEXT,
     RECEIPT_CONTEXT, SESSION_CONTEXT,

@@ -3,12 +3,11 @@
 //! events go in through `handle_*`, work comes out through `poll_*`.
 //! No sockets, no async, no clock reads: N cores can run in one simulation.
 //!
-//! [`Core`] is a router over parts that each own their state and borrow only
-//! themselves, the config and the [`Outbox`] (plus a [`Wire`] to reach
-//! peers): `peers` (table, dial targets, backoff), `beacons`, `sessions`
-//! (connections, handshake, keepalive), `requester`, `worker`, `blobs`.
-//! Whatever one part reports (a session up or down, a message, a model
-//! fetched) is routed to the others here, and only here.
+//! [`Core`] routes between parts that own their state and borrow only
+//! themselves, the config and the outbox (or a `Wire` to reach peers): peers
+//! (table, dials, backoff), beacons, sessions (connections, handshake,
+//! keepalive), requester, worker, blobs. What one part reports (a session up
+//! or down, a message, a model fetched) reaches the others here, only here.
 
 mod beacons;
 mod blobs;
@@ -20,16 +19,15 @@ mod receipt;
 mod requester;
 mod rng;
 mod sessions;
+mod timer;
+mod wire;
 mod worker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use p2pa_protocol::{
-    Capabilities, GoodbyeReason, Hash32, Intro, Keypair, Message, NodeId, TaskStatus,
-    MAX_BEACON_MODELS,
-};
+use p2pa_protocol::{GoodbyeReason, Hash32, Intro, Keypair, Message, NodeId, TaskStatus};
 
 pub use config::{Config, Trust, DEFAULT_MODEL_CACHE_BYTES, DEFAULT_TCP_PORT};
 pub use output::{Event, Stats, Transmit};
@@ -45,6 +43,8 @@ use output::{bump, Noise, Outbox};
 use peers::Peers;
 use requester::Requester;
 use sessions::{Sessions, Step, Up};
+use timer::Timer;
+use wire::{wire, Wire};
 use worker::Worker;
 
 /// Identifies one TCP connection between the core and its shell.
@@ -52,50 +52,6 @@ pub type ConnId = u64;
 
 /// A job the worker side asked the shell to run.
 pub type JobId = u64;
-
-/// How a part reaches peers: through their sessions, signed with this
-/// node's key, into the outbox.
-pub(crate) struct Wire<'a> {
-    pub(crate) key: &'a Keypair,
-    pub(crate) peers: &'a Peers,
-    pub(crate) sessions: &'a mut Sessions,
-    pub(crate) out: &'a mut Outbox,
-}
-
-impl Wire<'_> {
-    /// Sends a session message to `peer`, if it has a session.
-    pub(crate) fn send_to(&mut self, peer: NodeId, message: &Message<'_>) -> bool {
-        match self.peers.conn_of(&peer) {
-            Some(conn) => self.sessions.send(conn, self.key, message, self.out),
-            None => false,
-        }
-    }
-}
-
-/// The node's timers, in the order `handle_timeout` runs them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Timer {
-    /// Beacon burst and period, query answers.
-    Beacons,
-    /// Handshake timeouts, keepalive, dead peers.
-    Sessions,
-    /// Dials, redials with backoff, forgetting silent peers.
-    Peers,
-    /// Task deadlines and retries of the tasks this node requested.
-    Requester,
-    /// Deadlines of the jobs this node runs; free slots filled.
-    Worker,
-}
-
-impl Timer {
-    const ALL: [Timer; 5] = [
-        Self::Beacons,
-        Self::Sessions,
-        Self::Peers,
-        Self::Requester,
-        Self::Worker,
-    ];
-}
 
 /// The node's state machine.
 pub struct Core {
@@ -121,18 +77,6 @@ impl std::fmt::Debug for Core {
             .field("conns", &self.sessions.len())
             .finish_non_exhaustive()
     }
-}
-
-/// Splits `core` into a [`Wire`] and the other parts it names.
-macro_rules! wire {
-    ($core:expr) => {
-        Wire {
-            key: &$core.key,
-            peers: &$core.peers,
-            sessions: &mut $core.sessions,
-            out: &mut $core.out,
-        }
-    };
 }
 
 impl Core {
@@ -233,7 +177,7 @@ impl Core {
             Timer::Beacons => {
                 let period = self.peers.beacon_period(cfg);
                 let (worker, blobs) = (&self.worker, &self.blobs);
-                let caps = || capabilities(cfg, worker, blobs);
+                let caps = || worker.capabilities(cfg, blobs);
                 let rng = &mut *self.rng;
                 self.beacons
                     .timers(now, cfg, &self.key, period, &caps, rng, &mut self.out);
@@ -255,7 +199,7 @@ impl Core {
     fn intro(&self) -> Intro {
         Intro {
             listen_port: self.cfg.listen_port,
-            caps: capabilities(&self.cfg, &self.worker, &self.blobs),
+            caps: self.worker.capabilities(&self.cfg, &self.blobs),
         }
     }
 
@@ -330,9 +274,8 @@ impl Core {
         self.close(now, conn, CloseReason::Transport(why));
     }
 
-    /// Bytes arrived on a connection.
+    /// Bytes arrived on a connection (all used; a partial frame is buffered).
     pub fn handle_stream_data(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
-        // With no frame limit it uses every byte (a partial frame is buffered).
         let _ = self.handle_stream_frames(now, conn, data, usize::MAX);
     }
 
@@ -379,7 +322,7 @@ impl Core {
         let (cfg, worker, blobs) = (&self.cfg, &self.worker, &self.blobs);
         let intro = || Intro {
             listen_port: cfg.listen_port,
-            caps: capabilities(cfg, worker, blobs),
+            caps: worker.capabilities(cfg, blobs),
         };
         let step = self
             .sessions
@@ -652,14 +595,5 @@ impl Core {
         let rng = &mut *self.rng;
         self.sessions
             .keepalive(now, &self.cfg, &self.key, rng, &mut self.out);
-    }
-}
-
-/// What a node offers now: its kinds, free slots and the models it holds.
-fn capabilities(cfg: &Config, worker: &Worker, blobs: &Blobs) -> Capabilities {
-    Capabilities {
-        kinds: cfg.kinds,
-        free_slots: worker.free_slots(cfg),
-        models: blobs.advertised(MAX_BEACON_MODELS).collect(),
     }
 }

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use p2pa_protocol::{
-    Hash32, Message, NodeId, Receipt, RejectReason, Signature64, TaskAccept, TaskInput, TaskKind,
-    TaskOffer, TaskReject, TaskResult, TaskStatus,
+    Capabilities, Hash32, Message, NodeId, Receipt, RejectReason, Signature64, TaskAccept,
+    TaskInput, TaskKind, TaskOffer, TaskReject, TaskResult, TaskStatus, MAX_BEACON_MODELS,
 };
 
 use super::blobs::Blobs;
@@ -74,6 +74,15 @@ impl Worker {
     pub(crate) fn free_slots(&self, cfg: &Config) -> u16 {
         let running = u16::try_from(self.running).unwrap_or(u16::MAX);
         cfg.workers.saturating_sub(running)
+    }
+
+    /// What this node offers now: its kinds, free slots, the models it holds.
+    pub(crate) fn capabilities(&self, cfg: &Config, blobs: &Blobs) -> Capabilities {
+        Capabilities {
+            kinds: cfg.kinds,
+            free_slots: self.free_slots(cfg),
+            models: blobs.advertised(MAX_BEACON_MODELS).collect(),
+        }
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
