@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::Sim;
+use common::{peer_list, requester_at_zero, Sim};
 use p2pa_node::core::{sha256, Config, TaskRequest};
 use p2pa_node::protocol::{KindSet, TaskKind};
 
@@ -32,13 +32,7 @@ fn report(out: &mut String, name: &str, sim: &mut Sim) {
     )
     .unwrap();
     for c in sim.nodes.iter().flatten() {
-        let mut peers: Vec<String> = c
-            .connected_peers()
-            .iter()
-            .map(|p| p.short().to_string())
-            .collect();
-        peers.sort();
-        writeln!(out, "{} peers={peers:?}", c.id().short()).unwrap();
+        writeln!(out, "{} peers={:?}", c.id().short(), peer_list(c)).unwrap();
         writeln!(out, "  {:?}", c.stats()).unwrap();
     }
     let mut outcomes: Vec<String> = sim
@@ -62,15 +56,7 @@ fn report(out: &mut String, name: &str, sim: &mut Sim) {
 }
 
 fn requester_and_workers(i: usize) -> Config {
-    Config {
-        workers: 2,
-        kinds: if i == 0 {
-            KindSet::default()
-        } else {
-            Config::default().kinds.with(TaskKind::Infer)
-        },
-        ..Config::default()
-    }
+    requester_at_zero(i, 2, KindSet::default().with(TaskKind::Infer))
 }
 
 fn echo(k: u32) -> TaskRequest {

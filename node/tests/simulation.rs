@@ -12,9 +12,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::Sim;
+use common::{requester_at_zero, Sim};
 use p2pa_node::core::{Config, TaskError, TaskRequest};
-use p2pa_node::protocol::{TaskKind, TaskStatus};
+use p2pa_node::protocol::{KindSet, TaskKind, TaskStatus};
 
 fn full_mesh(sim: &mut Sim) -> bool {
     let n = sim.nodes.iter().flatten().count();
@@ -37,12 +37,7 @@ fn one_connection_per_pair(sim: &mut Sim) -> bool {
 fn fingerprint(sim: &mut Sim) -> String {
     let mut out = format!("datagrams={}\n", sim.datagrams_sent);
     for c in sim.nodes.iter().flatten() {
-        let mut peers: Vec<String> = c
-            .connected_peers()
-            .iter()
-            .map(|p| p.short().to_string())
-            .collect();
-        peers.sort();
+        let peers = common::peer_list(c);
         out.push_str(&format!("{} {:?} {:?}\n", c.id().short(), peers, c.stats()));
     }
     out
@@ -94,16 +89,8 @@ fn simulation_is_identical_on_every_run() {
 
 #[test]
 fn tasks_complete_exactly_once_when_a_worker_dies_mid_batch() {
-    let mut sim = Sim::new(4, 11, 0, |i| Config {
-        workers: 2,
-        // node 0 is the requester only
-        kinds: if i == 0 {
-            Default::default()
-        } else {
-            Config::default().kinds
-        },
-        ..Config::default()
-    });
+    // node 0 is the requester only
+    let mut sim = Sim::new(4, 11, 0, |i| requester_at_zero(i, 2, KindSet::default()));
     sim.run_until(Duration::from_secs(1));
     assert!(full_mesh(&mut sim));
     let mut ids = Vec::new();
@@ -144,14 +131,7 @@ fn tasks_complete_exactly_once_when_a_worker_dies_mid_batch() {
 #[test]
 fn a_cancelled_task_is_reported_once_as_cancelled_and_the_worker_stops_it() {
     use p2pa_node::core::TaskState;
-    let mut sim = Sim::new(2, 5, 0, |i| Config {
-        kinds: if i == 0 {
-            Default::default()
-        } else {
-            Config::default().kinds
-        },
-        ..Config::default()
-    });
+    let mut sim = Sim::new(2, 5, 0, |i| requester_at_zero(i, 1, KindSet::default()));
     sim.run_until(Duration::from_secs(1));
     assert!(full_mesh(&mut sim));
     let req = TaskRequest {

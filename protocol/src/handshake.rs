@@ -195,15 +195,8 @@ impl Initiator {
                 got: sender,
             });
         }
-        let id = SessionId {
-            initiator: self.nonce,
-            responder: a.responder_nonce,
-        };
-        let intro = Intro {
-            listen_port: a.listen_port,
-            caps: a.caps,
-        };
-        Ok(Confirm::new(Session::new(id, sender, true, 1, recv), intro))
+        let (nonces, intro) = ((self.nonce, a.responder_nonce), (a.listen_port, a.caps));
+        Ok(Confirm::new(sender, true, nonces, recv, intro))
     }
 }
 
@@ -232,10 +225,25 @@ pub enum ToConfirm {}
 pub enum Awaiting {}
 
 impl<Side> Pending<Side> {
-    fn new(session: Session, intro: Intro) -> Self {
+    /// After a verified `Hello` or `HelloAck` from `peer`: `nonces` are
+    /// (initiator's, responder's), `intro` the peer's (port, capabilities).
+    fn new(
+        peer: NodeId,
+        initiator: bool,
+        nonces: (Nonce, Nonce),
+        recv: ReplayGuard,
+        intro: (u16, Capabilities),
+    ) -> Self {
+        let id = SessionId {
+            initiator: nonces.0,
+            responder: nonces.1,
+        };
         Self {
-            session,
-            intro,
+            session: Session::new(id, peer, initiator, 1, recv),
+            intro: Intro {
+                listen_port: intro.0,
+                caps: intro.1,
+            },
             side: PhantomData,
         }
     }
@@ -332,18 +340,8 @@ impl Responder {
             caps: intro.caps.clone(),
         });
         let n = encode_stream_frame(key, Context::Hello, 0, &ack, out)?;
-        let id = SessionId {
-            initiator: h.nonce,
-            responder: self.nonce,
-        };
-        let intro = Intro {
-            listen_port: h.listen_port,
-            caps: h.caps,
-        };
-        Ok((
-            AwaitConfirm::new(Session::new(id, sender, false, 1, recv), intro),
-            n,
-        ))
+        let (nonces, intro) = ((h.nonce, self.nonce), (h.listen_port, h.caps));
+        Ok((AwaitConfirm::new(sender, false, nonces, recv, intro), n))
     }
 }
 

@@ -102,51 +102,19 @@ impl Lan {
     /// Drops `percent` % of frames crossing the bridge (nftables; this kernel
     /// has no netem).
     pub fn set_loss(&self, percent: u32) -> Result<(), String> {
-        let ns = self.bridge_ns.as_str();
         let pct = percent.to_string();
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "nft",
-            "add",
-            "table",
-            "bridge",
-            "p2pa_loss",
-        ])?;
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "nft",
-            "add",
-            "chain",
-            "bridge",
-            "p2pa_loss",
-            "lossy",
-            "{ type filter hook forward priority 0; }",
-        ])?;
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "nft",
-            "add",
-            "rule",
-            "bridge",
-            "p2pa_loss",
-            "lossy",
-            "numgen",
-            "random",
-            "mod",
-            "100",
-            "<",
-            &pct,
-            "drop",
-        ])
+        let nft = |rest: &[&str]| {
+            let mut args = vec!["ip", "netns", "exec", self.bridge_ns.as_str(), "nft", "add"];
+            args.extend_from_slice(rest);
+            sh(&args)
+        };
+        nft(&["table", "bridge", "p2pa_loss"])?;
+        let hook = "{ type filter hook forward priority 0; }";
+        nft(&["chain", "bridge", "p2pa_loss", "lossy", hook])?;
+        let rule = ["numgen", "random", "mod", "100", "<", &pct, "drop"];
+        let mut args = vec!["rule", "bridge", "p2pa_loss", "lossy"];
+        args.extend_from_slice(&rule);
+        nft(&args)
     }
 
     /// A command that runs inside host `i`.

@@ -136,39 +136,19 @@ fn model_add_list_and_submit_by_hash_and_bad_input_shapes() {
     let row: Vec<String> = test_rows()[0].iter().map(|x| x.to_string()).collect();
     let input = format!("[{}]", row.join(","));
     let net = local_net(port);
-    let mut args: Vec<&str> = net.iter().map(String::as_str).collect();
-    args.extend([
-        "--data-dir",
-        me,
-        "submit",
-        "--kind",
-        "infer",
-        "--model",
-        &hash,
-        "--input",
-        &input,
-        "--json",
-    ]);
-    let out = p2pa(&args, T);
+    let submit = |input: &str| {
+        let mut args: Vec<&str> = net.iter().map(String::as_str).collect();
+        args.extend(["--data-dir", me, "submit", "--kind", "infer"]);
+        args.extend(["--model", &hash, "--input", input, "--json"]);
+        p2pa(&args, T)
+    };
+    let out = submit(&input);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(v["prediction"].as_i64().unwrap(), local_predictions()[0]);
     assert_eq!(v["outputs"][0]["shape"], serde_json::json!([1, 10]));
     // Wrong shape: the task fails, naming expected and actual shapes.
-    let mut args: Vec<&str> = net.iter().map(String::as_str).collect();
-    args.extend([
-        "--data-dir",
-        me,
-        "submit",
-        "--kind",
-        "infer",
-        "--model",
-        &hash,
-        "--input",
-        "[1, 2, 3]",
-        "--json",
-    ]);
-    let out = p2pa(&args, T);
+    let out = submit("[1, 2, 3]");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(v["status"], "failed");

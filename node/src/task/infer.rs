@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use p2pa_protocol::TaskStatus;
 use tract_onnx::prelude::*;
 
-use super::tensor::{self, Data};
+use super::tensor::{self, Data, TensorError};
 use crate::hex::hex;
-use crate::models::ModelStore;
+use crate::models::{ModelError, ModelStore};
 
 type Plan = Arc<TypedRunnableModel>;
 
@@ -34,19 +34,98 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-fn shape_text(dims: &[Option<usize>]) -> String {
-    let parts: Vec<String> = dims
-        .iter()
-        .map(|d| d.map_or("N".to_owned(), |v| v.to_string()))
-        .collect();
-    format!("[{}]", parts.join(", "))
+/// A shape as people write it, `N` for a free dimension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape(pub Vec<Option<usize>>);
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[")?;
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            match d {
+                Some(v) => write!(f, "{v}")?,
+                None => f.write_str("N")?,
+            }
+        }
+        f.write_str("]")
+    }
 }
 
-fn failed(msg: impl Into<String>) -> (TaskStatus, Vec<u8>) {
-    (TaskStatus::Failed, msg.into().into_bytes())
+/// Why an `infer` task failed (its text is the task's failure output).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum InferError {
+    /// The task named no model.
+    NoModel,
+    /// The model is not in the store (or cannot be read).
+    Store(ModelError),
+    /// tract could not load or optimise the model.
+    Load {
+        /// The model's hash.
+        model: [u8; 32],
+        /// tract's reason.
+        source: TractError,
+    },
+    /// The input is not a valid tensor set.
+    Input(TensorError),
+    /// The input has another number of tensors than the model.
+    InputCount {
+        /// What the model takes.
+        want: usize,
+        /// What came.
+        got: usize,
+    },
+    /// An input tensor's shape or dtype differs from the model's.
+    WrongShape {
+        /// The model's shape.
+        want: Shape,
+        /// The model's dtype.
+        want_dtype: &'static str,
+        /// The input's shape.
+        got: Shape,
+        /// The input's dtype.
+        got_dtype: &'static str,
+    },
+    /// tract failed while running it.
+    Run(TractError),
+    /// An output of a type the tensor format cannot carry.
+    Output(DatumType),
 }
+
+impl std::fmt::Display for InferError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoModel => f.write_str("an infer task needs a model hash"),
+            Self::Store(e) => e.fmt(f),
+            Self::Load { model, source } => {
+                write!(f, "model {} failed to load: {source}", hex(model))
+            }
+            Self::Input(e) => write!(f, "bad input tensors: {e}"),
+            Self::InputCount { want, got } => {
+                write!(f, "the model takes {want} input tensors, got {got}")
+            }
+            Self::WrongShape {
+                want,
+                want_dtype,
+                got,
+                got_dtype,
+            } => write!(
+                f,
+                "wrong input shape: the model expects {want} ({want_dtype}), got {got} ({got_dtype})"
+            ),
+            Self::Run(e) => write!(f, "inference failed: {e}"),
+            Self::Output(dt) => write!(f, "output of type {dt:?} cannot be returned"),
+        }
+    }
+}
+
+impl std::error::Error for InferError {}
 
 impl Engine {
+    /// An engine over the models in `store` (each loaded on first use).
     pub fn new(store: ModelStore) -> Self {
         Self {
             store,
@@ -54,13 +133,15 @@ impl Engine {
         }
     }
 
-    fn load(&self, hash: &[u8; 32]) -> Result<Arc<Loaded>, String> {
+    fn load(&self, hash: &[u8; 32]) -> Result<Arc<Loaded>, InferError> {
         if let Some(l) = self.loaded.lock().ok().and_then(|m| m.get(hash).cloned()) {
             return Ok(l);
         }
-        let bytes = self.store.read(hash).map_err(|e| e.to_string())?;
-        let loaded = Self::compile(&bytes)
-            .map_err(|e| format!("model {} failed to load: {e}", hex(hash)))?;
+        let bytes = self.store.read(hash).map_err(InferError::Store)?;
+        let loaded = Self::compile(&bytes).map_err(|source| InferError::Load {
+            model: *hash,
+            source,
+        })?;
         let loaded = Arc::new(loaded);
         if let Ok(mut m) = self.loaded.lock() {
             m.insert(*hash, loaded.clone());
@@ -88,85 +169,84 @@ impl Engine {
         })
     }
 
-    /// Runs model `model` on the tensor set `input`; the output is a tensor set.
+    /// Runs model `model` on the tensor set `input`; the output is a tensor
+    /// set, or the failure's text.
     pub fn run(&self, model: Option<[u8; 32]>, input: &[u8]) -> (TaskStatus, Vec<u8>) {
-        let Some(hash) = model else {
-            return failed("an infer task needs a model hash");
-        };
-        let loaded = match self.load(&hash) {
-            Ok(l) => l,
-            Err(e) => return failed(e),
-        };
-        let tensors = match tensor::decode(input) {
-            Ok(t) => t,
-            Err(e) => return failed(format!("bad input tensors: {e}")),
-        };
+        match self.infer(model, input) {
+            Ok(out) => (TaskStatus::Completed, out),
+            Err(e) => (TaskStatus::Failed, e.to_string().into_bytes()),
+        }
+    }
+
+    fn infer(&self, model: Option<[u8; 32]>, input: &[u8]) -> Result<Vec<u8>, InferError> {
+        let loaded = self.load(&model.ok_or(InferError::NoModel)?)?;
+        let tensors = tensor::decode(input).map_err(InferError::Input)?;
         if tensors.len() != loaded.inputs.len() {
-            return failed(format!(
-                "the model takes {} input tensors, got {}",
-                loaded.inputs.len(),
-                tensors.len()
-            ));
+            return Err(InferError::InputCount {
+                want: loaded.inputs.len(),
+                got: tensors.len(),
+            });
         }
         let mut values = TVec::new();
         for (t, (dt, dims)) in tensors.into_iter().zip(&loaded.inputs) {
-            let fits = t.shape.len() == dims.len()
-                && t.shape
-                    .iter()
-                    .zip(dims)
-                    .all(|(a, e)| e.is_none_or(|e| e == *a));
-            let want = if *dt == DatumType::I64 { "i64" } else { "f32" };
-            if !fits || t.dtype() != want {
-                let got: Vec<Option<usize>> = t.shape.iter().map(|d| Some(*d)).collect();
-                return failed(format!(
-                    "wrong input shape: the model expects {} ({want}), got {} ({})",
-                    shape_text(dims),
-                    shape_text(&got),
-                    t.dtype()
-                ));
-            }
-            let value = match t.data {
-                Data::F32(v) => tract_ndarray::ArrayD::from_shape_vec(t.shape, v).map(Tensor::from),
-                Data::I64(v) => tract_ndarray::ArrayD::from_shape_vec(t.shape, v).map(Tensor::from),
-            };
-            match value {
-                Ok(v) => values.push(v.into_tvalue()),
-                Err(e) => return failed(format!("bad input tensor: {e}")),
-            }
+            values.push(to_value(t, *dt, dims)?);
         }
-        let outputs = match loaded.plan.run(values) {
-            Ok(o) => o,
-            Err(e) => return failed(format!("inference failed: {e}")),
-        };
-        let mut out = Vec::new();
-        for o in outputs.iter() {
-            let shape = o.shape().to_vec();
-            let converted = if o.datum_type() == DatumType::I64 {
-                o.to_plain_array_view::<i64>()
-                    .ok()
-                    .and_then(|a| tensor::Tensor::i64(shape, a.iter().copied().collect()))
-            } else {
-                o.cast_to::<f32>()
-                    .ok()
-                    .and_then(|c| {
-                        c.to_plain_array_view::<f32>()
-                            .ok()
-                            .map(|a| a.iter().copied().collect::<Vec<f32>>())
-                    })
-                    .and_then(|v| tensor::Tensor::f32(shape, v))
-            };
-            match converted {
-                Some(t) => out.push(t),
-                None => {
-                    return failed(format!(
-                        "output of type {:?} cannot be returned",
-                        o.datum_type()
-                    ))
-                }
-            }
-        }
-        (TaskStatus::Completed, tensor::encode(&out))
+        let outputs = loaded.plan.run(values).map_err(InferError::Run)?;
+        let out = outputs
+            .iter()
+            .map(from_value)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(tensor::encode(&out))
     }
+}
+
+/// An input tensor as tract takes it, checked against the model's input.
+fn to_value(
+    t: tensor::Tensor,
+    dt: DatumType,
+    dims: &[Option<usize>],
+) -> Result<TValue, InferError> {
+    let fits = t.shape.len() == dims.len()
+        && t.shape
+            .iter()
+            .zip(dims)
+            .all(|(a, e)| e.is_none_or(|e| e == *a));
+    let want_dtype = if dt == DatumType::I64 { "i64" } else { "f32" };
+    if !fits || t.dtype() != want_dtype {
+        return Err(InferError::WrongShape {
+            want: Shape(dims.to_vec()),
+            want_dtype,
+            got: Shape(t.shape.iter().map(|d| Some(*d)).collect()),
+            got_dtype: t.dtype(),
+        });
+    }
+    let value = match t.data {
+        Data::F32(v) => tract_ndarray::ArrayD::from_shape_vec(t.shape, v).map(Tensor::from),
+        Data::I64(v) => tract_ndarray::ArrayD::from_shape_vec(t.shape, v).map(Tensor::from),
+    };
+    value
+        .map(Tensor::into_tvalue)
+        .map_err(|_| InferError::Input(TensorError::ShapeMismatch))
+}
+
+/// An output of tract in the tensor format (i64 kept, the rest as f32).
+fn from_value(o: &TValue) -> Result<tensor::Tensor, InferError> {
+    let shape = o.shape().to_vec();
+    let converted = if o.datum_type() == DatumType::I64 {
+        o.to_plain_array_view::<i64>()
+            .ok()
+            .and_then(|a| tensor::Tensor::i64(shape, a.iter().copied().collect()))
+    } else {
+        o.cast_to::<f32>()
+            .ok()
+            .and_then(|c| {
+                c.to_plain_array_view::<f32>()
+                    .ok()
+                    .map(|a| a.iter().copied().collect::<Vec<f32>>())
+            })
+            .and_then(|v| tensor::Tensor::f32(shape, v))
+    };
+    converted.ok_or(InferError::Output(o.datum_type()))
 }
 
 #[cfg(test)]

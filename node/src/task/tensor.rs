@@ -68,6 +68,7 @@ pub enum TensorError {
     RankTooLarge(usize),
     TooManyElements,
     TrailingBytes(usize),
+    ShapeMismatch,
 }
 
 impl fmt::Display for TensorError {
@@ -80,6 +81,7 @@ impl fmt::Display for TensorError {
             Self::RankTooLarge(r) => write!(f, "tensor rank {r} exceeds {MAX_RANK}"),
             Self::TooManyElements => write!(f, "tensor has more than {MAX_ELEMENTS} elements"),
             Self::TrailingBytes(n) => write!(f, "{n} bytes after the last tensor"),
+            Self::ShapeMismatch => f.write_str("tensor data does not fill its shape"),
         }
     }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use p2pa_node::core::{
     Config, ConnId, ConnectError, Core, Entropy, Event, SeededEntropy, TaskOutcome, Transmit,
 };
-use p2pa_node::protocol::{Keypair, TaskKind, TaskStatus};
+use p2pa_node::protocol::{Keypair, KindSet, TaskKind, TaskStatus};
 
 #[derive(Debug)]
 enum Action {
@@ -432,4 +432,30 @@ impl Sim {
         self.flush(i);
         id
     }
+}
+
+/// Node 0 requests only (no kinds); the others run the default kinds plus
+/// `extra`, with `workers` slots.
+pub fn requester_at_zero(i: usize, workers: u16, extra: KindSet) -> Config {
+    let kinds = Config::default().kinds;
+    Config {
+        workers,
+        kinds: if i == 0 {
+            KindSet::default()
+        } else {
+            KindSet(kinds.0 | extra.0)
+        },
+        ..Config::default()
+    }
+}
+
+/// The short ids of a core's session peers, sorted.
+pub fn peer_list(c: &Core) -> Vec<String> {
+    let mut peers: Vec<String> = c
+        .connected_peers()
+        .iter()
+        .map(|p| p.short().to_string())
+        .collect();
+    peers.sort();
+    peers
 }
