@@ -58,8 +58,14 @@ pub struct Config {
     pub max_peers: usize,
     /// TCP connections open at once (handshaking or established).
     pub max_conns: usize,
-    /// Handshakes in flight at once.
+    /// Inbound handshakes in flight at once. When full, a newcomer evicts the
+    /// oldest pending one (it cannot be locked out by silent sockets).
     pub max_handshakes: usize,
+    /// Inbound handshakes in flight from one IP address; a newcomer from that
+    /// address evicts its oldest.
+    pub max_handshakes_per_ip: usize,
+    /// This node's own dials in flight (a budget apart from inbound ones).
+    pub max_dials: usize,
     /// A handshake not finished after this is dropped (slow-loris guard).
     pub handshake_timeout: Duration,
     /// Period between beacons (jittered by up to a quarter).
@@ -107,6 +113,8 @@ impl Default for Config {
             max_peers: 256,
             max_conns: 128,
             max_handshakes: 32,
+            max_handshakes_per_ip: 4,
+            max_dials: 32,
             handshake_timeout: Duration::from_secs(3),
             beacon_interval: Duration::from_secs(2),
             beacon_burst: 3,

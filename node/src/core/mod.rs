@@ -245,9 +245,17 @@ impl Core {
     /// A peer connected to our listener. Returns the id to report its bytes
     /// under, or `None` if a limit is reached (the shell drops the socket).
     pub fn handle_incoming(&mut self, now: Instant, addr: SocketAddr) -> Option<ConnId> {
-        if self.shutting_down || self.sessions.full(&self.cfg) {
-            Sessions::refuse_incoming(addr, &mut self.out);
-            return None;
+        let room = match self.shutting_down {
+            true => Err(()),
+            false => self.sessions.room_for(&self.cfg, addr.ip()),
+        };
+        match room {
+            Err(()) => {
+                Sessions::refuse_incoming(addr, &mut self.out);
+                return None;
+            }
+            Ok(Some(victim)) => self.fail(now, victim, CloseReason::HandshakeEvicted),
+            Ok(None) => {}
         }
         Some(self.sessions.incoming(now, addr, &mut *self.rng))
     }

@@ -109,6 +109,7 @@ pub struct Stats {
     pub handshakes_completed: u64,
     pub handshakes_failed: u64,
     pub handshakes_timed_out: u64,
+    pub handshakes_evicted: u64,
     pub peers_refused: u64,
     pub conns_refused: u64,
     pub results_rejected: u64,
@@ -128,6 +129,7 @@ pub(crate) enum Noise {
     ReplayedFrame,
     HandshakeFailed,
     HandshakeTimeout,
+    HandshakeEvicted,
     Refused,
     BadResult,
 }

@@ -59,6 +59,9 @@ pub enum CloseReason {
     Session(SessionError),
     /// The handshake did not finish in time (slow-loris guard).
     HandshakeTimeout,
+    /// A pending handshake made room for a newer one (its source, or the
+    /// node, had too many pending).
+    HandshakeEvicted,
 }
 
 impl CloseReason {
@@ -107,6 +110,10 @@ impl CloseReason {
                 bump(&mut stats.handshakes_timed_out);
                 Some(Noise::HandshakeTimeout)
             }
+            Self::HandshakeEvicted => {
+                bump(&mut stats.handshakes_evicted);
+                Some(Noise::HandshakeEvicted)
+            }
             _ => None,
         }
     }
@@ -122,6 +129,7 @@ impl fmt::Display for CloseReason {
             Self::Handshake(e) => e.fmt(f),
             Self::Session(e) => write!(f, "invalid frame: {e}"),
             Self::HandshakeTimeout => f.write_str("handshake not finished in time"),
+            Self::HandshakeEvicted => f.write_str("handshake dropped to make room for a newer one"),
         }
     }
 }

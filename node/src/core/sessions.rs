@@ -4,7 +4,7 @@
 //! router's business (`Step` reports it).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use p2pa_protocol::{
@@ -148,13 +148,40 @@ impl Sessions {
         self.conns.len()
     }
 
-    fn handshakes(&self) -> usize {
-        self.conns.values().filter(|c| c.handshaking()).count()
+    /// Whether one more dial of our own would exceed a limit.
+    fn dials_full(&self, cfg: &Config) -> bool {
+        let dialing = self
+            .conns
+            .values()
+            .filter(|c| c.initiator && c.handshaking())
+            .count();
+        self.conns.len() >= cfg.max_conns || dialing >= cfg.max_dials
     }
 
-    /// Whether a new connection would exceed a limit.
-    pub(crate) fn full(&self, cfg: &Config) -> bool {
-        self.conns.len() >= cfg.max_conns || self.handshakes() >= cfg.max_handshakes
+    /// Makes room for an inbound connection from `ip`: `Ok(None)` if there
+    /// is room, `Ok(Some(victim))` if the oldest pending inbound handshake
+    /// (of that address first) must go, `Err(())` if every connection is an
+    /// established session or our own dial.
+    pub(crate) fn room_for(&self, cfg: &Config, ip: IpAddr) -> Result<Option<ConnId>, ()> {
+        let pending = || {
+            self.conns
+                .iter()
+                .filter(|(_, c)| !c.initiator && c.handshaking())
+        };
+        let oldest = |from_ip: bool| {
+            pending()
+                .filter(|(_, c)| !from_ip || c.addr.ip() == ip)
+                .min_by_key(|(id, c)| (c.opened, **id))
+                .map(|(id, _)| *id)
+        };
+        let from_ip = pending().filter(|(_, c)| c.addr.ip() == ip).count();
+        if from_ip >= cfg.max_handshakes_per_ip {
+            return Ok(oldest(true));
+        }
+        if pending().count() >= cfg.max_handshakes || self.conns.len() >= cfg.max_conns {
+            return oldest(false).map(Some).ok_or(());
+        }
+        Ok(None)
     }
 
     pub(crate) fn ids(&self) -> Vec<ConnId> {
@@ -180,8 +207,8 @@ impl Sessions {
         expected: Option<NodeId>,
         out: &mut Outbox,
     ) -> Option<ConnId> {
-        if self.full(cfg) {
-            log::debug!("not dialing {addr}: connection or handshake limit reached");
+        if self.dials_full(cfg) {
+            log::debug!("not dialing {addr}: connection or dial limit reached");
             return None;
         }
         let id = self.new_id();

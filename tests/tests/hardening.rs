@@ -1,0 +1,141 @@
+//! Availability under attack (issue 13): a hostile process on loopback tries
+//! to take a worker out of service; an honest requester beside it is served
+//! all the same. Each attack is bounded in count and time.
+//!
+//! Timing: the node's handshake timeout is set to 10 s here, so without the
+//! mitigation an honest requester would wait 10 s or fail; the assertions
+//! allow a few seconds on a loaded machine (the point is "served at all,
+//! promptly", not a latency figure; BENCHMARKS.md has those).
+
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use p2pa_node::core::{Stats, TaskRequest};
+use p2pa_node::io::{NodeHandle, NodeOptions};
+use p2pa_node::protocol::*;
+use p2pa_tests::unique_port;
+
+/// Generous: a refused or locked-out requester would take 10 s or fail.
+const PROMPT: Duration = Duration::from_secs(4);
+
+fn key(n: u64) -> Keypair {
+    let mut s = [0u8; 32];
+    s[..8].copy_from_slice(&n.to_le_bytes());
+    s[8] = 0x13;
+    Keypair::from_seed(s)
+}
+
+fn worker_opts(port: u16) -> NodeOptions {
+    let mut o = p2pa_tests::loopback_options(port);
+    o.multicast = None;
+    o.core.handshake_timeout = Duration::from_secs(10);
+    o
+}
+
+fn stats(h: &NodeHandle) -> Stats {
+    async_io::block_on(h.stats()).unwrap()
+}
+
+/// A fresh requester (new key, as the CLI makes one) that dials `target`,
+/// runs one echo task and stops; returns how long that took.
+fn honest_task(target: SocketAddr, n: u64, text: &str) -> Duration {
+    let t = Instant::now();
+    let mut o = p2pa_tests::loopback_options(unique_port());
+    o.multicast = None;
+    o.core.kinds = KindSet::default();
+    o.core.workers = 0;
+    o.core.bootstrap = vec![target];
+    let (h, mut node) = NodeHandle::start_local(key(n), o).unwrap();
+    let out = node.block_on(async {
+        let up = h
+            .wait_for_peers(Some(TaskKind::Echo), 1, Duration::from_secs(15))
+            .await;
+        assert!(!up.is_empty(), "the honest requester never got a session");
+        let req = TaskRequest {
+            kind: TaskKind::Echo,
+            input: text.as_bytes().to_vec(),
+            model: None,
+            timeout: Duration::from_secs(15),
+            peer: None,
+        };
+        let o = h.submit(req).await.unwrap();
+        h.shutdown().await;
+        o
+    });
+    assert_eq!(out.status, TaskStatus::Completed, "{out:?}");
+    assert_eq!(out.output, text.as_bytes());
+    t.elapsed()
+}
+
+/// A TCP connection from `from` to `to` that never says anything.
+fn silent(from: Ipv4Addr, to: SocketAddr) -> Option<TcpStream> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    s.bind(&SocketAddr::from((from, 0)).into()).ok()?;
+    s.connect(&to.into()).ok()?;
+    let s: TcpStream = s.into();
+    s.set_nonblocking(true).ok()?;
+    Some(s)
+}
+
+/// Keeps `n` silent connections open from `from`, reopening those the node
+/// drops, for `for_how_long`.
+fn hold_silent(from: Ipv4Addr, to: SocketAddr, n: usize, for_how_long: Duration) {
+    let end = Instant::now() + for_how_long;
+    let mut held: Vec<TcpStream> = (0..n).filter_map(|_| silent(from, to)).collect();
+    while Instant::now() < end {
+        held.retain(|s| {
+            let mut b = [0u8; 1];
+            !matches!(s.peek(&mut b), Ok(0)) // 0: closed by the node
+        });
+        while held.len() < n {
+            match silent(from, to) {
+                Some(s) => held.push(s),
+                None => break,
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn silent_sockets_from_another_address_cannot_lock_honest_requesters_out() {
+    let worker = NodeHandle::start(key(1), worker_opts(unique_port())).unwrap();
+    let target = worker.local_addr();
+    let attacker = std::thread::spawn(move || {
+        hold_silent(
+            Ipv4Addr::new(127, 0, 0, 2),
+            target,
+            64,
+            Duration::from_secs(4),
+        );
+    });
+    std::thread::sleep(Duration::from_millis(300)); // the attack is in place
+    for i in 0..3 {
+        let took = honest_task(target, 100 + i, "served during the attack");
+        assert!(took < PROMPT, "honest task {i} took {took:?}");
+    }
+    let s = stats(&worker);
+    assert!(s.handshakes_evicted >= 1, "{s:?}");
+    attacker.join().unwrap();
+    let took = honest_task(target, 200, "served after the attack");
+    assert!(took < PROMPT, "after the attack: {took:?}");
+    async_io::block_on(worker.shutdown());
+}
+
+#[test]
+fn silent_sockets_from_the_same_address_are_evicted_by_newcomers() {
+    let worker = NodeHandle::start(key(2), worker_opts(unique_port())).unwrap();
+    let target = worker.local_addr();
+    // 40 silent sockets from 127.0.0.1, opened once (the node's limit is 32
+    // pending, 4 from one address): the honest handshake evicts the oldest.
+    let held: Vec<TcpStream> = (0..40)
+        .filter_map(|_| silent(Ipv4Addr::LOCALHOST, target))
+        .collect();
+    assert!(held.len() >= 32);
+    let took = honest_task(target, 300, "a newcomer wins its slot");
+    assert!(took < PROMPT, "took {took:?}");
+    let s = stats(&worker);
+    assert!(s.handshakes_evicted >= 36, "{s:?}");
+    drop(held);
+    async_io::block_on(worker.shutdown());
+}
