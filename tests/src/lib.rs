@@ -3,6 +3,7 @@
 //! own multicast port so parallel tests never see each other.
 
 pub mod netns;
+pub mod raw;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

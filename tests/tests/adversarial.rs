@@ -4,12 +4,13 @@
 //! keeps serving an honest peer throughout.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use p2pa_node::core::{Stats, TaskRequest, Trust};
 use p2pa_node::io::{NodeHandle, NodeOptions};
 use p2pa_node::protocol::*;
+use p2pa_tests::raw::{beacon, beacon_sender};
 use p2pa_tests::unique_port;
 
 fn opts(port: u16) -> NodeOptions {
@@ -32,26 +33,6 @@ fn wait_stats(h: &NodeHandle, pred: impl Fn(&Stats) -> bool) -> Stats {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn sender(port: u16) -> (UdpSocket, SocketAddr) {
-    let s = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    s.set_multicast_ttl_v4(0).unwrap();
-    socket2::SockRef::from(&s)
-        .set_multicast_if_v4(&Ipv4Addr::LOCALHOST)
-        .unwrap();
-    (s, SocketAddr::from((Ipv4Addr::new(239, 255, 42, 99), port)))
-}
-
-fn beacon(k: &Keypair, seq: u64, tcp_port: u16) -> Vec<u8> {
-    let msg = Message::Beacon(Beacon {
-        tcp_port,
-        query: false,
-        caps: Capabilities::default(),
-    });
-    let mut out = [0u8; MAX_DATAGRAM_LEN];
-    let n = encode_datagram(k, seq, &msg, &mut out).unwrap();
-    out[..n].to_vec()
 }
 
 /// The honest peer still gets work done.
@@ -84,21 +65,21 @@ fn bad_beacons_are_dropped_and_counted_while_honest_peers_are_served() {
     let mut ropts = opts(port);
     ropts.core.kinds = KindSet::default();
     let honest = NodeHandle::start(key(2), ropts).unwrap();
-    let (udp, group) = sender(port);
+    let (udp, group) = beacon_sender(port);
 
     // Forged: a valid beacon with one body bit flipped.
-    let mut forged = beacon(&key(9), 1, 1);
+    let mut forged = beacon(&key(9), 1, 1, false);
     forged[HEADER_LEN] ^= 0x01;
     udp.send_to(&forged, group).unwrap();
     // Garbage.
     udp.send_to(b"\x00\x01garbage that is no frame at all", group)
         .unwrap();
     // Wrong version.
-    let mut v2 = beacon(&key(9), 1, 1);
+    let mut v2 = beacon(&key(9), 1, 1, false);
     v2[0] = 2;
     udp.send_to(&v2, group).unwrap();
     // Replayed: the same valid beacon twice.
-    let good = beacon(&key(9), 7, 1);
+    let good = beacon(&key(9), 7, 1, false);
     udp.send_to(&good, group).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     udp.send_to(&good, group).unwrap();
@@ -296,8 +277,8 @@ fn each_kind_of_bad_input_is_logged_once() {
     )
     .unwrap();
     assert!(first.contains("listening"), "{first}");
-    let (udp, group) = sender(port);
-    let mut forged = beacon(&key(9), 1, 1);
+    let (udp, group) = beacon_sender(port);
+    let mut forged = beacon(&key(9), 1, 1, false);
     forged[HEADER_LEN] ^= 0x01;
     for _ in 0..5 {
         udp.send_to(&forged, group).unwrap();

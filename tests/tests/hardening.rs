@@ -139,3 +139,100 @@ fn silent_sockets_from_the_same_address_are_evicted_by_newcomers() {
     drop(held);
     async_io::block_on(worker.shutdown());
 }
+
+/// A worker that also listens to beacons on `port`.
+fn beaconing_worker(n: u64, port: u16) -> NodeHandle {
+    let mut o = p2pa_tests::loopback_options(port);
+    o.core.handshake_timeout = Duration::from_secs(10);
+    NodeHandle::start(key(n), o).unwrap()
+}
+
+#[test]
+fn a_flood_of_fresh_keys_cannot_fill_the_peer_table() {
+    let port = unique_port();
+    let worker = beaconing_worker(3, port);
+    let target = worker.local_addr();
+    let (udp, group) = p2pa_tests::raw::beacon_sender(port);
+    // 600 beacons, each from a fresh key (twice the default table of 256).
+    for i in 0..600u64 {
+        let b = p2pa_tests::raw::beacon(&key(10_000 + i), 1, 9, false);
+        udp.send_to(&b, group).unwrap();
+        if i % 50 == 49 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    // 300 handshakes with fresh keys, each hung up at once.
+    for i in 0..300u64 {
+        let mut s = TcpStream::connect(target).unwrap();
+        let mut reader = p2pa_tiny::FrameReader::<4096>::new();
+        let mut tx = [0u8; 4096];
+        let intro = Intro::default();
+        let k = key(20_000 + i);
+        let _ = p2pa_tiny::initiate(&mut s, &mut reader, &k, [7; 32], None, &intro, &mut tx);
+    }
+    let s = stats(&worker);
+    assert!(s.peers_evicted > 0, "{s:?}");
+    let table = async_io::block_on(worker.peers()).unwrap().len();
+    assert!(table <= 256, "the table stays within its limit: {table}");
+    let took = honest_task(target, 400, "a newcomer still gets a session");
+    assert!(took < PROMPT, "took {took:?}");
+    async_io::block_on(worker.shutdown());
+}
+
+#[test]
+fn in_allowlist_mode_beacons_of_other_keys_are_not_stored() {
+    let port = unique_port();
+    let mut o = p2pa_tests::loopback_options(port);
+    o.core.trust = p2pa_node::core::Trust::Allowlist(vec![key(501).node_id()]);
+    let worker = NodeHandle::start(key(5), o).unwrap();
+    let (udp, group) = p2pa_tests::raw::beacon_sender(port);
+    for i in 0..50u64 {
+        let b = p2pa_tests::raw::beacon(&key(30_000 + i), 1, 9, true);
+        udp.send_to(&b, group).unwrap();
+    }
+    let end = Instant::now() + Duration::from_secs(5);
+    while stats(&worker).beacons_untrusted < 50 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(stats(&worker).beacons_untrusted, 50);
+    let peers = async_io::block_on(worker.peers()).unwrap();
+    assert!(peers.is_empty(), "nothing stored: {peers:?}");
+    async_io::block_on(worker.shutdown());
+}
+
+#[test]
+fn beacons_naming_a_third_address_cannot_make_the_node_dial_it_at_will() {
+    let port = unique_port();
+    let worker = beaconing_worker(6, port);
+    // The "victim": a listener that counts the connections it gets.
+    let victim = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let victim_port = victim.local_addr().unwrap().port();
+    victim.set_nonblocking(true).unwrap();
+    let (udp, group) = p2pa_tests::raw::beacon_sender(port);
+    let start = Instant::now();
+    let mut dials = 0;
+    let mut i = 0u64;
+    // Two seconds of query beacons from fresh keys, each naming the victim.
+    while start.elapsed() < Duration::from_secs(2) {
+        let b = p2pa_tests::raw::beacon(&key(40_000 + i), 1, victim_port, true);
+        udp.send_to(&b, group).unwrap();
+        i += 1;
+        while let Ok((s, _)) = victim.accept() {
+            dials += 1;
+            drop(s);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    while let Ok((s, _)) = victim.accept() {
+        dials += 1;
+        drop(s);
+    }
+    assert!(i > 300, "the flood was sent ({i} beacons)");
+    // A burst of 8, then one a second (bench: without the budget, one per beacon).
+    assert!(
+        dials <= 12,
+        "{dials} connections to the third address from {i} beacons"
+    );
+    async_io::block_on(worker.shutdown());
+}

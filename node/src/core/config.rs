@@ -54,8 +54,12 @@ pub struct Config {
     pub bootstrap: Vec<SocketAddr>,
     /// Whether to send and act on multicast beacons.
     pub multicast: bool,
-    /// Peers kept in the table.
+    /// Peers kept in the table. When full, a newcomer evicts the stalest
+    /// peer that has no session and never ran a task for this node.
     pub max_peers: usize,
+    /// Table entries that share one IP address (several nodes may run on one
+    /// host; a flood of fresh keys from one address may not fill the table).
+    pub max_peers_per_ip: usize,
     /// TCP connections open at once (handshaking or established).
     pub max_conns: usize,
     /// Inbound handshakes in flight at once. When full, a newcomer evicts the
@@ -111,6 +115,7 @@ impl Default for Config {
             bootstrap: Vec::new(),
             multicast: true,
             max_peers: 256,
+            max_peers_per_ip: 32,
             max_conns: 128,
             max_handshakes: 32,
             max_handshakes_per_ip: 4,

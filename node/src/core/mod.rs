@@ -11,6 +11,7 @@
 
 mod beacons;
 mod blobs;
+mod budget;
 mod config;
 mod output;
 mod peers;
@@ -376,7 +377,11 @@ impl Core {
                 return false;
             }
         }
-        if !self.peers.contains(&peer) && self.peers.len() >= self.cfg.max_peers {
+        let room = self.peers.contains(&peer)
+            || self
+                .peers
+                .make_room(&self.cfg, listen_addr.ip(), &mut self.out);
+        if !room {
             self.goodbye(now, conn, GoodbyeReason::TooManyPeers);
             return false;
         }
@@ -438,8 +443,12 @@ impl Core {
             Message::TaskReject(r) => self.requester.on_reject(now, peer, r.task_id, r.reason),
             Message::TaskResult(r) => {
                 let me = self.id;
-                self.requester
+                let completed = self
+                    .requester
                     .on_result(now, cfg, me, peer, &r, &mut wire!(self));
+                if completed {
+                    self.peers.credit(peer);
+                }
             }
             Message::Cancel(c) => self.worker.on_cancel(peer, c.task_id, &mut wire!(self)),
             Message::BlobRequest(r) => self.blobs.on_request(peer, &r, &mut wire!(self)),

@@ -111,6 +111,8 @@ pub struct Stats {
     pub handshakes_timed_out: u64,
     pub handshakes_evicted: u64,
     pub peers_refused: u64,
+    pub peers_evicted: u64,
+    pub beacons_untrusted: u64,
     pub conns_refused: u64,
     pub results_rejected: u64,
     pub tasks_retried: u64,

@@ -4,11 +4,12 @@
 //! learns of sessions from the router and asks it to dial.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use p2pa_protocol::{Beacon, Capabilities, NodeId, ReplayGuard};
 
+use super::budget::DialBudget;
 use super::output::{bump, Event, Noise, Outbox};
 use super::rng::{jitter, Entropy};
 use super::{Config, ConnId};
@@ -19,6 +20,8 @@ const CAPPED_RETRY: Duration = Duration::from_secs(10);
 /// interval in proportion, so the beacons each node receives stay bounded as
 /// the LAN grows (beacon suppression).
 const PEERS_PER_PERIOD: usize = 32;
+/// Addresses learned from mDNS answers kept for dialing at once.
+const MAX_MDNS_FOUND: usize = 64;
 /// The most a beacon interval is stretched.
 const MAX_STRETCH: u32 = 8;
 /// The node with the higher id waits this long for the lower one to dial
@@ -97,6 +100,11 @@ pub(crate) struct Peer {
     next_dial: Instant,
     backoff: Duration,
     guard: ReplayGuard,
+    /// It completed a task for this node: kept when the table is full.
+    credited: bool,
+    /// When a query beacon last cut its backoff short (at most once per
+    /// `max_backoff`: fresh beacons cannot make the node redial at will).
+    query_reset: Option<Instant>,
 }
 
 impl Peer {
@@ -114,6 +122,8 @@ impl Peer {
             next_dial: now,
             backoff: cfg.min_backoff,
             guard: ReplayGuard::new(),
+            credited: false,
+            query_reset: None,
         }
     }
 
@@ -205,6 +215,7 @@ pub(crate) struct Joined {
 pub(crate) struct Peers {
     table: BTreeMap<NodeId, Peer>,
     bootstrap: Vec<Bootstrap>,
+    budget: DialBudget,
 }
 
 impl Peers {
@@ -216,6 +227,7 @@ impl Peers {
                 .iter()
                 .map(|&addr| Bootstrap::new(addr, Via::Bootstrap, now))
                 .collect(),
+            budget: DialBudget::new(now),
         }
     }
 
@@ -299,13 +311,13 @@ impl Peers {
         out: &mut Outbox,
     ) -> bool {
         let addr = SocketAddr::new(from.ip(), beacon.tcp_port);
+        if !cfg.trust.admits(sender) {
+            bump(&mut out.stats.beacons_untrusted);
+            return false; // allowlist mode: nothing from other keys is kept
+        }
         let known = self.table.contains_key(&sender);
-        if !known && self.table.len() >= cfg.max_peers {
-            log::debug!(
-                "peer table full ({}); ignoring beacon from {}",
-                cfg.max_peers,
-                sender.short()
-            );
+        if !known && !self.make_room(cfg, from.ip(), out) {
+            log::debug!("peer table full; ignoring beacon from {}", sender.short());
             return false;
         }
         let peer = self
@@ -323,11 +335,16 @@ impl Peers {
         bump(&mut out.stats.beacons_accepted);
         peer.last_seen = now;
         peer.caps = beacon.caps;
-        if beacon.query && peer.conn.is_none() && peer.dialing.is_none() {
+        let reset_due = peer
+            .query_reset
+            .is_none_or(|t| now.saturating_duration_since(t) >= cfg.max_backoff);
+        if beacon.query && peer.conn.is_none() && peer.dialing.is_none() && reset_due {
             // A query means the peer just started: whatever failed before,
-            // it is worth a dial now rather than after the backoff.
+            // it is worth a dial now rather than after the backoff (once per
+            // `max_backoff`).
             peer.next_dial = now;
             peer.backoff = cfg.min_backoff;
+            peer.query_reset = Some(now);
         }
         if peer.via == Via::Inbound {
             peer.via = Via::Multicast; // it dialed us first; it beacons too
@@ -346,12 +363,59 @@ impl Peers {
         beacon.query
     }
 
+    /// Makes room for a new entry from `ip`: evicts, if the table (or that
+    /// address's share) is full, the stalest entry without a session, a dial
+    /// or a completed task. False if every entry is worth keeping.
+    pub(crate) fn make_room(&mut self, cfg: &Config, ip: IpAddr, out: &mut Outbox) -> bool {
+        let same_ip = |p: &Peer| p.addr.is_some_and(|a| a.ip() == ip);
+        let per_ip_full =
+            self.table.values().filter(|p| same_ip(p)).count() >= cfg.max_peers_per_ip;
+        if !per_ip_full && self.table.len() < cfg.max_peers {
+            return true;
+        }
+        let victim = self
+            .table
+            .values()
+            .filter(|p| p.conn.is_none() && p.dialing.is_none() && !p.credited)
+            .filter(|p| !per_ip_full || same_ip(p))
+            .min_by_key(|p| (p.last_seen, p.id))
+            .map(|p| p.id);
+        let Some(victim) = victim else {
+            return false;
+        };
+        self.table.remove(&victim);
+        bump(&mut out.stats.peers_evicted);
+        log::debug!("peer table: evicted {} to make room", victim.short());
+        true
+    }
+
+    /// `peer` completed a task for this node: it stays when the table is full.
+    pub(crate) fn credit(&mut self, peer: NodeId) {
+        if let Some(p) = self.table.get_mut(&peer) {
+            p.credited = true;
+        }
+    }
+
     /// An address found by mDNS (or any out-of-band means): dial it once.
     pub(crate) fn found_addr(&mut self, now: Instant, cfg: &Config, addr: SocketAddr) {
         let known = self.table.values().any(|p| p.addr == Some(addr))
             || self.bootstrap.iter().any(|b| b.addr == addr);
         if known {
             return;
+        }
+        let found = self.bootstrap.iter().filter(|b| b.via == Via::Mdns).count();
+        if found >= MAX_MDNS_FOUND {
+            // The list of mDNS answers stays bounded: the oldest idle one goes.
+            let idle = self
+                .bootstrap
+                .iter()
+                .position(|b| b.via == Via::Mdns && b.conn.is_none());
+            match idle {
+                Some(i) => {
+                    self.bootstrap.remove(i);
+                }
+                None => return,
+            }
         }
         log::info!("found {addr} by mDNS; dialing");
         let mut b = Bootstrap::new(addr, Via::Mdns, now);
@@ -470,6 +534,10 @@ impl Peers {
                 p.next_dial = retry;
                 continue;
             }
+            if !self.budget.take(now, addr.ip()) {
+                p.next_dial = now.checked_add(DialBudget::retry_after()).unwrap_or(now);
+                continue;
+            }
             p.dialing = dial(addr, Some(p.id));
             if p.dialing.is_none() {
                 p.next_dial = retry; // limits reached: try again later
@@ -488,6 +556,10 @@ impl Peers {
             if in_session(b.addr) {
                 // Already in session with whoever is there: look again later.
                 b.next_dial = now.checked_add(cfg.max_backoff).unwrap_or(now);
+                continue;
+            }
+            if !self.budget.take(now, b.addr.ip()) {
+                b.next_dial = now.checked_add(DialBudget::retry_after()).unwrap_or(now);
                 continue;
             }
             b.conn = dial(b.addr, None);

@@ -391,6 +391,8 @@ impl Requester {
         r.retry_at = now.checked_add(RETRY_DELAY);
     }
 
+    /// A result from `peer`; true when it completed one of our tasks with a
+    /// valid receipt.
     pub(crate) fn on_result(
         &mut self,
         now: Instant,
@@ -399,12 +401,12 @@ impl Requester {
         peer: NodeId,
         res: &TaskResult<'_>,
         w: &mut Wire<'_>,
-    ) {
+    ) -> bool {
         let Some(r) = self.reqs.get(&res.task_id) else {
-            return; // already reported (or never ours): exactly once
+            return false; // already reported (or never ours): exactly once
         };
         if !r.offered.contains(&peer) {
-            return;
+            return false;
         }
         let checked = check_receipt(
             &res.receipt,
@@ -436,7 +438,7 @@ impl Requester {
                 error,
                 w,
             );
-            return;
+            return false;
         }
         if res.status == TaskStatus::Completed {
             let answer = Answer {
@@ -447,6 +449,7 @@ impl Requester {
                 error: None,
             };
             self.finish(now, res.task_id, answer, w);
+            true
         } else {
             let error = TaskError::Failed {
                 worker: peer,
@@ -463,6 +466,7 @@ impl Requester {
                 error,
                 w,
             );
+            false
         }
     }
 
