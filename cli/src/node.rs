@@ -90,6 +90,9 @@ struct LimitArgs {
     /// Tasks queued beyond the running ones before offers are refused as busy
     #[arg(long, default_value_t = Config::default().queue_len, value_name = "N")]
     queue: usize,
+    /// Longest task deadline accepted from a requester (longer offers are refused)
+    #[arg(long, default_value_t = Config::default().max_task_deadline.as_secs(), value_name = "S")]
+    max_task_deadline: u64,
 }
 
 impl LimitArgs {
@@ -101,6 +104,7 @@ impl LimitArgs {
         c.slow_after = Duration::from_millis(self.slow_after_ms);
         c.dead_after = Duration::from_millis(self.dead_after_ms.max(self.slow_after_ms));
         c.queue_len = self.queue;
+        c.max_task_deadline = Duration::from_secs(self.max_task_deadline);
     }
 }
 

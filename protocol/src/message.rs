@@ -328,7 +328,7 @@ impl fmt::Display for RejectReason {
             Self::Busy => "busy",
             Self::Unsupported => "unsupported task kind",
             Self::OverBudget => {
-                "over budget (the model or output is larger than this worker allows)"
+                "over budget (the model, the output or the deadline is larger than this worker allows)"
             }
             Self::ShuttingDown => "shutting down",
             Self::Duplicate => "duplicate task id",

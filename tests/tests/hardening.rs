@@ -236,3 +236,106 @@ fn beacons_naming_a_third_address_cannot_make_the_node_dial_it_at_will() {
     );
     async_io::block_on(worker.shutdown());
 }
+
+/// A requester on its own thread that keeps `n` sleep tasks of `ms` each
+/// offered to `target` (more than the worker's queue takes) for a while.
+fn hog(target: SocketAddr, n: usize, ms: u64) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut o = p2pa_tests::loopback_options(unique_port());
+        o.multicast = None;
+        o.core.kinds = KindSet::default();
+        o.core.workers = 0;
+        o.core.bootstrap = vec![target];
+        let (h, mut node) = NodeHandle::start_local(key(700), o).unwrap();
+        node.block_on(async {
+            h.wait_for_peers(Some(TaskKind::Sleep), 1, Duration::from_secs(10))
+                .await;
+            let sleep = |_| TaskRequest {
+                kind: TaskKind::Sleep,
+                input: ms.to_string().into_bytes(),
+                model: None,
+                timeout: Duration::from_secs(8),
+                peer: None,
+            };
+            let _ = h.submit_windowed((0..n).map(sleep), n, |_| {}).await;
+            h.shutdown().await;
+        });
+    })
+}
+
+#[test]
+fn a_requester_that_fills_the_queue_cannot_starve_the_others() {
+    let mut o = worker_opts(unique_port());
+    o.core.workers = 1;
+    let worker = NodeHandle::start(key(7), o).unwrap();
+    let target = worker.local_addr();
+    let attack = hog(target, 30, 1500);
+    std::thread::sleep(Duration::from_millis(500)); // the queue is the hog's
+                                                    // Echo runs inline: it never waits behind slot jobs.
+    let took = honest_task(target, 800, "not starved");
+    assert!(took < PROMPT, "echo took {took:?}");
+    // A slot task starts right after the hog's current ones, not after its
+    // whole queue (13 × 1.5 s).
+    let t = Instant::now();
+    let mut o = p2pa_tests::loopback_options(unique_port());
+    o.multicast = None;
+    o.core.kinds = KindSet::default();
+    o.core.workers = 0;
+    o.core.bootstrap = vec![target];
+    let (h, mut node) = NodeHandle::start_local(key(801), o).unwrap();
+    let out = node.block_on(async {
+        h.wait_for_peers(Some(TaskKind::Sleep), 1, Duration::from_secs(10))
+            .await;
+        let req = TaskRequest {
+            kind: TaskKind::Sleep,
+            input: b"10".to_vec(),
+            model: None,
+            timeout: Duration::from_secs(30),
+            peer: None,
+        };
+        let o = h.submit(req).await.unwrap();
+        h.shutdown().await;
+        o
+    });
+    assert_eq!(out.status, TaskStatus::Completed, "{out:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(6),
+        "slot task took {:?}",
+        t.elapsed()
+    );
+    async_io::block_on(worker.shutdown());
+    attack.join().unwrap();
+}
+
+#[test]
+fn a_worker_refuses_deadlines_beyond_its_limit() {
+    let mut o = worker_opts(unique_port());
+    o.core.max_task_deadline = Duration::from_secs(5);
+    let worker = NodeHandle::start(key(9), o).unwrap();
+    let mut r = p2pa_tests::loopback_options(unique_port());
+    r.multicast = None;
+    r.core.kinds = KindSet::default();
+    r.core.workers = 0;
+    r.core.bootstrap = vec![worker.local_addr()];
+    let (h, mut node) = NodeHandle::start_local(key(901), r).unwrap();
+    let out = node.block_on(async {
+        h.wait_for_peers(Some(TaskKind::Echo), 1, Duration::from_secs(10))
+            .await;
+        let req = TaskRequest {
+            kind: TaskKind::Echo,
+            input: b"x".to_vec(),
+            model: None,
+            timeout: Duration::from_secs(8),
+            peer: None,
+        };
+        let o = h.submit(req).await.unwrap();
+        h.shutdown().await;
+        o
+    });
+    // Refused while the offer asked more than 5 s; taken once the time left
+    // (what each new offer asks) fell under the limit.
+    assert_eq!(out.status, TaskStatus::Completed, "{out:?}");
+    assert!(out.attempts > 1, "{out:?}");
+    assert!(out.elapsed >= Duration::from_millis(2900), "{out:?}");
+    async_io::block_on(worker.shutdown());
+}

@@ -13,6 +13,13 @@ pub const DEFAULT_TCP_PORT: u16 = 7421;
 /// models p2pa targets and leaves a 1 GiB board room to run them.
 pub const DEFAULT_MODEL_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
+/// Longest deadline a worker accepts by default: ten minutes covers a large
+/// model's inference on a small board; anything longer is a job, not a task.
+pub const DEFAULT_MAX_TASK_DEADLINE: Duration = Duration::from_secs(600);
+
+/// Largest input an inline task (`echo`, `hash`) runs with by default.
+pub const DEFAULT_INLINE_MAX_INPUT: usize = 64 * 1024;
+
 /// Who may open a session with this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trust {
@@ -47,7 +54,19 @@ pub struct Config {
     /// BENCHMARKS.md, inference overhead). They count as running.
     pub prefetch: u16,
     /// Tasks queued beyond the running ones before offers are rejected `Busy`.
+    /// One requester may hold at most three quarters of `workers +
+    /// queue_len` (the rest is kept for others).
     pub queue_len: usize,
+    /// Kinds the node runs at once on its own thread, without a worker slot
+    /// (microseconds of work: cheaper than a hop to a slot and back), when
+    /// their input is at most `inline_max_input` bytes. They never wait
+    /// behind slot jobs, however long those run.
+    pub inline_kinds: KindSet,
+    /// Largest input of an inline task.
+    pub inline_max_input: usize,
+    /// Longest deadline a worker accepts (an offer asking more is refused
+    /// `OverBudget`): no requester can park a job here indefinitely.
+    pub max_task_deadline: Duration,
     /// Who may connect.
     pub trust: Trust,
     /// Static peers to dial (for networks multicast does not reach).
@@ -100,6 +119,13 @@ pub struct Config {
     pub beacon_counter_start: u64,
 }
 
+impl Config {
+    /// Whether a task runs inline (no slot) under this configuration.
+    pub fn runs_inline(&self, kind: TaskKind, input_len: usize) -> bool {
+        self.inline_kinds.contains(kind) && input_len <= self.inline_max_input
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -111,6 +137,9 @@ impl Default for Config {
             workers: 1,
             prefetch: 1,
             queue_len: 16,
+            max_task_deadline: DEFAULT_MAX_TASK_DEADLINE,
+            inline_kinds: KindSet::default().with(TaskKind::Echo).with(TaskKind::Hash),
+            inline_max_input: DEFAULT_INLINE_MAX_INPUT,
             trust: Trust::Open,
             bootstrap: Vec::new(),
             multicast: true,

@@ -30,7 +30,9 @@ use std::time::Instant;
 
 use p2pa_protocol::{GoodbyeReason, Hash32, Intro, Keypair, Message, NodeId, TaskStatus};
 
-pub use config::{Config, Trust, DEFAULT_MODEL_CACHE_BYTES, DEFAULT_TCP_PORT};
+pub use config::{
+    Config, Trust, DEFAULT_MAX_TASK_DEADLINE, DEFAULT_MODEL_CACHE_BYTES, DEFAULT_TCP_PORT,
+};
 pub use output::{Event, Stats, Transmit};
 pub use peers::{PeerInfo, PeerState, Via};
 pub use reason::{CloseReason, ConnectError, ReceiptError, TaskError};

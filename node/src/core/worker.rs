@@ -35,6 +35,8 @@ struct Job {
     /// Queued → Running → a final state. Once final the requester has its
     /// answer, and a late result from the executor is dropped.
     state: TaskState,
+    /// It runs on a worker slot (not inline) and counts in `running`.
+    slot: bool,
 }
 
 impl Job {
@@ -117,15 +119,30 @@ impl Worker {
             .any(|j| j.peer == peer && j.task_id == offer.task_id)
         {
             Some(RejectReason::Duplicate)
-        } else if self.jobs.values().filter(|j| !j.state.is_final()).count()
-            >= usize::from(cfg.workers).saturating_add(cfg.queue_len)
-        {
+        } else if self.full_for(cfg, peer) {
             Some(RejectReason::Busy)
-        } else if offer.budget.max_model_len > cfg.model_cache_bytes {
+        } else if offer.budget.max_model_len > cfg.model_cache_bytes
+            || u128::from(offer.deadline_ms) > cfg.max_task_deadline.as_millis()
+        {
             Some(RejectReason::OverBudget)
         } else {
             None
         }
+    }
+
+    /// Whether the queue has no place for `peer`: it is full, or `peer`
+    /// already holds its share (all but a quarter, kept for others).
+    fn full_for(&self, cfg: &Config, peer: NodeId) -> bool {
+        let capacity = usize::from(cfg.workers).saturating_add(cfg.queue_len);
+        let reserve = capacity.checked_div(4).unwrap_or(0);
+        let live = self.jobs.values().filter(|j| !j.state.is_final());
+        let (total, mine) = live.fold((0usize, 0usize), |(t, m), j| {
+            (
+                t.saturating_add(1),
+                m.saturating_add(usize::from(j.peer == peer)),
+            )
+        });
+        total >= capacity || mine >= capacity.saturating_sub(reserve).max(1)
     }
 
     /// An offer from `peer`: queued, or refused with a `TaskReject`.
@@ -172,6 +189,7 @@ impl Worker {
                 deadline,
                 max_output: offer.budget.max_output_len,
                 state: TaskState::Queued,
+                slot: !cfg.runs_inline(offer.kind, input.len()),
             },
         );
         self.queue.push_back(job);
@@ -194,20 +212,16 @@ impl Worker {
         }
     }
 
-    /// Hands runnable jobs to the shell while slots (plus prefetch) are free.
+    /// Hands runnable jobs to the shell: inline ones at once, slot jobs while
+    /// slots (plus prefetch) are free, fairly across requesters.
     pub(crate) fn start_jobs(&mut self, cfg: &Config, blobs: &Blobs, w: &mut Wire<'_>) {
         let limit = if cfg.workers == 0 {
             0
         } else {
             usize::from(cfg.workers).saturating_add(usize::from(cfg.prefetch))
         };
-        while self.running < limit {
-            let jobs = &self.jobs;
-            let next = self.queue.iter().position(|id| {
-                jobs.get(id)
-                    .is_none_or(|j| j.state != TaskState::Queued || j.runnable(blobs))
-            });
-            let Some(id) = next.and_then(|pos| self.queue.remove(pos)) else {
+        while let Some(pos) = self.next_to_start(self.running < limit, blobs) {
+            let Some(id) = self.queue.remove(pos) else {
                 break;
             };
             let Some(j) = self.jobs.get_mut(&id) else {
@@ -218,7 +232,9 @@ impl Worker {
                 continue;
             }
             j.state = TaskState::Running;
-            self.running = self.running.saturating_add(1);
+            if j.slot {
+                self.running = self.running.saturating_add(1);
+            }
             w.out.event(Event::Execute {
                 job: id,
                 kind: j.kind,
@@ -227,6 +243,42 @@ impl Worker {
                 deadline: j.deadline,
             });
         }
+    }
+
+    /// The queue position to start next, first in line among: stale entries
+    /// (to drop), runnable inline jobs, and (when a slot is free) runnable
+    /// slot jobs of the requesters with the fewest jobs on slots now. A
+    /// requester that filled every slot waits while others get theirs.
+    fn next_to_start(&self, slot_free: bool, blobs: &Blobs) -> Option<usize> {
+        let mut on_slots: Vec<(NodeId, usize)> = Vec::new();
+        for j in self.jobs.values() {
+            if j.slot && j.state == TaskState::Running {
+                match on_slots.iter_mut().find(|(p, _)| *p == j.peer) {
+                    Some((_, n)) => *n = n.saturating_add(1),
+                    None => on_slots.push((j.peer, 1)),
+                }
+            }
+        }
+        let load = |peer: NodeId| {
+            on_slots
+                .iter()
+                .find(|(p, _)| *p == peer)
+                .map_or(0, |(_, n)| *n)
+        };
+        let queued = |id: &JobId| self.jobs.get(id).filter(|j| j.state == TaskState::Queued);
+        let fewest = self
+            .queue
+            .iter()
+            .filter_map(queued)
+            .filter(|j| slot_free && j.slot && j.runnable(blobs))
+            .map(|j| load(j.peer))
+            .min();
+        self.queue.iter().position(|id| match queued(id) {
+            None => true,
+            Some(j) if !j.runnable(blobs) => false,
+            Some(j) if !j.slot => true,
+            Some(j) => Some(load(j.peer)) == fewest,
+        })
     }
 
     /// Fails every queued job waiting for model `hash`.
@@ -306,7 +358,9 @@ impl Worker {
             let was_running = j.state == TaskState::Running;
             j.state = TaskState::Cancelled;
             if was_running {
-                *running = running.saturating_sub(1);
+                if j.slot {
+                    *running = running.saturating_sub(1);
+                }
                 w.out.event(Event::Abandon { job });
             }
             was_running // a running job stays until the shell reports it
@@ -332,7 +386,7 @@ impl Worker {
         let Some(j) = self.jobs.get_mut(&job) else {
             return;
         };
-        if j.state == TaskState::Running {
+        if j.state == TaskState::Running && j.slot {
             self.running = self.running.saturating_sub(1);
         }
         j.state = TaskState::from_status(status);

@@ -18,7 +18,7 @@ use super::net;
 use super::slots::Slots;
 use super::{Cmd, Input, Outgoing, SEND_QUEUE};
 use crate::core::{ConnId, ConnectError, Core, Event, TaskOutcome, Transmit};
-use crate::task::{runs_inline, Executor};
+use crate::task::Executor;
 use p2pa_protocol::TaskStatus;
 
 /// Frames the core handles from one read before the shell lets the writers
@@ -307,7 +307,7 @@ impl Shell {
                 model,
                 ..
             } => {
-                if runs_inline(kind, &input) {
+                if self.core.config().runs_inline(kind, input.len()) {
                     let (status, out) = (self.executor)(kind, &input, model);
                     self.core.handle_job_done(Instant::now(), job, status, &out);
                 } else {

@@ -19,16 +19,6 @@ use crate::models::ModelStore;
 pub type Executor =
     Arc<dyn Fn(TaskKind, &[u8], Option<[u8; 32]>) -> (TaskStatus, Vec<u8>) + Send + Sync>;
 
-/// Largest input an `echo` or `hash` task runs with inline, on the reactor:
-/// microseconds of work, cheaper than a hop to a slot thread and back.
-pub const INLINE_MAX_INPUT: usize = 64 * 1024;
-
-/// Whether a task is cheap enough to run inline, on the node's own thread,
-/// instead of on a worker slot.
-pub fn runs_inline(kind: TaskKind, input: &[u8]) -> bool {
-    matches!(kind, TaskKind::Echo | TaskKind::Hash) && input.len() <= INLINE_MAX_INPUT
-}
-
 /// Longest a `sleep` task may sleep.
 pub const MAX_SLEEP_MS: u64 = 60_000;
 
