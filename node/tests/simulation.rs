@@ -193,3 +193,43 @@ fn a_task_with_no_capable_peer_times_out_with_a_reason() {
         Some("timed out: no peer to run it")
     );
 }
+
+#[test]
+fn a_worker_that_takes_tasks_and_never_answers_does_not_capture_a_batch() {
+    let mut sim = Sim::new(3, 12, 0, |i| requester_at_zero(i, 2, KindSet::default()));
+    sim.silent = vec![1];
+    sim.run_until(Duration::from_secs(1));
+    assert!(full_mesh(&mut sim));
+    for k in 0..20u32 {
+        let req = TaskRequest {
+            kind: TaskKind::Echo,
+            input: k.to_le_bytes().to_vec(),
+            model: None,
+            timeout: Duration::from_secs(30),
+            peer: None,
+        };
+        sim.submit(0, req);
+    }
+    sim.run_until(Duration::from_secs(4));
+    assert_eq!(
+        sim.outcomes.len(),
+        20,
+        "all 20 reported within 3 s, not after the 30 s deadline"
+    );
+    let honest = sim.core(2).id();
+    for (_, o) in &sim.outcomes {
+        assert_eq!(o.status, TaskStatus::Completed, "{o:?}");
+        assert_eq!(o.worker, Some(honest));
+    }
+    assert!(
+        sim.executed.get(&1).copied().unwrap_or(0) > 0,
+        "the black hole took some"
+    );
+    // The first stalls are noticed after 0.5 s (the least an attempt gets).
+    let late = sim
+        .outcomes
+        .iter()
+        .filter(|(_, o)| o.elapsed > Duration::from_secs(1))
+        .count();
+    assert_eq!(late, 0, "no task waited more than 1 s");
+}

@@ -21,6 +21,75 @@ const RETRY_DELAY: Duration = Duration::from_millis(50);
 const DEFAULT_MAX_OUTPUT: u32 = 60 * 1024;
 /// Room an offer's fields take besides its input.
 const OFFER_OVERHEAD: usize = 256;
+/// An attempt that has not answered in this long (at the least) counts as
+/// stalled: the task is offered to another worker as well, the first answer
+/// wins and the other is cancelled.
+const MIN_ATTEMPT: Duration = Duration::from_millis(500);
+/// An attempt may take this many times the kind's usual latency.
+const ATTEMPT_FACTOR: u32 = 8;
+/// With no latency seen yet for a kind, an attempt gets this share of the
+/// time left (1/3: two more tries fit).
+const FIRST_ATTEMPT_SHARE: u32 = 3;
+/// Peers whose stalls are remembered (the least struck go first).
+const MAX_TRACKED: usize = 1024;
+
+/// What the requester has seen of its workers: how long each kind takes,
+/// and which peers let attempts stall. Chooses workers by this, not by what
+/// they say of themselves alone.
+#[derive(Debug, Default)]
+struct Observed {
+    /// Moving average of completed tasks' latency, per kind (in
+    /// `TaskKind::ALL` order).
+    latency: [Option<Duration>; TaskKind::ALL.len()],
+    /// Attempts that stalled at a peer since its last completion.
+    strikes: BTreeMap<NodeId, u32>,
+}
+
+impl Observed {
+    /// How long an attempt of `kind` may take before it counts as stalled.
+    fn attempt_timeout(&mut self, kind: TaskKind, remaining: Duration) -> Duration {
+        let t = match self.latency_slot(kind).and_then(|l| *l) {
+            Some(l) => l.saturating_mul(ATTEMPT_FACTOR),
+            None => remaining
+                .checked_div(FIRST_ATTEMPT_SHARE)
+                .unwrap_or(remaining),
+        };
+        t.max(MIN_ATTEMPT)
+    }
+
+    fn completed(&mut self, peer: NodeId, kind: TaskKind, took: Duration) {
+        if let Some(slot) = self.latency_slot(kind) {
+            // avg += (took - avg) / 8
+            let avg = slot.unwrap_or(took);
+            *slot = avg.saturating_mul(7).saturating_add(took).checked_div(8);
+        }
+        self.strikes.remove(&peer);
+    }
+
+    fn latency_slot(&mut self, kind: TaskKind) -> Option<&mut Option<Duration>> {
+        let i = TaskKind::ALL.iter().position(|k| *k == kind)?;
+        self.latency.get_mut(i)
+    }
+
+    fn stalled(&mut self, peer: NodeId) {
+        if self.strikes.len() >= MAX_TRACKED && !self.strikes.contains_key(&peer) {
+            let least = self
+                .strikes
+                .iter()
+                .min_by_key(|(_, n)| **n)
+                .map(|(p, _)| *p);
+            if let Some(p) = least {
+                self.strikes.remove(&p);
+            }
+        }
+        let n = self.strikes.entry(peer).or_insert(0);
+        *n = n.saturating_add(1);
+    }
+
+    fn strikes(&self, peer: NodeId) -> u32 {
+        self.strikes.get(&peer).copied().unwrap_or(0)
+    }
+}
 
 /// A task to run on some peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +173,12 @@ struct Req {
     last_error: Option<TaskError>,
     /// Size of the model this node serves for it (the offer's budget).
     model_len: u64,
+    /// When the latest offer went out.
+    offered_at: Option<Instant>,
+    /// When the latest offer counts as stalled.
+    attempt_until: Option<Instant>,
+    /// The offers out have stalled: another worker may be asked too.
+    stalled: bool,
 }
 
 /// A result as the router hands it over: who answered what.
@@ -133,6 +208,7 @@ impl Answer<'_> {
 pub(crate) struct Requester {
     next_task: u64,
     reqs: BTreeMap<u64, Req>,
+    observed: Observed,
 }
 
 impl Requester {
@@ -140,13 +216,15 @@ impl Requester {
         Self {
             next_task: first_task_id,
             reqs: BTreeMap::new(),
+            observed: Observed::default(),
         }
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.reqs
             .values()
-            .map(|r| r.retry_at.map_or(r.deadline, |t| t.min(r.deadline)))
+            .flat_map(|r| [Some(r.deadline), r.retry_at, r.attempt_until])
+            .flatten()
             .min()
     }
 
@@ -183,6 +261,9 @@ impl Requester {
                 retry_at: Some(now),
                 last_error: None,
                 model_len,
+                offered_at: None,
+                attempt_until: None,
+                stalled: false,
             },
         );
         self.dispatch(now, cfg, id, w);
@@ -217,9 +298,10 @@ impl Requester {
     /// The best peer for `r` now: untried first, then those holding the
     /// model, then fewest tasks per free slot, then RTT.
     fn pick(&self, cfg: &Config, r: &Req, w: &Wire<'_>) -> Option<NodeId> {
-        let mut best: Option<(bool, bool, usize, Duration, NodeId)> = None;
+        let mut best: Option<(bool, u32, bool, usize, Duration, NodeId)> = None;
         for (id, caps, rtt) in w.peers.connected() {
-            if !caps.kinds.contains(r.req.kind) || r.req.peer.is_some_and(|o| o != id) {
+            let excluded = r.req.peer.is_some_and(|o| o != id) || r.offered.contains(&id);
+            if !caps.kinds.contains(r.req.kind) || excluded {
                 continue;
             }
             let inflight = self.inflight_to(id);
@@ -233,6 +315,7 @@ impl Requester {
                 .unwrap_or(inflight);
             let key = (
                 r.tried.contains(&id),
+                self.observed.strikes(id),
                 lacks_model,
                 load,
                 rtt.unwrap_or(Duration::from_millis(1)),
@@ -242,7 +325,7 @@ impl Requester {
                 best = Some(key);
             }
         }
-        best.map(|(_, _, _, _, id)| id)
+        best.map(|(_, _, _, _, _, id)| id)
     }
 
     /// Offers task `id` to the best available peer, if any.
@@ -250,7 +333,7 @@ impl Requester {
         let Some(r) = self.reqs.get(&id) else {
             return;
         };
-        if !r.offered.is_empty() {
+        if !r.offered.is_empty() && !r.stalled {
             return;
         }
         let Some(peer) = self.pick(cfg, r, w) else {
@@ -287,6 +370,10 @@ impl Requester {
             r.offered.push(peer);
             r.offers = r.offers.saturating_add(1);
             r.retry_at = None;
+            r.offered_at = Some(now);
+            r.stalled = false;
+            let timeout = self.observed.attempt_timeout(kind, remaining);
+            r.attempt_until = now.checked_add(timeout);
             log::debug!("offered task {id} ({kind}) to {}", peer.short());
         } else {
             r.retry_at = now.checked_add(RETRY_DELAY);
@@ -441,6 +528,10 @@ impl Requester {
             return false;
         }
         if res.status == TaskStatus::Completed {
+            let took = r
+                .offered_at
+                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+            self.learned(peer, r.req.kind, took);
             let answer = Answer {
                 status: TaskStatus::Completed,
                 output: res.output,
@@ -516,14 +607,55 @@ impl Requester {
             };
             self.finish(now, id, Answer::none(TaskStatus::Timeout, error), w);
         }
+        self.stalls(now);
         let due: Vec<u64> = self
             .reqs
             .iter()
-            .filter(|(_, r)| r.offered.is_empty() && r.retry_at.is_some_and(|t| t <= now))
+            .filter(|(_, r)| r.offered.is_empty() || r.stalled)
+            .filter(|(_, r)| r.retry_at.is_some_and(|t| t <= now))
             .map(|(&id, _)| id)
             .collect();
         for id in due {
             self.dispatch(now, cfg, id, w);
+        }
+    }
+
+    /// Attempts that did not answer in time: their workers get a strike and
+    /// the task may go to another worker too (retried at once).
+    fn stalls(&mut self, now: Instant) {
+        for r in self.reqs.values_mut() {
+            if r.attempt_until.is_none_or(|t| t > now) {
+                continue;
+            }
+            r.attempt_until = None; // passed: never a deadline in the past
+            if r.offered.is_empty() {
+                continue; // refused meanwhile; retried on its own schedule
+            }
+            r.stalled = true;
+            r.retry_at = Some(now);
+            for p in &r.offered {
+                self.observed.stalled(*p);
+                if !r.tried.contains(p) {
+                    r.tried.push(*p);
+                }
+                log::debug!(
+                    "an attempt at {} stalled; asking another worker too",
+                    p.short()
+                );
+            }
+        }
+    }
+
+    /// A completion taught how long `kind` takes: attempts of that kind in
+    /// flight get their stall time from it (the first ones had a guess).
+    fn learned(&mut self, peer: NodeId, kind: TaskKind, took: Duration) {
+        self.observed.completed(peer, kind, took);
+        for r in self.reqs.values_mut().filter(|r| r.req.kind == kind) {
+            if let (Some(at), Some(_)) = (r.offered_at, r.attempt_until) {
+                let remaining = r.deadline.saturating_duration_since(at);
+                let timeout = self.observed.attempt_timeout(kind, remaining);
+                r.attempt_until = at.checked_add(timeout);
+            }
         }
     }
 }

@@ -77,6 +77,8 @@ pub struct Sim {
     /// FNV-1a digest of every transmit and task outcome, in order: two runs
     /// with the same digest sent the same bytes at the same steps.
     pub trace: u64,
+    /// Nodes that take jobs and never answer (black holes).
+    pub silent: Vec<usize>,
 }
 
 /// FNV-1a, 64 bit: a stable digest with no dependency.
@@ -126,6 +128,7 @@ impl Sim {
             executed: BTreeMap::new(),
             fetched: Vec::new(),
             trace: 0xcbf2_9ce4_8422_2325,
+            silent: Vec::new(),
         }
     }
 
@@ -296,6 +299,9 @@ impl Sim {
                     job, kind, input, ..
                 } => {
                     *self.executed.entry(i).or_default() += 1;
+                    if self.silent.contains(&i) {
+                        continue;
+                    }
                     let output = match kind {
                         TaskKind::Echo => input,
                         TaskKind::Infer => [b"inferred:".as_slice(), &input].concat(),
