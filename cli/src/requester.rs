@@ -36,7 +36,8 @@ pub fn requester(
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed)
             .map_err(|e| CliError::network(format!("no OS randomness: {e}")))?;
-        Keypair::from_seed(seed)
+        Keypair::try_from_seed(seed)
+            .ok_or_else(|| CliError::network("the OS random source gave an all-zero key"))?
     };
     let listen_ip = if net.host_local() || peer.is_some_and(|p| p.ip().is_loopback()) {
         IpAddr::V4(Ipv4Addr::LOCALHOST)

@@ -88,10 +88,11 @@ pub fn load(path: &Path) -> Result<Keypair, IdentityError> {
     let text = fs::read_to_string(path).map_err(|_| IdentityError::Malformed {
         path: path.to_owned(),
     })?;
-    let seed = parse_hex32(text.trim()).ok_or_else(|| IdentityError::Malformed {
-        path: path.to_owned(),
-    })?;
-    Ok(Keypair::from_seed(seed))
+    parse_hex32(text.trim())
+        .and_then(Keypair::try_from_seed)
+        .ok_or_else(|| IdentityError::Malformed {
+            path: path.to_owned(),
+        })
 }
 
 /// Makes a new key in `dir` (replacing an old one only with `force`).
@@ -103,6 +104,8 @@ pub fn create(dir: &Path, rng: &mut dyn Entropy, force: bool) -> Result<Keypair,
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     let mut seed = [0u8; 32];
     rng.fill(&mut seed);
+    let key = Keypair::try_from_seed(seed)
+        .ok_or_else(|| IdentityError::Malformed { path: path.clone() })?;
     let tmp = dir.join(".identity.key.new");
     let _ = fs::remove_file(&tmp);
     let mut f = fs::OpenOptions::new()
@@ -114,7 +117,7 @@ pub fn create(dir: &Path, rng: &mut dyn Entropy, force: bool) -> Result<Keypair,
     writeln!(f, "{}", hex(&seed)).map_err(io_err(&tmp))?;
     f.sync_all().map_err(io_err(&tmp))?;
     fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    Ok(Keypair::from_seed(seed))
+    Ok(key)
 }
 
 #[cfg(test)]
@@ -169,6 +172,9 @@ mod tests {
         let path = dir.join(KEY_FILE);
         fs::write(&path, "not a key").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(matches!(load(&path), Err(IdentityError::Malformed { .. })));
+        // All zeros parses as hex but is no Ed25519 key: refused, no panic.
+        fs::write(&path, "0".repeat(64)).unwrap();
         assert!(matches!(load(&path), Err(IdentityError::Malformed { .. })));
         let _ = fs::remove_dir_all(&dir);
     }

@@ -100,10 +100,21 @@ impl core::fmt::Debug for Keypair {
 
 impl Keypair {
     /// The key for a 32-byte seed (the only secret that needs storing).
+    ///
+    /// # Panics
+    ///
+    /// On the all-zero seed, which is no key. For a seed read from a file
+    /// or the network, use [`try_from_seed`](Self::try_from_seed).
+    #[allow(clippy::expect_used)] // documented; constant and random seeds only
     pub fn from_seed(seed: [u8; 32]) -> Self {
-        Self {
-            inner: KeyPair::from_seed(Seed::new(seed)),
-        }
+        Self::try_from_seed(seed).expect("the all-zero seed is no key")
+    }
+
+    /// The key for a 32-byte seed; `None` for the all-zero seed.
+    pub fn try_from_seed(seed: [u8; 32]) -> Option<Self> {
+        KeyPair::try_from_seed(Seed::new(seed))
+            .ok()
+            .map(|inner| Self { inner })
     }
 
     /// The seed this key was made from.

@@ -13,6 +13,8 @@ mod beacons;
 mod blobs;
 mod budget;
 mod config;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod drive;
 mod output;
 mod peers;
 mod reason;
