@@ -15,9 +15,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use p2pa_protocol::{
-    encode_datagram, Beacon, BlobChunk, BlobRequest, Budget, Cancel, Capabilities, Initiator,
-    Intro, Keypair, Message, Ping, Receipt, Session, Signature64, StreamDecoder, TaskInput,
-    TaskKind, TaskOffer, TaskResult, TaskStatus, LEN_PREFIX_LEN, MAX_DATAGRAM_LEN, MAX_FRAME_LEN,
+    encode_datagram, Beacon, BlobChunk, BlobRequest, Budget, Cancel, Capabilities, GrowBuf,
+    Initiator, Intro, Keypair, Message, Ping, Receipt, Session, Signature64, StreamDecoder,
+    TaskInput, TaskKind, TaskOffer, TaskResult, TaskStatus, LEN_PREFIX_LEN, MAX_DATAGRAM_LEN,
+    MAX_FRAME_LEN,
 };
 
 use super::{Config, ConnId, Core, Event, JobId, SeededEntropy, TaskRequest, Transmit};
@@ -57,7 +58,7 @@ struct Peer {
     conn: ConnId,
     init: Option<Initiator>,
     session: Option<Session>,
-    rx: StreamDecoder<Vec<u8>>,
+    rx: StreamDecoder<GrowBuf>,
     inbox: Vec<u8>,
 }
 
@@ -210,7 +211,7 @@ impl Driver {
             conn,
             init: Some(init),
             session: None,
-            rx: StreamDecoder::new(vec![0; MAX_FRAME_LEN]),
+            rx: StreamDecoder::new(GrowBuf::new()),
             inbox: Vec::new(),
         };
         self.peers.insert(n, peer);
