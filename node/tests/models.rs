@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::Sim;
-use p2pa_node::core::{sha256, Config, TaskError, TaskRequest};
+use p2pa_node::core::{sha256, Config, TaskError, TaskRequest, TaskState};
 use p2pa_node::protocol::{KindSet, RejectReason, TaskKind, TaskStatus, BLOB_CHUNK_LEN};
 
 fn cfg(worker: bool) -> Config {
@@ -158,4 +158,100 @@ fn a_fetch_resumes_from_another_requester_when_the_first_dies() {
         "resumed, not restarted"
     );
     assert_eq!(sim.fetched, vec![(1, hash, bytes.len())]);
+}
+
+#[test]
+fn a_fetch_nobody_waits_for_is_freed_when_its_source_leaves() {
+    let mut sim = Sim::new(2, 31, 0, |i| cfg(i == 1));
+    sim.run_until(Duration::from_secs(1));
+    let bytes = model(8 * BLOB_CHUNK_LEN);
+    let hash = sha256(&bytes);
+    sim.core(0).provide_model(hash, Arc::from(bytes));
+    sim.submit(0, infer(hash, 10_000));
+    while sim.core(1).fetching_bytes() < 2 * BLOB_CHUNK_LEN {
+        let t = sim.now - sim.start + Duration::from_micros(100);
+        sim.run_until(t);
+        assert!(t < Duration::from_secs(3), "the fetch never started");
+    }
+    sim.kill(0);
+    sim.run_until(Duration::from_secs(3));
+    assert_eq!(
+        sim.core(1).fetching_bytes(),
+        0,
+        "the partial model was freed"
+    );
+}
+
+#[test]
+fn a_stalled_fetch_is_given_up_and_freed() {
+    let mut sim = Sim::new(2, 32, 0, |i| Config {
+        fetch_stall: Duration::from_secs(2),
+        ..cfg(i == 1)
+    });
+    sim.run_until(Duration::from_secs(1));
+    let bytes = model(8 * BLOB_CHUNK_LEN);
+    let hash = sha256(&bytes);
+    sim.core(0).provide_model(hash, Arc::from(bytes));
+    sim.submit(0, infer(hash, 30_000));
+    while sim.core(1).fetching_bytes() < 2 * BLOB_CHUNK_LEN {
+        let t = sim.now - sim.start + Duration::from_micros(100);
+        sim.run_until(t);
+        assert!(t < Duration::from_secs(3), "the fetch never started");
+    }
+    let held = sim.core(1).fetching_bytes();
+    sim.mute = vec![0]; // the requester goes quiet, its session stays up for now
+    let t = sim.now - sim.start;
+    sim.run_until(t + Duration::from_millis(1500));
+    assert_eq!(
+        sim.core(1).fetching_bytes(),
+        held,
+        "still waiting within fetch_stall"
+    );
+    sim.run_until(t + Duration::from_millis(2600));
+    assert_eq!(
+        sim.core(1).fetching_bytes(),
+        0,
+        "given up after fetch_stall"
+    );
+    assert!(sim
+        .core(1)
+        .job_states()
+        .iter()
+        .all(|(_, _, s)| *s == TaskState::Failed));
+}
+
+#[test]
+fn model_fetches_in_flight_are_bounded_in_total() {
+    let mut sim = Sim::new(3, 33, 0, |i| Config {
+        max_fetch_bytes: 5 * BLOB_CHUNK_LEN as u64,
+        ..cfg(i == 2)
+    });
+    sim.run_until(Duration::from_secs(1));
+    let (a, b) = (model(4 * BLOB_CHUNK_LEN), model(4 * BLOB_CHUNK_LEN + 1));
+    let (ha, hb) = (sha256(&a), sha256(&b));
+    sim.core(0).provide_model(ha, Arc::from(a));
+    sim.core(1).provide_model(hb, Arc::from(b));
+    sim.submit(0, infer(ha, 5_000));
+    sim.submit(1, infer(hb, 5_000));
+    let mut most = 0;
+    let t0 = sim.now - sim.start;
+    for step in 1..=3000u32 {
+        sim.run_until(t0 + Duration::from_micros(100) * step);
+        most = most.max(sim.core(2).fetching_bytes());
+    }
+    sim.run_until(Duration::from_secs(5));
+    assert!(most <= 5 * BLOB_CHUNK_LEN, "held {most} bytes");
+    assert!(most > 3 * BLOB_CHUNK_LEN, "a fetch was in flight: {most}");
+    // The second fetch did not fit beside the first: its task failed there
+    // once and was retried, after the first model had landed.
+    assert_eq!(sim.outcomes.len(), 2);
+    assert!(sim
+        .outcomes
+        .iter()
+        .all(|(_, o)| o.status == TaskStatus::Completed));
+    assert!(
+        sim.outcomes.iter().any(|(_, o)| o.attempts > 1),
+        "{:?}",
+        sim.outcomes
+    );
 }

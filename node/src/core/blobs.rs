@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use p2pa_protocol::{BlobChunk, BlobRequest, ErrorCode, Hash32, Message, NodeId, BLOB_CHUNK_LEN};
 
@@ -16,11 +17,15 @@ use super::{Config, Wire};
 use crate::hex::hex;
 
 /// A model being fetched.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Fetch {
     /// The peer asked for the next chunk, if any.
     from: Option<NodeId>,
     buf: Vec<u8>,
+    /// Its size, from the first chunk (0 before).
+    total: u64,
+    /// When it last got a chunk (or started).
+    progress: Instant,
 }
 
 /// What a received chunk completed.
@@ -101,12 +106,18 @@ impl Blobs {
     }
 
     /// Makes sure model `hash` is being fetched, asking `peer` if no live peer is.
-    pub(crate) fn fetch(&mut self, hash: Hash32, peer: NodeId, w: &mut Wire<'_>) {
-        let fetch = self.fetches.entry(hash).or_default();
+    pub(crate) fn fetch(&mut self, now: Instant, hash: Hash32, peer: NodeId, w: &mut Wire<'_>) {
+        let fetch = self.fetches.entry(hash).or_insert_with(|| Fetch {
+            from: None,
+            buf: Vec::new(),
+            total: 0,
+            progress: now,
+        });
         if fetch.from.is_some_and(|f| w.peers.conn_of(&f).is_some()) {
             return;
         }
         fetch.from = Some(peer);
+        fetch.progress = now;
         let offset = u64::try_from(fetch.buf.len()).unwrap_or(u64::MAX);
         if offset > 0 {
             log::info!(
@@ -119,14 +130,22 @@ impl Blobs {
     }
 
     /// A chunk of a model this node fetches.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_chunk(
         &mut self,
+        now: Instant,
         cfg: &Config,
         peer: NodeId,
         chunk: &BlobChunk<'_>,
         w: &mut Wire<'_>,
     ) -> Fetched {
         let limit = cfg.model_cache_bytes;
+        let others: u64 = self
+            .fetches
+            .iter()
+            .filter(|(h, _)| **h != chunk.hash)
+            .map(|(_, f)| f.total)
+            .fold(0, u64::saturating_add);
         let Some(fetch) = self.fetches.get_mut(&chunk.hash) else {
             return Fetched::Pending;
         };
@@ -142,6 +161,15 @@ impl Blobs {
             };
             return self.give_up(chunk.hash, error);
         }
+        if others.saturating_add(chunk.total_len) > cfg.max_fetch_bytes {
+            let error = FetchError::TooMuchInFlight {
+                len: chunk.total_len,
+                limit: cfg.max_fetch_bytes,
+            };
+            return self.give_up(chunk.hash, error);
+        }
+        fetch.total = chunk.total_len;
+        fetch.progress = now;
         let room = usize::try_from(chunk.total_len)
             .unwrap_or(usize::MAX)
             .saturating_sub(fetch.buf.len());
@@ -186,6 +214,45 @@ impl Blobs {
         self.fetches.remove(&hash);
         log::warn!("model {}: {error}", hex(&hash));
         Fetched::Failed(error)
+    }
+
+    /// Bytes held by fetches in progress.
+    pub(crate) fn in_flight_bytes(&self) -> usize {
+        self.fetches.values().map(|f| f.buf.len()).sum()
+    }
+
+    /// When the first fetch stalls.
+    pub(crate) fn next_deadline(&self, cfg: &Config) -> Option<Instant> {
+        self.fetches
+            .values()
+            .map(|f| {
+                f.progress
+                    .checked_add(cfg.fetch_stall)
+                    .unwrap_or(f.progress)
+            })
+            .min()
+    }
+
+    /// Gives up fetches that got no chunk for `fetch_stall`; returns them.
+    pub(crate) fn stalled(&mut self, now: Instant, cfg: &Config) -> Vec<(Hash32, FetchError)> {
+        let secs = cfg.fetch_stall.as_secs();
+        let dead: Vec<Hash32> = self
+            .fetches
+            .iter()
+            .filter(|(_, f)| now.saturating_duration_since(f.progress) >= cfg.fetch_stall)
+            .map(|(h, _)| *h)
+            .collect();
+        dead.into_iter()
+            .map(|h| {
+                self.give_up(h, FetchError::Stalled { secs });
+                (h, FetchError::Stalled { secs })
+            })
+            .collect()
+    }
+
+    /// Drops the fetches no task waits for any more (their bytes are freed).
+    pub(crate) fn prune(&mut self, wanted: impl Fn(&Hash32) -> bool) {
+        self.fetches.retain(|h, _| wanted(h));
     }
 
     /// A peer went away: the models it was sending, which need a new source.

@@ -113,6 +113,12 @@ pub struct Config {
     pub max_inflight_per_peer: usize,
     /// Largest model this node fetches and caches, in bytes.
     pub model_cache_bytes: u64,
+    /// Bytes of models being fetched held at once, all fetches together (a
+    /// fetch that would pass it is refused; each is freed when it ends).
+    pub max_fetch_bytes: u64,
+    /// A fetch that gets no chunk for this long is given up (its buffer is
+    /// freed; the tasks waiting for the model fail).
+    pub fetch_stall: Duration,
     /// First beacon counter. Receivers drop beacons whose counter does not
     /// grow, so a restarted node must start above where it stopped: the shell
     /// passes the wall clock in microseconds.
@@ -161,6 +167,8 @@ impl Default for Config {
             max_attempts: 3,
             max_inflight_per_peer: 64,
             model_cache_bytes: DEFAULT_MODEL_CACHE_BYTES,
+            max_fetch_bytes: DEFAULT_MODEL_CACHE_BYTES,
+            fetch_stall: Duration::from_secs(15),
             beacon_counter_start: 0,
         }
     }

@@ -129,6 +129,11 @@ impl Core {
         self.peers.table_bytes()
     }
 
+    /// Bytes held by model fetches in progress (bounded by `max_fetch_bytes`).
+    pub fn fetching_bytes(&self) -> usize {
+        self.blobs.in_flight_bytes()
+    }
+
     /// Open TCP connections (handshaking or established).
     pub fn connection_count(&self) -> usize {
         self.sessions.len()
@@ -161,6 +166,7 @@ impl Core {
             Timer::Peers => self.peers.next_deadline(self.id, &self.cfg),
             Timer::Requester => self.requester.next_deadline(),
             Timer::Worker => self.worker.next_deadline(),
+            Timer::Blobs => self.blobs.next_deadline(&self.cfg),
         }
     }
 
@@ -196,7 +202,16 @@ impl Core {
                 self.peers.timers(now, self.id, cfg, at_cap, &mut dial);
             }
             Timer::Requester => self.requester.timers(now, cfg, &mut wire!(self)),
-            Timer::Worker => self.worker.timers(now, cfg, &self.blobs, &mut wire!(self)),
+            Timer::Worker => {
+                self.worker.timers(now, cfg, &self.blobs, &mut wire!(self));
+                self.prune_fetches();
+            }
+            Timer::Blobs => {
+                for (hash, error) in self.blobs.stalled(now, cfg) {
+                    let why = error.to_string();
+                    self.worker.fail_jobs_needing(hash, &why, &mut wire!(self));
+                }
+            }
         }
     }
 
@@ -454,10 +469,13 @@ impl Core {
                     self.peers.credit(peer);
                 }
             }
-            Message::Cancel(c) => self.worker.on_cancel(peer, c.task_id, &mut wire!(self)),
+            Message::Cancel(c) => {
+                self.worker.on_cancel(peer, c.task_id, &mut wire!(self));
+                self.prune_fetches();
+            }
             Message::BlobRequest(r) => self.blobs.on_request(peer, &r, &mut wire!(self)),
             Message::BlobChunk(c) => {
-                let fetched = self.blobs.on_chunk(cfg, peer, &c, &mut wire!(self));
+                let fetched = self.blobs.on_chunk(now, cfg, peer, &c, &mut wire!(self));
                 self.fetched(c.hash, fetched);
             }
             Message::Beacon(_) | Message::Hello(_) => {} // refused by verify_frame
@@ -518,7 +536,7 @@ impl Core {
                 .admit(now, cfg, down, peer, offer, &self.blobs, &mut wire!(self));
         let Some(admitted) = admitted else { return };
         if let Some(model) = admitted.fetch {
-            self.blobs.fetch(model, peer, &mut wire!(self));
+            self.blobs.fetch(now, model, peer, &mut wire!(self));
         }
         self.worker.start_jobs(cfg, &self.blobs, &mut wire!(self));
         self.worker
@@ -598,10 +616,17 @@ impl Core {
             .peer_down(now, &self.cfg, peer, &mut wire!(self));
         for hash in self.blobs.stalled_from(peer) {
             if let Some(other) = self.worker.requester_waiting_for(hash, peer) {
-                self.blobs.fetch(hash, other, &mut wire!(self));
+                self.blobs.fetch(now, hash, other, &mut wire!(self));
             }
         }
         self.worker.peer_down(peer, &mut wire!(self));
+        self.prune_fetches();
+    }
+
+    /// Frees the model fetches no queued task waits for any more.
+    fn prune_fetches(&mut self) {
+        let worker = &self.worker;
+        self.blobs.prune(|h| worker.wants_model(h));
     }
 
     /// Handshake timeouts and dead sessions close; live ones are pinged.

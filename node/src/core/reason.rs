@@ -252,6 +252,10 @@ pub(crate) enum FetchError {
     TooLarge { len: u64, limit: u64 },
     /// A chunk that is empty or runs past the announced length.
     BadChunk,
+    /// Other fetches hold the bytes this one needs (`max_fetch_bytes`).
+    TooMuchInFlight { len: u64, limit: u64 },
+    /// No chunk came for `fetch_stall`.
+    Stalled { secs: u64 },
     /// The bytes hash to another value than asked for.
     HashMismatch {
         from: NodeId,
@@ -269,6 +273,11 @@ impl fmt::Display for FetchError {
                 "model of {len} bytes exceeds the model cache limit of {limit} bytes"
             ),
             Self::BadChunk => f.write_str("peer sent a malformed model chunk"),
+            Self::TooMuchInFlight { len, limit } => write!(
+                f,
+                "model of {len} bytes does not fit beside the models being fetched (limit {limit} bytes in flight)"
+            ),
+            Self::Stalled { secs } => write!(f, "model fetch stalled: no chunk for {secs} s"),
             Self::HashMismatch {
                 from,
                 actual,

@@ -14,14 +14,17 @@ pub(crate) enum Timer {
     Requester,
     /// Deadlines of the jobs this node runs; free slots filled.
     Worker,
+    /// Model fetches that stalled.
+    Blobs,
 }
 
 impl Timer {
-    pub(crate) const ALL: [Timer; 5] = [
+    pub(crate) const ALL: [Timer; 6] = [
         Self::Beacons,
         Self::Sessions,
         Self::Peers,
         Self::Requester,
         Self::Worker,
+        Self::Blobs,
     ];
 }

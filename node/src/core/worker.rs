@@ -296,6 +296,15 @@ impl Worker {
         }
     }
 
+    /// Whether a queued job waits for model `hash`.
+    pub(crate) fn wants_model(&self, hash: &Hash32) -> bool {
+        self.jobs.values().any(|j| {
+            j.state == TaskState::Queued
+                && j.model.as_ref() == Some(hash)
+                && j.kind == TaskKind::Infer
+        })
+    }
+
     /// A requester other than `not` with a job queued for model `hash`.
     pub(crate) fn requester_waiting_for(&self, hash: Hash32, not: NodeId) -> Option<NodeId> {
         self.jobs

@@ -79,6 +79,8 @@ pub struct Sim {
     pub trace: u64,
     /// Nodes that take jobs and never answer (black holes).
     pub silent: Vec<usize>,
+    /// Nodes whose stream bytes are lost (a peer gone quiet, link still up).
+    pub mute: Vec<usize>,
 }
 
 /// FNV-1a, 64 bit: a stable digest with no dependency.
@@ -129,6 +131,7 @@ impl Sim {
             fetched: Vec::new(),
             trace: 0xcbf2_9ce4_8422_2325,
             silent: Vec::new(),
+            mute: Vec::new(),
         }
     }
 
@@ -268,6 +271,9 @@ impl Sim {
                     }
                 }
                 Transmit::Send { conn, bytes } => {
+                    if self.mute.contains(&i) {
+                        continue;
+                    }
                     if let Some(&(j, cj)) = self.links.get(&(i, conn)) {
                         let d = self.stream_delay(i, conn);
                         self.schedule(
