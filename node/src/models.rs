@@ -27,6 +27,12 @@ pub enum ModelError {
     NotFound {
         hash: [u8; 32],
     },
+    /// Models the operator added (pinned, never evicted) leave no room.
+    NoRoom {
+        len: u64,
+        pinned: u64,
+        limit: u64,
+    },
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -49,6 +55,10 @@ impl fmt::Display for ModelError {
                 )
             }
             Self::NotFound { hash } => write!(f, "model {} is not in the store", hex(hash)),
+            Self::NoRoom { len, pinned, limit } => write!(
+                f,
+                "no room for a model of {len} bytes: models added with `p2pa model add` hold {pinned} of the {limit} bytes allowed"
+            ),
             Self::Io { path, source } => write!(f, "{}: {source}", path.display()),
         }
     }
@@ -87,6 +97,16 @@ impl ModelStore {
     /// Where the model `hash` lives (whether or not it is there).
     pub fn path(&self, hash: &[u8; 32]) -> PathBuf {
         self.dir.join(format!("{}.onnx", hex(hash)))
+    }
+
+    /// The marker that pins model `hash` (added by the operator: never evicted).
+    fn pin_path(&self, hash: &[u8; 32]) -> PathBuf {
+        self.dir.join(format!("{}.pin", hex(hash)))
+    }
+
+    /// Whether the operator added model `hash` (it is never evicted).
+    pub fn is_pinned(&self, hash: &[u8; 32]) -> bool {
+        self.pin_path(hash).is_file()
     }
 
     /// Whether the model is in the store.
@@ -131,17 +151,21 @@ impl ModelStore {
         if path.is_file() {
             return Ok(actual);
         }
-        self.evict_for(len);
+        self.evict_for(len)?;
         let tmp = self.dir.join(format!(".{}.part", hex(&actual)));
         fs::write(&tmp, bytes).map_err(Self::io(&tmp))?;
         fs::rename(&tmp, &path).map_err(Self::io(&path))?;
         Ok(actual)
     }
 
-    /// Copies a model file into the store.
+    /// Copies a model file into the store and pins it: models fetched later
+    /// never evict it.
     pub fn add_file(&self, file: &Path) -> Result<[u8; 32], ModelError> {
         let bytes = fs::read(file).map_err(Self::io(file))?;
-        self.put(None, &bytes)
+        let hash = self.put(None, &bytes)?;
+        let pin = self.pin_path(&hash);
+        fs::write(&pin, b"").map_err(Self::io(&pin))?;
+        Ok(hash)
     }
 
     /// Reads model `hash`, checking its bytes still hash to it.
@@ -158,9 +182,23 @@ impl ModelStore {
         Ok(bytes)
     }
 
-    fn evict_for(&self, incoming: u64) {
+    /// Evicts the oldest unpinned models until `incoming` bytes fit.
+    fn evict_for(&self, incoming: u64) -> Result<(), ModelError> {
         let mut models = self.list();
         let mut total: u64 = models.iter().map(|m| m.1).sum();
+        let pinned: u64 = models
+            .iter()
+            .filter(|m| self.is_pinned(&m.0))
+            .map(|m| m.1)
+            .sum();
+        if pinned.saturating_add(incoming) > self.limit {
+            return Err(ModelError::NoRoom {
+                len: incoming,
+                pinned,
+                limit: self.limit,
+            });
+        }
+        models.retain(|m| !self.is_pinned(&m.0));
         while total.saturating_add(incoming) > self.limit {
             let Some((hash, len)) = models.pop() else {
                 break;
@@ -174,6 +212,7 @@ impl ModelStore {
             }
             total = total.saturating_sub(len);
         }
+        Ok(())
     }
 }
 
@@ -212,5 +251,27 @@ mod tests {
         fs::write(s.path(&h2), b"tampered").unwrap();
         assert!(matches!(s.read(&h2), Err(ModelError::HashMismatch { .. })));
         assert!(matches!(s.read(&[9; 32]), Err(ModelError::NotFound { .. })));
+    }
+
+    #[test]
+    fn models_the_operator_added_are_never_evicted() {
+        let s = store("pinned", 100);
+        let file = std::env::temp_dir().join(format!("p2pa-pinned-src-{}", std::process::id()));
+        fs::write(&file, [7u8; 60]).unwrap();
+        let mine = s.add_file(&file).unwrap();
+        assert!(s.is_pinned(&mine));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let fetched = s.put(None, &[1u8; 30]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        // 60 pinned + 30 + 30 > 100: the fetched one goes, the pinned one stays.
+        let newer = s.put(None, &[2u8; 30]).unwrap();
+        assert!(s.contains(&mine) && s.contains(&newer) && !s.contains(&fetched));
+        // No room beside the pinned model: refused with a clear reason.
+        assert!(matches!(
+            s.put(None, &[3u8; 50]),
+            Err(ModelError::NoRoom { pinned: 60, .. })
+        ));
+        assert!(s.contains(&mine));
+        let _ = fs::remove_file(&file);
     }
 }

@@ -69,6 +69,11 @@ impl Blobs {
         self.provided.insert(hash, bytes);
     }
 
+    /// The store's models (newest first) are what this node holds.
+    pub(crate) fn sync_held(&mut self, newest_first: &[Hash32]) {
+        self.held = newest_first.iter().rev().copied().collect();
+    }
+
     pub(crate) fn add_held(&mut self, hash: Hash32) {
         self.held.retain(|h| *h != hash);
         self.held.push(hash);

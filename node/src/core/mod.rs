@@ -555,6 +555,12 @@ impl Core {
         self.blobs.add_held(hash);
     }
 
+    /// Worker side: the models in the store (newest first) are exactly what
+    /// this node holds (after the store evicted some to make room).
+    pub fn sync_held_models(&mut self, newest_first: &[Hash32]) {
+        self.blobs.sync_held(newest_first);
+    }
+
     /// What a model chunk completed: jobs waiting for it start or fail.
     fn fetched(&mut self, hash: Hash32, fetched: Fetched) {
         match fetched {

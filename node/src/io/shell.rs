@@ -324,6 +324,10 @@ impl Shell {
                         if let Err(e) = store.put(Some(hash), &bytes) {
                             log::error!("could not store a fetched model: {e}");
                         }
+                        // Storing may have evicted older models: the node
+                        // advertises exactly what the store holds.
+                        let held: Vec<[u8; 32]> = store.list().into_iter().map(|m| m.0).collect();
+                        self.core.sync_held_models(&held);
                     }
                     None => log::warn!("fetched a model but this node has no model store"),
                 }

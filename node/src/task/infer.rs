@@ -2,7 +2,6 @@
 //! build or run time). Each model is loaded once per worker process and reused;
 //! inputs are checked against the model's input shapes before running.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use p2pa_protocol::TaskStatus;
@@ -20,10 +19,16 @@ struct Loaded {
     inputs: Vec<(DatumType, Vec<Option<usize>>)>,
 }
 
+/// Models kept loaded at once; the least recently used is dropped first
+/// (the disk store keeps them all; loading again costs a read and an
+/// optimisation, not a fetch).
+pub const MAX_LOADED: usize = 4;
+
 /// Runs `infer` tasks against the models in a store.
 pub struct Engine {
     store: ModelStore,
-    loaded: Mutex<HashMap<[u8; 32], Arc<Loaded>>>,
+    /// Loaded models, least recently used first (at most [`MAX_LOADED`]).
+    loaded: Mutex<Vec<([u8; 32], Arc<Loaded>)>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -125,16 +130,27 @@ impl std::fmt::Display for InferError {
 impl std::error::Error for InferError {}
 
 impl Engine {
+    /// How many models are loaded now.
+    pub fn loaded(&self) -> usize {
+        self.loaded.lock().map_or(0, |m| m.len())
+    }
+
     /// An engine over the models in `store` (each loaded on first use).
     pub fn new(store: ModelStore) -> Self {
         Self {
             store,
-            loaded: Mutex::new(HashMap::new()),
+            loaded: Mutex::new(Vec::new()),
         }
     }
 
     fn load(&self, hash: &[u8; 32]) -> Result<Arc<Loaded>, InferError> {
-        if let Some(l) = self.loaded.lock().ok().and_then(|m| m.get(hash).cloned()) {
+        if let Some(l) = self.loaded.lock().ok().and_then(|mut m| {
+            let i = m.iter().position(|(h, _)| h == hash)?;
+            let entry = m.remove(i);
+            let l = entry.1.clone();
+            m.push(entry); // most recently used last
+            Some(l)
+        }) {
             return Ok(l);
         }
         let bytes = self.store.read(hash).map_err(InferError::Store)?;
@@ -144,7 +160,11 @@ impl Engine {
         })?;
         let loaded = Arc::new(loaded);
         if let Ok(mut m) = self.loaded.lock() {
-            m.insert(*hash, loaded.clone());
+            m.retain(|(h, _)| h != hash);
+            if m.len() >= MAX_LOADED {
+                m.remove(0);
+            }
+            m.push((*hash, loaded.clone()));
         }
         Ok(loaded)
     }
