@@ -84,6 +84,11 @@ impl WorkerProc {
                 "127.0.0.1:0",
                 "--queue",
                 "256",
+                // The memory row opens 100 sessions from this one address.
+                "--max-sessions-per-ip",
+                "1000",
+                "--max-requester-sessions",
+                "1000",
                 "--workers",
                 &workers.to_string(),
             ])

@@ -78,6 +78,12 @@ struct LimitArgs {
     /// Handshakes in flight at once
     #[arg(long, default_value_t = Config::default().max_handshakes, value_name = "N")]
     max_handshakes: usize,
+    /// Sessions with peers at one IP address
+    #[arg(long, default_value_t = Config::default().max_sessions_per_ip, value_name = "N")]
+    max_sessions_per_ip: usize,
+    /// Sessions with requesters (peers that run no task kind)
+    #[arg(long, default_value_t = Config::default().max_requester_sessions, value_name = "N")]
+    max_requester_sessions: usize,
     /// Drop a connection whose handshake takes longer (slow-loris guard)
     #[arg(long, default_value_t = default_ms(|c| c.handshake_timeout), value_name = "MS")]
     handshake_timeout_ms: u64,
@@ -100,6 +106,8 @@ impl LimitArgs {
         c.max_peers = self.max_peers;
         c.max_conns = self.max_conns;
         c.max_handshakes = self.max_handshakes;
+        c.max_sessions_per_ip = self.max_sessions_per_ip;
+        c.max_requester_sessions = self.max_requester_sessions;
         c.handshake_timeout = Duration::from_millis(self.handshake_timeout_ms);
         c.slow_after = Duration::from_millis(self.slow_after_ms);
         c.dead_after = Duration::from_millis(self.dead_after_ms.max(self.slow_after_ms));

@@ -339,3 +339,65 @@ fn a_worker_refuses_deadlines_beyond_its_limit() {
     assert!(out.elapsed >= Duration::from_millis(2900), "{out:?}");
     async_io::block_on(worker.shutdown());
 }
+
+/// A session from `from` with a fresh key (a requester: it runs nothing),
+/// kept open; `None` if the node said goodbye at once.
+fn requester_session(from: Ipv4Addr, to: SocketAddr, n: u64) -> Option<TcpStream> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    s.bind(&SocketAddr::from((from, 0)).into()).ok()?;
+    s.connect(&to.into()).ok()?;
+    let mut s: TcpStream = s.into();
+    let mut reader = p2pa_tiny::FrameReader::<4096>::new();
+    let mut tx = [0u8; 4096];
+    let k = key(n);
+    let (mut session, _) = p2pa_tiny::initiate(
+        &mut s,
+        &mut reader,
+        &k,
+        [9; 32],
+        None,
+        &Intro::default(),
+        &mut tx,
+    )
+    .ok()?;
+    // A refusal follows the handshake at once.
+    s.set_read_timeout(Some(Duration::from_millis(100))).ok()?;
+    if let Ok(frame) = reader.next(&mut s) {
+        if let Ok(Message::Goodbye(_)) = session.read(frame) {
+            return None;
+        }
+    }
+    Some(s)
+}
+
+#[test]
+fn sessions_are_budgeted_per_address_and_requesters_apart_from_workers() {
+    let worker = NodeHandle::start(key(11), worker_opts(unique_port())).unwrap();
+    let target = worker.local_addr();
+    // 20 sessions from one address: 16 fit.
+    let one_ip: Vec<TcpStream> = (0..20)
+        .filter_map(|i| requester_session(Ipv4Addr::new(127, 0, 0, 2), target, 50_000 + i))
+        .collect();
+    assert_eq!(one_ip.len(), 16, "max_sessions_per_ip");
+    // 64 requester sessions in all, from 5 addresses.
+    let mut many = Vec::new();
+    for ip in 3..=7u8 {
+        for i in 0..16u64 {
+            let n = 51_000 + u64::from(ip) * 100 + i;
+            if let Some(s) = requester_session(Ipv4Addr::new(127, 0, 0, ip), target, n) {
+                many.push(s);
+            }
+        }
+    }
+    assert_eq!(one_ip.len() + many.len(), 64, "max_requester_sessions");
+    // A worker peer still gets a session (its own budget), and serves.
+    let mut o = p2pa_tests::loopback_options(unique_port());
+    o.multicast = None;
+    o.core.bootstrap = vec![target];
+    let (h, mut node) = NodeHandle::start_local(key(12), o).unwrap();
+    let up = node.block_on(h.wait_for_peers(None, 1, Duration::from_secs(5)));
+    assert_eq!(up.len(), 1, "a worker peer connects beside 64 requesters");
+    node.block_on(h.shutdown());
+    drop((one_ip, many));
+    async_io::block_on(worker.shutdown());
+}

@@ -81,6 +81,11 @@ pub struct Config {
     pub max_peers_per_ip: usize,
     /// TCP connections open at once (handshaking or established).
     pub max_conns: usize,
+    /// Sessions with peers that run nothing (requesters, such as the CLI's
+    /// fresh keys), so that a flood of them leaves room for workers.
+    pub max_requester_sessions: usize,
+    /// Sessions with peers at one IP address.
+    pub max_sessions_per_ip: usize,
     /// Inbound handshakes in flight at once. When full, a newcomer evicts the
     /// oldest pending one (it cannot be locked out by silent sockets).
     pub max_handshakes: usize,
@@ -152,6 +157,8 @@ impl Default for Config {
             max_peers: 256,
             max_peers_per_ip: 32,
             max_conns: 128,
+            max_requester_sessions: 64,
+            max_sessions_per_ip: 16,
             max_handshakes: 32,
             max_handshakes_per_ip: 4,
             max_dials: 32,

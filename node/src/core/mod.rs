@@ -30,7 +30,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use p2pa_protocol::{GoodbyeReason, Hash32, Intro, Keypair, Message, NodeId, TaskStatus};
+use p2pa_protocol::{GoodbyeReason, Hash32, Intro, Keypair, KindSet, Message, NodeId, TaskStatus};
 
 pub use config::{
     Config, Trust, DEFAULT_MAX_TASK_DEADLINE, DEFAULT_MODEL_CACHE_BYTES, DEFAULT_TCP_PORT,
@@ -396,10 +396,16 @@ impl Core {
                 return false;
             }
         }
-        let room = self.peers.contains(&peer)
+        let requester = intro.caps.kinds == KindSet::default();
+        let fits = self.peers.conn_of(&peer).is_some()
             || self
                 .peers
-                .make_room(&self.cfg, listen_addr.ip(), &mut self.out);
+                .session_fits(&self.cfg, listen_addr.ip(), requester);
+        let room = fits
+            && (self.peers.contains(&peer)
+                || self
+                    .peers
+                    .make_room(&self.cfg, listen_addr.ip(), &mut self.out));
         if !room {
             self.goodbye(now, conn, GoodbyeReason::TooManyPeers);
             return false;

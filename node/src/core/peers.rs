@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use p2pa_protocol::{Beacon, Capabilities, NodeId, ReplayGuard};
+use p2pa_protocol::{Beacon, Capabilities, KindSet, NodeId, ReplayGuard};
 
 use super::budget::DialBudget;
 use super::output::{bump, Event, Noise, Outbox};
@@ -464,6 +464,19 @@ impl Peers {
             }
         }
         Joined { new_peer, first }
+    }
+
+    /// Whether a new session with a peer at `ip` (a requester: it runs no
+    /// kind) fits the session budgets.
+    pub(crate) fn session_fits(&self, cfg: &Config, ip: IpAddr, requester: bool) -> bool {
+        let live = || self.table.values().filter(|p| p.conn.is_some());
+        let from_ip = live()
+            .filter(|p| p.addr.is_some_and(|a| a.ip() == ip))
+            .count();
+        let requesters = live()
+            .filter(|p| p.caps.kinds == KindSet::default())
+            .count();
+        from_ip < cfg.max_sessions_per_ip && (!requester || requesters < cfg.max_requester_sessions)
     }
 
     /// `peer`'s session on `conn` ended. Returns whether that was its session.
