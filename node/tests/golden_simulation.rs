@@ -17,8 +17,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{peer_list, requester_at_zero, Sim};
-use p2pa_node::core::{sha256, Config, TaskRequest};
+use common::{echo_task, peer_list, requester_at_zero, Sim};
+use p2pa_node::core::{sha256, Config};
 use p2pa_node::protocol::{KindSet, TaskKind};
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/simulation.txt");
@@ -59,16 +59,6 @@ fn requester_and_workers(i: usize) -> Config {
     requester_at_zero(i, 2, KindSet::default().with(TaskKind::Infer))
 }
 
-fn echo(k: u32) -> TaskRequest {
-    TaskRequest {
-        kind: TaskKind::Echo,
-        input: k.to_le_bytes().to_vec(),
-        model: None,
-        timeout: Duration::from_secs(30),
-        peer: None,
-    }
-}
-
 fn fingerprint() -> String {
     let mut out = String::new();
 
@@ -80,7 +70,7 @@ fn fingerprint() -> String {
     // Tasks survive a worker that dies mid-batch; one task is cancelled.
     let mut sim = Sim::new(4, 11, 0, requester_and_workers);
     sim.run_until(Duration::from_secs(1));
-    let ids: Vec<u64> = (0..40).map(|k| sim.submit(0, echo(k))).collect();
+    let ids: Vec<u64> = (0..40).map(|k| sim.submit(0, echo_task(k))).collect();
     let now = sim.now;
     sim.core(0).cancel(now, ids[39]);
     sim.run_until(Duration::from_millis(1_003));
@@ -99,7 +89,7 @@ fn fingerprint() -> String {
     let hash = sha256(&model);
     sim.core(0).provide_model(hash, Arc::from(model));
     for k in 0..6u32 {
-        let mut req = echo(k);
+        let mut req = echo_task(k);
         req.kind = TaskKind::Infer;
         req.model = Some(hash);
         sim.submit(0, req);

@@ -12,7 +12,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{requester_at_zero, Sim};
+use common::{echo_task, requester_at_zero, Sim};
 use p2pa_node::core::{Config, TaskError, TaskRequest};
 use p2pa_node::protocol::{KindSet, TaskKind, TaskStatus};
 
@@ -95,14 +95,7 @@ fn tasks_complete_exactly_once_when_a_worker_dies_mid_batch() {
     assert!(full_mesh(&mut sim));
     let mut ids = Vec::new();
     for k in 0..60u32 {
-        let req = TaskRequest {
-            kind: TaskKind::Echo,
-            input: k.to_le_bytes().to_vec(),
-            model: None,
-            timeout: Duration::from_secs(30),
-            peer: None,
-        };
-        ids.push(sim.submit(0, req));
+        ids.push(sim.submit(0, echo_task(k)));
     }
     sim.run_until(Duration::from_millis(1_003));
     sim.kill(2);
@@ -201,14 +194,7 @@ fn a_worker_that_takes_tasks_and_never_answers_does_not_capture_a_batch() {
     sim.run_until(Duration::from_secs(1));
     assert!(full_mesh(&mut sim));
     for k in 0..20u32 {
-        let req = TaskRequest {
-            kind: TaskKind::Echo,
-            input: k.to_le_bytes().to_vec(),
-            model: None,
-            timeout: Duration::from_secs(30),
-            peer: None,
-        };
-        sim.submit(0, req);
+        sim.submit(0, echo_task(k));
     }
     sim.run_until(Duration::from_secs(4));
     assert_eq!(

@@ -132,13 +132,15 @@ pub fn verify_datagram(datagram: &[u8]) -> Result<Verified<Message<'_>>, FrameEr
 
 /// Encodes a frame for a stream: a `u32` little-endian length, then the frame.
 /// Returns the bytes written (prefix included).
+/// `out` is any byte buffer (a slice, an array, a `Vec`, a boxed slice).
 pub fn encode_stream_frame(
     key: &Keypair,
     ctx: Context<'_>,
     seq: u64,
     message: &Message<'_>,
-    out: &mut [u8],
+    mut out: impl AsMut<[u8]>,
 ) -> Result<usize, EncodeError> {
+    let out = out.as_mut();
     let have = out.len();
     let (prefix, rest) =
         out.split_at_mut_checked(LEN_PREFIX_LEN)

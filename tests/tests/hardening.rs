@@ -36,15 +36,21 @@ fn stats(h: &NodeHandle) -> Stats {
     async_io::block_on(h.stats()).unwrap()
 }
 
-/// A fresh requester (new key, as the CLI makes one) that dials `target`,
-/// runs one echo task and stops; returns how long that took.
-fn honest_task(target: SocketAddr, n: u64, text: &str) -> Duration {
-    let t = Instant::now();
+/// Options of an in-process requester (runs nothing) that dials `target` only.
+fn requester_opts(target: SocketAddr) -> NodeOptions {
     let mut o = p2pa_tests::loopback_options(unique_port());
     o.multicast = None;
     o.core.kinds = KindSet::default();
     o.core.workers = 0;
     o.core.bootstrap = vec![target];
+    o
+}
+
+/// A fresh requester (new key, as the CLI makes one) that dials `target`,
+/// runs one echo task and stops; returns how long that took.
+fn honest_task(target: SocketAddr, n: u64, text: &str) -> Duration {
+    let t = Instant::now();
+    let o = requester_opts(target);
     let (h, mut node) = NodeHandle::start_local(key(n), o).unwrap();
     let out = node.block_on(async {
         let up = h
@@ -241,11 +247,7 @@ fn beacons_naming_a_third_address_cannot_make_the_node_dial_it_at_will() {
 /// offered to `target` (more than the worker's queue takes) for a while.
 fn hog(target: SocketAddr, n: usize, ms: u64) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let mut o = p2pa_tests::loopback_options(unique_port());
-        o.multicast = None;
-        o.core.kinds = KindSet::default();
-        o.core.workers = 0;
-        o.core.bootstrap = vec![target];
+        let o = requester_opts(target);
         let (h, mut node) = NodeHandle::start_local(key(700), o).unwrap();
         node.block_on(async {
             h.wait_for_peers(Some(TaskKind::Sleep), 1, Duration::from_secs(10))
@@ -277,11 +279,7 @@ fn a_requester_that_fills_the_queue_cannot_starve_the_others() {
     // A slot task starts right after the hog's current ones, not after its
     // whole queue (13 × 1.5 s).
     let t = Instant::now();
-    let mut o = p2pa_tests::loopback_options(unique_port());
-    o.multicast = None;
-    o.core.kinds = KindSet::default();
-    o.core.workers = 0;
-    o.core.bootstrap = vec![target];
+    let o = requester_opts(target);
     let (h, mut node) = NodeHandle::start_local(key(801), o).unwrap();
     let out = node.block_on(async {
         h.wait_for_peers(Some(TaskKind::Sleep), 1, Duration::from_secs(10))
@@ -312,11 +310,7 @@ fn a_worker_refuses_deadlines_beyond_its_limit() {
     let mut o = worker_opts(unique_port());
     o.core.max_task_deadline = Duration::from_secs(5);
     let worker = NodeHandle::start(key(9), o).unwrap();
-    let mut r = p2pa_tests::loopback_options(unique_port());
-    r.multicast = None;
-    r.core.kinds = KindSet::default();
-    r.core.workers = 0;
-    r.core.bootstrap = vec![worker.local_addr()];
+    let r = requester_opts(worker.local_addr());
     let (h, mut node) = NodeHandle::start_local(key(901), r).unwrap();
     let out = node.block_on(async {
         h.wait_for_peers(Some(TaskKind::Echo), 1, Duration::from_secs(10))

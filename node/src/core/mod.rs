@@ -1,3 +1,5 @@
+// Over 600 lines on purpose: every wiring between the parts is here, in one place.
+
 //! The sans-IO node: discovery, sessions and task exchange as one deterministic
 //! state machine. Time comes in as `now`, randomness through [`Entropy`];
 //! events go in through `handle_*`, work comes out through `poll_*`.
@@ -15,7 +17,9 @@ mod budget;
 mod config;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod drive;
+mod observed;
 mod output;
+mod peer_info;
 mod peers;
 mod reason;
 mod receipt;

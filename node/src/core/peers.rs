@@ -11,6 +11,7 @@ use p2pa_protocol::{Beacon, Capabilities, KindSet, NodeId, ReplayGuard};
 
 use super::budget::DialBudget;
 use super::output::{bump, Event, Noise, Outbox};
+pub use super::peer_info::{PeerInfo, PeerState, Via};
 use super::rng::{jitter, Entropy};
 use super::{Config, ConnId};
 
@@ -27,62 +28,6 @@ const MAX_STRETCH: u32 = 8;
 /// The node with the higher id waits this long for the lower one to dial
 /// before it dials itself (one connection per pair, and no pair left unlinked).
 const DIAL_GRACE: Duration = Duration::from_secs(2);
-
-/// How a peer was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
-    Multicast,
-    Mdns,
-    Bootstrap,
-    /// It dialed us.
-    Inbound,
-}
-
-impl Via {
-    /// Lowercase name for tables and JSON.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Multicast => "multicast",
-            Self::Mdns => "mdns",
-            Self::Bootstrap => "bootstrap",
-            Self::Inbound => "inbound",
-        }
-    }
-}
-
-/// A peer's state as seen from here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PeerState {
-    /// Known, no session.
-    Known,
-    /// Session up, heard from recently.
-    Connected,
-    /// Session up, but silent for longer than `slow_after`.
-    Slow,
-}
-
-impl PeerState {
-    /// Lowercase name for tables and JSON.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Known => "known",
-            Self::Connected => "connected",
-            Self::Slow => "slow",
-        }
-    }
-}
-
-/// One row of the peer table, for display.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PeerInfo {
-    pub id: NodeId,
-    pub addr: Option<SocketAddr>,
-    pub via: Via,
-    pub caps: Capabilities,
-    pub last_seen_ago: Duration,
-    pub rtt: Option<Duration>,
-    pub state: PeerState,
-}
 
 #[derive(Debug)]
 pub(crate) struct Peer {

@@ -10,6 +10,7 @@ use p2pa_protocol::{
     TaskResult, TaskStatus, MAX_BODY_LEN,
 };
 
+use super::observed::Observed;
 use super::output::{bump, Event, Noise};
 use super::reason::TaskError;
 use super::receipt::check_receipt;
@@ -21,76 +22,6 @@ const RETRY_DELAY: Duration = Duration::from_millis(50);
 const DEFAULT_MAX_OUTPUT: u32 = 60 * 1024;
 /// Room an offer's fields take besides its input.
 const OFFER_OVERHEAD: usize = 256;
-/// An attempt that has not answered in this long (at the least) counts as
-/// stalled: the task is offered to another worker as well, the first answer
-/// wins and the other is cancelled.
-const MIN_ATTEMPT: Duration = Duration::from_millis(500);
-/// An attempt may take this many times the kind's usual latency.
-const ATTEMPT_FACTOR: u32 = 8;
-/// With no latency seen yet for a kind, an attempt gets this share of the
-/// time left (1/3: two more tries fit).
-const FIRST_ATTEMPT_SHARE: u32 = 3;
-/// Peers whose stalls are remembered (the least struck go first).
-const MAX_TRACKED: usize = 1024;
-
-/// What the requester has seen of its workers: how long each kind takes,
-/// and which peers let attempts stall. Chooses workers by this, not by what
-/// they say of themselves alone.
-#[derive(Debug, Default)]
-struct Observed {
-    /// Moving average of completed tasks' latency, per kind (in
-    /// `TaskKind::ALL` order).
-    latency: [Option<Duration>; TaskKind::ALL.len()],
-    /// Attempts that stalled at a peer since its last completion.
-    strikes: BTreeMap<NodeId, u32>,
-}
-
-impl Observed {
-    /// How long an attempt of `kind` may take before it counts as stalled.
-    fn attempt_timeout(&mut self, kind: TaskKind, remaining: Duration) -> Duration {
-        let t = match self.latency_slot(kind).and_then(|l| *l) {
-            Some(l) => l.saturating_mul(ATTEMPT_FACTOR),
-            None => remaining
-                .checked_div(FIRST_ATTEMPT_SHARE)
-                .unwrap_or(remaining),
-        };
-        t.max(MIN_ATTEMPT)
-    }
-
-    fn completed(&mut self, peer: NodeId, kind: TaskKind, took: Duration) {
-        if let Some(slot) = self.latency_slot(kind) {
-            // avg += (took - avg) / 8
-            let avg = slot.unwrap_or(took);
-            *slot = avg.saturating_mul(7).saturating_add(took).checked_div(8);
-        }
-        self.strikes.remove(&peer);
-    }
-
-    fn latency_slot(&mut self, kind: TaskKind) -> Option<&mut Option<Duration>> {
-        let i = TaskKind::ALL.iter().position(|k| *k == kind)?;
-        self.latency.get_mut(i)
-    }
-
-    fn stalled(&mut self, peer: NodeId) {
-        if self.strikes.len() >= MAX_TRACKED && !self.strikes.contains_key(&peer) {
-            let least = self
-                .strikes
-                .iter()
-                .min_by_key(|(_, n)| **n)
-                .map(|(p, _)| *p);
-            if let Some(p) = least {
-                self.strikes.remove(&p);
-            }
-        }
-        let n = self.strikes.entry(peer).or_insert(0);
-        *n = n.saturating_add(1);
-    }
-
-    fn strikes(&self, peer: NodeId) -> u32 {
-        self.strikes.get(&peer).copied().unwrap_or(0)
-    }
-}
-
 /// A task to run on some peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskRequest {

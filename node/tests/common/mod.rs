@@ -471,3 +471,14 @@ pub fn peer_list(c: &Core) -> Vec<String> {
     peers.sort();
     peers
 }
+
+/// An echo task of `k`'s four bytes with 30 s to run.
+pub fn echo_task(k: u32) -> p2pa_node::core::TaskRequest {
+    p2pa_node::core::TaskRequest {
+        kind: TaskKind::Echo,
+        input: k.to_le_bytes().to_vec(),
+        model: None,
+        timeout: Duration::from_secs(30),
+        peer: None,
+    }
+}
