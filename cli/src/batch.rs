@@ -57,6 +57,11 @@ pub struct BatchArgs {
     /// exactly, floats within 1e-4); disagreements name the dissenting worker
     #[arg(long, default_value_t = 1, value_name = "K", value_parser = clap::value_parser!(u16).range(1..=16))]
     pub redundancy: u16,
+    /// With --redundancy: allow the K workers of a task to share a host (one
+    /// machine with several keys could make a wrong answer look agreed; for
+    /// trying redundancy on one machine only)
+    #[arg(long, requires = "redundancy")]
+    pub same_host: bool,
 }
 
 /// One task of a batch.
@@ -359,7 +364,31 @@ async fn find_workers(h: &NodeHandle, a: &BatchArgs) -> Result<Vec<NodeId>, CliE
             peers.len()
         )));
     }
-    Ok(peers.iter().map(|p| p.id).collect())
+    if k <= 1 || a.same_host {
+        return Ok(peers.iter().map(|p| p.id).collect());
+    }
+    // One worker per host: K copies of a task land on K machines.
+    let mut hosts: Vec<std::net::IpAddr> = Vec::new();
+    let mut chosen = Vec::new();
+    for p in &peers {
+        let ip = p.addr.map(|a| a.ip());
+        if let Some(ip) = ip.filter(|ip| !hosts.contains(ip)) {
+            hosts.push(ip);
+            chosen.push(p.id);
+        }
+    }
+    if chosen.len() < k {
+        return Err(CliError::network(format!(
+            "--redundancy {k} needs workers on {k} distinct hosts (one machine with several keys could make a wrong answer look agreed); found {} host(s) among {} workers. On one machine, for trying it out, add --same-host",
+            chosen.len(),
+            peers.len()
+        )));
+    }
+    eprintln!(
+        "redundancy {k}: each task on {k} of {} distinct hosts",
+        chosen.len()
+    );
+    Ok(chosen)
 }
 
 /// Counts of a batch run, as its results arrive.

@@ -224,9 +224,23 @@ fn redundancy_compares_workers_and_names_the_dissenter() {
         .map(|r| serde_json::json!({ "input": r }).to_string() + "\n")
         .collect();
     std::fs::write(&inputs, text).unwrap();
-    let batch = |out: &Path, k: &str| infer_batch(port, &model, &inputs, out, &["--redundancy", k]);
+    let batch = |out: &Path, k: &str| {
+        infer_batch(
+            port,
+            &model,
+            &inputs,
+            out,
+            &["--redundancy", k, "--same-host"],
+        )
+    };
     // Two honest workers agree on every line.
     let agree = dir.join("agree.jsonl");
+    // K copies on one machine could be one attacker with K keys: refused
+    // unless asked for.
+    let one_host = dir.join("one-host.jsonl");
+    let out = infer_batch(port, &model, &inputs, &one_host, &["--redundancy", "2"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("distinct hosts"), "{}", stderr(&out));
     let out = batch(&agree, "2");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     for r in jsonl(&std::fs::read_to_string(&agree).unwrap()) {
