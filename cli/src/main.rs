@@ -244,7 +244,9 @@ pub(crate) fn data_dir(flag: Option<&PathBuf>) -> PathBuf {
     if let Some(d) = flag {
         return d.clone();
     }
+    // An empty XDG_DATA_HOME counts as unset (the spec says so), not as ".".
     let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
         .unwrap_or_else(|| PathBuf::from("."));
@@ -260,8 +262,14 @@ fn cmd_keygen(dir: &std::path::Path, force: bool) -> CliResult {
 }
 
 fn cmd_id(dir: &std::path::Path) -> CliResult {
-    let key = identity::load_or_create(dir, &mut os_entropy()?)
-        .map_err(|e| CliError::usage(e.to_string()))?;
+    let path = dir.join(identity::KEY_FILE);
+    if !path.exists() {
+        return Err(CliError::usage(format!(
+            "no key at {} yet: make one with `p2pa keygen` (or start `p2pa node`, which makes it)",
+            path.display()
+        )));
+    }
+    let key = identity::load(&path).map_err(|e| CliError::usage(e.to_string()))?;
     let id = key.node_id();
     say!("{}  {}", id.short(), id);
     Ok(exit::OK)
@@ -274,6 +282,7 @@ pub fn event_name(ev: &NodeEvent) -> &'static str {
         NodeEvent::Connected { .. } => "connected",
         NodeEvent::Disconnected { .. } => "disconnected",
         NodeEvent::TaskStarted { .. } => "task_started",
-        NodeEvent::TaskDone(_) => "task_done",
+        NodeEvent::TaskFinished { .. } => "task_done",
+        NodeEvent::TaskDone(_) => "task_result",
     }
 }

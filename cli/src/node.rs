@@ -42,8 +42,8 @@ pub struct NodeArgs {
         value_delimiter = ','
     )]
     bootstrap: Vec<SocketAddr>,
-    /// Tasks run at once (default: one per core)
-    #[arg(long, env = "P2PA_WORKERS", value_name = "N")]
+    /// Tasks run at once (default: one per core; at least 1)
+    #[arg(long, env = "P2PA_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     workers: Option<u16>,
     /// Who may connect
     #[arg(long, value_enum, default_value_t = TrustArg::Open, env = "P2PA_TRUST")]

@@ -80,7 +80,7 @@ pub fn print_peer_table(peers: &[PeerInfo]) {
 
 pub fn receipt_json(r: &Receipt) -> Value {
     json!({
-        "task_id": r.task_id,
+        "task_id": r.task_id.to_string(),
         "requester": r.requester.to_string(),
         "worker": r.worker.to_string(),
         "status": r.status.name(),
@@ -93,7 +93,7 @@ pub fn receipt_json(r: &Receipt) -> Value {
 
 pub fn outcome_json(o: &TaskOutcome, infer: bool) -> Value {
     let mut v = json!({
-        "task_id": o.task_id,
+        "task_id": o.task_id.to_string(),
         "status": o.status.name(),
         "worker": o.worker.map(|w| w.to_string()),
         "elapsed_ms": o.elapsed.as_secs_f64() * 1e3,
@@ -165,6 +165,15 @@ pub fn print_event(ev: &NodeEvent, as_json: bool) {
             NodeEvent::TaskStarted { job, kind } => {
                 json!({"event": name, "job": job, "kind": kind.name()})
             }
+            NodeEvent::TaskFinished {
+                job,
+                kind,
+                status,
+                elapsed,
+            } => json!({
+                "event": name, "job": job, "kind": kind.name(), "status": status.name(),
+                "duration_ms": elapsed.as_secs_f64() * 1e3,
+            }),
             NodeEvent::TaskDone(o) => {
                 let mut v = outcome_json(o, false);
                 v["event"] = json!(name);
@@ -182,6 +191,12 @@ pub fn print_event(ev: &NodeEvent, as_json: bool) {
                 say!("lost        {}: {reason}", id.short())
             }
             NodeEvent::TaskStarted { job, kind } => log::info!("running job {job} ({kind})"),
+            NodeEvent::TaskFinished {
+                job,
+                kind,
+                status,
+                elapsed,
+            } => log::info!("job {job} ({kind}) {status} in {elapsed:?}"),
             NodeEvent::TaskDone(o) => say!("task {} {}", o.task_id, o.status),
         }
     }

@@ -56,7 +56,7 @@ fn three_node_processes_find_each_other_on_loopback() {
 #[test]
 fn submit_runs_echo_and_hash_on_a_discovered_peer_with_a_receipt() {
     let port = unique_port();
-    let node = NodeProc::start(port, &scratch("submit"), &[]);
+    let mut node = NodeProc::start(port, &scratch("submit"), &[]);
     let out = p2pa_local(
         port,
         &[
@@ -76,7 +76,19 @@ fn submit_runs_echo_and_hash_on_a_discovered_peer_with_a_receipt() {
     assert_eq!(v["worker"], node.id.as_str());
     assert_eq!(v["receipt"]["worker"], node.id.as_str());
     assert!(v["elapsed_ms"].as_f64().unwrap() > 0.0);
-    assert!(v["task_id"].is_u64());
+    // Task ids are strings in JSON: above 2^53, a number would lose digits
+    // in jq or JavaScript.
+    let id = v["task_id"].as_str().unwrap();
+    assert!(id.parse::<u64>().is_ok(), "{id}");
+    assert_eq!(v["receipt"]["task_id"], id);
+    // The worker's JSON log says the task started and how it ended.
+    let started = node.wait_for(T, |e| e["event"] == "task_started" && e["kind"] == "echo");
+    let done = node
+        .wait_for(T, |e| e["event"] == "task_done" && e["kind"] == "echo")
+        .expect("a task_done event");
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["job"], started.expect("a task_started event")["job"]);
+    assert!(done["duration_ms"].as_f64().is_some(), "{done}");
 
     let out = p2pa_local(
         port,
@@ -390,6 +402,14 @@ fn bad_cli_input_gets_a_clear_message_and_the_documented_exit_code() {
 fn keygen_and_id_manage_the_node_key() {
     let dir = scratch("keygen");
     let d = dir.to_str().unwrap();
+    // `id` before any key: it says how to make one and makes none.
+    let out = p2pa(&["--data-dir", d, "id"], T);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("p2pa keygen"), "{}", stderr(&out));
+    assert!(!dir.join("identity.key").exists());
+    // No worker slots is a usage error, not a silent 1.
+    let out = p2pa(&["--data-dir", d, "node", "--workers", "0"], T);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let out = p2pa(&["--data-dir", d, "keygen"], T);
     assert!(out.status.success(), "{}", stderr(&out));
     let id = stdout(&out).trim().to_owned();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use async_channel::{bounded, Receiver, Sender};
 use async_executor::LocalExecutor;
 use async_io::Timer;
-use p2pa_protocol::{Keypair, NodeId, TaskKind};
+use p2pa_protocol::{Keypair, NodeId, TaskKind, TaskStatus};
 
 use super::entropy::OsEntropy;
 use super::mdns;
@@ -100,6 +100,17 @@ pub enum NodeEvent {
         job: JobId,
         /// What it runs.
         kind: TaskKind,
+    },
+    /// A task this node ran as a worker ended (its result is on its way).
+    TaskFinished {
+        /// The job's id (as in `TaskStarted`).
+        job: JobId,
+        /// What it ran.
+        kind: TaskKind,
+        /// How it ended.
+        status: TaskStatus,
+        /// From start to result.
+        elapsed: Duration,
     },
     /// A task this node requested ended.
     TaskDone(Box<TaskOutcome>),

@@ -17,9 +17,9 @@ use super::handle::{NodeEvent, NodeOptions};
 use super::net;
 use super::slots::Slots;
 use super::{Cmd, Input, Outgoing, SEND_QUEUE};
-use crate::core::{ConnId, ConnectError, Core, Event, TaskOutcome, Transmit};
+use crate::core::{ConnId, ConnectError, Core, Event, JobId, TaskOutcome, Transmit};
 use crate::task::Executor;
-use p2pa_protocol::TaskStatus;
+use p2pa_protocol::{TaskKind, TaskStatus};
 
 /// Frames the core handles from one read before the shell lets the writers
 /// send what those frames produced. With a whole read at once, a window of
@@ -50,6 +50,8 @@ pub(super) struct Shell {
     udp_target: Option<SocketAddr>,
     /// Requests submitted through the handle, by task id.
     waiters: BTreeMap<u64, Sender<TaskOutcome>>,
+    /// Jobs handed to slots: what they run and since when.
+    started: BTreeMap<JobId, (TaskKind, Instant)>,
     models: Option<crate::models::ModelStore>,
 }
 
@@ -70,6 +72,7 @@ impl Shell {
             udp_target: opts.multicast.map(|m| SocketAddr::from((m.group, m.port))),
             models: opts.models.clone(),
             waiters: BTreeMap::new(),
+            started: BTreeMap::new(),
         }
     }
 
@@ -164,7 +167,15 @@ impl Shell {
                 self.core.handle_closed(now, conn, why);
             }
             Input::JobDone(job, status, output) => {
-                self.core.handle_job_done(now, job, status, &output)
+                self.core.handle_job_done(now, job, status, &output);
+                if let Some((kind, at)) = self.started.remove(&job) {
+                    self.tell(NodeEvent::TaskFinished {
+                        job,
+                        kind,
+                        status,
+                        elapsed: now.saturating_duration_since(at),
+                    });
+                }
             }
             Input::Found(addr) => self.core.handle_found_addr(now, addr),
             Input::Cmd(cmd) => self.command(now, cmd, stopping),
@@ -230,9 +241,7 @@ impl Shell {
             }
             while let Some(e) = self.core.poll_event() {
                 if let Some(app) = self.event(e) {
-                    if let Err(TrySendError::Full(_)) = self.events.try_send(app) {
-                        log::debug!("event queue full; an event was dropped");
-                    }
+                    self.tell(app);
                 }
             }
             if !self.core.has_pending_output() {
@@ -290,6 +299,14 @@ impl Shell {
         }
     }
 
+    /// Passes news to the application (dropped, with a debug line, when
+    /// nobody reads them fast enough).
+    fn tell(&self, ev: NodeEvent) {
+        if let Err(TrySendError::Full(_)) = self.events.try_send(ev) {
+            log::debug!("event queue full; an event was dropped");
+        }
+    }
+
     /// Carries out one core event; returns what the application hears of it.
     fn event(&mut self, e: Event) -> Option<NodeEvent> {
         match e {
@@ -308,11 +325,20 @@ impl Shell {
                 ..
             } => {
                 if self.core.config().runs_inline(kind, input.len()) {
+                    let start = Instant::now();
                     let (status, out) = (self.executor)(kind, &input, model);
                     self.core.handle_job_done(Instant::now(), job, status, &out);
-                } else {
-                    self.queue_on_slot(job, kind, input, model);
+                    self.tell(NodeEvent::TaskStarted { job, kind });
+                    let elapsed = start.elapsed();
+                    return Some(NodeEvent::TaskFinished {
+                        job,
+                        kind,
+                        status,
+                        elapsed,
+                    });
                 }
+                self.started.insert(job, (kind, Instant::now()));
+                self.queue_on_slot(job, kind, input, model);
                 Some(NodeEvent::TaskStarted { job, kind })
             }
             Event::Abandon { .. } => None,
@@ -360,6 +386,7 @@ impl Shell {
         // The core starts at most workers + prefetch jobs, so the queue
         // (that size) has room; if it has not, say so.
         if slots.jobs.try_send((job, kind, input, model)).is_err() {
+            self.started.remove(&job);
             self.core.handle_job_done(
                 Instant::now(),
                 job,
