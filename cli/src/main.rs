@@ -91,12 +91,12 @@ pub struct NetArgs {
     #[arg(long, global = true, env = "P2PA_MULTICAST_GROUP", default_value_t = p2pa_node::io::udp::DEFAULT_GROUP, value_name = "IPV4")]
     pub multicast_group: Ipv4Addr,
     /// Do not advertise or browse `_p2pa._tcp.local` over mDNS
-    #[arg(long, global = true, env = "P2PA_NO_MDNS")]
+    #[arg(long, global = true, env = "P2PA_NO_MDNS", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_mdns: bool,
     /// peers/submit/batch: sign with this machine's key (<data-dir>/identity.key,
     /// see `p2pa keygen` and `p2pa id`) instead of a fresh one, so workers running
     /// `--trust allowlist` with this id on their list accept the requests
-    #[arg(long, global = true, env = "P2PA_USE_IDENTITY")]
+    #[arg(long, global = true, env = "P2PA_USE_IDENTITY", value_parser = clap::builder::BoolishValueParser::new())]
     pub use_identity: bool,
 }
 

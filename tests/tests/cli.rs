@@ -410,6 +410,15 @@ fn keygen_and_id_manage_the_node_key() {
     // No worker slots is a usage error, not a silent 1.
     let out = p2pa(&["--data-dir", d, "node", "--workers", "0"], T);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // Booleans in the environment take 0/1/true/false.
+    for v in ["0", "1", "false", "true"] {
+        let out = std::process::Command::new(p2pa_tests::bin())
+            .env("P2PA_NO_MDNS", v)
+            .args(["--data-dir", d, "model", "list"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "P2PA_NO_MDNS={v}: {}", stderr(&out));
+    }
     let out = p2pa(&["--data-dir", d, "keygen"], T);
     assert!(out.status.success(), "{}", stderr(&out));
     let id = stdout(&out).trim().to_owned();
