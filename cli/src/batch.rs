@@ -3,7 +3,7 @@
 //! batch skips the lines already in it, so no result is lost or written twice.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::net::SocketAddr;
@@ -16,6 +16,7 @@ use p2pa_node::core::{TaskOutcome, TaskRequest};
 use p2pa_node::io::NodeHandle;
 use p2pa_node::protocol::{NodeId, TaskKind, TaskStatus};
 
+use crate::journal::{self, Stamp};
 use crate::{exit, output, CliError, CliResult, NetArgs};
 
 #[derive(Debug, Args)]
@@ -26,8 +27,11 @@ Input: one task per line, either a JSON string (\"hello\") or an object with an
 (such as \"label\") are ignored. Blank lines are skipped.
 Output: one JSON object per task, in completion order, with \"line\" (1-based
 input line), task_id, status, worker, output (or output_hex), elapsed_ms,
-attempts and the worker's signed receipt. Re-running the same command resumes:
-lines already in the output are not run again.")]
+attempts, the worker's signed receipt, and the task's kind, model and input
+hash. Re-running the same command resumes: lines completed in the output are
+not run again (failed ones with --retry-failed); an output file of another
+batch (other inputs, kind or model) is refused. Exit 1 while any line has not
+completed.")]
 pub struct BatchArgs {
     /// Task kind for every line
     #[arg(long, value_parser = crate::parse_kind)]
@@ -57,6 +61,9 @@ pub struct BatchArgs {
     /// exactly, floats within 1e-4); disagreements name the dissenting worker
     #[arg(long, default_value_t = 1, value_name = "K", value_parser = clap::value_parser!(u16).range(1..=16))]
     pub redundancy: u16,
+    /// Run again the lines whose last result did not complete
+    #[arg(long)]
+    pub retry_failed: bool,
     /// With --redundancy: allow the K workers of a task to share a host (one
     /// machine with several keys could make a wrong answer look agreed; for
     /// trying redundancy on one machine only)
@@ -106,35 +113,6 @@ pub fn read_inputs(path: &Path, kind: TaskKind) -> Result<Vec<Item>, CliError> {
         items.push(Item { line: n, input });
     }
     Ok(items)
-}
-
-/// Lines already in the results file; cuts off a half-written last line.
-fn read_journal(path: &Path) -> Result<BTreeSet<usize>, CliError> {
-    let mut done = BTreeSet::new();
-    let Ok(bytes) = std::fs::read(path) else {
-        return Ok(done);
-    };
-    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
-    if complete < bytes.len() {
-        let f = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?;
-        f.set_len(complete as u64)
-            .map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?;
-        eprintln!(
-            "note: dropped a half-written last line of {}",
-            path.display()
-        );
-    }
-    for line in bytes.get(..complete).unwrap_or(&[]).split(|b| *b == b'\n') {
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) {
-            if let Some(n) = v.get("line").and_then(serde_json::Value::as_u64) {
-                done.insert(n as usize);
-            }
-        }
-    }
-    Ok(done)
 }
 
 /// How to run the items of a batch.
@@ -306,12 +284,19 @@ pub fn run(net: &NetArgs, data_dir: &Path, a: &BatchArgs) -> CliResult {
         }
         (None, _) => None,
     };
-    let done = read_journal(&a.out)?;
-    let todo: Vec<Item> = items
+    refuse_same_file(a)?;
+    let model_hash = model.as_deref().map(p2pa_node::core::sha256);
+    let stamps: BTreeMap<usize, Stamp> = items
         .iter()
-        .filter(|i| !done.contains(&i.line))
-        .cloned()
+        .map(|i| (i.line, Stamp::of(a.kind, model_hash, i)))
         .collect();
+    let done = journal::read(&a.out)?;
+    journal::check_same_batch(&a.out, &done, &stamps)?;
+    let skip = |i: &Item| {
+        done.get(&i.line)
+            .is_some_and(|e| e.completed || !a.retry_failed)
+    };
+    let todo: Vec<Item> = items.iter().filter(|i| !skip(i)).cloned().collect();
     if !done.is_empty() {
         eprintln!(
             "resuming: {} of {} tasks already in {}",
@@ -321,6 +306,14 @@ pub fn run(net: &NetArgs, data_dir: &Path, a: &BatchArgs) -> CliResult {
         );
     }
     if todo.is_empty() {
+        let failed = done.values().filter(|e| !e.completed).count();
+        if failed > 0 {
+            eprintln!(
+                "nothing to run, but {failed} line(s) of {} did not complete; run again with --retry-failed",
+                a.out.display()
+            );
+            return Ok(exit::TASK_FAILED);
+        }
         eprintln!(
             "nothing to do: every line has a result in {}",
             a.out.display()
@@ -332,12 +325,39 @@ pub fn run(net: &NetArgs, data_dir: &Path, a: &BatchArgs) -> CliResult {
         .append(true)
         .open(&a.out)
         .map_err(|e| CliError::usage(format!("cannot write {}: {e}", a.out.display())))?;
+    let earlier_failures = done
+        .iter()
+        .filter(|(line, e)| !e.completed && !todo.iter().any(|i| i.line == **line))
+        .count();
     let (h, mut node) = crate::requester(net, a.peer, data_dir)?;
-    node.block_on(async {
-        let result = run_batch(&h, a, model, todo, &mut out).await;
+    let code = node.block_on(async {
+        let result = run_batch(&h, a, model, todo, &stamps, &mut out).await;
         h.shutdown().await;
         result
-    })
+    })?;
+    if code == exit::OK && earlier_failures > 0 {
+        eprintln!(
+            "{earlier_failures} earlier line(s) did not complete; run again with --retry-failed"
+        );
+        return Ok(exit::TASK_FAILED);
+    }
+    Ok(code)
+}
+
+/// Refuses `--out` that is the inputs file (results would be appended to
+/// the inputs).
+fn refuse_same_file(a: &BatchArgs) -> Result<(), CliError> {
+    let same = match (a.inputs.canonicalize(), a.out.canonicalize()) {
+        (Ok(i), Ok(o)) => i == o,
+        _ => a.inputs == a.out,
+    };
+    if same {
+        return Err(CliError::usage(format!(
+            "--out {} is the inputs file; give the results their own file",
+            a.out.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Waits for workers that run the batch's kind: at least one within
@@ -402,7 +422,14 @@ struct Counts {
 
 impl Counts {
     /// Records one item's outcomes and appends its result line to `out`.
-    fn record(&mut self, item: &Item, outcomes: Vec<TaskOutcome>, infer: bool, out: &mut File) {
+    fn record(
+        &mut self,
+        item: &Item,
+        outcomes: Vec<TaskOutcome>,
+        infer: bool,
+        stamp: Option<&Stamp>,
+        out: &mut File,
+    ) {
         self.finished += 1;
         if outcomes.iter().any(|o| o.status != TaskStatus::Completed) {
             self.failed += 1;
@@ -416,6 +443,9 @@ impl Counts {
             );
         }
         v["line"] = serde_json::json!(item.line);
+        if let Some(s) = stamp {
+            s.write_into(&mut v);
+        }
         // One write per result line: a kill leaves whole lines only (and
         // at worst a torn last line, which the journal reader drops).
         let line = format!("{v}\n");
@@ -459,6 +489,7 @@ async fn run_batch(
     a: &BatchArgs,
     model: Option<Vec<u8>>,
     todo: Vec<Item>,
+    stamps: &BTreeMap<usize, Stamp>,
     out: &mut File,
 ) -> CliResult {
     let model = crate::provide(h, model).await?;
@@ -482,7 +513,7 @@ async fn run_batch(
     let mut counts = Counts::default();
     let infer = a.kind == TaskKind::Infer;
     run_items(h, &plan, todo, |item, outcomes| {
-        counts.record(item, outcomes, infer, out);
+        counts.record(item, outcomes, infer, stamps.get(&item.line), out);
         bar.tick(counts.finished, counts.failed);
     })
     .await;

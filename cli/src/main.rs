@@ -13,6 +13,7 @@ macro_rules! say {
 mod batch;
 mod config;
 mod demo;
+mod journal;
 mod models;
 mod node;
 mod output;

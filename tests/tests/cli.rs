@@ -566,3 +566,65 @@ fn use_identity_lets_a_requester_through_an_allowlist_and_a_fresh_key_is_refused
     assert!(stderr(&nokey).contains("p2pa keygen"), "{}", stderr(&nokey));
     w.terminate(Duration::from_secs(10));
 }
+
+#[test]
+fn the_batch_journal_resumes_only_the_same_batch_and_retries_failures_on_request() {
+    let port = unique_port();
+    let dir = scratch("journal");
+    let _node = NodeProc::start(port, &dir.join("node"), &[]);
+    let inputs = dir.join("in.jsonl");
+    std::fs::write(&inputs, "\"10\"\n\"not a number\"\n\"20\"\n").unwrap();
+    let out = dir.join("out.jsonl");
+    let batch_to = |kind: &str, inputs: &std::path::Path, out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["batch", "--kind", kind];
+        args.extend([
+            "--inputs",
+            inputs.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        args.extend(extra);
+        p2pa_local(port, &args, T)
+    };
+    let batch =
+        |kind: &str, inputs: &std::path::Path, extra: &[&str]| batch_to(kind, inputs, &out, extra);
+    let lines = || jsonl(&std::fs::read_to_string(&out).unwrap());
+    // Line 2 fails (sleep wants a number): the batch says so with exit 1.
+    let run = batch("sleep", &inputs, &[]);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    assert_eq!(lines().len(), 3);
+    assert!(lines()
+        .iter()
+        .all(|l| l["kind"] == "sleep" && l["input_sha256"].is_string()));
+    // Again: nothing runs, and it still exits 1, naming the way out.
+    let run = batch("sleep", &inputs, &[]);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    assert!(stderr(&run).contains("--retry-failed"), "{}", stderr(&run));
+    assert_eq!(lines().len(), 3);
+    // --retry-failed runs line 2 again (and only it).
+    let run = batch("sleep", &inputs, &["--retry-failed"]);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let again: Vec<u64> = lines()
+        .iter()
+        .skip(3)
+        .map(|l| l["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(again, vec![2]);
+    // Another kind, or changed inputs, against this journal: refused.
+    let run = batch("echo", &inputs, &[]);
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(stderr(&run).contains("another batch"), "{}", stderr(&run));
+    let changed = dir.join("changed.jsonl");
+    std::fs::write(&changed, "\"11\"\n\"not a number\"\n\"20\"\n").unwrap();
+    let run = batch("sleep", &changed, &[]);
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(stderr(&run).contains("has changed"), "{}", stderr(&run));
+    // The results file may not be the inputs file.
+    let same = batch_to("echo", &inputs, &inputs, &[]);
+    assert_eq!(same.status.code(), Some(2), "{}", stderr(&same));
+    assert_eq!(
+        std::fs::read_to_string(&inputs).unwrap().lines().count(),
+        3,
+        "inputs untouched"
+    );
+}
