@@ -52,7 +52,7 @@ pub struct BatchArgs {
     #[arg(long, default_value_t = 3000, value_name = "MS")]
     pub wait: u64,
     /// Use only the node at this address
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", value_parser = crate::parse_host_port)]
     pub peer: Option<SocketAddr>,
     /// Model for infer: a hash from `p2pa model add`, or an .onnx file
     #[arg(long, value_name = "HASH|FILE")]

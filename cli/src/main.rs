@@ -168,6 +168,25 @@ pub enum ModelCmd {
     List,
 }
 
+/// `HOST:PORT` with HOST a name or an address; names resolve now (IPv4
+/// first), once, when the command starts.
+pub(crate) fn parse_host_port(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let addrs: Vec<std::net::SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve `{s}` (expected HOST:PORT): {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("`{s}` resolves to no address"))
+}
+
 pub(crate) fn parse_kind(s: &str) -> Result<TaskKind, String> {
     TaskKind::from_name(s).ok_or_else(|| {
         let names: Vec<&str> = TaskKind::ALL.iter().map(|k| k.name()).collect();

@@ -39,7 +39,8 @@ pub struct NodeArgs {
         long,
         value_name = "HOST:PORT",
         env = "P2PA_BOOTSTRAP",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = crate::parse_host_port
     )]
     bootstrap: Vec<SocketAddr>,
     /// Tasks run at once (default: one per core; at least 1)

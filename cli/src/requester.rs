@@ -106,7 +106,7 @@ pub struct SubmitArgs {
     #[arg(long, value_name = "PATH")]
     input_file: Option<PathBuf>,
     /// Send to this node only (its TCP address) instead of discovering one
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", value_parser = crate::parse_host_port)]
     peer: Option<SocketAddr>,
     /// Seconds for the whole task, retries included
     #[arg(long, default_value_t = 30, value_name = "S")]
