@@ -98,6 +98,7 @@ pub fn outcome_json(o: &TaskOutcome, infer: bool) -> Value {
         "worker": o.worker.map(|w| w.to_string()),
         "elapsed_ms": o.elapsed.as_secs_f64() * 1e3,
         "attempts": o.attempts,
+        "busy": o.busy,
     });
     let tensors = (infer && o.status == p2pa_node::protocol::TaskStatus::Completed)
         .then(|| crate::tensors::to_json(&o.output))

@@ -219,3 +219,25 @@ fn a_worker_that_takes_tasks_and_never_answers_does_not_capture_a_batch() {
         .count();
     assert_eq!(late, 0, "no task waited more than 1 s");
 }
+
+#[test]
+fn busy_refusals_are_not_counted_as_attempts() {
+    let mut sim = Sim::new(2, 13, 0, |i| Config {
+        queue_len: 1,
+        ..requester_at_zero(i, 1, KindSet::default())
+    });
+    sim.run_until(Duration::from_secs(1));
+    for k in 0..10 {
+        sim.submit(0, echo_task(k));
+    }
+    sim.run_until(Duration::from_secs(5));
+    assert_eq!(sim.outcomes.len(), 10);
+    for (_, o) in &sim.outcomes {
+        assert_eq!(o.status, TaskStatus::Completed, "{o:?}");
+        assert_eq!(o.attempts, 1, "one worker took it once: {o:?}");
+    }
+    assert!(
+        sim.outcomes.iter().any(|(_, o)| o.busy > 0),
+        "the worker (room for 2) refused some as busy first"
+    );
+}

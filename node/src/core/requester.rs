@@ -50,8 +50,11 @@ pub struct TaskOutcome {
     pub worker: Option<NodeId>,
     /// The worker's signed receipt, checked.
     pub receipt: Option<Receipt>,
-    /// Offers made (1 when the first worker succeeded).
+    /// Offers a worker took (1 when the first worker succeeded); offers
+    /// refused `Busy` are counted apart, in `busy`.
     pub attempts: u32,
+    /// Offers refused because the worker was busy (each retried at once).
+    pub busy: u32,
     /// From submit to outcome.
     pub elapsed: Duration,
     /// Why it did not complete.
@@ -96,6 +99,8 @@ struct Req {
     /// Failures so far (bounded by `max_attempts`).
     failures: u32,
     offers: u32,
+    /// Offers refused `Busy` (not counted in `offers`).
+    busy: u32,
     /// Peers that failed or refused it.
     tried: Vec<NodeId>,
     /// Peers holding an offer now.
@@ -187,6 +192,7 @@ impl Requester {
                 deadline,
                 failures: 0,
                 offers: 0,
+                busy: 0,
                 tried: Vec::new(),
                 offered: Vec::new(),
                 retry_at: Some(now),
@@ -399,7 +405,11 @@ impl Requester {
         }
         log::debug!("task {task_id} rejected by {}: {reason}", peer.short());
         r.offered.retain(|p| *p != peer);
-        if reason != RejectReason::Busy && !r.tried.contains(&peer) {
+        if reason == RejectReason::Busy {
+            // Not an attempt: the worker did not take it.
+            r.offers = r.offers.saturating_sub(1);
+            r.busy = r.busy.saturating_add(1);
+        } else if !r.tried.contains(&peer) {
             r.tried.push(peer);
         }
         r.last_error = Some(TaskError::Rejected {
@@ -510,6 +520,7 @@ impl Requester {
             worker: a.worker,
             receipt: a.receipt,
             attempts: r.offers,
+            busy: r.busy,
             elapsed: now.saturating_duration_since(r.started),
             error,
         })));
