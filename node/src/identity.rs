@@ -24,6 +24,8 @@ pub enum IdentityError {
     Malformed { path: PathBuf },
     /// `keygen` without `--force` over an existing key.
     Exists { path: PathBuf },
+    /// The random source failed: no key can be made.
+    NoEntropy,
     /// Reading or writing failed.
     Io {
         path: PathBuf,
@@ -50,6 +52,9 @@ impl fmt::Display for IdentityError {
                 f,
                 "a key already exists at {}; pass --force to replace it (the node id will change)",
                 path.display()
+            ),
+            Self::NoEntropy => f.write_str(
+                "the operating system's random source failed: no key can be made",
             ),
             Self::Io { path, source } => write!(f, "{}: {source}", path.display()),
         }
@@ -103,7 +108,7 @@ pub fn create(dir: &Path, rng: &mut dyn Entropy, force: bool) -> Result<Keypair,
     }
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     let mut seed = [0u8; 32];
-    rng.fill(&mut seed);
+    rng.fill(&mut seed).map_err(|_| IdentityError::NoEntropy)?;
     let key = Keypair::try_from_seed(seed)
         .ok_or_else(|| IdentityError::Malformed { path: path.clone() })?;
     let tmp = dir.join(".identity.key.new");

@@ -44,7 +44,7 @@ pub use peers::{PeerInfo, PeerState, Via};
 pub use reason::{CloseReason, ConnectError, ReceiptError, TaskError};
 pub use receipt::{check_receipt, sha256};
 pub use requester::{TaskOutcome, TaskRequest, TaskState};
-pub use rng::{Entropy, SeededEntropy};
+pub use rng::{Entropy, EntropyError, SeededEntropy};
 
 use beacons::Beacons;
 use blobs::{Blobs, Fetched};
@@ -281,15 +281,23 @@ impl Core {
             Ok(Some(victim)) => self.fail(now, victim, CloseReason::HandshakeEvicted),
             Ok(None) => {}
         }
-        Some(self.sessions.incoming(now, addr, &mut *self.rng))
+        let conn = self.sessions.incoming(now, addr, &mut *self.rng);
+        if conn.is_none() {
+            log::error!("refused connection from {addr}: no random nonce for its handshake");
+        }
+        conn
     }
 
     /// Our outbound connection is open: start the handshake.
     pub fn handle_connected(&mut self, now: Instant, conn: ConnId) {
         let intro = self.intro();
         let rng = &mut *self.rng;
-        self.sessions
+        let nonce = self
+            .sessions
             .connected(now, conn, &self.key, &intro, rng, &mut self.out);
+        if nonce.is_err() {
+            self.close(now, conn, CloseReason::NoEntropy);
+        }
     }
 
     /// Our outbound connection could not be opened.

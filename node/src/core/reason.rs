@@ -62,6 +62,8 @@ pub enum CloseReason {
     /// A pending handshake made room for a newer one (its source, or the
     /// node, had too many pending).
     HandshakeEvicted,
+    /// The random source failed: no nonce for the handshake.
+    NoEntropy,
 }
 
 impl CloseReason {
@@ -130,6 +132,7 @@ impl fmt::Display for CloseReason {
             Self::Session(e) => write!(f, "invalid frame: {e}"),
             Self::HandshakeTimeout => f.write_str("handshake not finished in time"),
             Self::HandshakeEvicted => f.write_str("handshake dropped to make room for a newer one"),
+            Self::NoEntropy => f.write_str("no random nonce for the handshake"),
         }
     }
 }

@@ -3,16 +3,31 @@
 
 use std::time::Duration;
 
+/// The random source failed: there are no safe nonces or keys to be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntropyError;
+
+impl std::fmt::Display for EntropyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the random source failed")
+    }
+}
+
+impl std::error::Error for EntropyError {}
+
 /// A source of random bytes.
 pub trait Entropy: Send {
-    /// Fills `out` with random bytes.
-    fn fill(&mut self, out: &mut [u8]);
+    /// Fills `out` with random bytes, or says it cannot.
+    fn fill(&mut self, out: &mut [u8]) -> Result<(), EntropyError>;
 
-    /// A random `u64`.
+    /// A random `u64` for spreading timers apart and numbering tasks; 0 when
+    /// the source fails (nothing secret depends on it: nonces use `fill`).
     fn next_u64(&mut self) -> u64 {
         let mut b = [0u8; 8];
-        self.fill(&mut b);
-        u64::from_le_bytes(b)
+        match self.fill(&mut b) {
+            Ok(()) => u64::from_le_bytes(b),
+            Err(EntropyError) => 0,
+        }
     }
 }
 
@@ -37,12 +52,13 @@ impl SeededEntropy {
 }
 
 impl Entropy for SeededEntropy {
-    fn fill(&mut self, out: &mut [u8]) {
+    fn fill(&mut self, out: &mut [u8]) -> Result<(), EntropyError> {
         for chunk in out.chunks_mut(8) {
             let v = self.step().to_le_bytes();
             let n = chunk.len();
             chunk.copy_from_slice(v.get(..n).unwrap_or(&[]));
         }
+        Ok(())
     }
 }
 

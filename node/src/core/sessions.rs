@@ -14,7 +14,7 @@ use p2pa_protocol::{
 
 use super::output::{bump, Noise, Outbox, Transmit};
 use super::reason::CloseReason;
-use super::rng::Entropy;
+use super::rng::{Entropy, EntropyError};
 use super::{Config, ConnId};
 
 #[derive(Debug)]
@@ -218,23 +218,24 @@ impl Sessions {
         Some(id)
     }
 
-    /// A peer connected to our listener.
+    /// A peer connected to our listener; `None` if there is no nonce for it.
     pub(crate) fn incoming(
         &mut self,
         now: Instant,
         addr: SocketAddr,
         rng: &mut dyn Entropy,
-    ) -> ConnId {
+    ) -> Option<ConnId> {
         let mut nonce = [0u8; 32];
-        rng.fill(&mut nonce);
+        rng.fill(&mut nonce).ok()?;
         let id = self.new_id();
         let mut conn = Conn::new(addr, false, State::AwaitHello(Responder::new(nonce)), now);
         conn.decoder = Some(new_decoder());
         self.conns.insert(id, conn);
-        id
+        Some(id)
     }
 
-    /// Our outbound connection is open: send `Hello`.
+    /// Our outbound connection is open: send `Hello` (an error when there is
+    /// no nonce for it: the router closes the connection).
     pub(crate) fn connected(
         &mut self,
         now: Instant,
@@ -243,14 +244,14 @@ impl Sessions {
         intro: &Intro,
         rng: &mut dyn Entropy,
         out: &mut Outbox,
-    ) {
+    ) -> Result<(), EntropyError> {
         let mut nonce = [0u8; 32];
-        rng.fill(&mut nonce);
+        rng.fill(&mut nonce)?;
         let Some(c) = self.conns.get_mut(&conn) else {
-            return;
+            return Ok(());
         };
         let State::Dialing(expected) = c.state else {
-            return;
+            return Ok(());
         };
         let init = Initiator::new(nonce, expected);
         c.decoder = Some(new_decoder());
@@ -259,6 +260,7 @@ impl Sessions {
         let written = init.write_hello(key, intro, &mut self.scratch);
         c.state = State::AwaitAck(init);
         emit(&self.scratch, conn, written, out);
+        Ok(())
     }
 
     pub(crate) fn take_decoder(&mut self, conn: ConnId) -> Option<StreamDecoder<GrowBuf>> {

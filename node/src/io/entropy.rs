@@ -4,7 +4,7 @@
 
 use std::io;
 
-use crate::core::Entropy;
+use crate::core::{Entropy, EntropyError};
 
 /// The operating system's generator (getrandom).
 #[derive(Debug, Clone, Copy)]
@@ -22,12 +22,12 @@ impl OsEntropy {
 }
 
 impl Entropy for OsEntropy {
-    fn fill(&mut self, out: &mut [u8]) {
-        if let Err(e) = getrandom::fill(out) {
-            // It worked at start (`new`); failing now leaves no safe nonce,
-            // and a node without nonces must not go on.
-            log::error!("the operating system's random source failed: {e}; exiting");
-            std::process::exit(70);
-        }
+    fn fill(&mut self, out: &mut [u8]) -> Result<(), EntropyError> {
+        // It worked at start (`new`); if it fails now, the core refuses
+        // whatever needed a nonce (a handshake) and says so.
+        getrandom::fill(out).map_err(|e| {
+            log::error!("the operating system's random source failed: {e}");
+            EntropyError
+        })
     }
 }
