@@ -104,23 +104,19 @@ fn submit_runs_echo_and_hash_on_a_discovered_peer_with_a_receipt() {
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
     // A host name in --peer resolves (HOST:PORT, as the help says).
-    let by_name = format!("localhost:{}", node.addr.rsplit(':').next().unwrap());
-    let args = [
-        "submit", "--kind", "echo", "--input", "named", "--peer", &by_name,
-    ];
-    let out = p2pa_local(port, &args, T);
+    let echo_at = |peer: &str| {
+        let args = [
+            "submit", "--kind", "echo", "--input", "named", "--peer", peer,
+        ];
+        p2pa_local(port, &args, T)
+    };
+    let out = echo_at(&format!(
+        "localhost:{}",
+        node.addr.rsplit(':').next().unwrap()
+    ));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "named");
-    let args = [
-        "submit",
-        "--kind",
-        "echo",
-        "--input",
-        "x",
-        "--peer",
-        "a-name-without-a-port",
-    ];
-    let out = p2pa_local(port, &args, T);
+    let out = echo_at("a-name-without-a-port");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("cannot resolve"), "{}", stderr(&out));
 
