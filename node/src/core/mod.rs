@@ -26,6 +26,7 @@ mod receipt;
 mod requester;
 mod rng;
 mod sessions;
+mod state;
 mod timer;
 mod wire;
 mod worker;
@@ -43,8 +44,9 @@ pub use output::{Event, Stats, Transmit};
 pub use peers::{PeerInfo, PeerState, Via};
 pub use reason::{CloseReason, ConnectError, ReceiptError, TaskError};
 pub use receipt::{check_receipt, sha256};
-pub use requester::{TaskOutcome, TaskRequest, TaskState};
+pub use requester::{TaskOutcome, TaskRequest};
 pub use rng::{Entropy, EntropyError, SeededEntropy};
+pub use state::TaskState;
 
 use beacons::Beacons;
 use blobs::{Blobs, Fetched};

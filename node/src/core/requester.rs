@@ -14,6 +14,7 @@ use super::observed::Observed;
 use super::output::{bump, Event, Noise};
 use super::reason::TaskError;
 use super::receipt::check_receipt;
+use super::state::TaskState;
 use super::{Config, Wire};
 
 /// Delay before offering a task again after a `Busy` or when no worker is free.
@@ -59,36 +60,6 @@ pub struct TaskOutcome {
     pub elapsed: Duration,
     /// Why it did not complete.
     pub error: Option<TaskError>,
-}
-
-/// Where a task is in its life. Worker jobs go through all of these; a
-/// requester's task is `Queued` until offered, then `Running` until reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(missing_docs)] // the names are the states
-pub enum TaskState {
-    Queued,
-    Running,
-    Completed,
-    Failed,
-    Timeout,
-    Cancelled,
-}
-
-impl TaskState {
-    /// The final state for a result status.
-    pub fn from_status(status: TaskStatus) -> Self {
-        match status {
-            TaskStatus::Completed => Self::Completed,
-            TaskStatus::Failed => Self::Failed,
-            TaskStatus::Timeout => Self::Timeout,
-            TaskStatus::Cancelled => Self::Cancelled,
-        }
-    }
-
-    /// Whether the task has its answer.
-    pub fn is_final(self) -> bool {
-        !matches!(self, Self::Queued | Self::Running)
-    }
 }
 
 #[derive(Debug)]

@@ -14,7 +14,7 @@ use p2pa_protocol::{
 use super::blobs::Blobs;
 use super::output::Event;
 use super::receipt::sha256;
-use super::requester::TaskState;
+use super::state::TaskState;
 use super::{Config, JobId, Wire};
 
 /// Sent as the output of a job whose deadline passed.

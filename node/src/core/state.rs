@@ -1,0 +1,34 @@
+//! The life of a task, shared by both sides of the exchange: the worker's
+//! jobs and the requester's tasks.
+
+use p2pa_protocol::TaskStatus;
+
+/// Where a task is in its life. Worker jobs go through all of these; a
+/// requester's task is `Queued` until offered, then `Running` until reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)] // the names are the states
+pub enum TaskState {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    Timeout,
+    Cancelled,
+}
+
+impl TaskState {
+    /// The final state for a result status.
+    pub fn from_status(status: TaskStatus) -> Self {
+        match status {
+            TaskStatus::Completed => Self::Completed,
+            TaskStatus::Failed => Self::Failed,
+            TaskStatus::Timeout => Self::Timeout,
+            TaskStatus::Cancelled => Self::Cancelled,
+        }
+    }
+
+    /// Whether the task has its answer.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Queued | Self::Running)
+    }
+}
