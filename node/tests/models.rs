@@ -160,19 +160,25 @@ fn a_fetch_resumes_from_another_requester_when_the_first_dies() {
     assert_eq!(sim.fetched, vec![(1, hash, bytes.len())]);
 }
 
-#[test]
-fn a_fetch_nobody_waits_for_is_freed_when_its_source_leaves() {
-    let mut sim = Sim::new(2, 31, 0, |i| cfg(i == 1));
+/// Node 0 serves an 8-chunk model and asks node 1 to infer with it; runs
+/// until node 1 holds two chunks of it.
+fn fetch_under_way(sim: &mut Sim, timeout_ms: u64) {
     sim.run_until(Duration::from_secs(1));
     let bytes = model(8 * BLOB_CHUNK_LEN);
     let hash = sha256(&bytes);
     sim.core(0).provide_model(hash, Arc::from(bytes));
-    sim.submit(0, infer(hash, 10_000));
+    sim.submit(0, infer(hash, timeout_ms));
     while sim.core(1).fetching_bytes() < 2 * BLOB_CHUNK_LEN {
         let t = sim.now - sim.start + Duration::from_micros(100);
         sim.run_until(t);
         assert!(t < Duration::from_secs(3), "the fetch never started");
     }
+}
+
+#[test]
+fn a_fetch_nobody_waits_for_is_freed_when_its_source_leaves() {
+    let mut sim = Sim::new(2, 31, 0, |i| cfg(i == 1));
+    fetch_under_way(&mut sim, 10_000);
     sim.kill(0);
     sim.run_until(Duration::from_secs(3));
     assert_eq!(
@@ -188,16 +194,7 @@ fn a_stalled_fetch_is_given_up_and_freed() {
         fetch_stall: Duration::from_secs(2),
         ..cfg(i == 1)
     });
-    sim.run_until(Duration::from_secs(1));
-    let bytes = model(8 * BLOB_CHUNK_LEN);
-    let hash = sha256(&bytes);
-    sim.core(0).provide_model(hash, Arc::from(bytes));
-    sim.submit(0, infer(hash, 30_000));
-    while sim.core(1).fetching_bytes() < 2 * BLOB_CHUNK_LEN {
-        let t = sim.now - sim.start + Duration::from_micros(100);
-        sim.run_until(t);
-        assert!(t < Duration::from_secs(3), "the fetch never started");
-    }
+    fetch_under_way(&mut sim, 30_000);
     let held = sim.core(1).fetching_bytes();
     sim.mute = vec![0]; // the requester goes quiet, its session stays up for now
     let t = sim.now - sim.start;

@@ -10,7 +10,7 @@
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use p2pa_node::core::{Stats, TaskRequest};
+use p2pa_node::core::{Stats, TaskOutcome, TaskRequest};
 use p2pa_node::io::{NodeHandle, NodeOptions};
 use p2pa_node::protocol::*;
 use p2pa_tests::unique_port;
@@ -46,28 +46,45 @@ fn requester_opts(target: SocketAddr) -> NodeOptions {
     o
 }
 
-/// A fresh requester (new key, as the CLI makes one) that dials `target`,
-/// runs one echo task and stops; returns how long that took.
-fn honest_task(target: SocketAddr, n: u64, text: &str) -> Duration {
-    let t = Instant::now();
-    let o = requester_opts(target);
-    let (h, mut node) = NodeHandle::start_local(key(n), o).unwrap();
-    let out = node.block_on(async {
+/// A fresh requester (key `n`, as the CLI makes a new one) that dials
+/// `target`, runs one task of `kind` and stops; returns whether it got a
+/// session and the task's outcome.
+fn submit_once(
+    target: SocketAddr,
+    n: u64,
+    kind: TaskKind,
+    input: &[u8],
+    timeout: Duration,
+) -> (bool, TaskOutcome) {
+    let (h, mut node) = NodeHandle::start_local(key(n), requester_opts(target)).unwrap();
+    node.block_on(async {
         let up = h
-            .wait_for_peers(Some(TaskKind::Echo), 1, Duration::from_secs(15))
+            .wait_for_peers(Some(kind), 1, Duration::from_secs(15))
             .await;
-        assert!(!up.is_empty(), "the honest requester never got a session");
         let req = TaskRequest {
-            kind: TaskKind::Echo,
-            input: text.as_bytes().to_vec(),
+            kind,
+            input: input.to_vec(),
             model: None,
-            timeout: Duration::from_secs(15),
+            timeout,
             peer: None,
         };
         let o = h.submit(req).await.unwrap();
         h.shutdown().await;
-        o
-    });
+        (!up.is_empty(), o)
+    })
+}
+
+/// An honest echo task through a fresh requester; returns how long it took.
+fn honest_task(target: SocketAddr, n: u64, text: &str) -> Duration {
+    let t = Instant::now();
+    let (connected, out) = submit_once(
+        target,
+        n,
+        TaskKind::Echo,
+        text.as_bytes(),
+        Duration::from_secs(15),
+    );
+    assert!(connected, "the honest requester never got a session");
     assert_eq!(out.status, TaskStatus::Completed, "{out:?}");
     assert_eq!(out.output, text.as_bytes());
     t.elapsed()
@@ -279,22 +296,7 @@ fn a_requester_that_fills_the_queue_cannot_starve_the_others() {
     // A slot task starts right after the hog's current ones, not after its
     // whole queue (13 × 1.5 s).
     let t = Instant::now();
-    let o = requester_opts(target);
-    let (h, mut node) = NodeHandle::start_local(key(801), o).unwrap();
-    let out = node.block_on(async {
-        h.wait_for_peers(Some(TaskKind::Sleep), 1, Duration::from_secs(10))
-            .await;
-        let req = TaskRequest {
-            kind: TaskKind::Sleep,
-            input: b"10".to_vec(),
-            model: None,
-            timeout: Duration::from_secs(30),
-            peer: None,
-        };
-        let o = h.submit(req).await.unwrap();
-        h.shutdown().await;
-        o
-    });
+    let (_, out) = submit_once(target, 801, TaskKind::Sleep, b"10", Duration::from_secs(30));
     assert_eq!(out.status, TaskStatus::Completed, "{out:?}");
     assert!(
         t.elapsed() < Duration::from_secs(6),
@@ -310,22 +312,8 @@ fn a_worker_refuses_deadlines_beyond_its_limit() {
     let mut o = worker_opts(unique_port());
     o.core.max_task_deadline = Duration::from_secs(5);
     let worker = NodeHandle::start(key(9), o).unwrap();
-    let r = requester_opts(worker.local_addr());
-    let (h, mut node) = NodeHandle::start_local(key(901), r).unwrap();
-    let out = node.block_on(async {
-        h.wait_for_peers(Some(TaskKind::Echo), 1, Duration::from_secs(10))
-            .await;
-        let req = TaskRequest {
-            kind: TaskKind::Echo,
-            input: b"x".to_vec(),
-            model: None,
-            timeout: Duration::from_secs(8),
-            peer: None,
-        };
-        let o = h.submit(req).await.unwrap();
-        h.shutdown().await;
-        o
-    });
+    let target = worker.local_addr();
+    let (_, out) = submit_once(target, 901, TaskKind::Echo, b"x", Duration::from_secs(8));
     // Refused while the offer asked more than 5 s; taken once the time left
     // (what each new offer asks) fell under the limit.
     assert_eq!(out.status, TaskStatus::Completed, "{out:?}");

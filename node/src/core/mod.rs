@@ -41,7 +41,7 @@ pub use config::{
     Config, Trust, DEFAULT_MAX_TASK_DEADLINE, DEFAULT_MODEL_CACHE_BYTES, DEFAULT_TCP_PORT,
 };
 pub use output::{Event, Stats, Transmit};
-pub use peers::{PeerInfo, PeerState, Via};
+pub use peer_info::{PeerInfo, PeerState, Via};
 pub use reason::{CloseReason, ConnectError, ReceiptError, TaskError};
 pub use receipt::{check_receipt, sha256};
 pub use requester::{TaskOutcome, TaskRequest};

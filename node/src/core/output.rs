@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use p2pa_protocol::{NodeId, TaskKind};
 
-use super::peers::Via;
+use super::peer_info::Via;
 use super::reason::CloseReason;
 use super::requester::TaskOutcome;
 use super::{ConnId, JobId};

@@ -11,7 +11,7 @@ use p2pa_protocol::{Beacon, Capabilities, KindSet, NodeId, ReplayGuard};
 
 use super::budget::DialBudget;
 use super::output::{bump, Event, Noise, Outbox};
-pub use super::peer_info::{PeerInfo, PeerState, Via};
+use super::peer_info::{PeerInfo, PeerState, Via};
 use super::rng::{jitter, Entropy};
 use super::{Config, ConnId};
 

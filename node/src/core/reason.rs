@@ -8,7 +8,7 @@ use p2pa_protocol::{
     GoodbyeReason, HandshakeError, NodeId, RejectReason, SessionError, StreamError, TaskStatus,
 };
 
-use super::output::{Noise, Stats};
+use super::output::{bump, Noise, Stats};
 
 /// Why the shell could not open, or lost, a TCP connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +81,6 @@ impl CloseReason {
     /// Counts this ending in `stats` and names its log bucket, if it is bad
     /// input. `handshaking`: the connection had no session yet.
     pub(crate) fn count(&self, stats: &mut Stats, handshaking: bool) -> Option<Noise> {
-        let bump = |n: &mut u64| *n = n.saturating_add(1);
         match self {
             Self::Stream(_)
             | Self::Session(SessionError::Frame(_) | SessionError::WrongSender { .. }) => {
