@@ -155,7 +155,7 @@ impl Tally {
         if o.status == TaskStatus::Completed {
             self.completed += 1;
             let predicted = crate::tensors::to_json(&o.output).and_then(|(_, p)| p);
-            if predicted.is_some() && predicted == label {
+            if predicted.is_some() && predicted == label.map(serde_json::Value::from) {
                 self.correct += 1;
             }
         }

@@ -166,6 +166,28 @@ pub enum ModelCmd {
     },
     /// List the models in the store
     List,
+    /// Show a model's inputs: names, dtypes and shapes (N: any size)
+    Info {
+        /// A hash from `p2pa model list`, or an .onnx file
+        #[arg(value_name = "HASH|FILE")]
+        model: String,
+    },
+    /// Run a model here, without the network (what a worker would compute),
+    /// and print the outputs and the time per inference
+    Run {
+        /// A hash from `p2pa model list`, or an .onnx file
+        #[arg(value_name = "HASH|FILE")]
+        model: String,
+        /// Input tensors: .npy (one input), .npz (named inputs) or .json
+        #[arg(long, value_name = "PATH")]
+        input_file: PathBuf,
+        /// Write each output as DIR/<output name>.npy instead of printing JSON
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+        /// Run it this many times and report the median time
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        repeat: u32,
+    },
 }
 
 /// `HOST:PORT` with HOST a name or an address; names resolve now (IPv4

@@ -30,6 +30,12 @@ pub fn cmd_model(dir: &Path, m: &ModelCmd) -> CliResult {
     let store = store(dir, limit_mib());
     match m {
         ModelCmd::Add { file } => {
+            #[cfg(feature = "onnx")]
+            {
+                let bytes = std::fs::read(file)
+                    .map_err(|e| CliError::usage(format!("cannot read {}: {e}", file.display())))?;
+                inputs_of(&bytes, &file.display().to_string())?;
+            }
             let hash = store
                 .add_file(file)
                 .map_err(|e| CliError::usage(e.to_string()))?;
@@ -41,6 +47,21 @@ pub fn cmd_model(dir: &Path, m: &ModelCmd) -> CliResult {
                 say!("{}  {len} bytes", p2pa_node::hex::hex(&hash));
             }
         }
+        #[cfg(feature = "onnx")]
+        ModelCmd::Info { model } => return cmd_info(dir, model),
+        #[cfg(feature = "onnx")]
+        ModelCmd::Run {
+            model,
+            input_file,
+            out_dir,
+            repeat,
+        } => return cmd_run(dir, model, input_file, out_dir.as_deref(), *repeat),
+        #[cfg(not(feature = "onnx"))]
+        ModelCmd::Info { .. } | ModelCmd::Run { .. } => {
+            return Err(CliError::usage(
+                "this p2pa was built without the `onnx` feature and cannot read models",
+            ))
+        }
     }
     Ok(exit::OK)
 }
@@ -51,4 +72,101 @@ fn limit_mib() -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(DEFAULT_MODEL_CACHE_BYTES / MIB)
+}
+
+/// What `model add` and the checks before sending know about a model.
+#[cfg(feature = "onnx")]
+pub fn inputs_of(
+    bytes: &[u8],
+    what: &str,
+) -> Result<Vec<p2pa_node::task::infer::InputSpec>, CliError> {
+    p2pa_node::task::infer::model_inputs(bytes)
+        .map_err(|e| CliError::usage(format!("{what} is not an ONNX model p2pa can read: {e:#}")))
+}
+
+#[cfg(feature = "onnx")]
+fn cmd_info(data_dir: &Path, spec: &str) -> CliResult {
+    for i in inputs_of(&load(data_dir, spec)?, spec)? {
+        let dtype = i.dtype.map_or("?", |d| d.name());
+        say!("input {:?}: {dtype} {}", i.name, i.shape);
+    }
+    Ok(exit::OK)
+}
+
+#[cfg(feature = "onnx")]
+fn cmd_run(
+    data_dir: &Path,
+    spec: &str,
+    input: &Path,
+    out_dir: Option<&Path>,
+    repeat: u32,
+) -> CliResult {
+    use p2pa_node::protocol::TaskStatus;
+    let bytes = load(data_dir, spec)?;
+    let tensors = crate::tensors::read_file(input).map_err(CliError::usage)?;
+    check_inputs(&bytes, spec, &tensors)?;
+    let engine = p2pa_node::task::infer::Engine::in_memory();
+    let hash = engine
+        .hold(&bytes)
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    let input = p2pa_node::task::tensor::encode(&tensors);
+    let mut times: Vec<f64> = Vec::new();
+    let mut out = (TaskStatus::Failed, Vec::new());
+    for _ in 0..repeat.max(1) {
+        let t = std::time::Instant::now();
+        out = engine.run(Some(hash), &input);
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    if out.0 != TaskStatus::Completed {
+        eprintln!("error: {}", String::from_utf8_lossy(&out.1));
+        return Ok(exit::TASK_FAILED);
+    }
+    let first = times.first().copied().unwrap_or(0.0);
+    times.sort_by(f64::total_cmp);
+    let median = p2pa_node::measure::percentile(&times, 50.0);
+    eprintln!(
+        "{} run(s): first {first:.1} ms (optimises for these shapes), median {median:.1} ms",
+        repeat.max(1)
+    );
+    print_outputs(&out.1, out_dir)
+}
+
+/// Prints outputs as JSON, or writes them as .npy files into `out_dir`.
+pub fn print_outputs(output: &[u8], out_dir: Option<&Path>) -> CliResult {
+    match out_dir {
+        Some(dir) => {
+            for p in crate::tensors::write_npy_dir(output, dir).map_err(CliError::usage)? {
+                say!("{}", p.display());
+            }
+        }
+        None => {
+            if let Some((v, _)) = crate::tensors::to_json(output) {
+                say!("{v}");
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// Checks input tensors against the model before anything is sent: names,
+/// dtypes and shapes; a mismatch is a usage error (exit 2) with both shapes.
+#[cfg(feature = "onnx")]
+pub fn check_inputs(
+    model: &[u8],
+    what: &str,
+    tensors: &[p2pa_node::task::tensor::Tensor],
+) -> Result<(), CliError> {
+    let specs = inputs_of(model, what)?;
+    p2pa_node::task::infer::arrange(&specs, tensors.to_vec())
+        .map(drop)
+        .map_err(|e| CliError::usage(format!("input does not fit model {what}: {e}")))
+}
+
+#[cfg(not(feature = "onnx"))]
+pub fn check_inputs(
+    _: &[u8],
+    _: &str,
+    _: &[p2pa_node::task::tensor::Tensor],
+) -> Result<(), CliError> {
+    Ok(())
 }

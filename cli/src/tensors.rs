@@ -1,14 +1,77 @@
-//! JSON ⇄ tensor sets for `infer` tasks on the command line.
+//! Tensor sets for `infer` tasks on the command line: JSON, `.npy` and `.npz`.
 //!
-//! Input forms: `[0.0, 1.5, …]` (one row: f32 `[1, n]`), `[[…], […]]`
-//! (rows: f32 `[rows, n]`), or `{"shape": [..], "f32": [..]}` /
-//! `{"shape": [..], "i64": [..]}`; a list of such objects for several inputs.
+//! JSON input forms: `[0.0, 1.5, …]` (one row: f32 `[1, n]`), `[[…], […]]`
+//! (rows: f32 `[rows, n]`), or `{"shape": [..], "<dtype>": [..]}` with dtype
+//! one of f32, f64, f16, i64, i32, u8, bool (and an optional `"name"`); a list
+//! of such objects for several inputs. Files: `.npy` (one tensor), `.npz`
+//! (named tensors, as `numpy.savez` writes them), `.json`.
 
-use p2pa_node::task::tensor::{self, Data, Tensor};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use npyz::WriterBuilder;
+use p2pa_node::task::tensor::{self, Dtype, Tensor};
 use serde_json::{json, Value};
 
 fn numbers(v: &Value) -> Option<Vec<f64>> {
     v.as_array()?.iter().map(Value::as_f64).collect()
+}
+
+fn typed(shape: Vec<usize>, dtype: Dtype, v: &Value) -> Result<Tensor, String> {
+    let items = v.as_array().ok_or(format!("\"{dtype}\" must be a list"))?;
+    let bad = || format!("\"{dtype}\" holds a value that is not a {dtype}");
+    let t = match dtype {
+        Dtype::F32 | Dtype::F64 | Dtype::F16 => {
+            let xs = numbers(v).ok_or_else(bad)?;
+            match dtype {
+                Dtype::F64 => Tensor::f64(shape, xs),
+                Dtype::F16 => {
+                    let bits = xs.iter().flat_map(|x| f32_to_f16(*x as f32).to_le_bytes());
+                    Tensor::from_bytes(shape, Dtype::F16, bits.collect())
+                }
+                _ => Tensor::f32(shape, xs.into_iter().map(|x| x as f32).collect()),
+            }
+        }
+        Dtype::Bool => {
+            let bits: Option<Vec<u8>> = items
+                .iter()
+                .map(|x| {
+                    x.as_bool()
+                        .map(u8::from)
+                        .or_else(|| x.as_u64().filter(|b| *b <= 1).map(|b| b as u8))
+                })
+                .collect();
+            Tensor::from_bytes(shape, Dtype::Bool, bits.ok_or_else(bad)?)
+        }
+        _ => {
+            let ints: Vec<i64> = items
+                .iter()
+                .map(Value::as_i64)
+                .collect::<Option<_>>()
+                .ok_or_else(bad)?;
+            match dtype {
+                Dtype::I32 => Tensor::i32(
+                    shape,
+                    ints.iter()
+                        .map(|i| i32::try_from(*i).map_err(|_| bad()))
+                        .collect::<Result<_, _>>()?,
+                ),
+                Dtype::U8 => Tensor::u8(
+                    shape,
+                    ints.iter()
+                        .map(|i| u8::try_from(*i).map_err(|_| bad()))
+                        .collect::<Result<_, _>>()?,
+                ),
+                _ => Tensor::i64(shape, ints),
+            }
+        }
+    };
+    t.ok_or_else(|| "\"shape\" does not match the data length".into())
+}
+
+/// f32 to IEEE half precision, rounding to nearest even.
+fn f32_to_f16(x: f32) -> u16 {
+    half::f16::from_f32(x).to_bits()
 }
 
 fn one(v: &Value) -> Result<Tensor, String> {
@@ -40,47 +103,316 @@ fn one(v: &Value) -> Result<Tensor, String> {
         .and_then(Value::as_array)
         .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
         .ok_or("\"shape\" must be a list of sizes")?;
-    if let Some(f) = obj.get("f32") {
-        let data = numbers(f).ok_or("\"f32\" must be a list of numbers")?;
-        Tensor::f32(shape, data.into_iter().map(|x| x as f32).collect())
-            .ok_or_else(|| "\"shape\" does not match the data length".into())
-    } else if let Some(i) = obj.get("i64") {
-        let data: Vec<i64> = i
-            .as_array()
-            .and_then(|a| a.iter().map(Value::as_i64).collect())
-            .ok_or("\"i64\" must be a list of integers")?;
-        Tensor::i64(shape, data).ok_or_else(|| "\"shape\" does not match the data length".into())
-    } else {
-        Err("a tensor object needs \"f32\" or \"i64\" data".into())
+    let (dtype, data) = Dtype::ALL
+        .into_iter()
+        .find_map(|d| obj.get(d.name()).map(|x| (d, x)))
+        .ok_or(
+            "a tensor object needs data under a dtype key: f32, f64, f16, i64, i32, u8 or bool",
+        )?;
+    let t = typed(shape, dtype, data)?;
+    Ok(match obj.get("name").and_then(Value::as_str) {
+        Some(n) => t.named(n),
+        None => t,
+    })
+}
+
+/// Parses JSON input into tensors.
+pub fn tensors_from_json(v: &Value) -> Result<Vec<Tensor>, String> {
+    match v.as_array() {
+        Some(items) if items.iter().all(Value::is_object) && !items.is_empty() => {
+            items.iter().map(one).collect()
+        }
+        _ => Ok(vec![one(v)?]),
     }
 }
 
 /// Parses JSON input into the binary tensor set an `infer` task takes.
 pub fn from_json(v: &Value) -> Result<Vec<u8>, String> {
-    let set = match v.as_array() {
-        Some(items) if items.iter().all(Value::is_object) && !items.is_empty() => {
-            items.iter().map(one).collect::<Result<Vec<_>, _>>()?
-        }
-        _ => vec![one(v)?],
-    };
-    Ok(tensor::encode(&set))
+    tensors_from_json(v).map(|set| tensor::encode(&set))
 }
 
-/// Output tensors as JSON, plus the first integer output as `prediction`.
-pub fn to_json(bytes: &[u8]) -> Option<(Value, Option<i64>)> {
+fn dtype_of(descr: &str) -> Option<Dtype> {
+    // numpy's type strings: byte order (<, >, | or =), kind, size.
+    let kind = descr.get(1..)?;
+    Some(match kind {
+        "f4" => Dtype::F32,
+        "f8" => Dtype::F64,
+        "f2" => Dtype::F16,
+        "i8" => Dtype::I64,
+        "i4" => Dtype::I32,
+        "u1" => Dtype::U8,
+        "b1" => Dtype::Bool,
+        _ => return None,
+    })
+}
+
+fn read_npy(r: impl Read, what: &str) -> Result<Tensor, String> {
+    let npy = npyz::NpyFile::new(r).map_err(|e| format!("{what}: not a .npy file ({e})"))?;
+    let descr = match npy.dtype() {
+        npyz::DType::Plain(ts) => ts.to_string(),
+        other => other.descr(),
+    };
+    let dtype = dtype_of(&descr).ok_or_else(|| {
+        format!("{what}: dtype {descr} is not supported (f32, f64, f16, i64, i32, u8, bool)")
+    })?;
+    if npy.order() == npyz::Order::Fortran {
+        return Err(format!(
+            "{what}: Fortran order; save it with numpy.ascontiguousarray first"
+        ));
+    }
+    let shape: Vec<usize> = npy
+        .shape()
+        .iter()
+        .map(|d| usize::try_from(*d).map_err(|_| format!("{what}: shape too large")))
+        .collect::<Result<_, _>>()?;
+    let io = |e: std::io::Error| format!("{what}: {e}");
+    let t = match dtype {
+        Dtype::F32 => Tensor::f32(shape, npy.into_vec().map_err(io)?),
+        Dtype::F64 => Tensor::f64(shape, npy.into_vec().map_err(io)?),
+        Dtype::I64 => Tensor::i64(shape, npy.into_vec().map_err(io)?),
+        Dtype::I32 => Tensor::i32(shape, npy.into_vec().map_err(io)?),
+        Dtype::U8 => Tensor::u8(shape, npy.into_vec().map_err(io)?),
+        Dtype::Bool => {
+            let v: Vec<bool> = npy.into_vec().map_err(io)?;
+            Tensor::from_bytes(shape, Dtype::Bool, v.into_iter().map(u8::from).collect())
+        }
+        _ => {
+            let v: Vec<half::f16> = npy.into_vec().map_err(io)?;
+            let bytes = v.iter().flat_map(|h| h.to_bits().to_le_bytes()).collect();
+            Tensor::from_bytes(shape, Dtype::F16, bytes)
+        }
+    };
+    t.ok_or_else(|| format!("{what}: data does not fill its shape"))
+}
+
+fn read_npz(r: impl Read + Seek, what: &str) -> Result<Vec<Tensor>, String> {
+    let mut zip = zip::ZipArchive::new(r).map_err(|e| format!("{what}: not a .npz file ({e})"))?;
+    let mut out = Vec::new();
+    for i in 0..zip.len() {
+        let entry = zip.by_index(i).map_err(|e| format!("{what}: {e}"))?;
+        let name = entry.name().trim_end_matches(".npy").to_owned();
+        let t = read_npy(entry, &format!("{what}:{name}"))?;
+        out.push(t.named(name));
+    }
+    // numpy.savez(f, a, b) names them arr_0, arr_1, …: those go by position.
+    if out
+        .iter()
+        .all(|t| t.name.as_deref().is_some_and(|n| n.starts_with("arr_")))
+    {
+        out.sort_by_key(|t| {
+            t.name
+                .as_deref()
+                .and_then(|n| n.get(4..)?.parse::<usize>().ok())
+        });
+        out.iter_mut().for_each(|t| t.name = None);
+    }
+    Ok(out)
+}
+
+/// Reads input tensors from a `.npy`, `.npz` or `.json` file.
+pub fn read_file(path: &Path) -> Result<Vec<Tensor>, String> {
+    let what = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {what}: {e}"))?;
+    let reader = std::io::BufReader::new(file);
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("npy") => Ok(vec![read_npy(reader, &what)?]),
+        Some("npz") => read_npz(reader, &what),
+        _ => {
+            let v: Value = serde_json::from_reader(reader).map_err(|e| {
+                format!("{what}: not .npy, .npz or JSON (numbers, rows, or tensor objects): {e}")
+            })?;
+            tensors_from_json(&v).map_err(|e| format!("{what}: {e}"))
+        }
+    }
+}
+
+fn write_npy(t: &Tensor, w: impl Write) -> std::io::Result<()> {
+    let shape: Vec<u64> = t.shape.iter().map(|d| *d as u64).collect();
+    macro_rules! put {
+        ($ty:ty, $values:expr) => {{
+            let mut out = npyz::WriteOptions::<$ty>::new()
+                .default_dtype()
+                .shape(&shape)
+                .writer(w)
+                .begin_nd()?;
+            out.extend($values)?;
+            out.finish()
+        }};
+    }
+    match t.dtype {
+        Dtype::F32 => put!(f32, t.f32s().unwrap_or_default()),
+        Dtype::F64 => put!(f64, t.f64s().unwrap_or_default()),
+        Dtype::I64 => put!(i64, t.i64s().unwrap_or_default()),
+        Dtype::I32 => put!(i32, t.i32s().unwrap_or_default()),
+        Dtype::U8 => put!(u8, t.u8s().unwrap_or_default()),
+        Dtype::Bool => put!(bool, t.data.iter().map(|b| *b != 0)),
+        _ => put!(
+            half::f16,
+            t.data
+                .chunks_exact(2)
+                .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])))
+        ),
+    }
+}
+
+/// A file name for an output: its name with anything but `[A-Za-z0-9._-]`
+/// replaced, or `output_<i>`.
+fn file_name(t: &Tensor, i: usize) -> String {
+    match &t.name {
+        Some(n) if !n.is_empty() => n
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect(),
+        _ => format!("output_{i}"),
+    }
+}
+
+/// Writes each output tensor of `bytes` as `<dir>/<name>.npy`; returns the paths.
+pub fn write_npy_dir(bytes: &[u8], dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let set = tensor::decode(bytes).map_err(|e| format!("the output is not a tensor set: {e}"))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    set.iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let path = dir.join(format!("{}.npy", file_name(t, i)));
+            let f = std::fs::File::create(&path)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            write_npy(t, std::io::BufWriter::new(f))
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            Ok(path)
+        })
+        .collect()
+}
+
+/// Output tensors as JSON, plus `prediction`: the first integer output's
+/// values (one per row of a multi-row output; a single value as a number).
+pub fn to_json(bytes: &[u8]) -> Option<(Value, Option<Value>)> {
     let set = tensor::decode(bytes).ok()?;
-    let mut prediction = None;
+    let prediction = set
+        .iter()
+        .find_map(Tensor::i64s)
+        .map(|v| match v.as_slice() {
+            [one] => json!(one),
+            many => json!(many),
+        });
     let list: Vec<Value> = set
         .iter()
-        .map(|t| match &t.data {
-            Data::F32(v) => json!({"shape": t.shape, "f32": v}),
-            Data::I64(v) => {
-                if prediction.is_none() {
-                    prediction = v.first().copied();
-                }
-                json!({"shape": t.shape, "i64": v})
+        .map(|t| {
+            let values: Value = match t.dtype {
+                Dtype::I64 => json!(t.i64s().unwrap_or_default()),
+                Dtype::I32 => json!(t.i32s().unwrap_or_default()),
+                Dtype::U8 => json!(t.u8s().unwrap_or_default()),
+                Dtype::Bool => json!(t.data.iter().map(|b| *b != 0).collect::<Vec<_>>()),
+                Dtype::F32 => json!(t.f32s().unwrap_or_default()),
+                _ => json!(t.to_f64()),
+            };
+            let mut o = json!({"shape": t.shape});
+            o[t.dtype.name()] = values;
+            if let Some(n) = &t.name {
+                o["name"] = json!(n);
             }
+            o
         })
         .collect();
     Some((Value::Array(list), prediction))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("p2pa-cli-tensors-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn npy_round_trips_every_dtype_and_npz_keeps_names() {
+        let dir = temp("npy");
+        let set = vec![
+            Tensor::f32(vec![2, 2], vec![1.0, -2.5, 3.25, 0.0])
+                .unwrap()
+                .named("a"),
+            Tensor::f64(vec![1], vec![0.1]).unwrap().named("b"),
+            Tensor::i64(vec![3], vec![1, -2, 1 << 40])
+                .unwrap()
+                .named("c"),
+            Tensor::i32(vec![1, 1], vec![-7]).unwrap().named("d/e"),
+            Tensor::u8(vec![2], vec![0, 255]).unwrap().named("f"),
+            Tensor::from_bytes(vec![2], Dtype::Bool, vec![1, 0])
+                .unwrap()
+                .named("g"),
+            Tensor::from_bytes(vec![1], Dtype::F16, 0x3c00u16.to_le_bytes().to_vec())
+                .unwrap()
+                .named("h"),
+        ];
+        let paths = write_npy_dir(&tensor::encode(&set), &dir).unwrap();
+        assert_eq!(paths.len(), set.len());
+        assert!(paths[3].ends_with("d_e.npy"), "{:?}", paths[3]);
+        for (p, t) in paths.iter().zip(&set) {
+            let back = read_file(p).unwrap();
+            assert_eq!(back.len(), 1);
+            assert_eq!(
+                (back[0].dtype, &back[0].shape, &back[0].data),
+                (t.dtype, &t.shape, &t.data)
+            );
+        }
+        // An .npz built from those files reads back with its names.
+        let npz = dir.join("x.npz");
+        let mut zw = zip::ZipWriter::new(std::fs::File::create(&npz).unwrap());
+        for (p, name) in paths.iter().zip(["a", "b"]) {
+            zw.start_file(
+                format!("{name}.npy"),
+                zip::write::SimpleFileOptions::default(),
+            )
+            .unwrap();
+            zw.write_all(&std::fs::read(p).unwrap()).unwrap();
+        }
+        zw.finish().unwrap();
+        let back = read_file(&npz).unwrap();
+        assert_eq!(
+            back.iter()
+                .map(|t| t.name.clone().unwrap())
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(back[0].data, set[0].data);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bad_files_and_json_are_refused_with_reasons() {
+        let dir = temp("bad");
+        let p = dir.join("x.npy");
+        std::fs::write(&p, b"not numpy").unwrap();
+        assert!(read_file(&p).unwrap_err().contains("not a .npy file"));
+        let e = tensors_from_json(&json!({"shape": [2], "u8": [1, 300]})).unwrap_err();
+        assert!(e.contains("not a u8"), "{e}");
+        let e = tensors_from_json(&json!({"shape": [3], "i64": [1, 2]})).unwrap_err();
+        assert!(e.contains("does not match"), "{e}");
+        let t =
+            tensors_from_json(&json!([{"name": "ids", "shape": [1, 2], "i32": [5, 6]}])).unwrap();
+        assert_eq!(
+            (t[0].name.as_deref(), t[0].dtype),
+            (Some("ids"), Dtype::I32)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn prediction_covers_every_row() {
+        let out = tensor::encode(&[Tensor::i64(vec![3], vec![4, 1, 9]).unwrap()]);
+        assert_eq!(to_json(&out).unwrap().1, Some(json!([4, 1, 9])));
+        let one = tensor::encode(&[Tensor::i64(vec![1], vec![4]).unwrap()]);
+        assert_eq!(to_json(&one).unwrap().1, Some(json!(4)));
+    }
 }

@@ -11,7 +11,7 @@ use p2pa_node::io::NodeHandle;
 use p2pa_node::models::ModelStore;
 use p2pa_node::protocol::{Keypair, KindSet, TaskKind, TaskStatus};
 use p2pa_node::task::infer::Engine;
-use p2pa_node::task::tensor::{self, Data, Tensor};
+use p2pa_node::task::tensor::{self, Tensor};
 use p2pa_tests::*;
 
 const T: Duration = Duration::from_secs(120);
@@ -71,10 +71,9 @@ fn local_predictions() -> Vec<i64> {
             let input = tensor::encode(&[Tensor::f32(vec![1, 64], x).unwrap()]);
             let (status, out) = engine.run(Some(hash), &input);
             assert_eq!(status, TaskStatus::Completed);
-            match &tensor::decode(&out).unwrap()[1].data {
-                Data::I64(v) => v[0],
-                Data::F32(_) => unreachable!("label is i64"),
-            }
+            tensor::decode(&out).unwrap()[1]
+                .i64s()
+                .expect("label is i64")[0]
         })
         .collect()
 }

@@ -1,34 +1,92 @@
 //! The `infer` task: ONNX models run with tract (pure Rust, nothing fetched at
-//! build or run time). Each model is loaded once per worker process and reused;
-//! inputs are checked against the model's input shapes before running.
+//! build or run time). A model is parsed once and kept (the most recently
+//! used first); for each set of input shapes it is optimised once into a plan
+//! with every symbolic dimension fixed from the actual input, and the plans
+//! are kept in a bounded LRU. Inputs are checked against the model's declared
+//! names, dtypes and shapes before running. In a node this runs inside a
+//! child process (`task::child`), where a crash takes down only that process.
 
 use std::sync::{Arc, Mutex};
 
 use p2pa_protocol::TaskStatus;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
 
-use super::tensor::{self, Data, TensorError};
+use super::tensor::{self, Dtype, TensorError};
 use crate::hex::hex;
 use crate::models::{ModelError, ModelStore};
 
 type Plan = Arc<TypedRunnableModel>;
 
-/// A loaded model and the input shapes it expects (`None`: any size).
-struct Loaded {
-    plan: Plan,
-    inputs: Vec<(DatumType, Vec<Option<usize>>)>,
+/// One declared input of a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputSpec {
+    /// Its name in the graph.
+    pub name: String,
+    /// Its dtype, if the model declares one this format carries.
+    pub dtype: Option<Dtype>,
+    /// Its shape (`None`: a symbolic or unknown dimension).
+    pub shape: Shape,
 }
 
-/// Models kept loaded at once; the least recently used is dropped first
-/// (the disk store keeps them all; loading again costs a read and an
-/// optimisation, not a fetch).
+/// A parsed model (not yet optimised for any shape).
+struct Parsed {
+    model: InferenceModel,
+    inputs: Vec<InputSpec>,
+    outputs: Vec<String>,
+    /// File size, a proxy for its memory.
+    bytes: usize,
+}
+
+/// Parsed models kept at once; the least recently used goes first (the disk
+/// store keeps them all; parsing again costs a read, not a fetch).
 pub const MAX_LOADED: usize = 4;
+/// Optimised plans kept at once, over every (model, input shapes).
+pub const MAX_PLANS: usize = 8;
+/// Memory the kept models and plans may take, counted as their file size
+/// each (weights dominate); the one in use always stays.
+pub const MAX_LOADED_BYTES: usize = 512 << 20;
+
+/// Least recently used first.
+struct Lru<K, V> {
+    entries: Vec<(K, V, usize)>,
+    max: usize,
+}
+
+impl<K: PartialEq, V: Clone> Lru<K, V> {
+    fn get(&mut self, k: &K) -> Option<V> {
+        let i = self.entries.iter().position(|(key, _, _)| key == k)?;
+        let e = self.entries.remove(i);
+        let v = e.1.clone();
+        self.entries.push(e);
+        Some(v)
+    }
+
+    fn put(&mut self, k: K, v: V, bytes: usize, budget: usize) {
+        self.entries.retain(|(key, _, _)| *key != k);
+        let total =
+            |e: &Vec<(K, V, usize)>| e.iter().map(|x| x.2).fold(bytes, usize::saturating_add);
+        while !self.entries.is_empty()
+            && (self.entries.len() >= self.max || total(&self.entries) > budget)
+        {
+            self.entries.remove(0);
+        }
+        self.entries.push((k, v, bytes));
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+type PlanKey = ([u8; 32], Vec<(Dtype, Vec<usize>)>);
 
 /// Runs `infer` tasks against the models in a store.
 pub struct Engine {
-    store: ModelStore,
-    /// Loaded models, least recently used first (at most [`MAX_LOADED`]).
-    loaded: Mutex<Vec<([u8; 32], Arc<Loaded>)>>,
+    /// Where models come from (`None`: only those given with [`Engine::hold`]).
+    store: Option<ModelStore>,
+    parsed: Mutex<Lru<[u8; 32], Arc<Parsed>>>,
+    plans: Mutex<Lru<PlanKey, Plan>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -42,6 +100,23 @@ impl std::fmt::Debug for Engine {
 /// A shape as people write it, `N` for a free dimension.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shape(pub Vec<Option<usize>>);
+
+impl Shape {
+    /// Whether `dims` fits: same rank, every fixed dimension equal.
+    pub fn fits(&self, dims: &[usize]) -> bool {
+        self.0.len() == dims.len()
+            && self
+                .0
+                .iter()
+                .zip(dims)
+                .all(|(e, a)| e.is_none_or(|e| e == *a))
+    }
+
+    /// A concrete shape.
+    pub fn of(dims: &[usize]) -> Self {
+        Self(dims.iter().map(|d| Some(*d)).collect())
+    }
+}
 
 impl std::fmt::Display for Shape {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -67,11 +142,11 @@ pub enum InferError {
     NoModel,
     /// The model is not in the store (or cannot be read).
     Store(ModelError),
-    /// tract could not load or optimise the model.
+    /// tract could not parse the model, or optimise it for these shapes.
     Load {
         /// The model's hash.
         model: [u8; 32],
-        /// tract's reason.
+        /// tract's reason, with the operator and node it names.
         source: TractError,
     },
     /// The input is not a valid tensor set.
@@ -83,21 +158,28 @@ pub enum InferError {
         /// What came.
         got: usize,
     },
+    /// A named input tensor the model does not take.
+    UnknownInput {
+        /// The name given.
+        name: String,
+        /// The model's input names.
+        want: Vec<String>,
+    },
     /// An input tensor's shape or dtype differs from the model's.
     WrongShape {
+        /// The model input's name.
+        input: String,
         /// The model's shape.
         want: Shape,
-        /// The model's dtype.
-        want_dtype: &'static str,
+        /// The model's dtype (`None`: not declared).
+        want_dtype: Option<Dtype>,
         /// The input's shape.
         got: Shape,
         /// The input's dtype.
-        got_dtype: &'static str,
+        got_dtype: Dtype,
     },
     /// tract failed while running it.
     Run(TractError),
-    /// An output of a type the tensor format cannot carry.
-    Output(DatumType),
 }
 
 impl std::fmt::Display for InferError {
@@ -106,87 +188,231 @@ impl std::fmt::Display for InferError {
             Self::NoModel => f.write_str("an infer task needs a model hash"),
             Self::Store(e) => e.fmt(f),
             Self::Load { model, source } => {
-                write!(f, "model {} failed to load: {source}", hex(model))
+                write!(f, "model {} failed to load: {source:#}", hex(model))
             }
             Self::Input(e) => write!(f, "bad input tensors: {e}"),
             Self::InputCount { want, got } => {
                 write!(f, "the model takes {want} input tensors, got {got}")
             }
+            Self::UnknownInput { name, want } => write!(
+                f,
+                "the model has no input named {name:?} (its inputs: {})",
+                want.join(", ")
+            ),
             Self::WrongShape {
+                input,
                 want,
                 want_dtype,
                 got,
                 got_dtype,
-            } => write!(
-                f,
-                "wrong input shape: the model expects {want} ({want_dtype}), got {got} ({got_dtype})"
-            ),
-            Self::Run(e) => write!(f, "inference failed: {e}"),
-            Self::Output(dt) => write!(f, "output of type {dt:?} cannot be returned"),
+            } => {
+                let dt = want_dtype.map_or("any dtype", Dtype::name);
+                write!(
+                    f,
+                    "wrong input {input:?}: the model expects {want} ({dt}), got {got} ({got_dtype})"
+                )
+            }
+            Self::Run(e) => write!(f, "inference failed: {e:#}"),
         }
     }
 }
 
 impl std::error::Error for InferError {}
 
+/// The declared inputs of the ONNX model in `bytes` (names, dtypes, shapes):
+/// what a requester checks its inputs against before sending them.
+pub fn model_inputs(bytes: &[u8]) -> TractResult<Vec<InputSpec>> {
+    parse(bytes).map(|p| p.inputs)
+}
+
+fn parse(bytes: &[u8]) -> TractResult<Parsed> {
+    let model = tract_onnx::onnx().model_for_read(&mut &bytes[..])?;
+    let mut inputs = Vec::new();
+    for (i, outlet) in model.inputs.iter().enumerate() {
+        let fact = model.input_fact(i)?;
+        let shape = fact
+            .shape
+            .dims()
+            .map(|d| {
+                d.concretize()
+                    .and_then(|d| d.to_i64().ok())
+                    .and_then(|v| usize::try_from(v).ok())
+            })
+            .collect();
+        let dtype = fact.datum_type.concretize().and_then(dtype_of);
+        let name = model.node(outlet.node).name.clone();
+        inputs.push(InputSpec {
+            name,
+            dtype,
+            shape: Shape(shape),
+        });
+    }
+    let outputs = model
+        .outputs
+        .iter()
+        .map(|o| {
+            model
+                .outlet_label(*o)
+                .map_or_else(|| model.node(o.node).name.clone(), str::to_owned)
+        })
+        .collect();
+    Ok(Parsed {
+        model,
+        inputs,
+        outputs,
+        bytes: bytes.len(),
+    })
+}
+
+/// Checks `tensors` against a model's inputs and puts them in its order:
+/// by name where the tensors are named, else by position.
+pub fn arrange(
+    specs: &[InputSpec],
+    tensors: Vec<tensor::Tensor>,
+) -> Result<Vec<tensor::Tensor>, InferError> {
+    if tensors.len() != specs.len() {
+        return Err(InferError::InputCount {
+            want: specs.len(),
+            got: tensors.len(),
+        });
+    }
+    let named = tensors.iter().all(|t| t.name.is_some());
+    let mut slots: Vec<Option<tensor::Tensor>> = specs.iter().map(|_| None).collect();
+    for (i, t) in tensors.into_iter().enumerate() {
+        let at =
+            match &t.name {
+                Some(n) if named => specs.iter().position(|s| s.name == *n).ok_or_else(|| {
+                    InferError::UnknownInput {
+                        name: n.clone(),
+                        want: specs.iter().map(|s| s.name.clone()).collect(),
+                    }
+                })?,
+                _ => i,
+            };
+        if let Some(slot) = slots.get_mut(at) {
+            *slot = Some(t);
+        }
+    }
+    specs
+        .iter()
+        .zip(slots)
+        .map(|(spec, t)| {
+            let t = t.ok_or_else(|| InferError::InputCount {
+                want: specs.len(),
+                got: 0,
+            })?;
+            if !spec.shape.fits(&t.shape) || spec.dtype.is_some_and(|d| d != t.dtype) {
+                return Err(InferError::WrongShape {
+                    input: spec.name.clone(),
+                    want: spec.shape.clone(),
+                    want_dtype: spec.dtype,
+                    got: Shape::of(&t.shape),
+                    got_dtype: t.dtype,
+                });
+            }
+            Ok(t)
+        })
+        .collect()
+}
+
 impl Engine {
-    /// How many models are loaded now.
+    /// How many models are parsed and kept now.
     pub fn loaded(&self) -> usize {
-        self.loaded.lock().map_or(0, |m| m.len())
+        self.parsed.lock().map_or(0, |m| m.len())
+    }
+
+    /// How many optimised plans are kept now.
+    pub fn plans(&self) -> usize {
+        self.plans.lock().map_or(0, |m| m.len())
     }
 
     /// An engine over the models in `store` (each loaded on first use).
     pub fn new(store: ModelStore) -> Self {
+        Self::with_store(Some(store))
+    }
+
+    /// An engine with no store: it runs the models given to [`Engine::hold`].
+    pub fn in_memory() -> Self {
+        Self::with_store(None)
+    }
+
+    /// Parses `model` and keeps it (as long as the LRU does); returns its hash.
+    pub fn hold(&self, model: &[u8]) -> Result<[u8; 32], InferError> {
+        let hash = crate::core::sha256(model);
+        let parsed = Arc::new(parse(model).map_err(|source| InferError::Load {
+            model: hash,
+            source,
+        })?);
+        if let Ok(mut m) = self.parsed.lock() {
+            m.put(hash, parsed, model.len(), MAX_LOADED_BYTES / 2);
+        }
+        Ok(hash)
+    }
+
+    fn with_store(store: Option<ModelStore>) -> Self {
         Self {
             store,
-            loaded: Mutex::new(Vec::new()),
+            parsed: Mutex::new(Lru {
+                entries: Vec::new(),
+                max: MAX_LOADED,
+            }),
+            plans: Mutex::new(Lru {
+                entries: Vec::new(),
+                max: MAX_PLANS,
+            }),
         }
     }
 
-    fn load(&self, hash: &[u8; 32]) -> Result<Arc<Loaded>, InferError> {
-        if let Some(l) = self.loaded.lock().ok().and_then(|mut m| {
-            let i = m.iter().position(|(h, _)| h == hash)?;
-            let entry = m.remove(i);
-            let l = entry.1.clone();
-            m.push(entry); // most recently used last
-            Some(l)
-        }) {
-            return Ok(l);
+    fn parsed(&self, hash: &[u8; 32]) -> Result<Arc<Parsed>, InferError> {
+        if let Some(p) = self.parsed.lock().ok().and_then(|mut m| m.get(hash)) {
+            return Ok(p);
         }
-        let bytes = self.store.read(hash).map_err(InferError::Store)?;
-        let loaded = Self::compile(&bytes).map_err(|source| InferError::Load {
+        let bytes = match &self.store {
+            Some(store) => store.read(hash).map_err(InferError::Store)?,
+            None => return Err(InferError::Store(ModelError::NotFound { hash: *hash })),
+        };
+        let parsed = Arc::new(parse(&bytes).map_err(|source| InferError::Load {
+            model: *hash,
+            source,
+        })?);
+        if let Ok(mut m) = self.parsed.lock() {
+            m.put(*hash, parsed.clone(), parsed.bytes, MAX_LOADED_BYTES / 2);
+        }
+        Ok(parsed)
+    }
+
+    /// The plan for `hash` with these inputs, optimised once per shape set.
+    fn plan(
+        &self,
+        hash: &[u8; 32],
+        parsed: &Parsed,
+        inputs: &[tensor::Tensor],
+    ) -> Result<Plan, InferError> {
+        let key: PlanKey = (
+            *hash,
+            inputs.iter().map(|t| (t.dtype, t.shape.clone())).collect(),
+        );
+        if let Some(p) = self.plans.lock().ok().and_then(|mut m| m.get(&key)) {
+            return Ok(p);
+        }
+        let optimise = || -> TractResult<Plan> {
+            let mut model = parsed.model.clone();
+            for (i, t) in inputs.iter().enumerate() {
+                model.set_input_fact(
+                    i,
+                    InferenceFact::dt_shape(datum_of(t.dtype), t.shape.clone()),
+                )?;
+            }
+            model.into_optimized()?.into_runnable()
+        };
+        let plan = optimise().map_err(|source| InferError::Load {
             model: *hash,
             source,
         })?;
-        let loaded = Arc::new(loaded);
-        if let Ok(mut m) = self.loaded.lock() {
-            m.retain(|(h, _)| h != hash);
-            if m.len() >= MAX_LOADED {
-                m.remove(0);
-            }
-            m.push((*hash, loaded.clone()));
+        if let Ok(mut m) = self.plans.lock() {
+            m.put(key, plan.clone(), parsed.bytes, MAX_LOADED_BYTES / 2);
         }
-        Ok(loaded)
-    }
-
-    fn compile(bytes: &[u8]) -> TractResult<Loaded> {
-        let typed = tract_onnx::onnx()
-            .model_for_read(&mut &bytes[..])?
-            .into_optimized()?;
-        let mut inputs = Vec::new();
-        for i in 0..typed.inputs.len() {
-            let fact = typed.input_fact(i)?;
-            let dims = fact
-                .shape
-                .iter()
-                .map(|d| d.to_i64().ok().and_then(|v| usize::try_from(v).ok()))
-                .collect();
-            inputs.push((fact.datum_type, dims));
-        }
-        Ok(Loaded {
-            plan: typed.into_runnable()?,
-            inputs,
-        })
+        Ok(plan)
     }
 
     /// Runs model `model` on the tensor set `input`; the output is a tensor
@@ -199,76 +425,132 @@ impl Engine {
     }
 
     fn infer(&self, model: Option<[u8; 32]>, input: &[u8]) -> Result<Vec<u8>, InferError> {
-        let loaded = self.load(&model.ok_or(InferError::NoModel)?)?;
+        let hash = model.ok_or(InferError::NoModel)?;
+        let parsed = self.parsed(&hash)?;
         let tensors = tensor::decode(input).map_err(InferError::Input)?;
-        if tensors.len() != loaded.inputs.len() {
-            return Err(InferError::InputCount {
-                want: loaded.inputs.len(),
-                got: tensors.len(),
-            });
-        }
-        let mut values = TVec::new();
-        for (t, (dt, dims)) in tensors.into_iter().zip(&loaded.inputs) {
-            values.push(to_value(t, *dt, dims)?);
-        }
-        let outputs = loaded.plan.run(values).map_err(InferError::Run)?;
-        let out = outputs
+        let tensors = arrange(&parsed.inputs, tensors)?;
+        let plan = self.plan(&hash, &parsed, &tensors)?;
+        let values = tensors
+            .into_iter()
+            .map(to_value)
+            .collect::<Result<TVec<_>, _>>()?;
+        let outputs = plan.run(values).map_err(InferError::Run)?;
+        let out: Vec<tensor::Tensor> = outputs
             .iter()
-            .map(from_value)
-            .collect::<Result<Vec<_>, _>>()?;
+            .zip(
+                parsed
+                    .outputs
+                    .iter()
+                    .map(Some)
+                    .chain(std::iter::repeat(None)),
+            )
+            .map(|(o, name)| {
+                let t = from_value(o);
+                match name {
+                    Some(n) => t.named(n.clone()),
+                    None => t,
+                }
+            })
+            .collect();
         Ok(tensor::encode(&out))
     }
 }
 
-/// An input tensor as tract takes it, checked against the model's input.
-fn to_value(
-    t: tensor::Tensor,
-    dt: DatumType,
-    dims: &[Option<usize>],
-) -> Result<TValue, InferError> {
-    let fits = t.shape.len() == dims.len()
-        && t.shape
-            .iter()
-            .zip(dims)
-            .all(|(a, e)| e.is_none_or(|e| e == *a));
-    let want_dtype = if dt == DatumType::I64 { "i64" } else { "f32" };
-    if !fits || t.dtype() != want_dtype {
-        return Err(InferError::WrongShape {
-            want: Shape(dims.to_vec()),
-            want_dtype,
-            got: Shape(t.shape.iter().map(|d| Some(*d)).collect()),
-            got_dtype: t.dtype(),
-        });
+fn dtype_of(dt: DatumType) -> Option<Dtype> {
+    Some(match dt {
+        DatumType::F32 => Dtype::F32,
+        DatumType::I64 => Dtype::I64,
+        DatumType::F64 => Dtype::F64,
+        DatumType::I32 => Dtype::I32,
+        DatumType::U8 => Dtype::U8,
+        DatumType::Bool => Dtype::Bool,
+        DatumType::F16 => Dtype::F16,
+        _ => return None,
+    })
+}
+
+fn datum_of(dt: Dtype) -> DatumType {
+    match dt {
+        Dtype::F32 => DatumType::F32,
+        Dtype::I64 => DatumType::I64,
+        Dtype::F64 => DatumType::F64,
+        Dtype::I32 => DatumType::I32,
+        Dtype::U8 => DatumType::U8,
+        Dtype::Bool => DatumType::Bool,
+        Dtype::F16 => DatumType::F16,
     }
-    let value = match t.data {
-        Data::F32(v) => tract_ndarray::ArrayD::from_shape_vec(t.shape, v).map(Tensor::from),
-        Data::I64(v) => tract_ndarray::ArrayD::from_shape_vec(t.shape, v).map(Tensor::from),
-    };
-    value
-        .map(Tensor::into_tvalue)
+}
+
+fn le<const N: usize>(data: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
+    data.chunks_exact(N).map(|c| c.try_into().unwrap_or([0; N]))
+}
+
+fn array<T: Datum>(shape: &[usize], v: Vec<T>) -> Result<TValue, InferError> {
+    tract_ndarray::ArrayD::from_shape_vec(shape, v)
+        .map(|a| Tensor::from(a).into_tvalue())
         .map_err(|_| InferError::Input(TensorError::ShapeMismatch))
 }
 
-/// An output of tract in the tensor format (i64 kept, the rest as f32).
-fn from_value(o: &TValue) -> Result<tensor::Tensor, InferError> {
-    let shape = o.shape().to_vec();
-    let converted = if o.datum_type() == DatumType::I64 {
-        o.to_plain_array_view::<i64>()
-            .ok()
-            .and_then(|a| tensor::Tensor::i64(shape, a.iter().copied().collect()))
-    } else {
-        o.cast_to::<f32>()
-            .ok()
-            .and_then(|c| {
-                c.to_plain_array_view::<f32>()
-                    .ok()
-                    .map(|a| a.iter().copied().collect::<Vec<f32>>())
-            })
-            .and_then(|v| tensor::Tensor::f32(shape, v))
-    };
-    converted.ok_or(InferError::Output(o.datum_type()))
+/// An input tensor as tract takes it.
+fn to_value(t: tensor::Tensor) -> Result<TValue, InferError> {
+    let s = &t.shape;
+    match t.dtype {
+        Dtype::F32 => array(s, le(&t.data).map(f32::from_le_bytes).collect()),
+        Dtype::I64 => array(s, le(&t.data).map(i64::from_le_bytes).collect()),
+        Dtype::F64 => array(s, le(&t.data).map(f64::from_le_bytes).collect()),
+        Dtype::I32 => array(s, le(&t.data).map(i32::from_le_bytes).collect()),
+        Dtype::U8 => array(s, t.data),
+        Dtype::Bool => array(s, t.data.iter().map(|b| *b != 0).collect::<Vec<bool>>()),
+        Dtype::F16 => array(
+            s,
+            le(&t.data)
+                .map(|b| f16::from_bits(u16::from_le_bytes(b)))
+                .collect(),
+        ),
+    }
 }
 
+fn bytes_of<T: Datum + Copy, const N: usize>(
+    o: &TValue,
+    to_le: impl Fn(T) -> [u8; N],
+) -> Option<Vec<u8>> {
+    let view = o.to_plain_array_view::<T>().ok()?;
+    Some(view.iter().flat_map(|v| to_le(*v)).collect())
+}
+
+/// An output of tract as a tensor: the dtypes the format carries kept, other
+/// integers as i64, other floats as f32.
+fn from_value(o: &TValue) -> tensor::Tensor {
+    let shape = o.shape().to_vec();
+    let direct = match o.datum_type() {
+        DatumType::F32 => bytes_of::<f32, 4>(o, f32::to_le_bytes).map(|b| (Dtype::F32, b)),
+        DatumType::I64 => bytes_of::<i64, 8>(o, i64::to_le_bytes).map(|b| (Dtype::I64, b)),
+        DatumType::F64 => bytes_of::<f64, 8>(o, f64::to_le_bytes).map(|b| (Dtype::F64, b)),
+        DatumType::I32 => bytes_of::<i32, 4>(o, i32::to_le_bytes).map(|b| (Dtype::I32, b)),
+        DatumType::U8 => bytes_of::<u8, 1>(o, u8::to_le_bytes).map(|b| (Dtype::U8, b)),
+        DatumType::Bool => bytes_of::<bool, 1>(o, |b| [u8::from(b)]).map(|b| (Dtype::Bool, b)),
+        DatumType::F16 => {
+            bytes_of::<f16, 2>(o, |h| h.to_bits().to_le_bytes()).map(|b| (Dtype::F16, b))
+        }
+        dt if dt.is_integer() => o
+            .cast_to::<i64>()
+            .ok()
+            .and_then(|c| bytes_of::<i64, 8>(&c.into_owned().into_tvalue(), i64::to_le_bytes))
+            .map(|b| (Dtype::I64, b)),
+        _ => o
+            .cast_to::<f32>()
+            .ok()
+            .and_then(|c| bytes_of::<f32, 4>(&c.into_owned().into_tvalue(), f32::to_le_bytes))
+            .map(|b| (Dtype::F32, b)),
+    };
+    let (dtype, data) = direct.unwrap_or((Dtype::F32, Vec::new()));
+    tensor::Tensor::from_bytes(shape.clone(), dtype, data).unwrap_or(tensor::Tensor {
+        name: None,
+        shape: vec![0],
+        dtype: Dtype::F32,
+        data: Vec::new(),
+    })
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,10 +585,7 @@ mod tests {
 
     fn label(out: &[u8]) -> i64 {
         let set = tensor::decode(out).unwrap();
-        match &set[1].data {
-            Data::I64(v) => v[0],
-            Data::F32(_) => panic!("label is i64"),
-        }
+        set[1].i64s().expect("label is i64")[0]
     }
 
     #[test]
@@ -326,7 +605,7 @@ mod tests {
             );
             let set = tensor::decode(&out).unwrap();
             assert_eq!(set[0].shape, vec![1, 10]);
-            assert_eq!(set[0].dtype(), "f32");
+            assert_eq!(set[0].dtype, Dtype::F32);
             right += usize::from(label(&out) == *y);
         }
         let acc = right as f64 / rows.len() as f64;
