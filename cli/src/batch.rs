@@ -23,8 +23,11 @@ use crate::{exit, output, CliError, CliResult, NetArgs};
 #[command(after_help = "\
 Input: one task per line, either a JSON string (\"hello\") or an object with an
 \"input\" string ({\"input\": \"hello\"}). For infer, \"input\" is a tensor:
-[x, …] (one row), [[…], …] (rows) or {\"shape\": [..], \"f32\": [..]}; other keys
-(such as \"label\") are ignored. Blank lines are skipped.
+[x, …] (one row), [[…], …] (rows) or {\"shape\": [..], \"f32\": [..]} (or f64,
+f16, i64, i32, u8, bool), or the name of a .npy, .npz or .json file (relative
+to the inputs file), read when its task is sent; other keys (such as
+\"label\") are ignored. Blank lines are skipped. Every input is checked against
+the model file before anything is sent.
 Output: one JSON object per task, in completion order, with \"line\" (1-based
 input line), task_id, status, worker, output (or output_hex), elapsed_ms,
 attempts, the worker's signed receipt, and the task's kind, model and input
@@ -69,19 +72,56 @@ pub struct BatchArgs {
     /// trying redundancy on one machine only)
     #[arg(long, requires = "redundancy")]
     pub same_host: bool,
+    /// infer: write each result's output tensors as DIR/<line>/<name>.npy
+    /// (the result line lists the files instead of the values)
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 /// One task of a batch.
 #[derive(Debug, Clone)]
 pub struct Item {
     pub line: usize,
+    /// The input (empty when it is read from `file`).
     pub input: Vec<u8>,
+    /// A tensor file to read when the task is sent (so a batch of large
+    /// inputs never holds them all).
+    pub file: Option<PathBuf>,
+    /// SHA-256 of the input, for the journal.
+    pub input_sha256: [u8; 32],
 }
 
-/// Reads the input file; a bad line is an error naming it.
-pub fn read_inputs(path: &Path, kind: TaskKind) -> Result<Vec<Item>, CliError> {
+impl Item {
+    /// An item with its input at hand.
+    pub fn new(line: usize, input: Vec<u8>) -> Self {
+        let input_sha256 = p2pa_node::core::sha256(&input);
+        Self {
+            line,
+            input,
+            file: None,
+            input_sha256,
+        }
+    }
+
+    /// Its input, read now if it lives in a file.
+    pub fn load(&self) -> Result<Vec<u8>, String> {
+        match &self.file {
+            Some(f) => crate::tensors::read_file(f).map(|t| p2pa_node::task::tensor::encode(&t)),
+            None => Ok(self.input.clone()),
+        }
+    }
+}
+
+/// The model's inputs, to check each line against before sending (none:
+/// no model file, or a build without `onnx`).
+type Check<'a> = Option<(&'a [u8], &'a str)>;
+
+/// Reads the input file; a bad line is an error naming it. Infer inputs are
+/// checked against the model (`check`) here, before anything is sent.
+pub fn read_inputs(path: &Path, kind: TaskKind, check: Check<'_>) -> Result<Vec<Item>, CliError> {
     let f = File::open(path)
         .map_err(|e| CliError::usage(format!("cannot read inputs {}: {e}", path.display())))?;
+    let base = path.parent().unwrap_or(Path::new("."));
     let mut items = Vec::new();
     for (i, line) in BufReader::new(f).lines().enumerate() {
         let n = i + 1;
@@ -93,26 +133,54 @@ pub fn read_inputs(path: &Path, kind: TaskKind) -> Result<Vec<Item>, CliError> {
             |why: &str| CliError::usage(format!("{}:{n}: {why}; nothing was run", path.display()));
         let v: serde_json::Value =
             serde_json::from_str(&line).map_err(|e| bad(&format!("not JSON ({e})")))?;
-        let input = if kind == TaskKind::Infer {
-            let t = v.get("input").unwrap_or(&v);
-            crate::tensors::from_json(t).map_err(|e| bad(&format!("bad tensor: {e}")))?
-        } else {
-            match &v {
-                serde_json::Value::String(s) => s.clone().into_bytes(),
-                serde_json::Value::Object(o) => match o.get("input") {
-                    Some(serde_json::Value::String(s)) => s.clone().into_bytes(),
-                    _ => return Err(bad("expected an object with an \"input\" string")),
-                },
-                _ => {
-                    return Err(bad(
-                        "expected a JSON string or an object with an \"input\" string",
-                    ))
-                }
+        if kind == TaskKind::Infer {
+            items.push(infer_item(n, &v, base, check).map_err(|e| bad(&e))?);
+            continue;
+        }
+        let input = match &v {
+            serde_json::Value::String(s) => s.clone().into_bytes(),
+            serde_json::Value::Object(o) => match o.get("input") {
+                Some(serde_json::Value::String(s)) => s.clone().into_bytes(),
+                _ => return Err(bad("expected an object with an \"input\" string")),
+            },
+            _ => {
+                return Err(bad(
+                    "expected a JSON string or an object with an \"input\" string",
+                ))
             }
         };
-        items.push(Item { line: n, input });
+        items.push(Item::new(n, input));
     }
     Ok(items)
+}
+
+/// One infer line: a tensor in JSON, or the name of a tensor file.
+fn infer_item(
+    line: usize,
+    v: &serde_json::Value,
+    base: &Path,
+    check: Check<'_>,
+) -> Result<Item, String> {
+    let t = v.get("input").unwrap_or(v);
+    let check_set = |set: &[p2pa_node::task::tensor::Tensor]| match check {
+        Some((model, what)) => crate::models::check_inputs(model, what, set).map_err(|e| e.msg),
+        None => Ok(()),
+    };
+    if let Some(name) = t.as_str() {
+        let file = base.join(name);
+        let set = crate::tensors::read_file(&file)?;
+        check_set(&set)?;
+        let input_sha256 = p2pa_node::core::sha256(&p2pa_node::task::tensor::encode(&set));
+        return Ok(Item {
+            line,
+            input: Vec::new(),
+            file: Some(file),
+            input_sha256,
+        });
+    }
+    let set = crate::tensors::tensors_from_json(t).map_err(|e| format!("bad tensor: {e}"))?;
+    check_set(&set)?;
+    Ok(Item::new(line, p2pa_node::task::tensor::encode(&set)))
 }
 
 /// How to run the items of a batch.
@@ -138,9 +206,9 @@ pub async fn run_items(
     let total = items.len();
     let queue = RefCell::new(items.into_iter().collect::<VecDeque<_>>());
     let (tx, rx) = async_channel::unbounded::<(Item, Vec<TaskOutcome>)>();
-    let request = |item: &Item, peer: Option<NodeId>| TaskRequest {
+    let request = |input: Vec<u8>, peer: Option<NodeId>| TaskRequest {
         kind: plan.kind,
-        input: item.input.clone(),
+        input,
         model: plan.model,
         timeout: plan.timeout,
         peer,
@@ -154,8 +222,15 @@ pub async fn run_items(
                 loop {
                     let next = queue.borrow_mut().pop_front();
                     let Some(item) = next else { break };
+                    let input = match item.load() {
+                        Ok(input) => input,
+                        Err(e) => {
+                            log::error!("line {}: {e}", item.line);
+                            Vec::new() // fails on the worker, with the reason
+                        }
+                    };
                     let outcomes = if plan.redundancy <= 1 {
-                        h.submit(request(&item, None)).await.map(|o| vec![o])
+                        h.submit(request(input, None)).await.map(|o| vec![o])
                     } else {
                         // K copies on K distinct workers, rotating with the line.
                         let copies: Vec<_> = (0..plan.redundancy)
@@ -164,7 +239,7 @@ pub async fn run_items(
                                     .peers
                                     .get((item.line + k) % plan.peers.len().max(1))
                                     .copied();
-                                Box::pin(h.submit(request(&item, peer)))
+                                Box::pin(h.submit(request(input.clone(), peer)))
                             })
                             .collect();
                         join_all(copies).await.into_iter().collect()
@@ -224,8 +299,9 @@ async fn join_all<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F:
 }
 
 /// Merges redundant outcomes: the output most workers agree on wins; the
-/// others are dissenters. Returns the line's JSON and whether all agreed.
-fn merge(outcomes: Vec<TaskOutcome>, infer: bool) -> (serde_json::Value, bool) {
+/// others are dissenters. Returns the line's JSON, whether all agreed, and
+/// the winning output.
+fn merge(outcomes: Vec<TaskOutcome>, infer: bool) -> (serde_json::Value, bool, Vec<u8>) {
     use p2pa_node::task::tensor::outputs_agree;
     let k = outcomes.len();
     let mut best = 0;
@@ -246,37 +322,45 @@ fn merge(outcomes: Vec<TaskOutcome>, infer: bool) -> (serde_json::Value, bool) {
     }
     let winner = outcomes.get(best).cloned();
     let id = |o: &TaskOutcome| o.worker.map_or("-".to_owned(), |w| w.to_string());
+    // A dissenter completed with another output; a copy that failed is a
+    // failure, not a disagreement.
     let dissenters: Vec<String> = outcomes
         .iter()
         .filter(|o| {
-            let agrees = winner.as_ref().is_some_and(|w| {
-                o.status == TaskStatus::Completed
-                    && w.status == TaskStatus::Completed
-                    && outputs_agree(&o.output, &w.output)
-            });
-            !agrees
+            o.status == TaskStatus::Completed
+                && !winner.as_ref().is_some_and(|w| {
+                    w.status == TaskStatus::Completed && outputs_agree(&o.output, &w.output)
+                })
         })
         .map(id)
         .collect();
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter(|o| o.status != TaskStatus::Completed)
+        .map(id)
+        .collect();
     let agree = dissenters.is_empty();
-    let mut v = winner.map_or(serde_json::json!({}), |w| output::outcome_json(&w, infer));
+    let mut v = winner
+        .as_ref()
+        .map_or(serde_json::json!({}), |w| output::outcome_json(w, infer));
+    let winning_output = winner.map(|w| w.output).unwrap_or_default();
     if k > 1 {
         v["redundancy"] = serde_json::json!({
             "k": k,
             "agree": agree,
             "workers": outcomes.iter().map(id).collect::<Vec<_>>(),
             "dissenters": dissenters,
+            "failed": failed,
             "receipts": outcomes.iter().filter_map(|o| o.receipt.as_ref().map(output::receipt_json)).collect::<Vec<_>>(),
         });
         if !agree {
             v["status"] = serde_json::json!("disagreement");
         }
     }
-    (v, agree)
+    (v, agree, winning_output)
 }
 
 pub fn run(net: &NetArgs, data_dir: &Path, a: &BatchArgs) -> CliResult {
-    let items = read_inputs(&a.inputs, a.kind)?;
     let model = match (&a.model, a.kind) {
         (Some(m), _) => Some(crate::load_model(data_dir, m)?),
         (None, TaskKind::Infer) => {
@@ -284,6 +368,8 @@ pub fn run(net: &NetArgs, data_dir: &Path, a: &BatchArgs) -> CliResult {
         }
         (None, _) => None,
     };
+    let check = model.as_deref().zip(a.model.as_deref());
+    let items = read_inputs(&a.inputs, a.kind, check)?;
     refuse_same_file(a)?;
     let model_hash = model.as_deref().map(p2pa_node::core::sha256);
     let stamps: BTreeMap<usize, Stamp> = items
@@ -418,6 +504,8 @@ struct Counts {
     failed: u64,
     disagreements: u64,
     write_err: Option<std::io::Error>,
+    /// Tasks each worker completed (short id → count).
+    per_worker: BTreeMap<String, u64>,
 }
 
 impl Counts {
@@ -429,12 +517,31 @@ impl Counts {
         infer: bool,
         stamp: Option<&Stamp>,
         out: &mut File,
+        out_dir: Option<&Path>,
     ) {
         self.finished += 1;
         if outcomes.iter().any(|o| o.status != TaskStatus::Completed) {
             self.failed += 1;
         }
-        let (mut v, agree) = merge(outcomes, infer);
+        for o in outcomes
+            .iter()
+            .filter(|o| o.status == TaskStatus::Completed)
+        {
+            let w = o.worker.map_or("-".to_owned(), |w| w.short().to_string());
+            *self.per_worker.entry(w).or_default() += 1;
+        }
+        let npy = out_dir.map(|d| d.join(item.line.to_string()));
+        let (mut v, agree, output) = merge(outcomes, infer && npy.is_none());
+        if let (Some(dir), Some("completed")) = (&npy, v["status"].as_str()) {
+            if let Some(m) = v.as_object_mut() {
+                m.remove("output_hex");
+                m.remove("output");
+            }
+            match crate::tensors::write_npy_dir(&output, dir) {
+                Ok(files) => v["files"] = serde_json::json!(files),
+                Err(e) => v["error"] = serde_json::json!(e),
+            }
+        }
         if !agree {
             self.disagreements += 1;
             eprintln!(
@@ -461,7 +568,12 @@ impl Counts {
             failed,
             disagreements,
             write_err,
+            per_worker,
         } = self;
+        if !per_worker.is_empty() {
+            let list: Vec<String> = per_worker.iter().map(|(w, n)| format!("{w} {n}")).collect();
+            eprintln!("tasks completed per worker: {}", list.join(", "));
+        }
         if let Some(e) = write_err {
             return Err(CliError::usage(format!(
                 "writing {} failed: {e}",
@@ -513,7 +625,8 @@ async fn run_batch(
     let mut counts = Counts::default();
     let infer = a.kind == TaskKind::Infer;
     run_items(h, &plan, todo, |item, outcomes| {
-        counts.record(item, outcomes, infer, stamps.get(&item.line), out);
+        let dir = a.out_dir.as_deref();
+        counts.record(item, outcomes, infer, stamps.get(&item.line), out, dir);
         bar.tick(counts.finished, counts.failed);
     })
     .await;

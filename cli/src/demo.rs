@@ -347,7 +347,7 @@ impl Workload {
             let v: serde_json::Value =
                 serde_json::from_str(line).map_err(|e| CliError::usage(e.to_string()))?;
             let input = crate::tensors::from_json(&v["input"]).map_err(CliError::usage)?;
-            items.push(Item { line: i + 1, input });
+            items.push(Item::new(i + 1, input));
             labels.push(v["label"].as_i64().unwrap_or(-1));
         }
         Ok(Self {
@@ -370,10 +370,7 @@ impl Workload {
             kind: TaskKind::Sleep,
             model: None,
             items: (1..=n)
-                .map(|line| Item {
-                    line,
-                    input: a.task_ms.to_string().into_bytes(),
-                })
+                .map(|line| Item::new(line, a.task_ms.to_string().into_bytes()))
                 .collect(),
             labels: Vec::new(),
             describe: format!(

@@ -34,7 +34,7 @@ impl Stamp {
         Self {
             kind: kind.name().to_owned(),
             model: model.map(|m| hex(&m)),
-            input_sha256: hex(&p2pa_node::core::sha256(&item.input)),
+            input_sha256: hex(&item.input_sha256),
         }
     }
 

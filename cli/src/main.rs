@@ -155,6 +155,14 @@ enum Command {
     /// Manage the models this machine holds (content-addressed by SHA-256)
     #[command(subcommand)]
     Model(ModelCmd),
+    /// Runs models for a node in a separate process (started by `p2pa node`)
+    #[command(hide = true)]
+    InferChild {
+        #[arg(long)]
+        models: PathBuf,
+        #[arg(long)]
+        memory_mb: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -272,6 +280,10 @@ fn main() -> ExitCode {
         Command::Batch(ref a) => batch::run(&cli.net, &data_dir(cli.data_dir.as_ref()), a),
         Command::Demo(ref a) => demo::run(a),
         Command::Model(ref m) => models::cmd_model(&data_dir(cli.data_dir.as_ref()), m),
+        Command::InferChild {
+            ref models,
+            memory_mb,
+        } => node::cmd_infer_child(models, memory_mb),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -132,7 +132,8 @@ fn cmd_run(
 }
 
 /// Prints outputs as JSON, or writes them as .npy files into `out_dir`.
-pub fn print_outputs(output: &[u8], out_dir: Option<&Path>) -> CliResult {
+#[cfg(feature = "onnx")]
+fn print_outputs(output: &[u8], out_dir: Option<&Path>) -> CliResult {
     match out_dir {
         Some(dir) => {
             for p in crate::tensors::write_npy_dir(output, dir).map_err(CliError::usage)? {

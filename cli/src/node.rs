@@ -63,8 +63,70 @@ pub struct NodeArgs {
         env = "P2PA_MODEL_CACHE_MB"
     )]
     model_cache_mb: u64,
+    /// Memory (address space) an inference process may use; a model that
+    /// asks for more fails its task, and the node goes on
+    #[arg(
+        long,
+        default_value_t = DEFAULT_CHILD_MEMORY_MIB,
+        value_name = "MIB",
+        env = "P2PA_INFER_MEMORY_MB"
+    )]
+    infer_memory_mb: u64,
     #[command(flatten)]
     limits: LimitArgs,
+}
+
+/// Default of `--infer-memory-mb`.
+const DEFAULT_CHILD_MEMORY_MIB: u64 = 2048;
+
+/// Runs `infer` tasks in child processes of this binary (`p2pa infer-child`),
+/// so that a model that crashes or overruns takes down only its own process.
+#[cfg(all(feature = "onnx", unix))]
+fn infer_executor(
+    store: &p2pa_node::models::ModelStore,
+    memory_mib: u64,
+) -> p2pa_node::task::Executor {
+    use p2pa_node::task::child::{ChildCommand, Isolated};
+    match std::env::current_exe() {
+        Ok(program) => std::sync::Arc::new(Isolated::new(ChildCommand {
+            program,
+            args: vec![
+                "infer-child".into(),
+                "--models".into(),
+                store.dir().into(),
+                "--memory-mb".into(),
+                memory_mib.to_string().into(),
+            ],
+        })),
+        Err(e) => {
+            log::warn!("cannot find this program ({e}); models run inside the node process");
+            p2pa_node::task::executor(Some(store.clone()))
+        }
+    }
+}
+
+#[cfg(not(all(feature = "onnx", unix)))]
+fn infer_executor(
+    store: &p2pa_node::models::ModelStore,
+    _memory_mib: u64,
+) -> p2pa_node::task::Executor {
+    p2pa_node::task::executor(Some(store.clone()))
+}
+
+/// `p2pa infer-child`: what a node starts to run models in (not for people).
+#[cfg(all(feature = "onnx", unix))]
+pub fn cmd_infer_child(models: &Path, memory_mib: u64) -> CliResult {
+    let store = p2pa_node::models::ModelStore::new(models, u64::MAX);
+    p2pa_node::task::child::serve(store, memory_mib.saturating_mul(MIB))
+        .map(|()| exit::OK)
+        .map_err(|e| CliError::usage(format!("inference child: {e}")))
+}
+
+#[cfg(not(all(feature = "onnx", unix)))]
+pub fn cmd_infer_child(_: &Path, _: u64) -> CliResult {
+    Err(CliError::usage(
+        "this p2pa was built without the `onnx` feature",
+    ))
 }
 
 /// Limits of a node (defaults suit a LAN of up to a few hundred nodes).
@@ -164,7 +226,7 @@ fn options(cli: &Cli, a: &NodeArgs, dir: &Path) -> Result<NodeOptions, CliError>
     };
     let store = crate::models::store(dir, a.model_cache_mb);
     opts.core.model_cache_bytes = store.limit();
-    opts.executor = p2pa_node::task::executor(Some(store.clone()));
+    opts.executor = infer_executor(&store, a.infer_memory_mb);
     opts.models = Some(store);
     if p2pa_node::task::INFERENCE {
         opts.core.kinds = opts.core.kinds.with(TaskKind::Infer);

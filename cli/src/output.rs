@@ -122,7 +122,8 @@ pub fn outcome_json(o: &TaskOutcome, infer: bool) -> Value {
     v
 }
 
-pub fn print_outcome(o: &TaskOutcome, infer: bool) {
+/// The line on stderr that says how a task went.
+pub fn print_outcome_header(o: &TaskOutcome) {
     let worker = o.worker.map_or("-".to_owned(), |w| w.short().to_string());
     eprintln!(
         "task {} {} on {} in {:.1} ms ({} attempt{})",
@@ -136,6 +137,10 @@ pub fn print_outcome(o: &TaskOutcome, infer: bool) {
     if let Some(e) = &o.error {
         eprintln!("error: {e}");
     }
+}
+
+pub fn print_outcome(o: &TaskOutcome, infer: bool) {
+    print_outcome_header(o);
     if let Some((outputs, prediction)) = infer.then(|| crate::tensors::to_json(&o.output)).flatten()
     {
         if let Some(p) = prediction {

@@ -95,16 +95,22 @@ pub struct SubmitArgs {
     #[arg(long, value_name = "HASH|FILE")]
     model: Option<String>,
     /// Input text; for infer, JSON: [x, …] (one row), [[…], …] (rows) or
-    /// {"shape": [..], "f32": [..]}
+    /// {"shape": [..], "f32": [..]} (also f64 f16 i64 i32 u8 bool; a list of
+    /// such objects, each with a "name", for several inputs)
     #[arg(
         long,
         conflicts_with = "input_file",
         required_unless_present = "input_file"
     )]
     input: Option<String>,
-    /// Read the input from a file (any bytes)
+    /// Read the input from a file: any bytes; for infer a .npy (one input),
+    /// .npz (named inputs, as numpy.savez writes) or .json file
     #[arg(long, value_name = "PATH")]
     input_file: Option<PathBuf>,
+    /// infer: write each output tensor as DIR/<output name>.npy (and print
+    /// their paths) instead of JSON on stdout
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
     /// Send to this node only (its TCP address) instead of discovering one
     #[arg(long, value_name = "HOST:PORT", value_parser = crate::parse_host_port)]
     peer: Option<SocketAddr>,
@@ -121,12 +127,6 @@ pub struct SubmitArgs {
 }
 
 pub fn cmd_submit(net: &NetArgs, data_dir: &std::path::Path, a: &SubmitArgs) -> CliResult {
-    let mut input = match (&a.input, &a.input_file) {
-        (Some(t), _) => t.clone().into_bytes(),
-        (None, Some(p)) => std::fs::read(p)
-            .map_err(|e| CliError::usage(format!("cannot read input file {}: {e}", p.display())))?,
-        (None, None) => return Err(CliError::usage("give --input TEXT or --input-file PATH")),
-    };
     let model = match (&a.model, a.kind) {
         (Some(m), _) => Some(crate::models::load(data_dir, m)?),
         (None, TaskKind::Infer) => {
@@ -134,14 +134,33 @@ pub fn cmd_submit(net: &NetArgs, data_dir: &std::path::Path, a: &SubmitArgs) -> 
         }
         (None, _) => None,
     };
-    if a.kind == TaskKind::Infer {
-        let v: serde_json::Value = serde_json::from_slice(&input).map_err(|e| {
-            CliError::usage(format!(
-                "infer input must be JSON (numbers, rows, or a tensor object): {e}"
-            ))
-        })?;
-        input = tensors::from_json(&v).map_err(|e| CliError::usage(format!("infer input: {e}")))?;
-    }
+    let input = match (a.kind, &a.input, &a.input_file) {
+        (TaskKind::Infer, text, file) => {
+            let set = match (text, file) {
+                (Some(t), _) => {
+                    let v: serde_json::Value = serde_json::from_str(t).map_err(|e| {
+                        CliError::usage(format!(
+                            "infer input must be JSON (numbers, rows, or a tensor object): {e}"
+                        ))
+                    })?;
+                    tensors::tensors_from_json(&v)
+                        .map_err(|e| CliError::usage(format!("infer input: {e}")))?
+                }
+                (None, Some(p)) => tensors::read_file(p).map_err(CliError::usage)?,
+                (None, None) => {
+                    return Err(CliError::usage("give --input JSON or --input-file PATH"))
+                }
+            };
+            if let (Some(bytes), Some(what)) = (&model, &a.model) {
+                crate::models::check_inputs(bytes, what, &set)?;
+            }
+            p2pa_node::task::tensor::encode(&set)
+        }
+        (_, Some(t), _) => t.clone().into_bytes(),
+        (_, None, Some(p)) => std::fs::read(p)
+            .map_err(|e| CliError::usage(format!("cannot read input file {}: {e}", p.display())))?,
+        (_, None, None) => return Err(CliError::usage("give --input TEXT or --input-file PATH")),
+    };
     let (h, mut node) = requester(net, a.peer, data_dir)?;
     node.block_on(async {
         let model_hash = provide(&h, model).await?;
@@ -194,6 +213,23 @@ async fn submit_one(
         .await
         .map_err(|e| CliError::network(e.to_string()))?;
     let infer = a.kind == TaskKind::Infer;
+    if let (true, Some(dir), TaskStatus::Completed) = (infer, &a.out_dir, outcome.status) {
+        let files = tensors::write_npy_dir(&outcome.output, dir).map_err(CliError::usage)?;
+        let mut summary = output::outcome_json(&outcome, false);
+        if let Some(o) = summary.as_object_mut() {
+            o.remove("output_hex");
+            o.insert("files".into(), serde_json::json!(files));
+        }
+        if a.json {
+            output::json_line(&summary);
+        } else {
+            output::print_outcome_header(&outcome);
+            for f in files {
+                say!("{}", f.display());
+            }
+        }
+        return Ok(exit::OK);
+    }
     if a.json {
         output::json_line(&output::outcome_json(&outcome, infer));
     } else {

@@ -127,6 +127,7 @@ pub fn tensors_from_json(v: &Value) -> Result<Vec<Tensor>, String> {
 }
 
 /// Parses JSON input into the binary tensor set an `infer` task takes.
+#[cfg(feature = "onnx")]
 pub fn from_json(v: &Value) -> Result<Vec<u8>, String> {
     tensors_from_json(v).map(|set| tensor::encode(&set))
 }

@@ -82,6 +82,11 @@ impl ModelStore {
         }
     }
 
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The store's size limit.
     pub fn limit(&self) -> u64 {
         self.limit

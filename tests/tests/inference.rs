@@ -146,14 +146,14 @@ fn model_add_list_and_submit_by_hash_and_bad_input_shapes() {
     let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(v["prediction"].as_i64().unwrap(), local_predictions()[0]);
     assert_eq!(v["outputs"][0]["shape"], serde_json::json!([1, 10]));
-    // Wrong shape: the task fails, naming expected and actual shapes.
+    // Wrong shape: refused before anything is sent (exit 2), naming the
+    // expected and the given shapes.
     let out = submit("[1, 2, 3]");
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
-    assert_eq!(v["status"], "failed");
-    let msg = v["output"].as_str().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let msg = stderr(&out);
     assert!(msg.contains("[N, 64]") && msg.contains("[1, 3]"), "{msg}");
-    // A model that fails to load: failed with the loader's message.
+    assert!(stdout(&out).is_empty(), "nothing ran");
+    // A file that is not a model: refused before sending, and by `model add`.
     let junk = dir.join("junk.onnx");
     std::fs::write(&junk, b"definitely not protobuf").unwrap();
     let mut args: Vec<&str> = net.iter().map(String::as_str).collect();
@@ -168,8 +168,22 @@ fn model_add_list_and_submit_by_hash_and_bad_input_shapes() {
         "--json",
     ]);
     let out = p2pa(&args, T);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stdout(&out).contains("failed to load"), "{}", stdout(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not an ONNX model"),
+        "{}",
+        stderr(&out)
+    );
+    let out = p2pa(
+        &["--data-dir", me, "model", "add", junk.to_str().unwrap()],
+        T,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not an ONNX model"),
+        "{}",
+        stderr(&out)
+    );
     // Unknown hash: usage error naming the fix.
     let mut args: Vec<&str> = net.iter().map(String::as_str).collect();
     let missing = "ab".repeat(32);
@@ -197,7 +211,7 @@ fn liar(port: u16) -> NodeHandle {
     let mut o = loopback_options(port);
     o.core.kinds = KindSet::default().with(TaskKind::Infer);
     o.models = Some(ModelStore::new(scratch("liar-store"), 1 << 20));
-    o.executor = Arc::new(|_, _, _| {
+    o.executor = Arc::new(|_, _: &[u8], _| {
         let out = tensor::encode(&[
             Tensor::f32(vec![1, 10], vec![0.1; 10]).unwrap(),
             Tensor::i64(vec![1], vec![9]).unwrap(),

@@ -203,10 +203,13 @@ impl Requester {
         }
     }
 
-    /// The best peer for `r` now: untried first, then those holding the
-    /// model, then fewest tasks per free slot, then RTT.
+    /// The best peer for `r` now: untried first, then fewest tasks per free
+    /// slot, counting a missing model as one task per slot more (so a worker
+    /// without the model gets work, and fetches the model, as soon as the
+    /// holders are busy, instead of the batch queueing on the holders), then
+    /// RTT.
     fn pick(&self, cfg: &Config, r: &Req, w: &Wire<'_>) -> Option<NodeId> {
-        let mut best: Option<(bool, u32, bool, usize, Duration, NodeId)> = None;
+        let mut best: Option<(bool, u32, usize, bool, Duration, NodeId)> = None;
         for (id, caps, rtt) in w.peers.connected() {
             let excluded = r.req.peer.is_some_and(|o| o != id) || r.offered.contains(&id);
             if !caps.kinds.contains(r.req.kind) || excluded {
@@ -220,12 +223,13 @@ impl Requester {
             let load = inflight
                 .saturating_mul(4)
                 .checked_div(usize::from(caps.free_slots.max(1)))
-                .unwrap_or(inflight);
+                .unwrap_or(inflight)
+                .saturating_add(if lacks_model { 4 } else { 0 });
             let key = (
                 r.tried.contains(&id),
                 self.observed.strikes(id),
-                lacks_model,
                 load,
+                lacks_model,
                 rtt.unwrap_or(Duration::from_millis(1)),
                 id,
             );

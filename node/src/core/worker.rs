@@ -385,7 +385,14 @@ impl Worker {
             .map(|(&id, _)| id)
             .collect();
         for job in late {
+            let running = self
+                .jobs
+                .get(&job)
+                .is_some_and(|j| j.state == TaskState::Running);
             self.answer(job, TaskStatus::Timeout, DEADLINE_PASSED, w);
+            if running {
+                w.out.event(Event::Abandon { job }); // stop its computation
+            }
         }
         self.start_jobs(cfg, blobs, w);
     }

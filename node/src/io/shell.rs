@@ -322,11 +322,17 @@ impl Shell {
                 kind,
                 input,
                 model,
-                ..
+                deadline,
             } => {
                 if self.core.config().runs_inline(kind, input.len()) {
                     let start = Instant::now();
-                    let (status, out) = (self.executor)(kind, &input, model);
+                    let (status, out) = self.executor.run(&crate::task::Job {
+                        id: job,
+                        kind,
+                        input: &input,
+                        model,
+                        deadline,
+                    });
                     self.core.handle_job_done(Instant::now(), job, status, &out);
                     self.tell(NodeEvent::TaskStarted { job, kind });
                     let elapsed = start.elapsed();
@@ -338,10 +344,13 @@ impl Shell {
                     });
                 }
                 self.started.insert(job, (kind, Instant::now()));
-                self.queue_on_slot(job, kind, input, model);
+                self.queue_on_slot((job, kind, input, model, deadline));
                 Some(NodeEvent::TaskStarted { job, kind })
             }
-            Event::Abandon { .. } => None,
+            Event::Abandon { job } => {
+                self.executor.abandon(job);
+                None
+            }
             Event::ModelFetched { hash, bytes } => {
                 // Written before the jobs waiting for it start (they come
                 // later in this same queue).
@@ -369,13 +378,8 @@ impl Shell {
     }
 
     /// Queues a job for the slot threads (started with the first one).
-    fn queue_on_slot(
-        &mut self,
-        job: u64,
-        kind: p2pa_protocol::TaskKind,
-        input: Vec<u8>,
-        model: Option<[u8; 32]>,
-    ) {
+    fn queue_on_slot(&mut self, slot_job: super::slots::SlotJob) {
+        let job = slot_job.0;
         let slots = self.slots.get_or_insert_with(|| {
             Slots::start(
                 self.core.config().workers,
@@ -385,7 +389,7 @@ impl Shell {
         });
         // The core starts at most workers + prefetch jobs, so the queue
         // (that size) has room; if it has not, say so.
-        if slots.jobs.try_send((job, kind, input, model)).is_err() {
+        if slots.jobs.try_send(slot_job).is_err() {
             self.started.remove(&job);
             self.core.handle_job_done(
                 Instant::now(),

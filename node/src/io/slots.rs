@@ -4,14 +4,16 @@
 //! sender) goes away.
 
 use async_channel::{bounded, Sender};
+use std::time::Instant;
+
 use p2pa_protocol::TaskKind;
 
 use super::Input;
 use crate::core::JobId;
-use crate::task::Executor;
+use crate::task::{Executor, Job};
 
-/// A job for a slot thread: id, kind, input, model.
-pub(super) type SlotJob = (JobId, TaskKind, Vec<u8>, Option<[u8; 32]>);
+/// A job for a slot thread: id, kind, input, model, deadline.
+pub(super) type SlotJob = (JobId, TaskKind, Vec<u8>, Option<[u8; 32]>, Instant);
 
 /// The slot threads' queue.
 pub(super) struct Slots {
@@ -29,12 +31,16 @@ impl Slots {
             let spawned = std::thread::Builder::new()
                 .name(format!("p2pa-slot-{i}"))
                 .spawn(move || {
-                    while let Ok((job, kind, input, model)) = rx.recv_blocking() {
-                        let (status, out) = exec(kind, &input, model);
-                        if done
-                            .send_blocking(Input::JobDone(job, status, out))
-                            .is_err()
-                        {
+                    while let Ok((id, kind, input, model, deadline)) = rx.recv_blocking() {
+                        let job = Job {
+                            id,
+                            kind,
+                            input: &input,
+                            model,
+                            deadline,
+                        };
+                        let (status, out) = exec.run(&job);
+                        if done.send_blocking(Input::JobDone(id, status, out)).is_err() {
                             break;
                         }
                     }

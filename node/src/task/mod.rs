@@ -1,23 +1,60 @@
 //! Task executors: functions from input bytes to output bytes, run on the
-//! worker slot threads by the shell. `infer` runs ONNX models (feature `onnx`).
+//! worker slot threads by the shell. `infer` runs ONNX models (feature
+//! `onnx`), in a child process (`child`) where a node runs one.
 
+#[cfg(all(feature = "onnx", unix))]
+pub mod child;
 #[cfg(feature = "onnx")]
 pub mod infer;
 pub mod tensor;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use p2pa_protocol::{TaskKind, TaskStatus};
 
-use crate::core::sha256;
+use crate::core::{sha256, JobId};
 use crate::hex::hex;
 use crate::models::ModelStore;
 
-/// Runs one task: `(kind, input, model) → (status, output)`. Runs on the
-/// worker slot threads, so it may take as long as it needs.
-pub type Executor =
-    Arc<dyn Fn(TaskKind, &[u8], Option<[u8; 32]>) -> (TaskStatus, Vec<u8>) + Send + Sync>;
+/// One job, as an executor sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Job<'a> {
+    /// The core's id for it (what [`Execute::abandon`] names).
+    pub id: JobId,
+    /// What to run.
+    pub kind: TaskKind,
+    /// Its input.
+    pub input: &'a [u8],
+    /// The model an `infer` job runs.
+    pub model: Option<[u8; 32]>,
+    /// When its requester stops waiting.
+    pub deadline: Instant,
+}
+
+/// Runs jobs: `job → (status, output)`, on the worker slot threads, so it may
+/// take as long as it needs; and stops a job whose result is no longer wanted.
+pub trait Execute: Send + Sync {
+    /// Runs one job; the output is the failure's text when it fails.
+    fn run(&self, job: &Job<'_>) -> (TaskStatus, Vec<u8>);
+
+    /// The job's requester cancelled, left, or its deadline passed: stop it
+    /// if it is still running (its result will be dropped anyway).
+    fn abandon(&self, _job: JobId) {}
+}
+
+/// Any function of (kind, input, model) runs jobs (and cannot stop them).
+impl<F> Execute for F
+where
+    F: Fn(TaskKind, &[u8], Option<[u8; 32]>) -> (TaskStatus, Vec<u8>) + Send + Sync,
+{
+    fn run(&self, job: &Job<'_>) -> (TaskStatus, Vec<u8>) {
+        self(job.kind, job.input, job.model)
+    }
+}
+
+/// What a node's slots run jobs with.
+pub type Executor = Arc<dyn Execute>;
 
 /// Longest a `sleep` task may sleep.
 pub const MAX_SLEEP_MS: u64 = 60_000;
@@ -26,13 +63,14 @@ pub const MAX_SLEEP_MS: u64 = 60_000;
 pub const INFERENCE: bool = cfg!(feature = "onnx");
 
 /// The executor for a node: the built-in kinds, plus `infer` against the
-/// models in `store` when built with the `onnx` feature.
+/// models in `store` when built with the `onnx` feature, in this process.
+/// A node that may run untrusted models uses [`child::Isolated`] instead.
 pub fn executor(store: Option<ModelStore>) -> Executor {
     #[cfg(feature = "onnx")]
     {
         if let Some(store) = store {
             let engine = Arc::new(infer::Engine::new(store));
-            return Arc::new(move |kind, input, model| match kind {
+            return Arc::new(move |kind, input: &[u8], model| match kind {
                 TaskKind::Infer => engine.run(model, input),
                 other => execute(other, input, model),
             });
@@ -66,7 +104,6 @@ pub fn execute(kind: TaskKind, input: &[u8], _model: Option<[u8; 32]>) -> (TaskS
         ),
     }
 }
-
 fn parse_ms(input: &[u8]) -> Option<u64> {
     let ms: u64 = std::str::from_utf8(input).ok()?.trim().parse().ok()?;
     (ms <= MAX_SLEEP_MS).then_some(ms)

@@ -1,0 +1,430 @@
+//! Inference in a child process: a model from the network is untrusted code
+//! in all but name (a valid ONNX file can divide by zero, index out of range
+//! or ask for 100 GB inside the runtime), so the worker never loads one in its
+//! own process. It runs children of its own binary (`p2pa infer-child`), each
+//! kept alive and reused for the models it has loaded, with a memory limit
+//! (`RLIMIT_AS`) and a CPU-time limit per task (`RLIMIT_CPU`, from the task's
+//! deadline). A panic, abort, OOM or timeout ends that child only: its task
+//! fails with the reason the child printed last, and the next task starts a
+//! fresh child. A task whose requester gave up (cancel, timeout, session
+//! gone) gets its child killed at once.
+//!
+//! Parent and child talk over the child's stdin/stdout with length-prefixed
+//! frames (a pipe: no shared memory to set up or map, and the copy of a 10 MB
+//! tensor costs ~1 ms, far below the inference):
+//!
+//! ```text
+//! request := len: u32 LE, model: [u8; 32], cpu_secs: u32 LE, input
+//! reply   := len: u32 LE, status: u8 (0 completed, 1 failed), output
+//! ```
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ffi::OsString;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use p2pa_protocol::{TaskKind, TaskStatus};
+
+use super::infer::Engine;
+use super::{execute, Execute, Job};
+use crate::core::JobId;
+use crate::models::ModelStore;
+
+/// Largest frame either side accepts (a tensor set of 1 GiB and change).
+pub const MAX_PIPE_FRAME: usize = (1 << 30) + 64;
+/// Lines of the child's stderr kept to explain its end.
+const STDERR_LINES: usize = 8;
+/// Longest stderr line kept.
+const STDERR_LINE_LEN: usize = 400;
+/// Children kept idle for reuse (the rest exit when their task ends).
+pub const MAX_IDLE: usize = 4;
+/// Default address-space limit of a child.
+pub const DEFAULT_CHILD_MEMORY: u64 = 2 << 30;
+
+/// How to start a child: the program and its arguments.
+#[derive(Debug, Clone)]
+pub struct ChildCommand {
+    /// The program (the node's own binary).
+    pub program: PathBuf,
+    /// Its arguments (the hidden subcommand and the store directory).
+    pub args: Vec<OsString>,
+}
+
+/// A running child.
+struct Proc {
+    child: Arc<Mutex<Child>>,
+    stdin: ChildStdin,
+    replies: Receiver<io::Result<(TaskStatus, Vec<u8>)>>,
+    stderr: Arc<Mutex<VecDeque<String>>>,
+    stderr_reader: Option<JoinHandle<()>>,
+    /// The model it ran last (its engine keeps it loaded).
+    model: Option<[u8; 32]>,
+}
+
+/// An executor that runs `infer` jobs in child processes (the other kinds
+/// in this process: they are the node's own code).
+pub struct Isolated {
+    command: ChildCommand,
+    idle: Mutex<Vec<Proc>>,
+    running: Mutex<BTreeMap<JobId, Arc<Mutex<Child>>>>,
+}
+
+impl std::fmt::Debug for Isolated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Isolated")
+            .field("command", &self.command)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Isolated {
+    /// Runs `infer` jobs in children started with `command`.
+    pub fn new(command: ChildCommand) -> Self {
+        Self {
+            command,
+            idle: Mutex::new(Vec::new()),
+            running: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Children alive now, idle or running.
+    pub fn children(&self) -> usize {
+        let idle = self.idle.lock().map_or(0, |v| v.len());
+        let running = self.running.lock().map_or(0, |v| v.len());
+        idle.saturating_add(running)
+    }
+
+    fn spawn(&self) -> io::Result<Proc> {
+        let mut child = Command::new(&self.command.program)
+            .args(&self.command.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let missing = || io::Error::other("child pipes missing");
+        let stdin = child.stdin.take().ok_or_else(missing)?;
+        let mut stdout = child.stdout.take().ok_or_else(missing)?;
+        let stderr_pipe = child.stderr.take().ok_or_else(missing)?;
+        let (tx, replies) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("p2pa-child-out".into())
+            .spawn(move || loop {
+                let reply = read_frame(&mut stdout).and_then(|f| parse_reply(&f));
+                let end = reply.is_err();
+                if tx.send(reply).is_err() || end {
+                    break;
+                }
+            })?;
+        let stderr = Arc::new(Mutex::new(VecDeque::new()));
+        let lines = stderr.clone();
+        let stderr_reader = std::thread::Builder::new()
+            .name("p2pa-child-err".into())
+            .spawn(move || {
+                for line in BufReader::new(stderr_pipe).lines() {
+                    let Ok(mut line) = line else { break };
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    log::debug!("inference child: {line}");
+                    let mut cut = line.len().min(STDERR_LINE_LEN);
+                    while !line.is_char_boundary(cut) {
+                        cut = cut.saturating_sub(1);
+                    }
+                    line.truncate(cut);
+                    if let Ok(mut l) = lines.lock() {
+                        if l.len() >= STDERR_LINES {
+                            l.pop_front();
+                        }
+                        l.push_back(line);
+                    }
+                }
+            })?;
+        Ok(Proc {
+            child: Arc::new(Mutex::new(child)),
+            stdin,
+            replies,
+            stderr,
+            stderr_reader: Some(stderr_reader),
+            model: None,
+        })
+    }
+
+    /// An idle child that ran `model` last, else any idle one, else a new one.
+    fn take(&self, model: Option<[u8; 32]>) -> io::Result<Proc> {
+        let found = self.idle.lock().ok().and_then(|mut idle| {
+            // One that died while idle (killed from outside) is no use.
+            idle.retain(|p| {
+                p.child
+                    .lock()
+                    .is_ok_and(|mut c| matches!(c.try_wait(), Ok(None)))
+            });
+            let i = idle
+                .iter()
+                .position(|p| p.model == model)
+                .or(idle.len().checked_sub(1))?;
+            Some(idle.remove(i))
+        });
+        match found {
+            Some(p) => Ok(p),
+            None => self.spawn(),
+        }
+    }
+
+    fn give_back(&self, p: Proc) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() >= MAX_IDLE {
+                idle.remove(0); // dropped: its stdin closes and it exits
+            }
+            idle.push(p);
+        }
+    }
+
+    fn infer(&self, job: &Job<'_>) -> (TaskStatus, Vec<u8>) {
+        let Some(model) = job.model else {
+            return failed("an infer task needs a model hash".into());
+        };
+        let mut p = match self.take(job.model) {
+            Ok(p) => p,
+            Err(e) => return failed(format!("cannot start the inference process: {e}")),
+        };
+        let left = job.deadline.saturating_duration_since(Instant::now());
+        // Whole seconds of CPU, rounded up, and one more for loading.
+        let cpu = u32::try_from(left.as_secs().saturating_add(2)).unwrap_or(u32::MAX);
+        if let Ok(mut r) = self.running.lock() {
+            r.insert(job.id, p.child.clone());
+        }
+        let sent = write_request(&mut p.stdin, &model, cpu, job.input);
+        let reply = match sent {
+            Ok(()) => p.replies.recv_timeout(left),
+            Err(e) => Ok(Err(e)),
+        };
+        let abandoned = self
+            .running
+            .lock()
+            .map_or(true, |mut r| r.remove(&job.id).is_none());
+        match reply {
+            Ok(Ok(out)) => {
+                p.model = Some(model);
+                if !abandoned {
+                    self.give_back(p); // else it may be killed already
+                }
+                out
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let why = format!(
+                    "model ran past the task's deadline ({} ms); its process was stopped",
+                    left.as_millis()
+                );
+                end(p);
+                (TaskStatus::Timeout, why.into_bytes())
+            }
+            Ok(Err(_)) | Err(RecvTimeoutError::Disconnected) => {
+                let why = end(p); // reaps it either way
+                if abandoned {
+                    failed("stopped: the requester no longer wants it".to_owned())
+                } else {
+                    failed(why)
+                }
+            }
+        }
+    }
+}
+
+impl Execute for Isolated {
+    fn run(&self, job: &Job<'_>) -> (TaskStatus, Vec<u8>) {
+        match job.kind {
+            TaskKind::Infer => self.infer(job),
+            other => execute(other, job.input, job.model),
+        }
+    }
+
+    fn abandon(&self, job: JobId) {
+        let child = self.running.lock().ok().and_then(|mut r| r.remove(&job));
+        if let Some(child) = child {
+            if let Ok(mut c) = child.lock() {
+                let _ = c.kill();
+            }
+        }
+    }
+}
+
+fn failed(why: String) -> (TaskStatus, Vec<u8>) {
+    (TaskStatus::Failed, why.into_bytes())
+}
+
+/// Stops a child that failed or overran and says why it ended.
+fn end(mut p: Proc) -> String {
+    let status = p.child.lock().ok().and_then(|mut c| {
+        let _ = c.kill();
+        c.wait().ok()
+    });
+    drop(p.stdin);
+    if let Some(h) = p.stderr_reader.take() {
+        let _ = h.join(); // ends with the child's stderr
+    }
+    let last = p
+        .stderr
+        .lock()
+        .ok()
+        .and_then(|l| l.back().cloned())
+        .unwrap_or_else(|| "no message".into());
+    format!("model aborted: {last} ({})", describe(status))
+}
+
+fn describe(status: Option<ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Some(s) => match (s.code(), s.signal()) {
+            (Some(c), _) => format!("exit code {c}"),
+            (None, Some(6)) => "SIGABRT".into(),
+            (None, Some(9)) => "SIGKILL".into(),
+            (None, Some(11)) => "SIGSEGV".into(),
+            (None, Some(24)) => "SIGXCPU: CPU time limit".into(),
+            (None, Some(sig)) => format!("signal {sig}"),
+            (None, None) => "ended".into(),
+        },
+        None => "status unknown".into(),
+    }
+}
+
+fn read_frame(r: &mut impl Read) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = usize::try_from(u32::from_le_bytes(len)).unwrap_or(usize::MAX);
+    if len > MAX_PIPE_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
+    }
+    let mut buf = Vec::new();
+    r.take(len as u64).read_to_end(&mut buf)?;
+    if buf.len() != len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(buf)
+}
+
+fn write_frame(w: &mut impl Write, parts: &[&[u8]]) -> io::Result<()> {
+    let len = parts
+        .iter()
+        .map(|p| p.len())
+        .fold(0usize, usize::saturating_add);
+    let len = u32::try_from(len)
+        .ok()
+        .filter(|l| usize::try_from(*l).is_ok_and(|l| l <= MAX_PIPE_FRAME))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    w.write_all(&len.to_le_bytes())?;
+    for p in parts {
+        w.write_all(p)?;
+    }
+    w.flush()
+}
+
+fn write_request(w: &mut impl Write, model: &[u8; 32], cpu: u32, input: &[u8]) -> io::Result<()> {
+    write_frame(w, &[model, &cpu.to_le_bytes(), input])
+}
+
+fn parse_reply(f: &[u8]) -> io::Result<(TaskStatus, Vec<u8>)> {
+    let (status, out) = f
+        .split_first()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "empty reply"))?;
+    let status = if *status == 0 {
+        TaskStatus::Completed
+    } else {
+        TaskStatus::Failed
+    };
+    Ok((status, out.to_vec()))
+}
+
+/// The child's side: sets its memory limit, then runs the requests on stdin
+/// until stdin closes (the worker went away or dropped it). Panics print
+/// their message alone on stderr (the worker quotes the last line).
+pub fn serve(store: ModelStore, memory: u64) -> io::Result<()> {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into());
+        eprintln!("{msg}");
+    }));
+    if let Err(e) = rlimit::setrlimit(rlimit::Resource::AS, memory, memory) {
+        eprintln!("warning: cannot limit memory to {memory} bytes: {e}");
+    }
+    let engine = Engine::new(store);
+    let mut stdin = io::stdin().lock();
+    let mut stdout = io::stdout().lock();
+    loop {
+        let frame = match read_frame(&mut stdin) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let (head, input) = frame
+            .split_at_checked(36)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "short request"))?;
+        let (model, cpu) = head.split_at(32);
+        let model: [u8; 32] = model.try_into().unwrap_or([0; 32]);
+        let cpu = u32::from_le_bytes(cpu.try_into().unwrap_or([0; 4]));
+        limit_cpu(cpu);
+        let (status, out) = engine.run(Some(model), input);
+        let code = [u8::from(status != TaskStatus::Completed)];
+        write_frame(&mut stdout, &[&code, &out])?;
+    }
+}
+
+/// Lets this task use `secs` more seconds of CPU (SIGXCPU after that).
+fn limit_cpu(secs: u32) {
+    let Some(used) = cpu_seconds() else { return };
+    let soft = used.saturating_add(u64::from(secs));
+    let _ = rlimit::setrlimit(rlimit::Resource::CPU, soft, rlimit::INFINITY);
+}
+
+/// CPU seconds this process used, from /proc/self/stat (Linux; `None` elsewhere).
+fn cpu_seconds() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // After the command name (in parentheses, which may hold spaces): fields
+    // 14 and 15 of the line are utime and stime, in clock ticks (100 a second).
+    let rest = stat.get(stat.rfind(')')?.checked_add(2)?..)?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(
+        utime
+            .saturating_add(stime)
+            .checked_div(100)?
+            .saturating_add(1),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_bad_ones_are_refused() {
+        let mut buf = Vec::new();
+        write_request(&mut buf, &[7; 32], 5, b"input").unwrap();
+        let f = read_frame(&mut buf.as_slice()).unwrap();
+        assert_eq!(&f[..32], &[7; 32]);
+        assert_eq!(&f[36..], b"input");
+        let mut short = 10u32.to_le_bytes().to_vec();
+        short.extend_from_slice(b"abc");
+        assert!(read_frame(&mut short.as_slice()).is_err());
+        let huge = u32::MAX.to_le_bytes();
+        assert!(read_frame(&mut huge.as_slice()).is_err());
+        assert!(parse_reply(&[]).is_err());
+        assert_eq!(
+            parse_reply(&[1, b'x']).unwrap(),
+            (TaskStatus::Failed, b"x".to_vec())
+        );
+        assert!(cpu_seconds().is_some(), "reads /proc/self/stat");
+    }
+}
