@@ -162,6 +162,14 @@ struct LimitArgs {
     /// Longest task deadline accepted from a requester (longer offers are refused)
     #[arg(long, default_value_t = Config::default().max_task_deadline.as_secs(), value_name = "S")]
     max_task_deadline: u64,
+    /// Largest task input or output taken or returned (beyond 64 KiB they
+    /// travel as blobs)
+    #[arg(long, default_value_t = Config::default().max_tensor_bytes / MIB, value_name = "MIB")]
+    max_tensor_mb: u64,
+    /// Task inputs held ahead of running them, all requesters together (one
+    /// input always); the next arrive while the current ones run
+    #[arg(long, default_value_t = Config::default().input_buffer_bytes / MIB, value_name = "MIB")]
+    input_buffer_mb: u64,
 }
 
 impl LimitArgs {
@@ -176,6 +184,8 @@ impl LimitArgs {
         c.dead_after = Duration::from_millis(self.dead_after_ms.max(self.slow_after_ms));
         c.queue_len = self.queue;
         c.max_task_deadline = Duration::from_secs(self.max_task_deadline);
+        c.max_tensor_bytes = self.max_tensor_mb.saturating_mul(MIB);
+        c.input_buffer_bytes = self.input_buffer_mb.saturating_mul(MIB);
     }
 }
 

@@ -160,11 +160,11 @@ fn a_fetch_resumes_from_another_requester_when_the_first_dies() {
     assert_eq!(sim.fetched, vec![(1, hash, bytes.len())]);
 }
 
-/// Node 0 serves an 8-chunk model and asks node 1 to infer with it; runs
-/// until node 1 holds two chunks of it.
+/// Node 0 serves a 64-chunk model and asks node 1 to infer with it; runs
+/// until node 1 holds two chunks of it (the fetch asks for 8 at a time).
 fn fetch_under_way(sim: &mut Sim, timeout_ms: u64) {
     sim.run_until(Duration::from_secs(1));
-    let bytes = model(8 * BLOB_CHUNK_LEN);
+    let bytes = model(64 * BLOB_CHUNK_LEN);
     let hash = sha256(&bytes);
     sim.core(0).provide_model(hash, Arc::from(bytes));
     sim.submit(0, infer(hash, timeout_ms));
@@ -195,9 +195,11 @@ fn a_stalled_fetch_is_given_up_and_freed() {
         ..cfg(i == 1)
     });
     fetch_under_way(&mut sim, 30_000);
-    let held = sim.core(1).fetching_bytes();
     sim.mute = vec![0]; // the requester goes quiet, its session stays up for now
     let t = sim.now - sim.start;
+    sim.run_until(t + Duration::from_millis(100)); // chunks already sent land
+    let held = sim.core(1).fetching_bytes();
+    assert!(held < 64 * BLOB_CHUNK_LEN, "the fetch is incomplete");
     sim.run_until(t + Duration::from_millis(1500));
     assert_eq!(
         sim.core(1).fetching_bytes(),

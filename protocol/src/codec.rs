@@ -444,7 +444,12 @@ mod tests {
 
     #[test]
     fn valid_signed_ping_is_accepted() {
-        let f = sign_raw(1, MessageKind::Ping as u8, &[7], Context::Session(&SID));
+        let f = sign_raw(
+            crate::PROTOCOL_VERSION,
+            MessageKind::Ping as u8,
+            &[7],
+            Context::Session(&SID),
+        );
         let v = check(&f).unwrap();
         assert_eq!(v.message(), &Message::Ping(crate::Ping { nonce: 7 }));
         assert_eq!(v.seq(), 9);
@@ -452,7 +457,12 @@ mod tests {
 
     #[test]
     fn signed_trailing_bytes_are_refused() {
-        let f = sign_raw(1, MessageKind::Ping as u8, &[7, 0], Context::Session(&SID));
+        let f = sign_raw(
+            crate::PROTOCOL_VERSION,
+            MessageKind::Ping as u8,
+            &[7, 0],
+            Context::Session(&SID),
+        );
         assert_eq!(
             check(&f).unwrap_err(),
             FrameError::TrailingBytes {
@@ -466,7 +476,7 @@ mod tests {
     fn signed_non_canonical_varint_is_refused() {
         // 7 encoded in two bytes: 0x87 0x00.
         let f = sign_raw(
-            1,
+            crate::PROTOCOL_VERSION,
             MessageKind::Ping as u8,
             &[0x87, 0x00],
             Context::Session(&SID),
@@ -481,18 +491,23 @@ mod tests {
 
     #[test]
     fn signed_wrong_version_and_unknown_kind_are_refused() {
-        let f = sign_raw(2, MessageKind::Ping as u8, &[7], Context::Session(&SID));
+        let f = sign_raw(1, MessageKind::Ping as u8, &[7], Context::Session(&SID));
         assert_eq!(
             check(&f).unwrap_err(),
-            FrameError::UnsupportedVersion { got: 2 }
+            FrameError::UnsupportedVersion { got: 1 }
         );
-        let f = sign_raw(1, 99, &[7], Context::Session(&SID));
+        let f = sign_raw(crate::PROTOCOL_VERSION, 99, &[7], Context::Session(&SID));
         assert_eq!(check(&f).unwrap_err(), FrameError::UnknownKind { got: 99 });
     }
 
     #[test]
     fn signed_in_another_context_is_refused() {
-        let f = sign_raw(1, MessageKind::Ping as u8, &[7], Context::Hello);
+        let f = sign_raw(
+            crate::PROTOCOL_VERSION,
+            MessageKind::Ping as u8,
+            &[7],
+            Context::Hello,
+        );
         assert_eq!(check(&f).unwrap_err(), FrameError::BadSignature);
     }
 
@@ -501,7 +516,12 @@ mod tests {
         let detail = [b'x'; MAX_ERROR_DETAIL + 1];
         let mut body = Vec::from([0u8, 0x81, 0x02]); // code 0, length 257
         body.extend_from_slice(&detail);
-        let f = sign_raw(1, MessageKind::Error as u8, &body, Context::Session(&SID));
+        let f = sign_raw(
+            crate::PROTOCOL_VERSION,
+            MessageKind::Error as u8,
+            &body,
+            Context::Session(&SID),
+        );
         assert_eq!(
             check(&f).unwrap_err(),
             FrameError::MalformedBody {
@@ -516,7 +536,7 @@ mod tests {
             kind in 1u8..=14,
             body in proptest::collection::vec(any::<u8>(), 0..200),
         ) {
-            let f = sign_raw(1, kind, &body, Context::Session(&SID));
+            let f = sign_raw(crate::PROTOCOL_VERSION, kind, &body, Context::Session(&SID));
             if let Ok(v) = check(&f) {
                 let mut out = [0u8; 512];
                 let n = encode_body(v.message(), &mut out).unwrap();

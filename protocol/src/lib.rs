@@ -1,4 +1,4 @@
-//! # p2pa-protocol: the p2pa wire format, version 1
+//! # p2pa-protocol: the p2pa wire format, version 2
 //!
 //! `no_std`, allocation-free. Every frame is a fixed header, a postcard body
 //! and an Ed25519 signature; this documentation is the specification.
@@ -7,7 +7,7 @@
 //!
 //! | offset      | size | field                                            |
 //! |-------------|------|--------------------------------------------------|
-//! | 0           | 1    | version, `0x01`                                  |
+//! | 0           | 1    | version, `0x02`                                  |
 //! | 1           | 1    | message kind ([`MessageKind`], 1..=14)           |
 //! | 2           | 32   | sender's Ed25519 public key (the [`NodeId`])     |
 //! | 34          | 8    | sequence number, `u64` little-endian             |
@@ -36,8 +36,10 @@
 //!
 //! - **Stream (TCP)**: `u32` little-endian length of the signed frame, then the
 //!   frame. At most [`MAX_FRAME_LEN`] (64 KiB); the [`StreamDecoder`] rejects a
-//!   larger prefix before storing a byte. Larger payloads (models) are sent in
-//!   [`BlobChunk`]s of at most [`BLOB_CHUNK_LEN`].
+//!   larger prefix before storing a byte. Larger payloads (models, and task
+//!   inputs and outputs that do not fit a frame: [`TaskInput::Blob`],
+//!   [`TaskOutput::Blob`]) are content-addressed blobs, fetched by the side
+//!   that needs them in [`BlobChunk`]s of at most [`BLOB_CHUNK_LEN`].
 //! - **Datagram (UDP)**: one signed frame per datagram, no prefix, at most
 //!   [`MAX_DATAGRAM_LEN`] (1 200) bytes.
 //!
@@ -62,10 +64,14 @@
 //! | 9/10 | `Ping`/`Pong` | session   | keepalive and RTT                         |
 //! | 11   | `Goodbye`     | session   | leaving, with a reason                    |
 //! | 12   | `Error`       | session   | non-fatal error report                    |
-//! | 13   | `BlobRequest` | session   | ask for a byte range of a blob (model)    |
+//! | 13   | `BlobRequest` | session   | ask for a byte range of a blob            |
 //! | 14   | `BlobChunk`   | session   | a byte range of a blob, resumable         |
 //!
-//! A new kind needs a version bump: a v1 receiver refuses unknown kinds.
+//! A new kind needs a version bump: a receiver refuses unknown kinds.
+//!
+//! Version 2 (p2pa 0.2) changed `TaskResult`'s output from bytes to
+//! [`TaskOutput`] (inline bytes, or a blob the requester fetches), so outputs
+//! of any size travel; version-1 frames are refused (`UnsupportedVersion`).
 //!
 //! ## Handshake
 //!
@@ -103,16 +109,16 @@
 //! (`tests/golden/ping.frame`):
 //!
 //! ```text
-//! 01                                        version 1
+//! 02                                        version 2
 //! 09                                        kind 9 = Ping
 //! 197f6b23e16c8532c6abc838facd5ea7          sender key (32 bytes)
 //! 89be0c76b2920334039bfa8b3d368d61
 //! 0100000000000000                          sequence 1, u64 little-endian
 //! 07                                        body: postcard varint 7
-//! 7c4c8d1a7d196adb58d3b6efec9dc22e          Ed25519 signature (64 bytes) over
-//! 3f57e5ab26e23a1f3d6622e0e66e5a52          "p2pa/v1/session" ‖ [1u8; 32] ‖ [2u8; 32]
-//! c8635d9b1cad93fa357c5d23c21483d4          ‖ the 43 bytes above
-//! c8b898da5597fa8845f3a4283371a80e
+//! 81b021c2d6ab3e6cce55cdcb1cda5048          Ed25519 signature (64 bytes) over
+//! 55689d4d042ed85862a12c57de726540          "p2pa/v1/session" ‖ [1u8; 32] ‖ [2u8; 32]
+//! 4128d81d060d5721413836c9d7bca8ed          ‖ the 43 bytes above
+//! 35d7d2d3ca27ed099774fc1686ab6603
 //! ```
 //!
 //! On a stream it is preceded by `6b 00 00 00` (107, `u32` little-endian).
@@ -171,8 +177,8 @@ pub use limits::{
 pub use message::{
     Beacon, BlobChunk, BlobRequest, Budget, Cancel, Capabilities, Error, ErrorCode, Goodbye,
     GoodbyeReason, Hash32, Hello, HelloAck, KindSet, Message, MessageKind, NodeId, Nonce, Ping,
-    Pong, RejectReason, ShortId, TaskAccept, TaskId, TaskInput, TaskKind, TaskOffer, TaskReject,
-    TaskResult, TaskStatus,
+    Pong, RejectReason, ShortId, TaskAccept, TaskId, TaskInput, TaskKind, TaskOffer, TaskOutput,
+    TaskReject, TaskResult, TaskStatus,
 };
 pub use receipt::{Receipt, Signature64, RECEIPT_SIGNED_LEN};
 pub use sign::{

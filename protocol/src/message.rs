@@ -272,6 +272,21 @@ pub enum TaskInput<'a> {
     },
 }
 
+/// Where a task's output is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskOutput<'a> {
+    /// The bytes themselves.
+    Inline(&'a [u8]),
+    /// A blob the requester fetches from the worker with `BlobRequest` (an
+    /// output too large for one frame). The receipt's output hash is `hash`.
+    Blob {
+        /// Its content hash.
+        hash: Hash32,
+        /// Its size in bytes.
+        len: u64,
+    },
+}
+
 /// Limits the requester sets on a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Budget {
@@ -392,8 +407,9 @@ pub struct TaskResult<'a> {
     pub task_id: TaskId,
     /// How it ended.
     pub status: TaskStatus,
-    /// Output bytes (for `Failed`, a UTF-8 message saying why).
-    pub output: &'a [u8],
+    /// The output (for `Failed`, a UTF-8 message saying why).
+    #[serde(borrow)]
+    pub output: TaskOutput<'a>,
     /// The worker's signed receipt.
     pub receipt: Receipt,
 }
@@ -476,7 +492,8 @@ pub struct Error<'a> {
     pub detail: &'a str,
 }
 
-/// Asks for a byte range of a content-addressed blob (a model).
+/// Asks for a byte range of a content-addressed blob (a model, or a task's
+/// input or output too large for one frame).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobRequest {
     /// The blob's content hash.

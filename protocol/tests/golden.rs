@@ -66,15 +66,15 @@ fn worked_example_in_the_crate_docs_holds() {
     assert_eq!(key.node_id().short().to_string(), "197f6b23");
     let bytes = frame(&key, 1, &Message::Ping(Ping { nonce: 7 }));
     assert_eq!(bytes.len(), 107);
-    assert_eq!(&bytes[..2], &[1, 9]);
+    assert_eq!(&bytes[..2], &[2, 9]);
     assert_eq!(&bytes[2..34], key.node_id().as_bytes());
     assert_eq!(&bytes[34..42], &1u64.to_le_bytes());
     assert_eq!(bytes[42], 7);
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let documented = "0109197f6b23e16c8532c6abc838facd5ea789be0c76b2920334039bfa8b3d368d61\
-                      0100000000000000077c4c8d1a7d196adb58d3b6efec9dc22e3f57e5ab26e23a1f\
-                      3d6622e0e66e5a52c8635d9b1cad93fa357c5d23c21483d4c8b898da5597fa8845\
-                      f3a4283371a80e";
+    let documented = "0209197f6b23e16c8532c6abc838facd5ea789be0c76b2920334039bfa8b3d368d61\
+                      01000000000000000781b021c2d6ab3e6cce55cdcb1cda504855689d4d042ed8\
+                      5862a12c57de7265404128d81d060d5721413836c9d7bca8ed35d7d2d3ca27ed\
+                      099774fc1686ab6603";
     assert_eq!(
         hex, documented,
         "the worked example in lib.rs is out of date"

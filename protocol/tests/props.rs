@@ -137,7 +137,14 @@ fn build(p: &Params) -> Message<'_> {
         MessageKind::TaskResult => Message::TaskResult(TaskResult {
             task_id: p.a,
             status,
-            output: &p.data,
+            output: if p.variant % 2 == 0 {
+                TaskOutput::Inline(&p.data)
+            } else {
+                TaskOutput::Blob {
+                    hash: p.h1,
+                    len: p.a,
+                }
+            },
             receipt: Receipt {
                 task_id: p.a,
                 requester: NodeId(p.h1),

@@ -76,7 +76,7 @@ fn bad_beacons_are_dropped_and_counted_while_honest_peers_are_served() {
         .unwrap();
     // Wrong version.
     let mut v2 = beacon(&key(9), 1, 1, false);
-    v2[0] = 2;
+    v2[0] = PROTOCOL_VERSION + 1;
     udp.send_to(&v2, group).unwrap();
     // Replayed: the same valid beacon twice.
     let good = beacon(&key(9), 7, 1, false);

@@ -1,8 +1,11 @@
-//! Model (blob) transfer over sessions: serving chunks of the models this node
-//! provides, and fetching a model a task needs but this worker lacks: in
-//! chunks of at most `BLOB_CHUNK_LEN`, resumable from the bytes already held
-//! (from any peer that provides it), SHA-256-checked before use, and bounded by
-//! the model cache limit. It owns the models provided, held and in transfer.
+//! Blob transfer over sessions: models, and task inputs and outputs too large
+//! for one frame. It serves chunks of the blobs this node provides (models,
+//! for good) or lends (a requester's task inputs while the task lives; a
+//! worker's task outputs until the requester has fetched them), and fetches
+//! what this node needs: in chunks of at most `BLOB_CHUNK_LEN`, resumable from
+//! the bytes already held (from any peer that has it), SHA-256-checked before
+//! use, bounded in size per blob and in total. It owns the models provided,
+//! held and in transfer, and the blobs lent.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,9 +19,40 @@ use super::receipt::sha256;
 use super::{Config, Wire};
 use crate::hex::hex;
 
-/// A model being fetched.
+/// What a blob is fetched for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Want {
+    /// A model a job needs (it goes to the store).
+    Model,
+    /// A job's input (it goes to the job).
+    Input,
+    /// A task's output (it goes to the requester part).
+    Output,
+}
+
+/// A blob lent to peers for a while.
+#[derive(Debug)]
+struct Lent {
+    bytes: Arc<[u8]>,
+    /// The only peer that may fetch it (an output); `None`: any peer that
+    /// knows its hash (a task input, offered to several workers in turn).
+    owner: Option<NodeId>,
+    /// Tasks that lent it (it goes when they are done).
+    holds: u32,
+    /// When it was lent or last served.
+    touched: Instant,
+}
+
+/// Chunks a fetch keeps asked for at once: the round trip per chunk is
+/// hidden behind the next ones (TCP keeps them in order).
+const WINDOW: u64 = 8;
+
+/// A blob being fetched.
 #[derive(Debug)]
 struct Fetch {
+    want: Want,
+    /// The next offset to ask for (asked up to here from `from`).
+    asked: u64,
     /// The peer asked for the next chunk, if any.
     from: Option<NodeId>,
     buf: Vec<u8>,
@@ -29,14 +63,15 @@ struct Fetch {
 }
 
 /// What a received chunk completed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Fetched {
     /// Nothing yet (more chunks to come, or a stale chunk).
     Pending,
-    /// The model is here, verified; jobs waiting for it can start.
-    Done,
-    /// The fetch was given up; jobs waiting for the model fail.
-    Failed(FetchError),
+    /// The blob is here, verified: a model is stored (the bytes are empty
+    /// here), an input or output is handed over.
+    Done(Want, Vec<u8>),
+    /// The fetch was given up; whoever waited for it fails.
+    Failed(Want, FetchError),
 }
 
 /// The models this node provides, holds and fetches.
@@ -47,6 +82,7 @@ pub(crate) struct Blobs {
     /// Models this node holds and can run, most recently added last.
     held: Vec<Hash32>,
     fetches: BTreeMap<Hash32, Fetch>,
+    lent: BTreeMap<Hash32, Lent>,
 }
 
 impl Blobs {
@@ -79,16 +115,65 @@ impl Blobs {
         self.held.push(hash);
     }
 
-    /// A peer asks for a range of a model this node provides.
-    pub(crate) fn on_request(&self, peer: NodeId, req: &BlobRequest, w: &mut Wire<'_>) {
-        let Some(bytes) = self.provided.get(&req.hash) else {
-            let detail = format!("no blob {}", hex(&req.hash));
-            let error = p2pa_protocol::Error {
-                code: ErrorCode::NotFound,
-                detail: &detail,
-            };
-            w.send_to(peer, &Message::Error(error));
-            return;
+    /// Lends `bytes` under `hash` (once more if already lent): to `owner`
+    /// only, or to any peer that names the hash.
+    pub(crate) fn lend(
+        &mut self,
+        now: Instant,
+        hash: Hash32,
+        bytes: Arc<[u8]>,
+        owner: Option<NodeId>,
+    ) {
+        let lent = self.lent.entry(hash).or_insert(Lent {
+            bytes,
+            owner,
+            holds: 0,
+            touched: now,
+        });
+        lent.holds = lent.holds.saturating_add(1);
+        lent.touched = now;
+    }
+
+    /// Keeps the task inputs lent (no owner) that `wanted` still needs.
+    pub(crate) fn prune_lent(&mut self, wanted: impl Fn(&Hash32) -> bool) {
+        self.lent.retain(|h, l| l.owner.is_some() || wanted(h));
+    }
+
+    /// Bytes lent now.
+    pub(crate) fn lent_bytes(&self) -> usize {
+        self.lent
+            .values()
+            .map(|l| l.bytes.len())
+            .fold(0, usize::saturating_add)
+    }
+
+    /// A peer asks for a range of a blob this node provides or lends.
+    pub(crate) fn on_request(
+        &mut self,
+        now: Instant,
+        peer: NodeId,
+        req: &BlobRequest,
+        w: &mut Wire<'_>,
+    ) {
+        let lent = self
+            .lent
+            .get_mut(&req.hash)
+            .filter(|l| l.owner.is_none_or(|o| o == peer));
+        let bytes = match (self.provided.get(&req.hash), lent) {
+            (Some(b), _) => b.clone(),
+            (None, Some(l)) => {
+                l.touched = now;
+                l.bytes.clone()
+            }
+            (None, None) => {
+                let detail = format!("no blob {}", hex(&req.hash));
+                let error = p2pa_protocol::Error {
+                    code: ErrorCode::NotFound,
+                    detail: &detail,
+                };
+                w.send_to(peer, &Message::Error(error));
+                return;
+            }
         };
         let start = usize::try_from(req.offset)
             .unwrap_or(usize::MAX)
@@ -108,11 +193,34 @@ impl Blobs {
             let served = &mut w.out.stats.blob_bytes_served;
             *served = served.saturating_add(data.len() as u64);
         }
+        // An output goes once its owner has all of it.
+        if end == bytes.len()
+            && self
+                .lent
+                .get(&req.hash)
+                .is_some_and(|l| l.owner == Some(peer))
+        {
+            self.lent.remove(&req.hash);
+        }
     }
 
-    /// Makes sure model `hash` is being fetched, asking `peer` if no live peer is.
-    pub(crate) fn fetch(&mut self, now: Instant, hash: Hash32, peer: NodeId, w: &mut Wire<'_>) {
+    /// `peer` left: the outputs lent to it go.
+    pub(crate) fn peer_gone(&mut self, peer: NodeId) {
+        self.lent.retain(|_, l| l.owner != Some(peer));
+    }
+
+    /// Makes sure blob `hash` is being fetched, asking `peer` if no live peer is.
+    pub(crate) fn fetch(
+        &mut self,
+        now: Instant,
+        hash: Hash32,
+        want: Want,
+        peer: NodeId,
+        w: &mut Wire<'_>,
+    ) {
         let fetch = self.fetches.entry(hash).or_insert_with(|| Fetch {
+            want,
+            asked: 0,
             from: None,
             buf: Vec::new(),
             total: 0,
@@ -126,16 +234,17 @@ impl Blobs {
         let offset = u64::try_from(fetch.buf.len()).unwrap_or(u64::MAX);
         if offset > 0 {
             log::info!(
-                "resuming fetch of model {} at byte {offset} from {}",
+                "resuming fetch of blob {} at byte {offset} from {}",
                 hex(&hash),
                 peer.short()
             );
         }
+        // One chunk first: its answer says the length, then the window opens.
+        fetch.asked = offset.saturating_add(CHUNK);
         request_chunk(hash, peer, offset, w);
     }
 
-    /// A chunk of a model this node fetches.
-    #[allow(clippy::too_many_arguments)]
+    /// A chunk of a blob this node fetches.
     pub(crate) fn on_chunk(
         &mut self,
         now: Instant,
@@ -144,7 +253,6 @@ impl Blobs {
         chunk: &BlobChunk<'_>,
         w: &mut Wire<'_>,
     ) -> Fetched {
-        let limit = cfg.model_cache_bytes;
         let others: u64 = self
             .fetches
             .iter()
@@ -159,6 +267,11 @@ impl Blobs {
         {
             return Fetched::Pending; // stale: from an earlier source or a duplicate
         }
+        let want = fetch.want;
+        let limit = match want {
+            Want::Model => cfg.model_cache_bytes,
+            Want::Input | Want::Output => cfg.max_tensor_bytes,
+        };
         if chunk.total_len > limit {
             let error = FetchError::TooLarge {
                 len: chunk.total_len,
@@ -186,12 +299,19 @@ impl Blobs {
         *fetched = fetched.saturating_add(chunk.data.len() as u64);
         let have = u64::try_from(fetch.buf.len()).unwrap_or(u64::MAX);
         if have < chunk.total_len {
-            request_chunk(chunk.hash, peer, have, w);
+            let window_end = have
+                .saturating_add(WINDOW.saturating_mul(CHUNK))
+                .min(chunk.total_len);
+            while fetch.asked < window_end {
+                request_chunk(chunk.hash, peer, fetch.asked, w);
+                fetch.asked = fetch.asked.saturating_add(CHUNK);
+            }
             return Fetched::Pending;
         }
         let Some(done) = self.fetches.remove(&chunk.hash) else {
             return Fetched::Pending;
         };
+        let want = done.want;
         let actual = sha256(&done.buf);
         if actual != chunk.hash {
             let error = FetchError::HashMismatch {
@@ -200,6 +320,10 @@ impl Blobs {
                 wanted: chunk.hash,
             };
             return self.give_up(chunk.hash, error);
+        }
+        if want != Want::Model {
+            log::debug!("fetched {want:?} {} ({have} bytes)", hex(&chunk.hash));
+            return Fetched::Done(want, done.buf);
         }
         log::info!(
             "fetched model {} ({have} bytes) from {}",
@@ -211,14 +335,14 @@ impl Blobs {
             hash: chunk.hash,
             bytes: done.buf,
         });
-        Fetched::Done
+        Fetched::Done(Want::Model, Vec::new())
     }
 
-    /// Drops a fetch (the router fails the jobs waiting for it).
+    /// Drops a fetch (the router fails whoever waited for it).
     fn give_up(&mut self, hash: Hash32, error: FetchError) -> Fetched {
-        self.fetches.remove(&hash);
-        log::warn!("model {}: {error}", hex(&hash));
-        Fetched::Failed(error)
+        let want = self.fetches.remove(&hash).map_or(Want::Model, |f| f.want);
+        log::warn!("{want:?} blob {}: {error}", hex(&hash));
+        Fetched::Failed(want, error)
     }
 
     /// Bytes held by fetches in progress.
@@ -226,21 +350,31 @@ impl Blobs {
         self.fetches.values().map(|f| f.buf.len()).sum()
     }
 
-    /// When the first fetch stalls.
+    /// When the first fetch stalls, or the first output lent expires.
     pub(crate) fn next_deadline(&self, cfg: &Config) -> Option<Instant> {
-        self.fetches
+        let fetches = self.fetches.values().map(|f| f.progress);
+        let outputs = self
+            .lent
             .values()
-            .map(|f| {
-                f.progress
-                    .checked_add(cfg.fetch_stall)
-                    .unwrap_or(f.progress)
-            })
+            .filter(|l| l.owner.is_some())
+            .map(|l| l.touched);
+        fetches
+            .chain(outputs)
+            .map(|t| t.checked_add(cfg.fetch_stall).unwrap_or(t))
             .min()
     }
 
-    /// Gives up fetches that got no chunk for `fetch_stall`; returns them.
-    pub(crate) fn stalled(&mut self, now: Instant, cfg: &Config) -> Vec<(Hash32, FetchError)> {
+    /// Gives up fetches that got no chunk for `fetch_stall`, and drops
+    /// outputs no one asked a chunk of for as long; returns the fetches.
+    pub(crate) fn stalled(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+    ) -> Vec<(Hash32, Want, FetchError)> {
         let secs = cfg.fetch_stall.as_secs();
+        self.lent.retain(|_, l| {
+            l.owner.is_none() || now.saturating_duration_since(l.touched) < cfg.fetch_stall
+        });
         let dead: Vec<Hash32> = self
             .fetches
             .iter()
@@ -249,8 +383,12 @@ impl Blobs {
             .collect();
         dead.into_iter()
             .map(|h| {
-                self.give_up(h, FetchError::Stalled { secs });
-                (h, FetchError::Stalled { secs })
+                let error = FetchError::Stalled { secs };
+                let want = match self.give_up(h, error) {
+                    Fetched::Failed(want, _) => want,
+                    _ => Want::Model,
+                };
+                (h, want, error)
             })
             .collect()
     }
@@ -260,18 +398,21 @@ impl Blobs {
         self.fetches.retain(|h, _| wanted(h));
     }
 
-    /// A peer went away: the models it was sending, which need a new source.
-    pub(crate) fn stalled_from(&mut self, peer: NodeId) -> Vec<Hash32> {
+    /// A peer went away: the blobs it was sending, which need a new source.
+    pub(crate) fn stalled_from(&mut self, peer: NodeId) -> Vec<(Hash32, Want)> {
         self.fetches
             .iter_mut()
             .filter(|(_, f)| f.from == Some(peer))
             .map(|(h, f)| {
                 f.from = None;
-                *h
+                (*h, f.want)
             })
             .collect()
     }
 }
+
+/// [`BLOB_CHUNK_LEN`] as a byte offset.
+const CHUNK: u64 = BLOB_CHUNK_LEN as u64;
 
 fn request_chunk(hash: Hash32, peer: NodeId, offset: u64, w: &mut Wire<'_>) {
     let req = Message::BlobRequest(BlobRequest {

@@ -20,6 +20,16 @@ pub const DEFAULT_MAX_TASK_DEADLINE: Duration = Duration::from_secs(600);
 /// Largest input an inline task (`echo`, `hash`) runs with by default.
 pub const DEFAULT_INLINE_MAX_INPUT: usize = 64 * 1024;
 
+/// Default [`Config::max_tensor_bytes`]: 256 MiB (a 1 GiB board holds one).
+pub const DEFAULT_MAX_TENSOR_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Default [`Config::input_buffer_bytes`]: 32 MiB.
+pub const DEFAULT_INPUT_BUFFER_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Inputs and outputs up to this size ride in their task's frame; larger
+/// ones are blobs (room is left for the offer's or result's other fields).
+pub const MAX_INLINE_TENSOR: usize = p2pa_protocol::MAX_BODY_LEN - 512;
+
 /// Who may open a session with this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trust {
@@ -124,6 +134,14 @@ pub struct Config {
     /// A fetch that gets no chunk for this long is given up (its buffer is
     /// freed; the tasks waiting for the model fail).
     pub fetch_stall: Duration,
+    /// Largest task input or output this node sends, takes or fetches, in
+    /// bytes (beyond a frame they travel as blobs).
+    pub max_tensor_bytes: u64,
+    /// Task inputs a worker holds ahead of running them (fetched or being
+    /// fetched), in bytes, all requesters together; one input is always
+    /// allowed, however large. The next inputs arrive while the current ones
+    /// run, and no more: a worker's memory does not grow with its queue.
+    pub input_buffer_bytes: u64,
     /// First beacon counter. Receivers drop beacons whose counter does not
     /// grow, so a restarted node must start above where it stopped: the shell
     /// passes the wall clock in microseconds.
@@ -176,6 +194,8 @@ impl Default for Config {
             model_cache_bytes: DEFAULT_MODEL_CACHE_BYTES,
             max_fetch_bytes: DEFAULT_MODEL_CACHE_BYTES,
             fetch_stall: Duration::from_secs(15),
+            max_tensor_bytes: DEFAULT_MAX_TENSOR_BYTES,
+            input_buffer_bytes: DEFAULT_INPUT_BUFFER_BYTES,
             beacon_counter_start: 0,
         }
     }

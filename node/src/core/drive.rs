@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use p2pa_protocol::{
     encode_datagram, Beacon, BlobChunk, BlobRequest, Budget, Cancel, Capabilities, GrowBuf,
     Initiator, Intro, Keypair, Message, Ping, Receipt, Session, Signature64, StreamDecoder,
-    TaskInput, TaskKind, TaskOffer, TaskResult, TaskStatus, LEN_PREFIX_LEN, MAX_DATAGRAM_LEN,
-    MAX_FRAME_LEN,
+    TaskInput, TaskKind, TaskOffer, TaskOutput, TaskResult, TaskStatus, LEN_PREFIX_LEN,
+    MAX_DATAGRAM_LEN, MAX_FRAME_LEN,
 };
 
 use super::{Config, ConnId, Core, Event, JobId, SeededEntropy, TaskRequest, Transmit};
@@ -279,7 +279,11 @@ impl Driver {
             _ => Message::TaskResult(TaskResult {
                 task_id: id,
                 status: TaskStatus::Completed,
-                output: data,
+                output: if input.byte() % 2 == 0 {
+                    TaskOutput::Inline(data)
+                } else {
+                    TaskOutput::Blob { hash, len: id }
+                },
                 receipt: Receipt {
                     task_id: id,
                     requester: self.core.id(),

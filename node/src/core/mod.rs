@@ -38,7 +38,8 @@ use std::time::Instant;
 use p2pa_protocol::{GoodbyeReason, Hash32, Intro, Keypair, KindSet, Message, NodeId, TaskStatus};
 
 pub use config::{
-    Config, Trust, DEFAULT_MAX_TASK_DEADLINE, DEFAULT_MODEL_CACHE_BYTES, DEFAULT_TCP_PORT,
+    Config, Trust, DEFAULT_INPUT_BUFFER_BYTES, DEFAULT_MAX_TASK_DEADLINE, DEFAULT_MAX_TENSOR_BYTES,
+    DEFAULT_MODEL_CACHE_BYTES, DEFAULT_TCP_PORT, MAX_INLINE_TENSOR,
 };
 pub use output::{Event, Stats, Transmit};
 pub use peer_info::{PeerInfo, PeerState, Via};
@@ -49,10 +50,10 @@ pub use rng::{Entropy, EntropyError, SeededEntropy};
 pub use state::TaskState;
 
 use beacons::Beacons;
-use blobs::{Blobs, Fetched};
+use blobs::{Blobs, Fetched, Want};
 use output::{bump, Noise, Outbox};
 use peers::Peers;
-use requester::Requester;
+use requester::{Requester, Resulted};
 use sessions::{Sessions, Step, Up};
 use timer::Timer;
 use wire::{wire, Wire};
@@ -135,9 +136,21 @@ impl Core {
         self.peers.table_bytes()
     }
 
-    /// Bytes held by model fetches in progress (bounded by `max_fetch_bytes`).
+    /// Bytes held by blob fetches in progress (bounded by `max_fetch_bytes`).
     pub fn fetching_bytes(&self) -> usize {
         self.blobs.in_flight_bytes()
+    }
+
+    /// Bytes of task inputs a worker holds ahead of running them, fetched or
+    /// on their way (bounded by `input_buffer_bytes`, one input always).
+    pub fn held_input_bytes(&self) -> u64 {
+        self.worker.held_input_bytes()
+    }
+
+    /// Bytes of task inputs and outputs lent to peers now (freed when their
+    /// task ends, the peer leaves, or it is fetched).
+    pub fn lent_bytes(&self) -> usize {
+        self.blobs.lent_bytes()
     }
 
     /// Open TCP connections (handshaking or established).
@@ -207,15 +220,18 @@ impl Core {
                 let mut dial = |addr, expected| sessions.dial(now, cfg, addr, expected, out);
                 self.peers.timers(now, self.id, cfg, at_cap, &mut dial);
             }
-            Timer::Requester => self.requester.timers(now, cfg, &mut wire!(self)),
+            Timer::Requester => {
+                self.requester.timers(now, cfg, &mut wire!(self));
+                self.prune_fetches();
+            }
             Timer::Worker => {
                 self.worker.timers(now, cfg, &self.blobs, &mut wire!(self));
                 self.prune_fetches();
+                self.fetch_inputs(now);
             }
             Timer::Blobs => {
-                for (hash, error) in self.blobs.stalled(now, cfg) {
-                    let why = error.to_string();
-                    self.worker.fail_jobs_needing(hash, &why, &mut wire!(self));
+                for (hash, want, error) in self.blobs.stalled(now, cfg) {
+                    self.fetched(now, hash, Fetched::Failed(want, error));
                 }
             }
         }
@@ -482,21 +498,27 @@ impl Core {
             Message::TaskReject(r) => self.requester.on_reject(now, peer, r.task_id, r.reason),
             Message::TaskResult(r) => {
                 let me = self.id;
-                let completed = self
+                let resulted = self
                     .requester
                     .on_result(now, cfg, me, peer, &r, &mut wire!(self));
-                if completed {
-                    self.peers.credit(peer);
+                match resulted {
+                    Resulted::Completed => self.peers.credit(peer),
+                    Resulted::Fetch(hash) => {
+                        self.blobs
+                            .fetch(now, hash, Want::Output, peer, &mut wire!(self));
+                    }
+                    Resulted::Nothing => {}
                 }
+                self.prune_fetches();
             }
             Message::Cancel(c) => {
                 self.worker.on_cancel(peer, c.task_id, &mut wire!(self));
                 self.prune_fetches();
             }
-            Message::BlobRequest(r) => self.blobs.on_request(peer, &r, &mut wire!(self)),
+            Message::BlobRequest(r) => self.blobs.on_request(now, peer, &r, &mut wire!(self)),
             Message::BlobChunk(c) => {
                 let fetched = self.blobs.on_chunk(now, cfg, peer, &c, &mut wire!(self));
-                self.fetched(c.hash, fetched);
+                self.fetched(now, c.hash, fetched);
             }
             Message::Beacon(_) | Message::Hello(_) => {} // refused by verify_frame
         }
@@ -506,13 +528,31 @@ impl Core {
     // ---- tasks ----
 
     /// Queues a task for some peer; its outcome arrives as `Event::TaskDone`.
-    pub fn submit(&mut self, now: Instant, req: TaskRequest) -> u64 {
+    /// An input too large for a frame is lent as a blob while the task lives
+    /// (workers fetch it).
+    pub fn submit(&mut self, now: Instant, mut req: TaskRequest) -> u64 {
         let model_len = req
             .model
             .and_then(|m| self.blobs.provided_len(&m))
             .unwrap_or(0);
-        self.requester
-            .submit(now, &self.cfg, req, model_len, &mut wire!(self))
+        let (input_hash, input_len) = (sha256(&req.input), req.input.len());
+        let fits = u64::try_from(input_len).is_ok_and(|n| n <= self.cfg.max_tensor_bytes);
+        if input_len > MAX_INLINE_TENSOR && fits {
+            let bytes: Arc<[u8]> = std::mem::take(&mut req.input).into();
+            self.blobs.lend(now, input_hash, bytes, None);
+        }
+        let cfg = &self.cfg;
+        let id = self.requester.submit(
+            now,
+            cfg,
+            req,
+            input_hash,
+            input_len,
+            model_len,
+            &mut wire!(self),
+        );
+        self.prune_fetches();
+        id
     }
 
     /// The state of a task this node requested, while it is not yet reported.
@@ -532,21 +572,17 @@ impl Core {
     }
 
     /// The shell finished a job.
-    pub fn handle_job_done(
-        &mut self,
-        _now: Instant,
-        job: JobId,
-        status: TaskStatus,
-        output: &[u8],
-    ) {
+    pub fn handle_job_done(&mut self, now: Instant, job: JobId, status: TaskStatus, output: &[u8]) {
         self.worker.job_done(
+            now,
             &self.cfg,
             job,
             status,
             output,
-            &self.blobs,
+            &mut self.blobs,
             &mut wire!(self),
         );
+        self.fetch_inputs(now);
     }
 
     fn on_offer(&mut self, now: Instant, peer: NodeId, offer: &p2pa_protocol::TaskOffer<'_>) {
@@ -556,11 +592,13 @@ impl Core {
                 .admit(now, cfg, down, peer, offer, &self.blobs, &mut wire!(self));
         let Some(admitted) = admitted else { return };
         if let Some(model) = admitted.fetch {
-            self.blobs.fetch(now, model, peer, &mut wire!(self));
+            self.blobs
+                .fetch(now, model, Want::Model, peer, &mut wire!(self));
         }
         self.worker.start_jobs(cfg, &self.blobs, &mut wire!(self));
         self.worker
             .accept_if_waiting(admitted.job, &self.blobs, &mut wire!(self));
+        self.fetch_inputs(now);
     }
 
     // ---- models ----
@@ -581,17 +619,43 @@ impl Core {
         self.blobs.sync_held(newest_first);
     }
 
-    /// What a model chunk completed: jobs waiting for it start or fail.
-    fn fetched(&mut self, hash: Hash32, fetched: Fetched) {
+    /// What a blob chunk completed: whoever waited for the blob goes on, or
+    /// fails.
+    fn fetched(&mut self, now: Instant, hash: Hash32, fetched: Fetched) {
+        let cfg = &self.cfg;
         match fetched {
-            Fetched::Pending => {}
-            Fetched::Done => self
-                .worker
-                .start_jobs(&self.cfg, &self.blobs, &mut wire!(self)),
-            Fetched::Failed(error) => {
-                let why = error.to_string();
-                self.worker.fail_jobs_needing(hash, &why, &mut wire!(self));
+            Fetched::Pending => return,
+            Fetched::Done(Want::Model, _) => {}
+            Fetched::Done(Want::Input, bytes) => self.worker.input_arrived(&hash, bytes),
+            Fetched::Done(Want::Output, bytes) => {
+                let credit =
+                    self.requester
+                        .output_arrived(now, cfg, &hash, &bytes, &mut wire!(self));
+                credit.into_iter().for_each(|p| self.peers.credit(p));
             }
+            Fetched::Failed(want, error) => {
+                let why = error.to_string();
+                match want {
+                    Want::Model => self.worker.fail_jobs_needing(hash, &why, &mut wire!(self)),
+                    Want::Input => self.worker.input_failed(&hash, &why, &mut wire!(self)),
+                    Want::Output => {
+                        self.requester
+                            .output_failed(now, cfg, &hash, &why, &mut wire!(self));
+                    }
+                }
+            }
+        }
+        self.fetch_inputs(now);
+        self.worker
+            .start_jobs(&self.cfg, &self.blobs, &mut wire!(self));
+        self.prune_fetches();
+    }
+
+    /// Starts the input fetches the worker's buffer has room for.
+    fn fetch_inputs(&mut self, now: Instant) {
+        for (hash, peer) in self.worker.inputs_to_fetch(&self.cfg) {
+            self.blobs
+                .fetch(now, hash, Want::Input, peer, &mut wire!(self));
         }
     }
 
@@ -640,19 +704,24 @@ impl Core {
     fn peer_down(&mut self, now: Instant, peer: NodeId) {
         self.requester
             .peer_down(now, &self.cfg, peer, &mut wire!(self));
-        for hash in self.blobs.stalled_from(peer) {
+        self.blobs.peer_gone(peer);
+        for (hash, want) in self.blobs.stalled_from(peer) {
             if let Some(other) = self.worker.requester_waiting_for(hash, peer) {
-                self.blobs.fetch(now, hash, other, &mut wire!(self));
+                self.blobs.fetch(now, hash, want, other, &mut wire!(self));
             }
         }
         self.worker.peer_down(peer, &mut wire!(self));
         self.prune_fetches();
+        self.fetch_inputs(now);
     }
 
-    /// Frees the model fetches no queued task waits for any more.
+    /// Frees the fetches no task waits for any more, and the task inputs
+    /// lent for tasks that ended.
     fn prune_fetches(&mut self) {
-        let worker = &self.worker;
-        self.blobs.prune(|h| worker.wants_model(h));
+        let (worker, requester) = (&self.worker, &self.requester);
+        self.blobs
+            .prune(|h| worker.wants_model(h) || worker.wants_input(h) || requester.wants_output(h));
+        self.blobs.prune_lent(|h| requester.wants_input(h));
     }
 
     /// Handshake timeouts and dead sessions close; live ones are pinged.

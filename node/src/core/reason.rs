@@ -175,10 +175,28 @@ pub enum TaskError {
     Cancelled,
     /// This node shut down first.
     ShutDown,
-    /// Its input does not fit one frame.
+    /// Its input is larger than `max_tensor_bytes`.
     InputTooLarge {
         /// The input's size in bytes.
         len: usize,
+        /// The limit.
+        limit: u64,
+    },
+    /// The worker's output was announced larger than `max_tensor_bytes`.
+    OutputTooLarge {
+        /// The worker.
+        worker: NodeId,
+        /// The announced size.
+        len: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Fetching the worker's output failed.
+    OutputFetch {
+        /// The worker.
+        worker: NodeId,
+        /// Why.
+        why: String,
     },
     /// The worker's session ended while it held the task.
     WorkerGone {
@@ -222,8 +240,20 @@ impl fmt::Display for TaskError {
         match self {
             Self::Cancelled => f.write_str("cancelled"),
             Self::ShutDown => f.write_str("node shut down"),
-            Self::InputTooLarge { len } => {
-                write!(f, "input of {len} bytes is larger than a frame can carry")
+            Self::InputTooLarge { len, limit } => {
+                write!(f, "input of {len} bytes exceeds the limit of {limit} bytes")
+            }
+            Self::OutputTooLarge { worker, len, limit } => write!(
+                f,
+                "output of {len} bytes exceeds the limit of {limit} bytes (worker {})",
+                worker.short()
+            ),
+            Self::OutputFetch { worker, why } => {
+                write!(
+                    f,
+                    "fetching the output failed: {why} (worker {})",
+                    worker.short()
+                )
             }
             Self::WorkerGone { worker } => {
                 write!(f, "worker disconnected (worker {})", worker.short())
@@ -246,11 +276,11 @@ impl fmt::Display for TaskError {
 
 impl std::error::Error for TaskError {}
 
-/// Why a worker gave up fetching a model (sent to the requesters of the
-/// tasks that waited for it, as their failure output).
+/// Why a node gave up fetching a blob (a model or task input: sent to the
+/// requesters of the tasks that waited for it, as their failure output).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FetchError {
-    /// Larger than this node's model cache.
+    /// Larger than this node takes (model cache, or `max_tensor_bytes`).
     TooLarge { len: u64, limit: u64 },
     /// A chunk that is empty or runs past the announced length.
     BadChunk,
@@ -272,21 +302,21 @@ impl fmt::Display for FetchError {
         match self {
             Self::TooLarge { len, limit } => write!(
                 f,
-                "model of {len} bytes exceeds the model cache limit of {limit} bytes"
+                "blob of {len} bytes exceeds this node's limit of {limit} bytes"
             ),
-            Self::BadChunk => f.write_str("peer sent a malformed model chunk"),
+            Self::BadChunk => f.write_str("peer sent a malformed blob chunk"),
             Self::TooMuchInFlight { len, limit } => write!(
                 f,
-                "model of {len} bytes does not fit beside the models being fetched (limit {limit} bytes in flight)"
+                "blob of {len} bytes does not fit beside the blobs being fetched (limit {limit} bytes in flight)"
             ),
-            Self::Stalled { secs } => write!(f, "model fetch stalled: no chunk for {secs} s"),
+            Self::Stalled { secs } => write!(f, "fetch stalled: no chunk for {secs} s"),
             Self::HashMismatch {
                 from,
                 actual,
                 wanted,
             } => write!(
                 f,
-                "model from {} hashes to {}, not {}; refused",
+                "blob from {} hashes to {}, not {}; refused",
                 from.short(),
                 hex(actual),
                 hex(wanted)

@@ -10,15 +10,16 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     hmac_sha256::Hash::hash(data)
 }
 
-/// Checks a receipt the requester got back against what it asked and received.
+/// Checks a receipt the requester got back against what it asked and
+/// received (the SHA-256 of the input and of the output).
 pub fn check_receipt(
     receipt: &Receipt,
     requester: NodeId,
     worker: NodeId,
     task_id: u64,
     status: TaskStatus,
-    input: &[u8],
-    output: &[u8],
+    input: &[u8; 32],
+    output: &[u8; 32],
 ) -> Result<(), ReceiptError> {
     receipt.verify().map_err(|_| ReceiptError::BadSignature)?;
     if receipt.worker != worker {
@@ -30,10 +31,10 @@ pub fn check_receipt(
     if receipt.status != status {
         return Err(ReceiptError::StatusDiffers);
     }
-    if receipt.input != sha256(input) {
+    if receipt.input != *input {
         return Err(ReceiptError::InputDiffers);
     }
-    if receipt.output != sha256(output) {
+    if receipt.output != *output {
         return Err(ReceiptError::OutputDiffers);
     }
     Ok(())
@@ -65,7 +66,7 @@ mod tests {
         let me = Keypair::from_seed([2; 32]).node_id();
         let r = receipt(&w, me, b"in", b"out");
         let ok = |r: &Receipt, worker, id, status, input: &[u8], output: &[u8]| {
-            check_receipt(r, me, worker, id, status, input, output)
+            check_receipt(r, me, worker, id, status, &sha256(input), &sha256(output))
         };
         assert_eq!(
             ok(&r, w.node_id(), 9, TaskStatus::Completed, b"in", b"out"),

@@ -6,23 +6,21 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use p2pa_protocol::{
-    Budget, Cancel, Message, NodeId, Receipt, RejectReason, TaskInput, TaskKind, TaskOffer,
-    TaskResult, TaskStatus, MAX_BODY_LEN,
+    Budget, Cancel, Hash32, Message, NodeId, Receipt, RejectReason, TaskInput, TaskKind, TaskOffer,
+    TaskOutput, TaskResult, TaskStatus,
 };
 
+use super::config::MAX_INLINE_TENSOR;
 use super::observed::Observed;
 use super::output::{bump, Event, Noise};
 use super::reason::TaskError;
-use super::receipt::check_receipt;
+use super::receipt::{check_receipt, sha256};
 use super::state::TaskState;
 use super::{Config, Wire};
 
 /// Delay before offering a task again after a `Busy` or when no worker is free.
 const RETRY_DELAY: Duration = Duration::from_millis(50);
-/// Largest output a requester accepts by default.
-const DEFAULT_MAX_OUTPUT: u32 = 60 * 1024;
-/// Room an offer's fields take besides its input.
-const OFFER_OVERHEAD: usize = 256;
+
 /// A task to run on some peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskRequest {
@@ -62,9 +60,34 @@ pub struct TaskOutcome {
     pub error: Option<TaskError>,
 }
 
+/// A result whose output is a blob on its way from the worker.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    worker: NodeId,
+    status: TaskStatus,
+    receipt: Receipt,
+    hash: Hash32,
+}
+
+/// What a result asks of the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resulted {
+    /// Nothing more (refused, failed and retried, or not ours).
+    Nothing,
+    /// The task completed: credit the worker.
+    Completed,
+    /// The output is a blob: fetch it from the worker.
+    Fetch(Hash32),
+}
+
 #[derive(Debug)]
 struct Req {
+    /// The request (its input moved out into a lent blob when large).
     req: TaskRequest,
+    input_hash: [u8; 32],
+    input_len: usize,
+    /// The answer, while its output blob is fetched.
+    pending: Option<Pending>,
     started: Instant,
     deadline: Instant,
     /// Failures so far (bounded by `max_attempts`).
@@ -142,13 +165,18 @@ impl Requester {
             .count()
     }
 
-    /// Queues a task and offers it if a worker is free.
-    /// `model_len`: size of the model this node serves for it (0 if none).
+    /// Queues a task and offers it if a worker is free. `input_hash` and
+    /// `input_len` describe its input (which the router may have moved out
+    /// into a lent blob); `model_len` is the size of the model this node
+    /// serves for it (0 if none).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn submit(
         &mut self,
         now: Instant,
         cfg: &Config,
         req: TaskRequest,
+        input_hash: [u8; 32],
+        input_len: usize,
         model_len: u64,
         w: &mut Wire<'_>,
     ) -> u64 {
@@ -159,6 +187,9 @@ impl Requester {
             id,
             Req {
                 req,
+                input_hash,
+                input_len,
+                pending: None,
                 started: now,
                 deadline,
                 failures: 0,
@@ -254,22 +285,31 @@ impl Requester {
             }
             return;
         };
-        let len = r.req.input.len();
-        if len > MAX_BODY_LEN.saturating_sub(OFFER_OVERHEAD) {
-            let error = TaskError::InputTooLarge { len };
+        let len = r.input_len;
+        let limit = cfg.max_tensor_bytes;
+        if u64::try_from(len).unwrap_or(u64::MAX) > limit {
+            let error = TaskError::InputTooLarge { len, limit };
             self.finish(now, id, Answer::none(TaskStatus::Failed, error), w);
             return;
         }
+        let input = if len > MAX_INLINE_TENSOR {
+            TaskInput::Blob {
+                hash: r.input_hash,
+                len: u64::try_from(len).unwrap_or(u64::MAX),
+            }
+        } else {
+            TaskInput::Inline(&r.req.input)
+        };
         let remaining = r.deadline.saturating_duration_since(now);
         let model = r.req.model;
         let offer = Message::TaskOffer(TaskOffer {
             task_id: id,
             kind: r.req.kind,
-            input: TaskInput::Inline(&r.req.input),
+            input,
             model,
             deadline_ms: u32::try_from(remaining.as_millis()).unwrap_or(u32::MAX),
             budget: Budget {
-                max_output_len: DEFAULT_MAX_OUTPUT,
+                max_output_len: u32::try_from(limit).unwrap_or(u32::MAX),
                 max_model_len: r.model_len,
             },
         });
@@ -341,6 +381,9 @@ impl Requester {
             return;
         };
         r.offered.retain(|p| *p != peer);
+        if r.pending.is_some_and(|p| p.worker == peer) {
+            r.pending = None;
+        }
         if !r.tried.contains(&peer) {
             r.tried.push(peer);
         }
@@ -394,8 +437,8 @@ impl Requester {
         r.retry_at = now.checked_add(RETRY_DELAY);
     }
 
-    /// A result from `peer`; true when it completed one of our tasks with a
-    /// valid receipt.
+    /// A result from `peer`: completed, failed (and retried), or with an
+    /// output blob to fetch first.
     pub(crate) fn on_result(
         &mut self,
         now: Instant,
@@ -404,21 +447,25 @@ impl Requester {
         peer: NodeId,
         res: &TaskResult<'_>,
         w: &mut Wire<'_>,
-    ) -> bool {
+    ) -> Resulted {
         let Some(r) = self.reqs.get(&res.task_id) else {
-            return false; // already reported (or never ours): exactly once
+            return Resulted::Nothing; // already reported (or never ours): exactly once
         };
-        if !r.offered.contains(&peer) {
-            return false;
+        if !r.offered.contains(&peer) || r.pending.is_some() {
+            return Resulted::Nothing;
         }
+        let output_hash = match res.output {
+            TaskOutput::Inline(bytes) => sha256(bytes),
+            TaskOutput::Blob { hash, .. } => hash,
+        };
         let checked = check_receipt(
             &res.receipt,
             me,
             peer,
             res.task_id,
             res.status,
-            &r.req.input,
-            res.output,
+            &r.input_hash,
+            &output_hash,
         );
         if let Err(why) = checked {
             bump(&mut w.out.stats.results_rejected);
@@ -431,50 +478,157 @@ impl Requester {
                 ),
             );
             let error = TaskError::BadReceipt { worker: peer, why };
-            self.attempt_failed(
+            let id = res.task_id;
+            self.attempt_failed(now, cfg, id, peer, TaskStatus::Failed, &[], error, w);
+            return Resulted::Nothing;
+        }
+        match res.output {
+            TaskOutput::Inline(output) => self.answered(
                 now,
                 cfg,
                 res.task_id,
                 peer,
-                TaskStatus::Failed,
-                &[],
-                error,
+                res.status,
+                res.receipt,
+                output,
                 w,
-            );
-            return false;
+            ),
+            TaskOutput::Blob { hash, len } if len <= cfg.max_tensor_bytes => {
+                if let Some(r) = self.reqs.get_mut(&res.task_id) {
+                    r.pending = Some(Pending {
+                        worker: peer,
+                        status: res.status,
+                        receipt: res.receipt,
+                        hash,
+                    });
+                    r.attempt_until = None; // answered; the fetch has its own stall timeout
+                }
+                Resulted::Fetch(hash)
+            }
+            TaskOutput::Blob { len, .. } => {
+                let limit = cfg.max_tensor_bytes;
+                let error = TaskError::OutputTooLarge {
+                    worker: peer,
+                    len,
+                    limit,
+                };
+                let id = res.task_id;
+                self.attempt_failed(now, cfg, id, peer, TaskStatus::Failed, &[], error, w);
+                Resulted::Nothing
+            }
         }
-        if res.status == TaskStatus::Completed {
+    }
+
+    /// A checked answer with its output at hand: the task completes, or
+    /// this attempt failed.
+    #[allow(clippy::too_many_arguments)]
+    fn answered(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+        id: u64,
+        peer: NodeId,
+        status: TaskStatus,
+        receipt: Receipt,
+        output: &[u8],
+        w: &mut Wire<'_>,
+    ) -> Resulted {
+        let Some(r) = self.reqs.get(&id) else {
+            return Resulted::Nothing;
+        };
+        if status == TaskStatus::Completed {
             let took = r
                 .offered_at
                 .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
             self.learned(peer, r.req.kind, took);
             let answer = Answer {
                 status: TaskStatus::Completed,
-                output: res.output,
+                output,
                 worker: Some(peer),
-                receipt: Some(res.receipt),
+                receipt: Some(receipt),
                 error: None,
             };
-            self.finish(now, res.task_id, answer, w);
-            true
+            self.finish(now, id, answer, w);
+            Resulted::Completed
         } else {
             let error = TaskError::Failed {
                 worker: peer,
-                status: res.status,
-                message: String::from_utf8_lossy(res.output).into_owned(),
+                status,
+                message: String::from_utf8_lossy(output).into_owned(),
             };
-            self.attempt_failed(
-                now,
-                cfg,
-                res.task_id,
-                peer,
-                res.status,
-                res.output,
-                error,
-                w,
-            );
-            false
+            self.attempt_failed(now, cfg, id, peer, status, output, error, w);
+            Resulted::Nothing
         }
+    }
+
+    /// An output blob arrived (hash-checked): the tasks waiting for it end.
+    /// Returns the workers to credit.
+    pub(crate) fn output_arrived(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+        hash: &Hash32,
+        bytes: &[u8],
+        w: &mut Wire<'_>,
+    ) -> Vec<NodeId> {
+        let waiting: Vec<(u64, Pending)> = self
+            .reqs
+            .iter()
+            .filter_map(|(id, r)| r.pending.filter(|p| p.hash == *hash).map(|p| (*id, p)))
+            .collect();
+        let mut credit = Vec::new();
+        for (id, p) in waiting {
+            if let Some(r) = self.reqs.get_mut(&id) {
+                r.pending = None;
+            }
+            let done = self.answered(now, cfg, id, p.worker, p.status, p.receipt, bytes, w);
+            if done == Resulted::Completed {
+                credit.push(p.worker);
+            }
+        }
+        credit
+    }
+
+    /// Fetching an output blob failed: those attempts failed (retried
+    /// elsewhere while attempts remain).
+    pub(crate) fn output_failed(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+        hash: &Hash32,
+        why: &str,
+        w: &mut Wire<'_>,
+    ) {
+        let waiting: Vec<(u64, NodeId)> = self
+            .reqs
+            .iter()
+            .filter_map(|(id, r)| {
+                r.pending
+                    .filter(|p| p.hash == *hash)
+                    .map(|p| (*id, p.worker))
+            })
+            .collect();
+        for (id, worker) in waiting {
+            let error = TaskError::OutputFetch {
+                worker,
+                why: why.to_owned(),
+            };
+            self.attempt_failed(now, cfg, id, worker, TaskStatus::Failed, &[], error, w);
+        }
+    }
+
+    /// Whether a task waits for output blob `hash`.
+    pub(crate) fn wants_output(&self, hash: &Hash32) -> bool {
+        self.reqs
+            .values()
+            .any(|r| r.pending.is_some_and(|p| p.hash == *hash))
+    }
+
+    /// Whether a live task has input blob `hash` (lent while it lives).
+    pub(crate) fn wants_input(&self, hash: &Hash32) -> bool {
+        self.reqs
+            .values()
+            .any(|r| r.input_len > MAX_INLINE_TENSOR && r.input_hash == *hash)
     }
 
     /// Reports task `id` (once) and withdraws outstanding offers.

@@ -6,12 +6,16 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use p2pa_protocol::{
     Capabilities, Hash32, Message, NodeId, Receipt, RejectReason, Signature64, TaskAccept,
-    TaskInput, TaskKind, TaskOffer, TaskReject, TaskResult, TaskStatus, MAX_BEACON_MODELS,
+    TaskInput, TaskKind, TaskOffer, TaskOutput, TaskReject, TaskResult, TaskStatus,
+    MAX_BEACON_MODELS,
 };
 
 use super::blobs::Blobs;
+use super::config::MAX_INLINE_TENSOR;
 use super::output::Event;
 use super::receipt::sha256;
 use super::state::TaskState;
@@ -27,7 +31,12 @@ struct Job {
     peer: NodeId,
     task_id: u64,
     kind: TaskKind,
+    /// Its input, once here (a blob input arrives later).
     input: Option<Vec<u8>>,
+    /// The input blob (hash, length) when the input is one.
+    blob: Option<(Hash32, u64)>,
+    /// Its input blob is being fetched.
+    fetching: bool,
     input_hash: [u8; 32],
     model: Option<[u8; 32]>,
     deadline: Instant,
@@ -40,9 +49,17 @@ struct Job {
 }
 
 impl Job {
-    /// Whether it can start: an `infer` job needs its model here.
+    /// Whether it can start: its input is here, and an `infer` job's model.
     fn runnable(&self, blobs: &Blobs) -> bool {
-        self.kind != TaskKind::Infer || self.model.is_none_or(|m| blobs.holds(&m))
+        self.input.is_some()
+            && (self.kind != TaskKind::Infer || self.model.is_none_or(|m| blobs.holds(&m)))
+    }
+
+    /// Queued, waiting for its input blob.
+    fn awaits_input(&self, hash: &Hash32) -> bool {
+        self.state == TaskState::Queued
+            && self.input.is_none()
+            && self.blob.is_some_and(|(h, _)| h == *hash)
     }
 }
 
@@ -164,9 +181,16 @@ impl Worker {
             })
         };
         let refusal = self.refusal(cfg, shutting_down, peer, offer);
-        let TaskInput::Inline(input) = offer.input else {
-            w.send_to(peer, &reject(RejectReason::Unsupported));
-            return None;
+        let (input, blob, input_hash, len) = match offer.input {
+            TaskInput::Inline(input) => (Some(input.to_vec()), None, sha256(input), input.len()),
+            TaskInput::Blob { hash, len } if len <= cfg.max_tensor_bytes => {
+                let n = usize::try_from(len).unwrap_or(usize::MAX);
+                (None, Some((hash, len)), hash, n)
+            }
+            TaskInput::Blob { .. } => {
+                w.send_to(peer, &reject(RejectReason::OverBudget));
+                return None;
+            }
         };
         if let Some(reason) = refusal {
             w.send_to(peer, &reject(reason));
@@ -183,13 +207,15 @@ impl Worker {
                 peer,
                 task_id: offer.task_id,
                 kind: offer.kind,
-                input: Some(input.to_vec()),
-                input_hash: sha256(input),
+                input,
+                blob,
+                fetching: false,
+                input_hash,
                 model: offer.model,
                 deadline,
                 max_output: offer.budget.max_output_len,
                 state: TaskState::Queued,
-                slot: !cfg.runs_inline(offer.kind, input.len()),
+                slot: !cfg.runs_inline(offer.kind, len),
             },
         );
         self.queue.push_back(job);
@@ -281,6 +307,84 @@ impl Worker {
         })
     }
 
+    /// Input blobs to fetch now, with the requester to fetch each from: in
+    /// queue order, while the inputs held or on their way stay within
+    /// `input_buffer_bytes` (one is always allowed).
+    pub(crate) fn inputs_to_fetch(&mut self, cfg: &Config) -> Vec<(Hash32, NodeId)> {
+        let mut budget = self.held_input_bytes();
+        let mut out: Vec<(Hash32, NodeId)> = Vec::new();
+        for id in &self.queue {
+            let Some(j) = self.jobs.get_mut(id) else {
+                continue;
+            };
+            let Some((hash, len)) = j.blob else { continue };
+            if j.state != TaskState::Queued || j.input.is_some() || j.fetching {
+                continue;
+            }
+            if out.iter().any(|(h, _)| *h == hash) {
+                j.fetching = true; // same bytes, one fetch
+                continue;
+            }
+            if budget > 0 && budget.saturating_add(len) > cfg.input_buffer_bytes {
+                break;
+            }
+            budget = budget.saturating_add(len);
+            j.fetching = true;
+            out.push((hash, j.peer));
+        }
+        out
+    }
+
+    /// Bytes of input blobs for jobs not started yet, arrived or on their way.
+    pub(crate) fn held_input_bytes(&self) -> u64 {
+        self.jobs
+            .values()
+            .filter(|j| j.state == TaskState::Queued && (j.input.is_some() || j.fetching))
+            .filter_map(|j| j.blob.map(|(_, len)| len))
+            .fold(0, u64::saturating_add)
+    }
+
+    /// An input blob arrived: the jobs waiting for it have their input.
+    pub(crate) fn input_arrived(&mut self, hash: &Hash32, bytes: Vec<u8>) {
+        let mut bytes = Some(bytes);
+        let waiting: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.awaits_input(hash))
+            .map(|(&id, _)| id)
+            .collect();
+        let n = waiting.len();
+        for (i, id) in waiting.into_iter().enumerate() {
+            if let Some(j) = self.jobs.get_mut(&id) {
+                j.input = if i.saturating_add(1) == n {
+                    bytes.take()
+                } else {
+                    bytes.clone()
+                };
+                j.fetching = false;
+            }
+        }
+    }
+
+    /// Fails the jobs waiting for input blob `hash`.
+    pub(crate) fn input_failed(&mut self, hash: &Hash32, why: &str, w: &mut Wire<'_>) {
+        let waiting: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.awaits_input(hash))
+            .map(|(&id, _)| id)
+            .collect();
+        for job in waiting {
+            let msg = format!("fetching the input failed: {why}");
+            self.answer(job, TaskStatus::Failed, msg.as_bytes(), w);
+        }
+    }
+
+    /// Whether a queued job waits for input blob `hash`.
+    pub(crate) fn wants_input(&self, hash: &Hash32) -> bool {
+        self.jobs.values().any(|j| j.awaits_input(hash))
+    }
+
     /// Fails every queued job waiting for model `hash`.
     pub(crate) fn fail_jobs_needing(&mut self, hash: Hash32, why: &str, w: &mut Wire<'_>) {
         let waiting: Vec<JobId> = self
@@ -305,22 +409,30 @@ impl Worker {
         })
     }
 
-    /// A requester other than `not` with a job queued for model `hash`.
+    /// A requester other than `not` with a job queued for blob `hash` (its
+    /// model or its input).
     pub(crate) fn requester_waiting_for(&self, hash: Hash32, not: NodeId) -> Option<NodeId> {
         self.jobs
             .values()
-            .find(|j| j.state == TaskState::Queued && j.model == Some(hash) && j.peer != not)
+            .find(|j| {
+                j.peer != not
+                    && ((j.state == TaskState::Queued && j.model == Some(hash))
+                        || j.awaits_input(&hash))
+            })
             .map(|j| j.peer)
     }
 
-    /// The shell finished a job.
+    /// The shell finished a job. An output too large for a frame is lent
+    /// to the requester as a blob (it fetches it).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn job_done(
         &mut self,
+        now: Instant,
         cfg: &Config,
         job: JobId,
         status: TaskStatus,
         output: &[u8],
-        blobs: &Blobs,
+        blobs: &mut Blobs,
         w: &mut Wire<'_>,
     ) {
         let Some(j) = self.jobs.get(&job) else {
@@ -337,6 +449,11 @@ impl Worker {
                 output.len()
             );
             self.answer(job, TaskStatus::Failed, msg.as_bytes(), w);
+        } else if output.len() > MAX_INLINE_TENSOR {
+            let hash = sha256(output);
+            blobs.lend(now, hash, Arc::from(output), Some(j.peer));
+            let len = u64::try_from(output.len()).unwrap_or(u64::MAX);
+            self.answer_with(job, status, TaskOutput::Blob { hash, len }, hash, w);
         } else {
             self.answer(job, status, output, w);
         }
@@ -397,8 +514,20 @@ impl Worker {
         self.start_jobs(cfg, blobs, w);
     }
 
-    /// Sends the signed result of `job` and frees its slot.
+    /// Sends the signed result of `job` with `output` inline; frees its slot.
     fn answer(&mut self, job: JobId, status: TaskStatus, output: &[u8], w: &mut Wire<'_>) {
+        self.answer_with(job, status, TaskOutput::Inline(output), sha256(output), w);
+    }
+
+    /// Sends the signed result of `job` and frees its slot.
+    fn answer_with(
+        &mut self,
+        job: JobId,
+        status: TaskStatus,
+        output: TaskOutput<'_>,
+        output_hash: [u8; 32],
+        w: &mut Wire<'_>,
+    ) {
         let Some(j) = self.jobs.get_mut(&job) else {
             return;
         };
@@ -414,7 +543,7 @@ impl Worker {
             status,
             model: j.model.unwrap_or([0u8; 32]),
             input: j.input_hash,
-            output: sha256(output),
+            output: output_hash,
             signature: Signature64([0u8; 64]),
         };
         w.key.sign_receipt(&mut receipt);

@@ -128,7 +128,19 @@ pub fn samples() -> Vec<(&'static str, Message<'static>)> {
             Message::TaskResult(TaskResult {
                 task_id: 7,
                 status: TaskStatus::Completed,
-                output: b"hello p2pa",
+                output: TaskOutput::Inline(b"hello p2pa"),
+                receipt: receipt(),
+            }),
+        ),
+        (
+            "task_result_blob",
+            Message::TaskResult(TaskResult {
+                task_id: 7,
+                status: TaskStatus::Completed,
+                output: TaskOutput::Blob {
+                    hash: [5u8; 32],
+                    len: 1 << 20,
+                },
                 receipt: receipt(),
             }),
         ),

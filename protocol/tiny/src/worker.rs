@@ -3,7 +3,7 @@
 
 use p2pa_protocol::{
     Capabilities, Intro, Keypair, KindSet, Message, Nonce, Pong, Receipt, RejectReason, Session,
-    Signature64, TaskInput, TaskKind, TaskOffer, TaskReject, TaskResult, TaskStatus,
+    Signature64, TaskInput, TaskKind, TaskOffer, TaskOutput, TaskReject, TaskResult, TaskStatus,
 };
 
 use crate::link::{respond, send, FrameReader, Link, LinkError};
@@ -149,7 +149,7 @@ impl<'k> Worker<'k> {
         let result = Message::TaskResult(TaskResult {
             task_id: offer.task_id,
             status,
-            output,
+            output: TaskOutput::Inline(output),
             receipt,
         });
         let n = session.write(self.key, &result, tx)?;

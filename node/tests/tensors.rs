@@ -1,0 +1,108 @@
+//! Task inputs and outputs beyond a frame, simulated: they travel as blobs,
+//! a worker holds only the inputs its buffer allows (the next ones arrive
+//! while the current ones run), and every byte lent or fetched is freed when
+//! its task ends or its peer leaves.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{requester_at_zero, Sim};
+use p2pa_node::core::{sha256, Config, TaskRequest};
+use p2pa_node::protocol::{KindSet, TaskKind, TaskStatus};
+
+const MIB: usize = 1 << 20;
+
+fn big(len: usize, salt: u8) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8 ^ salt).collect()
+}
+
+fn echo(input: Vec<u8>, secs: u64) -> TaskRequest {
+    TaskRequest {
+        kind: TaskKind::Echo,
+        input,
+        model: None,
+        timeout: Duration::from_secs(secs),
+        peer: None,
+    }
+}
+
+#[test]
+fn a_large_input_and_output_round_trip_and_nothing_stays_lent() {
+    let mut sim = Sim::new(2, 41, 0, |i| requester_at_zero(i, 2, KindSet::default()));
+    sim.run_until(Duration::from_secs(1));
+    let input = big(3 * MIB + 5, 1);
+    sim.submit(0, echo(input.clone(), 30));
+    sim.run_until(Duration::from_secs(5));
+    assert_eq!(sim.outcomes.len(), 1);
+    let o = &sim.outcomes[0].1;
+    assert_eq!(o.status, TaskStatus::Completed, "{o:?}");
+    assert!(o.output == input, "the output came back whole");
+    let r = o.receipt.unwrap();
+    assert_eq!((r.input, r.output), (sha256(&input), sha256(&input)));
+    for i in 0..2 {
+        let c = sim.core(i);
+        assert_eq!((c.lent_bytes(), c.fetching_bytes()), (0, 0), "node {i}");
+        assert_eq!(c.held_input_bytes(), 0, "node {i}");
+    }
+}
+
+#[test]
+fn a_worker_holds_inputs_within_its_buffer_and_runs_them_all() {
+    let budget = 3 * MIB as u64;
+    let mut sim = Sim::new(2, 42, 0, |i| Config {
+        input_buffer_bytes: budget,
+        ..requester_at_zero(i, 1, KindSet::default())
+    });
+    sim.run_until(Duration::from_secs(1));
+    for k in 0..8 {
+        sim.submit(0, echo(big(MIB, k), 60));
+    }
+    let mut most = 0;
+    let mut t = Duration::from_secs(1);
+    while sim.outcomes.len() < 8 && t < Duration::from_secs(20) {
+        t += Duration::from_millis(1);
+        sim.run_until(t);
+        most = most.max(sim.core(1).held_input_bytes());
+    }
+    assert_eq!(sim.outcomes.len(), 8, "every task ran");
+    assert!(
+        sim.outcomes
+            .iter()
+            .all(|(_, o)| o.status == TaskStatus::Completed),
+        "{:?}",
+        sim.outcomes
+    );
+    assert!(most <= budget, "held {most} bytes, budget {budget}");
+    assert!(
+        most >= 2 * MIB as u64,
+        "the next inputs were fetched ahead: {most}"
+    );
+}
+
+#[test]
+fn a_requester_that_leaves_mid_transfer_frees_what_the_worker_held() {
+    let mut sim = Sim::new(2, 43, 0, |i| requester_at_zero(i, 1, KindSet::default()));
+    sim.run_until(Duration::from_secs(1));
+    sim.submit(0, echo(big(4 * MIB, 3), 30));
+    let mut t = Duration::from_secs(1);
+    while sim.core(1).fetching_bytes() < MIB {
+        t += Duration::from_micros(200);
+        sim.run_until(t);
+        assert!(t < Duration::from_secs(3), "the fetch never started");
+    }
+    sim.kill(0);
+    sim.run_until(t + Duration::from_secs(3));
+    let w = sim.core(1);
+    assert_eq!(
+        (w.fetching_bytes(), w.held_input_bytes(), w.lent_bytes()),
+        (0, 0, 0)
+    );
+}

@@ -1,0 +1,110 @@
+//! Tensors of any size: inputs and outputs beyond one frame travel as
+//! content-addressed blobs over the task's session, hash-checked, and the
+//! receipt still covers exactly the bytes asked and returned.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use p2pa_node::core::{sha256, TaskRequest, MAX_INLINE_TENSOR};
+use p2pa_node::io::{NodeHandle, NodeOptions};
+use p2pa_node::protocol::*;
+use p2pa_tests::unique_port;
+
+fn key(n: u8) -> Keypair {
+    Keypair::from_seed([n; 32])
+}
+
+fn worker() -> (NodeHandle, SocketAddr) {
+    let mut o = p2pa_tests::loopback_options(unique_port());
+    o.multicast = None;
+    let h = NodeHandle::start(key(1), o).unwrap();
+    let addr = h.local_addr();
+    (h, addr)
+}
+
+fn requester(target: SocketAddr) -> NodeOptions {
+    let mut o = p2pa_tests::loopback_options(unique_port());
+    o.multicast = None;
+    o.core.kinds = KindSet::default();
+    o.core.workers = 0;
+    o.core.bootstrap = vec![target];
+    o
+}
+
+/// Bytes that differ everywhere (a hash chain), so a misplaced chunk shows.
+fn pattern(len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 32);
+    let mut h = [7u8; 32];
+    while out.len() < len {
+        h = sha256(&h);
+        out.extend_from_slice(&h);
+    }
+    out.truncate(len);
+    out
+}
+
+#[test]
+fn ten_megabytes_in_and_out_round_trip_with_a_receipt_over_both() {
+    let (w, addr) = worker();
+    let (h, mut node) = NodeHandle::start_local(key(2), requester(addr)).unwrap();
+    let big = pattern(10 << 20);
+    let (echo, hash, small) = node.block_on(async {
+        h.wait_for_peers(Some(TaskKind::Echo), 1, Duration::from_secs(15))
+            .await;
+        let req = |kind, input: &[u8]| TaskRequest {
+            kind,
+            input: input.to_vec(),
+            model: None,
+            timeout: Duration::from_secs(60),
+            peer: None,
+        };
+        let echo = h.submit(req(TaskKind::Echo, &big)).await.unwrap();
+        let hash = h.submit(req(TaskKind::Hash, &big)).await.unwrap();
+        // Just past the inline limit, and just under it.
+        let small = h
+            .submit(req(TaskKind::Echo, &pattern(MAX_INLINE_TENSOR + 1)))
+            .await
+            .unwrap();
+        h.shutdown().await;
+        (echo, hash, small)
+    });
+    assert_eq!(echo.status, TaskStatus::Completed, "{:?}", echo.error);
+    assert!(echo.output == big, "10 MiB came back byte for byte");
+    let r = echo.receipt.unwrap();
+    assert_eq!((r.input, r.output), (sha256(&big), sha256(&big)));
+    assert_eq!(hash.status, TaskStatus::Completed, "{:?}", hash.error);
+    assert_eq!(hash.output, p2pa_node::hex::hex(&sha256(&big)).into_bytes());
+    assert_eq!(small.output, pattern(MAX_INLINE_TENSOR + 1));
+    let stats = async_io::block_on(w.stats()).unwrap();
+    assert!(
+        stats.blob_bytes_fetched >= 2 * (10 << 20) && stats.blob_bytes_served >= 10 << 20,
+        "inputs fetched, output served as blobs: {stats:?}"
+    );
+    async_io::block_on(w.shutdown());
+}
+
+#[test]
+fn a_tensor_over_the_limit_is_refused_by_the_requester_and_the_worker() {
+    let (w, addr) = worker();
+    let mut o = requester(addr);
+    o.core.max_tensor_bytes = 1 << 20;
+    let (h, mut node) = NodeHandle::start_local(key(3), o).unwrap();
+    let out = node.block_on(async {
+        h.wait_for_peers(Some(TaskKind::Echo), 1, Duration::from_secs(15))
+            .await;
+        let req = TaskRequest {
+            kind: TaskKind::Echo,
+            input: vec![1; 2 << 20],
+            model: None,
+            timeout: Duration::from_secs(20),
+            peer: None,
+        };
+        let o = h.submit(req).await.unwrap();
+        h.shutdown().await;
+        o
+    });
+    assert_eq!(out.status, TaskStatus::Failed);
+    let msg = out.error.unwrap().to_string();
+    assert!(msg.contains("exceeds the limit of 1048576 bytes"), "{msg}");
+    async_io::block_on(w.shutdown());
+}
