@@ -290,3 +290,104 @@ fn redundancy_compares_workers_and_names_the_dissenter() {
     }
     async_io::block_on(liar.shutdown());
 }
+
+/// A real exported model (PP-OCR's direction classifier, symbolic height,
+/// width and batch; 110 KB input, over one frame) over two worker processes
+/// through `submit` and `batch` with .npy files, against onnxruntime's output.
+#[test]
+fn a_real_model_with_dynamic_shapes_matches_onnxruntime_over_the_network() {
+    let port = unique_port();
+    let dir = scratch("realmodel");
+    let _nodes: Vec<NodeProc> = (0..2)
+        .map(|i| NodeProc::start(port, &dir.join(format!("n{i}")), &["--workers", "1"]))
+        .collect();
+    let model = models_dir().join("ppocr_cls.onnx");
+    let input = models_dir().join("ppocr_cls_input.npy");
+    let expected = read_npy_f32(&models_dir().join("ppocr_cls_expected.npy"));
+    let out = p2pa(&["model", "info", model.to_str().unwrap()], T);
+    assert_eq!(stdout(&out).trim(), r#"input "x": f32 [N, 3, N, N]"#);
+    let npy_dir = dir.join("submit-out");
+    let out = p2pa_local(
+        port,
+        &[
+            "submit",
+            "--kind",
+            "infer",
+            "--model",
+            model.to_str().unwrap(),
+            "--input-file",
+            input.to_str().unwrap(),
+            "--out-dir",
+            npy_dir.to_str().unwrap(),
+            "--json",
+        ],
+        T,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let file = v["files"][0].as_str().unwrap();
+    assert_close(&read_npy_f32(Path::new(file)), &expected);
+    // The same through batch: three lines naming the .npy file.
+    let lines = dir.join("in.jsonl");
+    let line = serde_json::json!({ "input": input.to_str().unwrap() }).to_string();
+    std::fs::write(&lines, format!("{line}\n{line}\n{line}\n")).unwrap();
+    let results = dir.join("results.jsonl");
+    let outs = dir.join("batch-out");
+    let out = infer_batch(
+        port,
+        &model,
+        &lines,
+        &results,
+        &["--out-dir", outs.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("tasks completed per worker"),
+        "{}",
+        stderr(&out)
+    );
+    for r in jsonl(&std::fs::read_to_string(&results).unwrap()) {
+        let f = r["files"][0].as_str().unwrap();
+        assert_close(&read_npy_f32(Path::new(f)), &expected);
+    }
+    // Four channels where the model takes three: refused before sending.
+    let wrong = dir.join("wrong.json");
+    std::fs::write(
+        &wrong,
+        r#"{"shape": [1, 4, 2, 2], "f32": [0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}"#,
+    )
+    .unwrap();
+    let out = p2pa_local(
+        port,
+        &[
+            "submit",
+            "--kind",
+            "infer",
+            "--model",
+            model.to_str().unwrap(),
+            "--input-file",
+            wrong.to_str().unwrap(),
+        ],
+        T,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let msg = stderr(&out);
+    assert!(
+        msg.contains("[N, 3, N, N]") && msg.contains("[1, 4, 2, 2]"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn read_npy_f32(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    npyz::NpyFile::new(&bytes[..]).unwrap().into_vec().unwrap()
+}
+
+fn assert_close(got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len());
+    for (a, b) in got.iter().zip(want) {
+        let tol = 1e-4 * a.abs().max(b.abs()).max(1.0);
+        assert!((a - b).abs() <= tol, "{got:?} vs onnxruntime {want:?}");
+    }
+}
