@@ -1,7 +1,7 @@
 //! `p2pa-bench`: measures p2pa against the floor (plain TCP plus the same
 //! signatures), side by side in one process and one run, and prints Markdown.
 //!
-//!     cargo run --release -p p2pa-bench -- [rtt|handshake|memory|infer|all] [--n N]
+//!     cargo run --release -p p2pa-bench -- [rtt|handshake|memory|infer|tensors|all] [--n N]
 //!
 //! Every loop is bounded by a count; the whole run stops by itself.
 
@@ -11,6 +11,8 @@ mod harness;
 mod infer;
 mod memory;
 mod rtt;
+#[cfg(feature = "onnx")]
+mod tensors;
 
 use harness::{echo, pair, pipelined, requester_for, WorkerProc};
 use p2pa_node::protocol::{KindSet, TaskKind};
@@ -19,6 +21,13 @@ use p2pa_node::protocol::{KindSet, TaskKind};
 mod infer {
     pub fn bench_infer(_: usize) {
         println!("SKIPPED: inference benchmark needs the `onnx` feature");
+    }
+}
+
+#[cfg(not(feature = "onnx"))]
+mod tensors {
+    pub fn bench_tensors() {
+        println!("SKIPPED: tensor benchmark needs the `onnx` feature");
     }
 }
 
@@ -89,5 +98,9 @@ fn main() {
     }
     if matches!(what, "infer" | "all") {
         infer::bench_infer(5);
+        println!();
+    }
+    if matches!(what, "tensors" | "all") {
+        tensors::bench_tensors();
     }
 }

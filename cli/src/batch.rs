@@ -103,6 +103,16 @@ impl Item {
         }
     }
 
+    /// About how many bytes its input takes (a file's size until read).
+    pub fn size(&self) -> usize {
+        match &self.file {
+            Some(f) => {
+                std::fs::metadata(f).map_or(0, |m| usize::try_from(m.len()).unwrap_or(usize::MAX))
+            }
+            None => self.input.len(),
+        }
+    }
+
     /// Its input, read now if it lives in a file.
     pub fn load(&self) -> Result<Vec<u8>, String> {
         match &self.file {
@@ -111,6 +121,9 @@ impl Item {
         }
     }
 }
+
+/// Input bytes a batch holds in flight at most (one task always).
+const MAX_INPUT_IN_FLIGHT: usize = 256 << 20;
 
 /// The model's inputs, to check each line against before sending (none:
 /// no model file, or a build without `onnx`).
@@ -213,15 +226,25 @@ pub async fn run_items(
         timeout: plan.timeout,
         peer,
     };
+    let in_flight = std::cell::Cell::new(0usize);
     let ex = LocalExecutor::new();
     let workers: Vec<_> = (0..plan.concurrency.max(1))
         .map(|_| {
             let tx = tx.clone();
-            let (queue, request) = (&queue, &request);
+            let (queue, request, in_flight) = (&queue, &request, &in_flight);
             ex.spawn(async move {
                 loop {
                     let next = queue.borrow_mut().pop_front();
                     let Some(item) = next else { break };
+                    // Large inputs: at most MAX_INPUT_IN_FLIGHT bytes of them
+                    // held at once (one task always), whatever --concurrency.
+                    let size = item.size();
+                    while in_flight.get() > 0
+                        && in_flight.get().saturating_add(size) > MAX_INPUT_IN_FLIGHT
+                    {
+                        async_io::Timer::after(Duration::from_millis(5)).await;
+                    }
+                    in_flight.set(in_flight.get().saturating_add(size));
                     let input = match item.load() {
                         Ok(input) => input,
                         Err(e) => {
@@ -244,6 +267,7 @@ pub async fn run_items(
                             .collect();
                         join_all(copies).await.into_iter().collect()
                     };
+                    in_flight.set(in_flight.get().saturating_sub(size));
                     match outcomes {
                         Ok(o) => {
                             if tx.send((item, o)).await.is_err() {

@@ -123,7 +123,7 @@ fn cmd_run(
     }
     let first = times.first().copied().unwrap_or(0.0);
     times.sort_by(f64::total_cmp);
-    let median = p2pa_node::measure::percentile(&times, 50.0);
+    let median = p2pa_node::measure::percentile(&times, 0.5);
     eprintln!(
         "{} run(s): first {first:.1} ms (optimises for these shapes), median {median:.1} ms",
         repeat.max(1)

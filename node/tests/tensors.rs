@@ -106,3 +106,22 @@ fn a_requester_that_leaves_mid_transfer_frees_what_the_worker_held() {
         (0, 0, 0)
     );
 }
+
+#[test]
+fn two_requesters_sending_the_same_input_both_get_the_output() {
+    let mut sim = Sim::new(3, 44, 0, |i| Config {
+        input_buffer_bytes: MIB as u64, // one input at a time
+        ..requester_at_zero(if i == 2 { 1 } else { 0 }, 1, KindSet::default())
+    });
+    sim.run_until(Duration::from_secs(1));
+    let input = big(2 * MIB, 9);
+    sim.submit(0, echo(input.clone(), 30));
+    sim.submit(1, echo(input.clone(), 30));
+    sim.run_until(Duration::from_secs(8));
+    assert_eq!(sim.outcomes.len(), 2);
+    for (node, o) in &sim.outcomes {
+        assert_eq!(o.status, TaskStatus::Completed, "node {node}: {o:?}");
+        assert!(o.output == input, "node {node} got the whole output");
+    }
+    assert_eq!(sim.core(2).lent_bytes(), 0, "both fetched their copy");
+}

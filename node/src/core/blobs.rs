@@ -82,7 +82,9 @@ pub(crate) struct Blobs {
     /// Models this node holds and can run, most recently added last.
     held: Vec<Hash32>,
     fetches: BTreeMap<Hash32, Fetch>,
-    lent: BTreeMap<Hash32, Lent>,
+    /// By hash and owner: one output per requester (two requesters may
+    /// get the same output), one shared entry for a task input.
+    lent: BTreeMap<(Hash32, Option<NodeId>), Lent>,
 }
 
 impl Blobs {
@@ -124,7 +126,7 @@ impl Blobs {
         bytes: Arc<[u8]>,
         owner: Option<NodeId>,
     ) {
-        let lent = self.lent.entry(hash).or_insert(Lent {
+        let lent = self.lent.entry((hash, owner)).or_insert(Lent {
             bytes,
             owner,
             holds: 0,
@@ -136,7 +138,7 @@ impl Blobs {
 
     /// Keeps the task inputs lent (no owner) that `wanted` still needs.
     pub(crate) fn prune_lent(&mut self, wanted: impl Fn(&Hash32) -> bool) {
-        self.lent.retain(|h, l| l.owner.is_some() || wanted(h));
+        self.lent.retain(|(h, _), l| l.owner.is_some() || wanted(h));
     }
 
     /// Bytes lent now.
@@ -155,10 +157,13 @@ impl Blobs {
         req: &BlobRequest,
         w: &mut Wire<'_>,
     ) {
-        let lent = self
-            .lent
-            .get_mut(&req.hash)
-            .filter(|l| l.owner.is_none_or(|o| o == peer));
+        let mine = (req.hash, Some(peer));
+        let key = if self.lent.contains_key(&mine) {
+            mine
+        } else {
+            (req.hash, None)
+        };
+        let lent = self.lent.get_mut(&key);
         let bytes = match (self.provided.get(&req.hash), lent) {
             (Some(b), _) => b.clone(),
             (None, Some(l)) => {
@@ -194,13 +199,8 @@ impl Blobs {
             *served = served.saturating_add(data.len() as u64);
         }
         // An output goes once its owner has all of it.
-        if end == bytes.len()
-            && self
-                .lent
-                .get(&req.hash)
-                .is_some_and(|l| l.owner == Some(peer))
-        {
-            self.lent.remove(&req.hash);
+        if end == bytes.len() && key.1.is_some() {
+            self.lent.remove(&key);
         }
     }
 

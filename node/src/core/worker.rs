@@ -61,6 +61,11 @@ impl Job {
             && self.input.is_none()
             && self.blob.is_some_and(|(h, _)| h == *hash)
     }
+
+    /// Waiting for its input blob, which is being fetched for it.
+    fn fetches_input(&self, hash: &Hash32) -> bool {
+        self.fetching && self.awaits_input(hash)
+    }
 }
 
 /// An offer the worker took.
@@ -321,10 +326,8 @@ impl Worker {
             if j.state != TaskState::Queued || j.input.is_some() || j.fetching {
                 continue;
             }
-            if out.iter().any(|(h, _)| *h == hash) {
-                j.fetching = true; // same bytes, one fetch
-                continue;
-            }
+            // Every job's bytes count, even where two share a hash (each
+            // gets its own copy): offering one input many times gains nothing.
             if budget > 0 && budget.saturating_add(len) > cfg.input_buffer_bytes {
                 break;
             }
@@ -344,13 +347,14 @@ impl Worker {
             .fold(0, u64::saturating_add)
     }
 
-    /// An input blob arrived: the jobs waiting for it have their input.
+    /// An input blob arrived: the jobs it was fetched for have their input
+    /// (others with the same input wait for their turn in the buffer).
     pub(crate) fn input_arrived(&mut self, hash: &Hash32, bytes: Vec<u8>) {
         let mut bytes = Some(bytes);
         let waiting: Vec<JobId> = self
             .jobs
             .iter()
-            .filter(|(_, j)| j.awaits_input(hash))
+            .filter(|(_, j)| j.fetches_input(hash))
             .map(|(&id, _)| id)
             .collect();
         let n = waiting.len();
@@ -366,12 +370,12 @@ impl Worker {
         }
     }
 
-    /// Fails the jobs waiting for input blob `hash`.
+    /// Fails the jobs input blob `hash` was being fetched for.
     pub(crate) fn input_failed(&mut self, hash: &Hash32, why: &str, w: &mut Wire<'_>) {
         let waiting: Vec<JobId> = self
             .jobs
             .iter()
-            .filter(|(_, j)| j.awaits_input(hash))
+            .filter(|(_, j)| j.fetches_input(hash))
             .map(|(&id, _)| id)
             .collect();
         for job in waiting {
@@ -380,9 +384,9 @@ impl Worker {
         }
     }
 
-    /// Whether a queued job waits for input blob `hash`.
+    /// Whether input blob `hash` is being fetched for a queued job.
     pub(crate) fn wants_input(&self, hash: &Hash32) -> bool {
-        self.jobs.values().any(|j| j.awaits_input(hash))
+        self.jobs.values().any(|j| j.fetches_input(hash))
     }
 
     /// Fails every queued job waiting for model `hash`.
