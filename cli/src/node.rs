@@ -170,6 +170,10 @@ struct LimitArgs {
     /// input always); the next arrive while the current ones run
     #[arg(long, default_value_t = Config::default().input_buffer_bytes / MIB, value_name = "MIB")]
     input_buffer_mb: u64,
+    /// Task outputs held until their requesters fetch them; past it, the
+    /// next jobs wait
+    #[arg(long, default_value_t = Config::default().output_buffer_bytes / MIB, value_name = "MIB")]
+    output_buffer_mb: u64,
 }
 
 impl LimitArgs {
@@ -186,6 +190,7 @@ impl LimitArgs {
         c.max_task_deadline = Duration::from_secs(self.max_task_deadline);
         c.max_tensor_bytes = self.max_tensor_mb.saturating_mul(MIB);
         c.input_buffer_bytes = self.input_buffer_mb.saturating_mul(MIB);
+        c.output_buffer_bytes = self.output_buffer_mb.saturating_mul(MIB);
     }
 }
 

@@ -125,3 +125,30 @@ fn two_requesters_sending_the_same_input_both_get_the_output() {
     }
     assert_eq!(sim.core(2).lent_bytes(), 0, "both fetched their copy");
 }
+
+#[test]
+fn outputs_not_fetched_yet_hold_back_the_next_jobs() {
+    let buffer = 2 * MIB as u64;
+    let mut sim = Sim::new(2, 45, 0, |i| Config {
+        output_buffer_bytes: buffer,
+        ..requester_at_zero(i, 1, KindSet::default())
+    });
+    sim.run_until(Duration::from_secs(1));
+    for k in 0..6 {
+        sim.submit(0, echo(big(MIB, 20 + k), 60));
+    }
+    let mut most = 0;
+    let mut t = Duration::from_secs(1);
+    while sim.outcomes.len() < 6 && t < Duration::from_secs(20) {
+        t += Duration::from_millis(1);
+        sim.run_until(t);
+        most = most.max(sim.core(1).lent_bytes());
+    }
+    assert_eq!(sim.outcomes.len(), 6, "every task ran");
+    assert!(sim
+        .outcomes
+        .iter()
+        .all(|(_, o)| o.status == TaskStatus::Completed));
+    // The buffer, plus the output of the one job started below it.
+    assert!(most as u64 <= buffer + MIB as u64, "lent {most} bytes");
+}

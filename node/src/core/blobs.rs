@@ -141,6 +141,15 @@ impl Blobs {
         self.lent.retain(|(h, _), l| l.owner.is_some() || wanted(h));
     }
 
+    /// Bytes of outputs lent and not fetched yet.
+    pub(crate) fn lent_output_bytes(&self) -> u64 {
+        self.lent
+            .values()
+            .filter(|l| l.owner.is_some())
+            .map(|l| u64::try_from(l.bytes.len()).unwrap_or(u64::MAX))
+            .fold(0, u64::saturating_add)
+    }
+
     /// Bytes lent now.
     pub(crate) fn lent_bytes(&self) -> usize {
         self.lent
@@ -267,23 +276,7 @@ impl Blobs {
         {
             return Fetched::Pending; // stale: from an earlier source or a duplicate
         }
-        let want = fetch.want;
-        let limit = match want {
-            Want::Model => cfg.model_cache_bytes,
-            Want::Input | Want::Output => cfg.max_tensor_bytes,
-        };
-        if chunk.total_len > limit {
-            let error = FetchError::TooLarge {
-                len: chunk.total_len,
-                limit,
-            };
-            return self.give_up(chunk.hash, error);
-        }
-        if others.saturating_add(chunk.total_len) > cfg.max_fetch_bytes {
-            let error = FetchError::TooMuchInFlight {
-                len: chunk.total_len,
-                limit: cfg.max_fetch_bytes,
-            };
+        if let Some(error) = too_large(cfg, fetch.want, chunk.total_len, others) {
             return self.give_up(chunk.hash, error);
         }
         fetch.total = chunk.total_len;
@@ -308,31 +301,36 @@ impl Blobs {
             }
             return Fetched::Pending;
         }
-        let Some(done) = self.fetches.remove(&chunk.hash) else {
+        self.complete(chunk.hash, peer, w)
+    }
+
+    /// Every byte of blob `hash` is here: checks it and hands it over.
+    fn complete(&mut self, hash: Hash32, peer: NodeId, w: &mut Wire<'_>) -> Fetched {
+        let Some(done) = self.fetches.remove(&hash) else {
             return Fetched::Pending;
         };
-        let want = done.want;
+        let (want, have) = (done.want, done.buf.len());
         let actual = sha256(&done.buf);
-        if actual != chunk.hash {
+        if actual != hash {
             let error = FetchError::HashMismatch {
                 from: peer,
                 actual,
-                wanted: chunk.hash,
+                wanted: hash,
             };
-            return self.give_up(chunk.hash, error);
+            return self.give_up(hash, error);
         }
         if want != Want::Model {
-            log::debug!("fetched {want:?} {} ({have} bytes)", hex(&chunk.hash));
+            log::debug!("fetched {want:?} {} ({have} bytes)", hex(&hash));
             return Fetched::Done(want, done.buf);
         }
         log::info!(
             "fetched model {} ({have} bytes) from {}",
-            hex(&chunk.hash),
+            hex(&hash),
             peer.short()
         );
-        self.add_held(chunk.hash);
+        self.add_held(hash);
         w.out.event(Event::ModelFetched {
-            hash: chunk.hash,
+            hash,
             bytes: done.buf,
         });
         Fetched::Done(Want::Model, Vec::new())
@@ -409,6 +407,20 @@ impl Blobs {
             })
             .collect()
     }
+}
+
+/// Why a blob of `len` bytes is refused, if it is: over this node's limit
+/// for what it is, or beside `others` bytes of fetches over the total.
+fn too_large(cfg: &Config, want: Want, len: u64, others: u64) -> Option<FetchError> {
+    let limit = match want {
+        Want::Model => cfg.model_cache_bytes,
+        Want::Input | Want::Output => cfg.max_tensor_bytes,
+    };
+    if len > limit {
+        return Some(FetchError::TooLarge { len, limit });
+    }
+    let limit = cfg.max_fetch_bytes;
+    (others.saturating_add(len) > limit).then_some(FetchError::TooMuchInFlight { len, limit })
 }
 
 /// [`BLOB_CHUNK_LEN`] as a byte offset.

@@ -26,6 +26,9 @@ pub const DEFAULT_MAX_TENSOR_BYTES: u64 = 256 * 1024 * 1024;
 /// Default [`Config::input_buffer_bytes`]: 32 MiB.
 pub const DEFAULT_INPUT_BUFFER_BYTES: u64 = 32 * 1024 * 1024;
 
+/// Default [`Config::output_buffer_bytes`]: 16 MiB.
+pub const DEFAULT_OUTPUT_BUFFER_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Inputs and outputs up to this size ride in their task's frame; larger
 /// ones are blobs (room is left for the offer's or result's other fields).
 pub const MAX_INLINE_TENSOR: usize = p2pa_protocol::MAX_BODY_LEN - 512;
@@ -142,6 +145,10 @@ pub struct Config {
     /// allowed, however large. The next inputs arrive while the current ones
     /// run, and no more: a worker's memory does not grow with its queue.
     pub input_buffer_bytes: u64,
+    /// Task outputs a worker holds until their requesters fetch them, in
+    /// bytes: past it, slot jobs wait to start (an output is dropped after
+    /// `fetch_stall` without a request).
+    pub output_buffer_bytes: u64,
     /// First beacon counter. Receivers drop beacons whose counter does not
     /// grow, so a restarted node must start above where it stopped: the shell
     /// passes the wall clock in microseconds.
@@ -196,6 +203,7 @@ impl Default for Config {
             fetch_stall: Duration::from_secs(15),
             max_tensor_bytes: DEFAULT_MAX_TENSOR_BYTES,
             input_buffer_bytes: DEFAULT_INPUT_BUFFER_BYTES,
+            output_buffer_bytes: DEFAULT_OUTPUT_BUFFER_BYTES,
             beacon_counter_start: 0,
         }
     }

@@ -28,6 +28,7 @@ mod rng;
 mod sessions;
 mod state;
 mod timer;
+mod transfers;
 mod wire;
 mod worker;
 
@@ -35,7 +36,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use p2pa_protocol::{GoodbyeReason, Hash32, Intro, Keypair, KindSet, Message, NodeId, TaskStatus};
+use p2pa_protocol::{GoodbyeReason, Intro, Keypair, KindSet, Message, NodeId, TaskStatus};
 
 pub use config::{
     Config, Trust, DEFAULT_INPUT_BUFFER_BYTES, DEFAULT_MAX_TASK_DEADLINE, DEFAULT_MAX_TENSOR_BYTES,
@@ -233,6 +234,9 @@ impl Core {
                 for (hash, want, error) in self.blobs.stalled(now, cfg) {
                     self.fetched(now, hash, Fetched::Failed(want, error));
                 }
+                // Outputs dropped unfetched may have made room.
+                self.worker
+                    .start_jobs(&self.cfg, &self.blobs, &mut wire!(self));
             }
         }
     }
@@ -515,7 +519,11 @@ impl Core {
                 self.worker.on_cancel(peer, c.task_id, &mut wire!(self));
                 self.prune_fetches();
             }
-            Message::BlobRequest(r) => self.blobs.on_request(now, peer, &r, &mut wire!(self)),
+            Message::BlobRequest(r) => {
+                self.blobs.on_request(now, peer, &r, &mut wire!(self));
+                // A fetched output may have made room for the next job.
+                self.worker.start_jobs(cfg, &self.blobs, &mut wire!(self));
+            }
             Message::BlobChunk(c) => {
                 let fetched = self.blobs.on_chunk(now, cfg, peer, &c, &mut wire!(self));
                 self.fetched(now, c.hash, fetched);
@@ -601,64 +609,6 @@ impl Core {
         self.fetch_inputs(now);
     }
 
-    // ---- models ----
-
-    /// Requester side: serve `bytes` (a model) to workers that ask for `hash`.
-    pub fn provide_model(&mut self, hash: Hash32, bytes: Arc<[u8]>) {
-        self.blobs.provide(hash, bytes);
-    }
-
-    /// Worker side: this node holds model `hash` (in its store) and can run it.
-    pub fn add_held_model(&mut self, hash: Hash32) {
-        self.blobs.add_held(hash);
-    }
-
-    /// Worker side: the models in the store (newest first) are exactly what
-    /// this node holds (after the store evicted some to make room).
-    pub fn sync_held_models(&mut self, newest_first: &[Hash32]) {
-        self.blobs.sync_held(newest_first);
-    }
-
-    /// What a blob chunk completed: whoever waited for the blob goes on, or
-    /// fails.
-    fn fetched(&mut self, now: Instant, hash: Hash32, fetched: Fetched) {
-        let cfg = &self.cfg;
-        match fetched {
-            Fetched::Pending => return,
-            Fetched::Done(Want::Model, _) => {}
-            Fetched::Done(Want::Input, bytes) => self.worker.input_arrived(&hash, bytes),
-            Fetched::Done(Want::Output, bytes) => {
-                let credit =
-                    self.requester
-                        .output_arrived(now, cfg, &hash, &bytes, &mut wire!(self));
-                credit.into_iter().for_each(|p| self.peers.credit(p));
-            }
-            Fetched::Failed(want, error) => {
-                let why = error.to_string();
-                match want {
-                    Want::Model => self.worker.fail_jobs_needing(hash, &why, &mut wire!(self)),
-                    Want::Input => self.worker.input_failed(&hash, &why, &mut wire!(self)),
-                    Want::Output => {
-                        self.requester
-                            .output_failed(now, cfg, &hash, &why, &mut wire!(self));
-                    }
-                }
-            }
-        }
-        self.fetch_inputs(now);
-        self.worker
-            .start_jobs(&self.cfg, &self.blobs, &mut wire!(self));
-        self.prune_fetches();
-    }
-
-    /// Starts the input fetches the worker's buffer has room for.
-    fn fetch_inputs(&mut self, now: Instant) {
-        for (hash, peer) in self.worker.inputs_to_fetch(&self.cfg) {
-            self.blobs
-                .fetch(now, hash, Want::Input, peer, &mut wire!(self));
-        }
-    }
-
     // ---- endings ----
 
     /// Says goodbye (when a session context exists) and closes.
@@ -713,15 +663,6 @@ impl Core {
         self.worker.peer_down(peer, &mut wire!(self));
         self.prune_fetches();
         self.fetch_inputs(now);
-    }
-
-    /// Frees the fetches no task waits for any more, and the task inputs
-    /// lent for tasks that ended.
-    fn prune_fetches(&mut self) {
-        let (worker, requester) = (&self.worker, &self.requester);
-        self.blobs
-            .prune(|h| worker.wants_model(h) || worker.wants_input(h) || requester.wants_output(h));
-        self.blobs.prune_lent(|h| requester.wants_input(h));
     }
 
     /// Handshake timeouts and dead sessions close; live ones are pinged.

@@ -251,7 +251,10 @@ impl Worker {
         } else {
             usize::from(cfg.workers).saturating_add(usize::from(cfg.prefetch))
         };
-        while let Some(pos) = self.next_to_start(self.running < limit, blobs) {
+        // Outputs not fetched yet hold memory too: past the output buffer,
+        // slot jobs wait until requesters fetch (or drop) theirs.
+        let room = blobs.lent_output_bytes() < cfg.output_buffer_bytes;
+        while let Some(pos) = self.next_to_start(room && self.running < limit, blobs) {
             let Some(id) = self.queue.remove(pos) else {
                 break;
             };

@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,6 +15,12 @@ use clap::Args;
 use p2pa_node::core::{TaskOutcome, TaskRequest};
 use p2pa_node::io::NodeHandle;
 use p2pa_node::protocol::{NodeId, TaskKind, TaskStatus};
+
+mod inputs;
+mod progress;
+
+pub use inputs::{read_inputs, Item};
+pub use progress::progress;
 
 use crate::journal::{self, Stamp};
 use crate::{exit, output, CliError, CliResult, NetArgs};
@@ -78,123 +84,8 @@ pub struct BatchArgs {
     pub out_dir: Option<PathBuf>,
 }
 
-/// One task of a batch.
-#[derive(Debug, Clone)]
-pub struct Item {
-    pub line: usize,
-    /// The input (empty when it is read from `file`).
-    pub input: Vec<u8>,
-    /// A tensor file to read when the task is sent (so a batch of large
-    /// inputs never holds them all).
-    pub file: Option<PathBuf>,
-    /// SHA-256 of the input, for the journal.
-    pub input_sha256: [u8; 32],
-}
-
-impl Item {
-    /// An item with its input at hand.
-    pub fn new(line: usize, input: Vec<u8>) -> Self {
-        let input_sha256 = p2pa_node::core::sha256(&input);
-        Self {
-            line,
-            input,
-            file: None,
-            input_sha256,
-        }
-    }
-
-    /// About how many bytes its input takes (a file's size until read).
-    pub fn size(&self) -> usize {
-        match &self.file {
-            Some(f) => {
-                std::fs::metadata(f).map_or(0, |m| usize::try_from(m.len()).unwrap_or(usize::MAX))
-            }
-            None => self.input.len(),
-        }
-    }
-
-    /// Its input, read now if it lives in a file.
-    pub fn load(&self) -> Result<Vec<u8>, String> {
-        match &self.file {
-            Some(f) => crate::tensors::read_file(f).map(|t| p2pa_node::task::tensor::encode(&t)),
-            None => Ok(self.input.clone()),
-        }
-    }
-}
-
 /// Input bytes a batch holds in flight at most (one task always).
 const MAX_INPUT_IN_FLIGHT: usize = 256 << 20;
-
-/// The model's inputs, to check each line against before sending (none:
-/// no model file, or a build without `onnx`).
-type Check<'a> = Option<(&'a [u8], &'a str)>;
-
-/// Reads the input file; a bad line is an error naming it. Infer inputs are
-/// checked against the model (`check`) here, before anything is sent.
-pub fn read_inputs(path: &Path, kind: TaskKind, check: Check<'_>) -> Result<Vec<Item>, CliError> {
-    let f = File::open(path)
-        .map_err(|e| CliError::usage(format!("cannot read inputs {}: {e}", path.display())))?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    let mut items = Vec::new();
-    for (i, line) in BufReader::new(f).lines().enumerate() {
-        let n = i + 1;
-        let line = line.map_err(|e| CliError::usage(format!("{}:{n}: {e}", path.display())))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let bad =
-            |why: &str| CliError::usage(format!("{}:{n}: {why}; nothing was run", path.display()));
-        let v: serde_json::Value =
-            serde_json::from_str(&line).map_err(|e| bad(&format!("not JSON ({e})")))?;
-        if kind == TaskKind::Infer {
-            items.push(infer_item(n, &v, base, check).map_err(|e| bad(&e))?);
-            continue;
-        }
-        let input = match &v {
-            serde_json::Value::String(s) => s.clone().into_bytes(),
-            serde_json::Value::Object(o) => match o.get("input") {
-                Some(serde_json::Value::String(s)) => s.clone().into_bytes(),
-                _ => return Err(bad("expected an object with an \"input\" string")),
-            },
-            _ => {
-                return Err(bad(
-                    "expected a JSON string or an object with an \"input\" string",
-                ))
-            }
-        };
-        items.push(Item::new(n, input));
-    }
-    Ok(items)
-}
-
-/// One infer line: a tensor in JSON, or the name of a tensor file.
-fn infer_item(
-    line: usize,
-    v: &serde_json::Value,
-    base: &Path,
-    check: Check<'_>,
-) -> Result<Item, String> {
-    let t = v.get("input").unwrap_or(v);
-    let check_set = |set: &[p2pa_node::task::tensor::Tensor]| match check {
-        Some((model, what)) => crate::models::check_inputs(model, what, set).map_err(|e| e.msg),
-        None => Ok(()),
-    };
-    if let Some(name) = t.as_str() {
-        let file = base.join(name);
-        let set = crate::tensors::read_file(&file)?;
-        check_set(&set)?;
-        let input_sha256 = p2pa_node::core::sha256(&p2pa_node::task::tensor::encode(&set));
-        return Ok(Item {
-            line,
-            input: Vec::new(),
-            file: Some(file),
-            input_sha256,
-        });
-    }
-    let set = crate::tensors::tensors_from_json(t).map_err(|e| format!("bad tensor: {e}"))?;
-    check_set(&set)?;
-    Ok(Item::new(line, p2pa_node::task::tensor::encode(&set)))
-}
 
 /// How to run the items of a batch.
 #[derive(Debug, Clone)]
@@ -245,28 +136,7 @@ pub async fn run_items(
                         async_io::Timer::after(Duration::from_millis(5)).await;
                     }
                     in_flight.set(in_flight.get().saturating_add(size));
-                    let input = match item.load() {
-                        Ok(input) => input,
-                        Err(e) => {
-                            log::error!("line {}: {e}", item.line);
-                            Vec::new() // fails on the worker, with the reason
-                        }
-                    };
-                    let outcomes = if plan.redundancy <= 1 {
-                        h.submit(request(input, None)).await.map(|o| vec![o])
-                    } else {
-                        // K copies on K distinct workers, rotating with the line.
-                        let copies: Vec<_> = (0..plan.redundancy)
-                            .map(|k| {
-                                let peer = plan
-                                    .peers
-                                    .get((item.line + k) % plan.peers.len().max(1))
-                                    .copied();
-                                Box::pin(h.submit(request(input.clone(), peer)))
-                            })
-                            .collect();
-                        join_all(copies).await.into_iter().collect()
-                    };
+                    let outcomes = run_item(h, plan, &item, request).await;
                     in_flight.set(in_flight.get().saturating_sub(size));
                     match outcomes {
                         Ok(o) => {
@@ -297,6 +167,36 @@ pub async fn run_items(
         }
     })
     .await;
+}
+
+/// Runs one item: once, or on `redundancy` distinct workers.
+async fn run_item(
+    h: &NodeHandle,
+    plan: &Plan,
+    item: &Item,
+    request: impl Fn(Vec<u8>, Option<NodeId>) -> TaskRequest,
+) -> Result<Vec<TaskOutcome>, p2pa_node::io::NodeStopped> {
+    let input = match item.load() {
+        Ok(input) => input,
+        Err(e) => {
+            log::error!("line {}: {e}", item.line);
+            Vec::new() // fails on the worker, with the reason
+        }
+    };
+    if plan.redundancy <= 1 {
+        return h.submit(request(input, None)).await.map(|o| vec![o]);
+    }
+    // K copies on K distinct workers, rotating with the line.
+    let copies: Vec<_> = (0..plan.redundancy)
+        .map(|k| {
+            let peer = plan
+                .peers
+                .get((item.line + k) % plan.peers.len().max(1))
+                .copied();
+            Box::pin(h.submit(request(input.clone(), peer)))
+        })
+        .collect();
+    join_all(copies).await.into_iter().collect()
 }
 
 /// Polls all `futures` at once; their outputs in order.
@@ -656,53 +556,4 @@ async fn run_batch(
     .await;
     bar.finish(counts.finished, counts.failed);
     counts.verdict(total, &a.out)
-}
-
-/// A progress bar on a terminal, plain lines every 10 % otherwise.
-pub enum Progress {
-    Bar(indicatif::ProgressBar),
-    Lines { total: u64, next: u64 },
-}
-
-pub fn progress(total: u64) -> Progress {
-    if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(total);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} tasks {per_sec} eta {eta} {msg}",
-        ) {
-            bar.set_style(style);
-        }
-        Progress::Bar(bar)
-    } else {
-        Progress::Lines {
-            total,
-            next: total.div_ceil(10).max(1),
-        }
-    }
-}
-
-impl Progress {
-    pub fn tick(&mut self, done: u64, failed: u64) {
-        match self {
-            Self::Bar(b) => {
-                b.set_position(done);
-                if failed > 0 {
-                    b.set_message(format!("{failed} failed"));
-                }
-            }
-            Self::Lines { total, next } => {
-                if done >= *next {
-                    eprintln!("progress: {done}/{total} tasks ({failed} failed)");
-                    *next = done + total.div_ceil(10).max(1);
-                }
-            }
-        }
-    }
-
-    pub fn finish(&self, done: u64, failed: u64) {
-        match self {
-            Self::Bar(b) => b.finish_and_clear(),
-            Self::Lines { total, .. } => eprintln!("done: {done}/{total} tasks ({failed} failed)"),
-        }
-    }
 }

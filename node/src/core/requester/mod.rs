@@ -7,14 +7,17 @@ use std::time::{Duration, Instant};
 
 use p2pa_protocol::{
     Budget, Cancel, Hash32, Message, NodeId, Receipt, RejectReason, TaskInput, TaskKind, TaskOffer,
-    TaskOutput, TaskResult, TaskStatus,
+    TaskStatus,
 };
+
+mod results;
+
+pub(crate) use results::Resulted;
 
 use super::config::MAX_INLINE_TENSOR;
 use super::observed::Observed;
-use super::output::{bump, Event, Noise};
+use super::output::{bump, Event};
 use super::reason::TaskError;
-use super::receipt::{check_receipt, sha256};
 use super::state::TaskState;
 use super::{Config, Wire};
 
@@ -67,17 +70,6 @@ struct Pending {
     status: TaskStatus,
     receipt: Receipt,
     hash: Hash32,
-}
-
-/// What a result asks of the router.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Resulted {
-    /// Nothing more (refused, failed and retried, or not ours).
-    Nothing,
-    /// The task completed: credit the worker.
-    Completed,
-    /// The output is a blob: fetch it from the worker.
-    Fetch(Hash32),
 }
 
 #[derive(Debug)]
@@ -435,200 +427,6 @@ impl Requester {
             reason,
         });
         r.retry_at = now.checked_add(RETRY_DELAY);
-    }
-
-    /// A result from `peer`: completed, failed (and retried), or with an
-    /// output blob to fetch first.
-    pub(crate) fn on_result(
-        &mut self,
-        now: Instant,
-        cfg: &Config,
-        me: NodeId,
-        peer: NodeId,
-        res: &TaskResult<'_>,
-        w: &mut Wire<'_>,
-    ) -> Resulted {
-        let Some(r) = self.reqs.get(&res.task_id) else {
-            return Resulted::Nothing; // already reported (or never ours): exactly once
-        };
-        if !r.offered.contains(&peer) || r.pending.is_some() {
-            return Resulted::Nothing;
-        }
-        let output_hash = match res.output {
-            TaskOutput::Inline(bytes) => sha256(bytes),
-            TaskOutput::Blob { hash, .. } => hash,
-        };
-        let checked = check_receipt(
-            &res.receipt,
-            me,
-            peer,
-            res.task_id,
-            res.status,
-            &r.input_hash,
-            &output_hash,
-        );
-        if let Err(why) = checked {
-            bump(&mut w.out.stats.results_rejected);
-            w.out.warn_once(
-                Noise::BadResult,
-                format_args!(
-                    "task {}: result from {} refused: {why}",
-                    res.task_id,
-                    peer.short()
-                ),
-            );
-            let error = TaskError::BadReceipt { worker: peer, why };
-            let id = res.task_id;
-            self.attempt_failed(now, cfg, id, peer, TaskStatus::Failed, &[], error, w);
-            return Resulted::Nothing;
-        }
-        match res.output {
-            TaskOutput::Inline(output) => self.answered(
-                now,
-                cfg,
-                res.task_id,
-                peer,
-                res.status,
-                res.receipt,
-                output,
-                w,
-            ),
-            TaskOutput::Blob { hash, len } if len <= cfg.max_tensor_bytes => {
-                if let Some(r) = self.reqs.get_mut(&res.task_id) {
-                    r.pending = Some(Pending {
-                        worker: peer,
-                        status: res.status,
-                        receipt: res.receipt,
-                        hash,
-                    });
-                    r.attempt_until = None; // answered; the fetch has its own stall timeout
-                }
-                Resulted::Fetch(hash)
-            }
-            TaskOutput::Blob { len, .. } => {
-                let limit = cfg.max_tensor_bytes;
-                let error = TaskError::OutputTooLarge {
-                    worker: peer,
-                    len,
-                    limit,
-                };
-                let id = res.task_id;
-                self.attempt_failed(now, cfg, id, peer, TaskStatus::Failed, &[], error, w);
-                Resulted::Nothing
-            }
-        }
-    }
-
-    /// A checked answer with its output at hand: the task completes, or
-    /// this attempt failed.
-    #[allow(clippy::too_many_arguments)]
-    fn answered(
-        &mut self,
-        now: Instant,
-        cfg: &Config,
-        id: u64,
-        peer: NodeId,
-        status: TaskStatus,
-        receipt: Receipt,
-        output: &[u8],
-        w: &mut Wire<'_>,
-    ) -> Resulted {
-        let Some(r) = self.reqs.get(&id) else {
-            return Resulted::Nothing;
-        };
-        if status == TaskStatus::Completed {
-            let took = r
-                .offered_at
-                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
-            self.learned(peer, r.req.kind, took);
-            let answer = Answer {
-                status: TaskStatus::Completed,
-                output,
-                worker: Some(peer),
-                receipt: Some(receipt),
-                error: None,
-            };
-            self.finish(now, id, answer, w);
-            Resulted::Completed
-        } else {
-            let error = TaskError::Failed {
-                worker: peer,
-                status,
-                message: String::from_utf8_lossy(output).into_owned(),
-            };
-            self.attempt_failed(now, cfg, id, peer, status, output, error, w);
-            Resulted::Nothing
-        }
-    }
-
-    /// An output blob arrived (hash-checked): the tasks waiting for it end.
-    /// Returns the workers to credit.
-    pub(crate) fn output_arrived(
-        &mut self,
-        now: Instant,
-        cfg: &Config,
-        hash: &Hash32,
-        bytes: &[u8],
-        w: &mut Wire<'_>,
-    ) -> Vec<NodeId> {
-        let waiting: Vec<(u64, Pending)> = self
-            .reqs
-            .iter()
-            .filter_map(|(id, r)| r.pending.filter(|p| p.hash == *hash).map(|p| (*id, p)))
-            .collect();
-        let mut credit = Vec::new();
-        for (id, p) in waiting {
-            if let Some(r) = self.reqs.get_mut(&id) {
-                r.pending = None;
-            }
-            let done = self.answered(now, cfg, id, p.worker, p.status, p.receipt, bytes, w);
-            if done == Resulted::Completed {
-                credit.push(p.worker);
-            }
-        }
-        credit
-    }
-
-    /// Fetching an output blob failed: those attempts failed (retried
-    /// elsewhere while attempts remain).
-    pub(crate) fn output_failed(
-        &mut self,
-        now: Instant,
-        cfg: &Config,
-        hash: &Hash32,
-        why: &str,
-        w: &mut Wire<'_>,
-    ) {
-        let waiting: Vec<(u64, NodeId)> = self
-            .reqs
-            .iter()
-            .filter_map(|(id, r)| {
-                r.pending
-                    .filter(|p| p.hash == *hash)
-                    .map(|p| (*id, p.worker))
-            })
-            .collect();
-        for (id, worker) in waiting {
-            let error = TaskError::OutputFetch {
-                worker,
-                why: why.to_owned(),
-            };
-            self.attempt_failed(now, cfg, id, worker, TaskStatus::Failed, &[], error, w);
-        }
-    }
-
-    /// Whether a task waits for output blob `hash`.
-    pub(crate) fn wants_output(&self, hash: &Hash32) -> bool {
-        self.reqs
-            .values()
-            .any(|r| r.pending.is_some_and(|p| p.hash == *hash))
-    }
-
-    /// Whether a live task has input blob `hash` (lent while it lives).
-    pub(crate) fn wants_input(&self, hash: &Hash32) -> bool {
-        self.reqs
-            .values()
-            .any(|r| r.input_len > MAX_INLINE_TENSOR && r.input_hash == *hash)
     }
 
     /// Reports task `id` (once) and withdraws outstanding offers.

@@ -1,0 +1,125 @@
+//! The inputs of a batch: one task per line, checked before anything is
+//! sent; tensor files named by a line are read when their task is sent.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use p2pa_node::protocol::TaskKind;
+
+use crate::CliError;
+
+/// One task of a batch.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub line: usize,
+    /// The input (empty when it is read from `file`).
+    pub input: Vec<u8>,
+    /// A tensor file to read when the task is sent (so a batch of large
+    /// inputs never holds them all).
+    pub file: Option<PathBuf>,
+    /// SHA-256 of the input, for the journal.
+    pub input_sha256: [u8; 32],
+}
+
+impl Item {
+    /// An item with its input at hand.
+    pub fn new(line: usize, input: Vec<u8>) -> Self {
+        let input_sha256 = p2pa_node::core::sha256(&input);
+        Self {
+            line,
+            input,
+            file: None,
+            input_sha256,
+        }
+    }
+
+    /// About how many bytes its input takes (a file's size until read).
+    pub fn size(&self) -> usize {
+        match &self.file {
+            Some(f) => {
+                std::fs::metadata(f).map_or(0, |m| usize::try_from(m.len()).unwrap_or(usize::MAX))
+            }
+            None => self.input.len(),
+        }
+    }
+
+    /// Its input, read now if it lives in a file.
+    pub fn load(&self) -> Result<Vec<u8>, String> {
+        match &self.file {
+            Some(f) => crate::tensors::read_file(f).map(|t| p2pa_node::task::tensor::encode(&t)),
+            None => Ok(self.input.clone()),
+        }
+    }
+}
+
+/// The model's inputs, to check each line against before sending (none:
+/// no model file, or a build without `onnx`).
+type Check<'a> = Option<(&'a [u8], &'a str)>;
+
+/// Reads the input file; a bad line is an error naming it. Infer inputs are
+/// checked against the model (`check`) here, before anything is sent.
+pub fn read_inputs(path: &Path, kind: TaskKind, check: Check<'_>) -> Result<Vec<Item>, CliError> {
+    let f = File::open(path)
+        .map_err(|e| CliError::usage(format!("cannot read inputs {}: {e}", path.display())))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut items = Vec::new();
+    for (i, line) in BufReader::new(f).lines().enumerate() {
+        let n = i + 1;
+        let line = line.map_err(|e| CliError::usage(format!("{}:{n}: {e}", path.display())))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad =
+            |why: &str| CliError::usage(format!("{}:{n}: {why}; nothing was run", path.display()));
+        let v: serde_json::Value =
+            serde_json::from_str(&line).map_err(|e| bad(&format!("not JSON ({e})")))?;
+        if kind == TaskKind::Infer {
+            items.push(infer_item(n, &v, base, check).map_err(|e| bad(&e))?);
+            continue;
+        }
+        let input = match &v {
+            serde_json::Value::String(s) => s.clone().into_bytes(),
+            serde_json::Value::Object(o) => match o.get("input") {
+                Some(serde_json::Value::String(s)) => s.clone().into_bytes(),
+                _ => return Err(bad("expected an object with an \"input\" string")),
+            },
+            _ => {
+                return Err(bad(
+                    "expected a JSON string or an object with an \"input\" string",
+                ))
+            }
+        };
+        items.push(Item::new(n, input));
+    }
+    Ok(items)
+}
+
+/// One infer line: a tensor in JSON, or the name of a tensor file.
+fn infer_item(
+    line: usize,
+    v: &serde_json::Value,
+    base: &Path,
+    check: Check<'_>,
+) -> Result<Item, String> {
+    let t = v.get("input").unwrap_or(v);
+    let check_set = |set: &[p2pa_node::task::tensor::Tensor]| match check {
+        Some((model, what)) => crate::models::check_inputs(model, what, set).map_err(|e| e.msg),
+        None => Ok(()),
+    };
+    if let Some(name) = t.as_str() {
+        let file = base.join(name);
+        let set = crate::tensors::read_file(&file)?;
+        check_set(&set)?;
+        let input_sha256 = p2pa_node::core::sha256(&p2pa_node::task::tensor::encode(&set));
+        return Ok(Item {
+            line,
+            input: Vec::new(),
+            file: Some(file),
+            input_sha256,
+        });
+    }
+    let set = crate::tensors::tensors_from_json(t).map_err(|e| format!("bad tensor: {e}"))?;
+    check_set(&set)?;
+    Ok(Item::new(line, p2pa_node::task::tensor::encode(&set)))
+}
