@@ -120,7 +120,7 @@ fn hop(models: &Path) {
     let job = |id| Job {
         id,
         kind: TaskKind::Infer,
-        input: &input,
+        input: input.clone(),
         model: Some(hash),
         deadline: Instant::now() + Duration::from_secs(30),
     };
@@ -139,7 +139,7 @@ fn hop(models: &Path) {
         median(&mut t)
     };
     let inproc = time(&|_| engine.run(Some(hash), &input).0);
-    let child = time(&|i| isolated.run(&job(i)).0);
+    let child = time(&|i| isolated.run(job(i)).0);
     println!("### Inference in a child process: the cost of the hop (digits MLP, {n} tasks)");
     println!();
     println!("| in this process µs | in a child process µs | hop µs per task |");

@@ -279,6 +279,13 @@ impl Blobs {
         if let Some(error) = too_large(cfg, fetch.want, chunk.total_len, others) {
             return self.give_up(chunk.hash, error);
         }
+        if fetch.total == 0 {
+            // The length is known and within the limits: one allocation.
+            let total = usize::try_from(chunk.total_len).unwrap_or(0);
+            fetch
+                .buf
+                .reserve_exact(total.saturating_sub(fetch.buf.len()));
+        }
         fetch.total = chunk.total_len;
         fetch.progress = now;
         let room = usize::try_from(chunk.total_len)

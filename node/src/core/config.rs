@@ -23,11 +23,11 @@ pub const DEFAULT_INLINE_MAX_INPUT: usize = 64 * 1024;
 /// Default [`Config::max_tensor_bytes`]: 256 MiB (a 1 GiB board holds one).
 pub const DEFAULT_MAX_TENSOR_BYTES: u64 = 256 * 1024 * 1024;
 
-/// Default [`Config::input_buffer_bytes`]: 32 MiB.
-pub const DEFAULT_INPUT_BUFFER_BYTES: u64 = 32 * 1024 * 1024;
+/// Default [`Config::input_buffer_bytes`]: 24 MiB (two 10 MB inputs ahead).
+pub const DEFAULT_INPUT_BUFFER_BYTES: u64 = 24 * 1024 * 1024;
 
-/// Default [`Config::output_buffer_bytes`]: 16 MiB.
-pub const DEFAULT_OUTPUT_BUFFER_BYTES: u64 = 16 * 1024 * 1024;
+/// Default [`Config::output_buffer_bytes`]: 8 MiB.
+pub const DEFAULT_OUTPUT_BUFFER_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Inputs and outputs up to this size ride in their task's frame; larger
 /// ones are blobs (room is left for the offer's or result's other fields).

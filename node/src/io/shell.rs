@@ -326,10 +326,10 @@ impl Shell {
             } => {
                 if self.core.config().runs_inline(kind, input.len()) {
                     let start = Instant::now();
-                    let (status, out) = self.executor.run(&crate::task::Job {
+                    let (status, out) = self.executor.run(crate::task::Job {
                         id: job,
                         kind,
-                        input: &input,
+                        input,
                         model,
                         deadline,
                     });

@@ -35,11 +35,11 @@ impl Slots {
                         let job = Job {
                             id,
                             kind,
-                            input: &input,
+                            input,
                             model,
                             deadline,
                         };
-                        let (status, out) = exec.run(&job);
+                        let (status, out) = exec.run(job);
                         if done.send_blocking(Input::JobDone(id, status, out)).is_err() {
                             break;
                         }

@@ -114,7 +114,7 @@ impl Isolated {
         std::thread::Builder::new()
             .name("p2pa-child-out".into())
             .spawn(move || loop {
-                let reply = read_frame(&mut stdout).and_then(|f| parse_reply(&f));
+                let reply = read_frame(&mut stdout).and_then(parse_reply);
                 let end = reply.is_err();
                 if tx.send(reply).is_err() || end {
                     break;
@@ -184,7 +184,7 @@ impl Isolated {
         }
     }
 
-    fn infer(&self, job: &Job<'_>) -> (TaskStatus, Vec<u8>) {
+    fn infer(&self, job: Job) -> (TaskStatus, Vec<u8>) {
         let Some(model) = job.model else {
             return failed("an infer task needs a model hash".into());
         };
@@ -198,7 +198,8 @@ impl Isolated {
         if let Ok(mut r) = self.running.lock() {
             r.insert(job.id, p.child.clone());
         }
-        let sent = write_request(&mut p.stdin, &model, cpu, job.input);
+        let sent = write_request(&mut p.stdin, &model, cpu, &job.input);
+        drop(job.input); // the child has it now
         let reply = match sent {
             Ok(()) => p.replies.recv_timeout(left),
             Err(e) => Ok(Err(e)),
@@ -236,10 +237,10 @@ impl Isolated {
 }
 
 impl Execute for Isolated {
-    fn run(&self, job: &Job<'_>) -> (TaskStatus, Vec<u8>) {
+    fn run(&self, job: Job) -> (TaskStatus, Vec<u8>) {
         match job.kind {
             TaskKind::Infer => self.infer(job),
-            other => execute(other, job.input, job.model),
+            other => execute(other, &job.input, job.model),
         }
     }
 
@@ -330,16 +331,18 @@ fn write_request(w: &mut impl Write, model: &[u8; 32], cpu: u32, input: &[u8]) -
     write_frame(w, &[model, &cpu.to_le_bytes(), input])
 }
 
-fn parse_reply(f: &[u8]) -> io::Result<(TaskStatus, Vec<u8>)> {
-    let (status, out) = f
-        .split_first()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "empty reply"))?;
-    let status = if *status == 0 {
+/// A reply frame as (status, output), the output moved out of the frame.
+fn parse_reply(mut f: Vec<u8>) -> io::Result<(TaskStatus, Vec<u8>)> {
+    let Some(&status) = f.first() else {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "empty reply"));
+    };
+    f.drain(..1);
+    let status = if status == 0 {
         TaskStatus::Completed
     } else {
         TaskStatus::Failed
     };
-    Ok((status, out.to_vec()))
+    Ok((status, f))
 }
 
 /// The child's side: sets its memory limit, then runs the requests on stdin
@@ -420,9 +423,9 @@ mod tests {
         assert!(read_frame(&mut short.as_slice()).is_err());
         let huge = u32::MAX.to_le_bytes();
         assert!(read_frame(&mut huge.as_slice()).is_err());
-        assert!(parse_reply(&[]).is_err());
+        assert!(parse_reply(vec![]).is_err());
         assert_eq!(
-            parse_reply(&[1, b'x']).unwrap(),
+            parse_reply(vec![1, b'x']).unwrap(),
             (TaskStatus::Failed, b"x".to_vec())
         );
         assert!(cpu_seconds().is_some(), "reads /proc/self/stat");

@@ -17,15 +17,16 @@ use crate::core::{sha256, JobId};
 use crate::hex::hex;
 use crate::models::ModelStore;
 
-/// One job, as an executor sees it.
-#[derive(Debug, Clone, Copy)]
-pub struct Job<'a> {
+/// One job, as an executor gets it (its input owned, so an executor that
+/// hands it on, to a child process say, can free it at once).
+#[derive(Debug, Clone)]
+pub struct Job {
     /// The core's id for it (what [`Execute::abandon`] names).
     pub id: JobId,
     /// What to run.
     pub kind: TaskKind,
     /// Its input.
-    pub input: &'a [u8],
+    pub input: Vec<u8>,
     /// The model an `infer` job runs.
     pub model: Option<[u8; 32]>,
     /// When its requester stops waiting.
@@ -36,7 +37,7 @@ pub struct Job<'a> {
 /// take as long as it needs; and stops a job whose result is no longer wanted.
 pub trait Execute: Send + Sync {
     /// Runs one job; the output is the failure's text when it fails.
-    fn run(&self, job: &Job<'_>) -> (TaskStatus, Vec<u8>);
+    fn run(&self, job: Job) -> (TaskStatus, Vec<u8>);
 
     /// The job's requester cancelled, left, or its deadline passed: stop it
     /// if it is still running (its result will be dropped anyway).
@@ -48,8 +49,8 @@ impl<F> Execute for F
 where
     F: Fn(TaskKind, &[u8], Option<[u8; 32]>) -> (TaskStatus, Vec<u8>) + Send + Sync,
 {
-    fn run(&self, job: &Job<'_>) -> (TaskStatus, Vec<u8>) {
-        self(job.kind, job.input, job.model)
+    fn run(&self, job: Job) -> (TaskStatus, Vec<u8>) {
+        self(job.kind, &job.input, job.model)
     }
 }
 
