@@ -198,8 +198,10 @@ impl Drop for NodeProc {
     }
 }
 
-/// Runs `p2pa` with `args` to completion (bounded by `timeout`).
+/// Runs `p2pa` with `args` to completion (bounded by `timeout`). Its stdout
+/// and stderr are read while it runs (a full pipe would stall it).
 pub fn p2pa(args: &[&str], timeout: Duration) -> Output {
+    use std::io::Read;
     let mut child = Command::new(bin())
         .args(args)
         .env_remove("P2PA_DATA_DIR")
@@ -208,18 +210,31 @@ pub fn p2pa(args: &[&str], timeout: Duration) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn p2pa");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
     let end = Instant::now() + timeout;
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
         }
         if Instant::now() >= end {
             let _ = child.kill();
-            break;
+            break child.wait().expect("p2pa exit");
         }
         std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
     }
-    child.wait_with_output().expect("p2pa output")
 }
 
 /// `p2pa` with the host-local network flags for `port` in front of `args`.

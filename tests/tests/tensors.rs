@@ -108,3 +108,66 @@ fn a_tensor_over_the_limit_is_refused_by_the_requester_and_the_worker() {
     assert!(msg.contains("exceeds the limit of 1048576 bytes"), "{msg}");
     async_io::block_on(w.shutdown());
 }
+
+/// The same through the command line: `submit --input-file` and a batch
+/// line of 10 MiB, each coming back whole as an output blob.
+#[test]
+fn ten_megabytes_round_trip_through_submit_and_batch() {
+    use p2pa_tests::*;
+    let port = unique_port();
+    let dir = scratch("cli-10mb");
+    let _w = NodeProc::start(port, &dir.join("w"), &[]);
+    let big: Vec<u8> = pattern(10 << 20)
+        .iter()
+        .map(|b| b'a' + b % 26) // text, so it travels as a JSON string
+        .collect();
+    let file = dir.join("in.txt");
+    std::fs::write(&file, &big).unwrap();
+    let t = Duration::from_secs(300);
+    let out = p2pa_local(
+        port,
+        &[
+            "submit",
+            "--kind",
+            "echo",
+            "--input-file",
+            file.to_str().unwrap(),
+            "--timeout",
+            "120",
+            "--json",
+        ],
+        t,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert!(
+        v["output"].as_str().unwrap().as_bytes() == big,
+        "submit: 10 MiB back"
+    );
+    let line = serde_json::to_string(std::str::from_utf8(&big).unwrap()).unwrap();
+    let inputs = dir.join("in.jsonl");
+    std::fs::write(&inputs, format!("{line}\n")).unwrap();
+    let results = dir.join("out.jsonl");
+    let out = p2pa_local(
+        port,
+        &[
+            "batch",
+            "--kind",
+            "echo",
+            "--inputs",
+            inputs.to_str().unwrap(),
+            "--out",
+            results.to_str().unwrap(),
+            "--timeout",
+            "120",
+        ],
+        t,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let r = jsonl(&std::fs::read_to_string(&results).unwrap());
+    assert!(
+        r[0]["output"].as_str().unwrap().as_bytes() == big,
+        "batch: 10 MiB back"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
