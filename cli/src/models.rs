@@ -104,11 +104,15 @@ fn cmd_run(
     use p2pa_node::protocol::TaskStatus;
     let bytes = load(data_dir, spec)?;
     let tensors = crate::tensors::read_file(input).map_err(CliError::usage)?;
-    check_inputs(&bytes, spec, &tensors)?;
     let engine = p2pa_node::task::infer::Engine::in_memory();
     let hash = engine
         .hold(&bytes)
-        .map_err(|e| CliError::usage(e.to_string()))?;
+        .map_err(|e| CliError::usage(format!("{spec} is not an ONNX model p2pa can read: {e}")))?;
+    ModelCheck {
+        specs: engine.inputs(&hash).unwrap_or_default(),
+        what: spec.to_owned(),
+    }
+    .check(&tensors)?;
     let input = p2pa_node::task::tensor::encode(&tensors);
     let mut times: Vec<f64> = Vec::new();
     let mut out = (TaskStatus::Failed, Vec::new());
@@ -149,25 +153,40 @@ fn print_outputs(output: &[u8], out_dir: Option<&Path>) -> CliResult {
     Ok(exit::OK)
 }
 
-/// Checks input tensors against the model before anything is sent: names,
-/// dtypes and shapes; a mismatch is a usage error (exit 2) with both shapes.
-#[cfg(feature = "onnx")]
-pub fn check_inputs(
-    model: &[u8],
-    what: &str,
-    tensors: &[p2pa_node::task::tensor::Tensor],
-) -> Result<(), CliError> {
-    let specs = inputs_of(model, what)?;
-    p2pa_node::task::infer::arrange(&specs, tensors.to_vec())
-        .map(drop)
-        .map_err(|e| CliError::usage(format!("input does not fit model {what}: {e}")))
+/// A model's declared inputs, read once, to check every input against
+/// before anything is sent: names, dtypes and shapes; a mismatch is a usage
+/// error (exit 2) with both shapes. Without `onnx` it checks nothing.
+#[derive(Debug)]
+pub struct ModelCheck {
+    #[cfg(feature = "onnx")]
+    specs: Vec<p2pa_node::task::infer::InputSpec>,
+    what: String,
 }
 
-#[cfg(not(feature = "onnx"))]
-pub fn check_inputs(
-    _: &[u8],
-    _: &str,
-    _: &[p2pa_node::task::tensor::Tensor],
-) -> Result<(), CliError> {
-    Ok(())
+impl ModelCheck {
+    /// Reads the inputs of the model in `bytes` (named `what` in messages).
+    pub fn new(bytes: &[u8], what: &str) -> Result<Self, CliError> {
+        #[cfg(not(feature = "onnx"))]
+        let _ = bytes;
+        Ok(Self {
+            #[cfg(feature = "onnx")]
+            specs: inputs_of(bytes, what)?,
+            what: what.to_owned(),
+        })
+    }
+
+    /// Checks one input set.
+    pub fn check(&self, tensors: &[p2pa_node::task::tensor::Tensor]) -> Result<(), CliError> {
+        #[cfg(feature = "onnx")]
+        {
+            let what = &self.what;
+            p2pa_node::task::infer::check(&self.specs, tensors)
+                .map_err(|e| CliError::usage(format!("input does not fit model {what}: {e}")))
+        }
+        #[cfg(not(feature = "onnx"))]
+        {
+            let _ = (tensors, &self.what);
+            Ok(())
+        }
+    }
 }

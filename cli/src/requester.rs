@@ -152,7 +152,7 @@ pub fn cmd_submit(net: &NetArgs, data_dir: &std::path::Path, a: &SubmitArgs) -> 
                 }
             };
             if let (Some(bytes), Some(what)) = (&model, &a.model) {
-                crate::models::check_inputs(bytes, what, &set)?;
+                crate::models::ModelCheck::new(bytes, what)?.check(&set)?;
             }
             p2pa_node::task::tensor::encode(&set)
         }

@@ -26,7 +26,9 @@ fn typed(shape: Vec<usize>, dtype: Dtype, v: &Value) -> Result<Tensor, String> {
             match dtype {
                 Dtype::F64 => Tensor::f64(shape, xs),
                 Dtype::F16 => {
-                    let bits = xs.iter().flat_map(|x| f32_to_f16(*x as f32).to_le_bytes());
+                    let bits = xs
+                        .iter()
+                        .flat_map(|x| half::f16::from_f32(*x as f32).to_bits().to_le_bytes());
                     Tensor::from_bytes(shape, Dtype::F16, bits.collect())
                 }
                 _ => Tensor::f32(shape, xs.into_iter().map(|x| x as f32).collect()),
@@ -67,11 +69,6 @@ fn typed(shape: Vec<usize>, dtype: Dtype, v: &Value) -> Result<Tensor, String> {
         }
     };
     t.ok_or_else(|| "\"shape\" does not match the data length".into())
-}
-
-/// f32 to IEEE half precision, rounding to nearest even.
-fn f32_to_f16(x: f32) -> u16 {
-    half::f16::from_f32(x).to_bits()
 }
 
 fn one(v: &Value) -> Result<Tensor, String> {

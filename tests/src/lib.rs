@@ -245,6 +245,14 @@ pub fn p2pa_local(port: u16, args: &[&str], timeout: Duration) -> Output {
     p2pa(&all, timeout)
 }
 
+/// `p2pa submit --kind infer --model MODEL` then `args`, host-local on `port`.
+pub fn submit_infer(port: u16, model: &Path, args: &[&str], timeout: Duration) -> Output {
+    let model = model.to_str().expect("UTF-8 path");
+    let mut all = vec!["submit", "--kind", "infer", "--model", model];
+    all.extend_from_slice(args);
+    p2pa_local(port, &all, timeout)
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -307,22 +307,15 @@ fn a_real_model_with_dynamic_shapes_matches_onnxruntime_over_the_network() {
     let out = p2pa(&["model", "info", model.to_str().unwrap()], T);
     assert_eq!(stdout(&out).trim(), r#"input "x": f32 [N, 3, N, N]"#);
     let npy_dir = dir.join("submit-out");
-    let out = p2pa_local(
-        port,
-        &[
-            "submit",
-            "--kind",
-            "infer",
-            "--model",
-            model.to_str().unwrap(),
-            "--input-file",
-            input.to_str().unwrap(),
-            "--out-dir",
-            npy_dir.to_str().unwrap(),
-            "--json",
-        ],
-        T,
-    );
+    let input_file = input.to_str().unwrap();
+    let args = [
+        "--input-file",
+        input_file,
+        "--out-dir",
+        npy_dir.to_str().unwrap(),
+        "--json",
+    ];
+    let out = submit_infer(port, &model, &args, T);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     let file = v["files"][0].as_str().unwrap();
@@ -357,19 +350,7 @@ fn a_real_model_with_dynamic_shapes_matches_onnxruntime_over_the_network() {
         r#"{"shape": [1, 4, 2, 2], "f32": [0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}"#,
     )
     .unwrap();
-    let out = p2pa_local(
-        port,
-        &[
-            "submit",
-            "--kind",
-            "infer",
-            "--model",
-            model.to_str().unwrap(),
-            "--input-file",
-            wrong.to_str().unwrap(),
-        ],
-        T,
-    );
+    let out = submit_infer(port, &model, &["--input-file", wrong.to_str().unwrap()], T);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let msg = stderr(&out);
     assert!(

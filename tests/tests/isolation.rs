@@ -16,22 +16,8 @@ fn models_dir() -> PathBuf {
 
 /// `p2pa submit --kind infer --json` of `model` on `input` (JSON text).
 fn submit(port: u16, model: &Path, input: &str, timeout_s: &str) -> (Option<i32>, Value) {
-    let out = p2pa_local(
-        port,
-        &[
-            "submit",
-            "--kind",
-            "infer",
-            "--model",
-            model.to_str().unwrap(),
-            "--input",
-            input,
-            "--timeout",
-            timeout_s,
-            "--json",
-        ],
-        T,
-    );
+    let args = ["--input", input, "--timeout", timeout_s, "--json"];
+    let out = submit_infer(port, model, &args, T);
     let v = serde_json::from_str(stdout(&out).trim())
         .unwrap_or_else(|_| panic!("no JSON: {} {}", stdout(&out), stderr(&out)));
     (out.status.code(), v)

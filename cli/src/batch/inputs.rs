@@ -55,7 +55,7 @@ impl Item {
 
 /// The model's inputs, to check each line against before sending (none:
 /// no model file, or a build without `onnx`).
-type Check<'a> = Option<(&'a [u8], &'a str)>;
+type Check<'a> = Option<&'a crate::models::ModelCheck>;
 
 /// Reads the input file; a bad line is an error naming it. Infer inputs are
 /// checked against the model (`check`) here, before anything is sent.
@@ -104,7 +104,7 @@ fn infer_item(
 ) -> Result<Item, String> {
     let t = v.get("input").unwrap_or(v);
     let check_set = |set: &[p2pa_node::task::tensor::Tensor]| match check {
-        Some((model, what)) => crate::models::check_inputs(model, what, set).map_err(|e| e.msg),
+        Some(c) => c.check(set).map_err(|e| e.msg),
         None => Ok(()),
     };
     if let Some(name) = t.as_str() {

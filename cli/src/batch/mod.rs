@@ -292,8 +292,13 @@ pub fn run(net: &NetArgs, data_dir: &Path, a: &BatchArgs) -> CliResult {
         }
         (None, _) => None,
     };
-    let check = model.as_deref().zip(a.model.as_deref());
-    let items = read_inputs(&a.inputs, a.kind, check)?;
+    let check = match (model.as_deref(), a.model.as_deref()) {
+        (Some(bytes), Some(what)) if a.kind == TaskKind::Infer => {
+            Some(crate::models::ModelCheck::new(bytes, what)?)
+        }
+        _ => None,
+    };
+    let items = read_inputs(&a.inputs, a.kind, check.as_ref())?;
     refuse_same_file(a)?;
     let model_hash = model.as_deref().map(p2pa_node::core::sha256);
     let stamps: BTreeMap<usize, Stamp> = items

@@ -354,12 +354,7 @@ impl Worker {
     /// (others with the same input wait for their turn in the buffer).
     pub(crate) fn input_arrived(&mut self, hash: &Hash32, bytes: Vec<u8>) {
         let mut bytes = Some(bytes);
-        let waiting: Vec<JobId> = self
-            .jobs
-            .iter()
-            .filter(|(_, j)| j.fetches_input(hash))
-            .map(|(&id, _)| id)
-            .collect();
+        let waiting = self.ids(|j| j.fetches_input(hash));
         let n = waiting.len();
         for (i, id) in waiting.into_iter().enumerate() {
             if let Some(j) = self.jobs.get_mut(&id) {
@@ -375,12 +370,7 @@ impl Worker {
 
     /// Fails the jobs input blob `hash` was being fetched for.
     pub(crate) fn input_failed(&mut self, hash: &Hash32, why: &str, w: &mut Wire<'_>) {
-        let waiting: Vec<JobId> = self
-            .jobs
-            .iter()
-            .filter(|(_, j)| j.fetches_input(hash))
-            .map(|(&id, _)| id)
-            .collect();
+        let waiting = self.ids(|j| j.fetches_input(hash));
         for job in waiting {
             let msg = format!("fetching the input failed: {why}");
             self.answer(job, TaskStatus::Failed, msg.as_bytes(), w);
@@ -392,16 +382,20 @@ impl Worker {
         self.jobs.values().any(|j| j.fetches_input(hash))
     }
 
+    /// The jobs for which `pred` holds, in id order.
+    fn ids(&self, pred: impl Fn(&Job) -> bool) -> Vec<JobId> {
+        self.jobs
+            .iter()
+            .filter(|(_, j)| pred(j))
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
     /// Fails every queued job waiting for model `hash`.
     pub(crate) fn fail_jobs_needing(&mut self, hash: Hash32, why: &str, w: &mut Wire<'_>) {
-        let waiting: Vec<JobId> = self
-            .jobs
-            .iter()
-            .filter(|(_, j)| {
-                j.state == TaskState::Queued && j.model == Some(hash) && j.kind == TaskKind::Infer
-            })
-            .map(|(&id, _)| id)
-            .collect();
+        let waiting = self.ids(|j| {
+            j.state == TaskState::Queued && j.model == Some(hash) && j.kind == TaskKind::Infer
+        });
         for job in waiting {
             self.answer(job, TaskStatus::Failed, why.as_bytes(), w);
         }
@@ -502,12 +496,7 @@ impl Worker {
 
     /// Jobs past their deadline are answered `Timeout`; then free slots fill.
     pub(crate) fn timers(&mut self, now: Instant, cfg: &Config, blobs: &Blobs, w: &mut Wire<'_>) {
-        let late: Vec<JobId> = self
-            .jobs
-            .iter()
-            .filter(|(_, j)| !j.state.is_final() && j.deadline <= now)
-            .map(|(&id, _)| id)
-            .collect();
+        let late = self.ids(|j| !j.state.is_final() && j.deadline <= now);
         for job in late {
             let running = self
                 .jobs

@@ -92,13 +92,6 @@ impl Isolated {
         }
     }
 
-    /// Children alive now, idle or running.
-    pub fn children(&self) -> usize {
-        let idle = self.idle.lock().map_or(0, |v| v.len());
-        let running = self.running.lock().map_or(0, |v| v.len());
-        idle.saturating_add(running)
-    }
-
     fn spawn(&self) -> io::Result<Proc> {
         let mut child = Command::new(&self.command.program)
             .args(&self.command.args)

@@ -264,21 +264,20 @@ fn parse(bytes: &[u8]) -> TractResult<Parsed> {
     })
 }
 
-/// Checks `tensors` against a model's inputs and puts them in its order:
-/// by name where the tensors are named, else by position.
-pub fn arrange(
-    specs: &[InputSpec],
-    tensors: Vec<tensor::Tensor>,
-) -> Result<Vec<tensor::Tensor>, InferError> {
+/// For each model input in order, the index of the tensor that feeds it (by
+/// name where every tensor is named, else by position), each one checked
+/// against the input's declared dtype and fixed dimensions.
+fn order(specs: &[InputSpec], tensors: &[tensor::Tensor]) -> Result<Vec<usize>, InferError> {
+    let count = |got| InferError::InputCount {
+        want: specs.len(),
+        got,
+    };
     if tensors.len() != specs.len() {
-        return Err(InferError::InputCount {
-            want: specs.len(),
-            got: tensors.len(),
-        });
+        return Err(count(tensors.len()));
     }
     let named = tensors.iter().all(|t| t.name.is_some());
-    let mut slots: Vec<Option<tensor::Tensor>> = specs.iter().map(|_| None).collect();
-    for (i, t) in tensors.into_iter().enumerate() {
+    let mut order: Vec<Option<usize>> = vec![None; specs.len()];
+    for (i, t) in tensors.iter().enumerate() {
         let at =
             match &t.name {
                 Some(n) if named => specs.iter().position(|s| s.name == *n).ok_or_else(|| {
@@ -289,18 +288,17 @@ pub fn arrange(
                 })?,
                 _ => i,
             };
-        if let Some(slot) = slots.get_mut(at) {
-            *slot = Some(t);
+        if let Some(slot) = order.get_mut(at) {
+            *slot = Some(i);
         }
     }
     specs
         .iter()
-        .zip(slots)
-        .map(|(spec, t)| {
-            let t = t.ok_or_else(|| InferError::InputCount {
-                want: specs.len(),
-                got: 0,
-            })?;
+        .zip(order)
+        .map(|(spec, i)| {
+            let (i, t) = i
+                .and_then(|i| Some((i, tensors.get(i)?)))
+                .ok_or_else(|| count(0))?;
             if !spec.shape.fits(&t.shape) || spec.dtype.is_some_and(|d| d != t.dtype) {
                 return Err(InferError::WrongShape {
                     input: spec.name.clone(),
@@ -310,9 +308,28 @@ pub fn arrange(
                     got_dtype: t.dtype,
                 });
             }
-            Ok(t)
+            Ok(i)
         })
         .collect()
+}
+
+/// Checks `tensors` against a model's inputs (what a requester does before
+/// sending), without touching them.
+pub fn check(specs: &[InputSpec], tensors: &[tensor::Tensor]) -> Result<(), InferError> {
+    order(specs, tensors).map(drop)
+}
+
+/// Checks `tensors` against a model's inputs and puts them in its order.
+pub fn arrange(
+    specs: &[InputSpec],
+    tensors: Vec<tensor::Tensor>,
+) -> Result<Vec<tensor::Tensor>, InferError> {
+    let order = order(specs, &tensors)?;
+    let mut slots: Vec<Option<tensor::Tensor>> = tensors.into_iter().map(Some).collect();
+    Ok(order
+        .into_iter()
+        .filter_map(|i| slots.get_mut(i).and_then(Option::take))
+        .collect())
 }
 
 impl Engine {
@@ -334,6 +351,13 @@ impl Engine {
     /// An engine with no store: it runs the models given to [`Engine::hold`].
     pub fn in_memory() -> Self {
         Self::with_store(None)
+    }
+
+    /// The declared inputs of a model this engine has parsed (after
+    /// [`Engine::hold`], say), without parsing it again.
+    pub fn inputs(&self, hash: &[u8; 32]) -> Option<Vec<InputSpec>> {
+        let parsed = self.parsed.lock().ok()?.get(hash)?;
+        Some(parsed.inputs.clone())
     }
 
     /// Parses `model` and keeps it (as long as the LRU does); returns its hash.

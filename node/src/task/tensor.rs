@@ -393,11 +393,7 @@ mod tests {
         assert!(Tensor::f32(vec![2, 2], vec![1.0]).is_none());
         assert!(Tensor::from_bytes(vec![1], Dtype::Bool, vec![2]).is_none());
         // Relative: large values may differ by 1e-4 of themselves.
-        assert!(close_enough(1000.0, 1000.05) && !close_enough(1000.0, 1000.2));
-    }
-
-    fn close_enough(a: f64, b: f64) -> bool {
-        close(a, b)
+        assert!(super::close(1000.0, 1000.05) && !super::close(1000.0, 1000.2));
     }
 
     #[test]
