@@ -254,3 +254,43 @@ fn model_fetches_in_flight_are_bounded_in_total() {
         sim.outcomes
     );
 }
+
+#[test]
+fn one_peer_holds_at_most_half_of_the_fetch_budget_with_its_models() {
+    let mut sim = Sim::new(3, 34, 0, |i| Config {
+        max_fetch_bytes: 10 * BLOB_CHUNK_LEN as u64,
+        ..cfg(i == 2)
+    });
+    sim.run_until(Duration::from_secs(1));
+    let models: Vec<Vec<u8>> = (0..3).map(|k| model(4 * BLOB_CHUNK_LEN + k)).collect();
+    let hashes: Vec<[u8; 32]> = models.iter().map(|m| sha256(m)).collect();
+    // Node 0 asks for two models at once, node 1 for a third a little later.
+    sim.core(0)
+        .provide_model(hashes[0], Arc::from(models[0].clone()));
+    sim.core(0)
+        .provide_model(hashes[1], Arc::from(models[1].clone()));
+    sim.core(1)
+        .provide_model(hashes[2], Arc::from(models[2].clone()));
+    sim.submit(0, infer(hashes[0], 5_000));
+    sim.submit(0, infer(hashes[1], 5_000));
+    sim.run_until(Duration::from_millis(1005));
+    sim.submit(1, infer(hashes[2], 5_000));
+    sim.run_until(Duration::from_secs(6));
+    assert_eq!(sim.outcomes.len(), 3);
+    assert!(
+        sim.outcomes
+            .iter()
+            .all(|(_, o)| o.status == TaskStatus::Completed),
+        "{:?}",
+        sim.outcomes
+    );
+    // Node 0's second model did not fit beside its first (4 + 4 chunks over
+    // its half of 10), which left room for node 1's on the first try.
+    let other = sim.outcomes.iter().find(|(n, _)| *n == 1).unwrap();
+    assert_eq!(other.1.attempts, 1, "{:?}", sim.outcomes);
+    assert!(
+        sim.outcomes.iter().any(|(n, o)| *n == 0 && o.attempts > 1),
+        "{:?}",
+        sim.outcomes
+    );
+}

@@ -152,3 +152,64 @@ fn outputs_not_fetched_yet_hold_back_the_next_jobs() {
     // The buffer, plus the output of the one job started below it.
     assert!(most as u64 <= buffer + MIB as u64, "lent {most} bytes");
 }
+
+#[test]
+fn a_requester_with_a_backlog_of_inputs_does_not_keep_another_waiting_behind_it() {
+    let mut sim = Sim::new(3, 46, 0, |i| Config {
+        input_buffer_bytes: 2 * MIB as u64,
+        ..requester_at_zero(if i == 2 { 1 } else { 0 }, 1, KindSet::default())
+    });
+    sim.run_until(Duration::from_secs(1));
+    for k in 0..6 {
+        sim.submit(0, echo(big(MIB, 30 + k), 60));
+    }
+    sim.run_until(Duration::from_millis(1002));
+    sim.submit(1, echo(big(MIB, 40), 60));
+    sim.run_until(Duration::from_secs(20));
+    assert_eq!(sim.outcomes.len(), 7, "every task ran");
+    assert!(sim
+        .outcomes
+        .iter()
+        .all(|(_, o)| o.status == TaskStatus::Completed));
+    // The buffer holds two inputs; node 1's goes in as soon as one of node
+    // 0's starts, instead of after all six.
+    let place = sim.outcomes.iter().position(|(n, _)| *n == 1).unwrap();
+    assert!(place <= 3, "node 1's task finished {}th of 7", place + 1);
+}
+
+#[test]
+fn a_requester_that_never_fetches_its_outputs_does_not_hold_back_the_others() {
+    let buffer = 2 * MIB as u64;
+    let mut sim = Sim::new(3, 47, 0, |i| Config {
+        output_buffer_bytes: buffer,
+        input_buffer_bytes: 8 * MIB as u64,
+        dead_after: Duration::from_secs(60),
+        ..requester_at_zero(if i == 2 { 1 } else { 0 }, 1, KindSet::default())
+    });
+    sim.run_until(Duration::from_secs(1));
+    for k in 0..4 {
+        sim.submit(0, echo(big(MIB, 50 + k), 60));
+    }
+    // Node 0 goes quiet once its first output waits on the worker: it never
+    // fetches it, nor the ones after.
+    let mut t = Duration::from_secs(1);
+    while sim.core(2).lent_bytes() == 0 {
+        t += Duration::from_micros(100);
+        sim.run_until(t);
+        assert!(t < Duration::from_secs(3), "no output was lent");
+    }
+    sim.mute = vec![0];
+    for k in 0..2 {
+        sim.submit(1, echo(big(MIB, 60 + k), 5));
+    }
+    sim.run_until(t + Duration::from_secs(4));
+    let served: Vec<_> = sim.outcomes.iter().filter(|(n, _)| *n == 1).collect();
+    assert_eq!(served.len(), 2, "node 1 was served: {:?}", sim.outcomes);
+    assert!(served
+        .iter()
+        .all(|(_, o)| o.status == TaskStatus::Completed));
+    // Node 0 holds at most half the buffer plus the output of the job that
+    // started below it.
+    let held = sim.core(2).lent_bytes() as u64;
+    assert!(held <= buffer / 2 + MIB as u64, "lent {held} bytes");
+}

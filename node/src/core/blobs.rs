@@ -16,6 +16,7 @@ use p2pa_protocol::{BlobChunk, BlobRequest, ErrorCode, Hash32, Message, NodeId, 
 use super::output::Event;
 use super::reason::FetchError;
 use super::receipt::sha256;
+use super::tally::Tally;
 use super::{Config, Wire};
 use crate::hex::hex;
 
@@ -141,13 +142,11 @@ impl Blobs {
         self.lent.retain(|(h, _), l| l.owner.is_some() || wanted(h));
     }
 
-    /// Bytes of outputs lent and not fetched yet.
-    pub(crate) fn lent_output_bytes(&self) -> u64 {
-        self.lent
-            .values()
-            .filter(|l| l.owner.is_some())
-            .map(|l| u64::try_from(l.bytes.len()).unwrap_or(u64::MAX))
-            .fold(0, u64::saturating_add)
+    /// Bytes of outputs lent and not fetched yet, per requester.
+    pub(crate) fn lent_outputs(&self) -> Tally {
+        (self.lent.values())
+            .filter_map(|l| Some((l.owner?, u64::try_from(l.bytes.len()).unwrap_or(u64::MAX))))
+            .collect()
     }
 
     /// Bytes lent now.
@@ -262,12 +261,7 @@ impl Blobs {
         chunk: &BlobChunk<'_>,
         w: &mut Wire<'_>,
     ) -> Fetched {
-        let others: u64 = self
-            .fetches
-            .iter()
-            .filter(|(h, _)| **h != chunk.hash)
-            .map(|(_, f)| f.total)
-            .fold(0, u64::saturating_add);
+        let others = self.others_in_flight(&chunk.hash, peer);
         let Some(fetch) = self.fetches.get_mut(&chunk.hash) else {
             return Fetched::Pending;
         };
@@ -276,7 +270,7 @@ impl Blobs {
         {
             return Fetched::Pending; // stale: from an earlier source or a duplicate
         }
-        if let Some(error) = too_large(cfg, fetch.want, chunk.total_len, others) {
+        if let Some(error) = too_large(cfg, fetch.want, chunk.total_len, &others) {
             return self.give_up(chunk.hash, error);
         }
         if fetch.total == 0 {
@@ -309,6 +303,23 @@ impl Blobs {
             return Fetched::Pending;
         }
         self.complete(chunk.hash, peer, w)
+    }
+
+    /// Bytes announced by the fetches other than `hash`'s: all of them, and
+    /// the models among them that come from `peer`.
+    fn others_in_flight(&self, hash: &Hash32, peer: NodeId) -> InFlight {
+        let others = self.fetches.iter().filter(|(h, _)| *h != hash);
+        let (mut total, mut models_from_peer) = (0u64, 0u64);
+        for (_, f) in others {
+            total = total.saturating_add(f.total);
+            if f.want == Want::Model && f.from == Some(peer) {
+                models_from_peer = models_from_peer.saturating_add(f.total);
+            }
+        }
+        InFlight {
+            total,
+            models_from_peer,
+        }
     }
 
     /// Every byte of blob `hash` is here: checks it and hands it over.
@@ -416,9 +427,19 @@ impl Blobs {
     }
 }
 
+/// Bytes other fetches hold (announced sizes).
+struct InFlight {
+    total: u64,
+    /// Models fetched from the peer this blob comes from.
+    models_from_peer: u64,
+}
+
 /// Why a blob of `len` bytes is refused, if it is: over this node's limit
-/// for what it is, or beside `others` bytes of fetches over the total.
-fn too_large(cfg: &Config, want: Want, len: u64, others: u64) -> Option<FetchError> {
+/// for what it is, beside the other fetches over the total, or (a model)
+/// beside the other models from the same peer over half the total: one peer
+/// that starts several large fetches and dribbles them cannot hold all of
+/// `max_fetch_bytes` (its first model is always within the total).
+fn too_large(cfg: &Config, want: Want, len: u64, others: &InFlight) -> Option<FetchError> {
     let limit = match want {
         Want::Model => cfg.model_cache_bytes,
         Want::Input | Want::Output => cfg.max_tensor_bytes,
@@ -427,7 +448,13 @@ fn too_large(cfg: &Config, want: Want, len: u64, others: u64) -> Option<FetchErr
         return Some(FetchError::TooLarge { len, limit });
     }
     let limit = cfg.max_fetch_bytes;
-    (others.saturating_add(len) > limit).then_some(FetchError::TooMuchInFlight { len, limit })
+    if others.total.saturating_add(len) > limit {
+        return Some(FetchError::TooMuchInFlight { len, limit });
+    }
+    let share = limit / 2;
+    let own = others.models_from_peer;
+    (want == Want::Model && own > 0 && own.saturating_add(len) > share)
+        .then_some(FetchError::TooMuchFromPeer { len, limit: share })
 }
 
 /// [`BLOB_CHUNK_LEN`] as a byte offset.

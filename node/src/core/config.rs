@@ -132,7 +132,9 @@ pub struct Config {
     /// Largest model this node fetches and caches, in bytes.
     pub model_cache_bytes: u64,
     /// Bytes of models being fetched held at once, all fetches together (a
-    /// fetch that would pass it is refused; each is freed when it ends).
+    /// fetch that would pass it is refused; each is freed when it ends). The
+    /// models fetched from one peer hold at most half of it (its first model
+    /// only needs to fit in the whole).
     pub max_fetch_bytes: u64,
     /// A fetch that gets no chunk for this long is given up (its buffer is
     /// freed; the tasks waiting for the model fail).
@@ -143,11 +145,15 @@ pub struct Config {
     /// Task inputs a worker holds ahead of running them (fetched or being
     /// fetched), in bytes, all requesters together; one input is always
     /// allowed, however large. The next inputs arrive while the current ones
-    /// run, and no more: a worker's memory does not grow with its queue.
+    /// run, and no more: a worker's memory does not grow with its queue. The
+    /// next input fetched is the one of the requester holding the fewest
+    /// bytes, so requesters share the buffer.
     pub input_buffer_bytes: u64,
     /// Task outputs a worker holds until their requesters fetch them, in
-    /// bytes: past it, slot jobs wait to start (an output is dropped after
-    /// `fetch_stall` without a request).
+    /// bytes. A requester whose unfetched outputs reach half of it waits to
+    /// start more jobs; past all of it, only requesters with nothing
+    /// unfetched start (an output is dropped after `fetch_stall` without a
+    /// request).
     pub output_buffer_bytes: u64,
     /// First beacon counter. Receivers drop beacons whose counter does not
     /// grow, so a restarted node must start above where it stopped: the shell

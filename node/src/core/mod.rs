@@ -27,6 +27,7 @@ mod requester;
 mod rng;
 mod sessions;
 mod state;
+mod tally;
 mod timer;
 mod transfers;
 mod wire;

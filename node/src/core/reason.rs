@@ -286,6 +286,8 @@ pub(crate) enum FetchError {
     BadChunk,
     /// Other fetches hold the bytes this one needs (`max_fetch_bytes`).
     TooMuchInFlight { len: u64, limit: u64 },
+    /// The models fetched from one peer may hold half of `max_fetch_bytes`.
+    TooMuchFromPeer { len: u64, limit: u64 },
     /// No chunk came for `fetch_stall`.
     Stalled { secs: u64 },
     /// The bytes hash to another value than asked for.
@@ -308,6 +310,10 @@ impl fmt::Display for FetchError {
             Self::TooMuchInFlight { len, limit } => write!(
                 f,
                 "blob of {len} bytes does not fit beside the blobs being fetched (limit {limit} bytes in flight)"
+            ),
+            Self::TooMuchFromPeer { len, limit } => write!(
+                f,
+                "model of {len} bytes does not fit beside the models this peer is sending (limit {limit} bytes per peer)"
             ),
             Self::Stalled { secs } => write!(f, "fetch stalled: no chunk for {secs} s"),
             Self::HashMismatch {

@@ -19,6 +19,7 @@ use super::config::MAX_INLINE_TENSOR;
 use super::output::Event;
 use super::receipt::sha256;
 use super::state::TaskState;
+use super::tally::Tally;
 use super::{Config, JobId, Wire};
 
 /// Sent as the output of a job whose deadline passed.
@@ -60,6 +61,22 @@ impl Job {
         self.state == TaskState::Queued
             && self.input.is_none()
             && self.blob.is_some_and(|(h, _)| h == *hash)
+    }
+
+    /// Not started, its input blob here or on its way (it counts in the
+    /// input buffer).
+    fn holds_input(&self) -> bool {
+        self.state == TaskState::Queued
+            && self.blob.is_some()
+            && (self.input.is_some() || self.fetching)
+    }
+
+    /// Not started, its input blob neither here nor asked for.
+    fn wants_input_fetched(&self) -> bool {
+        self.state == TaskState::Queued
+            && self.blob.is_some()
+            && self.input.is_none()
+            && !self.fetching
     }
 
     /// Waiting for its input blob, which is being fetched for it.
@@ -251,10 +268,18 @@ impl Worker {
         } else {
             usize::from(cfg.workers).saturating_add(usize::from(cfg.prefetch))
         };
-        // Outputs not fetched yet hold memory too: past the output buffer,
-        // slot jobs wait until requesters fetch (or drop) theirs.
-        let room = blobs.lent_output_bytes() < cfg.output_buffer_bytes;
-        while let Some(pos) = self.next_to_start(room && self.running < limit, blobs) {
+        // Outputs not fetched yet hold memory too. A requester whose
+        // unfetched outputs reach half the output buffer waits until it
+        // fetches (or drops) them; past the whole buffer, only requesters
+        // with nothing unfetched start. One requester that never fetches
+        // cannot hold the slots of the others.
+        let lent = blobs.lent_outputs();
+        let total = lent.total();
+        let room = |peer: NodeId| {
+            let own = lent.of(peer);
+            own == 0 || (own < cfg.output_buffer_bytes / 2 && total < cfg.output_buffer_bytes)
+        };
+        while let Some(pos) = self.next_to_start(self.running < limit, &room, blobs) {
             let Some(id) = self.queue.remove(pos) else {
                 break;
             };
@@ -281,54 +306,61 @@ impl Worker {
 
     /// The queue position to start next, first in line among: stale entries
     /// (to drop), runnable inline jobs, and (when a slot is free) runnable
-    /// slot jobs of the requesters with the fewest jobs on slots now. A
-    /// requester that filled every slot waits while others get theirs.
-    fn next_to_start(&self, slot_free: bool, blobs: &Blobs) -> Option<usize> {
-        let mut on_slots: Vec<(NodeId, usize)> = Vec::new();
-        for j in self.jobs.values() {
-            if j.slot && j.state == TaskState::Running {
-                match on_slots.iter_mut().find(|(p, _)| *p == j.peer) {
-                    Some((_, n)) => *n = n.saturating_add(1),
-                    None => on_slots.push((j.peer, 1)),
-                }
-            }
-        }
-        let load = |peer: NodeId| {
-            on_slots
-                .iter()
-                .find(|(p, _)| *p == peer)
-                .map_or(0, |(_, n)| *n)
-        };
+    /// slot jobs of the requesters with the fewest jobs on slots now and
+    /// `room` for an output. A requester that filled every slot waits while
+    /// others get theirs.
+    fn next_to_start(
+        &self,
+        slot_free: bool,
+        room: &impl Fn(NodeId) -> bool,
+        blobs: &Blobs,
+    ) -> Option<usize> {
+        let on_slots: Tally = (self.jobs.values())
+            .filter(|j| j.slot && j.state == TaskState::Running)
+            .map(|j| (j.peer, 1))
+            .collect();
+        let load = |peer: NodeId| on_slots.of(peer);
         let queued = |id: &JobId| self.jobs.get(id).filter(|j| j.state == TaskState::Queued);
         let fewest = self
             .queue
             .iter()
             .filter_map(queued)
-            .filter(|j| slot_free && j.slot && j.runnable(blobs))
+            .filter(|j| slot_free && j.slot && j.runnable(blobs) && room(j.peer))
             .map(|j| load(j.peer))
             .min();
         self.queue.iter().position(|id| match queued(id) {
             None => true,
             Some(j) if !j.runnable(blobs) => false,
             Some(j) if !j.slot => true,
-            Some(j) => Some(load(j.peer)) == fewest,
+            Some(j) => room(j.peer) && Some(load(j.peer)) == fewest,
         })
     }
 
-    /// Input blobs to fetch now, with the requester to fetch each from: in
-    /// queue order, while the inputs held or on their way stay within
-    /// `input_buffer_bytes` (one is always allowed).
+    /// Input blobs to fetch now, with the requester to fetch each from,
+    /// while the inputs held or on their way stay within `input_buffer_bytes`
+    /// (one is always allowed). The buffer is shared fairly: the next fetch
+    /// goes to the requester holding the fewest input bytes (queue order
+    /// among equals), so a requester with a long backlog of large inputs
+    /// cannot keep another's input waiting behind all of it.
     pub(crate) fn inputs_to_fetch(&mut self, cfg: &Config) -> Vec<(Hash32, NodeId)> {
-        let mut budget = self.held_input_bytes();
+        let mut held: Tally = (self.jobs.values())
+            .filter(|j| j.holds_input())
+            .map(|j| (j.peer, j.blob.map_or(0, |(_, len)| len)))
+            .collect();
+        let mut budget = held.total();
         let mut out: Vec<(Hash32, NodeId)> = Vec::new();
-        for id in &self.queue {
-            let Some(j) = self.jobs.get_mut(id) else {
-                continue;
+        loop {
+            let next = self
+                .queue
+                .iter()
+                .filter_map(|id| self.jobs.get(id).map(|j| (*id, j)))
+                .filter(|(_, j)| j.wants_input_fetched())
+                .min_by_key(|(_, j)| held.of(j.peer))
+                .map(|(id, _)| id);
+            let Some(j) = next.and_then(|id| self.jobs.get_mut(&id)) else {
+                break;
             };
-            let Some((hash, len)) = j.blob else { continue };
-            if j.state != TaskState::Queued || j.input.is_some() || j.fetching {
-                continue;
-            }
+            let Some((hash, len)) = j.blob else { break };
             // Every job's bytes count, even where two share a hash (each
             // gets its own copy): offering one input many times gains nothing.
             if budget > 0 && budget.saturating_add(len) > cfg.input_buffer_bytes {
@@ -336,6 +368,7 @@ impl Worker {
             }
             budget = budget.saturating_add(len);
             j.fetching = true;
+            held.add(j.peer, len);
             out.push((hash, j.peer));
         }
         out
@@ -345,7 +378,7 @@ impl Worker {
     pub(crate) fn held_input_bytes(&self) -> u64 {
         self.jobs
             .values()
-            .filter(|j| j.state == TaskState::Queued && (j.input.is_some() || j.fetching))
+            .filter(|j| j.holds_input())
             .filter_map(|j| j.blob.map(|(_, len)| len))
             .fold(0, u64::saturating_add)
     }
