@@ -1,8 +1,10 @@
 //! The floor: the least a signed task round trip can cost. Plain blocking std
 //! TCP on loopback, a 4-byte length prefix, and the same signatures p2pa makes
 //! per task: the request signed by the requester and verified by the worker;
-//! the response and a receipt signed by the worker and verified by the
-//! requester. No framework, no event loop, no queues.
+//! the response (the output and the fields a receipt needs: requester, model
+//! and input hash) signed by the worker and verified by the requester. Four
+//! signature operations, as the job needs. No framework, no event loop, no
+//! queues.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -36,7 +38,8 @@ fn verify(pk: &PublicKey, msg: &[u8], sig: &[u8]) -> bool {
 }
 
 /// A floor worker on `listener`: verifies each request, answers with the
-/// payload, its signature, and a signed receipt (32-byte hashes stand-in).
+/// payload and 96 bytes standing in for the requester, model and input hash,
+/// signed once.
 pub fn serve(listener: TcpListener, client: PublicKey) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let key = KeyPair::from_seed(Seed::new([2; 32]));
@@ -53,10 +56,9 @@ pub fn serve(listener: TcpListener, client: PublicKey) -> thread::JoinHandle<()>
             if !verify(&client, payload, sig) {
                 break;
             }
-            let rsig = sign(&key, payload);
-            let receipt = [payload.get(..8).unwrap_or(&[]), &[7u8; 96]].concat();
-            let rcpt_sig = sign(&key, &receipt);
-            if write_frame(&mut s, &mut out, &[payload, &rsig, &receipt, &rcpt_sig]).is_err() {
+            let response = [payload, &[7u8; 96]].concat();
+            let rsig = sign(&key, &response);
+            if write_frame(&mut s, &mut out, &[&response, &rsig]).is_err() {
                 break;
             }
         }
@@ -96,18 +98,12 @@ impl Client {
     pub fn recv(&mut self) -> u64 {
         read_frame(&mut self.s, &mut self.buf).expect("recv");
         let n = self.buf.len();
-        let (rest, rcpt_sig) = self.buf.split_at(n - 64);
-        let (rest, receipt) = rest.split_at(rest.len() - 104);
-        let (payload, sig) = rest.split_at(rest.len() - 64);
+        let (response, sig) = self.buf.split_at(n - 64);
         assert!(
-            verify(&self.server, payload, sig),
+            verify(&self.server, response, sig),
             "floor response signature"
         );
-        assert!(
-            verify(&self.server, receipt, rcpt_sig),
-            "floor receipt signature"
-        );
-        u64::from_le_bytes(payload[..8].try_into().expect("id"))
+        u64::from_le_bytes(response[..8].try_into().expect("id"))
     }
 
     pub fn round_trip(&mut self, id: u64, input: &[u8]) {

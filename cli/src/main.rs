@@ -19,6 +19,7 @@ mod node;
 mod output;
 mod requester;
 mod tensors;
+mod verify;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -41,7 +42,8 @@ pub mod exit {
 }
 
 const AFTER_HELP: &str = "\
-Exit codes: 0 ok, 1 a task failed, 2 usage or input error, 3 network error or no peers.
+Exit codes: 0 ok, 1 a task failed (or a receipt did not verify), 2 usage or input error,
+3 network error or no peers.
 
 Configuration: flags win over P2PA_* environment variables (P2PA_DATA_DIR,
 P2PA_MULTICAST_TTL, P2PA_WORKERS, ...), which win over <data-dir>/p2pa.toml
@@ -150,6 +152,8 @@ enum Command {
     Submit(requester::SubmitArgs),
     /// Run many tasks from a JSONL file over all peers; resumable
     Batch(batch::BatchArgs),
+    /// Check the workers' receipts in a batch journal or `submit --json` output, offline
+    Verify(verify::VerifyArgs),
     /// Start a few local nodes, discover them, run a batch, kill a worker, summarize
     Demo(demo::DemoArgs),
     /// Manage the models this machine holds (content-addressed by SHA-256)
@@ -279,6 +283,7 @@ fn main() -> ExitCode {
         }
         Command::Batch(ref a) => batch::run(&cli.net, &data_dir(cli.data_dir.as_ref()), a),
         Command::Demo(ref a) => demo::run(a),
+        Command::Verify(ref a) => verify::cmd_verify(&a.file),
         Command::Model(ref m) => models::cmd_model(&data_dir(cli.data_dir.as_ref()), m),
         Command::InferChild {
             ref models,

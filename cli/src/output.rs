@@ -5,7 +5,7 @@ use std::io::Write;
 use p2pa_node::core::{PeerInfo, TaskOutcome};
 use p2pa_node::hex::hex;
 use p2pa_node::io::NodeEvent;
-use p2pa_node::protocol::{Receipt, TaskKind};
+use p2pa_node::protocol::TaskKind;
 use serde_json::{json, Value};
 
 /// Logging to stderr through `RUST_LOG` (default `info`); JSON lines with `--json`.
@@ -78,19 +78,6 @@ pub fn print_peer_table(peers: &[PeerInfo]) {
     }
 }
 
-pub fn receipt_json(r: &Receipt) -> Value {
-    json!({
-        "task_id": r.task_id.to_string(),
-        "requester": r.requester.to_string(),
-        "worker": r.worker.to_string(),
-        "status": r.status.name(),
-        "model": hex(&r.model),
-        "input": hex(&r.input),
-        "output": hex(&r.output),
-        "signature": hex(&r.signature.0),
-    })
-}
-
 pub fn outcome_json(o: &TaskOutcome, infer: bool) -> Value {
     let mut v = json!({
         "task_id": o.task_id.to_string(),
@@ -117,7 +104,7 @@ pub fn outcome_json(o: &TaskOutcome, infer: bool) -> Value {
         v["error"] = json!(e.to_string());
     }
     if let Some(r) = &o.receipt {
-        v["receipt"] = receipt_json(r);
+        v["receipt"] = crate::verify::receipt_json(r, &o.output);
     }
     v
 }

@@ -7,14 +7,17 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Parses 64 hex digits into 32 bytes.
 pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    parse_hex(s)?.try_into().ok()
+}
+
+/// Parses an even number of hex digits into bytes.
+pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
     let bytes = s.as_bytes();
-    if bytes.len() != 64 {
+    if bytes.len() % 2 != 0 {
         return None;
     }
-    let mut out = [0u8; 32];
-    for (slot, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        let text = std::str::from_utf8(pair).ok()?;
-        *slot = u8::from_str_radix(text, 16).ok()?;
-    }
-    Some(out)
+    bytes
+        .chunks_exact(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+        .collect()
 }

@@ -2,6 +2,7 @@
 //! only), datagram framing, and the incremental length-prefixed stream decoder.
 
 use ed25519_compact::{PublicKey, Signature};
+use postcard::ser_flavors::Flavor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EncodeError, FrameError, StreamError};
@@ -9,7 +10,7 @@ use crate::limits::{
     BLOB_CHUNK_LEN, FRAME_OVERHEAD, HEADER_LEN, LEN_PREFIX_LEN, MAX_ERROR_DETAIL, MAX_FRAME_LEN,
     PROTOCOL_VERSION, SIGNATURE_LEN,
 };
-use crate::message::{Message, MessageKind, NodeId};
+use crate::message::{Message, MessageKind, NodeId, Signature64};
 use crate::sign::{map_sig_error, Context, Keypair, Verified};
 
 /// Encodes `message` as a signed frame into `out`; returns the frame length.
@@ -56,7 +57,7 @@ pub fn encode_frame(
     Ok(total)
 }
 
-fn header(kind: MessageKind, sender: NodeId, seq: u64) -> [u8; HEADER_LEN] {
+pub(crate) fn header(kind: MessageKind, sender: NodeId, seq: u64) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     let (vk, rest) = h.split_at_mut(2);
     let (key, s) = rest.split_at_mut(32);
@@ -112,7 +113,31 @@ pub fn verify_frame<'a>(
     st.absorb(signed);
     st.verify().map_err(map_sig_error)?;
     let message = decode_body_unverified(kind, body)?;
-    Ok(Verified::new(sender, seq, message))
+    Ok(Verified::new(sender, seq, message, Signature64(*sig)))
+}
+
+/// Checks `signature` by `signer` over a frame rebuilt from its parts: the
+/// context, the header, and `message`'s canonical body, fed to the verifier
+/// as it is encoded (no buffer, so it runs where a frame does not fit).
+pub(crate) fn verify_parts(
+    signer: NodeId,
+    signature: &Signature64,
+    ctx: Context<'_>,
+    head: &[u8],
+    message: &Message<'_>,
+) -> Result<(), FrameError> {
+    let sig = Signature::new(signature.0);
+    let mut st = PublicKey::new(signer.0)
+        .verify_incremental(&sig)
+        .map_err(map_sig_error)?;
+    ctx.absorb_into(|p| st.absorb(p));
+    st.absorb(head);
+    serialize_body(message, Absorb(|p: &[u8]| st.absorb(p))).map_err(|_| {
+        FrameError::MalformedBody {
+            kind: message.kind(),
+        }
+    })?;
+    st.verify().map_err(map_sig_error)
 }
 
 /// Encodes a beacon (or any datagram-context message) as one UDP payload.
@@ -157,24 +182,27 @@ pub fn encode_stream_frame(
 /// Encodes just a message body (postcard) into `out`; returns its length.
 #[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
 pub fn encode_body(message: &Message<'_>, out: &mut [u8]) -> Result<usize, postcard::Error> {
-    fn put<T: Serialize>(v: &T, out: &mut [u8]) -> Result<usize, postcard::Error> {
-        postcard::to_slice(v, out).map(|s| s.len())
-    }
+    serialize_body(message, postcard::ser_flavors::Slice::new(out)).map(|s| s.len())
+}
+
+/// Serializes a message body into any postcard flavor.
+fn serialize_body<F: Flavor>(message: &Message<'_>, flavor: F) -> postcard::Result<F::Output> {
+    use postcard::serialize_with_flavor as put;
     match message {
-        Message::Beacon(m) => put(m, out),
-        Message::Hello(m) => put(m, out),
-        Message::HelloAck(m) => put(m, out),
-        Message::TaskOffer(m) => put(m, out),
-        Message::TaskAccept(m) => put(m, out),
-        Message::TaskReject(m) => put(m, out),
-        Message::TaskResult(m) => put(m, out),
-        Message::Cancel(m) => put(m, out),
-        Message::Ping(m) => put(m, out),
-        Message::Pong(m) => put(m, out),
-        Message::Goodbye(m) => put(m, out),
-        Message::Error(m) => put(m, out),
-        Message::BlobRequest(m) => put(m, out),
-        Message::BlobChunk(m) => put(m, out),
+        Message::Beacon(m) => put(m, flavor),
+        Message::Hello(m) => put(m, flavor),
+        Message::HelloAck(m) => put(m, flavor),
+        Message::TaskOffer(m) => put(m, flavor),
+        Message::TaskAccept(m) => put(m, flavor),
+        Message::TaskReject(m) => put(m, flavor),
+        Message::TaskResult(m) => put(m, flavor),
+        Message::Cancel(m) => put(m, flavor),
+        Message::Ping(m) => put(m, flavor),
+        Message::Pong(m) => put(m, flavor),
+        Message::Goodbye(m) => put(m, flavor),
+        Message::Error(m) => put(m, flavor),
+        Message::BlobRequest(m) => put(m, flavor),
+        Message::BlobChunk(m) => put(m, flavor),
     }
 }
 
@@ -243,7 +271,7 @@ struct Canonical<'a> {
     expected: &'a [u8],
 }
 
-impl postcard::ser_flavors::Flavor for Canonical<'_> {
+impl Flavor for Canonical<'_> {
     type Output = ();
 
     fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
@@ -262,6 +290,28 @@ impl postcard::ser_flavors::Flavor for Canonical<'_> {
         } else {
             Err(postcard::Error::SerializeBufferFull)
         }
+    }
+}
+
+/// A postcard flavor that hands every encoded byte to a sink (a signature
+/// verifier) instead of storing it.
+struct Absorb<F>(F);
+
+impl<F: FnMut(&[u8])> Flavor for Absorb<F> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        (self.0)(&[byte]);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        (self.0)(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
     }
 }
 

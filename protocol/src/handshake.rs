@@ -27,6 +27,7 @@ use crate::error::{EncodeError, FrameError, ReplayError};
 use crate::message::{
     Capabilities, Goodbye, GoodbyeReason, Hello, HelloAck, Message, MessageKind, NodeId, Nonce,
 };
+use crate::receipt::Seal;
 use crate::sign::{Context, Keypair, ReplayGuard, SessionId};
 
 /// What a node tells its peer about itself in the handshake.
@@ -437,12 +438,27 @@ impl Session {
     /// Verifies one received frame (without its length prefix) and returns
     /// its message. Any error means the connection must be closed.
     pub fn read<'f>(&mut self, frame: &'f [u8]) -> Result<Message<'f>, SessionError> {
+        self.read_sealed(frame).map(|(message, _)| message)
+    }
+
+    /// [`read`](Self::read), with the frame's [`Seal`]: what a receipt keeps
+    /// to check the frame's signature later.
+    pub fn read_sealed<'f>(
+        &mut self,
+        frame: &'f [u8],
+    ) -> Result<(Message<'f>, Seal), SessionError> {
         let v = verify_frame(frame, Context::Session(&self.id)).map_err(SessionError::Frame)?;
         self.recv.check(v.seq()).map_err(SessionError::Replay)?;
         if v.sender() != self.peer {
             return Err(SessionError::WrongSender { got: v.sender() });
         }
-        Ok(v.into_message())
+        let seal = Seal {
+            signer: v.sender(),
+            seq: v.seq(),
+            session: self.id,
+            signature: *v.signature(),
+        };
+        Ok((v.into_message(), seal))
     }
 }
 

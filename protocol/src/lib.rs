@@ -1,4 +1,4 @@
-//! # p2pa-protocol: the p2pa wire format, version 2
+//! # p2pa-protocol: the p2pa wire format, version 3
 //!
 //! `no_std`, allocation-free. Every frame is a fixed header, a postcard body
 //! and an Ed25519 signature; this documentation is the specification.
@@ -59,7 +59,7 @@
 //! | 4    | `TaskOffer`   | session   | work to run                               |
 //! | 5    | `TaskAccept`  | session   | queued                                    |
 //! | 6    | `TaskReject`  | session   | refused, with a reason                    |
-//! | 7    | `TaskResult`  | session   | status, output, signed [`Receipt`]        |
+//! | 7    | `TaskResult`  | session   | status, output, hashes: the [`Receipt`]   |
 //! | 8    | `Cancel`      | session   | stop a task                               |
 //! | 9/10 | `Ping`/`Pong` | session   | keepalive and RTT                         |
 //! | 11   | `Goodbye`     | session   | leaving, with a reason                    |
@@ -68,6 +68,19 @@
 //! | 14   | `BlobChunk`   | session   | a byte range of a blob, resumable         |
 //!
 //! A new kind needs a version bump: a receiver refuses unknown kinds.
+//!
+//! ## Receipts
+//!
+//! A `TaskResult` names the task, the status, the output (its bytes, or a
+//! blob's hash and length), the requester, the model and the input's SHA-256.
+//! Its frame's signature covers all of that, bound to the session's nonces,
+//! so the signed frame *is* the worker's receipt: a requester keeps the
+//! fields, the sequence number, the nonces and the signature ([`Receipt`],
+//! built from the frame's [`Seal`] by [`Session::read_sealed`]), and anyone
+//! re-encodes the frame's signed bytes from them (bodies are canonical) and
+//! checks the signature with [`Receipt::verify`] — no key but the worker's
+//! public one, no second signature. A task costs four signature operations:
+//! the offer and the result, each signed once and verified once.
 //!
 //! Version 2 (p2pa 0.2) changed `TaskResult`'s output from bytes to
 //! [`TaskOutput`] (inline bytes, or a blob the requester fetches), so outputs
@@ -109,16 +122,16 @@
 //! (`tests/golden/ping.frame`):
 //!
 //! ```text
-//! 02                                        version 2
+//! 03                                        version 3
 //! 09                                        kind 9 = Ping
 //! 197f6b23e16c8532c6abc838facd5ea7          sender key (32 bytes)
 //! 89be0c76b2920334039bfa8b3d368d61
 //! 0100000000000000                          sequence 1, u64 little-endian
 //! 07                                        body: postcard varint 7
-//! 81b021c2d6ab3e6cce55cdcb1cda5048          Ed25519 signature (64 bytes) over
-//! 55689d4d042ed85862a12c57de726540          "p2pa/v1/session" ‖ [1u8; 32] ‖ [2u8; 32]
-//! 4128d81d060d5721413836c9d7bca8ed          ‖ the 43 bytes above
-//! 35d7d2d3ca27ed099774fc1686ab6603
+//! a1b09cb821676a9e2f29dd2d5a665c57          Ed25519 signature (64 bytes) over
+//! 5d670d542c4742b28b78b5f413719272          "p2pa/v1/session" ‖ [1u8; 32] ‖ [2u8; 32]
+//! 16b39b5423b736585bce77ca56795297          ‖ the 43 bytes above
+//! 411c5f838e010094a5014b8d4a9e450a
 //! ```
 //!
 //! On a stream it is preceded by `6b 00 00 00` (107, `u32` little-endian).
@@ -127,7 +140,7 @@
 //!
 //! ## Threat model
 //!
-//! Protected: forgery (every frame and receipt is signed); tampering (any
+//! Protected: forgery (every frame is signed, receipts with it); tampering (any
 //! changed bit fails verification); cross-purpose replay (contexts); replay of
 //! frames across sessions (session nonces in the signing context) and within a
 //! session (strictly increasing sequence numbers); replayed beacons from a
@@ -180,8 +193,8 @@ pub use message::{
     Pong, RejectReason, ShortId, TaskAccept, TaskId, TaskInput, TaskKind, TaskOffer, TaskOutput,
     TaskReject, TaskResult, TaskStatus,
 };
-pub use receipt::{Receipt, Signature64, RECEIPT_SIGNED_LEN};
+pub use receipt::{Receipt, Seal, Signature64};
 pub use sign::{
     Context, Keypair, ReplayGuard, SessionId, Verified, DATAGRAM_CONTEXT, HELLO_CONTEXT,
-    RECEIPT_CONTEXT, SESSION_CONTEXT,
+    SESSION_CONTEXT,
 };

@@ -7,7 +7,7 @@ use heapless::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::{MAX_BEACON_MODELS, NONCE_LEN};
-pub use crate::receipt::{Receipt, Signature64};
+pub use crate::receipt::Signature64;
 
 /// A node's identity: its Ed25519 public key.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -383,15 +383,6 @@ impl TaskStatus {
             Self::Cancelled => "cancelled",
         }
     }
-
-    pub(crate) const fn byte(self) -> u8 {
-        match self {
-            Self::Completed => 0,
-            Self::Failed => 1,
-            Self::Timeout => 2,
-            Self::Cancelled => 3,
-        }
-    }
 }
 
 impl fmt::Display for TaskStatus {
@@ -400,7 +391,11 @@ impl fmt::Display for TaskStatus {
     }
 }
 
-/// The result of a task, with the worker's receipt.
+/// The result of a task. Its signed frame is the worker's receipt: the
+/// signature covers the task, the status, the output (or its hash), who
+/// asked, the model and the input hash, bound to the session's nonces, so the
+/// frame's fields and signature ([`Receipt`](crate::Receipt)) prove later, to anyone, what the
+/// worker answered. No second signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskResult<'a> {
     /// The task.
@@ -410,8 +405,12 @@ pub struct TaskResult<'a> {
     /// The output (for `Failed`, a UTF-8 message saying why).
     #[serde(borrow)]
     pub output: TaskOutput<'a>,
-    /// The worker's signed receipt.
-    pub receipt: Receipt,
+    /// Who asked (the session's other end, named so a stored receipt says it).
+    pub requester: NodeId,
+    /// The model's hash, or all zeros when the task used none.
+    pub model: Hash32,
+    /// SHA-256 of the input the worker ran.
+    pub input: Hash32,
 }
 
 /// "Stop this task; I no longer want it."

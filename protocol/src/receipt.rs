@@ -1,12 +1,18 @@
-//! The worker's receipt for a task and the 64-byte signature type message
-//! bodies carry. A receipt is signed on its own, so it can be kept and
-//! checked apart from the frame it came in.
+//! The worker's receipt for a task, and the 64-byte signature type. A
+//! receipt is the signed result frame itself, kept as its fields, the
+//! session it was bound to and its signature: re-encoding the fields gives
+//! back the signed bytes exactly (bodies are canonical), so anyone can check
+//! it later, with no key but the worker's public one.
 
 use core::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::message::{write_hex, Hash32, NodeId, TaskId, TaskStatus};
+use crate::error::FrameError;
+use crate::message::{
+    write_hex, Hash32, Message, NodeId, TaskId, TaskOutput, TaskResult, TaskStatus,
+};
+use crate::sign::{Context, SessionId};
 
 /// A 64-byte Ed25519 signature inside a message body (serde derives stop at 32).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -56,15 +62,30 @@ impl<'de> Deserialize<'de> for Signature64 {
     }
 }
 
-/// What a worker attests about a task it ran. Signed on its own (context
-/// `p2pa/v1/receipt`) so it can be stored and checked apart from the frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A session frame's signature and what it was bound to: with the frame's
+/// message, enough to check the signature again, away from the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seal {
+    /// Who signed the frame.
+    pub signer: NodeId,
+    /// The frame's sequence number.
+    pub seq: u64,
+    /// The session's nonces.
+    pub session: SessionId,
+    /// The frame's signature.
+    pub signature: Signature64,
+}
+
+/// What a worker attests about a task it ran: the fields of its signed
+/// `TaskResult` frame, the frame's sequence number, session and signature.
+/// [`Receipt::verify`] re-encodes the frame's signed bytes and checks them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Receipt {
     /// The task.
     pub task_id: TaskId,
     /// Who asked.
     pub requester: NodeId,
-    /// Who ran it (and signed this receipt).
+    /// Who ran it (and signed the result frame).
     pub worker: NodeId,
     /// How it ended.
     pub status: TaskStatus,
@@ -74,37 +95,72 @@ pub struct Receipt {
     pub input: Hash32,
     /// SHA-256 of the output.
     pub output: Hash32,
-    /// Ed25519 signature by `worker` over [`Receipt::signed_bytes`].
+    /// How the output travelled: `None` inside the frame (checking needs
+    /// its bytes), `Some(len)` as a blob of `len` bytes (the frame carried
+    /// `output` and `len`).
+    pub blob_len: Option<u64>,
+    /// The result frame's sequence number in its session.
+    pub seq: u64,
+    /// The session's nonces, which the frame's signature covers.
+    pub session: SessionId,
+    /// The worker's signature of the result frame.
     pub signature: Signature64,
 }
 
-/// Length of [`Receipt::signed_bytes`].
-pub const RECEIPT_SIGNED_LEN: usize = 16 + 8 + 32 + 32 + 1 + 32 * 3;
-
 impl Receipt {
-    /// The fixed-layout bytes the receipt signature covers:
-    /// `"p2pa/v1/receipt\0"`, task id (u64 LE), requester, worker, status byte,
-    /// model, input, output. Fixed layout, so nothing is re-encoded to verify.
-    pub fn signed_bytes(&self) -> [u8; RECEIPT_SIGNED_LEN] {
-        let mut out = [0u8; RECEIPT_SIGNED_LEN];
-        let parts: [&[u8]; 8] = [
-            crate::sign::RECEIPT_CONTEXT,
-            &self.task_id.to_le_bytes(),
-            &self.requester.0,
-            &self.worker.0,
-            &[self.status.byte()],
-            &self.model,
-            &self.input,
-            &self.output,
-        ];
-        let mut rest: &mut [u8] = &mut out;
-        for part in parts {
-            let (head, tail) = rest.split_at_mut(part.len());
-            head.copy_from_slice(part);
-            rest = tail;
+    /// The receipt for `result`, received in a frame sealed by `seal`;
+    /// `output` is the SHA-256 of its output (the blob hash for a blob).
+    pub fn new(seal: &Seal, result: &TaskResult<'_>, output: Hash32) -> Self {
+        Self {
+            task_id: result.task_id,
+            requester: result.requester,
+            worker: seal.signer,
+            status: result.status,
+            model: result.model,
+            input: result.input,
+            output,
+            blob_len: match result.output {
+                TaskOutput::Inline(_) => None,
+                TaskOutput::Blob { len, .. } => Some(len),
+            },
+            seq: seal.seq,
+            session: seal.session,
+            signature: seal.signature,
         }
-        out
+    }
+
+    /// The result the worker signed; `inline` is the output when it
+    /// travelled inside the frame (ignored for a blob).
+    pub fn result<'a>(&self, inline: &'a [u8]) -> TaskResult<'a> {
+        TaskResult {
+            task_id: self.task_id,
+            status: self.status,
+            output: match self.blob_len {
+                None => TaskOutput::Inline(inline),
+                Some(len) => TaskOutput::Blob {
+                    hash: self.output,
+                    len,
+                },
+            },
+            requester: self.requester,
+            model: self.model,
+            input: self.input,
+        }
+    }
+
+    /// Checks the worker's signature over the result frame, re-encoded
+    /// from these fields (and `inline`, the output, when it travelled in
+    /// the frame). That `output` is the SHA-256 of an inline output is for
+    /// the caller to check (this crate has no SHA-256).
+    pub fn verify(&self, inline: &[u8]) -> Result<(), FrameError> {
+        let message = Message::TaskResult(self.result(inline));
+        let head = crate::codec::header(message.kind(), self.worker, self.seq);
+        crate::codec::verify_parts(
+            self.worker,
+            &self.signature,
+            Context::Session(&self.session),
+            &head,
+            &message,
+        )
     }
 }
-
-const _: () = assert!(crate::sign::RECEIPT_CONTEXT.len() == 16);

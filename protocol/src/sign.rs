@@ -1,10 +1,10 @@
 //! Keys, signing contexts and `Verified<T>`: the only way to read a signed message.
 //! Signatures cover a domain-separation context plus the frame bytes exactly as sent.
 
-use ed25519_compact::{KeyPair, Noise, PublicKey, Seed, Signature};
+use ed25519_compact::{KeyPair, Noise, Seed};
 
 use crate::error::{FrameError, ReplayError};
-use crate::message::{Message, MessageKind, NodeId, Nonce, Receipt, Signature64};
+use crate::message::{Message, MessageKind, NodeId, Nonce, Signature64};
 
 /// Context of frames sent as UDP datagrams (beacons).
 pub const DATAGRAM_CONTEXT: &[u8] = b"p2pa/v1/datagram";
@@ -12,10 +12,8 @@ pub const DATAGRAM_CONTEXT: &[u8] = b"p2pa/v1/datagram";
 pub const HELLO_CONTEXT: &[u8] = b"p2pa/v1/hello";
 /// Context of every frame after `Hello`, followed by the two session nonces.
 pub const SESSION_CONTEXT: &[u8] = b"p2pa/v1/session";
-/// Context of a task receipt (fixed 16 bytes).
-pub const RECEIPT_CONTEXT: &[u8] = b"p2pa/v1/receipt\0";
 
-// Contexts differ at byte 8 (`d`, `h`, `s`, `r`), so none is a prefix of another
+// Contexts differ at byte 8 (`d`, `h`, `s`), so none is a prefix of another
 // and no signed string of one purpose can be read as one of another.
 // (Indexing a constant in a constant: an out-of-range index fails the build.)
 #[allow(clippy::indexing_slicing)]
@@ -23,7 +21,6 @@ const _: () = {
     assert!(DATAGRAM_CONTEXT[8] == b'd');
     assert!(HELLO_CONTEXT[8] == b'h');
     assert!(SESSION_CONTEXT[8] == b's');
-    assert!(RECEIPT_CONTEXT[8] == b'r');
 };
 
 /// The two handshake nonces; every session frame's signature is bound to them,
@@ -141,22 +138,6 @@ impl Keypair {
         parts(&mut |p| st.absorb(p));
         *st.sign()
     }
-
-    /// Fills in `receipt.worker` and signs the receipt.
-    pub fn sign_receipt(&self, receipt: &mut Receipt) {
-        receipt.worker = self.node_id();
-        let bytes = receipt.signed_bytes();
-        receipt.signature = Signature64(self.sign_parts(&|f| f(&bytes)));
-    }
-}
-
-impl Receipt {
-    /// Checks the receipt's signature against its `worker` key.
-    pub fn verify(&self) -> Result<(), FrameError> {
-        let pk = PublicKey::new(self.worker.0);
-        let sig = Signature::new(self.signature.0);
-        pk.verify(self.signed_bytes(), &sig).map_err(map_sig_error)
-    }
 }
 
 pub(crate) fn map_sig_error(e: ed25519_compact::Error) -> FrameError {
@@ -175,15 +156,22 @@ pub struct Verified<T> {
     sender: NodeId,
     seq: u64,
     message: T,
+    signature: Signature64,
 }
 
 impl<T> Verified<T> {
-    pub(crate) fn new(sender: NodeId, seq: u64, message: T) -> Self {
+    pub(crate) fn new(sender: NodeId, seq: u64, message: T, signature: Signature64) -> Self {
         Self {
             sender,
             seq,
             message,
+            signature,
         }
+    }
+
+    /// The signature that was checked.
+    pub fn signature(&self) -> &Signature64 {
+        &self.signature
     }
 
     /// Who signed it.

@@ -66,15 +66,15 @@ fn worked_example_in_the_crate_docs_holds() {
     assert_eq!(key.node_id().short().to_string(), "197f6b23");
     let bytes = frame(&key, 1, &Message::Ping(Ping { nonce: 7 }));
     assert_eq!(bytes.len(), 107);
-    assert_eq!(&bytes[..2], &[2, 9]);
+    assert_eq!(&bytes[..2], &[3, 9]);
     assert_eq!(&bytes[2..34], key.node_id().as_bytes());
     assert_eq!(&bytes[34..42], &1u64.to_le_bytes());
     assert_eq!(bytes[42], 7);
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let documented = "0209197f6b23e16c8532c6abc838facd5ea789be0c76b2920334039bfa8b3d368d61\
-                      01000000000000000781b021c2d6ab3e6cce55cdcb1cda504855689d4d042ed8\
-                      5862a12c57de7265404128d81d060d5721413836c9d7bca8ed35d7d2d3ca27ed\
-                      099774fc1686ab6603";
+    let documented = "0309197f6b23e16c8532c6abc838facd5ea789be0c76b2920334039bfa8b3d368d61\
+                      010000000000000007a1b09cb821676a9e2f29dd2d5a665c575d670d542c4742\
+                      b28b78b5f41371927216b39b5423b736585bce77ca56795297411c5f838e0100\
+                      94a5014b8d4a9e450a";
     assert_eq!(
         hex, documented,
         "the worked example in lib.rs is out of date"
@@ -82,14 +82,49 @@ fn worked_example_in_the_crate_docs_holds() {
 }
 
 #[test]
-fn receipt_signature_verifies_and_detects_tampering() {
-    let r = receipt();
-    assert_eq!(r.worker, Keypair::from_seed(SEED).node_id());
-    r.verify().unwrap();
-    let mut forged = r;
-    forged.output[0] ^= 1;
-    assert_eq!(forged.verify(), Err(FrameError::BadSignature));
-    let mut other_worker = r;
-    other_worker.worker = Keypair::from_seed([7u8; 32]).node_id();
-    assert!(other_worker.verify().is_err());
+fn a_receipt_kept_from_the_golden_result_frames_verifies_offline() {
+    let key = Keypair::from_seed(SEED);
+    for name in ["task_result", "task_result_blob"] {
+        let bytes = std::fs::read(golden_dir().join(format!("{name}.frame"))).unwrap();
+        let v = verify_frame(&bytes, Context::Session(&SESSION)).unwrap();
+        let Message::TaskResult(res) = v.message() else {
+            panic!("{name} is not a result");
+        };
+        let seal = Seal {
+            signer: v.sender(),
+            seq: v.seq(),
+            session: SESSION,
+            signature: *v.signature(),
+        };
+        let (inline, output) = match res.output {
+            TaskOutput::Inline(b) => (b, [0x11u8; 32]), // the caller hashes it
+            TaskOutput::Blob { hash, .. } => (&[][..], hash),
+        };
+        let r = Receipt::new(&seal, res, output);
+        assert_eq!(r.worker, key.node_id());
+        assert_eq!(r.verify(inline), Ok(()), "{name}");
+        // Any field changed breaks it, and so does another session.
+        let mut forged = r;
+        forged.input[0] ^= 1;
+        assert_eq!(forged.verify(inline), Err(FrameError::BadSignature));
+        let mut forged = r;
+        forged.requester = NodeId([8u8; 32]);
+        assert_eq!(forged.verify(inline), Err(FrameError::BadSignature));
+        let mut forged = r;
+        forged.seq += 1;
+        assert_eq!(forged.verify(inline), Err(FrameError::BadSignature));
+        let mut forged = r;
+        forged.session.responder[0] ^= 1;
+        assert_eq!(forged.verify(inline), Err(FrameError::BadSignature));
+        let mut forged = r;
+        forged.worker = Keypair::from_seed([7u8; 32]).node_id();
+        assert!(forged.verify(inline).is_err());
+        if r.blob_len.is_none() {
+            assert_eq!(r.verify(b"hello p2pA"), Err(FrameError::BadSignature));
+        } else {
+            let mut forged = r;
+            forged.output[0] ^= 1;
+            assert_eq!(forged.verify(inline), Err(FrameError::BadSignature));
+        }
+    }
 }

@@ -81,6 +81,7 @@ fn submit_runs_echo_and_hash_on_a_discovered_peer_with_a_receipt() {
     let id = v["task_id"].as_str().unwrap();
     assert!(id.parse::<u64>().is_ok(), "{id}");
     assert_eq!(v["receipt"]["task_id"], id);
+    verify_kept_receipt(&v, "submit-verify");
     // The worker's JSON log says the task started and how it ended.
     let started = node.wait_for(T, |e| e["event"] == "task_started" && e["kind"] == "echo");
     let done = node
@@ -228,6 +229,42 @@ fn batch_survives_kill_9_of_a_worker_with_every_task_exactly_once() {
     assert!(results
         .iter()
         .all(|r| r["receipt"]["signature"].as_str().unwrap().len() == 128));
+    // Every receipt in the journal checks offline, the retried ones too.
+    let out = p2pa(&["verify", out_path.to_str().unwrap()], T);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).matches(": ok: ").count(), 90);
+}
+
+/// `p2pa verify` accepts the receipt of `line` as kept, and refuses it with
+/// any signed field changed: the status, the output, the requester.
+fn verify_kept_receipt(line: &Value, name: &str) {
+    let dir = scratch(name);
+    let check = |v: &Value, file: &str| {
+        let path = dir.join(file);
+        std::fs::write(&path, format!("{v}\n")).unwrap();
+        p2pa(&["verify", path.to_str().unwrap()], T)
+    };
+    let out = check(line, "kept.jsonl");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains(": ok: task "), "{}", stdout(&out));
+    let forgeries: [(&str, Value); 3] = [
+        ("status", Value::from("failed")),
+        ("output_inline_hex", Value::from("00")),
+        ("requester", line["receipt"]["worker"].clone()),
+    ];
+    for (field, value) in forgeries {
+        let mut forged = line.clone();
+        forged["receipt"][field] = value;
+        let out = check(&forged, "forged.jsonl");
+        assert_eq!(out.status.code(), Some(1), "{field}: {}", stdout(&out));
+        assert!(stdout(&out).contains("FAILED"), "{field}: {}", stdout(&out));
+    }
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use p2pa_node::core::{sha256, TaskRequest, MAX_INLINE_TENSOR};
+use p2pa_node::core::{sha256, verify_receipt, TaskRequest, MAX_INLINE_TENSOR};
 use p2pa_node::io::{NodeHandle, NodeOptions};
 use p2pa_node::protocol::*;
 use p2pa_tests::unique_port;
@@ -72,6 +72,14 @@ fn ten_megabytes_in_and_out_round_trip_with_a_receipt_over_both() {
     assert!(echo.output == big, "10 MiB came back byte for byte");
     let r = echo.receipt.unwrap();
     assert_eq!((r.input, r.output), (sha256(&big), sha256(&big)));
+    // The output was a blob: the kept receipt verifies without it, and
+    // with it, and not with another output.
+    assert_eq!(r.blob_len, Some(big.len() as u64));
+    assert_eq!(verify_receipt(&r, None), Ok(()));
+    assert_eq!(verify_receipt(&r, Some(&big)), Ok(()));
+    assert!(verify_receipt(&r, Some(&big[1..])).is_err());
+    let s = small.receipt.unwrap();
+    assert_eq!(verify_receipt(&s, Some(&small.output)), Ok(()));
     assert_eq!(hash.status, TaskStatus::Completed, "{:?}", hash.error);
     assert_eq!(hash.output, p2pa_node::hex::hex(&sha256(&big)).into_bytes());
     assert_eq!(small.output, pattern(MAX_INLINE_TENSOR + 1));
@@ -169,5 +177,10 @@ fn ten_megabytes_round_trip_through_submit_and_batch() {
         r[0]["output"].as_str().unwrap().as_bytes() == big,
         "batch: 10 MiB back"
     );
+    // The journal's receipt (an output blob: its hash and length signed)
+    // checks offline.
+    assert_eq!(r[0]["receipt"]["output_blob_len"], 10 << 20);
+    let out = p2pa(&["verify", results.to_str().unwrap()], t);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     std::fs::remove_dir_all(&dir).ok();
 }

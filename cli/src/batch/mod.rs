@@ -275,7 +275,7 @@ fn merge(outcomes: Vec<TaskOutcome>, infer: bool) -> (serde_json::Value, bool, V
             "workers": outcomes.iter().map(id).collect::<Vec<_>>(),
             "dissenters": dissenters,
             "failed": failed,
-            "receipts": outcomes.iter().filter_map(|o| o.receipt.as_ref().map(output::receipt_json)).collect::<Vec<_>>(),
+            "receipts": outcomes.iter().filter_map(|o| o.receipt.as_ref().map(|r| crate::verify::receipt_json(r, &o.output))).collect::<Vec<_>>(),
         });
         if !agree {
             v["status"] = serde_json::json!("disagreement");

@@ -16,9 +16,8 @@ use std::time::{Duration, Instant};
 
 use p2pa_protocol::{
     encode_datagram, Beacon, BlobChunk, BlobRequest, Budget, Cancel, Capabilities, GrowBuf,
-    Initiator, Intro, Keypair, Message, Ping, Receipt, Session, Signature64, StreamDecoder,
-    TaskInput, TaskKind, TaskOffer, TaskOutput, TaskResult, TaskStatus, LEN_PREFIX_LEN,
-    MAX_DATAGRAM_LEN, MAX_FRAME_LEN,
+    Initiator, Intro, Keypair, Message, Ping, Session, StreamDecoder, TaskInput, TaskKind,
+    TaskOffer, TaskOutput, TaskResult, TaskStatus, LEN_PREFIX_LEN, MAX_DATAGRAM_LEN, MAX_FRAME_LEN,
 };
 
 use super::{Config, ConnId, Core, Event, JobId, SeededEntropy, TaskRequest, Transmit};
@@ -284,16 +283,9 @@ impl Driver {
                 } else {
                     TaskOutput::Blob { hash, len: id }
                 },
-                receipt: Receipt {
-                    task_id: id,
-                    requester: self.core.id(),
-                    worker: self.core.id(),
-                    status: TaskStatus::Completed,
-                    model: hash,
-                    input: hash,
-                    output: hash,
-                    signature: Signature64([0; 64]),
-                },
+                requester: self.core.id(),
+                model: hash,
+                input: hash,
             }),
         };
         let Some(p) = self.peers.get_mut(&n) else {

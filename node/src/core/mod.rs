@@ -37,7 +37,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use p2pa_protocol::{GoodbyeReason, Intro, Keypair, KindSet, Message, NodeId, TaskStatus};
+use p2pa_protocol::{GoodbyeReason, Intro, Keypair, KindSet, Message, NodeId, Seal, TaskStatus};
 
 pub use config::{
     Config, Trust, DEFAULT_INPUT_BUFFER_BYTES, DEFAULT_MAX_TASK_DEADLINE, DEFAULT_MAX_TENSOR_BYTES,
@@ -46,7 +46,7 @@ pub use config::{
 pub use output::{Event, Stats, Transmit};
 pub use peer_info::{PeerInfo, PeerState, Via};
 pub use reason::{CloseReason, ConnectError, ReceiptError, TaskError};
-pub use receipt::{check_receipt, sha256};
+pub use receipt::{check_result, sha256, verify_receipt, ReceiptCheck};
 pub use requester::{TaskOutcome, TaskRequest};
 pub use rng::{Entropy, EntropyError, SeededEntropy};
 pub use state::TaskState;
@@ -402,7 +402,7 @@ impl Core {
                 self.close(now, conn, CloseReason::Sent(GoodbyeReason::NotAllowed));
                 false
             }
-            Step::Message(peer, message) => self.on_message(now, conn, peer, message),
+            Step::Message(peer, message, seal) => self.on_message(now, conn, peer, message, &seal),
             Step::Close(reason) => {
                 self.fail(now, conn, reason);
                 false
@@ -474,6 +474,7 @@ impl Core {
         conn: ConnId,
         peer: NodeId,
         message: Message<'_>,
+        seal: &Seal,
     ) -> bool {
         self.peers.heard(now, peer);
         let cfg = &self.cfg;
@@ -505,7 +506,7 @@ impl Core {
                 let me = self.id;
                 let resulted = self
                     .requester
-                    .on_result(now, cfg, me, peer, &r, &mut wire!(self));
+                    .on_result(now, cfg, me, seal, &r, &mut wire!(self));
                 match resulted {
                     Resulted::Completed => self.peers.credit(peer),
                     Resulted::Fetch(hash) => {

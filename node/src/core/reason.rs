@@ -136,33 +136,25 @@ impl fmt::Display for CloseReason {
     }
 }
 
-/// Why a result's receipt was refused.
+/// Why a result's receipt was refused: the signed result names another
+/// task than the one asked. (Its signature was checked with its frame.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ReceiptError {
-    /// The receipt's signature does not verify.
-    BadSignature,
-    /// Signed by another node than the worker that answered.
-    WrongWorker,
-    /// For another requester or task id.
-    WrongTask,
-    /// Its status differs from the result's.
-    StatusDiffers,
+    /// It names another requester than this node.
+    WrongRequester,
     /// Its input hash differs from the task's input.
     InputDiffers,
-    /// Its output hash differs from the output received.
-    OutputDiffers,
+    /// Its model differs from the task's.
+    ModelDiffers,
 }
 
 impl fmt::Display for ReceiptError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::BadSignature => "receipt signature does not verify",
-            Self::WrongWorker => "receipt is signed by another node than the worker",
-            Self::WrongTask => "receipt is for another task",
-            Self::StatusDiffers => "receipt status differs from the result's",
-            Self::InputDiffers => "receipt input hash differs from the task's input",
-            Self::OutputDiffers => "receipt output hash differs from the output",
+            Self::WrongRequester => "result names another requester",
+            Self::InputDiffers => "result's input hash differs from the task's input",
+            Self::ModelDiffers => "result's model differs from the task's",
         })
     }
 }

@@ -1,7 +1,9 @@
-//! Receipt checks on the requester side: a worker's signed receipt must match
-//! the task asked, the result received and the worker that answered.
+//! Results on the requester side: the signed result frame is the worker's
+//! receipt. Its signature was checked with the frame; what is left is that
+//! it answers the task asked (this requester, this input, this model), and,
+//! for a kept receipt, that its output hash is the output's.
 
-use p2pa_protocol::{NodeId, Receipt, TaskStatus};
+use p2pa_protocol::{Hash32, NodeId, Receipt, TaskResult};
 
 use super::reason::ReceiptError;
 
@@ -10,107 +12,168 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     hmac_sha256::Hash::hash(data)
 }
 
-/// Checks a receipt the requester got back against what it asked and
-/// received (the SHA-256 of the input and of the output).
-pub fn check_receipt(
-    receipt: &Receipt,
+/// Checks a verified result against the task this node asked: the
+/// requester it names, the input's SHA-256 and the model (zeros for none).
+pub fn check_result(
+    res: &TaskResult<'_>,
     requester: NodeId,
-    worker: NodeId,
-    task_id: u64,
-    status: TaskStatus,
-    input: &[u8; 32],
-    output: &[u8; 32],
+    input: &Hash32,
+    model: &Hash32,
 ) -> Result<(), ReceiptError> {
-    receipt.verify().map_err(|_| ReceiptError::BadSignature)?;
-    if receipt.worker != worker {
-        return Err(ReceiptError::WrongWorker);
+    if res.requester != requester {
+        return Err(ReceiptError::WrongRequester);
     }
-    if receipt.requester != requester || receipt.task_id != task_id {
-        return Err(ReceiptError::WrongTask);
-    }
-    if receipt.status != status {
-        return Err(ReceiptError::StatusDiffers);
-    }
-    if receipt.input != *input {
+    if res.input != *input {
         return Err(ReceiptError::InputDiffers);
     }
-    if receipt.output != *output {
-        return Err(ReceiptError::OutputDiffers);
+    if res.model != *model {
+        return Err(ReceiptError::ModelDiffers);
     }
     Ok(())
+}
+
+/// Why a kept receipt does not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptCheck {
+    /// The worker's signature does not cover these fields.
+    BadSignature,
+    /// The output given is not the one whose hash the receipt holds.
+    OutputDiffers,
+}
+
+impl core::fmt::Display for ReceiptCheck {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::BadSignature => "the worker's signature does not verify",
+            Self::OutputDiffers => "the output's SHA-256 differs from the receipt's",
+        })
+    }
+}
+
+/// Checks a kept receipt offline: the worker's signature over the result
+/// frame re-encoded from its fields, and, where the output is at hand (it
+/// must be for an output that travelled in the frame), that it is the
+/// output the receipt names.
+pub fn verify_receipt(receipt: &Receipt, output: Option<&[u8]>) -> Result<(), ReceiptCheck> {
+    if let Some(bytes) = output {
+        if sha256(bytes) != receipt.output {
+            return Err(ReceiptCheck::OutputDiffers);
+        }
+    }
+    let inline = if receipt.blob_len.is_none() {
+        output.ok_or(ReceiptCheck::OutputDiffers)?
+    } else {
+        &[]
+    };
+    receipt
+        .verify(inline)
+        .map_err(|_| ReceiptCheck::BadSignature)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use p2pa_protocol::{Keypair, Signature64};
+    use p2pa_protocol::{
+        Initiator, Intro, Keypair, Message, Responder, TaskOutput, TaskStatus, LEN_PREFIX_LEN,
+    };
 
-    fn receipt(worker: &Keypair, requester: NodeId, input: &[u8], output: &[u8]) -> Receipt {
-        let mut r = Receipt {
+    /// A worker's result read by a requester over a real session, and the
+    /// receipt the requester keeps.
+    fn kept(output: TaskOutput<'_>, out_hash: Hash32) -> (Receipt, NodeId) {
+        let (req, wrk) = (Keypair::from_seed([2; 32]), Keypair::from_seed([1; 32]));
+        let mut a = vec![0u8; 4096];
+        let mut b = vec![0u8; 4096];
+        let init = Initiator::new([5; 32], Some(wrk.node_id()));
+        let n = init.write_hello(&req, &Intro::default(), &mut a).unwrap();
+        let (wait, m) = Responder::new([6; 32])
+            .read_hello(&wrk, &a[LEN_PREFIX_LEN..n], &Intro::default(), &mut b)
+            .unwrap();
+        let confirm = init.read_ack(req.node_id(), &b[LEN_PREFIX_LEN..m]).unwrap();
+        let (mut s_req, _, n) = confirm.confirm(&req, &Intro::default(), &mut a).unwrap();
+        let (mut s_wrk, _) = wait
+            .read_confirm(wrk.node_id(), &a[LEN_PREFIX_LEN..n])
+            .unwrap();
+        let res = TaskResult {
             task_id: 9,
-            requester,
-            worker: worker.node_id(),
             status: TaskStatus::Completed,
+            output,
+            requester: req.node_id(),
             model: [0; 32],
-            input: sha256(input),
-            output: sha256(output),
-            signature: Signature64([0; 64]),
+            input: sha256(b"in"),
         };
-        worker.sign_receipt(&mut r);
-        r
+        let n = s_wrk
+            .write(&wrk, &Message::TaskResult(res), &mut b)
+            .unwrap();
+        let (msg, seal) = s_req.read_sealed(&b[LEN_PREFIX_LEN..n]).unwrap();
+        let Message::TaskResult(got) = msg else {
+            panic!("not a result")
+        };
+        assert_eq!(
+            check_result(&got, req.node_id(), &sha256(b"in"), &[0; 32]),
+            Ok(())
+        );
+        assert_eq!(
+            check_result(&got, wrk.node_id(), &sha256(b"in"), &[0; 32]),
+            Err(ReceiptError::WrongRequester)
+        );
+        assert_eq!(
+            check_result(&got, req.node_id(), &sha256(b"other"), &[0; 32]),
+            Err(ReceiptError::InputDiffers)
+        );
+        assert_eq!(
+            check_result(&got, req.node_id(), &sha256(b"in"), &[1; 32]),
+            Err(ReceiptError::ModelDiffers)
+        );
+        (Receipt::new(&seal, &got, out_hash), wrk.node_id())
     }
 
     #[test]
-    fn receipts_are_checked_against_the_task_and_the_worker() {
-        let w = Keypair::from_seed([1; 32]);
-        let me = Keypair::from_seed([2; 32]).node_id();
-        let r = receipt(&w, me, b"in", b"out");
-        let ok = |r: &Receipt, worker, id, status, input: &[u8], output: &[u8]| {
-            check_receipt(r, me, worker, id, status, &sha256(input), &sha256(output))
-        };
+    fn a_kept_receipt_verifies_offline_and_nothing_else_does() {
+        let (r, worker) = kept(TaskOutput::Inline(b"out"), sha256(b"out"));
+        assert_eq!(r.worker, worker);
+        assert_eq!(verify_receipt(&r, Some(b"out")), Ok(()));
         assert_eq!(
-            ok(&r, w.node_id(), 9, TaskStatus::Completed, b"in", b"out"),
-            Ok(())
+            verify_receipt(&r, Some(b"tampered")),
+            Err(ReceiptCheck::OutputDiffers)
         );
-        assert!(ok(
-            &r,
-            w.node_id(),
-            9,
-            TaskStatus::Completed,
-            b"in",
-            b"tampered"
-        )
-        .is_err());
-        assert!(ok(
-            &r,
-            w.node_id(),
-            9,
-            TaskStatus::Completed,
-            b"other input",
-            b"out"
-        )
-        .is_err());
-        assert!(ok(&r, w.node_id(), 10, TaskStatus::Completed, b"in", b"out").is_err());
-        assert!(ok(&r, w.node_id(), 9, TaskStatus::Failed, b"in", b"out").is_err());
-        assert!(
-            ok(&r, me, 9, TaskStatus::Completed, b"in", b"out").is_err(),
-            "signed by someone else than the sender"
+        assert_eq!(verify_receipt(&r, None), Err(ReceiptCheck::OutputDiffers));
+        let mut forged = r;
+        forged.status = TaskStatus::Failed;
+        assert_eq!(
+            verify_receipt(&forged, Some(b"out")),
+            Err(ReceiptCheck::BadSignature)
+        );
+        let mut forged = r;
+        forged.task_id = 10;
+        assert_eq!(
+            verify_receipt(&forged, Some(b"out")),
+            Err(ReceiptCheck::BadSignature)
         );
         let mut forged = r;
         forged.signature.0[0] ^= 1;
-        assert!(ok(
-            &forged,
-            w.node_id(),
-            9,
-            TaskStatus::Completed,
-            b"in",
-            b"out"
-        )
-        .is_err());
-        let other = receipt(&w, NodeId([7; 32]), b"in", b"out");
-        assert!(
-            ok(&other, w.node_id(), 9, TaskStatus::Completed, b"in", b"out").is_err(),
-            "receipt for another requester"
+        assert_eq!(
+            verify_receipt(&forged, Some(b"out")),
+            Err(ReceiptCheck::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_blob_output_receipt_verifies_without_the_output() {
+        let big = vec![7u8; 100_000];
+        let hash = sha256(&big);
+        let (r, _) = kept(TaskOutput::Blob { hash, len: 100_000 }, hash);
+        assert_eq!(r.blob_len, Some(100_000));
+        assert_eq!(verify_receipt(&r, None), Ok(()));
+        assert_eq!(verify_receipt(&r, Some(&big)), Ok(()));
+        assert_eq!(
+            verify_receipt(&r, Some(b"x")),
+            Err(ReceiptCheck::OutputDiffers)
+        );
+        let mut forged = r;
+        forged.blob_len = Some(99_999);
+        assert_eq!(
+            verify_receipt(&forged, None),
+            Err(ReceiptCheck::BadSignature)
         );
     }
 }

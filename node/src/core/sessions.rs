@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use p2pa_protocol::{
     AwaitConfirm, EncodeError, GoodbyeReason, GrowBuf, Initiator, Intro, Keypair, Message, NodeId,
-    Ping, Pong, Responder, Session, StreamDecoder, LEN_PREFIX_LEN, MAX_FRAME_LEN,
+    Ping, Pong, Responder, Seal, Session, StreamDecoder, LEN_PREFIX_LEN, MAX_FRAME_LEN,
 };
 
 use super::output::{bump, Noise, Outbox, Transmit};
@@ -97,6 +97,7 @@ pub(crate) struct Up {
 
 /// What one received frame means.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // returned and matched at once, never stored
 pub(crate) enum Step<'f> {
     /// Nothing for the router (a handshake step, a frame while dialing).
     Handled,
@@ -104,8 +105,9 @@ pub(crate) enum Step<'f> {
     Up(Up),
     /// The handshake reached a peer the trust policy refuses; a Goodbye is queued.
     Refused(NodeId),
-    /// A session message from `peer`.
-    Message(NodeId, Message<'f>),
+    /// A session message from `peer`, with its frame's seal (a result's
+    /// receipt keeps it).
+    Message(NodeId, Message<'f>, Seal),
     /// The connection must close for this reason.
     Close(CloseReason),
 }
@@ -299,8 +301,8 @@ impl Sessions {
         };
         c.last_rx = now;
         if let State::Established(s) = &mut c.state {
-            return match s.read(frame) {
-                Ok(message) => Step::Message(s.peer(), message),
+            return match s.read_sealed(frame) {
+                Ok((message, seal)) => Step::Message(s.peer(), message, seal),
                 Err(e) => Step::Close(CloseReason::Session(e)),
             };
         }

@@ -1,6 +1,6 @@
 //! The worker's side of the task exchange: admission (kinds, duplicates,
 //! queue bound, budget), a bounded queue, `workers` jobs at once (plus
-//! `prefetch`), deadlines, and a signed receipt with every result. It owns
+//! `prefetch`), deadlines, and a result whose signed frame is the receipt. It owns
 //! the jobs; a job that waits for a model waits until the blobs part has it.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use p2pa_protocol::{
-    Capabilities, Hash32, Message, NodeId, Receipt, RejectReason, Signature64, TaskAccept,
-    TaskInput, TaskKind, TaskOffer, TaskOutput, TaskReject, TaskResult, TaskStatus,
-    MAX_BEACON_MODELS,
+    Capabilities, Hash32, Message, NodeId, RejectReason, TaskAccept, TaskInput, TaskKind,
+    TaskOffer, TaskOutput, TaskReject, TaskResult, TaskStatus, MAX_BEACON_MODELS,
 };
 
 use super::blobs::Blobs;
@@ -487,7 +486,7 @@ impl Worker {
             let hash = sha256(output);
             blobs.lend(now, hash, Arc::from(output), Some(j.peer));
             let len = u64::try_from(output.len()).unwrap_or(u64::MAX);
-            self.answer_with(job, status, TaskOutput::Blob { hash, len }, hash, w);
+            self.answer_with(job, status, TaskOutput::Blob { hash, len }, w);
         } else {
             self.answer(job, status, output, w);
         }
@@ -545,7 +544,7 @@ impl Worker {
 
     /// Sends the signed result of `job` with `output` inline; frees its slot.
     fn answer(&mut self, job: JobId, status: TaskStatus, output: &[u8], w: &mut Wire<'_>) {
-        self.answer_with(job, status, TaskOutput::Inline(output), sha256(output), w);
+        self.answer_with(job, status, TaskOutput::Inline(output), w);
     }
 
     /// Sends the signed result of `job` and frees its slot.
@@ -554,7 +553,6 @@ impl Worker {
         job: JobId,
         status: TaskStatus,
         output: TaskOutput<'_>,
-        output_hash: [u8; 32],
         w: &mut Wire<'_>,
     ) {
         let Some(j) = self.jobs.get_mut(&job) else {
@@ -565,22 +563,15 @@ impl Worker {
         }
         j.state = TaskState::from_status(status);
         let (peer, task_id) = (j.peer, j.task_id);
-        let mut receipt = Receipt {
-            task_id,
-            requester: peer,
-            worker: w.key.node_id(),
-            status,
-            model: j.model.unwrap_or([0u8; 32]),
-            input: j.input_hash,
-            output: output_hash,
-            signature: Signature64([0u8; 64]),
-        };
-        w.key.sign_receipt(&mut receipt);
+        // The signed frame is the receipt: it names the requester, the
+        // model and the input's hash beside the output.
         let result = Message::TaskResult(TaskResult {
             task_id,
             status,
             output,
-            receipt,
+            requester: peer,
+            model: j.model.unwrap_or([0u8; 32]),
+            input: j.input_hash,
         });
         if !w.send_to(peer, &result) {
             log::info!(

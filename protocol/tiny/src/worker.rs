@@ -1,16 +1,16 @@
 //! A worker for a board: one session at a time, `echo` and `hash` tasks run
-//! at once (microseconds each), a signed receipt with every result.
+//! at once (microseconds each), each result a signed frame that is its receipt.
 
 use p2pa_protocol::{
-    Capabilities, Intro, Keypair, KindSet, Message, Nonce, Pong, Receipt, RejectReason, Session,
-    Signature64, TaskInput, TaskKind, TaskOffer, TaskOutput, TaskReject, TaskResult, TaskStatus,
+    Capabilities, Intro, Keypair, KindSet, Message, Nonce, Pong, RejectReason, Session, TaskInput,
+    TaskKind, TaskOffer, TaskOutput, TaskReject, TaskResult, TaskStatus,
 };
 
 use crate::link::{respond, send, FrameReader, Link, LinkError};
 
 /// The fixed buffers of a worker: `RX` bytes for the largest frame it
 /// receives (a task's input and its fields), `TX` for the largest it sends
-/// (an output, its receipt and fields).
+/// (an output and the hashes that make the frame a receipt).
 #[derive(Debug)]
 pub struct Buffers<const RX: usize = 2048, const TX: usize = 2048> {
     reader: FrameReader<RX>,
@@ -135,22 +135,14 @@ impl<'k> Worker<'k> {
         } else {
             (TaskStatus::Failed, b"output exceeds the task's budget")
         };
-        let mut receipt = Receipt {
-            task_id: offer.task_id,
-            requester: session.peer(),
-            worker: self.key.node_id(),
-            status,
-            model: [0; 32],
-            input: hmac_sha256::Hash::hash(input),
-            output: hmac_sha256::Hash::hash(output),
-            signature: Signature64([0; 64]),
-        };
-        self.key.sign_receipt(&mut receipt);
+        // The signed result frame is the receipt.
         let result = Message::TaskResult(TaskResult {
             task_id: offer.task_id,
             status,
             output: TaskOutput::Inline(output),
-            receipt,
+            requester: session.peer(),
+            model: offer.model.unwrap_or([0; 32]),
+            input: hmac_sha256::Hash::hash(input),
         });
         let n = session.write(self.key, &result, tx)?;
         if status == TaskStatus::Completed {

@@ -1,15 +1,15 @@
-//! Results on the requester's side: the receipt checked against what was
-//! asked and received, an output blob fetched before the task completes,
-//! failures retried elsewhere.
+//! Results on the requester's side: the signed result checked against what
+//! was asked and kept as the receipt, an output blob fetched before the task
+//! completes, failures retried elsewhere.
 
 use std::time::{Duration, Instant};
 
-use p2pa_protocol::{Hash32, NodeId, Receipt, TaskOutput, TaskResult, TaskStatus};
+use p2pa_protocol::{Hash32, NodeId, Receipt, Seal, TaskOutput, TaskResult, TaskStatus};
 
 use super::{Answer, Pending, Requester};
 use crate::core::output::{bump, Noise};
 use crate::core::reason::TaskError;
-use crate::core::receipt::{check_receipt, sha256};
+use crate::core::receipt::{check_result, sha256};
 use crate::core::{Config, Wire, MAX_INLINE_TENSOR};
 
 /// What a result asks of the router.
@@ -24,17 +24,18 @@ pub(crate) enum Resulted {
 }
 
 impl Requester {
-    /// A result from `peer`: completed, failed (and retried), or with an
-    /// output blob to fetch first.
+    /// A result from the peer that sealed it: completed, failed (and
+    /// retried), or with an output blob to fetch first.
     pub(crate) fn on_result(
         &mut self,
         now: Instant,
         cfg: &Config,
         me: NodeId,
-        peer: NodeId,
+        seal: &Seal,
         res: &TaskResult<'_>,
         w: &mut Wire<'_>,
     ) -> Resulted {
+        let peer = seal.signer;
         let Some(r) = self.reqs.get(&res.task_id) else {
             return Resulted::Nothing; // already reported (or never ours): exactly once
         };
@@ -45,15 +46,8 @@ impl Requester {
             TaskOutput::Inline(bytes) => sha256(bytes),
             TaskOutput::Blob { hash, .. } => hash,
         };
-        let checked = check_receipt(
-            &res.receipt,
-            me,
-            peer,
-            res.task_id,
-            res.status,
-            &r.input_hash,
-            &output_hash,
-        );
+        let model = r.req.model.unwrap_or([0u8; 32]);
+        let checked = check_result(res, me, &r.input_hash, &model);
         if let Err(why) = checked {
             bump(&mut w.out.stats.results_rejected);
             w.out.warn_once(
@@ -69,23 +63,18 @@ impl Requester {
             self.attempt_failed(now, cfg, id, peer, TaskStatus::Failed, &[], error, w);
             return Resulted::Nothing;
         }
+        let receipt = Receipt::new(seal, res, output_hash);
         match res.output {
-            TaskOutput::Inline(output) => self.answered(
-                now,
-                cfg,
-                res.task_id,
-                peer,
-                res.status,
-                res.receipt,
-                output,
-                w,
-            ),
+            TaskOutput::Inline(output) => {
+                let id = res.task_id;
+                self.answered(now, cfg, id, peer, res.status, receipt, output, w)
+            }
             TaskOutput::Blob { hash, len } if len <= cfg.max_tensor_bytes => {
                 if let Some(r) = self.reqs.get_mut(&res.task_id) {
                     r.pending = Some(Pending {
                         worker: peer,
                         status: res.status,
-                        receipt: res.receipt,
+                        receipt,
                         hash,
                     });
                     r.attempt_until = None; // answered; the fetch has its own stall timeout
