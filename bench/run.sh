@@ -22,6 +22,10 @@ if rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 &&
 else
   echo "SKIPPED: static musl build (target x86_64-unknown-linux-musl not installable); memory rows use $board" >&2
 fi
+# rust-libp2p doing the same job, in its own Cargo project (bench/libp2p):
+# p2pa-bench rtt runs it interleaved with the floor and p2pa when it is built.
+cargo build -q --release --manifest-path bench/libp2p/Cargo.toml ||
+  echo "SKIPPED: the rust-libp2p echo (bench/libp2p) did not build; the round-trip table has no libp2p column" >&2
 cargo test -q --release -p p2pa-node --test scale --no-run 2>/dev/null
 python3 models/make_bench_model.py target/bench-mlp.onnx 2>/dev/null || echo "note: numpy/onnx missing; the ≥ 1 ms inference row will be SKIPPED" >&2
 cargo test -q --release -p p2pa-tests --test netns --no-run 2>/dev/null
@@ -34,7 +38,7 @@ size() { stat -c %s "$1"; }
   echo
   echo "$(rustc -V); command: \`bash bench/run.sh\`"
   echo
-  echo "### Signed round trip: p2pa vs the raw-TCP floor"
+  echo "### Signed round trip: p2pa vs the raw-TCP floor and rust-libp2p"
   echo
   ./target/release/p2pa-bench rtt --n 3000
   echo

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # ARM builds of p2pa: a static aarch64 (musl) binary and an armv7 (glibc, hard
 # float) binary, with and without inference, plus the unit tests under
-# qemu-user for aarch64. Prints SKIPPED for what this machine cannot do.
+# qemu-user for aarch64 and the aarch64 node under qemu-user serving tasks
+# that this host's `p2pa submit` sends. Prints SKIPPED for what this machine
+# cannot do. The board binary (no inference) is built with the `minimal`
+# profile (fat LTO, opt-level z); with inference, with `dist`.
 #
 #   scripts/cross.sh            # build both targets, report sizes, run tests
 #   P2PA_CROSS_TESTS=0 scripts/cross.sh   # builds only
@@ -48,11 +51,13 @@ for target in aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf; do
     continue
   fi
   for variant in ${P2PA_CROSS_VARIANTS:-minimal onnx}; do
-    flags=(--release -p p2pa --target "$target")
+    profile=dist
+    [ "$variant" = minimal ] && profile=minimal
+    flags=(--profile "$profile" -p p2pa --target "$target")
     [ "$variant" = minimal ] && flags+=(--no-default-features)
     dir="target/cross-$variant"
     if CARGO_TARGET_DIR="$dir" cargo build "${flags[@]}"; then
-      bin="$dir/$target/release/p2pa"
+      bin="$dir/$target/$profile/p2pa"
       size=$(stat -c %s "$bin")
       printf '| %s | %s | %s bytes (%.2f MiB) |\n' "$target" "$variant" "$size" "$(echo "$size / 1048576" | bc -l)" >> target/cross-sizes.md
       file "$bin" 2>/dev/null || true
@@ -69,6 +74,10 @@ if [ "${P2PA_CROSS_TESTS:-1}" = 1 ]; then
     echo "unit tests for aarch64 under qemu-user:"
     CARGO_TARGET_DIR=target/cross-minimal cargo test --release --target aarch64-unknown-linux-musl \
       -p p2pa-protocol -p p2pa-node --lib --test golden --test props || status=1
+    board=target/cross-minimal/aarch64-unknown-linux-musl/minimal/p2pa
+    if [ -x "$board" ]; then
+      bash scripts/qemu-node.sh "$board" || status=1
+    fi
   else
     echo "SKIPPED: qemu-user-static is not installed; aarch64 tests not run"
   fi

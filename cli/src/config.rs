@@ -14,6 +14,7 @@ const KEYS: &[&str] = &[
     "multicast_ttl",
     "multicast_port",
     "multicast_group",
+    "interface",
     "no_mdns",
     "use_identity",
 ];

@@ -272,6 +272,7 @@ pub fn run(a: &DemoArgs) -> CliResult {
         multicast_ttl: 0,
         multicast_port: port,
         multicast_group: p2pa_node::io::udp::DEFAULT_GROUP,
+        interface: None,
         no_mdns: true,
         use_identity: false,
     };

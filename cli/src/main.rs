@@ -48,7 +48,7 @@ Exit codes: 0 ok, 1 a task failed (or a receipt did not verify), 2 usage or inpu
 Configuration: flags win over P2PA_* environment variables (P2PA_DATA_DIR,
 P2PA_MULTICAST_TTL, P2PA_WORKERS, ...), which win over <data-dir>/p2pa.toml
 (keys: listen, bootstrap, workers, trust, allowlist, multicast_ttl,
-multicast_port, multicast_group, no_mdns). RUST_LOG=debug shows protocol details.
+multicast_port, multicast_group, interface, no_mdns). RUST_LOG=debug shows protocol details.
 
 Quick start on one machine:
   p2pa demo                         three nodes, discovery, a batch, a killed worker
@@ -93,6 +93,11 @@ pub struct NetArgs {
     /// Beacon group (administratively scoped 239.255.0.0/16)
     #[arg(long, global = true, env = "P2PA_MULTICAST_GROUP", default_value_t = p2pa_node::io::udp::DEFAULT_GROUP, value_name = "IPV4")]
     pub multicast_group: Ipv4Addr,
+    /// Join and send beacons on the interface with this IPv4 address (default:
+    /// the kernel's choice; with no route for the group, as on a switch-only
+    /// LAN without a default route, every interface)
+    #[arg(long, global = true, env = "P2PA_INTERFACE", value_name = "IPV4")]
+    pub interface: Option<Ipv4Addr>,
     /// Do not advertise or browse `_p2pa._tcp.local` over mDNS
     #[arg(long, global = true, env = "P2PA_NO_MDNS", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_mdns: bool,
@@ -116,7 +121,7 @@ impl NetArgs {
             interface: if self.host_local() {
                 Ipv4Addr::LOCALHOST
             } else {
-                Ipv4Addr::UNSPECIFIED
+                self.interface.unwrap_or(Ipv4Addr::UNSPECIFIED)
             },
             ttl: self.multicast_ttl,
         }

@@ -26,6 +26,7 @@ pub fn bin() -> &'static Path {
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target"));
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        eprintln!("building the p2pa binary the tests run (cargo build -p p2pa; up to minutes the first time)");
         let status = Command::new(cargo)
             .args(["build", "-q", "-p", "p2pa"])
             .current_dir(&root)

@@ -48,8 +48,19 @@ pub struct Lan {
 }
 
 impl Lan {
-    /// Builds `n` hosts on one bridge; `tag` keeps names unique per test.
+    /// Builds `n` hosts on one bridge, each with a default route;
+    /// `tag` keeps names unique per test.
     pub fn new(tag: &str, n: usize) -> Result<Self, String> {
+        Self::build(tag, n, true)
+    }
+
+    /// Like [`new`](Self::new), with no default route in any host: a
+    /// switch-only LAN, where the kernel has no route for a multicast group.
+    pub fn without_default_route(tag: &str, n: usize) -> Result<Self, String> {
+        Self::build(tag, n, false)
+    }
+
+    fn build(tag: &str, n: usize, default_route: bool) -> Result<Self, String> {
         let pid = std::process::id();
         let prefix = format!("p2pa{}{tag}", pid % 100_000);
         let subnet = 200 + (pid % 50) as u8;
@@ -92,8 +103,9 @@ impl Lan {
                 &host_if,
             ])?;
             sh(&["ip", "-n", &ns, "link", "set", &host_if, "up"])?;
-            // Multicast needs a route; a default route on the veth gives one.
-            sh(&["ip", "-n", &ns, "route", "add", "default", "dev", &host_if])?;
+            if default_route {
+                sh(&["ip", "-n", &ns, "route", "add", "default", "dev", &host_if])?;
+            }
             lan.addrs.push(addr);
         }
         Ok(lan)

@@ -136,6 +136,23 @@ fn three_namespaces_discover_each_other_with_10_percent_loss() {
 }
 
 #[test]
+fn nodes_on_a_lan_without_a_default_route_start_and_find_each_other() {
+    if let Some(why) = unavailable() {
+        println!("SKIPPED: {why}");
+        return;
+    }
+    // The kernel has no route for the beacon group here: the node joins it
+    // on each interface instead of refusing to start.
+    let _ = bin(); // build before timing anything
+    let lan = Lan::without_default_route("nr", 3).expect("namespaces");
+    let took = mesh_time(&lan, 7470, Mode::Beacons);
+    assert!(
+        took.is_some_and(|t| t < Duration::from_secs(10)),
+        "no default route: nodes did not all meet ({took:?})"
+    );
+}
+
+#[test]
 fn nodes_advertising_only_over_mdns_are_found() {
     if let Some(why) = unavailable() {
         println!("SKIPPED: mDNS namespace test: {why}");

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -212,7 +212,7 @@ impl NodeHandle {
         let listener = TcpListener::bind(opts.listen)?;
         let addr = listener.local_addr()?;
         opts.core.listen_port = addr.port();
-        let udp = open_multicast(opts.multicast.as_ref())?;
+        let udp = open_multicast(opts.multicast.as_ref());
         opts.core.multicast = udp.is_some();
         opts.core.beacon_counter_start = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -372,18 +372,24 @@ impl NodeHandle {
     }
 }
 
-/// Opens the beacon socket, if multicast is on; the error names the group.
-fn open_multicast(m: Option<&MulticastConfig>) -> io::Result<Option<UdpSocket>> {
-    let Some(m) = m else { return Ok(None) };
-    udp::open(m).map(Some).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!(
-                "multicast socket {}:{} on {}: {e}",
-                m.group, m.port, m.interface
-            ),
-        )
-    })
+/// Opens the beacon socket, if multicast is on. A host where it cannot
+/// open (no multicast-capable interface; an emulator without the socket
+/// options) runs without beacons, with one warning: peers come from mDNS,
+/// `--bootstrap` and `--peer`.
+fn open_multicast(m: Option<&MulticastConfig>) -> Option<udp::Beacons> {
+    let m = m?;
+    match udp::open(m) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            log::warn!(
+                "multicast beacons are off: socket {}:{} on {}: {e}; peers come from mDNS, --bootstrap and --peer only",
+                m.group,
+                m.port,
+                m.interface
+            );
+            None
+        }
+    }
 }
 
 /// Starts mDNS and a thread that forwards the addresses it finds to the

@@ -48,6 +48,8 @@ pub(super) struct Shell {
     events: Sender<NodeEvent>,
     executor: Executor,
     udp_target: Option<SocketAddr>,
+    /// Interfaces each beacon goes out on (empty: the kernel's choice).
+    beacon_ifs: Vec<std::net::Ipv4Addr>,
     /// Requests submitted through the handle, by task id.
     waiters: BTreeMap<u64, Sender<TaskOutcome>>,
     /// Jobs handed to slots: what they run and since when.
@@ -70,6 +72,7 @@ impl Shell {
             events,
             executor: opts.executor.clone(),
             udp_target: opts.multicast.map(|m| SocketAddr::from((m.group, m.port))),
+            beacon_ifs: Vec::new(),
             models: opts.models.clone(),
             waiters: BTreeMap::new(),
             started: BTreeMap::new(),
@@ -81,12 +84,15 @@ impl Shell {
         ex: &LocalExecutor<'_>,
         inputs: Receiver<Input>,
         listener: TcpListener,
-        udp: Option<UdpSocket>,
+        udp: Option<super::udp::Beacons>,
     ) -> io::Result<()> {
         ex.spawn(accept_loop(Async::new(listener)?, self.inputs.clone()))
             .detach();
         let udp = match udp {
-            Some(u) => Some(Arc::new(Async::new(u)?)),
+            Some(b) => {
+                self.beacon_ifs = b.interfaces;
+                Some(Arc::new(Async::new(b.socket)?))
+            }
             None => None,
         };
         if let Some(u) = udp.clone() {
@@ -259,7 +265,7 @@ impl Shell {
         match t {
             Transmit::Multicast(bytes) => {
                 if let (Some(u), Some(to)) = (udp, self.udp_target) {
-                    if let Err(e) = u.send_to(&bytes, to).await {
+                    if let Err(e) = super::udp::send(u, &self.beacon_ifs, &bytes, to).await {
                         log::debug!("beacon send to {to} failed: {e}");
                     }
                 }

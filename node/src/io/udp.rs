@@ -33,18 +33,87 @@ impl Default for MulticastConfig {
     }
 }
 
+/// The beacon socket and where it joined the group.
+#[derive(Debug)]
+pub struct Beacons {
+    pub socket: UdpSocket,
+    /// The interfaces joined, when the kernel's choice was not enough
+    /// (no route for the group: a host without a default route). Beacons
+    /// go out on each. Empty: the kernel picks, one send.
+    pub interfaces: Vec<Ipv4Addr>,
+}
+
 /// Opens the beacon socket: bound to the group port, joined, non-blocking.
-pub fn open(cfg: &MulticastConfig) -> io::Result<UdpSocket> {
+/// With no interface named and no route for the group, it joins on every
+/// IPv4 interface that takes the membership.
+pub fn open(cfg: &MulticastConfig) -> io::Result<Beacons> {
     let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     sock.set_reuse_address(true)?;
     sock.set_reuse_port(true)?;
     sock.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, cfg.port).into())?;
-    sock.join_multicast_v4(&cfg.group, &cfg.interface)?;
+    let interfaces = match sock.join_multicast_v4(&cfg.group, &cfg.interface) {
+        Ok(()) => Vec::new(),
+        Err(e) if cfg.interface.is_unspecified() => {
+            let joined = join_each(&sock, cfg.group);
+            if joined.is_empty() {
+                return Err(e);
+            }
+            log::info!(
+                "no route for {} ({e}): beacons joined on {}",
+                cfg.group,
+                joined
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            joined
+        }
+        Err(e) => return Err(e),
+    };
     sock.set_multicast_loop_v4(true)?;
     sock.set_multicast_ttl_v4(cfg.ttl)?;
     if !cfg.interface.is_unspecified() {
         sock.set_multicast_if_v4(&cfg.interface)?;
     }
     sock.set_nonblocking(true)?;
-    Ok(sock.into())
+    Ok(Beacons {
+        socket: sock.into(),
+        interfaces,
+    })
+}
+
+/// Joins `group` on every non-loopback IPv4 interface that takes it.
+fn join_each(sock: &Socket, group: Ipv4Addr) -> Vec<Ipv4Addr> {
+    let addrs = if_addrs::get_if_addrs().unwrap_or_default();
+    let mut joined = Vec::new();
+    for a in addrs.iter().filter(|a| !a.is_loopback()) {
+        if let std::net::IpAddr::V4(ip) = a.ip() {
+            if !joined.contains(&ip) && sock.join_multicast_v4(&group, &ip).is_ok() {
+                joined.push(ip);
+            }
+        }
+    }
+    joined
+}
+
+/// Sends one beacon to `to`: once (the kernel picks the interface), or once
+/// on each interface joined.
+pub async fn send(
+    u: &async_io::Async<UdpSocket>,
+    interfaces: &[Ipv4Addr],
+    bytes: &[u8],
+    to: std::net::SocketAddr,
+) -> io::Result<()> {
+    if interfaces.is_empty() {
+        return u.send_to(bytes, to).await.map(drop);
+    }
+    let mut last = Ok(());
+    for ifc in interfaces {
+        socket2::SockRef::from(u.get_ref()).set_multicast_if_v4(ifc)?;
+        if let Err(e) = u.send_to(bytes, to).await {
+            last = Err(e);
+        }
+    }
+    last
 }
