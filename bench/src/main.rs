@@ -82,6 +82,16 @@ fn main() {
     match what {
         "floor-server" => return floor_server(),
         "seq-only" | "floor-only" | "pipe-only" => return profile(what, n),
+        "rtt-only" => {
+            // p2pa's sequential round trips as `rtt` measures them (worker
+            // in its own process, requester on this thread), for strace -f.
+            let r = rtt::p2pa_sequential(n);
+            println!(
+                "p2pa p50 {:.1} µs, CPU {:.1} µs per task",
+                r.p50_us, r.cpu_us
+            );
+            return;
+        }
         _ => {}
     }
     if matches!(what, "rtt" | "all") {

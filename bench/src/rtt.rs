@@ -39,6 +39,12 @@ fn floor_run(n: usize, input: &[u8]) -> (Rtt, f64) {
 /// p2pa: a `p2pa node` worker and a requester on this thread, timed inside
 /// one `block_on` (as an application or `p2pa batch` runs it).
 fn p2pa_run(n: usize, input: &[u8]) -> (Rtt, f64) {
+    p2pa_rounds(n, input, n * 4)
+}
+
+/// `n` sequential round trips, then `pipelined` tasks 32 at a time (none
+/// when 0).
+fn p2pa_rounds(n: usize, input: &[u8], pipelined_n: usize) -> (Rtt, f64) {
     let worker = WorkerProc::start(1);
     let mut r = requester_for(worker.addr);
     let h = &r.h;
@@ -60,7 +66,11 @@ fn p2pa_run(n: usize, input: &[u8]) -> (Rtt, f64) {
         let cpu = (cpu_seconds() + worker.cpu() - cpu0) / n as f64 * 1e6;
         rtt_of(lat, cpu)
     });
-    let tps = pipelined(&mut r, n * 4);
+    let tps = if pipelined_n > 0 {
+        pipelined(&mut r, pipelined_n)
+    } else {
+        0.0
+    };
     r.shutdown();
     (rtt, tps)
 }
@@ -111,25 +121,41 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// The median of each figure over runs.
-fn median_run(runs: &[Run]) -> Run {
-    let m = |f: fn(&Run) -> f64| median(runs.iter().map(f).collect());
-    Run {
-        rtt: Rtt {
-            p50_us: m(|r| r.rtt.p50_us),
-            p99_us: m(|r| r.rtt.p99_us),
-            cpu_us: m(|r| r.rtt.cpu_us),
-        },
-        tps: m(|r| r.tps),
-    }
+/// A table row: name, the figure, its unit, the targets against the floor
+/// and against libp2p.
+type Metric = (
+    &'static str,
+    fn(&Run) -> f64,
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
+/// Rounds of the interleaved comparison: `P2PA_RTT_ROUNDS`, default 5.
+fn rounds() -> usize {
+    std::env::var("P2PA_RTT_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(5)
 }
 
-/// The floor, p2pa and (when built) rust-libp2p, interleaved: three rounds
-/// of one run each, the median of each figure.
+/// `p / q` per round: the median and the range, as "1.04 (0.92 – 1.21)".
+fn ratio(p: &[f64], q: &[f64]) -> String {
+    let r: Vec<f64> = p.iter().zip(q).map(|(a, b)| a / b).collect();
+    let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = r.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{:.2} ({lo:.2} – {hi:.2})", median(r))
+}
+
+/// The floor, p2pa and (when built) rust-libp2p, interleaved round by
+/// round; each cell is the median over the rounds, each ratio the median of
+/// the per-round ratios with their range (this machine is shared and noisy:
+/// one round alone moves by ±20 %).
 pub fn bench_rtt(n: usize) {
     let input = [0x5au8; 64];
     let bin = libp2p_bin();
-    let rounds = if bin.is_some() { 3 } else { 1 };
+    let rounds = rounds();
     let (mut floor, mut p2pa, mut libp2p) = (Vec::new(), Vec::new(), Vec::new());
     let (mut p2pa_connect, mut libp2p_connect) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
@@ -137,92 +163,86 @@ pub fn bench_rtt(n: usize) {
         floor.push(Run { rtt, tps });
         let (rtt, tps) = p2pa_run(n, &input);
         p2pa.push(Run { rtt, tps });
-        if let Some(b) = &bin {
+        if let Some((run, connect)) = bin.as_deref().and_then(|b| libp2p_run(b, n)) {
+            libp2p.push(run);
+            libp2p_connect.push(connect);
             p2pa_connect.push(crate::memory::handshake_times(50).0);
-            match libp2p_run(b, n) {
-                Some((run, connect)) => {
-                    libp2p.push(run);
-                    libp2p_connect.push(connect);
-                }
-                None => println!("SKIPPED: {} did not run", b.display()),
-            }
         }
     }
-    let (f, p) = (median_run(&floor), median_run(&p2pa));
-    if libp2p.is_empty() {
-        if bin.is_none() {
-            println!("SKIPPED: rust-libp2p column (build bench/libp2p, or set P2PA_LIBP2P_BIN)\n");
+    let with_libp2p = libp2p.len() == rounds;
+    match &bin {
+        None => {
+            println!("SKIPPED: rust-libp2p column (build bench/libp2p, or set P2PA_LIBP2P_BIN)\n")
         }
-        println!("| signed echo, 64-byte input, loopback, worker in its own process, {n} round trips | floor | p2pa | ratio (target) |");
-        println!("|---|---|---|---|");
-        let row = |name: &str, f: f64, p: f64, target: &str| {
-            println!("| {name} | {f:.1} µs | {p:.1} µs | {:.2}{target} |", p / f);
-        };
-        row("round trip p50", f.rtt.p50_us, p.rtt.p50_us, " (≤ 1.1)");
-        row("round trip p99", f.rtt.p99_us, p.rtt.p99_us, "");
-        row(
-            "CPU per task, both sides",
-            f.rtt.cpu_us,
-            p.rtt.cpu_us,
+        Some(b) if !with_libp2p => println!(
+            "SKIPPED: rust-libp2p column ({} did not run every round)\n",
+            b.display()
+        ),
+        Some(_) => {}
+    }
+    let col = |runs: &[Run], f: fn(&Run) -> f64| runs.iter().map(f).collect::<Vec<f64>>();
+    let metrics: [Metric; 4] = [
+        (
+            "round trip p50",
+            |r| r.rtt.p50_us,
+            " µs",
             " (≤ 1.1)",
-        );
-        println!(
-            "| pipelined tasks/s, one connection, {WINDOW} in flight | {:.0} | {:.0} | {:.2} (≥ 0.9) |",
-            f.tps,
-            p.tps,
-            p.tps / f.tps
-        );
-        return;
+            " (≤ 0.8)",
+        ),
+        ("round trip p99", |r| r.rtt.p99_us, " µs", "", ""),
+        (
+            "CPU per task, both sides",
+            |r| r.rtt.cpu_us,
+            " µs",
+            " (≤ 1.1)",
+            "",
+        ),
+        (
+            "pipelined tasks/s, one connection, 32 in flight",
+            |r| r.tps,
+            "",
+            " (≥ 0.9)",
+            " (≥ 1.4)",
+        ),
+    ];
+    let head = format!("signed echo, 64-byte input, loopback, worker in its own process, {n} round trips; medians of {rounds} interleaved rounds");
+    if with_libp2p {
+        println!("| {head} | floor | p2pa | rust-libp2p | p2pa / floor (target) | p2pa / libp2p (target) |");
+        println!("|---|---|---|---|---|---|");
+    } else {
+        println!("| {head} | floor | p2pa | p2pa / floor (target) |");
+        println!("|---|---|---|---|");
     }
-    let l = median_run(&libp2p);
-    println!("| signed echo, 64-byte input, loopback, worker in its own process, {n} round trips; median of {rounds} interleaved runs | floor | p2pa | rust-libp2p | p2pa / floor (target) | p2pa / libp2p (target) |");
-    println!("|---|---|---|---|---|---|");
-    let row = |name: &str, f: f64, p: f64, l: f64, unit: &str, tf: &str, tl: &str| {
-        println!(
-            "| {name} | {f:.1}{unit} | {p:.1}{unit} | {l:.1}{unit} | {:.2}{tf} | {:.2}{tl} |",
-            p / f,
-            p / l
+    for (name, f, unit, tf, tl) in metrics {
+        let (fl, pp) = (col(&floor, f), col(&p2pa, f));
+        let cells = format!(
+            "| {name} | {:.1}{unit} | {:.1}{unit} |",
+            median(fl.clone()),
+            median(pp.clone())
         );
-    };
-    row(
-        "round trip p50",
-        f.rtt.p50_us,
-        p.rtt.p50_us,
-        l.rtt.p50_us,
-        " µs",
-        " (≤ 1.1)",
-        " (≤ 0.8)",
-    );
-    row(
-        "round trip p99",
-        f.rtt.p99_us,
-        p.rtt.p99_us,
-        l.rtt.p99_us,
-        " µs",
-        "",
-        "",
-    );
-    row(
-        "CPU per task, both sides",
-        f.rtt.cpu_us,
-        p.rtt.cpu_us,
-        l.rtt.cpu_us,
-        " µs",
-        " (≤ 1.1)",
-        "",
-    );
-    row(
-        &format!("pipelined tasks/s, one connection, {WINDOW} in flight"),
-        f.tps,
-        p.tps,
-        l.tps,
-        "",
-        " (≥ 0.9)",
-        " (≥ 1.4)",
-    );
-    let (pc, lc) = (median(p2pa_connect), median(libp2p_connect));
-    println!(
-        "| connect + mutual handshake p50 (fresh connection) | - | {pc:.1} µs | {lc:.1} µs | - | {:.2} (≤ 0.5) |",
-        pc / lc
-    );
+        if with_libp2p {
+            let lp = col(&libp2p, f);
+            println!(
+                "{cells} {:.1}{unit} | {}{tf} | {}{tl} |",
+                median(lp.clone()),
+                ratio(&pp, &fl),
+                ratio(&pp, &lp)
+            );
+        } else {
+            println!("{cells} {}{tf} |", ratio(&pp, &fl));
+        }
+    }
+    if with_libp2p {
+        println!(
+            "| connect + mutual handshake p50 (fresh connection) | - | {:.1} µs | {:.1} µs | - | {} (≤ 0.5) |",
+            median(p2pa_connect.clone()),
+            median(libp2p_connect.clone()),
+            ratio(&p2pa_connect, &libp2p_connect)
+        );
+    }
+}
+
+/// p2pa's sequential round trips only (`p2pa-bench rtt-only`, for strace).
+pub fn p2pa_sequential(n: usize) -> Rtt {
+    p2pa_rounds(n, &[0x5au8; 64], 0).0
 }

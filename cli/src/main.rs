@@ -16,6 +16,8 @@ mod demo;
 mod journal;
 mod models;
 mod node;
+#[cfg(feature = "npy")]
+mod npy;
 mod output;
 mod requester;
 mod tensors;

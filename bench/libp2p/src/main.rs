@@ -138,9 +138,10 @@ async fn serve() {
                 println!("LISTEN {address}/p2p/{}", s.local_peer_id());
             }
             SwarmEvent::Behaviour(request_response::Event::Message {
-                message: request_response::Message::Request {
-                    request, channel, ..
-                },
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
                 ..
             }) => {
                 let Some(payload) = open(&client, &request) else {
@@ -157,7 +158,12 @@ async fn serve() {
 /// CPU seconds (user + system) of a process, from `/proc/PID/stat`.
 fn cpu(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let f: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -214,7 +220,9 @@ async fn bench(n: usize) {
     {
         use std::io::BufRead;
         let out = child.stdout.take().expect("stdout");
-        std::io::BufReader::new(out).read_line(&mut line).expect("LISTEN line");
+        std::io::BufReader::new(out)
+            .read_line(&mut line)
+            .expect("LISTEN line");
     }
     let addr: Multiaddr = line
         .trim()

@@ -1,0 +1,114 @@
+//! `.npy` and `.npz` tensor files (numpy's formats), read and written with
+//! npyz and zip: the `npy` feature, on by default (off in the board build).
+
+use std::io::{Read, Seek, Write};
+
+use npyz::WriterBuilder;
+use p2pa_node::task::tensor::{Dtype, Tensor};
+
+fn dtype_of(descr: &str) -> Option<Dtype> {
+    // numpy's type strings: byte order (<, >, | or =), kind, size.
+    let kind = descr.get(1..)?;
+    Some(match kind {
+        "f4" => Dtype::F32,
+        "f8" => Dtype::F64,
+        "f2" => Dtype::F16,
+        "i8" => Dtype::I64,
+        "i4" => Dtype::I32,
+        "u1" => Dtype::U8,
+        "b1" => Dtype::Bool,
+        _ => return None,
+    })
+}
+
+pub fn read_npy(r: impl Read, what: &str) -> Result<Tensor, String> {
+    let npy = npyz::NpyFile::new(r).map_err(|e| format!("{what}: not a .npy file ({e})"))?;
+    let descr = match npy.dtype() {
+        npyz::DType::Plain(ts) => ts.to_string(),
+        other => other.descr(),
+    };
+    let dtype = dtype_of(&descr).ok_or_else(|| {
+        format!("{what}: dtype {descr} is not supported (f32, f64, f16, i64, i32, u8, bool)")
+    })?;
+    if npy.order() == npyz::Order::Fortran {
+        return Err(format!(
+            "{what}: Fortran order; save it with numpy.ascontiguousarray first"
+        ));
+    }
+    let shape: Vec<usize> = npy
+        .shape()
+        .iter()
+        .map(|d| usize::try_from(*d).map_err(|_| format!("{what}: shape too large")))
+        .collect::<Result<_, _>>()?;
+    let io = |e: std::io::Error| format!("{what}: {e}");
+    let t = match dtype {
+        Dtype::F32 => Tensor::f32(shape, npy.into_vec().map_err(io)?),
+        Dtype::F64 => Tensor::f64(shape, npy.into_vec().map_err(io)?),
+        Dtype::I64 => Tensor::i64(shape, npy.into_vec().map_err(io)?),
+        Dtype::I32 => Tensor::i32(shape, npy.into_vec().map_err(io)?),
+        Dtype::U8 => Tensor::u8(shape, npy.into_vec().map_err(io)?),
+        Dtype::Bool => {
+            let v: Vec<bool> = npy.into_vec().map_err(io)?;
+            Tensor::from_bytes(shape, Dtype::Bool, v.into_iter().map(u8::from).collect())
+        }
+        _ => {
+            let v: Vec<half::f16> = npy.into_vec().map_err(io)?;
+            let bytes = v.iter().flat_map(|h| h.to_bits().to_le_bytes()).collect();
+            Tensor::from_bytes(shape, Dtype::F16, bytes)
+        }
+    };
+    t.ok_or_else(|| format!("{what}: data does not fill its shape"))
+}
+
+pub fn read_npz(r: impl Read + Seek, what: &str) -> Result<Vec<Tensor>, String> {
+    let mut zip = zip::ZipArchive::new(r).map_err(|e| format!("{what}: not a .npz file ({e})"))?;
+    let mut out = Vec::new();
+    for i in 0..zip.len() {
+        let entry = zip.by_index(i).map_err(|e| format!("{what}: {e}"))?;
+        let name = entry.name().trim_end_matches(".npy").to_owned();
+        let t = read_npy(entry, &format!("{what}:{name}"))?;
+        out.push(t.named(name));
+    }
+    // numpy.savez(f, a, b) names them arr_0, arr_1, …: those go by position.
+    if out
+        .iter()
+        .all(|t| t.name.as_deref().is_some_and(|n| n.starts_with("arr_")))
+    {
+        out.sort_by_key(|t| {
+            t.name
+                .as_deref()
+                .and_then(|n| n.get(4..)?.parse::<usize>().ok())
+        });
+        out.iter_mut().for_each(|t| t.name = None);
+    }
+    Ok(out)
+}
+
+pub fn write_npy(t: &Tensor, w: impl Write) -> std::io::Result<()> {
+    let shape: Vec<u64> = t.shape.iter().map(|d| *d as u64).collect();
+    macro_rules! put {
+        ($ty:ty, $values:expr) => {{
+            let mut out = npyz::WriteOptions::<$ty>::new()
+                .default_dtype()
+                .shape(&shape)
+                .writer(w)
+                .begin_nd()?;
+            out.extend($values)?;
+            out.finish()
+        }};
+    }
+    match t.dtype {
+        Dtype::F32 => put!(f32, t.f32s().unwrap_or_default()),
+        Dtype::F64 => put!(f64, t.f64s().unwrap_or_default()),
+        Dtype::I64 => put!(i64, t.i64s().unwrap_or_default()),
+        Dtype::I32 => put!(i32, t.i32s().unwrap_or_default()),
+        Dtype::U8 => put!(u8, t.u8s().unwrap_or_default()),
+        Dtype::Bool => put!(bool, t.data.iter().map(|b| *b != 0)),
+        _ => put!(
+            half::f16,
+            t.data
+                .chunks_exact(2)
+                .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])))
+        ),
+    }
+}
