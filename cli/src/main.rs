@@ -20,6 +20,7 @@ mod node;
 mod npy;
 mod output;
 mod requester;
+mod status;
 mod tensors;
 mod verify;
 
@@ -159,6 +160,13 @@ enum Command {
     Submit(requester::SubmitArgs),
     /// Run many tasks from a JSONL file over all peers; resumable
     Batch(batch::BatchArgs),
+    /// Ask the node running with this data directory what it is doing
+    /// (its control socket, <data-dir>/p2pa.sock, owner only)
+    Status {
+        /// One JSON object
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the workers' receipts in a batch journal or `submit --json` output, offline
     Verify(verify::VerifyArgs),
     /// Start a few local nodes, discover them, run a batch, kill a worker, summarize
@@ -272,8 +280,15 @@ pub fn os_entropy() -> Result<p2pa_node::io::OsEntropy, CliError> {
 
 fn main() -> ExitCode {
     if let Err(e) = config::load_into_env() {
-        eprintln!("error: {e}");
-        return ExitCode::from(exit::USAGE);
+        // A broken config file must not hide the help that explains it.
+        let asks_help = std::env::args()
+            .skip(1)
+            .any(|a| matches!(a.as_str(), "-h" | "--help" | "-V" | "--version" | "help"));
+        if !asks_help {
+            eprintln!("error: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+        eprintln!("warning: {e} (ignored for --help)");
     }
     let cli = Cli::parse();
     let json_logs = matches!(&cli.cmd, Command::Node(a) if a.json);
@@ -291,6 +306,7 @@ fn main() -> ExitCode {
         Command::Batch(ref a) => batch::run(&cli.net, &data_dir(cli.data_dir.as_ref()), a),
         Command::Demo(ref a) => demo::run(a),
         Command::Verify(ref a) => verify::cmd_verify(&a.file),
+        Command::Status { json } => status::cmd_status(&data_dir(cli.data_dir.as_ref()), json),
         Command::Model(ref m) => models::cmd_model(&data_dir(cli.data_dir.as_ref()), m),
         Command::InferChild {
             ref models,

@@ -270,41 +270,59 @@ pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
         );
         say!("press Ctrl-C to stop");
     }
-    serve_until_signal(handle, node, a.json)
+    let control = crate::status::bind(&dir);
+    serve_until_signal(handle, node, a.json, control)
 }
 
 /// Prints the node's events until SIGINT or SIGTERM, then stops it.
-fn serve_until_signal(handle: NodeHandle, mut node: LocalNode, json: bool) -> CliResult {
+fn serve_until_signal(
+    handle: NodeHandle,
+    mut node: LocalNode,
+    json: bool,
+    control: Option<(
+        async_io::Async<std::os::unix::net::UnixListener>,
+        std::path::PathBuf,
+    )>,
+) -> CliResult {
+    let started = std::time::Instant::now();
     let signals =
         async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
             .map_err(|e| CliError::network(format!("cannot watch signals: {e}")))?;
     // The node runs on this thread: a second thread waiting on signals would
     // contend with it for async-io's reactor (futex wake-ups on every event).
+    let (listener, socket) = control.unzip();
     node.block_on(async {
-        // The signal wait is a task of its own: polled only when a signal
-        // comes, not on every node event (each poll reads its pipe).
-        let ex = async_executor::LocalExecutor::new();
-        let mut signals = signals;
-        let mut stop = ex.spawn(async move {
-            use futures_lite::stream::StreamExt;
-            let _ = signals.next().await;
-        });
-        ex.run(async {
-            loop {
-                let next_signal = async {
-                    (&mut stop).await;
-                    None
-                };
-                let next_event = async { handle.events().recv().await.ok() };
-                match futures_lite::future::or(next_signal, next_event).await {
-                    Some(ev) => output::print_event(&ev, json),
-                    None => break,
+        {
+            // The signal wait is a task of its own: polled only when a signal
+            // comes, not on every node event (each poll reads its pipe).
+            let ex = async_executor::LocalExecutor::new();
+            let mut signals = signals;
+            let mut stop = ex.spawn(async move {
+                use futures_lite::stream::StreamExt;
+                let _ = signals.next().await;
+            });
+            // `p2pa status` answers, as a task beside the events.
+            let _status = listener.map(|l| ex.spawn(crate::status::serve(l, &handle, started)));
+            ex.run(async {
+                loop {
+                    let next_signal = async {
+                        (&mut stop).await;
+                        None
+                    };
+                    let next_event = async { handle.events().recv().await.ok() };
+                    match futures_lite::future::or(next_signal, next_event).await {
+                        Some(ev) => output::print_event(&ev, json),
+                        None => break,
+                    }
                 }
-            }
-        })
-        .await;
+            })
+            .await;
+        }
         if !json {
             say!("stopping: saying goodbye to peers");
+        }
+        if let Some(path) = &socket {
+            let _ = std::fs::remove_file(path);
         }
         handle.shutdown().await;
     });

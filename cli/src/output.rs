@@ -36,6 +36,31 @@ fn kinds_list(p: &PeerInfo) -> Vec<&'static str> {
         .collect()
 }
 
+/// The node's counters as a JSON object.
+pub fn stats_json(s: &p2pa_node::core::Stats) -> Value {
+    json!({
+        "beacons_accepted": s.beacons_accepted,
+        "beacons_forged": s.beacons_forged,
+        "beacons_replayed": s.beacons_replayed,
+        "beacons_malformed": s.beacons_malformed,
+        "beacons_wrong_version": s.beacons_wrong_version,
+        "frames_rejected": s.frames_rejected,
+        "frames_replayed": s.frames_replayed,
+        "handshakes_completed": s.handshakes_completed,
+        "handshakes_failed": s.handshakes_failed,
+        "handshakes_timed_out": s.handshakes_timed_out,
+        "handshakes_evicted": s.handshakes_evicted,
+        "peers_refused": s.peers_refused,
+        "peers_evicted": s.peers_evicted,
+        "beacons_untrusted": s.beacons_untrusted,
+        "conns_refused": s.conns_refused,
+        "results_rejected": s.results_rejected,
+        "tasks_retried": s.tasks_retried,
+        "blob_bytes_served": s.blob_bytes_served,
+        "blob_bytes_fetched": s.blob_bytes_fetched,
+    })
+}
+
 pub fn peer_json(p: &PeerInfo) -> Value {
     json!({
         "node_id": p.id.to_string(),

@@ -537,6 +537,16 @@ fn p2pa_toml_configures_a_node_and_flags_win() {
         "{}",
         stderr(&out)
     );
+    // A broken file names itself and its line, and does not stop --help.
+    std::fs::write(dir.join("p2pa.toml"), "workers = 2\nlisten = \n").unwrap();
+    let out = p2pa(&["--data-dir", dir.to_str().unwrap(), "id"], T);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("p2pa.toml") && err.contains("line 2"), "{err}");
+    let out = p2pa(&["--data-dir", dir.to_str().unwrap(), "--help"], T);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Usage"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("warning:"), "{}", stderr(&out));
 }
 
 #[test]
@@ -680,4 +690,51 @@ fn the_batch_journal_resumes_only_the_same_batch_and_retries_failures_on_request
         3,
         "inputs untouched"
     );
+}
+
+#[test]
+fn status_asks_the_running_node_over_its_owner_only_socket() {
+    use std::os::unix::fs::PermissionsExt;
+    let port = unique_port();
+    let dir = scratch("status");
+    let none = p2pa(&["--data-dir", dir.to_str().unwrap(), "status"], T);
+    assert_eq!(
+        none.status.code(),
+        Some(3),
+        "no node yet: {}",
+        stderr(&none)
+    );
+    assert!(
+        stderr(&none).contains("no node is running"),
+        "{}",
+        stderr(&none)
+    );
+    let mut node = NodeProc::start(port, &dir, &[]);
+    let other = NodeProc::start(port, &scratch("status-peer"), &[]);
+    node.wait_for(T, |v| {
+        v["event"] == "connected" && v["peer"] == other.id.as_str()
+    })
+    .expect("the two nodes meet");
+    let socket = dir.join("p2pa.sock");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "owner only");
+    let out = p2pa(
+        &["--data-dir", dir.to_str().unwrap(), "status", "--json"],
+        T,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["node_id"], node.id.as_str());
+    assert_eq!(v["addr"], node.addr.as_str());
+    assert_eq!(v["peers"]["connected"], 1, "{v}");
+    assert_eq!(v["peer_list"][0]["node_id"], other.id.as_str());
+    assert!(
+        v["stats"]["handshakes_completed"].as_u64().unwrap() >= 1,
+        "{v}"
+    );
+    let human = p2pa(&["--data-dir", dir.to_str().unwrap(), "status"], T);
+    assert!(stdout(&human).contains("1 connected"), "{}", stdout(&human));
+    // A node that stops removes its socket.
+    assert!(node.terminate(T).is_some_and(|s| s.success()));
+    assert!(!socket.exists(), "the socket went with the node");
 }
