@@ -1,6 +1,7 @@
 //! Beacons: the signed multicast datagrams a node announces itself with (a
-//! start-up burst whose first one asks peers to answer, then a jittered,
-//! crowd-stretched period), and the verification of the ones it receives.
+//! start-up burst whose beacons ask peers to answer until one is heard, then
+//! a jittered, crowd-stretched period), and the verification of the ones it
+//! receives.
 //! The peer table decides what a verified beacon means.
 
 use std::net::SocketAddr;
@@ -35,6 +36,8 @@ pub(crate) struct Beacons {
     next: Option<Instant>,
     burst_left: u32,
     answer_query_at: Option<Instant>,
+    /// A peer's beacon was accepted: the start-up burst stops asking.
+    heard: bool,
 }
 
 impl Beacons {
@@ -44,7 +47,14 @@ impl Beacons {
             next: cfg.multicast.then_some(now),
             burst_left: if cfg.multicast { cfg.beacon_burst } else { 0 },
             answer_query_at: None,
+            heard: false,
         }
+    }
+
+    /// A peer's beacon was accepted: somebody is there and has answered (or
+    /// will beacon anyway), so the rest of the burst need not ask.
+    pub(crate) fn heard_a_peer(&mut self) {
+        self.heard = true;
     }
 
     /// Stops sending (shutdown).
@@ -130,7 +140,9 @@ impl Beacons {
         if at > now {
             return;
         }
-        let query = self.burst_left == cfg.beacon_burst && self.burst_left > 0;
+        // Every beacon of the start-up burst asks until a peer is heard: one
+        // lost query (or its lost answer) costs a burst gap, not a period.
+        let query = self.burst_left > 0 && !self.heard;
         self.send(cfg, key, query, caps(), out);
         let gap = if self.burst_left > 1 {
             self.burst_left = self.burst_left.saturating_sub(1);

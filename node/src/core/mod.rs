@@ -272,11 +272,14 @@ impl Core {
             return;
         };
         let (cfg, out) = (&self.cfg, &mut self.out);
-        let query =
+        let accepted =
             self.peers
                 .accept_beacon(now, cfg, from, heard.sender, heard.seq, heard.beacon, out);
-        if query {
-            self.beacons.answer_query(now, &mut *self.rng);
+        if let Some(query) = accepted {
+            self.beacons.heard_a_peer();
+            if query {
+                self.beacons.answer_query(now, &mut *self.rng);
+            }
         }
     }
 

@@ -27,7 +27,7 @@ const MAX_MDNS_FOUND: usize = 64;
 const MAX_STRETCH: u32 = 8;
 /// The node with the higher id waits this long for the lower one to dial
 /// before it dials itself (one connection per pair, and no pair left unlinked).
-const DIAL_GRACE: Duration = Duration::from_secs(2);
+const DIAL_GRACE: Duration = Duration::from_millis(500);
 
 #[derive(Debug)]
 pub(crate) struct Peer {
@@ -242,8 +242,9 @@ impl Peers {
             .min()
     }
 
-    /// A verified beacon from `sender`. Returns whether it asks for an
-    /// answer (a query from a peer just started).
+    /// A verified beacon from `sender`. Returns `None` if it is not kept
+    /// (a key outside the allowlist, a full table, a replay), else whether
+    /// it asks for an answer (a query from a peer just started).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn accept_beacon(
         &mut self,
@@ -254,16 +255,16 @@ impl Peers {
         seq: u64,
         beacon: Beacon,
         out: &mut Outbox,
-    ) -> bool {
+    ) -> Option<bool> {
         let addr = SocketAddr::new(from.ip(), beacon.tcp_port);
         if !cfg.trust.admits(sender) {
             bump(&mut out.stats.beacons_untrusted);
-            return false; // allowlist mode: nothing from other keys is kept
+            return None; // allowlist mode: nothing from other keys is kept
         }
         let known = self.table.contains_key(&sender);
         if !known && !self.make_room(cfg, from.ip(), out) {
             log::debug!("peer table full; ignoring beacon from {}", sender.short());
-            return false;
+            return None;
         }
         let peer = self
             .table
@@ -275,7 +276,7 @@ impl Peers {
                 Noise::ReplayedBeacon,
                 format_args!("dropped beacon from {} at {from}: {e}", sender.short()),
             );
-            return false;
+            return None;
         }
         bump(&mut out.stats.beacons_accepted);
         peer.last_seen = now;
@@ -305,7 +306,7 @@ impl Peers {
                 via: Via::Multicast,
             });
         }
-        beacon.query
+        Some(beacon.query)
     }
 
     /// Makes room for a new entry from `ip`: evicts, if the table (or that

@@ -434,6 +434,19 @@ impl Sim {
         }
     }
 
+    /// Starts node `i` again now, as a fresh process would: a new key from
+    /// `seed`, `cfg`, nothing remembered (kill it first).
+    pub fn start_again(&mut self, i: usize, seed: u64, cfg: Config) {
+        let mut c = cfg;
+        c.listen_port = self.addrs[i].port();
+        let mut seed_bytes = [0u8; 32];
+        seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        seed_bytes[8] = 2;
+        let rng = Box::new(SeededEntropy::new(seed.wrapping_mul(97)));
+        self.nodes[i] = Some(Core::new(Keypair::from_seed(seed_bytes), c, rng, self.now));
+        self.flush(i);
+    }
+
     pub fn core(&mut self, i: usize) -> &mut Core {
         self.nodes[i].as_mut().unwrap()
     }
