@@ -68,6 +68,7 @@ pub async fn serve(listener: Async<UnixListener>, handle: &NodeHandle, started: 
 async fn status_json(handle: &NodeHandle, started: Instant) -> Option<Value> {
     let peers = handle.peers().await.ok()?;
     let stats = handle.stats().await.ok()?;
+    let work = handle.work().await.ok()?;
     let connected = peers
         .iter()
         .filter(|p| p.state.name() == "connected")
@@ -79,6 +80,14 @@ async fn status_json(handle: &NodeHandle, started: Instant) -> Option<Value> {
         "uptime_s": started.elapsed().as_secs(),
         "peers": {"known": peers.len(), "connected": connected},
         "peer_list": peers.iter().map(output::peer_json).collect::<Vec<_>>(),
+        "work": {
+            "slots": work.slots,
+            "running": work.running,
+            "queued": work.queued,
+            "completed": work.completed,
+            "failed": work.failed,
+        },
+        "models": work.models.iter().map(|m| p2pa_node::hex::hex(m)).collect::<Vec<_>>(),
         "stats": output::stats_json(&stats),
     }))
 }
@@ -115,6 +124,26 @@ pub fn cmd_status(dir: &Path, as_json: bool) -> CliResult {
         "peers: {} known, {} connected",
         v["peers"]["known"],
         v["peers"]["connected"]
+    );
+    let w = &v["work"];
+    say!(
+        "work: {} of {} slots busy, {} queued; since start {} completed, {} failed",
+        w["running"],
+        w["slots"],
+        w["queued"],
+        w["completed"],
+        w["failed"]
+    );
+    let models: Vec<&str> = (v["models"].as_array().into_iter().flatten())
+        .filter_map(|m| m.as_str()?.get(..16))
+        .collect();
+    say!(
+        "models held: {}",
+        if models.is_empty() {
+            "none".to_owned()
+        } else {
+            models.join(", ")
+        }
     );
     for p in v["peer_list"].as_array().into_iter().flatten() {
         say!(

@@ -278,6 +278,14 @@ fn a_node_started_late_finds_its_peer_within_a_second_at_p99_with_10_percent_los
     // Every beacon of the start-up burst asks until a peer answers: with
     // only the first asking, one in five starts lost the query or its answer
     // and waited for the old node's next periodic beacon (about 2 s).
-    assert!(p99(&heard) <= Duration::from_secs(1), "beacon p99 {:?}", p99(&heard));
-    assert!(p99(&up) <= Duration::from_secs(1), "session p99 {:?}", p99(&up));
+    assert!(
+        p99(&heard) <= Duration::from_secs(1),
+        "beacon p99 {:?}",
+        p99(&heard)
+    );
+    assert!(
+        p99(&up) <= Duration::from_secs(1),
+        "session p99 {:?}",
+        p99(&up)
+    );
 }

@@ -732,6 +732,23 @@ fn status_asks_the_running_node_over_its_owner_only_socket() {
         v["stats"]["handshakes_completed"].as_u64().unwrap() >= 1,
         "{v}"
     );
+    assert_eq!(v["work"]["completed"], 0, "{v}");
+    let task = p2pa_local(
+        port,
+        &[
+            "submit", "--kind", "echo", "--input", "x", "--peer", &node.addr,
+        ],
+        T,
+    );
+    assert_eq!(task.status.code(), Some(0), "{}", stderr(&task));
+    let out = p2pa(
+        &["--data-dir", dir.to_str().unwrap(), "status", "--json"],
+        T,
+    );
+    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["work"]["completed"], 1, "{v}");
+    assert_eq!(v["work"]["failed"], 0, "{v}");
+    assert!(v["work"]["slots"].as_u64().unwrap() >= 1, "{v}");
     let human = p2pa(&["--data-dir", dir.to_str().unwrap(), "status"], T);
     assert!(stdout(&human).contains("1 connected"), "{}", stdout(&human));
     // A node that stops removes its socket.

@@ -59,6 +59,7 @@ use requester::{Requester, Resulted};
 use sessions::{Sessions, Step, Up};
 use timer::Timer;
 use wire::{wire, Wire};
+pub use worker::Work;
 use worker::Worker;
 
 /// Identifies one TCP connection between the core and its shell.
@@ -126,6 +127,11 @@ impl Core {
     /// Counters of refused input.
     pub fn stats(&self) -> &Stats {
         &self.out.stats
+    }
+
+    /// What this node's worker is doing.
+    pub fn work(&self) -> Work {
+        self.worker.work(&self.cfg, &self.blobs)
     }
 
     /// The peer table.

@@ -92,6 +92,23 @@ pub(crate) struct Admitted {
     pub(crate) fetch: Option<Hash32>,
 }
 
+/// What a worker is doing, for `p2pa status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Work {
+    /// Worker slots.
+    pub slots: u16,
+    /// Slot jobs running now.
+    pub running: usize,
+    /// Jobs waiting (for a slot, an input or a model).
+    pub queued: usize,
+    /// Jobs answered `completed` since the node started.
+    pub completed: u64,
+    /// Jobs answered otherwise (failed, timed out, cancelled).
+    pub failed: u64,
+    /// The models this node holds (newest first).
+    pub models: Vec<[u8; 32]>,
+}
+
 /// The jobs this node runs for others.
 #[derive(Debug)]
 pub(crate) struct Worker {
@@ -99,6 +116,8 @@ pub(crate) struct Worker {
     jobs: BTreeMap<JobId, Job>,
     queue: VecDeque<JobId>,
     running: usize,
+    completed: u64,
+    failed: u64,
 }
 
 impl Worker {
@@ -108,6 +127,20 @@ impl Worker {
             jobs: BTreeMap::new(),
             queue: VecDeque::new(),
             running: 0,
+            completed: 0,
+            failed: 0,
+        }
+    }
+
+    /// What this worker is doing now.
+    pub(crate) fn work(&self, cfg: &Config, blobs: &Blobs) -> Work {
+        Work {
+            slots: cfg.workers,
+            running: self.running,
+            queued: self.queue.len(),
+            completed: self.completed,
+            failed: self.failed,
+            models: blobs.advertised(usize::MAX).collect(),
         }
     }
 
@@ -562,6 +595,12 @@ impl Worker {
             self.running = self.running.saturating_sub(1);
         }
         j.state = TaskState::from_status(status);
+        let done = if status == TaskStatus::Completed {
+            &mut self.completed
+        } else {
+            &mut self.failed
+        };
+        *done = done.saturating_add(1);
         let (peer, task_id) = (j.peer, j.task_id);
         // The signed frame is the receipt: it names the requester, the
         // model and the input's hash beside the output.

@@ -343,6 +343,11 @@ impl NodeHandle {
         self.ask(Cmd::Stats).await
     }
 
+    /// What the node's worker is doing: slots, jobs, models held.
+    pub async fn work(&self) -> Result<crate::core::Work, NodeStopped> {
+        self.ask(Cmd::Work).await
+    }
+
     /// Serves `bytes` (a model) to workers that lack it; returns its hash,
     /// which tasks name in `TaskRequest::model`.
     pub async fn provide_model(&self, bytes: Vec<u8>) -> Result<[u8; 32], NodeStopped> {

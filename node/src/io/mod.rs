@@ -44,6 +44,7 @@ enum Cmd {
     Submit(TaskRequest, Sender<TaskOutcome>),
     Peers(Sender<Vec<PeerInfo>>),
     Stats(Sender<Stats>),
+    Work(Sender<crate::core::Work>),
     ProvideModel([u8; 32], Arc<[u8]>),
     Shutdown(Sender<()>),
 }

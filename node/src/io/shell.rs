@@ -200,6 +200,9 @@ impl Shell {
             Cmd::Stats(reply) => {
                 let _ = reply.try_send(self.core.stats().clone());
             }
+            Cmd::Work(reply) => {
+                let _ = reply.try_send(self.core.work());
+            }
             Cmd::ProvideModel(hash, bytes) => self.core.provide_model(hash, bytes),
             Cmd::Shutdown(reply) => {
                 self.core.shutdown(now);
