@@ -68,7 +68,13 @@ On a LAN (each machine):
 )]
 pub struct Cli {
     /// Where the node keeps its key (default: $XDG_DATA_HOME/p2pa or ~/.local/share/p2pa)
-    #[arg(long, global = true, env = "P2PA_DATA_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "P2PA_DATA_DIR",
+        value_name = "DIR",
+        help_heading = "Global options"
+    )]
     pub data_dir: Option<PathBuf>,
 
     #[command(flatten)]
@@ -80,6 +86,9 @@ pub struct Cli {
 
 /// How beacons travel; shared by every command that talks to peers.
 #[derive(Debug, Clone, Args)]
+#[command(
+    next_help_heading = "Network options (node, peers, submit, batch; the demo and the local commands ignore them)"
+)]
 pub struct NetArgs {
     /// Multicast TTL: 1 reaches this link (LAN), 0 keeps every packet on this host
     #[arg(

@@ -755,3 +755,14 @@ fn status_asks_the_running_node_over_its_owner_only_socket() {
     assert!(node.terminate(T).is_some_and(|s| s.success()));
     assert!(!socket.exists(), "the socket went with the node");
 }
+
+#[test]
+fn help_groups_the_network_options_apart_from_each_command_s_own() {
+    let out = p2pa(&["demo", "--help"], T);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let help = stdout(&out);
+    let network = help.find("Network options").expect("a network heading");
+    let own = help.find("--nodes").expect("the demo's own flag");
+    let ttl = help.find("--multicast-ttl").expect("the network flag");
+    assert!(own < network && network < ttl, "{help}");
+}
