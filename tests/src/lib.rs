@@ -37,11 +37,36 @@ pub fn bin() -> &'static Path {
     })
 }
 
-/// A fresh scratch directory under the system temp dir.
+/// This test process's directory under the system temp dir, which holds
+/// every scratch directory it makes. The first call removes the ones of test
+/// processes that have ended (the test harness has no hook at exit), so a run
+/// leaves at most its own behind, and the next run removes that.
+pub fn run_dir() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let tmp = std::env::temp_dir();
+        let gone = |pid: &str| pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists();
+        for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // `p2pa-test-<pid>` now; `p2pa-test-<pid>-<name>-<n>` before.
+            let pid = name
+                .strip_prefix("p2pa-test-")
+                .map(|rest| rest.split('-').next().unwrap_or(""));
+            if pid.is_some_and(gone) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let d = tmp.join(format!("p2pa-test-{}", std::process::id()));
+        std::fs::create_dir_all(&d).expect("test run dir");
+        d
+    })
+}
+
+/// A fresh scratch directory in [`run_dir`].
 pub fn scratch(name: &str) -> PathBuf {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let d = std::env::temp_dir().join(format!("p2pa-test-{}-{name}-{n}", std::process::id()));
+    let d = run_dir().join(format!("{name}-{n}"));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("scratch dir");
     d

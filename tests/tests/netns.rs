@@ -18,7 +18,7 @@ fn spawn_node(lan: &Lan, i: usize, net: &[String], dir: &str) -> std::process::C
     lan.command(i, bin())
         .args(net)
         .arg("--data-dir")
-        .arg(std::env::temp_dir().join(format!("{}-{dir}", lan.prefix)))
+        .arg(p2pa_tests::run_dir().join(format!("{}-{dir}", lan.prefix)))
         .args([
             "node",
             "--json",
