@@ -20,6 +20,7 @@ mod node;
 mod npy;
 mod output;
 mod requester;
+mod resolve;
 mod status;
 mod tensors;
 mod verify;

@@ -34,15 +34,16 @@ pub struct NodeArgs {
     /// TCP address to listen on [default: 0.0.0.0:7421; 127.0.0.1:any with --multicast-ttl 0]
     #[arg(long, env = "P2PA_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
-    /// Peer to dial at start and keep dialing (repeatable), for networks multicast does not reach
+    /// Peer to dial at start and keep dialing (repeatable), for networks
+    /// multicast does not reach; a host name resolves again every 30 s
     #[arg(
         long,
         value_name = "HOST:PORT",
         env = "P2PA_BOOTSTRAP",
         value_delimiter = ',',
-        value_parser = crate::parse_host_port
+        value_parser = check_host_port
     )]
-    bootstrap: Vec<SocketAddr>,
+    bootstrap: Vec<String>,
     /// Tasks run at once (default: one per core; at least 1)
     #[arg(long, env = "P2PA_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     workers: Option<u16>,
@@ -225,7 +226,12 @@ fn options(cli: &Cli, a: &NodeArgs, dir: &Path) -> Result<NodeOptions, CliError>
     let mut opts = NodeOptions::new(a.listen.unwrap_or(default_listen));
     opts.multicast = Some(cli.net.multicast());
     opts.mdns = cli.net.mdns();
-    opts.core.bootstrap = a.bootstrap.clone();
+    opts.core.bootstrap = a
+        .bootstrap
+        .iter()
+        .map(|b| crate::parse_host_port(b))
+        .collect::<Result<_, _>>()
+        .map_err(CliError::usage)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     opts.core.workers = a
         .workers
@@ -254,6 +260,7 @@ pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
     let key = identity::load_or_create(&dir, &mut os_entropy()?)
         .map_err(|e| CliError::usage(e.to_string()))?;
     let opts = options(cli, a, &dir)?;
+    let opts_bootstrap = opts.core.bootstrap.clone();
     let (handle, node) = NodeHandle::start_local(key, opts)
         .map_err(|e| CliError::network(format!("cannot start the node: {e}")))?;
     let id = handle.id();
@@ -270,6 +277,12 @@ pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
         );
         say!("press Ctrl-C to stop");
     }
+    let known = opts_bootstrap;
+    crate::resolve::watch(
+        crate::resolve::names(&a.bootstrap),
+        known,
+        handle.address_feed(),
+    );
     let control = crate::status::bind(&dir);
     serve_until_signal(handle, node, a.json, control)
 }
@@ -327,4 +340,10 @@ fn serve_until_signal(
         handle.shutdown().await;
     });
     Ok(exit::OK)
+}
+
+/// Checks a `HOST:PORT` (it resolves now) and keeps the text, so a name can
+/// resolve again later.
+fn check_host_port(s: &str) -> Result<String, String> {
+    crate::parse_host_port(s).map(|_| s.to_owned())
 }

@@ -766,3 +766,16 @@ fn help_groups_the_network_options_apart_from_each_command_s_own() {
     let ttl = help.find("--multicast-ttl").expect("the network flag");
     assert!(own < network && network < ttl, "{help}");
 }
+
+#[test]
+fn a_node_bootstraps_from_a_host_name() {
+    // Two beacon groups (ports) that never meet: only --bootstrap links them.
+    let a = NodeProc::start(unique_port(), &scratch("boot-a"), &[]);
+    let port = a.addr.rsplit(':').next().unwrap().to_owned();
+    let target = format!("localhost:{port}");
+    let mut b = NodeProc::start(unique_port(), &scratch("boot-b"), &["--bootstrap", &target]);
+    let up = b.wait_for(T, |v| {
+        v["event"] == "connected" && v["peer"] == a.id.as_str()
+    });
+    assert!(up.is_some(), "b reached a through {target}");
+}

@@ -166,6 +166,19 @@ impl std::fmt::Display for NodeStopped {
 
 impl std::error::Error for NodeStopped {}
 
+/// Hands a running node addresses found by other means (a host name
+/// resolved again), from any thread.
+#[derive(Debug, Clone)]
+pub struct AddressFeed(Sender<Input>);
+
+impl AddressFeed {
+    /// Tells the node about `addr`, which it dials as it would an address
+    /// mDNS found; `false` once the node has stopped.
+    pub fn add(&self, addr: SocketAddr) -> bool {
+        self.0.send_blocking(Input::Found(addr)).is_ok()
+    }
+}
+
 /// A running node. Dropping it does not stop the node; call [`shutdown`](Self::shutdown).
 #[derive(Debug)]
 pub struct NodeHandle {
@@ -336,6 +349,11 @@ impl NodeHandle {
             }
         })
         .await
+    }
+
+    /// A feed of addresses into this node, for another thread.
+    pub fn address_feed(&self) -> AddressFeed {
+        AddressFeed(self.inputs.clone())
     }
 
     /// Counters of refused input.

@@ -25,7 +25,7 @@ use p2pa_protocol::TaskStatus;
 use crate::core::{ConnId, ConnectError, JobId, PeerInfo, Stats, TaskOutcome, TaskRequest};
 
 pub use entropy::OsEntropy;
-pub use handle::{LocalNode, NodeEvent, NodeHandle, NodeOptions, NodeStopped};
+pub use handle::{AddressFeed, LocalNode, NodeEvent, NodeHandle, NodeOptions, NodeStopped};
 pub use udp::MulticastConfig;
 
 /// Frames queued per connection before the peer counts as too slow and is
