@@ -13,6 +13,7 @@ macro_rules! say {
 mod batch;
 mod config;
 mod demo;
+mod doctor;
 mod journal;
 mod models;
 mod node;
@@ -177,6 +178,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check what makes discovery fail here (multicast route, firewall, a
+    /// key shared with another machine, clock) and say how to fix it
+    Doctor,
     /// Check the workers' receipts in a batch journal or `submit --json` output, offline
     Verify(verify::VerifyArgs),
     /// Start a few local nodes, discover them, run a batch, kill a worker, summarize
@@ -316,6 +320,7 @@ fn main() -> ExitCode {
         Command::Batch(ref a) => batch::run(&cli.net, &data_dir(cli.data_dir.as_ref()), a),
         Command::Demo(ref a) => demo::run(a),
         Command::Verify(ref a) => verify::cmd_verify(&a.file),
+        Command::Doctor => doctor::cmd_doctor(&cli.net, &data_dir(cli.data_dir.as_ref())),
         Command::Status { json } => status::cmd_status(&data_dir(cli.data_dir.as_ref()), json),
         Command::Model(ref m) => models::cmd_model(&data_dir(cli.data_dir.as_ref()), m),
         Command::InferChild {

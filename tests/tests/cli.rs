@@ -779,3 +779,42 @@ fn a_node_bootstraps_from_a_host_name() {
     });
     assert!(up.is_some(), "b reached a through {target}");
 }
+
+#[test]
+fn doctor_hears_a_node_and_says_what_it_checked() {
+    let port = unique_port();
+    let _node = NodeProc::start(port, &scratch("doctor-node"), &[]);
+    let dir = scratch("doctor");
+    let mut args: Vec<String> = local_net(port);
+    args.extend([
+        "--data-dir".into(),
+        dir.to_str().unwrap().into(),
+        "doctor".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = p2pa(&args, T);
+    let text = stdout(&out);
+    assert!(text.contains("ok: beacon group"), "{text}");
+    assert!(text.contains("ok: 1 other node(s) beaconing"), "{text}");
+    // Nothing here beacons on another port: that is a problem, with a fix.
+    let lonely = p2pa(
+        &[
+            "--multicast-ttl",
+            "0",
+            "--no-mdns",
+            "--multicast-port",
+            &unique_port().to_string(),
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "doctor",
+        ],
+        T,
+    );
+    assert_eq!(lonely.status.code(), Some(1), "{}", stdout(&lonely));
+    assert!(
+        stdout(&lonely).contains("PROBLEM: no beacon from another node"),
+        "{}",
+        stdout(&lonely)
+    );
+    assert!(stdout(&lonely).contains("fix: "), "{}", stdout(&lonely));
+}

@@ -153,6 +153,47 @@ fn nodes_on_a_lan_without_a_default_route_start_and_find_each_other() {
 }
 
 #[test]
+fn doctor_finds_another_machine_beaconing_with_this_machine_s_key() {
+    if let Some(why) = unavailable() {
+        println!("SKIPPED: {why}");
+        return;
+    }
+    let _ = bin();
+    let lan = Lan::new("dk", 2).expect("namespaces");
+    let net = flags(&[
+        "--multicast-ttl",
+        "1",
+        "--no-mdns",
+        "--multicast-port",
+        "7480",
+    ]);
+    // Host 0 runs a node; host 1 gets a copy of its data directory (its key).
+    let mut node = spawn_node(&lan, 0, &net, "dk0");
+    let mut first = String::new();
+    BufReader::new(node.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("listening");
+    let src = p2pa_tests::run_dir().join(format!("{}-dk0", lan.prefix));
+    let copy = p2pa_tests::run_dir().join(format!("{}-dk1", lan.prefix));
+    std::fs::create_dir_all(&copy).expect("copy dir");
+    std::fs::copy(src.join("identity.key"), copy.join("identity.key")).expect("copy key");
+    let out = lan
+        .command(1, bin())
+        .args(&net)
+        .arg("--data-dir")
+        .arg(&copy)
+        .arg("doctor")
+        .output()
+        .expect("doctor");
+    let _ = node.kill();
+    let _ = node.wait();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("beacons with this machine's key"), "{text}");
+    assert!(text.contains("keygen --force"), "{text}");
+}
+
+#[test]
 fn nodes_advertising_only_over_mdns_are_found() {
     if let Some(why) = unavailable() {
         println!("SKIPPED: mDNS namespace test: {why}");

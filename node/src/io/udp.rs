@@ -117,3 +117,16 @@ pub async fn send(
     }
     last
 }
+
+/// This host's IPv4 addresses (loopback included), to tell its own
+/// datagrams from another machine's.
+pub fn local_ipv4s() -> Vec<Ipv4Addr> {
+    if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| match a.ip() {
+            std::net::IpAddr::V4(ip) => Some(ip),
+            std::net::IpAddr::V6(_) => None,
+        })
+        .collect()
+}
