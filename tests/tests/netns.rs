@@ -136,7 +136,7 @@ fn three_namespaces_discover_each_other_with_10_percent_loss() {
 }
 
 #[test]
-fn nodes_on_a_lan_without_a_default_route_start_and_find_each_other() {
+fn nodes_on_a_lan_without_a_default_route_find_each_other_and_serve_a_task() {
     if let Some(why) = unavailable() {
         println!("SKIPPED: {why}");
         return;
@@ -150,6 +150,45 @@ fn nodes_on_a_lan_without_a_default_route_start_and_find_each_other() {
         took.is_some_and(|t| t < Duration::from_secs(10)),
         "no default route: nodes did not all meet ({took:?})"
     );
+    // And a node there serves a task that a requester on another host of
+    // that LAN finds by its beacons (no --peer).
+    let net = flags(&[
+        "--multicast-ttl",
+        "1",
+        "--no-mdns",
+        "--multicast-port",
+        "7476",
+    ]);
+    let mut worker = spawn_node(&lan, 0, &net, "nr-worker");
+    let mut first = String::new();
+    BufReader::new(worker.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("listening");
+    let out = lan
+        .command(1, bin())
+        .args(&net)
+        .arg("--data-dir")
+        .arg(p2pa_tests::run_dir().join(format!("{}-nr-req", lan.prefix)))
+        .args([
+            "submit",
+            "--kind",
+            "hash",
+            "--input",
+            "abc",
+            "--timeout",
+            "20",
+        ])
+        .output()
+        .expect("submit");
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("ba7816bf"), "{text}");
 }
 
 #[test]
