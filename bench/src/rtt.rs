@@ -180,6 +180,28 @@ pub fn bench_rtt(n: usize) {
         ),
         Some(_) => {}
     }
+    let libp2p = with_libp2p.then_some((
+        libp2p.as_slice(),
+        p2pa_connect.as_slice(),
+        libp2p_connect.as_slice(),
+    ));
+    print_table(n, rounds, &floor, &p2pa, libp2p);
+}
+
+/// p2pa's sequential round trips only (`p2pa-bench rtt-only`, for strace).
+pub fn p2pa_sequential(n: usize) -> Rtt {
+    p2pa_rounds(n, &[0x5au8; 64], 0).0
+}
+
+/// The table: medians per figure, ratios per round; `libp2p` is its runs
+/// with both connect times, when it ran every round.
+fn print_table(
+    n: usize,
+    rounds: usize,
+    floor: &[Run],
+    p2pa: &[Run],
+    libp2p: Option<(&[Run], &[f64], &[f64])>,
+) {
     let col = |runs: &[Run], f: fn(&Run) -> f64| runs.iter().map(f).collect::<Vec<f64>>();
     let metrics: [Metric; 4] = [
         (
@@ -206,7 +228,7 @@ pub fn bench_rtt(n: usize) {
         ),
     ];
     let head = format!("signed echo, 64-byte input, loopback, worker in its own process, {n} round trips; medians of {rounds} interleaved rounds");
-    if with_libp2p {
+    if libp2p.is_some() {
         println!("| {head} | floor | p2pa | rust-libp2p | p2pa / floor (target) | p2pa / libp2p (target) |");
         println!("|---|---|---|---|---|---|");
     } else {
@@ -214,14 +236,14 @@ pub fn bench_rtt(n: usize) {
         println!("|---|---|---|---|");
     }
     for (name, f, unit, tf, tl) in metrics {
-        let (fl, pp) = (col(&floor, f), col(&p2pa, f));
+        let (fl, pp) = (col(floor, f), col(p2pa, f));
         let cells = format!(
             "| {name} | {:.1}{unit} | {:.1}{unit} |",
             median(fl.clone()),
             median(pp.clone())
         );
-        if with_libp2p {
-            let lp = col(&libp2p, f);
+        if let Some((libp2p, _, _)) = libp2p {
+            let lp = col(libp2p, f);
             println!(
                 "{cells} {:.1}{unit} | {}{tf} | {}{tl} |",
                 median(lp.clone()),
@@ -232,17 +254,12 @@ pub fn bench_rtt(n: usize) {
             println!("{cells} {}{tf} |", ratio(&pp, &fl));
         }
     }
-    if with_libp2p {
+    if let Some((_, p2pa_connect, libp2p_connect)) = libp2p {
         println!(
             "| connect + mutual handshake p50 (fresh connection) | - | {:.1} µs | {:.1} µs | - | {} (≤ 0.5) |",
-            median(p2pa_connect.clone()),
-            median(libp2p_connect.clone()),
-            ratio(&p2pa_connect, &libp2p_connect)
+            median(p2pa_connect.to_vec()),
+            median(libp2p_connect.to_vec()),
+            ratio(p2pa_connect, libp2p_connect)
         );
     }
-}
-
-/// p2pa's sequential round trips only (`p2pa-bench rtt-only`, for strace).
-pub fn p2pa_sequential(n: usize) -> Rtt {
-    p2pa_rounds(n, &[0x5au8; 64], 0).0
 }

@@ -49,7 +49,7 @@ pub use reason::{CloseReason, ConnectError, ReceiptError, TaskError};
 pub use receipt::{check_result, sha256, verify_receipt, ReceiptCheck};
 pub use requester::{TaskOutcome, TaskRequest};
 pub use rng::{Entropy, EntropyError, SeededEntropy};
-pub use state::TaskState;
+pub use state::{TaskState, Work};
 
 use beacons::Beacons;
 use blobs::{Blobs, Fetched, Want};
@@ -59,7 +59,6 @@ use requester::{Requester, Resulted};
 use sessions::{Sessions, Step, Up};
 use timer::Timer;
 use wire::{wire, Wire};
-pub use worker::Work;
 use worker::Worker;
 
 /// Identifies one TCP connection between the core and its shell.

@@ -32,3 +32,20 @@ impl TaskState {
         !matches!(self, Self::Queued | Self::Running)
     }
 }
+
+/// What a worker is doing, for `p2pa status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Work {
+    /// Worker slots.
+    pub slots: u16,
+    /// Slot jobs running now.
+    pub running: usize,
+    /// Jobs waiting (for a slot, an input or a model).
+    pub queued: usize,
+    /// Jobs answered `completed` since the node started.
+    pub completed: u64,
+    /// Jobs answered otherwise (failed, timed out, cancelled).
+    pub failed: u64,
+    /// The models this node holds (newest first).
+    pub models: Vec<[u8; 32]>,
+}

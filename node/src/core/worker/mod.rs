@@ -17,9 +17,11 @@ use super::blobs::Blobs;
 use super::config::MAX_INLINE_TENSOR;
 use super::output::Event;
 use super::receipt::sha256;
-use super::state::TaskState;
+use super::state::{TaskState, Work};
 use super::tally::Tally;
 use super::{Config, JobId, Wire};
+
+mod inputs;
 
 /// Sent as the output of a job whose deadline passed.
 const DEADLINE_PASSED: &[u8] = b"deadline passed before the task finished";
@@ -90,23 +92,6 @@ pub(crate) struct Admitted {
     pub(crate) job: JobId,
     /// The model it needs and this node lacks: fetch it from the requester.
     pub(crate) fetch: Option<Hash32>,
-}
-
-/// What a worker is doing, for `p2pa status`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Work {
-    /// Worker slots.
-    pub slots: u16,
-    /// Slot jobs running now.
-    pub running: usize,
-    /// Jobs waiting (for a slot, an input or a model).
-    pub queued: usize,
-    /// Jobs answered `completed` since the node started.
-    pub completed: u64,
-    /// Jobs answered otherwise (failed, timed out, cancelled).
-    pub failed: u64,
-    /// The models this node holds (newest first).
-    pub models: Vec<[u8; 32]>,
 }
 
 /// The jobs this node runs for others.
@@ -366,80 +351,6 @@ impl Worker {
             Some(j) if !j.slot => true,
             Some(j) => room(j.peer) && Some(load(j.peer)) == fewest,
         })
-    }
-
-    /// Input blobs to fetch now, with the requester to fetch each from,
-    /// while the inputs held or on their way stay within `input_buffer_bytes`
-    /// (one is always allowed). The buffer is shared fairly: the next fetch
-    /// goes to the requester holding the fewest input bytes (queue order
-    /// among equals), so a requester with a long backlog of large inputs
-    /// cannot keep another's input waiting behind all of it.
-    pub(crate) fn inputs_to_fetch(&mut self, cfg: &Config) -> Vec<(Hash32, NodeId)> {
-        let mut held: Tally = (self.jobs.values())
-            .filter(|j| j.holds_input())
-            .map(|j| (j.peer, j.blob.map_or(0, |(_, len)| len)))
-            .collect();
-        let mut budget = held.total();
-        let mut out: Vec<(Hash32, NodeId)> = Vec::new();
-        loop {
-            let next = self
-                .queue
-                .iter()
-                .filter_map(|id| self.jobs.get(id).map(|j| (*id, j)))
-                .filter(|(_, j)| j.wants_input_fetched())
-                .min_by_key(|(_, j)| held.of(j.peer))
-                .map(|(id, _)| id);
-            let Some(j) = next.and_then(|id| self.jobs.get_mut(&id)) else {
-                break;
-            };
-            let Some((hash, len)) = j.blob else { break };
-            // Every job's bytes count, even where two share a hash (each
-            // gets its own copy): offering one input many times gains nothing.
-            if budget > 0 && budget.saturating_add(len) > cfg.input_buffer_bytes {
-                break;
-            }
-            budget = budget.saturating_add(len);
-            j.fetching = true;
-            held.add(j.peer, len);
-            out.push((hash, j.peer));
-        }
-        out
-    }
-
-    /// Bytes of input blobs for jobs not started yet, arrived or on their way.
-    pub(crate) fn held_input_bytes(&self) -> u64 {
-        self.jobs
-            .values()
-            .filter(|j| j.holds_input())
-            .filter_map(|j| j.blob.map(|(_, len)| len))
-            .fold(0, u64::saturating_add)
-    }
-
-    /// An input blob arrived: the jobs it was fetched for have their input
-    /// (others with the same input wait for their turn in the buffer).
-    pub(crate) fn input_arrived(&mut self, hash: &Hash32, bytes: Vec<u8>) {
-        let mut bytes = Some(bytes);
-        let waiting = self.ids(|j| j.fetches_input(hash));
-        let n = waiting.len();
-        for (i, id) in waiting.into_iter().enumerate() {
-            if let Some(j) = self.jobs.get_mut(&id) {
-                j.input = if i.saturating_add(1) == n {
-                    bytes.take()
-                } else {
-                    bytes.clone()
-                };
-                j.fetching = false;
-            }
-        }
-    }
-
-    /// Fails the jobs input blob `hash` was being fetched for.
-    pub(crate) fn input_failed(&mut self, hash: &Hash32, why: &str, w: &mut Wire<'_>) {
-        let waiting = self.ids(|j| j.fetches_input(hash));
-        for job in waiting {
-            let msg = format!("fetching the input failed: {why}");
-            self.answer(job, TaskStatus::Failed, msg.as_bytes(), w);
-        }
     }
 
     /// Whether input blob `hash` is being fetched for a queued job.
