@@ -10,7 +10,13 @@ use p2pa_node::protocol::{
 /// A UDP socket that sends to the host-local beacon group on `port`, and
 /// the group's address.
 pub fn beacon_sender(port: u16) -> (UdpSocket, SocketAddr) {
-    let s = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("udp bind");
+    beacon_sender_from(Ipv4Addr::LOCALHOST, port)
+}
+
+/// [`beacon_sender`] with the datagrams' source address `from` (in
+/// 127.0.0.0/8: another host of the LAN, as far as the node can tell).
+pub fn beacon_sender_from(from: Ipv4Addr, port: u16) -> (UdpSocket, SocketAddr) {
+    let s = UdpSocket::bind((from, 0)).expect("udp bind");
     s.set_multicast_ttl_v4(0).expect("ttl 0");
     socket2::SockRef::from(&s)
         .set_multicast_if_v4(&Ipv4Addr::LOCALHOST)

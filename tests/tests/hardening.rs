@@ -383,3 +383,153 @@ fn sessions_are_budgeted_per_address_and_requesters_apart_from_workers() {
     drop((one_ip, many));
     async_io::block_on(worker.shutdown());
 }
+
+/// A blocking TCP connection from `from` to `to`.
+fn connect_from(from: Ipv4Addr, to: SocketAddr) -> Option<TcpStream> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    s.bind(&SocketAddr::from((from, 0)).into()).ok()?;
+    s.connect(&to.into()).ok()?;
+    Some(s.into())
+}
+
+/// Resident memory of process `pid`, in KiB (0 if unreadable).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One round of every attack above against `w` (and the beacon group on
+/// `port`), each bounded in count and time: silent sockets, a flood of
+/// fresh-key beacons and handshakes, requester sessions held open, a queue
+/// hog. The attacker is another host (127.0.0.2 – 4), as on a LAN; the hog
+/// is a requester on the honest nodes' address.
+fn attack_round(w: SocketAddr, port: u16, round: u64) {
+    hold_silent(Ipv4Addr::new(127, 0, 0, 2), w, 40, Duration::from_secs(4));
+    let (udp, group) = p2pa_tests::raw::beacon_sender_from(Ipv4Addr::new(127, 0, 0, 2), port);
+    let base = 1_000_000 + round * 10_000;
+    for i in 0..600u64 {
+        let b = p2pa_tests::raw::beacon(&key(base + i), 1, 9, i % 2 == 0);
+        let _ = udp.send_to(&b, group);
+        if i % 50 == 49 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    for i in 0..200u64 {
+        let Some(mut s) = connect_from(Ipv4Addr::new(127, 0, 0, 4), w) else {
+            continue;
+        };
+        let mut reader = p2pa_tiny::FrameReader::<4096>::new();
+        let mut tx = [0u8; 4096];
+        let k = key(base + 1_000 + i);
+        let intro = Intro::default();
+        let _ = p2pa_tiny::initiate(&mut s, &mut reader, &k, [7; 32], None, &intro, &mut tx);
+    }
+    let held: Vec<TcpStream> = (0..24)
+        .filter_map(|i| requester_session(Ipv4Addr::new(127, 0, 0, 3), w, base + 2_000 + i))
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    drop(held);
+    let _ = hog(w, 40, 2_000).join();
+}
+
+/// The soak of issue 13: three worker processes, a hostile thread cycling
+/// through every attack against the first, and honest batches of 1 000
+/// tasks over all three, for `P2PA_SOAK_SECS` (600). Every batch must
+/// complete whole, and no worker's memory may grow after the first minutes.
+#[test]
+#[ignore = "a 10-minute soak; run by bench/soak.sh"]
+fn soak_honest_batches_complete_and_memory_stays_flat_under_attack() {
+    use p2pa_tests::{jsonl, p2pa_local, scratch, NodeProc};
+    let secs: u64 = std::env::var("P2PA_SOAK_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600);
+    let port = unique_port();
+    let workers: Vec<NodeProc> = (0..3)
+        .map(|i| NodeProc::start(port, &scratch(&format!("soak-w{i}")), &[]))
+        .collect();
+    let pids: Vec<u32> = workers.iter().map(|w| w.child.id()).collect();
+    let w0: SocketAddr = workers[0].addr.parse().unwrap();
+    let start = Instant::now();
+    let end = start + Duration::from_secs(secs);
+    let attacker = std::thread::spawn(move || {
+        let mut round = 0u64;
+        while Instant::now() < end {
+            attack_round(w0, port, round);
+            round += 1;
+        }
+        round
+    });
+    let sampler = std::thread::spawn(move || {
+        let mut samples: Vec<(u64, Vec<u64>)> = Vec::new();
+        while Instant::now() < end {
+            let t = start.elapsed().as_secs();
+            samples.push((t, pids.iter().map(|p| rss_kib(*p)).collect()));
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        samples
+    });
+    let dir = scratch("soak");
+    let inputs = dir.join("in.jsonl");
+    let lines: String = (0..1000).map(|i| format!("\"task {i}\"\n")).collect();
+    std::fs::write(&inputs, lines).unwrap();
+    let mut batches = 0;
+    while Instant::now() + Duration::from_secs(30) < end {
+        let out = dir.join(format!("out-{batches}.jsonl"));
+        let args = [
+            "batch",
+            "--kind",
+            "echo",
+            "--inputs",
+            inputs.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--timeout",
+            "20",
+        ];
+        let run = p2pa_local(port, &args, Duration::from_secs(300));
+        let results = jsonl(&std::fs::read_to_string(&out).unwrap_or_default());
+        let done = results
+            .iter()
+            .filter(|r| r["status"] == "completed")
+            .count();
+        assert_eq!(done, 1000, "batch {batches}: {}", p2pa_tests::stderr(&run));
+        batches += 1;
+    }
+    let rounds = attacker.join().unwrap();
+    let samples = sampler.join().unwrap();
+    assert!(
+        batches >= 1 && rounds >= 1,
+        "{batches} batches, {rounds} attack rounds"
+    );
+    // Flat: the last third's peak within 25 % (+ 2 MiB) of the peak of the
+    // second minute, when every cache and buffer has been through a round.
+    let peak = |from: u64, to: u64, i: usize| {
+        samples
+            .iter()
+            .filter(|(t, _)| *t >= from && *t < to)
+            .map(|(_, r)| r[i])
+            .max()
+            .unwrap_or(0)
+    };
+    println!("| worker | RSS at 1 min (KiB) | peak 1-2 min | peak last third | peak overall |");
+    println!("|---|---|---|---|---|");
+    for i in 0..3 {
+        let early = peak(60, 120, i).max(peak(0, 120, i));
+        let late = peak(secs * 2 / 3, secs, i);
+        let at1 = samples
+            .iter()
+            .find(|(t, _)| *t >= 60)
+            .map_or(0, |(_, r)| r[i]);
+        println!("| {i} | {at1} | {early} | {late} | {} |", peak(0, secs, i));
+        assert!(
+            late <= early + early / 4 + 2048,
+            "worker {i} grew: {early} KiB early, {late} KiB late"
+        );
+    }
+    println!("{batches} honest batches of 1 000 tasks, all complete; {rounds} attack rounds");
+}
