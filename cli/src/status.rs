@@ -56,6 +56,8 @@ pub fn bind(dir: &Path) -> Option<(Async<UnixListener>, PathBuf)> {
 pub async fn serve(listener: Async<UnixListener>, handle: &NodeHandle, started: Instant) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
+            // Out of descriptors, say: wait rather than spin.
+            async_io::Timer::after(Duration::from_millis(100)).await;
             continue;
         };
         let Some(v) = status_json(handle, started).await else {
