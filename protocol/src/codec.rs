@@ -106,14 +106,25 @@ pub fn verify_frame<'a>(
     let sender = NodeId(key.try_into().map_err(|_| short)?);
     let seq = u64::from_le_bytes(seq.try_into().map_err(|_| short)?);
     let sig = Signature::from_slice(sig).map_err(|_| FrameError::BadSignature)?;
-    let mut st = PublicKey::new(sender.0)
-        .verify_incremental(&sig)
-        .map_err(map_sig_error)?;
-    ctx.absorb_into(|p| st.absorb(p));
+    let mut st = verifier(sender, &sig, ctx)?;
     st.absorb(signed);
     st.verify().map_err(map_sig_error)?;
     let message = decode_body_unverified(kind, body)?;
     Ok(Verified::new(sender, seq, message, Signature64(*sig)))
+}
+
+/// A verifier of `sig` by `signer` that has absorbed the context already:
+/// the frame's signed bytes go in next.
+fn verifier(
+    signer: NodeId,
+    sig: &Signature,
+    ctx: Context<'_>,
+) -> Result<ed25519_compact::VerifyingState, FrameError> {
+    let mut st = PublicKey::new(signer.0)
+        .verify_incremental(sig)
+        .map_err(map_sig_error)?;
+    ctx.absorb_into(|p| st.absorb(p));
+    Ok(st)
 }
 
 /// Checks `signature` by `signer` over a frame rebuilt from its parts: the
@@ -126,11 +137,7 @@ pub(crate) fn verify_parts(
     head: &[u8],
     message: &Message<'_>,
 ) -> Result<(), FrameError> {
-    let sig = Signature::new(signature.0);
-    let mut st = PublicKey::new(signer.0)
-        .verify_incremental(&sig)
-        .map_err(map_sig_error)?;
-    ctx.absorb_into(|p| st.absorb(p));
+    let mut st = verifier(signer, &Signature::new(signature.0), ctx)?;
     st.absorb(head);
     serialize_body(message, Absorb(|p: &[u8]| st.absorb(p))).map_err(|_| {
         FrameError::MalformedBody {
