@@ -244,10 +244,7 @@ fn model_fetches_in_flight_are_bounded_in_total() {
     // The second fetch did not fit beside the first: its task failed there
     // once and was retried, after the first model had landed.
     assert_eq!(sim.outcomes.len(), 2);
-    assert!(sim
-        .outcomes
-        .iter()
-        .all(|(_, o)| o.status == TaskStatus::Completed));
+    assert!(sim.all_completed());
     assert!(
         sim.outcomes.iter().any(|(_, o)| o.attempts > 1),
         "{:?}",
@@ -277,13 +274,7 @@ fn one_peer_holds_at_most_half_of_the_fetch_budget_with_its_models() {
     sim.submit(1, infer(hashes[2], 5_000));
     sim.run_until(Duration::from_secs(6));
     assert_eq!(sim.outcomes.len(), 3);
-    assert!(
-        sim.outcomes
-            .iter()
-            .all(|(_, o)| o.status == TaskStatus::Completed),
-        "{:?}",
-        sim.outcomes
-    );
+    assert!(sim.all_completed(), "{:?}", sim.outcomes);
     // Node 0's second model did not fit beside its first (4 + 4 chunks over
     // its half of 10), which left room for node 1's on the first try.
     let other = sim.outcomes.iter().find(|(n, _)| *n == 1).unwrap();

@@ -73,13 +73,7 @@ fn a_worker_holds_inputs_within_its_buffer_and_runs_them_all() {
         most = most.max(sim.core(1).held_input_bytes());
     }
     assert_eq!(sim.outcomes.len(), 8, "every task ran");
-    assert!(
-        sim.outcomes
-            .iter()
-            .all(|(_, o)| o.status == TaskStatus::Completed),
-        "{:?}",
-        sim.outcomes
-    );
+    assert!(sim.all_completed(), "{:?}", sim.outcomes);
     assert!(most <= budget, "held {most} bytes, budget {budget}");
     assert!(
         most >= 2 * MIB as u64,
@@ -145,10 +139,7 @@ fn outputs_not_fetched_yet_hold_back_the_next_jobs() {
         most = most.max(sim.core(1).lent_bytes());
     }
     assert_eq!(sim.outcomes.len(), 6, "every task ran");
-    assert!(sim
-        .outcomes
-        .iter()
-        .all(|(_, o)| o.status == TaskStatus::Completed));
+    assert!(sim.all_completed());
     // The buffer, plus the output of the one job started below it.
     assert!(most as u64 <= buffer + MIB as u64, "lent {most} bytes");
 }
@@ -167,10 +158,7 @@ fn a_requester_with_a_backlog_of_inputs_does_not_keep_another_waiting_behind_it(
     sim.submit(1, echo(big(MIB, 40), 60));
     sim.run_until(Duration::from_secs(20));
     assert_eq!(sim.outcomes.len(), 7, "every task ran");
-    assert!(sim
-        .outcomes
-        .iter()
-        .all(|(_, o)| o.status == TaskStatus::Completed));
+    assert!(sim.all_completed());
     // The buffer holds two inputs; node 1's goes in as soon as one of node
     // 0's starts, instead of after all six.
     let place = sim.outcomes.iter().position(|(n, _)| *n == 1).unwrap();

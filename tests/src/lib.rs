@@ -271,6 +271,22 @@ pub fn p2pa_local(port: u16, args: &[&str], timeout: Duration) -> Output {
     p2pa(&all, timeout)
 }
 
+/// `p2pa batch --kind KIND --inputs INPUTS --out OUT` then `extra`,
+/// host-local on `port`.
+pub fn batch_local(
+    port: u16,
+    kind: &str,
+    inputs: &Path,
+    out: &Path,
+    extra: &[&str],
+    timeout: Duration,
+) -> Output {
+    let (inputs, out) = (inputs.to_string_lossy(), out.to_string_lossy());
+    let mut args = vec!["batch", "--kind", kind, "--inputs", &inputs, "--out", &out];
+    args.extend_from_slice(extra);
+    p2pa_local(port, &args, timeout)
+}
+
 /// `p2pa submit --kind infer --model MODEL` then `args`, host-local on `port`.
 pub fn submit_infer(port: u16, model: &Path, args: &[&str], timeout: Duration) -> Output {
     let model = model.to_str().expect("UTF-8 path");

@@ -417,19 +417,7 @@ fn bad_cli_input_gets_a_clear_message_and_the_documented_exit_code() {
     std::fs::write(&inputs, "\"ok\"\n{\"input\": \"fine\"}\n{not json\n").unwrap();
     let results = dir.join("results.jsonl");
     std::fs::write(&results, "{\"line\":1,\"status\":\"completed\"}\n").unwrap();
-    let out = p2pa_local(
-        port,
-        &[
-            "batch",
-            "--kind",
-            "echo",
-            "--inputs",
-            inputs.to_str().unwrap(),
-            "--out",
-            results.to_str().unwrap(),
-        ],
-        T,
-    );
+    let out = batch_local(port, "echo", &inputs, &results, &[], T);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("bad.jsonl:3:"), "{}", stderr(&out));
     assert_eq!(
@@ -639,15 +627,7 @@ fn the_batch_journal_resumes_only_the_same_batch_and_retries_failures_on_request
     std::fs::write(&inputs, "\"10\"\n\"not a number\"\n\"20\"\n").unwrap();
     let out = dir.join("out.jsonl");
     let batch_to = |kind: &str, inputs: &std::path::Path, out: &std::path::Path, extra: &[&str]| {
-        let mut args = vec!["batch", "--kind", kind];
-        args.extend([
-            "--inputs",
-            inputs.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        args.extend(extra);
-        p2pa_local(port, &args, T)
+        batch_local(port, kind, inputs, out, extra, T)
     };
     let batch =
         |kind: &str, inputs: &std::path::Path, extra: &[&str]| batch_to(kind, inputs, &out, extra);

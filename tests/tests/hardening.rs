@@ -443,7 +443,7 @@ fn attack_round(w: SocketAddr, port: u16, round: u64) {
 #[test]
 #[ignore = "a 10-minute soak; run by bench/soak.sh"]
 fn soak_honest_batches_complete_and_memory_stays_flat_under_attack() {
-    use p2pa_tests::{jsonl, p2pa_local, scratch, NodeProc};
+    use p2pa_tests::{batch_local, jsonl, scratch, NodeProc};
     let secs: u64 = std::env::var("P2PA_SOAK_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -480,18 +480,15 @@ fn soak_honest_batches_complete_and_memory_stays_flat_under_attack() {
     let mut batches = 0;
     while Instant::now() + Duration::from_secs(30) < end {
         let out = dir.join(format!("out-{batches}.jsonl"));
-        let args = [
-            "batch",
-            "--kind",
+        let extra = ["--timeout", "20"];
+        let run = batch_local(
+            port,
             "echo",
-            "--inputs",
-            inputs.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--timeout",
-            "20",
-        ];
-        let run = p2pa_local(port, &args, Duration::from_secs(300));
+            &inputs,
+            &out,
+            &extra,
+            Duration::from_secs(300),
+        );
         let results = jsonl(&std::fs::read_to_string(&out).unwrap_or_default());
         let done = results
             .iter()

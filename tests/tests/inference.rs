@@ -44,19 +44,9 @@ fn infer_batch(
     out: &Path,
     extra: &[&str],
 ) -> std::process::Output {
-    let mut args = vec![
-        "batch",
-        "--kind",
-        "infer",
-        "--model",
-        model.to_str().unwrap(),
-        "--inputs",
-        inputs.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
+    let mut args = vec!["--model", model.to_str().unwrap()];
     args.extend_from_slice(extra);
-    p2pa_local(port, &args, T)
+    batch_local(port, "infer", inputs, out, &args, T)
 }
 
 /// Predictions of one local, single-process run of the shipped model.

@@ -15,10 +15,7 @@ use p2pa_tests::{bin, Value};
 /// Starts `p2pa node --json` in host `i`, listening on its address, with
 /// `net` (multicast/mDNS flags) and a data directory named by `dir`.
 fn spawn_node(lan: &Lan, i: usize, net: &[String], dir: &str) -> std::process::Child {
-    lan.command(i, bin())
-        .args(net)
-        .arg("--data-dir")
-        .arg(p2pa_tests::run_dir().join(format!("{}-{dir}", lan.prefix)))
+    p2pa_in(lan, i, net, dir)
         .args([
             "node",
             "--json",
@@ -29,6 +26,19 @@ fn spawn_node(lan: &Lan, i: usize, net: &[String], dir: &str) -> std::process::C
         .stderr(Stdio::null())
         .spawn()
         .expect("start p2pa node in its namespace")
+}
+
+/// The data directory named `dir` of this LAN's hosts.
+fn data_dir(lan: &Lan, dir: &str) -> std::path::PathBuf {
+    p2pa_tests::run_dir().join(format!("{}-{dir}", lan.prefix))
+}
+
+/// `p2pa` in host `i` with `net` and the data directory named `dir`; the
+/// command's own arguments follow.
+fn p2pa_in(lan: &Lan, i: usize, net: &[String], dir: &str) -> std::process::Command {
+    let mut c = lan.command(i, bin());
+    c.args(net).arg("--data-dir").arg(data_dir(lan, dir));
+    c
 }
 
 fn flags(args: &[&str]) -> Vec<String> {
@@ -164,11 +174,7 @@ fn nodes_on_a_lan_without_a_default_route_find_each_other_and_serve_a_task() {
     BufReader::new(worker.stdout.take().expect("stdout"))
         .read_line(&mut first)
         .expect("listening");
-    let out = lan
-        .command(1, bin())
-        .args(&net)
-        .arg("--data-dir")
-        .arg(p2pa_tests::run_dir().join(format!("{}-nr-req", lan.prefix)))
+    let out = p2pa_in(&lan, 1, &net, "nr-req")
         .args([
             "submit",
             "--kind",
@@ -212,15 +218,10 @@ fn doctor_finds_another_machine_beaconing_with_this_machine_s_key() {
     BufReader::new(node.stdout.take().expect("stdout"))
         .read_line(&mut first)
         .expect("listening");
-    let src = p2pa_tests::run_dir().join(format!("{}-dk0", lan.prefix));
-    let copy = p2pa_tests::run_dir().join(format!("{}-dk1", lan.prefix));
+    let (src, copy) = (data_dir(&lan, "dk0"), data_dir(&lan, "dk1"));
     std::fs::create_dir_all(&copy).expect("copy dir");
     std::fs::copy(src.join("identity.key"), copy.join("identity.key")).expect("copy key");
-    let out = lan
-        .command(1, bin())
-        .args(&net)
-        .arg("--data-dir")
-        .arg(&copy)
+    let out = p2pa_in(&lan, 1, &net, "dk1")
         .arg("doctor")
         .output()
         .expect("doctor");

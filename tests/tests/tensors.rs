@@ -156,21 +156,7 @@ fn ten_megabytes_round_trip_through_submit_and_batch() {
     let inputs = dir.join("in.jsonl");
     std::fs::write(&inputs, format!("{line}\n")).unwrap();
     let results = dir.join("out.jsonl");
-    let out = p2pa_local(
-        port,
-        &[
-            "batch",
-            "--kind",
-            "echo",
-            "--inputs",
-            inputs.to_str().unwrap(),
-            "--out",
-            results.to_str().unwrap(),
-            "--timeout",
-            "120",
-        ],
-        t,
-    );
+    let out = batch_local(port, "echo", &inputs, &results, &["--timeout", "120"], t);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let r = jsonl(&std::fs::read_to_string(&results).unwrap());
     assert!(

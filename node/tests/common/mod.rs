@@ -447,6 +447,13 @@ impl Sim {
         self.flush(i);
     }
 
+    /// Whether every task reported so far completed.
+    pub fn all_completed(&self) -> bool {
+        self.outcomes
+            .iter()
+            .all(|(_, o)| o.status == TaskStatus::Completed)
+    }
+
     pub fn core(&mut self, i: usize) -> &mut Core {
         self.nodes[i].as_mut().unwrap()
     }
