@@ -85,13 +85,10 @@ pub fn open(cfg: &MulticastConfig) -> io::Result<Beacons> {
 
 /// Joins `group` on every non-loopback IPv4 interface that takes it.
 fn join_each(sock: &Socket, group: Ipv4Addr) -> Vec<Ipv4Addr> {
-    let addrs = if_addrs::get_if_addrs().unwrap_or_default();
     let mut joined = Vec::new();
-    for a in addrs.iter().filter(|a| !a.is_loopback()) {
-        if let std::net::IpAddr::V4(ip) = a.ip() {
-            if !joined.contains(&ip) && sock.join_multicast_v4(&group, &ip).is_ok() {
-                joined.push(ip);
-            }
+    for ip in local_ipv4s().into_iter().filter(|ip| !ip.is_loopback()) {
+        if !joined.contains(&ip) && sock.join_multicast_v4(&group, &ip).is_ok() {
+            joined.push(ip);
         }
     }
     joined
