@@ -48,15 +48,10 @@ pub fn receipt_from_json(v: &Value) -> Result<(Receipt, Option<Vec<u8>>), String
             .parse::<u64>()
             .map_err(|_| format!("\"{k}\" is not a 64-bit number"))
     };
-    let status = [
-        TaskStatus::Completed,
-        TaskStatus::Failed,
-        TaskStatus::Timeout,
-        TaskStatus::Cancelled,
-    ]
-    .into_iter()
-    .find(|s| Some(s.name()) == v["status"].as_str())
-    .ok_or("\"status\" is not a task status")?;
+    let status = v["status"]
+        .as_str()
+        .and_then(TaskStatus::from_name)
+        .ok_or("\"status\" is not a task status")?;
     let nonce = |i: usize| {
         v["session"][i]
             .as_str()

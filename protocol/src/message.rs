@@ -374,6 +374,19 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
+    /// Every status, in wire order.
+    pub const ALL: [TaskStatus; 4] = [
+        Self::Completed,
+        Self::Failed,
+        Self::Timeout,
+        Self::Cancelled,
+    ];
+
+    /// The status named `name` (as [`name`](Self::name) prints it), if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|s| s.name() == name)
+    }
+
     /// Lowercase name, as printed by the CLI.
     pub const fn name(self) -> &'static str {
         match self {
