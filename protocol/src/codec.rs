@@ -1,7 +1,6 @@
 //! Frame encoding and decoding: the fixed header, postcard bodies (canonical
 //! only), datagram framing, and the incremental length-prefixed stream decoder.
 
-use ed25519_compact::{PublicKey, Signature};
 use postcard::ser_flavors::Flavor;
 use serde::{Deserialize, Serialize};
 
@@ -11,7 +10,7 @@ use crate::limits::{
     PROTOCOL_VERSION, SIGNATURE_LEN,
 };
 use crate::message::{Message, MessageKind, NodeId, Signature64};
-use crate::sign::{map_sig_error, Context, Keypair, Verified};
+use crate::sign::{Context, Keypair, Verified, Verifier};
 
 /// Encodes `message` as a signed frame into `out`; returns the frame length.
 /// The context sets the limit ([`Context::max_len`]).
@@ -105,24 +104,22 @@ pub fn verify_frame<'a>(
     }
     let sender = NodeId(key.try_into().map_err(|_| short)?);
     let seq = u64::from_le_bytes(seq.try_into().map_err(|_| short)?);
-    let sig = Signature::from_slice(sig).map_err(|_| FrameError::BadSignature)?;
+    let sig: [u8; SIGNATURE_LEN] = sig.try_into().map_err(|_| FrameError::BadSignature)?;
     let mut st = verifier(sender, &sig, ctx)?;
     st.absorb(signed);
-    st.verify().map_err(map_sig_error)?;
+    st.verify()?;
     let message = decode_body_unverified(kind, body)?;
-    Ok(Verified::new(sender, seq, message, Signature64(*sig)))
+    Ok(Verified::new(sender, seq, message, Signature64(sig)))
 }
 
 /// A verifier of `sig` by `signer` that has absorbed the context already:
 /// the frame's signed bytes go in next.
 fn verifier(
     signer: NodeId,
-    sig: &Signature,
+    sig: &[u8; SIGNATURE_LEN],
     ctx: Context<'_>,
-) -> Result<ed25519_compact::VerifyingState, FrameError> {
-    let mut st = PublicKey::new(signer.0)
-        .verify_incremental(sig)
-        .map_err(map_sig_error)?;
+) -> Result<Verifier, FrameError> {
+    let mut st = Verifier::new(&signer, sig)?;
     ctx.absorb_into(|p| st.absorb(p));
     Ok(st)
 }
@@ -137,14 +134,14 @@ pub(crate) fn verify_parts(
     head: &[u8],
     message: &Message<'_>,
 ) -> Result<(), FrameError> {
-    let mut st = verifier(signer, &Signature::new(signature.0), ctx)?;
+    let mut st = verifier(signer, &signature.0, ctx)?;
     st.absorb(head);
     serialize_body(message, Absorb(|p: &[u8]| st.absorb(p))).map_err(|_| {
         FrameError::MalformedBody {
             kind: message.kind(),
         }
     })?;
-    st.verify().map_err(map_sig_error)
+    st.verify()
 }
 
 /// Encodes a beacon (or any datagram-context message) as one UDP payload.

@@ -1,5 +1,5 @@
 //! Beacons: the signed multicast datagrams a node announces itself with (a
-//! start-up burst whose beacons ask peers to answer until one is heard, then
+//! start-up burst whose beacons ask peers to answer until a session is up, then
 //! a jittered, crowd-stretched period), and the verification of the ones it
 //! receives.
 //! The peer table decides what a verified beacon means.
@@ -36,7 +36,7 @@ pub(crate) struct Beacons {
     next: Option<Instant>,
     burst_left: u32,
     answer_query_at: Option<Instant>,
-    /// A peer's beacon was accepted: the start-up burst stops asking.
+    /// A session is up: the start-up burst stops asking.
     heard: bool,
 }
 
@@ -51,8 +51,8 @@ impl Beacons {
         }
     }
 
-    /// A peer's beacon was accepted: somebody is there and has answered (or
-    /// will beacon anyway), so the rest of the burst need not ask.
+    /// A session is up: somebody is there and answers (and will beacon
+    /// anyway), so the rest of the burst need not ask.
     pub(crate) fn heard_a_peer(&mut self) {
         self.heard = true;
     }
@@ -140,7 +140,7 @@ impl Beacons {
         if at > now {
             return;
         }
-        // Every beacon of the start-up burst asks until a peer is heard: one
+        // Every beacon of the start-up burst asks until a session is up: one
         // lost query (or its lost answer) costs a burst gap, not a period.
         let query = self.burst_left > 0 && !self.heard;
         self.send(cfg, key, query, caps(), out);

@@ -15,6 +15,9 @@ const PER_IP_REFILL: Duration = Duration::from_secs(1);
 const TOTAL_BURST: u32 = 64;
 /// After the burst: one dial per this much time, in total.
 const TOTAL_REFILL: Duration = Duration::from_millis(50);
+/// Tokens of an address's bucket that only a dial worth more than a single
+/// beacon may take (see `take`).
+pub(crate) const RESERVED: u32 = 2;
 /// Addresses whose budget is remembered; the fullest is forgotten first.
 const MAX_ADDRESSES: usize = 1024;
 
@@ -71,8 +74,11 @@ impl DialBudget {
     }
 
     /// Takes a token for a dial to `ip`; false if the budget is spent (the
-    /// caller tries later, see [`retry_after`](Self::retry_after)).
-    pub(crate) fn take(&mut self, now: Instant, ip: IpAddr) -> bool {
+    /// caller tries later, see [`ready_at`](Self::ready_at)). The last
+    /// `reserve` tokens of the address's bucket are left alone: a key heard
+    /// once (all a flood of throw-away keys can show) passes [`RESERVED`],
+    /// so it never spends the tokens a peer heard again and again needs.
+    pub(crate) fn take(&mut self, now: Instant, ip: IpAddr, reserve: u32) -> bool {
         self.total.refill(now, TOTAL_BURST, TOTAL_REFILL);
         if self.total.tokens == 0 {
             return false;
@@ -88,7 +94,7 @@ impl DialBudget {
             .entry(ip)
             .or_insert_with(|| Bucket::new(PER_IP_BURST, now));
         bucket.refill(now, PER_IP_BURST, PER_IP_REFILL);
-        if bucket.tokens == 0 {
+        if bucket.tokens <= reserve {
             return false;
         }
         bucket.tokens = bucket.tokens.saturating_sub(1);
@@ -96,9 +102,27 @@ impl DialBudget {
         true
     }
 
-    /// How long a dial refused by the budget waits before it is tried again.
-    pub(crate) const fn retry_after() -> Duration {
-        PER_IP_REFILL
+    /// When a dial to `ip` that [`take`](Self::take) refused now can have a
+    /// token: every dial refused for that address waits for this one
+    /// instant, so the next token goes to the most worthy of them rather
+    /// than to whichever asked last (a flood of new entries asks all the
+    /// time).
+    pub(crate) fn ready_at(&self, now: Instant, ip: IpAddr, reserve: u32) -> Instant {
+        // When `b` holds more than `keep` tokens.
+        let next = |b: &Bucket, keep: u32, refill: Duration| {
+            let short = keep.saturating_add(1).saturating_sub(b.tokens);
+            match short {
+                0 => now,
+                n => b.since.checked_add(refill.saturating_mul(n)).unwrap_or(now),
+            }
+        };
+        let per_ip = self
+            .per_ip
+            .get(&ip)
+            .map_or(now, |b| next(b, reserve, PER_IP_REFILL));
+        // Never `now` itself: a refused dial must not be retried in a loop.
+        let soonest = now.checked_add(Duration::from_millis(1)).unwrap_or(now);
+        per_ip.max(next(&self.total, 0, TOTAL_REFILL)).max(soonest)
     }
 }
 
@@ -112,13 +136,36 @@ mod tests {
         let t0 = Instant::now();
         let mut b = DialBudget::new(t0);
         let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9));
-        let granted = (0..100).filter(|_| b.take(t0, ip)).count();
+        let granted = (0..100).filter(|_| b.take(t0, ip, 0)).count();
         assert_eq!(granted, PER_IP_BURST as usize);
-        assert!(!b.take(t0 + Duration::from_millis(900), ip));
-        assert!(b.take(t0 + Duration::from_millis(1000), ip));
-        assert!(!b.take(t0 + Duration::from_millis(1000), ip));
+        assert_eq!(b.ready_at(t0, ip, 0), t0 + PER_IP_REFILL);
+        assert!(!b.take(t0 + Duration::from_millis(900), ip, 0));
+        assert_eq!(
+            b.ready_at(t0 + Duration::from_millis(900), ip, 0),
+            t0 + PER_IP_REFILL
+        );
+        assert!(b.take(t0 + Duration::from_millis(1000), ip, 0));
+        assert!(!b.take(t0 + Duration::from_millis(1000), ip, 0));
         // Another address is not affected.
-        assert!(b.take(t0, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 10))));
+        assert!(b.take(t0, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 10)), 0));
+    }
+
+    #[test]
+    fn the_reserve_is_left_to_dials_that_ask_for_none() {
+        let t0 = Instant::now();
+        let mut b = DialBudget::new(t0);
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9));
+        let cheap = (0..100).filter(|_| b.take(t0, ip, RESERVED)).count();
+        assert_eq!(cheap, (PER_IP_BURST - RESERVED) as usize);
+        // A cheap dial waits for a refill above the reserve; a worthy one
+        // goes now.
+        let t1 = t0 + PER_IP_REFILL;
+        assert_eq!(b.ready_at(t0, ip, RESERVED), t1);
+        assert_eq!(b.ready_at(t0, ip, 0), t0 + Duration::from_millis(1));
+        assert!(b.take(t1, ip, RESERVED));
+        assert!(!b.take(t1, ip, RESERVED));
+        let worthy = (0..100).filter(|_| b.take(t1, ip, 0)).count();
+        assert_eq!(worthy, RESERVED as usize);
     }
 
     #[test]
@@ -126,12 +173,14 @@ mod tests {
         let t0 = Instant::now();
         let mut b = DialBudget::new(t0);
         let granted = (0..1000u32)
-            .filter(|i| b.take(t0, IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i))))
+            .filter(|i| b.take(t0, IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)), 0))
             .count();
         assert_eq!(granted, TOTAL_BURST as usize);
+        let fresh = IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9));
+        assert_eq!(b.ready_at(t0, fresh, 0), t0 + TOTAL_REFILL);
         let later = t0 + TOTAL_REFILL * 10;
         let more = (2000..3000u32)
-            .filter(|i| b.take(later, IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i))))
+            .filter(|i| b.take(later, IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)), 0))
             .count();
         assert_eq!(more, 10);
     }

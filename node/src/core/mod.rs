@@ -281,7 +281,6 @@ impl Core {
             self.peers
                 .accept_beacon(now, cfg, from, heard.sender, heard.seq, heard.beacon, out);
         if let Some(query) = accepted {
-            self.beacons.heard_a_peer();
             if query {
                 self.beacons.answer_query(now, &mut *self.rng);
             }
@@ -456,6 +455,11 @@ impl Core {
         let joined =
             self.peers
                 .session_up(now, &self.cfg, peer, conn, listen_addr, via, intro.caps);
+        // Somebody answers: the start-up burst stops asking. (Not on the
+        // first beacon heard: under a flood of fake keys that would stop
+        // the queries the honest peers answer, and each answer is what
+        // makes their entries outrank the fakes.)
+        self.beacons.heard_a_peer();
         if joined.new_peer {
             self.out.event(Event::PeerDiscovered {
                 id: peer,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use p2pa_protocol::{Beacon, Capabilities, KindSet, NodeId, ReplayGuard};
 
-use super::budget::DialBudget;
+use super::budget::{DialBudget, RESERVED};
 use super::output::{bump, Event, Noise, Outbox};
 use super::peer_info::{PeerInfo, PeerState, Via};
 use super::rng::{jitter, Entropy};
@@ -28,6 +28,8 @@ const MAX_STRETCH: u32 = 8;
 /// The node with the higher id waits this long for the lower one to dial
 /// before it dials itself (one connection per pair, and no pair left unlinked).
 const DIAL_GRACE: Duration = Duration::from_millis(500);
+/// Beacons counted per entry: a key heard this often ranks with any other.
+const HEARD_CAP: u8 = 8;
 
 #[derive(Debug)]
 pub(crate) struct Peer {
@@ -50,6 +52,13 @@ pub(crate) struct Peer {
     /// When a query beacon last cut its backoff short (at most once per
     /// `max_backoff`: fresh beacons cannot make the node redial at will).
     query_reset: Option<Instant>,
+    /// Beacons accepted from it (up to `HEARD_CAP`): an honest node beacons
+    /// again and again, a flood of throw-away keys names each key once.
+    heard: u8,
+    /// It held a session with this node once: its key answers at its address.
+    proven: bool,
+    /// The last dial to it failed (cleared by a session).
+    failed: bool,
 }
 
 impl Peer {
@@ -69,7 +78,19 @@ impl Peer {
             guard: ReplayGuard::new(),
             credited: false,
             query_reset: None,
+            heard: 0,
+            proven: false,
+            failed: false,
         }
+    }
+
+    /// How much an entry without a session is worth keeping and dialing:
+    /// a failed dial ranks lowest, then unproven keys by how often they were
+    /// heard. Under a flood of fresh keys from a peer's own address (the
+    /// per-address share cannot tell them apart) the honest entry, heard
+    /// more than once, is neither evicted by the fakes nor dialed after them.
+    fn worth(&self) -> (bool, bool, u8) {
+        (!self.failed, self.proven, self.heard)
     }
 
     fn info(&self, now: Instant, cfg: &Config) -> PeerInfo {
@@ -280,6 +301,7 @@ impl Peers {
         }
         bump(&mut out.stats.beacons_accepted);
         peer.last_seen = now;
+        peer.heard = peer.heard.saturating_add(1).min(HEARD_CAP);
         peer.caps = beacon.caps;
         let reset_due = peer
             .query_reset
@@ -310,8 +332,9 @@ impl Peers {
     }
 
     /// Makes room for a new entry from `ip`: evicts, if the table (or that
-    /// address's share) is full, the stalest entry without a session, a dial
-    /// or a completed task. False if every entry is worth keeping.
+    /// address's share) is full, an entry without a session, a dial or a
+    /// completed task: the least worth keeping ([`Peer::worth`]), the
+    /// stalest of those. False if every entry is worth keeping.
     pub(crate) fn make_room(&mut self, cfg: &Config, ip: IpAddr, out: &mut Outbox) -> bool {
         let same_ip = |p: &Peer| p.addr.is_some_and(|a| a.ip() == ip);
         let per_ip_full =
@@ -324,7 +347,7 @@ impl Peers {
             .values()
             .filter(|p| p.conn.is_none() && p.dialing.is_none() && !p.credited)
             .filter(|p| !per_ip_full || same_ip(p))
-            .min_by_key(|p| (p.last_seen, p.id))
+            .min_by_key(|p| (p.worth(), p.last_seen, p.id))
             .map(|p| p.id);
         let Some(victim) = victim else {
             return false;
@@ -404,6 +427,8 @@ impl Peers {
         entry.caps = caps;
         entry.last_seen = now;
         entry.backoff = cfg.min_backoff;
+        entry.proven = true;
+        entry.failed = false;
         for b in &mut self.bootstrap {
             if b.conn == Some(conn) {
                 b.backoff = cfg.min_backoff;
@@ -484,17 +509,23 @@ impl Peers {
                 cfg.min_backoff
             })
             .unwrap_or(now);
-        for p in self.table.values_mut() {
-            if p.conn.is_some() || p.dialing.is_some() || p.dial_at(me) > now {
-                continue;
-            }
+        // Those due, the most worth dialing first (the dial budget may not
+        // cover them all).
+        let mut due: Vec<&mut Peer> = self
+            .table
+            .values_mut()
+            .filter(|p| p.conn.is_none() && p.dialing.is_none() && p.dial_at(me) <= now)
+            .collect();
+        due.sort_by_key(|p| (core::cmp::Reverse(p.worth()), p.first_seen));
+        for p in due {
             let Some(addr) = p.addr else { continue };
             if at_cap {
                 p.next_dial = retry;
                 continue;
             }
-            if !self.budget.take(now, addr.ip()) {
-                p.next_dial = now.checked_add(DialBudget::retry_after()).unwrap_or(now);
+            let reserve = if p.proven || p.heard > 1 { 0 } else { RESERVED };
+            if !self.budget.take(now, addr.ip(), reserve) {
+                p.next_dial = self.budget.ready_at(now, addr.ip(), reserve);
                 continue;
             }
             p.dialing = dial(addr, Some(p.id));
@@ -517,8 +548,8 @@ impl Peers {
                 b.next_dial = now.checked_add(cfg.max_backoff).unwrap_or(now);
                 continue;
             }
-            if !self.budget.take(now, b.addr.ip()) {
-                b.next_dial = now.checked_add(DialBudget::retry_after()).unwrap_or(now);
+            if !self.budget.take(now, b.addr.ip(), 0) {
+                b.next_dial = self.budget.ready_at(now, b.addr.ip(), 0);
                 continue;
             }
             b.conn = dial(b.addr, None);
@@ -541,6 +572,7 @@ impl Peers {
         for p in self.table.values_mut() {
             if p.dialing == Some(conn) {
                 p.dialing = None;
+                p.failed = true;
                 let delay = p.backoff;
                 p.backoff = p.backoff.saturating_mul(2).clamp(min, max);
                 p.next_dial = now.checked_add(jitter(rng, delay)).unwrap_or(now);
@@ -554,5 +586,66 @@ impl Peers {
                 b.next_dial = now.checked_add(jitter(rng, delay)).unwrap_or(now);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::arithmetic_side_effects)]
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn beacon(
+        peers: &mut Peers,
+        now: Instant,
+        cfg: &Config,
+        id: NodeId,
+        seq: u64,
+        out: &mut Outbox,
+    ) -> bool {
+        let from = SocketAddr::from((Ipv4Addr::new(10, 0, 0, 7), 7420));
+        let b = Beacon {
+            tcp_port: 7000,
+            query: false,
+            caps: Capabilities::default(),
+        };
+        peers
+            .accept_beacon(now, cfg, from, id, seq, b, out)
+            .is_some()
+    }
+
+    fn id(n: u32) -> NodeId {
+        let mut k = [0u8; 32];
+        k[..4].copy_from_slice(&n.to_le_bytes());
+        NodeId(k)
+    }
+
+    #[test]
+    fn a_key_heard_again_outlives_a_flood_of_keys_heard_once() {
+        let cfg = Config {
+            max_peers_per_ip: 8,
+            ..Config::default()
+        };
+        let t0 = Instant::now();
+        let mut peers = Peers::new(&cfg, t0);
+        let mut out = Outbox::default();
+        let honest = id(u32::MAX);
+        assert!(beacon(&mut peers, t0, &cfg, honest, 1, &mut out));
+        assert!(beacon(&mut peers, t0, &cfg, honest, 2, &mut out));
+        // Newer than the honest entry, each heard once, from its address.
+        for n in 0..500 {
+            let at = t0 + Duration::from_millis(u64::from(n) + 1);
+            assert!(beacon(&mut peers, at, &cfg, id(n), 1, &mut out));
+        }
+        assert!(peers.contains(&honest), "evicted by the flood");
+        assert_eq!(peers.len(), 8);
+        // Due together, it is dialed first: the budget may not cover them all.
+        let mut dialed = Vec::new();
+        let now = t0 + Duration::from_secs(2);
+        peers.timers(now, id(0), &cfg, false, &mut |addr, who| {
+            dialed.push((addr, who));
+            None
+        });
+        assert_eq!(dialed.first().and_then(|d| d.1), Some(honest), "{dialed:?}");
     }
 }
