@@ -436,6 +436,150 @@ fn attack_round(w: SocketAddr, port: u16, round: u64) {
     let _ = hog(w, 40, 2_000).join();
 }
 
+/// Resident memory of a worker process while an attack runs beside honest
+/// requesters, per attack class: its peak must stay under this bound (a
+/// debug build at rest holds about 10 MiB; every table, queue and buffer an
+/// attacker can fill is bounded by count or bytes, see SECURITY.md).
+const CLASS_RSS_BOUND_KIB: u64 = 48 * 1024;
+
+/// One attack class at a time against a `p2pa node` process, with a fresh
+/// honest requester (a new key and session each, as the CLI does) running an
+/// echo task every 200 ms beside it and once right after it: every honest
+/// task completes, the worker's peak RSS stays under the bound, and the task
+/// right after the attack is prompt. Prints a table (SECURITY.md has it).
+#[test]
+fn each_attack_class_leaves_the_worker_serving_with_bounded_memory() {
+    use p2pa_tests::{scratch, NodeProc};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let port = unique_port();
+    let worker = NodeProc::start(port, &scratch("classes"), &["--workers", "2"]);
+    let pid = worker.child.id();
+    let w: SocketAddr = worker.addr.parse().unwrap();
+    let a2 = Ipv4Addr::new(127, 0, 0, 2);
+    type Attack = Box<dyn Fn(SocketAddr, u16) + Send + Sync>;
+    let classes: Vec<(&str, Attack)> = vec![
+        (
+            "handshake slots: 40 silent sockets, 3 s",
+            Box::new(move |w, _| hold_silent(a2, w, 40, Duration::from_secs(3))),
+        ),
+        (
+            "peer table: 1 500 fresh-key beacons",
+            Box::new(move |_, port| {
+                let (udp, group) = p2pa_tests::raw::beacon_sender_from(a2, port);
+                for i in 0..1_500u64 {
+                    let b = p2pa_tests::raw::beacon(&key(3_000_000 + i), 1, 9, i.is_multiple_of(3));
+                    let _ = udp.send_to(&b, group);
+                    if i % 50 == 49 {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }),
+        ),
+        (
+            "peer table: 300 fresh-key handshakes hung up",
+            Box::new(|w, _| {
+                for i in 0..300u64 {
+                    let Some(mut s) = connect_from(Ipv4Addr::new(127, 0, 0, 4), w) else {
+                        continue;
+                    };
+                    let mut reader = p2pa_tiny::FrameReader::<4096>::new();
+                    let mut tx = [0u8; 4096];
+                    let k = key(3_100_000 + i);
+                    let intro = Intro::default();
+                    let _ = p2pa_tiny::initiate(
+                        &mut s,
+                        &mut reader,
+                        &k,
+                        [7; 32],
+                        None,
+                        &intro,
+                        &mut tx,
+                    );
+                }
+            }),
+        ),
+        (
+            "sessions: 40 requester sessions held 3 s",
+            Box::new(|w, _| {
+                let held: Vec<TcpStream> = (0..40)
+                    .filter_map(|i| {
+                        requester_session(Ipv4Addr::new(127, 0, 0, 3), w, 3_200_000 + i)
+                    })
+                    .collect();
+                std::thread::sleep(Duration::from_secs(3));
+                drop(held);
+            }),
+        ),
+        (
+            "worker queue: 30 sleeps of 500 ms from one requester",
+            Box::new(|w, _| {
+                let _ = hog(w, 30, 500).join();
+            }),
+        ),
+    ];
+    let mut n = 5_000u64;
+    let mut rows = Vec::new();
+    for (name, attack) in classes {
+        let before = rss_kib(pid);
+        let done = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(before));
+        let sampler = {
+            let (done, peak) = (done.clone(), peak.clone());
+            std::thread::spawn(move || {
+                for _ in 0..600 {
+                    peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                    if done.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+        let attacker = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                attack(w, port);
+                done.store(true, Ordering::Relaxed);
+            })
+        };
+        let mut during = Vec::new();
+        for _ in 0..100 {
+            if done.load(Ordering::Relaxed) {
+                break;
+            }
+            n += 1;
+            during.push(honest_task(w, n, "served during the attack"));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        attacker.join().unwrap();
+        n += 1;
+        let after = honest_task(w, n, "served right after the attack");
+        sampler.join().unwrap();
+        let peak = peak.load(Ordering::Relaxed);
+        let worst = during.iter().max().copied().unwrap_or_default();
+        rows.push(format!(
+            "| {name} | {} | {worst:.0?} | {after:.0?} | {before} | {peak} |",
+            during.len()
+        ));
+        assert!(
+            !during.is_empty(),
+            "{name}: no honest task ran during the attack"
+        );
+        assert!(
+            peak <= CLASS_RSS_BOUND_KIB,
+            "{name}: worker RSS {peak} KiB over {CLASS_RSS_BOUND_KIB} KiB"
+        );
+        assert!(after < PROMPT, "{name}: the task after took {after:?}");
+    }
+    println!("| attack class | honest tasks during | slowest during | task right after | RSS before (KiB) | peak RSS (KiB) |");
+    println!("|---|---|---|---|---|---|");
+    for r in rows {
+        println!("{r}");
+    }
+    drop(worker);
+}
+
 /// The soak of issue 13: three worker processes, a hostile thread cycling
 /// through every attack against the first, and honest batches of 1 000
 /// tasks over all three, for `P2PA_SOAK_SECS` (600). Every batch must
