@@ -639,6 +639,13 @@ fn soak_honest_batches_complete_and_memory_stays_flat_under_attack() {
             .filter(|r| r["status"] == "completed")
             .count();
         assert_eq!(done, 1000, "batch {batches}: {}", p2pa_tests::stderr(&run));
+        let lines: std::collections::BTreeSet<u64> =
+            results.iter().filter_map(|r| r["line"].as_u64()).collect();
+        assert_eq!(
+            (results.len(), lines.len()),
+            (1000, 1000),
+            "batch {batches}: each line once"
+        );
         batches += 1;
     }
     let rounds = attacker.join().unwrap();
