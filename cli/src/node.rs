@@ -261,6 +261,7 @@ pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
         .map_err(|e| CliError::usage(e.to_string()))?;
     let opts = options(cli, a, &dir)?;
     let opts_bootstrap = opts.core.bootstrap.clone();
+    let executor = opts.executor.clone();
     let (handle, node) = NodeHandle::start_local(key, opts)
         .map_err(|e| CliError::network(format!("cannot start the node: {e}")))?;
     let id = handle.id();
@@ -283,7 +284,11 @@ pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
         known,
         handle.address_feed(),
     );
-    let control = crate::status::bind(&dir);
+    let control = crate::status::bind(&dir).map(|(listener, path)| crate::status::Control {
+        listener,
+        path,
+        executor,
+    });
     serve_until_signal(handle, node, a.json, control)
 }
 
@@ -292,10 +297,7 @@ fn serve_until_signal(
     handle: NodeHandle,
     mut node: LocalNode,
     json: bool,
-    control: Option<(
-        async_io::Async<std::os::unix::net::UnixListener>,
-        std::path::PathBuf,
-    )>,
+    control: Option<crate::status::Control>,
 ) -> CliResult {
     let started = std::time::Instant::now();
     let signals =
@@ -303,7 +305,7 @@ fn serve_until_signal(
             .map_err(|e| CliError::network(format!("cannot watch signals: {e}")))?;
     // The node runs on this thread: a second thread waiting on signals would
     // contend with it for async-io's reactor (futex wake-ups on every event).
-    let (listener, socket) = control.unzip();
+    let (listener, socket) = control.map(|c| ((c.listener, c.executor), c.path)).unzip();
     node.block_on(async {
         {
             // The signal wait is a task of its own: polled only when a signal
@@ -315,7 +317,8 @@ fn serve_until_signal(
                 let _ = signals.next().await;
             });
             // `p2pa status` answers, as a task beside the events.
-            let _status = listener.map(|l| ex.spawn(crate::status::serve(l, &handle, started)));
+            let _status =
+                listener.map(|(l, x)| ex.spawn(crate::status::serve(l, &handle, x, started)));
             ex.run(async {
                 loop {
                     let next_signal = async {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use async_io::Async;
 use futures_lite::AsyncWriteExt;
 use p2pa_node::io::NodeHandle;
+use p2pa_node::task::Executor;
 use serde_json::{json, Value};
 
 use crate::{exit, output, CliError, CliResult};
@@ -20,6 +21,14 @@ const SOCKET: &str = "p2pa.sock";
 
 pub fn socket_path(dir: &Path) -> PathBuf {
     dir.join(SOCKET)
+}
+
+/// A node's control socket and what its answers read beyond the handle.
+pub struct Control {
+    pub listener: Async<UnixListener>,
+    pub path: PathBuf,
+    /// What runs the node's jobs: it knows which models are loaded.
+    pub executor: Executor,
 }
 
 /// Binds the control socket, owner-only. A socket file left by a node that
@@ -53,21 +62,26 @@ pub fn bind(dir: &Path) -> Option<(Async<UnixListener>, PathBuf)> {
 }
 
 /// Answers every connection on `listener` with the node's status.
-pub async fn serve(listener: Async<UnixListener>, handle: &NodeHandle, started: Instant) {
+pub async fn serve(
+    listener: Async<UnixListener>,
+    handle: &NodeHandle,
+    executor: Executor,
+    started: Instant,
+) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
             // Out of descriptors, say: wait rather than spin.
             async_io::Timer::after(Duration::from_millis(100)).await;
             continue;
         };
-        let Some(v) = status_json(handle, started).await else {
+        let Some(v) = status_json(handle, &executor, started).await else {
             return; // the node stopped
         };
         let _ = stream.write_all(format!("{v}\n").as_bytes()).await;
     }
 }
 
-async fn status_json(handle: &NodeHandle, started: Instant) -> Option<Value> {
+async fn status_json(handle: &NodeHandle, executor: &Executor, started: Instant) -> Option<Value> {
     let peers = handle.peers().await.ok()?;
     let stats = handle.stats().await.ok()?;
     let work = handle.work().await.ok()?;
@@ -90,6 +104,7 @@ async fn status_json(handle: &NodeHandle, started: Instant) -> Option<Value> {
             "failed": work.failed,
         },
         "models": work.models.iter().map(|m| p2pa_node::hex::hex(m)).collect::<Vec<_>>(),
+        "models_loaded": executor.loaded().iter().map(|m| p2pa_node::hex::hex(m)).collect::<Vec<_>>(),
         "stats": output::stats_json(&stats),
     }))
 }
@@ -136,17 +151,18 @@ pub fn cmd_status(dir: &Path, as_json: bool) -> CliResult {
         w["completed"],
         w["failed"]
     );
-    let models: Vec<&str> = (v["models"].as_array().into_iter().flatten())
-        .filter_map(|m| m.as_str()?.get(..16))
-        .collect();
-    say!(
-        "models held: {}",
-        if models.is_empty() {
+    let models = |key: &str| {
+        let short: Vec<&str> = (v[key].as_array().into_iter().flatten())
+            .filter_map(|m| m.as_str()?.get(..16))
+            .collect();
+        if short.is_empty() {
             "none".to_owned()
         } else {
-            models.join(", ")
+            short.join(", ")
         }
-    );
+    };
+    say!("models held: {}", models("models"));
+    say!("models loaded: {}", models("models_loaded"));
     for p in v["peer_list"].as_array().into_iter().flatten() {
         say!(
             "  {} {} {} {}",

@@ -713,6 +713,7 @@ fn status_asks_the_running_node_over_its_owner_only_socket() {
         "{v}"
     );
     assert_eq!(v["work"]["completed"], 0, "{v}");
+    assert_eq!(v["models_loaded"], serde_json::json!([]), "{v}");
     let task = p2pa_local(
         port,
         &[

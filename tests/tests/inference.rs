@@ -109,7 +109,8 @@ fn distributed_predictions_equal_a_local_single_process_run() {
 fn model_add_list_and_submit_by_hash_and_bad_input_shapes() {
     let port = unique_port();
     let dir = scratch("modeladd");
-    let _node = NodeProc::start(port, &dir.join("worker"), &[]);
+    let worker_dir = dir.join("worker");
+    let _node = NodeProc::start(port, &worker_dir, &[]);
     let me = dir.join("me");
     let me = me.to_str().unwrap();
     let model = models_dir().join("digits.onnx");
@@ -136,6 +137,27 @@ fn model_add_list_and_submit_by_hash_and_bad_input_shapes() {
     let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(v["prediction"].as_i64().unwrap(), local_predictions()[0]);
     assert_eq!(v["outputs"][0]["shape"], serde_json::json!([1, 10]));
+    // The worker fetched the model, stored it, and its inference process
+    // keeps it loaded: `p2pa status` says both.
+    let status = p2pa(
+        &[
+            "--data-dir",
+            worker_dir.to_str().unwrap(),
+            "status",
+            "--json",
+        ],
+        T,
+    );
+    assert_eq!(status.status.code(), Some(0), "{}", stderr(&status));
+    let st: Value = serde_json::from_str(stdout(&status).trim()).unwrap();
+    assert_eq!(st["models"], serde_json::json!([hash]), "{st}");
+    assert_eq!(st["models_loaded"], serde_json::json!([hash]), "{st}");
+    let human = p2pa(&["--data-dir", worker_dir.to_str().unwrap(), "status"], T);
+    assert!(
+        stdout(&human).contains(&format!("models loaded: {}", &hash[..16])),
+        "{}",
+        stdout(&human)
+    );
     // Wrong shape: refused before anything is sent (exit 2), naming the
     // expected and the given shapes.
     let out = submit("[1, 2, 3]");

@@ -71,8 +71,11 @@ struct Proc {
 pub struct Isolated {
     command: ChildCommand,
     idle: Mutex<Vec<Proc>>,
-    running: Mutex<BTreeMap<JobId, Arc<Mutex<Child>>>>,
+    running: Mutex<BTreeMap<JobId, Running>>,
 }
+
+/// A job running in a child: the child, and the model it runs.
+type Running = (Arc<Mutex<Child>>, [u8; 32]);
 
 impl std::fmt::Debug for Isolated {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -189,7 +192,7 @@ impl Isolated {
         // Whole seconds of CPU, rounded up, and one more for loading.
         let cpu = u32::try_from(left.as_secs().saturating_add(2)).unwrap_or(u32::MAX);
         if let Ok(mut r) = self.running.lock() {
-            r.insert(job.id, p.child.clone());
+            r.insert(job.id, (p.child.clone(), model));
         }
         let sent = write_request(&mut p.stdin, &model, cpu, &job.input);
         drop(job.input); // the child has it now
@@ -237,9 +240,25 @@ impl Execute for Isolated {
         }
     }
 
+    /// What the idle children ran last (their engines keep it loaded) and
+    /// what the busy ones run.
+    fn loaded(&self) -> Vec<[u8; 32]> {
+        let mut models: Vec<[u8; 32]> = self
+            .idle
+            .lock()
+            .map(|idle| idle.iter().filter_map(|p| p.model).collect())
+            .unwrap_or_default();
+        if let Ok(r) = self.running.lock() {
+            models.extend(r.values().map(|(_, m)| *m));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        models.retain(|m| seen.insert(*m));
+        models
+    }
+
     fn abandon(&self, job: JobId) {
         let child = self.running.lock().ok().and_then(|mut r| r.remove(&job));
-        if let Some(child) = child {
+        if let Some((child, _)) = child {
             if let Ok(mut c) = child.lock() {
                 let _ = c.kill();
             }

@@ -338,6 +338,14 @@ impl Engine {
         self.parsed.lock().map_or(0, |m| m.len())
     }
 
+    /// The models parsed and kept now, most recently used last.
+    pub fn loaded_models(&self) -> Vec<[u8; 32]> {
+        self.parsed
+            .lock()
+            .map(|m| m.entries.iter().map(|e| e.0).collect())
+            .unwrap_or_default()
+    }
+
     /// How many optimised plans are kept now.
     pub fn plans(&self) -> usize {
         self.plans.lock().map_or(0, |m| m.len())

@@ -42,6 +42,12 @@ pub trait Execute: Send + Sync {
     /// The job's requester cancelled, left, or its deadline passed: stop it
     /// if it is still running (its result will be dropped anyway).
     fn abandon(&self, _job: JobId) {}
+
+    /// The models loaded now (parsed and ready to run, or running), newest
+    /// last; empty for an executor that runs no models.
+    fn loaded(&self) -> Vec<[u8; 32]> {
+        Vec::new()
+    }
 }
 
 /// Any function of (kind, input, model) runs jobs (and cannot stop them).
@@ -70,16 +76,32 @@ pub fn executor(store: Option<ModelStore>) -> Executor {
     #[cfg(feature = "onnx")]
     {
         if let Some(store) = store {
-            let engine = Arc::new(infer::Engine::new(store));
-            return Arc::new(move |kind, input: &[u8], model| match kind {
-                TaskKind::Infer => engine.run(model, input),
-                other => execute(other, input, model),
-            });
+            return Arc::new(InProcess(infer::Engine::new(store)));
         }
     }
     #[cfg(not(feature = "onnx"))]
     let _ = store;
     Arc::new(execute)
+}
+
+/// Runs `infer` in this process with an [`infer::Engine`], the other kinds
+/// with [`execute`].
+#[cfg(feature = "onnx")]
+#[derive(Debug)]
+struct InProcess(infer::Engine);
+
+#[cfg(feature = "onnx")]
+impl Execute for InProcess {
+    fn run(&self, job: Job) -> (TaskStatus, Vec<u8>) {
+        match job.kind {
+            TaskKind::Infer => self.0.run(job.model, &job.input),
+            other => execute(other, &job.input, job.model),
+        }
+    }
+
+    fn loaded(&self) -> Vec<[u8; 32]> {
+        self.0.loaded_models()
+    }
 }
 
 /// Runs one task; returns its status and output (an error message when failed).
