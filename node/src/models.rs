@@ -221,19 +221,39 @@ impl ModelStore {
     }
 }
 
+/// A directory of one unit test, removed when dropped (a failing test too).
+#[cfg(test)]
+#[derive(Debug)]
+pub(crate) struct TestDir(pub(crate) PathBuf);
+
+#[cfg(test)]
+impl TestDir {
+    pub(crate) fn new(name: &str) -> Self {
+        let d = std::env::temp_dir().join(format!("p2pa-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        Self(d)
+    }
+}
+
+#[cfg(test)]
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn store(name: &str, limit: u64) -> ModelStore {
-        let d = std::env::temp_dir().join(format!("p2pa-models-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        ModelStore::new(d, limit)
+    fn store(name: &str, limit: u64) -> (ModelStore, TestDir) {
+        let d = TestDir::new(&format!("models-{name}"));
+        (ModelStore::new(d.0.clone(), limit), d)
     }
 
     #[test]
     fn models_are_content_addressed_verified_and_bounded() {
-        let s = store("basic", 100);
+        let (s, _dir) = store("basic", 100);
         let h = s.put(None, b"model one").unwrap();
         assert_eq!(h, sha256(b"model one"));
         assert_eq!(s.read(&h).unwrap(), b"model one");
@@ -260,7 +280,7 @@ mod tests {
 
     #[test]
     fn models_the_operator_added_are_never_evicted() {
-        let s = store("pinned", 100);
+        let (s, _dir) = store("pinned", 100);
         let file = std::env::temp_dir().join(format!("p2pa-pinned-src-{}", std::process::id()));
         fs::write(&file, [7u8; 60]).unwrap();
         let mine = s.add_file(&file).unwrap();

@@ -608,11 +608,10 @@ mod tests {
         (model, rows)
     }
 
-    fn engine(name: &str) -> (Engine, ModelStore) {
-        let dir = std::env::temp_dir().join(format!("p2pa-infer-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = ModelStore::new(dir, 1 << 20);
-        (Engine::new(store.clone()), store)
+    fn engine(name: &str) -> (Engine, ModelStore, crate::models::TestDir) {
+        let dir = crate::models::TestDir::new(&format!("infer-{name}"));
+        let store = ModelStore::new(dir.0.clone(), 1 << 20);
+        (Engine::new(store.clone()), store, dir)
     }
 
     fn label(out: &[u8]) -> i64 {
@@ -623,7 +622,7 @@ mod tests {
     #[test]
     fn digits_model_classifies_the_test_split() {
         let (model, rows) = digits();
-        let (engine, store) = engine("acc");
+        let (engine, store, _dir) = engine("acc");
         let hash = store.put(None, &model).unwrap();
         let mut right = 0;
         for (x, y) in &rows {
@@ -660,7 +659,7 @@ mod tests {
     #[test]
     fn wrong_shape_missing_model_and_broken_model_fail_with_reasons() {
         let (model, _) = digits();
-        let (engine, store) = engine("bad");
+        let (engine, store, _dir) = engine("bad");
         let hash = store.put(None, &model).unwrap();
         let wrong = tensor::encode(&[T::f32(vec![1, 60], vec![0.0; 60]).unwrap()]);
         let (status, out) = engine.run(Some(hash), &wrong);
