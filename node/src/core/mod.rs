@@ -23,6 +23,7 @@ mod peer_info;
 mod peers;
 mod reason;
 mod receipt;
+mod recent;
 mod requester;
 mod rng;
 mod sessions;
@@ -97,10 +98,11 @@ impl Core {
     /// A node with key `key`, started at `now`.
     pub fn new(key: Keypair, cfg: Config, mut rng: Box<dyn Entropy>, now: Instant) -> Self {
         let requester = Requester::new(rng.next_u64() >> 1);
+        let peers = Peers::new(&cfg, now, &key.seed());
         Self {
             id: key.node_id(),
             key,
-            peers: Peers::new(&cfg, now),
+            peers,
             beacons: Beacons::new(&cfg, now),
             cfg,
             rng,

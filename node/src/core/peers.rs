@@ -12,6 +12,7 @@ use p2pa_protocol::{Beacon, Capabilities, KindSet, NodeId, ReplayGuard};
 use super::budget::{DialBudget, RESERVED};
 use super::output::{bump, Event, Noise, Outbox};
 use super::peer_info::{PeerInfo, PeerState, Via};
+use super::recent::Recent;
 use super::rng::{jitter, Entropy};
 use super::{Config, ConnId};
 
@@ -182,10 +183,13 @@ pub(crate) struct Peers {
     table: BTreeMap<NodeId, Peer>,
     bootstrap: Vec<Bootstrap>,
     budget: DialBudget,
+    /// Keys of beacons heard lately, also those whose entries were evicted.
+    recent: Recent,
 }
 
 impl Peers {
-    pub(crate) fn new(cfg: &Config, now: Instant) -> Self {
+    /// `secret` keys the filter of recent beacon keys (see [`Recent`]).
+    pub(crate) fn new(cfg: &Config, now: Instant, secret: &[u8; 32]) -> Self {
         Self {
             table: BTreeMap::new(),
             bootstrap: cfg
@@ -194,6 +198,7 @@ impl Peers {
                 .map(|&addr| Bootstrap::new(addr, Via::Bootstrap, now))
                 .collect(),
             budget: DialBudget::new(now),
+            recent: Recent::new(secret, now),
         }
     }
 
@@ -283,6 +288,7 @@ impl Peers {
             return None; // allowlist mode: nothing from other keys is kept
         }
         let known = self.table.contains_key(&sender);
+        let heard_lately = self.recent.heard(now, &sender);
         if !known && !self.make_room(cfg, from.ip(), out) {
             log::debug!("peer table full; ignoring beacon from {}", sender.short());
             return None;
@@ -291,6 +297,9 @@ impl Peers {
             .table
             .entry(sender)
             .or_insert_with(|| Peer::new(sender, Some(addr), Via::Multicast, now, cfg));
+        if !known && heard_lately {
+            peer.heard = 1; // its entry was evicted since: this is its second beacon
+        }
         if let Err(e) = peer.guard.check(seq) {
             bump(&mut out.stats.beacons_replayed);
             out.warn_once(
@@ -627,7 +636,7 @@ mod tests {
             ..Config::default()
         };
         let t0 = Instant::now();
-        let mut peers = Peers::new(&cfg, t0);
+        let mut peers = Peers::new(&cfg, t0, &[9; 32]);
         let mut out = Outbox::default();
         let honest = id(u32::MAX);
         assert!(beacon(&mut peers, t0, &cfg, honest, 1, &mut out));
