@@ -381,5 +381,6 @@ pub fn event_name(ev: &NodeEvent) -> &'static str {
         NodeEvent::TaskStarted { .. } => "task_started",
         NodeEvent::TaskFinished { .. } => "task_done",
         NodeEvent::TaskDone(_) => "task_result",
+        NodeEvent::DialFailed { .. } => "dial_failed",
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use p2pa_node::core::{Config, Trust, DEFAULT_MODEL_CACHE_BYTES, DEFAULT_TCP_PORT};
 use p2pa_node::identity;
-use p2pa_node::io::{LocalNode, NodeHandle, NodeOptions};
+use p2pa_node::io::{LocalNode, NodeEvent, NodeHandle, NodeOptions};
 use p2pa_node::protocol::{NodeId, TaskKind};
 
 use crate::{data_dir, exit, os_entropy, output, Cli, CliError, CliResult};
@@ -279,7 +279,7 @@ pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
         say!("press Ctrl-C to stop");
     }
     let known = opts_bootstrap;
-    crate::resolve::watch(
+    let nudge = crate::resolve::watch(
         crate::resolve::names(&a.bootstrap),
         known,
         handle.address_feed(),
@@ -289,7 +289,7 @@ pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
         path,
         executor,
     });
-    serve_until_signal(handle, node, a.json, control)
+    serve_until_signal(handle, node, a.json, control, nudge)
 }
 
 /// Prints the node's events until SIGINT or SIGTERM, then stops it.
@@ -298,6 +298,7 @@ fn serve_until_signal(
     mut node: LocalNode,
     json: bool,
     control: Option<crate::status::Control>,
+    nudge: crate::resolve::Nudge,
 ) -> CliResult {
     let started = std::time::Instant::now();
     let signals =
@@ -327,7 +328,12 @@ fn serve_until_signal(
                     };
                     let next_event = async { handle.events().recv().await.ok() };
                     match futures_lite::future::or(next_signal, next_event).await {
-                        Some(ev) => output::print_event(&ev, json),
+                        Some(ev) => {
+                            if let NodeEvent::DialFailed { .. } = ev {
+                                nudge.dial_failed(); // a name may have moved
+                            }
+                            output::print_event(&ev, json);
+                        }
                         None => break,
                     }
                 }

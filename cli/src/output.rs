@@ -197,6 +197,9 @@ pub fn print_event(ev: &NodeEvent, as_json: bool) {
                 v["event"] = json!(name);
                 v
             }
+            NodeEvent::DialFailed { addr, why } => {
+                json!({"event": name, "addr": addr.to_string(), "error": why.to_string()})
+            }
         };
         json_line(&v);
     } else {
@@ -216,6 +219,7 @@ pub fn print_event(ev: &NodeEvent, as_json: bool) {
                 elapsed,
             } => log::info!("job {job} ({kind}) {status} in {elapsed:?}"),
             NodeEvent::TaskDone(o) => say!("task {} {}", o.task_id, o.status),
+            NodeEvent::DialFailed { addr, why } => log::debug!("dial to {addr} failed: {why}"),
         }
     }
 }

@@ -762,6 +762,27 @@ fn a_node_bootstraps_from_a_host_name() {
 }
 
 #[test]
+fn a_failed_dial_to_a_bootstrap_name_is_reported_so_the_name_resolves_again() {
+    // A port nothing listens on (bound, then released).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let target = format!("localhost:{port}");
+    let mut n = NodeProc::start(
+        unique_port(),
+        &scratch("boot-fail"),
+        &["--bootstrap", &target],
+    );
+    let failed = n.wait_for(T, |v| v["event"] == "dial_failed");
+    let failed = failed.expect("a dial_failed event");
+    assert_eq!(failed["addr"], format!("127.0.0.1:{port}"), "{failed}");
+    assert!(
+        failed["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{failed}"
+    );
+}
+
+#[test]
 fn doctor_hears_a_node_and_says_what_it_checked() {
     let port = unique_port();
     let _node = NodeProc::start(port, &scratch("doctor-node"), &[]);

@@ -18,7 +18,8 @@ use super::shell::Shell;
 use super::udp::{self, MulticastConfig};
 use super::{Cmd, Input, EVENT_QUEUE, INPUT_QUEUE};
 use crate::core::{
-    CloseReason, Config, Core, JobId, PeerInfo, PeerState, Stats, TaskOutcome, TaskRequest,
+    CloseReason, Config, ConnectError, Core, JobId, PeerInfo, PeerState, Stats, TaskOutcome,
+    TaskRequest,
 };
 use crate::task::Executor;
 
@@ -114,6 +115,15 @@ pub enum NodeEvent {
     },
     /// A task this node requested ended.
     TaskDone(Box<TaskOutcome>),
+    /// A TCP connection this node opened (to a peer or a bootstrap address)
+    /// failed before any handshake: an application that found the address
+    /// by name may want to resolve the name again.
+    DialFailed {
+        /// Where it dialed.
+        addr: SocketAddr,
+        /// Why it failed.
+        why: ConnectError,
+    },
 }
 
 /// The node's whole life as one future (it owns its executor, so it is not `Send`).

@@ -54,7 +54,7 @@ enum Input {
     Datagram(SocketAddr, Vec<u8>),
     Incoming(Async<TcpStream>, SocketAddr),
     Connected(ConnId, Async<TcpStream>),
-    ConnectFailed(ConnId, ConnectError),
+    ConnectFailed(ConnId, SocketAddr, ConnectError),
     Data(ConnId, Vec<u8>),
     Closed(ConnId, ConnectError),
     JobDone(JobId, TaskStatus, Vec<u8>),

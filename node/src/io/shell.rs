@@ -166,7 +166,10 @@ impl Shell {
                 self.attach(ex, conn, stream);
                 self.core.handle_connected(now, conn);
             }
-            Input::ConnectFailed(conn, why) => self.core.handle_connect_failed(now, conn, why),
+            Input::ConnectFailed(conn, addr, why) => {
+                self.tell(NodeEvent::DialFailed { addr, why });
+                self.core.handle_connect_failed(now, conn, why);
+            }
             Input::Data(conn, data) => self.core.handle_stream_data(now, conn, &data),
             Input::Closed(conn, why) => {
                 self.conns.remove(&conn);
@@ -278,7 +281,7 @@ impl Shell {
                 ex.spawn(async move {
                     let input = match net::connect(addr).await {
                         Ok(s) => Input::Connected(conn, s),
-                        Err(e) => Input::ConnectFailed(conn, e),
+                        Err(e) => Input::ConnectFailed(conn, addr, e),
                     };
                     let _ = tx.send(input).await;
                 })
