@@ -184,6 +184,7 @@ enum Command {
     /// Check the workers' receipts in a batch journal or `submit --json` output, offline
     Verify(verify::VerifyArgs),
     /// Start a few local nodes, discover them, run a batch, kill a worker, summarize
+    #[command(disable_help_flag = true)]
     Demo(demo::DemoArgs),
     /// Manage the models this machine holds (content-addressed by SHA-256)
     #[command(subcommand)]
