@@ -227,8 +227,15 @@ fn busy_refusals_are_not_counted_as_attempts() {
         ..requester_at_zero(i, 1, KindSet::default())
     });
     sim.run_until(Duration::from_secs(1));
-    for k in 0..10 {
-        sim.submit(0, echo_task(k));
+    // Slot tasks: an echo with an inline input runs as it is admitted and
+    // is never refused as busy.
+    for k in 0..10u32 {
+        let sleep = TaskRequest {
+            kind: TaskKind::Sleep,
+            input: k.to_string().into_bytes(),
+            ..echo_task(k)
+        };
+        sim.submit(0, sleep);
     }
     sim.run_until(Duration::from_secs(5));
     assert_eq!(sim.outcomes.len(), 10);
@@ -287,5 +294,55 @@ fn a_node_started_late_finds_its_peer_within_a_second_at_p99_with_10_percent_los
         p99(&up) <= Duration::from_secs(1),
         "session p99 {:?}",
         p99(&up)
+    );
+}
+
+/// A worker whose queue one requester filled makes room for a newcomer that
+/// holds nothing: the heaviest requester's newest waiting job is answered
+/// busy (it retries), so many requesters, or many keys of one, cannot keep
+/// another out while one of them holds more than one place. The worker
+/// never answers here, so what was admitted stays in the queue.
+#[test]
+fn a_full_queue_makes_room_for_a_requester_that_holds_nothing() {
+    let mut sim = Sim::new(3, 21, 0, |i| Config {
+        workers: 1,
+        queue_len: 2,
+        kinds: if i == 2 {
+            Config::default().kinds
+        } else {
+            KindSet::default()
+        },
+        ..Config::default()
+    });
+    sim.silent = vec![2];
+    sim.run_until(Duration::from_secs(1));
+    let sleep = |k: u32| TaskRequest {
+        kind: TaskKind::Sleep,
+        input: b"10".to_vec(),
+        timeout: Duration::from_secs(3),
+        ..echo_task(k)
+    };
+    for k in 0..6u32 {
+        sim.submit(0, sleep(k));
+    }
+    sim.run_until(Duration::from_millis(1_500));
+    let before = sim.executed.get(&2).copied().unwrap_or(0);
+    let newcomer = sim.submit(1, sleep(100));
+    sim.run_until(Duration::from_secs(5));
+    let (_, o) = sim
+        .outcomes
+        .iter()
+        .find(|(node, o)| *node == 1 && o.task_id == newcomer)
+        .expect("the newcomer's task was reported");
+    // It timed out (the worker never answers) having been taken at once,
+    // not refused as busy until its deadline.
+    assert_eq!(o.busy, 0, "{o:?}");
+    assert_eq!(o.attempts, 1, "{o:?}");
+    assert!(before >= 1, "the first requester's job runs");
+    let first: Vec<_> = sim.outcomes.iter().filter(|(n, _)| *n == 0).collect();
+    assert_eq!(first.len(), 6, "every task of the first requester reported");
+    assert!(
+        first.iter().any(|(_, o)| o.busy > 0),
+        "the first requester heard busy (its task made room, or over its share)"
     );
 }

@@ -20,6 +20,11 @@ impl Tally {
         self.0.iter().find(|(p, _)| *p == peer).map_or(0, |e| e.1)
     }
 
+    /// The peer with the highest count (the highest id among equals).
+    pub(crate) fn max(&self) -> Option<(NodeId, u64)> {
+        self.0.iter().max_by_key(|(p, n)| (*n, *p)).copied()
+    }
+
     pub(crate) fn total(&self) -> u64 {
         self.0.iter().map(|(_, n)| *n).fold(0, u64::saturating_add)
     }

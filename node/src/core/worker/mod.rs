@@ -158,12 +158,16 @@ impl Worker {
             .collect()
     }
 
+    /// Why `offer` cannot be queued, if it cannot. `inline_now`: it runs
+    /// inline on an inline input, so it finishes as it is admitted and
+    /// holds no place in the queue: a full queue does not refuse it.
     fn refusal(
         &self,
         cfg: &Config,
         shutting_down: bool,
         peer: NodeId,
         offer: &TaskOffer<'_>,
+        inline_now: bool,
     ) -> Option<RejectReason> {
         if shutting_down {
             Some(RejectReason::ShuttingDown)
@@ -175,7 +179,7 @@ impl Worker {
             .any(|j| j.peer == peer && j.task_id == offer.task_id)
         {
             Some(RejectReason::Duplicate)
-        } else if self.full_for(cfg, peer) {
+        } else if !inline_now && self.full_for(cfg, peer) {
             Some(RejectReason::Busy)
         } else if offer.budget.max_model_len > cfg.model_cache_bytes
             || u128::from(offer.deadline_ms) > cfg.max_task_deadline.as_millis()
@@ -184,6 +188,53 @@ impl Worker {
         } else {
             None
         }
+    }
+
+    /// The queue is full and `peer` holds nothing in it: the requester with
+    /// the most jobs (at least two) gives up its newest one that has not
+    /// started and holds no fetch in flight (answered `Busy`, so it tries
+    /// again elsewhere or later). Max-min fairness: many requesters (or many
+    /// keys of one) cannot keep a newcomer out while one of them holds more
+    /// than one place. Returns whether a place was made.
+    fn make_room_for(&mut self, cfg: &Config, peer: NodeId, w: &mut Wire<'_>) -> bool {
+        let capacity = usize::from(cfg.workers).saturating_add(cfg.queue_len);
+        let mut held = Tally::default();
+        let mut total = 0usize;
+        for j in self.jobs.values().filter(|j| !j.state.is_final()) {
+            held.add(j.peer, 1);
+            total = total.saturating_add(1);
+        }
+        if total < capacity || held.of(peer) > 0 {
+            return false;
+        }
+        let Some((heaviest, most)) = held.max() else {
+            return false;
+        };
+        if most < 2 {
+            return false;
+        }
+        let victim = self
+            .jobs
+            .iter()
+            .rev()
+            .find(|(_, j)| j.peer == heaviest && j.state == TaskState::Queued && !j.fetching)
+            .map(|(&id, j)| (id, j.task_id));
+        let Some((id, task_id)) = victim else {
+            return false;
+        };
+        self.jobs.remove(&id);
+        self.queue.retain(|q| *q != id);
+        let busy = Message::TaskReject(TaskReject {
+            task_id,
+            reason: RejectReason::Busy,
+        });
+        w.send_to(heaviest, &busy);
+        log::debug!(
+            "queue full: task {task_id} of {} makes room for {}",
+            heaviest.short(),
+            peer.short()
+        );
+        true
     }
 
     /// Whether the queue has no place for `peer`: it is full, or `peer`
@@ -219,7 +270,6 @@ impl Worker {
                 reason,
             })
         };
-        let refusal = self.refusal(cfg, shutting_down, peer, offer);
         let (input, blob, input_hash, len) = match offer.input {
             TaskInput::Inline(input) => (Some(input.to_vec()), None, sha256(input), input.len()),
             TaskInput::Blob { hash, len } if len <= cfg.max_tensor_bytes => {
@@ -231,6 +281,11 @@ impl Worker {
                 return None;
             }
         };
+        let inline_now = input.is_some() && cfg.runs_inline(offer.kind, len);
+        let mut refusal = self.refusal(cfg, shutting_down, peer, offer, inline_now);
+        if refusal == Some(RejectReason::Busy) && self.make_room_for(cfg, peer, w) {
+            refusal = self.refusal(cfg, shutting_down, peer, offer, inline_now);
+        }
         if let Some(reason) = refusal {
             w.send_to(peer, &reject(reason));
             return None;
@@ -288,13 +343,17 @@ impl Worker {
         // Outputs not fetched yet hold memory too. A requester whose
         // unfetched outputs reach half the output buffer waits until it
         // fetches (or drops) them; past the whole buffer, only requesters
-        // with nothing unfetched start. One requester that never fetches
-        // cannot hold the slots of the others.
+        // with nothing unfetched start, and past twice the buffer nobody
+        // (until outputs are fetched, or dropped after `fetch_stall`). One
+        // requester that never fetches cannot hold the slots of the others,
+        // and many requesters together hold at most twice the buffer (plus
+        // the outputs of the jobs running when it filled).
         let lent = blobs.lent_outputs();
         let total = lent.total();
+        let buffer = cfg.output_buffer_bytes;
         let room = |peer: NodeId| {
             let own = lent.of(peer);
-            own == 0 || (own < cfg.output_buffer_bytes / 2 && total < cfg.output_buffer_bytes)
+            (own == 0 && total < buffer.saturating_mul(2)) || (own < buffer / 2 && total < buffer)
         };
         while let Some(pos) = self.next_to_start(self.running < limit, &room, blobs) {
             let Some(id) = self.queue.remove(pos) else {
