@@ -31,28 +31,6 @@ pub struct DemoArgs {
     /// Do not kill a worker mid-batch
     #[arg(long)]
     pub no_kill: bool,
-    /// Print help
-    #[arg(short, long)]
-    pub help: bool,
-}
-
-/// `p2pa demo --help`: the demo's own options only. (clap would add the
-/// global and network options, which the demo does not use: it runs its
-/// nodes on this host with settings of its own.)
-pub fn help() -> CliResult {
-    use clap::{Args as _, CommandFactory};
-    let about = crate::Cli::command()
-        .find_subcommand("demo")
-        .and_then(|c| c.get_about().cloned())
-        .unwrap_or_default();
-    let mut cmd = DemoArgs::augment_args(
-        clap::Command::new("demo")
-            .bin_name("p2pa demo")
-            .about(about)
-            .disable_help_flag(true),
-    );
-    say!("{}", cmd.render_help());
-    Ok(exit::OK)
 }
 
 struct Worker {
@@ -280,9 +258,6 @@ async fn run_batch(
 }
 
 pub fn run(a: &DemoArgs) -> CliResult {
-    if a.help {
-        return help();
-    }
     let t0 = Instant::now();
     let mut seed = [0u8; 2];
     getrandom::fill(&mut seed).map_err(|e| CliError::network(e.to_string()))?;

@@ -184,7 +184,6 @@ enum Command {
     /// Check the workers' receipts in a batch journal or `submit --json` output, offline
     Verify(verify::VerifyArgs),
     /// Start a few local nodes, discover them, run a batch, kill a worker, summarize
-    #[command(disable_help_flag = true)]
     Demo(demo::DemoArgs),
     /// Manage the models this machine holds (content-addressed by SHA-256)
     #[command(subcommand)]
@@ -293,7 +292,72 @@ pub fn os_entropy() -> Result<p2pa_node::io::OsEntropy, CliError> {
     p2pa_node::io::OsEntropy::new().map_err(|e| CliError::failed(e.to_string()))
 }
 
+/// Commands that talk to no peer: their `--help` shows their own options
+/// (and `--data-dir` where they use it), not the network options. (clap
+/// copies every global option into every command's help.)
+const LOCAL_COMMANDS: [&str; 6] = ["keygen", "id", "status", "verify", "model", "demo"];
+/// The local commands that read the data directory.
+const DATA_DIR_COMMANDS: [&str; 4] = ["keygen", "id", "status", "model"];
+
+/// Global options that take a value (to find the command after them).
+const GLOBAL_VALUES: [&str; 5] = [
+    "--data-dir",
+    "--multicast-ttl",
+    "--multicast-port",
+    "--multicast-group",
+    "--interface",
+];
+
+/// The help of a local command when the arguments ask for it, built from
+/// that command alone.
+fn local_help(args: &[String]) -> Option<String> {
+    use clap::CommandFactory;
+    if !args.iter().any(|a| a == "-h" || a == "--help") {
+        return None;
+    }
+    let mut cmd = Cli::command();
+    let mut path: Vec<String> = Vec::new();
+    let mut words = args.iter();
+    while let Some(a) = words.next() {
+        if a.starts_with('-') {
+            if GLOBAL_VALUES.contains(&a.as_str()) {
+                words.next();
+            }
+            continue;
+        }
+        match cmd.find_subcommand(a) {
+            Some(sub) => {
+                let sub = sub.clone();
+                path.push(a.clone());
+                cmd = sub;
+            }
+            None => break,
+        }
+    }
+    let first = path.first()?;
+    if !LOCAL_COMMANDS.contains(&first.as_str()) {
+        return None;
+    }
+    let mut cmd = cmd.bin_name(format!("p2pa {}", path.join(" ")));
+    if DATA_DIR_COMMANDS.contains(&first.as_str()) {
+        let root = Cli::command();
+        let data_dir = root
+            .get_arguments()
+            .find(|a| a.get_id() == "data_dir")
+            .cloned();
+        if let Some(data_dir) = data_dir {
+            cmd = cmd.arg(data_dir.global(false));
+        }
+    }
+    Some(cmd.render_help().to_string())
+}
+
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(help) = local_help(&args) {
+        say!("{}", help.trim_end());
+        return ExitCode::SUCCESS;
+    }
     if let Err(e) = config::load_into_env() {
         // A broken config file must not hide the help that explains it.
         let asks_help = std::env::args()

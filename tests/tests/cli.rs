@@ -761,6 +761,18 @@ fn help_groups_the_network_options_apart_from_each_command_s_own() {
     ] {
         assert!(!help.contains(other), "{other} listed: {help}");
     }
+    // Local commands: their own options and the data directory they use,
+    // also when global options come first.
+    for args in [
+        &["keygen", "--help"][..],
+        &["--multicast-ttl", "0", "model", "add", "-h"][..],
+    ] {
+        let out = p2pa(args, T);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let help = stdout(&out);
+        assert!(help.contains("--data-dir"), "{help}");
+        assert!(!help.contains("--multicast-ttl"), "{help}");
+    }
 }
 
 #[test]
