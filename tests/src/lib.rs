@@ -58,8 +58,29 @@ pub fn run_dir() -> &'static Path {
         }
         let d = tmp.join(format!("p2pa-test-{}", std::process::id()));
         std::fs::create_dir_all(&d).expect("test run dir");
+        remove_when_done(&d);
         d
     })
+}
+
+/// Removes `dir` once this test process has ended: a detached shell polls
+/// for the process once a second (for at most two hours) and then deletes
+/// the directory, so a run leaves nothing behind even though the test
+/// harness has no hook at exit. Its output goes nowhere, so cargo does not
+/// wait for it.
+fn remove_when_done(dir: &Path) {
+    let pid = std::process::id();
+    let script = format!(
+        "i=0; while kill -0 {pid} 2>/dev/null && [ $i -lt 7200 ]; do sleep 1; i=$((i+1)); done; rm -rf -- \"$0\""
+    );
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
 }
 
 /// A fresh scratch directory in [`run_dir`].
