@@ -23,6 +23,11 @@ use super::{Config, JobId, Wire};
 
 mod inputs;
 
+/// Jobs a worker holds at once: its slots plus its queue.
+fn queue_capacity(cfg: &Config) -> usize {
+    usize::from(cfg.workers).saturating_add(cfg.queue_len)
+}
+
 /// Sent as the output of a job whose deadline passed.
 const DEADLINE_PASSED: &[u8] = b"deadline passed before the task finished";
 /// Sent as the output of a job its requester cancelled.
@@ -197,7 +202,7 @@ impl Worker {
     /// keys of one) cannot keep a newcomer out while one of them holds more
     /// than one place. Returns whether a place was made.
     fn make_room_for(&mut self, cfg: &Config, peer: NodeId, w: &mut Wire<'_>) -> bool {
-        let capacity = usize::from(cfg.workers).saturating_add(cfg.queue_len);
+        let capacity = queue_capacity(cfg);
         let mut held = Tally::default();
         let mut total = 0usize;
         for j in self.jobs.values().filter(|j| !j.state.is_final()) {
@@ -240,7 +245,7 @@ impl Worker {
     /// Whether the queue has no place for `peer`: it is full, or `peer`
     /// already holds its share (all but a quarter, kept for others).
     fn full_for(&self, cfg: &Config, peer: NodeId) -> bool {
-        let capacity = usize::from(cfg.workers).saturating_add(cfg.queue_len);
+        let capacity = queue_capacity(cfg);
         let reserve = capacity.checked_div(4).unwrap_or(0);
         let live = self.jobs.values().filter(|j| !j.state.is_final());
         let (total, mine) = live.fold((0usize, 0usize), |(t, m), j| {
