@@ -1,17 +1,20 @@
 //! TCP for the shell: outbound connects with quick retries, and the reader
 //! and writer task of each connection. Bytes only; the core decides.
 
+use std::cell::Cell;
+use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_channel::{Receiver, Sender};
+use async_channel::{bounded, Receiver, Sender, TrySendError};
 use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{Input, Outgoing};
+use super::{Input, Outgoing, SEND_QUEUE};
 use crate::core::{ConnId, ConnectError};
 
 /// Bytes read from a socket at once (zeroed up front per connection: small).
@@ -48,20 +51,73 @@ pub(super) async fn connect(addr: SocketAddr) -> Result<Async<TcpStream>, Connec
     Err(ConnectError::TimedOut)
 }
 
+/// The shell's end of a connection: its writer's queue, and the socket
+/// itself for frames written at once while the writer is idle.
+pub(super) struct Conn {
+    tx: Sender<Outgoing>,
+    stream: Arc<Async<TcpStream>>,
+    /// Set while the writer holds bytes it has not written (waiting for the
+    /// socket to take them): a direct write then would interleave.
+    writing: Rc<Cell<bool>>,
+}
+
+impl Conn {
+    /// Sends `bytes`: written at once when nothing is queued before them
+    /// and the socket takes them (no hop through the writer task: a task
+    /// wake-up and a channel round per frame), otherwise what is left goes
+    /// to the writer. `Err(Full)` when the writer's queue is full (the peer
+    /// is not reading).
+    pub(super) fn send(&self, mut bytes: Vec<u8>) -> Result<(), TrySendError<Outgoing>> {
+        if self.tx.is_empty() && !self.writing.get() && !self.tx.is_closed() {
+            match self.stream.get_ref().write(&bytes) {
+                Ok(n) if n >= bytes.len() => return Ok(()),
+                Ok(n) => drop(bytes.drain(..n)),
+                // Would block, or an error the writer meets again and ends
+                // the connection on (the reader then reports it closed).
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => log::debug!("direct write failed: {e}"),
+            }
+        }
+        self.tx.try_send(Outgoing::Bytes(bytes))
+    }
+
+    /// Asks the writer to flush what it holds and close the connection.
+    pub(super) fn close(&self) {
+        let _ = self.tx.try_send(Outgoing::Close);
+    }
+
+    /// Drops the writer's queue: it ends at once, queued frames unsent.
+    pub(super) fn abort(&self) {
+        self.tx.close();
+    }
+
+    /// Whether the writer has ended.
+    pub(super) fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
 /// Starts the reader and writer tasks of a connection.
 pub(super) fn attach(
     ex: &LocalExecutor<'_>,
     conn: ConnId,
     stream: Async<TcpStream>,
     inputs: Sender<Input>,
-    outgoing: Receiver<Outgoing>,
-) {
+) -> Conn {
     if let Err(e) = stream.get_ref().set_nodelay(true) {
         log::debug!("TCP_NODELAY failed: {e}");
     }
+    let (tx, rx) = bounded::<Outgoing>(SEND_QUEUE);
     let stream = Arc::new(stream);
+    let writing = Rc::new(Cell::new(false));
     ex.spawn(read_loop(conn, stream.clone(), inputs)).detach();
-    ex.spawn(write_loop(stream, outgoing)).detach();
+    ex.spawn(write_loop(stream.clone(), rx, writing.clone()))
+        .detach();
+    Conn {
+        tx,
+        stream,
+        writing,
+    }
 }
 
 /// Reads until the connection ends, then reports why.
@@ -90,7 +146,11 @@ async fn read_loop(conn: ConnId, reader: Arc<Async<TcpStream>>, inputs: Sender<I
 }
 
 /// Writes what the shell queues, gathered into batches, until told to close.
-async fn write_loop(stream: Arc<Async<TcpStream>>, rx: Receiver<Outgoing>) {
+async fn write_loop(
+    stream: Arc<Async<TcpStream>>,
+    rx: Receiver<Outgoing>,
+    writing: Rc<Cell<bool>>,
+) {
     let mut batch = Vec::with_capacity(4096);
     while let Ok(msg) = rx.recv().await {
         let mut close = false;
@@ -105,9 +165,11 @@ async fn write_loop(stream: Arc<Async<TcpStream>>, rx: Receiver<Outgoing>) {
                 Err(_) => break,
             }
         }
+        writing.set(true);
         if !batch.is_empty() && (&*stream).write_all(&batch).await.is_err() {
             break;
         }
+        writing.set(false);
         batch.clear();
         if close {
             break;
@@ -115,4 +177,82 @@ async fn write_loop(stream: Arc<Async<TcpStream>>, rx: Receiver<Outgoing>) {
     }
     let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
     rx.close();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::TcpListener;
+    use std::time::Instant;
+
+    /// Frames sent through [`Conn::send`] arrive whole and in order, whether
+    /// they went out directly or through the writer: the peer reads late, so
+    /// the socket fills, direct writes come back partial or would-block and
+    /// the writer takes the rest while later frames keep coming.
+    #[test]
+    fn frames_arrive_in_order_when_direct_and_queued_writes_mix() {
+        const FRAMES: usize = 48;
+        const LEN: usize = 48 * 1024;
+        // Every eighth frame is small: the first fits the empty socket.
+        let len_of = |i: usize| if i % 8 == 0 { 1024 } else { LEN };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        // Small buffers, so that the socket fills after a few frames.
+        socket2::SockRef::from(&listener)
+            .set_recv_buffer_size(16 * 1024)
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reader = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            std::thread::sleep(Duration::from_millis(5)); // let the socket fill
+            let mut got = Vec::new();
+            for i in 0..FRAMES {
+                let mut buf = vec![0u8; len_of(i)];
+                s.read_exact(&mut buf).unwrap();
+                let first = buf.first().copied().unwrap();
+                assert!(
+                    buf.iter().all(|b| *b == first),
+                    "a frame arrived mixed with another"
+                );
+                got.push(first);
+            }
+            got
+        });
+        let client = TcpStream::connect(addr).unwrap();
+        socket2::SockRef::from(&client)
+            .set_send_buffer_size(16 * 1024)
+            .unwrap();
+        let stream = Async::<TcpStream>::new(client).unwrap();
+        let ex = LocalExecutor::new();
+        let (inputs, _keep) = async_channel::bounded(16);
+        let conn = attach(&ex, 1, stream, inputs);
+        let (mut direct, mut queued) = (0, 0);
+        for i in 0..FRAMES {
+            let idle = conn.tx.is_empty() && !conn.writing.get();
+            conn.send(vec![i as u8; len_of(i)]).unwrap();
+            if idle && conn.tx.is_empty() {
+                direct += 1; // written whole, at once
+            }
+            if !conn.tx.is_empty() {
+                queued += 1;
+            }
+            // The writer runs once: it stops half-way through its batch,
+            // and the reader makes room meanwhile.
+            while ex.try_tick() {}
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        conn.close();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        async_io::block_on(ex.run(async {
+            while !conn.is_closed() && Instant::now() < deadline {
+                Timer::after(Duration::from_millis(5)).await;
+            }
+        }));
+        let got = reader.join().unwrap();
+        let want: Vec<u8> = (0..FRAMES).map(|i| i as u8).collect();
+        assert_eq!(got, want);
+        assert!(direct >= 1, "no frame was written directly");
+        assert!(queued >= 1, "no frame went through the writer");
+    }
 }

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_channel::{bounded, Receiver, Sender, TrySendError};
+use async_channel::{Receiver, Sender, TrySendError};
 use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use futures_lite::future;
@@ -16,7 +16,7 @@ use futures_lite::future;
 use super::handle::{NodeEvent, NodeOptions};
 use super::net;
 use super::slots::Slots;
-use super::{Cmd, Input, Outgoing, SEND_QUEUE};
+use super::{Cmd, Input, SEND_QUEUE};
 use crate::core::{ConnId, ConnectError, Core, Event, JobId, TaskOutcome, Transmit};
 use crate::task::Executor;
 use p2pa_protocol::{TaskKind, TaskStatus};
@@ -43,7 +43,7 @@ pub(super) struct Shell {
     core: Core,
     /// Worker slot threads, started with the first job that needs one.
     slots: Option<Slots>,
-    conns: BTreeMap<ConnId, Sender<Outgoing>>,
+    conns: BTreeMap<ConnId, net::Conn>,
     inputs: Sender<Input>,
     events: Sender<NodeEvent>,
     executor: Executor,
@@ -99,12 +99,18 @@ impl Shell {
             ex.spawn(datagram_loop(u, self.inputs.clone())).detach();
         }
         let mut stopping: Option<Sender<()>> = None;
-        // One timer, re-armed only when the core's deadline moves.
+        // One timer, re-armed only when the core's deadline comes earlier
+        // than the armed one (or the armed one fired). Each re-arm costs a
+        // reactor wake-up (async-io notifies on every timer insert: an
+        // eventfd write and one more epoll round), and a deadline that only
+        // moves later (a session's idle limit, pushed on by every frame)
+        // would otherwise re-arm once per task; a timer left early fires
+        // once, finds nothing due, and is armed at the new deadline.
         let mut timer = Timer::never();
         let mut armed: Option<Instant> = None;
         loop {
             let deadline = self.core.poll_timeout();
-            if deadline != armed {
+            if rearm(armed, deadline) {
                 match deadline {
                     Some(t) => timer.set_at(t),
                     None => timer = Timer::never(),
@@ -142,7 +148,7 @@ impl Shell {
     async fn flush_and_stop(&mut self, done: Sender<()>) {
         let flush = Instant::now();
         while !self.conns.is_empty() && flush.elapsed() < SHUTDOWN_FLUSH {
-            self.conns.retain(|_, tx| !tx.is_closed());
+            self.conns.retain(|_, c| !c.is_closed());
             Timer::after(Duration::from_millis(10)).await;
         }
         Timer::after(Duration::from_millis(50)).await;
@@ -215,9 +221,8 @@ impl Shell {
     }
 
     fn attach(&mut self, ex: &LocalExecutor<'_>, conn: ConnId, stream: Async<std::net::TcpStream>) {
-        let (tx, rx) = bounded::<Outgoing>(SEND_QUEUE);
-        self.conns.insert(conn, tx);
-        net::attach(ex, conn, stream, self.inputs.clone(), rx);
+        let c = net::attach(ex, conn, stream, self.inputs.clone());
+        self.conns.insert(conn, c);
     }
 
     /// Hands `data` from connection `conn` to the core [`FRAMES_PER_TURN`]
@@ -288,24 +293,22 @@ impl Shell {
                 .detach();
             }
             Transmit::Send { conn, bytes } => {
-                let full = self.conns.get(&conn).is_some_and(|tx| {
-                    matches!(
-                        tx.try_send(Outgoing::Bytes(bytes)),
-                        Err(TrySendError::Full(_))
-                    )
-                });
+                let full = self
+                    .conns
+                    .get(&conn)
+                    .is_some_and(|c| matches!(c.send(bytes), Err(TrySendError::Full(_))));
                 if full {
                     log::warn!("connection {conn}: peer is not reading ({SEND_QUEUE} frames queued); closing it");
-                    if let Some(tx) = self.conns.remove(&conn) {
-                        tx.close();
+                    if let Some(c) = self.conns.remove(&conn) {
+                        c.abort();
                     }
                     self.core
                         .handle_closed(Instant::now(), conn, ConnectError::SendQueueFull);
                 }
             }
             Transmit::Close { conn } => {
-                if let Some(tx) = self.conns.get(&conn) {
-                    let _ = tx.try_send(Outgoing::Close);
+                if let Some(c) = self.conns.get(&conn) {
+                    c.close();
                 }
             }
         }
@@ -413,6 +416,17 @@ impl Shell {
     }
 }
 
+/// Whether the shell's timer, armed at `armed`, must be set again for the
+/// core's `deadline`: only when it is not armed, or the deadline comes
+/// earlier (a later one is met by one early wake-up, see [`Shell::run`]).
+fn rearm(armed: Option<Instant>, deadline: Option<Instant>) -> bool {
+    match (armed, deadline) {
+        (None, Some(_)) => true,
+        (Some(a), Some(d)) => d < a,
+        (_, None) => false,
+    }
+}
+
 /// Accepts TCP connections for the shell.
 async fn accept_loop(listener: Async<TcpListener>, tx: Sender<Input>) {
     loop {
@@ -446,5 +460,29 @@ async fn datagram_loop(u: Arc<Async<UdpSocket>>, tx: Sender<Input>) {
                 Timer::after(RECV_RETRY).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rearm;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_timer_is_set_again_only_for_an_earlier_deadline() {
+        let t = Instant::now();
+        let later = t + Duration::from_secs(1);
+        assert!(rearm(None, Some(t)), "nothing armed: arm");
+        assert!(rearm(Some(later), Some(t)), "earlier deadline: re-arm");
+        assert!(
+            !rearm(Some(t), Some(later)),
+            "later deadline: one early wake-up instead"
+        );
+        assert!(!rearm(Some(t), Some(t)), "same deadline: keep");
+        assert!(
+            !rearm(Some(t), None),
+            "no deadline: the armed timer fires once, harmlessly"
+        );
+        assert!(!rearm(None, None));
     }
 }
