@@ -60,6 +60,9 @@ enum Input {
     JobDone(JobId, TaskStatus, Vec<u8>),
     Found(SocketAddr),
     Cmd(Cmd),
+    /// Nothing but a turn of the loop (to start dials a reader task's
+    /// frames asked for).
+    Wake,
 }
 
 impl std::fmt::Debug for Input {

@@ -1,5 +1,6 @@
 //! TCP for the shell: outbound connects with quick retries, and the reader
-//! and writer task of each connection. Bytes only; the core decides.
+//! and writer task of each connection (the writer only takes what the
+//! socket did not accept at once). Bytes only; the core decides.
 
 use std::cell::Cell;
 use std::io::{ErrorKind, Write};
@@ -97,20 +98,39 @@ impl Conn {
     }
 }
 
-/// Starts the reader and writer tasks of a connection.
-pub(super) fn attach(
+/// What the shell did with what a connection's reader read.
+pub(super) enum Delivery {
+    /// Handled.
+    Done,
+    /// The shell is busy elsewhere (cannot happen while no borrow of it
+    /// lives across an await): the reader queues the bytes for its loop.
+    Busy,
+    /// The node has stopped: the reader ends.
+    Gone,
+}
+
+/// Starts the reader and writer tasks of a connection. The reader hands
+/// each read to `sink` on its own task, so that a request is decoded,
+/// run (when inline) and answered without a hop through the shell's loop;
+/// `inputs` takes it only when `sink` says [`Delivery::Busy`].
+pub(super) fn attach<S>(
     ex: &LocalExecutor<'_>,
     conn: ConnId,
     stream: Async<TcpStream>,
+    sink: S,
     inputs: Sender<Input>,
-) -> Conn {
+) -> Conn
+where
+    S: Fn(ConnId, Result<&[u8], ConnectError>) -> Delivery + 'static,
+{
     if let Err(e) = stream.get_ref().set_nodelay(true) {
         log::debug!("TCP_NODELAY failed: {e}");
     }
     let (tx, rx) = bounded::<Outgoing>(SEND_QUEUE);
     let stream = Arc::new(stream);
     let writing = Rc::new(Cell::new(false));
-    ex.spawn(read_loop(conn, stream.clone(), inputs)).detach();
+    ex.spawn(read_loop(conn, stream.clone(), sink, inputs))
+        .detach();
     ex.spawn(write_loop(stream.clone(), rx, writing.clone()))
         .detach();
     Conn {
@@ -121,15 +141,24 @@ pub(super) fn attach(
 }
 
 /// Reads until the connection ends, then reports why.
-async fn read_loop(conn: ConnId, reader: Arc<Async<TcpStream>>, inputs: Sender<Input>) {
+async fn read_loop<S>(conn: ConnId, reader: Arc<Async<TcpStream>>, sink: S, inputs: Sender<Input>)
+where
+    S: Fn(ConnId, Result<&[u8], ConnectError>) -> Delivery,
+{
     let mut buf = vec![0u8; READ_CHUNK];
     let why = loop {
         match (&*reader).read(&mut buf).await {
             Ok(0) => break ConnectError::ClosedByPeer,
             Ok(n) => {
-                let data = buf.get(..n).map(<[u8]>::to_vec).unwrap_or_default();
-                if inputs.send(Input::Data(conn, data)).await.is_err() {
-                    return;
+                let data = buf.get(..n).unwrap_or_default();
+                match sink(conn, Ok(data)) {
+                    Delivery::Done => {}
+                    Delivery::Gone => return,
+                    Delivery::Busy => {
+                        if inputs.send(Input::Data(conn, data.to_vec())).await.is_err() {
+                            return;
+                        }
+                    }
                 }
                 // A short read drained the socket: wait for readiness
                 // instead of a read that would only say EAGAIN.
@@ -142,7 +171,9 @@ async fn read_loop(conn: ConnId, reader: Arc<Async<TcpStream>>, inputs: Sender<I
             Err(e) => break ConnectError::from(&e),
         }
     };
-    let _ = inputs.send(Input::Closed(conn, why)).await;
+    if let Delivery::Busy = sink(conn, Err(why)) {
+        let _ = inputs.send(Input::Closed(conn, why)).await;
+    }
 }
 
 /// Writes what the shell queues, gathered into batches, until told to close.
@@ -226,7 +257,7 @@ mod tests {
         let stream = Async::<TcpStream>::new(client).unwrap();
         let ex = LocalExecutor::new();
         let (inputs, _keep) = async_channel::bounded(16);
-        let conn = attach(&ex, 1, stream, inputs);
+        let conn = attach(&ex, 1, stream, |_, _| Delivery::Done, inputs);
         let (mut direct, mut queued) = (0, 0);
         for i in 0..FRAMES {
             let idle = conn.tx.is_empty() && !conn.writing.get();
@@ -254,5 +285,44 @@ mod tests {
         assert_eq!(got, want);
         assert!(direct >= 1, "no frame was written directly");
         assert!(queued >= 1, "no frame went through the writer");
+    }
+
+    /// When the shell cannot take a read at once, the reader queues it (and
+    /// the end of the connection) for the shell's loop instead: nothing read
+    /// is dropped.
+    #[test]
+    fn a_busy_shell_gets_the_reads_through_its_loop() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let ex = LocalExecutor::new();
+        let (inputs, rx) = async_channel::bounded(16);
+        let handled = Rc::new(Cell::new(0usize));
+        let seen = handled.clone();
+        let sink = move |_: ConnId, _: Result<&[u8], ConnectError>| {
+            seen.set(seen.get() + 1);
+            Delivery::Busy
+        };
+        let _conn = attach(&ex, 7, Async::new(server).unwrap(), sink, inputs);
+        client.write_all(b"hello").unwrap();
+        drop(client);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (mut data, mut closed) = (Vec::new(), None);
+        async_io::block_on(ex.run(async {
+            while closed.is_none() && Instant::now() < deadline {
+                let next = future::or(async { rx.recv().await.ok() }, async {
+                    Timer::after(Duration::from_millis(100)).await;
+                    None
+                });
+                match next.await {
+                    Some(Input::Data(7, d)) => data.extend_from_slice(&d),
+                    Some(Input::Closed(7, why)) => closed = Some(why),
+                    _ => {}
+                }
+            }
+        }));
+        assert_eq!(data, b"hello");
+        assert_eq!(closed, Some(ConnectError::ClosedByPeer));
+        assert!(handled.get() >= 2, "the sink was asked first");
     }
 }

@@ -1,10 +1,21 @@
-//! The shell's loop: reads sockets and channels, hands what arrives to the
-//! core, and carries out the core's transmits and events (sockets, slots,
-//! the application). It decides nothing.
+//! The shell: hands what arrives to the core and carries out the core's
+//! transmits and events (sockets, slots, the application). It decides
+//! nothing.
+//!
+//! Its state is shared, on one thread, by its loop (datagrams, accepted and
+//! dialed connections, finished jobs, the handle's commands, the core's
+//! timer) and by each connection's reader task, which hands what it read to
+//! the core itself and writes the answers straight to the socket: a request
+//! is decoded, run (echo and hash inline) and answered within the task the
+//! reactor woke, without a hop through a channel and a second task (the
+//! round trip's CPU, BENCHMARKS.md). No borrow of the state lives across an
+//! await.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,12 +32,12 @@ use crate::core::{ConnId, ConnectError, Core, Event, JobId, TaskOutcome, Transmi
 use crate::task::Executor;
 use p2pa_protocol::{TaskKind, TaskStatus};
 
-/// Frames the core handles from one read before the shell lets the writers
-/// send what those frames produced. With a whole read at once, a window of
-/// pipelined requests came back as one batch after all of them were done,
-/// and the two peers took turns idling (pipelined throughput 0.66 of the
-/// raw-TCP floor); one frame per turn keeps both busy (1.0 of the floor,
-/// BENCHMARKS.md).
+/// Frames the core handles from one read before what they produced is sent.
+/// With a whole read at once, a window of pipelined requests came back as one
+/// batch after all of them were done, and the two peers took turns idling
+/// (pipelined throughput 0.66 of the raw-TCP floor); one frame at a time,
+/// each result on the wire before the next request is decoded, keeps both
+/// busy (1.0 of the floor, BENCHMARKS.md).
 const FRAMES_PER_TURN: usize = 1;
 /// Time allowed to flush Goodbyes on shutdown.
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
@@ -55,7 +66,16 @@ pub(super) struct Shell {
     /// Jobs handed to slots: what they run and since when.
     started: BTreeMap<JobId, (TaskKind, Instant)>,
     models: Option<crate::models::ModelStore>,
+    /// The multicast socket, when beacons are on.
+    udp: Option<Arc<Async<UdpSocket>>>,
+    /// Dials the core asked for, started by the loop (which holds the
+    /// executor; a reader task may be the one that asked).
+    dials: Vec<(ConnId, SocketAddr)>,
 }
+
+/// The shell, shared by its loop and the connections' reader tasks (one
+/// thread; a borrow never lives across an await).
+type Shared = Rc<RefCell<Shell>>;
 
 impl Shell {
     pub(super) fn new(
@@ -76,6 +96,8 @@ impl Shell {
             models: opts.models.clone(),
             waiters: BTreeMap::new(),
             started: BTreeMap::new(),
+            udp: None,
+            dials: Vec::new(),
         }
     }
 
@@ -88,16 +110,16 @@ impl Shell {
     ) -> io::Result<()> {
         ex.spawn(accept_loop(Async::new(listener)?, self.inputs.clone()))
             .detach();
-        let udp = match udp {
-            Some(b) => {
-                self.beacon_ifs = b.interfaces;
-                Some(Arc::new(Async::new(b.socket)?))
-            }
-            None => None,
-        };
-        if let Some(u) = udp.clone() {
-            ex.spawn(datagram_loop(u, self.inputs.clone())).detach();
+        if let Some(b) = udp {
+            self.beacon_ifs = b.interfaces;
+            let u = Arc::new(Async::new(b.socket)?);
+            ex.spawn(datagram_loop(u.clone(), self.inputs.clone()))
+                .detach();
+            self.udp = Some(u);
         }
+        let dial_tx = self.inputs.clone();
+        let shell: Shared = Rc::new(RefCell::new(self));
+        let me = Rc::downgrade(&shell);
         let mut stopping: Option<Sender<()>> = None;
         // One timer, re-armed only when the core's deadline comes earlier
         // than the armed one (or the armed one fired). Each re-arm costs a
@@ -109,7 +131,10 @@ impl Shell {
         let mut timer = Timer::never();
         let mut armed: Option<Instant> = None;
         loop {
-            let deadline = self.core.poll_timeout();
+            let deadline = shell
+                .try_borrow()
+                .ok()
+                .and_then(|sh| sh.core.poll_timeout());
             if rearm(armed, deadline) {
                 match deadline {
                     Some(t) => timer.set_at(t),
@@ -126,38 +151,37 @@ impl Shell {
                 armed = None; // a fired timer must be re-armed
             }
             let now = Instant::now();
-            match input {
-                Some(Input::Data(conn, data)) => {
-                    self.feed(ex, udp.as_deref(), conn, &data).await;
+            let dials = match shell.try_borrow_mut() {
+                Ok(mut sh) => {
+                    if let Some(input) = input {
+                        sh.handle(ex, &me, now, input, &mut stopping);
+                    }
+                    if deadline.is_some_and(|t| t <= now) {
+                        sh.core.handle_timeout(now);
+                    }
+                    sh.drain();
+                    std::mem::take(&mut sh.dials)
                 }
-                Some(input) => self.handle(ex, now, input, &mut stopping),
-                None => {}
+                Err(_) => {
+                    // Cannot happen: no borrow lives across an await.
+                    log::error!("shell busy in its own loop; an input was dropped");
+                    Vec::new()
+                }
+            };
+            for (conn, addr) in dials {
+                dial(ex, dial_tx.clone(), conn, addr);
             }
-            if deadline.is_some_and(|t| t <= now) {
-                self.core.handle_timeout(now);
-            }
-            self.drain(ex, udp.as_deref()).await;
             if let Some(done) = stopping.take() {
-                self.flush_and_stop(done).await;
+                flush_and_stop(&shell, done).await;
                 return Ok(());
             }
         }
     }
 
-    /// Lets writers flush the Goodbyes, then answers the shutdown request.
-    async fn flush_and_stop(&mut self, done: Sender<()>) {
-        let flush = Instant::now();
-        while !self.conns.is_empty() && flush.elapsed() < SHUTDOWN_FLUSH {
-            self.conns.retain(|_, c| !c.is_closed());
-            Timer::after(Duration::from_millis(10)).await;
-        }
-        Timer::after(Duration::from_millis(50)).await;
-        let _ = done.send(()).await;
-    }
-
     fn handle(
         &mut self,
         ex: &LocalExecutor<'_>,
+        me: &Weak<RefCell<Shell>>,
         now: Instant,
         input: Input,
         stopping: &mut Option<Sender<()>>,
@@ -165,22 +189,20 @@ impl Shell {
         match input {
             Input::Datagram(from, data) => self.core.handle_datagram(now, from, &data),
             Input::Incoming(stream, addr) => match self.core.handle_incoming(now, addr) {
-                Some(conn) => self.attach(ex, conn, stream),
+                Some(conn) => self.attach(ex, me, conn, stream),
                 None => drop(stream),
             },
             Input::Connected(conn, stream) => {
-                self.attach(ex, conn, stream);
+                self.attach(ex, me, conn, stream);
                 self.core.handle_connected(now, conn);
             }
             Input::ConnectFailed(conn, addr, why) => {
                 self.tell(NodeEvent::DialFailed { addr, why });
                 self.core.handle_connect_failed(now, conn, why);
             }
-            Input::Data(conn, data) => self.core.handle_stream_data(now, conn, &data),
-            Input::Closed(conn, why) => {
-                self.conns.remove(&conn);
-                self.core.handle_closed(now, conn, why);
-            }
+            Input::Data(conn, data) => self.feed(conn, &data),
+            Input::Closed(conn, why) => self.closed(now, conn, why),
+            Input::Wake => {}
             Input::JobDone(job, status, output) => {
                 self.core.handle_job_done(now, job, status, &output);
                 if let Some((kind, at)) = self.started.remove(&job) {
@@ -220,23 +242,42 @@ impl Shell {
         }
     }
 
-    fn attach(&mut self, ex: &LocalExecutor<'_>, conn: ConnId, stream: Async<std::net::TcpStream>) {
-        let c = net::attach(ex, conn, stream, self.inputs.clone());
+    fn attach(
+        &mut self,
+        ex: &LocalExecutor<'_>,
+        me: &Weak<RefCell<Shell>>,
+        conn: ConnId,
+        stream: Async<std::net::TcpStream>,
+    ) {
+        let shell = me.clone();
+        let sink = move |conn: ConnId, got: Result<&[u8], ConnectError>| {
+            let Some(shell) = shell.upgrade() else {
+                return net::Delivery::Gone;
+            };
+            let Ok(mut sh) = shell.try_borrow_mut() else {
+                return net::Delivery::Busy;
+            };
+            match got {
+                Ok(data) => sh.feed(conn, data),
+                Err(why) => sh.closed(Instant::now(), conn, why),
+            }
+            sh.drain();
+            if !sh.dials.is_empty() {
+                // The loop starts them (it holds the executor).
+                let _ = sh.inputs.try_send(Input::Wake);
+            }
+            net::Delivery::Done
+        };
+        let c = net::attach(ex, conn, stream, sink, self.inputs.clone());
         self.conns.insert(conn, c);
     }
 
     /// Hands `data` from connection `conn` to the core [`FRAMES_PER_TURN`]
-    /// frames at a time; after each turn the output goes to the writers and
-    /// the executor runs them (and the caller's tasks) before the next turn.
-    async fn feed(
-        &mut self,
-        ex: &LocalExecutor<'_>,
-        udp: Option<&Async<UdpSocket>>,
-        conn: ConnId,
-        data: &[u8],
-    ) {
+    /// frames at a time, sending what each turn produced before the next.
+    fn feed(&mut self, conn: ConnId, data: &[u8]) {
         let mut rest = data;
-        loop {
+        // Each turn uses at least one byte, or the loop ends.
+        for _ in 0..=data.len() {
             let used = self
                 .core
                 .handle_stream_frames(Instant::now(), conn, rest, FRAMES_PER_TURN);
@@ -244,17 +285,22 @@ impl Shell {
             if rest.is_empty() || used == 0 {
                 return;
             }
-            self.drain(ex, udp).await;
-            future::yield_now().await;
+            self.drain();
         }
+    }
+
+    /// Connection `conn` ended.
+    fn closed(&mut self, now: Instant, conn: ConnId, why: ConnectError) {
+        self.conns.remove(&conn);
+        self.core.handle_closed(now, conn, why);
     }
 
     /// Carries out the core's transmits and events until it has none left
     /// (an inline task's result makes more).
-    async fn drain(&mut self, ex: &LocalExecutor<'_>, udp: Option<&Async<UdpSocket>>) {
+    fn drain(&mut self) {
         for _ in 0..INLINE_ROUNDS {
             while let Some(t) = self.core.poll_transmit() {
-                self.transmit(ex, udp, t).await;
+                self.transmit(t);
             }
             while let Some(e) = self.core.poll_event() {
                 if let Some(app) = self.event(e) {
@@ -267,31 +313,16 @@ impl Shell {
         }
     }
 
-    async fn transmit(
-        &mut self,
-        ex: &LocalExecutor<'_>,
-        udp: Option<&Async<UdpSocket>>,
-        t: Transmit,
-    ) {
+    fn transmit(&mut self, t: Transmit) {
         match t {
             Transmit::Multicast(bytes) => {
-                if let (Some(u), Some(to)) = (udp, self.udp_target) {
-                    if let Err(e) = super::udp::send(u, &self.beacon_ifs, &bytes, to).await {
+                if let (Some(u), Some(to)) = (&self.udp, self.udp_target) {
+                    if let Err(e) = super::udp::send(u.get_ref(), &self.beacon_ifs, &bytes, to) {
                         log::debug!("beacon send to {to} failed: {e}");
                     }
                 }
             }
-            Transmit::Connect { conn, addr } => {
-                let tx = self.inputs.clone();
-                ex.spawn(async move {
-                    let input = match net::connect(addr).await {
-                        Ok(s) => Input::Connected(conn, s),
-                        Err(e) => Input::ConnectFailed(conn, addr, e),
-                    };
-                    let _ = tx.send(input).await;
-                })
-                .detach();
-            }
+            Transmit::Connect { conn, addr } => self.dials.push((conn, addr)),
             Transmit::Send { conn, bytes } => {
                 let full = self
                     .conns
@@ -425,6 +456,38 @@ fn rearm(armed: Option<Instant>, deadline: Option<Instant>) -> bool {
         (Some(a), Some(d)) => d < a,
         (_, None) => false,
     }
+}
+
+/// Lets writers flush the Goodbyes, then answers the shutdown request.
+async fn flush_and_stop(shell: &Shared, done: Sender<()>) {
+    let flush = Instant::now();
+    while flush.elapsed() < SHUTDOWN_FLUSH {
+        let open = match shell.try_borrow_mut() {
+            Ok(mut sh) => {
+                sh.conns.retain(|_, c| !c.is_closed());
+                !sh.conns.is_empty()
+            }
+            Err(_) => true,
+        };
+        if !open {
+            break;
+        }
+        Timer::after(Duration::from_millis(10)).await;
+    }
+    Timer::after(Duration::from_millis(50)).await;
+    let _ = done.send(()).await;
+}
+
+/// Opens a TCP connection the core asked for, on a task of its own.
+fn dial(ex: &LocalExecutor<'_>, tx: Sender<Input>, conn: ConnId, addr: SocketAddr) {
+    ex.spawn(async move {
+        let input = match net::connect(addr).await {
+            Ok(s) => Input::Connected(conn, s),
+            Err(e) => Input::ConnectFailed(conn, addr, e),
+        };
+        let _ = tx.send(input).await;
+    })
+    .detach();
 }
 
 /// Accepts TCP connections for the shell.

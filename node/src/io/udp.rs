@@ -95,20 +95,21 @@ fn join_each(sock: &Socket, group: Ipv4Addr) -> Vec<Ipv4Addr> {
 }
 
 /// Sends one beacon to `to`: once (the kernel picks the interface), or once
-/// on each interface joined.
-pub async fn send(
-    u: &async_io::Async<UdpSocket>,
+/// on each interface joined. Does not wait: a beacon the socket has no room
+/// for is dropped with the error (the next one follows within seconds).
+pub fn send(
+    u: &UdpSocket,
     interfaces: &[Ipv4Addr],
     bytes: &[u8],
     to: std::net::SocketAddr,
 ) -> io::Result<()> {
     if interfaces.is_empty() {
-        return u.send_to(bytes, to).await.map(drop);
+        return u.send_to(bytes, to).map(drop);
     }
     let mut last = Ok(());
     for ifc in interfaces {
-        socket2::SockRef::from(u.get_ref()).set_multicast_if_v4(ifc)?;
-        if let Err(e) = u.send_to(bytes, to).await {
+        socket2::SockRef::from(u).set_multicast_if_v4(ifc)?;
+        if let Err(e) = u.send_to(bytes, to) {
             last = Err(e);
         }
     }
