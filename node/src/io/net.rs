@@ -161,11 +161,17 @@ where
                     }
                 }
                 // A short read drained the socket: wait for readiness
-                // instead of a read that would only say EAGAIN.
+                // instead of a read that would only say EAGAIN. A full one
+                // may have more behind it: let the other tasks have a turn
+                // first (a read that succeeds never yields, and the core
+                // runs on this task, so a peer that keeps the socket full
+                // would otherwise hold the thread).
                 if n < buf.len() {
                     if let Err(e) = reader.readable().await {
                         break ConnectError::from(&e);
                     }
+                } else {
+                    future::yield_now().await;
                 }
             }
             Err(e) => break ConnectError::from(&e),
@@ -324,5 +330,54 @@ mod tests {
         assert_eq!(data, b"hello");
         assert_eq!(closed, Some(ConnectError::ClosedByPeer));
         assert!(handled.get() >= 2, "the sink was asked first");
+    }
+
+    /// A peer that keeps its socket full does not hold the thread: other
+    /// tasks run between its reads, not only once it pauses. (A read that
+    /// succeeds never yields, and the core runs on the reader's task.)
+    #[test]
+    fn a_full_socket_leaves_other_tasks_their_turn() {
+        const FULL: usize = 8 * READ_CHUNK;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        // Eight full reads wait in the socket before the reader starts.
+        client.write_all(&vec![0u8; FULL]).unwrap();
+        let ex = LocalExecutor::new();
+        let (inputs, _keep) = async_channel::bounded(16);
+        let read = Rc::new(Cell::new(0usize));
+        let seen = read.clone();
+        // Some work per read, as the core does (decoding, checking).
+        let sink = move |_: ConnId, got: Result<&[u8], ConnectError>| {
+            if let Ok(d) = got {
+                seen.set(seen.get() + d.len());
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Delivery::Done
+        };
+        let _conn = attach(&ex, 1, Async::new(server).unwrap(), sink, inputs);
+        let turn = Rc::new(Cell::new(None));
+        let mark = turn.clone();
+        let counted = read.clone();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        async_io::block_on(ex.run(async {
+            // Once the reads are being handled, this task asks for a turn.
+            let other = ex.spawn(async move {
+                while counted.get() == 0 && Instant::now() < deadline {
+                    Timer::after(Duration::from_millis(1)).await;
+                }
+                mark.set(Some(counted.get()));
+            });
+            while read.get() < FULL && Instant::now() < deadline {
+                Timer::after(Duration::from_millis(1)).await;
+            }
+            other.await;
+        }));
+        drop(client);
+        let at = turn.get().expect("the other task ran");
+        assert!(
+            at < FULL / 2,
+            "the other task waited for {at} of {FULL} bytes to be handled"
+        );
     }
 }
