@@ -34,7 +34,9 @@ pub use udp::MulticastConfig;
 /// are allocated up front (about 40 bytes each), so it is also most of what a
 /// session costs in memory.
 pub const SEND_QUEUE: usize = 128;
-/// Inputs (socket reads, finished jobs, commands) queued for the core.
+/// Inputs (datagrams, connections, finished jobs, commands) queued for the
+/// shell's loop. Stream reads go to the core on their reader's task and come
+/// here only when the shell is busy, which its single thread rules out.
 const INPUT_QUEUE: usize = 1024;
 /// Application events buffered for a slow reader before some are dropped.
 const EVENT_QUEUE: usize = 4096;
@@ -55,7 +57,9 @@ enum Input {
     Incoming(Async<TcpStream>, SocketAddr),
     Connected(ConnId, Async<TcpStream>),
     ConnectFailed(ConnId, SocketAddr, ConnectError),
+    /// Read from a connection while the shell was busy (see `INPUT_QUEUE`).
     Data(ConnId, Vec<u8>),
+    /// A connection ended while the shell was busy.
     Closed(ConnId, ConnectError),
     JobDone(JobId, TaskStatus, Vec<u8>),
     Found(SocketAddr),
