@@ -308,10 +308,36 @@ const GLOBAL_VALUES: [&str; 5] = [
     "--interface",
 ];
 
+/// Where the first word that is not an option (or a global option's value)
+/// is in `args`.
+fn first_word(args: &[String]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
+        if !a.starts_with('-') {
+            return Some(i);
+        }
+        i += if GLOBAL_VALUES.contains(&a.as_str()) {
+            2
+        } else {
+            1
+        };
+    }
+    None
+}
+
 /// The help of a local command when the arguments ask for it, built from
 /// that command alone.
 fn local_help(args: &[String]) -> Option<String> {
     use clap::CommandFactory;
+    // `p2pa help demo` asks what `p2pa demo --help` does.
+    if let Some(at) = first_word(args).filter(|&i| args.get(i).is_some_and(|w| w == "help")) {
+        let mut asked: Vec<String> = args.iter().skip(at + 1).cloned().collect();
+        if asked.is_empty() {
+            return None;
+        }
+        asked.push("--help".into());
+        return local_help(&asked);
+    }
     if !args.iter().any(|a| a == "-h" || a == "--help") {
         return None;
     }

@@ -746,10 +746,13 @@ fn help_groups_the_network_options_apart_from_each_command_s_own() {
     let own = help.find("--kind").expect("submit's own flag");
     let ttl = help.find("--multicast-ttl").expect("the network flag");
     assert!(own < network && network < ttl, "{help}");
-    // The demo lists only what it uses: it runs its nodes its own way.
+    // The demo lists only what it uses: it runs its nodes its own way
+    // (asked either way).
     let out = p2pa(&["demo", "--help"], T);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let help = stdout(&out);
+    let out = p2pa(&["help", "demo"], T);
+    assert_eq!(stdout(&out), help, "help demo = demo --help");
     for own in ["--nodes", "--tasks", "--task-ms", "--no-kill", "--help"] {
         assert!(help.contains(own), "{own} missing: {help}");
     }
@@ -766,6 +769,7 @@ fn help_groups_the_network_options_apart_from_each_command_s_own() {
     for args in [
         &["keygen", "--help"][..],
         &["--multicast-ttl", "0", "model", "add", "-h"][..],
+        &["help", "keygen"][..],
     ] {
         let out = p2pa(args, T);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
