@@ -851,3 +851,44 @@ fn doctor_hears_a_node_and_says_what_it_checked() {
     );
     assert!(stdout(&lonely).contains("fix: "), "{}", stdout(&lonely));
 }
+
+/// A worker's Busy answer reaches the requester on its connection's reader
+/// task; the retry it schedules must not wait for the requester's next
+/// timer (a beacon, seconds away): four 400 ms sleeps on a worker with one
+/// slot and a queue of one take 1.6 s of work (4 s when retries waited).
+#[test]
+fn a_busy_answer_is_retried_after_its_backoff_not_at_the_next_timer() {
+    let port = unique_port();
+    let dir = scratch("busyretry");
+    let worker = NodeProc::start(port, &dir.join("w"), &["--workers", "1", "--queue", "1"]);
+    let inputs = dir.join("in.jsonl");
+    std::fs::write(&inputs, "\"400\"\n".repeat(4)).unwrap();
+    let results = dir.join("out.jsonl");
+    let t = Instant::now();
+    let out = Command::new(bin())
+        .args(local_net(port))
+        .arg("--data-dir")
+        .arg(dir.join("r"))
+        .args(["batch", "--peer", &worker.addr, "--kind", "sleep"])
+        .args(["--concurrency", "4", "--inputs"])
+        .arg(&inputs)
+        .arg("--out")
+        .arg(&results)
+        .output()
+        .unwrap();
+    let took = t.elapsed();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<Value> = std::fs::read_to_string(&results)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert!(
+        lines.iter().all(|l| l["status"] == "completed"),
+        "{lines:?}"
+    );
+    let busy: u64 = lines.iter().filter_map(|l| l["busy"].as_u64()).sum();
+    assert!(busy > 0, "the worker never answered Busy: {lines:?}");
+    assert!(took < Duration::from_millis(3200), "took {took:?}");
+}

@@ -65,7 +65,7 @@ enum Input {
     Found(SocketAddr),
     Cmd(Cmd),
     /// Nothing but a turn of the loop (to start dials a reader task's
-    /// frames asked for).
+    /// frames asked for, or re-arm the timer for an earlier deadline).
     Wake,
 }
 

@@ -71,6 +71,10 @@ pub(super) struct Shell {
     /// Dials the core asked for, started by the loop (which holds the
     /// executor; a reader task may be the one that asked).
     dials: Vec<(ConnId, SocketAddr)>,
+    /// When the loop's timer fires. A reader task that leaves the core
+    /// with an earlier deadline (a job's, a retry's) wakes the loop to
+    /// re-arm it.
+    timer_at: Option<Instant>,
 }
 
 /// The shell, shared by its loop and the connections' reader tasks (one
@@ -98,6 +102,7 @@ impl Shell {
             started: BTreeMap::new(),
             udp: None,
             dials: Vec::new(),
+            timer_at: None,
         }
     }
 
@@ -141,6 +146,9 @@ impl Shell {
                     None => timer = Timer::never(),
                 }
                 armed = deadline;
+            }
+            if let Ok(mut sh) = shell.try_borrow_mut() {
+                sh.timer_at = armed;
             }
             let fired = async {
                 (&mut timer).await;
@@ -262,8 +270,9 @@ impl Shell {
                 Err(why) => sh.closed(Instant::now(), conn, why),
             }
             sh.drain();
-            if !sh.dials.is_empty() {
-                // The loop starts them (it holds the executor).
+            // The loop starts dials (it holds the executor) and re-arms its
+            // timer for a deadline earlier than the armed one.
+            if !sh.dials.is_empty() || rearm(sh.timer_at, sh.core.poll_timeout()) {
                 let _ = sh.inputs.try_send(Input::Wake);
             }
             net::Delivery::Done
