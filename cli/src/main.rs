@@ -308,13 +308,14 @@ const GLOBAL_VALUES: [&str; 5] = [
     "--interface",
 ];
 
-/// Where the first word that is not an option (or a global option's value)
-/// is in `args`.
-fn first_word(args: &[String]) -> Option<usize> {
+/// The words of `args` that are neither options nor a global option's
+/// value, with where they are.
+fn words(args: &[String]) -> Vec<(usize, &String)> {
+    let mut out = Vec::new();
     let mut i = 0;
     while let Some(a) = args.get(i) {
         if !a.starts_with('-') {
-            return Some(i);
+            out.push((i, a));
         }
         i += if GLOBAL_VALUES.contains(&a.as_str()) {
             2
@@ -322,7 +323,7 @@ fn first_word(args: &[String]) -> Option<usize> {
             1
         };
     }
-    None
+    out
 }
 
 /// The help of a local command when the arguments ask for it, built from
@@ -330,7 +331,8 @@ fn first_word(args: &[String]) -> Option<usize> {
 fn local_help(args: &[String]) -> Option<String> {
     use clap::CommandFactory;
     // `p2pa help demo` asks what `p2pa demo --help` does.
-    if let Some(at) = first_word(args).filter(|&i| args.get(i).is_some_and(|w| w == "help")) {
+    let words = words(args);
+    if let Some(&(at, _)) = words.first().filter(|(_, w)| *w == "help") {
         let mut asked: Vec<String> = args.iter().skip(at + 1).cloned().collect();
         if asked.is_empty() {
             return None;
@@ -343,14 +345,7 @@ fn local_help(args: &[String]) -> Option<String> {
     }
     let mut cmd = Cli::command();
     let mut path: Vec<String> = Vec::new();
-    let mut words = args.iter();
-    while let Some(a) = words.next() {
-        if a.starts_with('-') {
-            if GLOBAL_VALUES.contains(&a.as_str()) {
-                words.next();
-            }
-            continue;
-        }
+    for (_, a) in words {
         match cmd.find_subcommand(a) {
             Some(sub) => {
                 let sub = sub.clone();

@@ -134,35 +134,25 @@ impl Shell {
         // would otherwise re-arm once per task; a timer left early fires
         // once, finds nothing due, and is armed at the new deadline.
         let mut timer = Timer::never();
-        let mut armed: Option<Instant> = None;
         loop {
-            let deadline = shell
-                .try_borrow()
-                .ok()
-                .and_then(|sh| sh.core.poll_timeout());
-            if rearm(armed, deadline) {
-                match deadline {
-                    Some(t) => timer.set_at(t),
-                    None => timer = Timer::never(),
-                }
-                armed = deadline;
-            }
-            if let Ok(mut sh) = shell.try_borrow_mut() {
-                sh.timer_at = armed;
+            let (deadline, set) = match shell.try_borrow_mut() {
+                Ok(mut sh) => sh.arm_timer(),
+                Err(_) => (None, false),
+            };
+            if let (true, Some(t)) = (set, deadline) {
+                timer.set_at(t); // `rearm` never asks to set it for no deadline
             }
             let fired = async {
                 (&mut timer).await;
                 None
             };
             let input = future::or(async { inputs.recv().await.ok() }, fired).await;
-            if input.is_none() {
-                armed = None; // a fired timer must be re-armed
-            }
             let now = Instant::now();
             let dials = match shell.try_borrow_mut() {
                 Ok(mut sh) => {
-                    if let Some(input) = input {
-                        sh.handle(ex, &me, now, input, &mut stopping);
+                    match input {
+                        Some(input) => sh.handle(ex, &me, now, input, &mut stopping),
+                        None => sh.timer_at = None, // it fired: set it again
                     }
                     if deadline.is_some_and(|t| t <= now) {
                         sh.core.handle_timeout(now);
@@ -270,9 +260,7 @@ impl Shell {
                 Err(why) => sh.closed(Instant::now(), conn, why),
             }
             sh.drain();
-            // The loop starts dials (it holds the executor) and re-arms its
-            // timer for a deadline earlier than the armed one.
-            if !sh.dials.is_empty() || rearm(sh.timer_at, sh.core.poll_timeout()) {
+            if sh.needs_loop() {
                 let _ = sh.inputs.try_send(Input::Wake);
             }
             net::Delivery::Done
@@ -296,6 +284,24 @@ impl Shell {
             }
             self.drain();
         }
+    }
+
+    /// The core's next deadline, and whether the loop's timer must be set
+    /// for it (it then counts as armed there).
+    fn arm_timer(&mut self) -> (Option<Instant>, bool) {
+        let deadline = self.core.poll_timeout();
+        let set = rearm(self.timer_at, deadline);
+        if set {
+            self.timer_at = deadline;
+        }
+        (deadline, set)
+    }
+
+    /// Whether the loop must take a turn after a reader task's work: to
+    /// start dials (it holds the executor) or to set its timer for a
+    /// deadline earlier than the armed one.
+    fn needs_loop(&self) -> bool {
+        !self.dials.is_empty() || rearm(self.timer_at, self.core.poll_timeout())
     }
 
     /// Connection `conn` ended.
