@@ -1,5 +1,3 @@
-// Over 600 lines on purpose: every wiring between the parts is here, in one place.
-
 //! The sans-IO node: discovery, sessions and task exchange as one deterministic
 //! state machine. Time comes in as `now`, randomness through [`Entropy`];
 //! events go in through `handle_*`, work comes out through `poll_*`.
@@ -17,6 +15,7 @@ mod budget;
 mod config;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod drive;
+mod endings;
 mod observed;
 mod output;
 mod peer_info;
@@ -58,7 +57,6 @@ use output::{bump, Noise, Outbox};
 use peers::Peers;
 use requester::{Requester, Resulted};
 use sessions::{Sessions, Step, Up};
-use timer::Timer;
 use wire::{wire, Wire};
 use worker::Worker;
 
@@ -185,68 +183,6 @@ impl Core {
     /// Next event for the application.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.out.events.pop_front()
-    }
-
-    fn deadline(&self, timer: Timer) -> Option<Instant> {
-        match timer {
-            Timer::Beacons => self.beacons.next_deadline(),
-            Timer::Sessions => self.sessions.next_deadline(&self.cfg),
-            Timer::Peers => self.peers.next_deadline(self.id, &self.cfg),
-            Timer::Requester => self.requester.next_deadline(),
-            Timer::Worker => self.worker.next_deadline(),
-            Timer::Blobs => self.blobs.next_deadline(&self.cfg),
-        }
-    }
-
-    /// When `handle_timeout` must be called next.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        Timer::ALL.iter().filter_map(|&t| self.deadline(t)).min()
-    }
-
-    /// Timers: beacons, keepalive, handshake and task deadlines, redials.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        for timer in Timer::ALL {
-            self.fire(timer, now);
-        }
-    }
-
-    fn fire(&mut self, timer: Timer, now: Instant) {
-        let cfg = &self.cfg;
-        match timer {
-            Timer::Beacons => {
-                let period = self.peers.beacon_period(cfg);
-                let (worker, blobs) = (&self.worker, &self.blobs);
-                let caps = || worker.capabilities(cfg, blobs);
-                let rng = &mut *self.rng;
-                self.beacons
-                    .timers(now, cfg, &self.key, period, &caps, rng, &mut self.out);
-            }
-            Timer::Sessions => self.session_timers(now),
-            Timer::Peers if self.shutting_down => {}
-            Timer::Peers => {
-                let at_cap = self.sessions.len() >= cfg.max_conns;
-                let (sessions, out) = (&mut self.sessions, &mut self.out);
-                let mut dial = |addr, expected| sessions.dial(now, cfg, addr, expected, out);
-                self.peers.timers(now, self.id, cfg, at_cap, &mut dial);
-            }
-            Timer::Requester => {
-                self.requester.timers(now, cfg, &mut wire!(self));
-                self.prune_fetches();
-            }
-            Timer::Worker => {
-                self.worker.timers(now, cfg, &self.blobs, &mut wire!(self));
-                self.prune_fetches();
-                self.fetch_inputs(now);
-            }
-            Timer::Blobs => {
-                for (hash, want, error) in self.blobs.stalled(now, cfg) {
-                    self.fetched(now, hash, Fetched::Failed(want, error));
-                }
-                // Outputs dropped unfetched may have made room.
-                self.worker
-                    .start_jobs(&self.cfg, &self.blobs, &mut wire!(self));
-            }
-        }
     }
 
     /// What this node offers now.
@@ -623,75 +559,5 @@ impl Core {
         self.worker
             .accept_if_waiting(admitted.job, &self.blobs, &mut wire!(self));
         self.fetch_inputs(now);
-    }
-
-    // ---- endings ----
-
-    /// Says goodbye (when a session context exists) and closes.
-    fn goodbye(&mut self, now: Instant, conn: ConnId, reason: GoodbyeReason) {
-        self.sessions
-            .say_goodbye(conn, &self.key, reason, &mut self.out);
-        self.close(now, conn, CloseReason::Sent(reason));
-    }
-
-    /// Closes a connection for bad input: counted, logged once, closed.
-    fn fail(&mut self, now: Instant, conn: ConnId, reason: CloseReason) {
-        let handshaking = self.sessions.is_handshaking(conn);
-        if let Some(noise) = reason.count(&mut self.out.stats, handshaking) {
-            let addr = self.sessions.addr(conn);
-            self.out.warn_once(
-                noise,
-                format_args!("closing connection with {addr:?}: {reason}"),
-            );
-        }
-        self.close(now, conn, reason);
-    }
-
-    /// Forgets a connection; if it carried a session, the parts hear of it.
-    fn close(&mut self, now: Instant, conn: ConnId, reason: CloseReason) {
-        let Some(closed) = self.sessions.remove(conn, &mut self.out) else {
-            return;
-        };
-        if reason.is_violation() {
-            log::debug!("closed connection {conn} with {}: {reason}", closed.addr);
-        }
-        if let Some(peer) = closed.peer {
-            if self.peers.session_down(now, peer, conn) {
-                log::info!("session with {} ended: {reason}", peer.short());
-                self.out.event(Event::PeerDisconnected { id: peer, reason });
-                self.peer_down(now, peer);
-            }
-        }
-        self.peers.dial_failed(now, &self.cfg, conn, &mut *self.rng);
-    }
-
-    /// `peer`'s session ended: its tasks go elsewhere, fetches from it find
-    /// another source, its jobs here are dropped.
-    fn peer_down(&mut self, now: Instant, peer: NodeId) {
-        self.requester
-            .peer_down(now, &self.cfg, peer, &mut wire!(self));
-        self.blobs.peer_gone(peer);
-        for (hash, want) in self.blobs.stalled_from(peer) {
-            if let Some(other) = self.worker.requester_waiting_for(hash, peer) {
-                self.blobs.fetch(now, hash, want, other, &mut wire!(self));
-            }
-        }
-        self.worker.peer_down(peer, &mut wire!(self));
-        self.prune_fetches();
-        self.fetch_inputs(now);
-    }
-
-    /// Handshake timeouts and dead sessions close; live ones are pinged.
-    fn session_timers(&mut self, now: Instant) {
-        let expired = self.sessions.expired(now, &self.cfg);
-        for (conn, _) in expired.handshakes {
-            self.fail(now, conn, CloseReason::HandshakeTimeout);
-        }
-        for conn in expired.dead {
-            self.goodbye(now, conn, GoodbyeReason::Timeout);
-        }
-        let rng = &mut *self.rng;
-        self.sessions
-            .keepalive(now, &self.cfg, &self.key, rng, &mut self.out);
     }
 }

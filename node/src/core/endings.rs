@@ -1,0 +1,65 @@
+//! The router's endings: a connection said goodbye to, failed or closed,
+//! and what a session's end means for the other parts (its tasks go
+//! elsewhere, fetches from the peer find another source).
+
+use std::time::Instant;
+
+use p2pa_protocol::{GoodbyeReason, NodeId};
+
+use super::{wire, CloseReason, ConnId, Core, Event, Wire};
+
+impl Core {
+    /// Says goodbye (when a session context exists) and closes.
+    pub(super) fn goodbye(&mut self, now: Instant, conn: ConnId, reason: GoodbyeReason) {
+        self.sessions
+            .say_goodbye(conn, &self.key, reason, &mut self.out);
+        self.close(now, conn, CloseReason::Sent(reason));
+    }
+
+    /// Closes a connection for bad input: counted, logged once, closed.
+    pub(super) fn fail(&mut self, now: Instant, conn: ConnId, reason: CloseReason) {
+        let handshaking = self.sessions.is_handshaking(conn);
+        if let Some(noise) = reason.count(&mut self.out.stats, handshaking) {
+            let addr = self.sessions.addr(conn);
+            self.out.warn_once(
+                noise,
+                format_args!("closing connection with {addr:?}: {reason}"),
+            );
+        }
+        self.close(now, conn, reason);
+    }
+
+    /// Forgets a connection; if it carried a session, the parts hear of it.
+    pub(super) fn close(&mut self, now: Instant, conn: ConnId, reason: CloseReason) {
+        let Some(closed) = self.sessions.remove(conn, &mut self.out) else {
+            return;
+        };
+        if reason.is_violation() {
+            log::debug!("closed connection {conn} with {}: {reason}", closed.addr);
+        }
+        if let Some(peer) = closed.peer {
+            if self.peers.session_down(now, peer, conn) {
+                log::info!("session with {} ended: {reason}", peer.short());
+                self.out.event(Event::PeerDisconnected { id: peer, reason });
+                self.peer_down(now, peer);
+            }
+        }
+        self.peers.dial_failed(now, &self.cfg, conn, &mut *self.rng);
+    }
+
+    /// `peer`'s session ended: its tasks go elsewhere, fetches from it find
+    /// another source, its jobs here are dropped.
+    fn peer_down(&mut self, now: Instant, peer: NodeId) {
+        self.requester
+            .peer_down(now, &self.cfg, peer, &mut wire!(self));
+        self.blobs.peer_gone(peer);
+        for (hash, want) in self.blobs.stalled_from(peer) {
+            if let Some(other) = self.worker.requester_waiting_for(hash, peer) {
+                self.blobs.fetch(now, hash, want, other, &mut wire!(self));
+            }
+        }
+        self.worker.peer_down(peer, &mut wire!(self));
+        self.prune_fetches();
+        self.fetch_inputs(now);
+    }
+}
