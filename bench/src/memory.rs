@@ -58,8 +58,11 @@ pub fn bench_memory(tasks: usize) {
 
 /// The worker's node id, read from its key file.
 fn worker_id_of(w: &WorkerProc) -> NodeId {
-    let text = std::fs::read_to_string(w.dir.0.join("identity.key")).expect("key file");
-    Keypair::from_seed(p2pa_node::hex::parse_hex32(text.trim()).expect("seed")).node_id()
+    let path = w.dir.0.join(p2pa_node::identity::KEY_FILE);
+    match p2pa_node::identity::load(&path) {
+        Ok(key) => key.node_id(),
+        Err(e) => panic!("the worker's key: {e}"),
+    }
 }
 
 pub fn bench_handshake(n: usize) {
