@@ -14,6 +14,7 @@ mod batch;
 mod config;
 mod demo;
 mod doctor;
+mod engine;
 mod journal;
 mod models;
 mod node;
@@ -195,6 +196,8 @@ enum Command {
         models: PathBuf,
         #[arg(long)]
         memory_mb: u64,
+        #[command(flatten)]
+        engine: engine::EngineArgs,
     },
 }
 
@@ -228,6 +231,12 @@ pub enum ModelCmd {
         /// Run it this many times and report the median time
         #[arg(long, default_value_t = 1, value_name = "N")]
         repeat: u32,
+        /// Print one JSON object (engine, engine_version, first_ms,
+        /// median_ms, repeat) on stdout instead of the outputs
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        engine: engine::EngineArgs,
     },
 }
 
@@ -412,7 +421,8 @@ fn main() -> ExitCode {
         Command::InferChild {
             ref models,
             memory_mb,
-        } => node::cmd_infer_child(models, memory_mb),
+            ref engine,
+        } => node::cmd_infer_child(models, memory_mb, &engine.options()),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -74,6 +74,8 @@ pub struct NodeArgs {
     )]
     infer_memory_mb: u64,
     #[command(flatten)]
+    engine: crate::engine::EngineArgs,
+    #[command(flatten)]
     limits: LimitArgs,
 }
 
@@ -82,49 +84,74 @@ const DEFAULT_CHILD_MEMORY_MIB: u64 = 2048;
 
 /// Runs `infer` tasks in child processes of this binary (`p2pa infer-child`),
 /// so that a model that crashes or overruns takes down only its own process.
+/// The executor and what it says of its engine, for the start line.
+type Started = (p2pa_node::task::Executor, Option<String>);
+
+/// Runs `infer` tasks in child processes of this binary (`p2pa infer-child`),
+/// so that a model that crashes or overruns takes down only its own process.
+/// One child starts now: it says which engine runs (or, with `--engine
+/// onnxruntime` where the library does not load, why the node cannot start).
 #[cfg(all(feature = "onnx", unix))]
 fn infer_executor(
     store: &p2pa_node::models::ModelStore,
     memory_mib: u64,
-) -> p2pa_node::task::Executor {
+    engine: &crate::engine::EngineArgs,
+) -> Result<Started, CliError> {
     use p2pa_node::task::child::{ChildCommand, Isolated};
-    match std::env::current_exe() {
-        Ok(program) => std::sync::Arc::new(Isolated::new(ChildCommand {
-            program,
-            args: vec![
-                "infer-child".into(),
-                "--models".into(),
-                store.dir().into(),
-                "--memory-mb".into(),
-                memory_mib.to_string().into(),
-            ],
-        })),
+    let (opts, source) = engine.resolved();
+    let program = match std::env::current_exe() {
+        Ok(program) => program,
         Err(e) => {
             log::warn!("cannot find this program ({e}); models run inside the node process");
-            p2pa_node::task::executor(Some(store.clone()))
+            return Ok((p2pa_node::task::executor(Some(store.clone())), None));
         }
-    }
+    };
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "infer-child".into(),
+        "--models".into(),
+        store.dir().into(),
+        "--memory-mb".into(),
+        memory_mib.to_string().into(),
+    ];
+    args.extend(crate::engine::EngineArgs::child_args(&opts));
+    let (executor, info) = Isolated::start(ChildCommand { program, args })
+        .map_err(|e| CliError::usage(format!("cannot start the inference engine: {e}")))?;
+    let line = match (info.kind, source) {
+        (p2pa_node::task::engine::EngineKind::Onnxruntime, Some(src)) => format!(
+            "{} {} ({} {src})",
+            info.kind,
+            info.version,
+            info.note.as_deref().unwrap_or("")
+        ),
+        _ => info.to_string(),
+    };
+    Ok((std::sync::Arc::new(executor), Some(line)))
 }
 
 #[cfg(not(all(feature = "onnx", unix)))]
 fn infer_executor(
     store: &p2pa_node::models::ModelStore,
     _memory_mib: u64,
-) -> p2pa_node::task::Executor {
-    p2pa_node::task::executor(Some(store.clone()))
+    _engine: &crate::engine::EngineArgs,
+) -> Result<Started, CliError> {
+    Ok((p2pa_node::task::executor(Some(store.clone())), None))
 }
 
 /// `p2pa infer-child`: what a node starts to run models in (not for people).
 #[cfg(all(feature = "onnx", unix))]
-pub fn cmd_infer_child(models: &Path, memory_mib: u64) -> CliResult {
+pub fn cmd_infer_child(
+    models: &Path,
+    memory_mib: u64,
+    engine: &p2pa_node::task::engine::EngineOptions,
+) -> CliResult {
     let store = p2pa_node::models::ModelStore::new(models, u64::MAX);
-    p2pa_node::task::child::serve(store, memory_mib.saturating_mul(MIB))
+    p2pa_node::task::child::serve(store, memory_mib.saturating_mul(MIB), engine)
         .map(|()| exit::OK)
         .map_err(|e| CliError::usage(format!("inference child: {e}")))
 }
 
 #[cfg(not(all(feature = "onnx", unix)))]
-pub fn cmd_infer_child(_: &Path, _: u64) -> CliResult {
+pub fn cmd_infer_child(_: &Path, _: u64, _: &p2pa_node::task::engine::EngineOptions) -> CliResult {
     Err(CliError::usage(
         "this p2pa was built without the `onnx` feature",
     ))
@@ -216,8 +243,8 @@ fn read_allowlist(path: &Path) -> Result<Vec<NodeId>, CliError> {
     Ok(ids)
 }
 
-/// The node's options from the flags.
-fn options(cli: &Cli, a: &NodeArgs, dir: &Path) -> Result<NodeOptions, CliError> {
+/// The node's options from the flags, and its engine's line for the start.
+fn options(cli: &Cli, a: &NodeArgs, dir: &Path) -> Result<(NodeOptions, Option<String>), CliError> {
     let default_listen = if cli.net.host_local() {
         SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
     } else {
@@ -247,19 +274,21 @@ fn options(cli: &Cli, a: &NodeArgs, dir: &Path) -> Result<NodeOptions, CliError>
     };
     let store = crate::models::store(dir, a.model_cache_mb);
     opts.core.model_cache_bytes = store.limit();
-    opts.executor = infer_executor(&store, a.infer_memory_mb);
+    let (executor, engine) = infer_executor(&store, a.infer_memory_mb, &a.engine)?;
+    opts.executor = executor;
     opts.models = Some(store);
     if p2pa_node::task::INFERENCE {
         opts.core.kinds = opts.core.kinds.with(TaskKind::Infer);
     }
-    Ok(opts)
+    Ok((opts, engine))
 }
 
 pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
     let dir = data_dir(cli.data_dir.as_ref());
     let key = identity::load_or_create(&dir, &mut os_entropy()?)
         .map_err(|e| CliError::usage(e.to_string()))?;
-    let opts = options(cli, a, &dir)?;
+    let (opts, engine) = options(cli, a, &dir)?;
+    let engine_info = opts.executor.engine();
     let opts_bootstrap = opts.core.bootstrap.clone();
     let executor = opts.executor.clone();
     let (handle, node) = NodeHandle::start_local(key, opts)
@@ -268,6 +297,8 @@ pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
     if a.json {
         output::json_line(&serde_json::json!({
             "event": "listening", "addr": handle.local_addr().to_string(), "node_id": id.to_string(),
+            "engine": engine_info.as_ref().map(|e| e.kind.name()),
+            "engine_version": engine_info.as_ref().map(|e| e.version.clone()),
         }));
     } else {
         say!(
@@ -276,6 +307,9 @@ pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
             handle.local_addr(),
             id
         );
+        if let Some(engine) = &engine {
+            say!("inference engine: {engine}");
+        }
         say!("press Ctrl-C to stop");
     }
     let known = opts_bootstrap;

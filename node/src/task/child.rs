@@ -14,9 +14,14 @@
 //! tensor costs ~1 ms, far below the inference):
 //!
 //! ```text
+//! hello   := len: u32 LE, status: u8 (2 ready, 3 cannot start), text
 //! request := len: u32 LE, model: [u8; 32], cpu_secs: u32 LE, input
 //! reply   := len: u32 LE, status: u8 (0 completed, 1 failed), output
 //! ```
+//!
+//! A child says `hello` once, when its engine is up: `ready` with the
+//! engine's name, version and note (tab-separated), or why it cannot start
+//! (`--engine onnxruntime` where the library does not load).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsString;
@@ -30,6 +35,7 @@ use std::time::Instant;
 
 use p2pa_protocol::{TaskKind, TaskStatus};
 
+use super::engine::{EngineInfo, EngineKind, EngineOptions};
 use super::infer::Engine;
 use super::{execute, Execute, Job};
 use crate::core::JobId;
@@ -70,6 +76,8 @@ struct Proc {
 /// in this process: they are the node's own code).
 pub struct Isolated {
     command: ChildCommand,
+    /// What the children run, as the last one started said.
+    engine: Mutex<Option<EngineInfo>>,
     idle: Mutex<Vec<Proc>>,
     running: Mutex<BTreeMap<JobId, Running>>,
 }
@@ -90,9 +98,27 @@ impl Isolated {
     pub fn new(command: ChildCommand) -> Self {
         Self {
             command,
+            engine: Mutex::new(None),
             idle: Mutex::new(Vec::new()),
             running: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Starts one child now (kept for the first task) and returns what it
+    /// runs, or why it cannot start: the node says so before it serves.
+    pub fn start(command: ChildCommand) -> Result<(Self, EngineInfo), String> {
+        let this = Self::new(command);
+        let p = this
+            .spawn()
+            .map_err(|e| format!("the inference process did not start: {e}"))?;
+        this.give_back(p);
+        let info = this
+            .engine
+            .lock()
+            .ok()
+            .and_then(|e| e.clone())
+            .ok_or("the inference process said nothing")?;
+        Ok((this, info))
     }
 
     fn spawn(&self) -> io::Result<Proc> {
@@ -106,6 +132,19 @@ impl Isolated {
         let stdin = child.stdin.take().ok_or_else(missing)?;
         let mut stdout = child.stdout.take().ok_or_else(missing)?;
         let stderr_pipe = child.stderr.take().ok_or_else(missing)?;
+        let hello = read_frame(&mut stdout).and_then(parse_hello);
+        match hello {
+            Ok(info) => {
+                if let Ok(mut e) = self.engine.lock() {
+                    *e = Some(info);
+                }
+            }
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        }
         let (tx, replies) = mpsc::channel();
         std::thread::Builder::new()
             .name("p2pa-child-out".into())
@@ -256,6 +295,10 @@ impl Execute for Isolated {
         models
     }
 
+    fn engine(&self) -> Option<EngineInfo> {
+        self.engine.lock().ok().and_then(|e| e.clone())
+    }
+
     fn abandon(&self, job: JobId) {
         let child = self.running.lock().ok().and_then(|mut r| r.remove(&job));
         if let Some((child, _)) = child {
@@ -343,6 +386,42 @@ fn write_request(w: &mut impl Write, model: &[u8; 32], cpu: u32, input: &[u8]) -
     write_frame(w, &[model, &cpu.to_le_bytes(), input])
 }
 
+/// Status bytes of the hello frame.
+const HELLO_READY: u8 = 2;
+const HELLO_REFUSED: u8 = 3;
+
+/// The child's first frame: what it runs, or why it cannot.
+fn parse_hello(f: Vec<u8>) -> io::Result<EngineInfo> {
+    let bad = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
+    let (status, text) = f.split_first().ok_or_else(|| bad("empty hello".into()))?;
+    let text = String::from_utf8_lossy(text);
+    match *status {
+        HELLO_READY => {
+            let mut parts = text.splitn(3, '\t');
+            let kind = parts
+                .next()
+                .and_then(EngineKind::from_name)
+                .ok_or_else(|| bad(format!("unknown engine in hello: {text}")))?;
+            let version = parts.next().unwrap_or("unknown").to_owned();
+            let note = parts.next().filter(|n| !n.is_empty()).map(str::to_owned);
+            Ok(EngineInfo {
+                kind,
+                version,
+                note,
+            })
+        }
+        HELLO_REFUSED => Err(io::Error::other(text.into_owned())),
+        other => Err(bad(format!("hello with status {other}"))),
+    }
+}
+
+fn hello_frame(info: &EngineInfo) -> Vec<u8> {
+    let note = info.note.as_deref().unwrap_or("");
+    let mut f = vec![HELLO_READY];
+    f.extend_from_slice(format!("{}\t{}\t{note}", info.kind, info.version).as_bytes());
+    f
+}
+
 /// A reply frame as (status, output), the output moved out of the frame.
 fn parse_reply(mut f: Vec<u8>) -> io::Result<(TaskStatus, Vec<u8>)> {
     let Some(&status) = f.first() else {
@@ -360,7 +439,7 @@ fn parse_reply(mut f: Vec<u8>) -> io::Result<(TaskStatus, Vec<u8>)> {
 /// The child's side: sets its memory limit, then runs the requests on stdin
 /// until stdin closes (the worker went away or dropped it). Panics print
 /// their message alone on stderr (the worker quotes the last line).
-pub fn serve(store: ModelStore, memory: u64) -> io::Result<()> {
+pub fn serve(store: ModelStore, memory: u64, engine: &EngineOptions) -> io::Result<()> {
     std::panic::set_hook(Box::new(|info| {
         let msg = info
             .payload()
@@ -373,9 +452,18 @@ pub fn serve(store: ModelStore, memory: u64) -> io::Result<()> {
     if let Err(e) = rlimit::setrlimit(rlimit::Resource::AS, memory, memory) {
         eprintln!("warning: cannot limit memory to {memory} bytes: {e}");
     }
-    let engine = Engine::new(store);
     let mut stdin = io::stdin().lock();
     let mut stdout = io::stdout().lock();
+    let engine = match Engine::with_store(Some(store), engine) {
+        Ok(e) => e,
+        Err(why) => {
+            let mut f = vec![HELLO_REFUSED];
+            f.extend_from_slice(why.as_bytes());
+            write_frame(&mut stdout, &[&f])?;
+            return Ok(());
+        }
+    };
+    write_frame(&mut stdout, &[&hello_frame(engine.info())])?;
     loop {
         let frame = match read_frame(&mut stdin) {
             Ok(f) => f,
@@ -441,5 +529,14 @@ mod tests {
             (TaskStatus::Failed, b"x".to_vec())
         );
         assert!(cpu_seconds().is_some(), "reads /proc/self/stat");
+        let info = EngineInfo {
+            kind: EngineKind::Onnxruntime,
+            version: "1.32.0".into(),
+            note: Some("/x/libonnxruntime.so".into()),
+        };
+        assert_eq!(parse_hello(hello_frame(&info)).unwrap(), info);
+        let refused = [&[HELLO_REFUSED][..], b"no library"].concat();
+        assert_eq!(parse_hello(refused).unwrap_err().to_string(), "no library");
+        assert!(parse_hello(vec![0, b'x']).is_err(), "a reply is no hello");
     }
 }

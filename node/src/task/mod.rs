@@ -4,6 +4,7 @@
 
 #[cfg(all(feature = "onnx", unix))]
 pub mod child;
+pub mod engine;
 #[cfg(feature = "onnx")]
 pub mod infer;
 pub mod tensor;
@@ -47,6 +48,11 @@ pub trait Execute: Send + Sync {
     /// last; empty for an executor that runs no models.
     fn loaded(&self) -> Vec<[u8; 32]> {
         Vec::new()
+    }
+
+    /// The engine that runs `infer` jobs (`None`: this executor runs none).
+    fn engine(&self) -> Option<engine::EngineInfo> {
+        None
     }
 }
 
@@ -101,6 +107,10 @@ impl Execute for InProcess {
 
     fn loaded(&self) -> Vec<[u8; 32]> {
         self.0.loaded_models()
+    }
+
+    fn engine(&self) -> Option<engine::EngineInfo> {
+        Some(self.0.info().clone())
     }
 }
 

@@ -1,22 +1,28 @@
-//! The `infer` task: ONNX models run with tract (pure Rust, nothing fetched at
-//! build or run time). A model is parsed once and kept (the most recently
-//! used first); for each set of input shapes it is optimised once into a plan
-//! with every symbolic dimension fixed from the actual input, and the plans
-//! are kept in a bounded LRU. Inputs are checked against the model's declared
-//! names, dtypes and shapes before running. In a node this runs inside a
-//! child process (`task::child`), where a crash takes down only that process.
+//! The `infer` task: ONNX models, run by onnxruntime where the host has it
+//! and by tract (pure Rust, every board) everywhere else. This module owns
+//! what both share: the model's declared inputs (read from the ONNX file
+//! itself, so a model either engine can run is checked the same way), the
+//! checks of a task's tensors against them, the choice of engine per model,
+//! and the bounded caches of loaded models and plans. The backends own only
+//! loading and running (`tract`, `ort`); `locate` finds onnxruntime.
+//! In a node this runs inside a child process (`task::child`), where a crash
+//! takes down only that process.
+
+#[cfg(feature = "onnxruntime")]
+pub mod locate;
+#[cfg(feature = "onnxruntime")]
+mod ort;
+pub mod tract;
 
 use std::sync::{Arc, Mutex};
 
 use p2pa_protocol::TaskStatus;
-use tract_onnx::prelude::*;
-use tract_onnx::tract_hir::infer::Factoid;
+use tract_onnx::pb;
 
+pub use super::engine::{EngineChoice, EngineInfo, EngineKind, EngineOptions};
 use super::tensor::{self, Dtype, TensorError};
 use crate::hex::hex;
 use crate::models::{ModelError, ModelStore};
-
-type Plan = Arc<TypedRunnableModel>;
 
 /// One declared input of a model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,13 +35,39 @@ pub struct InputSpec {
     pub shape: Shape,
 }
 
-/// A parsed model (not yet optimised for any shape).
-struct Parsed {
-    model: InferenceModel,
+/// An ONNX file's protobuf, weights included (parsed once per load).
+pub struct Proto(pb::ModelProto);
+
+impl std::fmt::Debug for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proto").finish_non_exhaustive()
+    }
+}
+
+/// A model loaded by one engine, with what both engines need of it.
+struct Loaded {
+    backend: Backend,
     inputs: Vec<InputSpec>,
+    /// Output names, in the model's order.
     outputs: Vec<String>,
     /// File size, a proxy for its memory.
     bytes: usize,
+}
+
+enum Backend {
+    Tract(tract::Parsed),
+    #[cfg(feature = "onnxruntime")]
+    Ort(ort::Model),
+}
+
+impl Backend {
+    fn kind(&self) -> EngineKind {
+        match self {
+            Self::Tract(_) => EngineKind::Tract,
+            #[cfg(feature = "onnxruntime")]
+            Self::Ort(_) => EngineKind::Onnxruntime,
+        }
+    }
 }
 
 /// Parsed models kept at once; the least recently used goes first (the disk
@@ -85,14 +117,19 @@ type PlanKey = ([u8; 32], Vec<(Dtype, Vec<usize>)>);
 pub struct Engine {
     /// Where models come from (`None`: only those given with [`Engine::hold`]).
     store: Option<ModelStore>,
-    parsed: Mutex<Lru<[u8; 32], Arc<Parsed>>>,
-    plans: Mutex<Lru<PlanKey, Plan>>,
+    info: EngineInfo,
+    /// Whether a model onnxruntime refuses may run on tract.
+    fallback: bool,
+    threads: usize,
+    parsed: Mutex<Lru<[u8; 32], Arc<Loaded>>>,
+    plans: Mutex<Lru<PlanKey, tract::Plan>>,
 }
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("store", &self.store)
+            .field("info", &self.info)
             .finish_non_exhaustive()
     }
 }
@@ -142,12 +179,12 @@ pub enum InferError {
     NoModel,
     /// The model is not in the store (or cannot be read).
     Store(ModelError),
-    /// tract could not parse the model, or optimise it for these shapes.
+    /// The engine could not load the model, or optimise it for these shapes.
     Load {
         /// The model's hash.
         model: [u8; 32],
-        /// tract's reason, with the operator and node it names.
-        source: TractError,
+        /// The engine's reason, with the operator and node it names.
+        why: String,
     },
     /// The input is not a valid tensor set.
     Input(TensorError),
@@ -178,8 +215,8 @@ pub enum InferError {
         /// The input's dtype.
         got_dtype: Dtype,
     },
-    /// tract failed while running it.
-    Run(TractError),
+    /// The engine failed while running it.
+    Run(String),
 }
 
 impl std::fmt::Display for InferError {
@@ -187,8 +224,8 @@ impl std::fmt::Display for InferError {
         match self {
             Self::NoModel => f.write_str("an infer task needs a model hash"),
             Self::Store(e) => e.fmt(f),
-            Self::Load { model, source } => {
-                write!(f, "model {} failed to load: {source:#}", hex(model))
+            Self::Load { model, why } => {
+                write!(f, "model {} failed to load: {why}", hex(model))
             }
             Self::Input(e) => write!(f, "bad input tensors: {e}"),
             Self::InputCount { want, got } => {
@@ -212,7 +249,7 @@ impl std::fmt::Display for InferError {
                     "wrong input {input:?}: the model expects {want} ({dt}), got {got} ({got_dtype})"
                 )
             }
-            Self::Run(e) => write!(f, "inference failed: {e:#}"),
+            Self::Run(e) => write!(f, "inference failed: {e}"),
         }
     }
 }
@@ -220,47 +257,76 @@ impl std::fmt::Display for InferError {
 impl std::error::Error for InferError {}
 
 /// The declared inputs of the ONNX model in `bytes` (names, dtypes, shapes):
-/// what a requester checks its inputs against before sending them.
-pub fn model_inputs(bytes: &[u8]) -> TractResult<Vec<InputSpec>> {
-    parse(bytes).map(|p| p.inputs)
+/// what a requester checks its inputs against before sending them. Read
+/// from the file's graph alone, so it works for models only one engine runs.
+pub fn model_inputs(bytes: &[u8]) -> Result<Vec<InputSpec>, String> {
+    let proto = read(bytes)?;
+    Ok(declared(&proto).0)
 }
 
-fn parse(bytes: &[u8]) -> TractResult<Parsed> {
-    let model = tract_onnx::onnx().model_for_read(&mut &bytes[..])?;
-    let mut inputs = Vec::new();
-    for (i, outlet) in model.inputs.iter().enumerate() {
-        let fact = model.input_fact(i)?;
-        let shape = fact
-            .shape
-            .dims()
-            .map(|d| {
-                d.concretize()
-                    .and_then(|d| d.to_i64().ok())
-                    .and_then(|v| usize::try_from(v).ok())
-            })
-            .collect();
-        let dtype = fact.datum_type.concretize().and_then(dtype_of);
-        let name = model.node(outlet.node).name.clone();
-        inputs.push(InputSpec {
-            name,
-            dtype,
-            shape: Shape(shape),
-        });
+/// The protobuf of an ONNX file, or why it is not one.
+pub fn read(bytes: &[u8]) -> Result<Proto, String> {
+    let proto = tract::read_proto(bytes).map_err(|e| format!("{e:#}"))?;
+    if proto.graph.is_none() {
+        return Err("the file has no graph".into());
     }
-    let outputs = model
-        .outputs
+    Ok(Proto(proto))
+}
+
+/// The graph's inputs (less the initializers some exporters list among
+/// them) and its output names.
+fn declared(proto: &Proto) -> (Vec<InputSpec>, Vec<String>) {
+    let Some(graph) = proto.0.graph.as_ref() else {
+        return (Vec::new(), Vec::new());
+    };
+    let weights: std::collections::BTreeSet<&str> =
+        graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inputs = graph
+        .input
         .iter()
-        .map(|o| {
-            model
-                .outlet_label(*o)
-                .map_or_else(|| model.node(o.node).name.clone(), str::to_owned)
+        .filter(|i| !weights.contains(i.name.as_str()))
+        .map(|i| {
+            let tensor = match i.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+                Some(pb::type_proto::Value::TensorType(t)) => Some(t),
+                None => None,
+            };
+            let dims = tensor
+                .and_then(|t| t.shape.as_ref())
+                .map(|s| s.dim.iter().map(dim_of).collect())
+                .unwrap_or_default();
+            InputSpec {
+                name: i.name.clone(),
+                dtype: tensor.and_then(|t| dtype_of_onnx(t.elem_type)),
+                shape: Shape(dims),
+            }
         })
         .collect();
-    Ok(Parsed {
-        model,
-        inputs,
-        outputs,
-        bytes: bytes.len(),
+    let outputs = graph.output.iter().map(|o| o.name.clone()).collect();
+    (inputs, outputs)
+}
+
+/// A fixed dimension, or `None` for a symbol or an unset one (some
+/// exporters write neither a value nor a name).
+fn dim_of(d: &pb::tensor_shape_proto::Dimension) -> Option<usize> {
+    match d.value {
+        Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) if v > 0 => {
+            usize::try_from(v).ok()
+        }
+        _ => None,
+    }
+}
+
+/// ONNX's `TensorProto.DataType` as the tensor format's dtype.
+fn dtype_of_onnx(t: i32) -> Option<Dtype> {
+    Some(match t {
+        1 => Dtype::F32,
+        2 => Dtype::U8,
+        6 => Dtype::I32,
+        7 => Dtype::I64,
+        9 => Dtype::Bool,
+        10 => Dtype::F16,
+        11 => Dtype::F64,
+        _ => return None,
     })
 }
 
@@ -333,12 +399,12 @@ pub fn arrange(
 }
 
 impl Engine {
-    /// How many models are parsed and kept now.
+    /// How many models are loaded and kept now.
     pub fn loaded(&self) -> usize {
         self.parsed.lock().map_or(0, |m| m.len())
     }
 
-    /// The models parsed and kept now, most recently used last.
+    /// The models loaded and kept now, most recently used last.
     pub fn loaded_models(&self) -> Vec<[u8; 32]> {
         self.parsed
             .lock()
@@ -346,44 +412,53 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// How many optimised plans are kept now.
+    /// How many optimised tract plans are kept now.
     pub fn plans(&self) -> usize {
         self.plans.lock().map_or(0, |m| m.len())
     }
 
-    /// An engine over the models in `store` (each loaded on first use).
+    /// An engine over the models in `store` (each loaded on first use), with
+    /// the default engine choice (`auto`).
     pub fn new(store: ModelStore) -> Self {
-        Self::with_store(Some(store))
+        Self::with_store(Some(store), &EngineOptions::default()).unwrap_or_else(|_| Self::tract(None))
     }
 
     /// An engine with no store: it runs the models given to [`Engine::hold`].
     pub fn in_memory() -> Self {
-        Self::with_store(None)
+        Self::new_in_memory(&EngineOptions::default()).unwrap_or_else(|_| Self::tract(None))
     }
 
-    /// The declared inputs of a model this engine has parsed (after
-    /// [`Engine::hold`], say), without parsing it again.
-    pub fn inputs(&self, hash: &[u8; 32]) -> Option<Vec<InputSpec>> {
-        let parsed = self.parsed.lock().ok()?.get(hash)?;
-        Some(parsed.inputs.clone())
+    /// An engine with no store, set up as `opts` says.
+    pub fn new_in_memory(opts: &EngineOptions) -> Result<Self, String> {
+        Self::with_store(None, opts)
     }
 
-    /// Parses `model` and keeps it (as long as the LRU does); returns its hash.
-    pub fn hold(&self, model: &[u8]) -> Result<[u8; 32], InferError> {
-        let hash = crate::core::sha256(model);
-        let parsed = Arc::new(parse(model).map_err(|source| InferError::Load {
-            model: hash,
-            source,
-        })?);
-        if let Ok(mut m) = self.parsed.lock() {
-            m.put(hash, parsed, model.len(), MAX_LOADED_BYTES / 2);
-        }
-        Ok(hash)
+    /// An engine over `store` set up as `opts` says; an error when
+    /// onnxruntime was asked for and does not load.
+    pub fn with_store(store: Option<ModelStore>, opts: &EngineOptions) -> Result<Self, String> {
+        let threads = opts.threads.max(1);
+        let (info, fallback) = match opts.choice {
+            EngineChoice::Only(EngineKind::Tract) => (tract_info(None), false),
+            EngineChoice::Only(EngineKind::Onnxruntime) => (onnxruntime(opts)?, false),
+            EngineChoice::Auto => match onnxruntime(opts) {
+                Ok(info) => (info, true),
+                Err(why) => (tract_info(Some(why)), true),
+            },
+        };
+        Ok(Self {
+            threads,
+            info,
+            fallback,
+            ..Self::tract(store)
+        })
     }
 
-    fn with_store(store: Option<ModelStore>) -> Self {
+    fn tract(store: Option<ModelStore>) -> Self {
         Self {
             store,
+            info: tract_info(None),
+            fallback: false,
+            threads: 1,
             parsed: Mutex::new(Lru {
                 entries: Vec::new(),
                 max: MAX_LOADED,
@@ -395,7 +470,62 @@ impl Engine {
         }
     }
 
-    fn parsed(&self, hash: &[u8; 32]) -> Result<Arc<Parsed>, InferError> {
+    /// The engine this one runs models with first.
+    pub fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+
+    /// The engine that runs a model this engine has loaded.
+    pub fn engine_of(&self, hash: &[u8; 32]) -> Option<EngineKind> {
+        let loaded = self.parsed.lock().ok()?.get(hash)?;
+        Some(loaded.backend.kind())
+    }
+
+    /// The declared inputs of a model this engine has loaded (after
+    /// [`Engine::hold`], say), without reading it again.
+    pub fn inputs(&self, hash: &[u8; 32]) -> Option<Vec<InputSpec>> {
+        let loaded = self.parsed.lock().ok()?.get(hash)?;
+        Some(loaded.inputs.clone())
+    }
+
+    /// Loads `model` and keeps it (as long as the LRU does); returns its hash.
+    pub fn hold(&self, model: &[u8]) -> Result<[u8; 32], InferError> {
+        let hash = crate::core::sha256(model);
+        let loaded = Arc::new(self.load(&hash, model)?);
+        if let Ok(mut m) = self.parsed.lock() {
+            m.put(hash, loaded, model.len(), MAX_LOADED_BYTES / 2);
+        }
+        Ok(hash)
+    }
+
+    /// Loads a model with the first engine, or with tract where onnxruntime
+    /// refuses it and falling back is allowed.
+    fn load(&self, hash: &[u8; 32], bytes: &[u8]) -> Result<Loaded, InferError> {
+        let load_err = |why: String| InferError::Load { model: *hash, why };
+        let proto = read(bytes).map_err(load_err)?;
+        let (inputs, outputs) = declared(&proto);
+        let loaded = |backend| Loaded {
+            backend,
+            inputs: inputs.clone(),
+            outputs: outputs.clone(),
+            bytes: bytes.len(),
+        };
+        #[cfg(feature = "onnxruntime")]
+        if self.info.kind == EngineKind::Onnxruntime {
+            match ort::open(bytes, self.threads) {
+                Ok(m) => return Ok(loaded(Backend::Ort(m))),
+                Err(why) if !self.fallback => return Err(load_err(why)),
+                Err(why) => log::warn!(
+                    "onnxruntime refused model {} ({why}); it runs on tract",
+                    hex(hash)
+                ),
+            }
+        }
+        let parsed = tract::parse(&proto).map_err(|e| load_err(explain_tract(&e)))?;
+        Ok(loaded(Backend::Tract(parsed)))
+    }
+
+    fn loaded_model(&self, hash: &[u8; 32]) -> Result<Arc<Loaded>, InferError> {
         if let Some(p) = self.parsed.lock().ok().and_then(|mut m| m.get(hash)) {
             return Ok(p);
         }
@@ -403,23 +533,21 @@ impl Engine {
             Some(store) => store.read(hash).map_err(InferError::Store)?,
             None => return Err(InferError::Store(ModelError::NotFound { hash: *hash })),
         };
-        let parsed = Arc::new(parse(&bytes).map_err(|source| InferError::Load {
-            model: *hash,
-            source,
-        })?);
+        let loaded = Arc::new(self.load(hash, &bytes)?);
         if let Ok(mut m) = self.parsed.lock() {
-            m.put(*hash, parsed.clone(), parsed.bytes, MAX_LOADED_BYTES / 2);
+            m.put(*hash, loaded.clone(), loaded.bytes, MAX_LOADED_BYTES / 2);
         }
-        Ok(parsed)
+        Ok(loaded)
     }
 
-    /// The plan for `hash` with these inputs, optimised once per shape set.
+    /// tract's plan for `hash` with these inputs, optimised once per shape set.
     fn plan(
         &self,
         hash: &[u8; 32],
-        parsed: &Parsed,
+        model: &Loaded,
+        parsed: &tract::Parsed,
         inputs: &[tensor::Tensor],
-    ) -> Result<Plan, InferError> {
+    ) -> Result<tract::Plan, InferError> {
         let key: PlanKey = (
             *hash,
             inputs.iter().map(|t| (t.dtype, t.shape.clone())).collect(),
@@ -427,22 +555,12 @@ impl Engine {
         if let Some(p) = self.plans.lock().ok().and_then(|mut m| m.get(&key)) {
             return Ok(p);
         }
-        let optimise = || -> TractResult<Plan> {
-            let mut model = parsed.model.clone();
-            for (i, t) in inputs.iter().enumerate() {
-                model.set_input_fact(
-                    i,
-                    InferenceFact::dt_shape(datum_of(t.dtype), t.shape.clone()),
-                )?;
-            }
-            model.into_optimized()?.into_runnable()
-        };
-        let plan = optimise().map_err(|source| InferError::Load {
+        let plan = tract::plan(parsed, inputs).map_err(|e| InferError::Load {
             model: *hash,
-            source,
+            why: explain_tract(&e),
         })?;
         if let Ok(mut m) = self.plans.lock() {
-            m.put(key, plan.clone(), parsed.bytes, MAX_LOADED_BYTES / 2);
+            m.put(key, plan.clone(), model.bytes, MAX_LOADED_BYTES / 2);
         }
         Ok(plan)
     }
@@ -458,131 +576,80 @@ impl Engine {
 
     fn infer(&self, model: Option<[u8; 32]>, input: &[u8]) -> Result<Vec<u8>, InferError> {
         let hash = model.ok_or(InferError::NoModel)?;
-        let parsed = self.parsed(&hash)?;
+        let loaded = self.loaded_model(&hash)?;
         let tensors = tensor::decode(input).map_err(InferError::Input)?;
-        let tensors = arrange(&parsed.inputs, tensors)?;
-        let plan = self.plan(&hash, &parsed, &tensors)?;
-        let values = tensors
-            .into_iter()
-            .map(to_value)
-            .collect::<Result<TVec<_>, _>>()?;
-        let outputs = plan.run(values).map_err(InferError::Run)?;
-        let out: Vec<tensor::Tensor> = outputs
-            .iter()
-            .zip(
-                parsed
-                    .outputs
-                    .iter()
-                    .map(Some)
-                    .chain(std::iter::repeat(None)),
-            )
-            .map(|(o, name)| {
-                let t = from_value(o);
-                match name {
-                    Some(n) => t.named(n.clone()),
-                    None => t,
-                }
-            })
-            .collect();
-        Ok(tensor::encode(&out))
+        let tensors = arrange(&loaded.inputs, tensors)?;
+        let outputs = match &loaded.backend {
+            Backend::Tract(parsed) => {
+                let plan = self.plan(&hash, &loaded, parsed, &tensors)?;
+                let out = tract::run(&plan, tensors)?;
+                name(out, &loaded.outputs)
+            }
+            #[cfg(feature = "onnxruntime")]
+            Backend::Ort(m) => {
+                let names: Vec<String> = loaded.inputs.iter().map(|i| i.name.clone()).collect();
+                ort::run(m, &names, tensors)?
+            }
+        };
+        Ok(tensor::encode(&outputs))
     }
 }
 
-fn dtype_of(dt: DatumType) -> Option<Dtype> {
-    Some(match dt {
-        DatumType::F32 => Dtype::F32,
-        DatumType::I64 => Dtype::I64,
-        DatumType::F64 => Dtype::F64,
-        DatumType::I32 => Dtype::I32,
-        DatumType::U8 => Dtype::U8,
-        DatumType::Bool => Dtype::Bool,
-        DatumType::F16 => Dtype::F16,
-        _ => return None,
-    })
+/// Outputs named after the model's outputs, in order.
+fn name(out: Vec<tensor::Tensor>, names: &[String]) -> Vec<tensor::Tensor> {
+    out.into_iter()
+        .zip(names.iter().map(Some).chain(std::iter::repeat(None)))
+        .map(|(t, n)| match n {
+            Some(n) => t.named(n.clone()),
+            None => t,
+        })
+        .collect()
 }
 
-fn datum_of(dt: Dtype) -> DatumType {
-    match dt {
-        Dtype::F32 => DatumType::F32,
-        Dtype::I64 => DatumType::I64,
-        Dtype::F64 => DatumType::F64,
-        Dtype::I32 => DatumType::I32,
-        Dtype::U8 => DatumType::U8,
-        Dtype::Bool => DatumType::Bool,
-        Dtype::F16 => DatumType::F16,
+fn tract_info(note: Option<String>) -> EngineInfo {
+    EngineInfo {
+        kind: EngineKind::Tract,
+        version: tract::VERSION.to_owned(),
+        note,
     }
 }
 
-fn le<const N: usize>(data: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
-    data.chunks_exact(N).map(|c| c.try_into().unwrap_or([0; N]))
-}
-
-fn array<T: Datum>(shape: &[usize], v: Vec<T>) -> Result<TValue, InferError> {
-    tract_ndarray::ArrayD::from_shape_vec(shape, v)
-        .map(|a| Tensor::from(a).into_tvalue())
-        .map_err(|_| InferError::Input(TensorError::ShapeMismatch))
-}
-
-/// An input tensor as tract takes it.
-fn to_value(t: tensor::Tensor) -> Result<TValue, InferError> {
-    let s = &t.shape;
-    match t.dtype {
-        Dtype::F32 => array(s, le(&t.data).map(f32::from_le_bytes).collect()),
-        Dtype::I64 => array(s, le(&t.data).map(i64::from_le_bytes).collect()),
-        Dtype::F64 => array(s, le(&t.data).map(f64::from_le_bytes).collect()),
-        Dtype::I32 => array(s, le(&t.data).map(i32::from_le_bytes).collect()),
-        Dtype::U8 => array(s, t.data),
-        Dtype::Bool => array(s, t.data.iter().map(|b| *b != 0).collect::<Vec<bool>>()),
-        Dtype::F16 => array(
-            s,
-            le(&t.data)
-                .map(|b| f16::from_bits(u16::from_le_bytes(b)))
-                .collect(),
-        ),
+/// onnxruntime, loaded, or why not.
+#[cfg(feature = "onnxruntime")]
+fn onnxruntime(opts: &EngineOptions) -> Result<EngineInfo, String> {
+    let (lib, source) = locate::find(opts.onnxruntime_lib.as_deref());
+    match ort::load(&lib) {
+        Ok(version) => Ok(EngineInfo {
+            kind: EngineKind::Onnxruntime,
+            version,
+            note: Some(format!("{} {}", lib.display(), source.describe())),
+        }),
+        Err(why) => Err(format!(
+            "onnxruntime not loaded: {why}; `pip install onnxruntime` or --onnxruntime-lib PATH"
+        )),
     }
 }
 
-fn bytes_of<T: Datum + Copy, const N: usize>(
-    o: &TValue,
-    to_le: impl Fn(T) -> [u8; N],
-) -> Option<Vec<u8>> {
-    let view = o.to_plain_array_view::<T>().ok()?;
-    Some(view.iter().flat_map(|v| to_le(*v)).collect())
+#[cfg(not(feature = "onnxruntime"))]
+fn onnxruntime(_: &EngineOptions) -> Result<EngineInfo, String> {
+    Err("this p2pa was built without the onnxruntime engine".into())
 }
 
-/// An output of tract as a tensor: the dtypes the format carries kept, other
-/// integers as i64, other floats as f32.
-fn from_value(o: &TValue) -> tensor::Tensor {
-    let shape = o.shape().to_vec();
-    let direct = match o.datum_type() {
-        DatumType::F32 => bytes_of::<f32, 4>(o, f32::to_le_bytes).map(|b| (Dtype::F32, b)),
-        DatumType::I64 => bytes_of::<i64, 8>(o, i64::to_le_bytes).map(|b| (Dtype::I64, b)),
-        DatumType::F64 => bytes_of::<f64, 8>(o, f64::to_le_bytes).map(|b| (Dtype::F64, b)),
-        DatumType::I32 => bytes_of::<i32, 4>(o, i32::to_le_bytes).map(|b| (Dtype::I32, b)),
-        DatumType::U8 => bytes_of::<u8, 1>(o, u8::to_le_bytes).map(|b| (Dtype::U8, b)),
-        DatumType::Bool => bytes_of::<bool, 1>(o, |b| [u8::from(b)]).map(|b| (Dtype::Bool, b)),
-        DatumType::F16 => {
-            bytes_of::<f16, 2>(o, |h| h.to_bits().to_le_bytes()).map(|b| (Dtype::F16, b))
-        }
-        dt if dt.is_integer() => o
-            .cast_to::<i64>()
-            .ok()
-            .and_then(|c| bytes_of::<i64, 8>(&c.into_owned().into_tvalue(), i64::to_le_bytes))
-            .map(|b| (Dtype::I64, b)),
-        _ => o
-            .cast_to::<f32>()
-            .ok()
-            .and_then(|c| bytes_of::<f32, 4>(&c.into_owned().into_tvalue(), f32::to_le_bytes))
-            .map(|b| (Dtype::F32, b)),
+/// tract's reason for refusing a model, with what to do about it: its first
+/// line names the node and operator; the rest of its chain is kept short.
+fn explain_tract(e: &tract_onnx::prelude::TractError) -> String {
+    let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    let text = chain.join(": ");
+    let hint = if cfg!(feature = "onnxruntime") {
+        "onnxruntime runs more models: install it (pip install onnxruntime) and run with --engine auto"
+    } else {
+        "a p2pa built with the onnxruntime engine may run it"
     };
-    let (dtype, data) = direct.unwrap_or((Dtype::F32, Vec::new()));
-    tensor::Tensor::from_bytes(shape.clone(), dtype, data).unwrap_or(tensor::Tensor {
-        name: None,
-        shape: vec![0],
-        dtype: Dtype::F32,
-        data: Vec::new(),
-    })
+    let mut text: String = text.chars().take(1200).collect();
+    text.push_str(&format!(" (tract {}; {hint})", tract::VERSION));
+    text
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
