@@ -58,6 +58,8 @@ for target in aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf; do
     [ "$variant" = minimal ] && profile=minimal
     flags=(--profile "$profile" -p p2pa --target "$target")
     [ "$variant" = minimal ] && flags+=(--no-default-features)
+    # Boards run tract: the onnxruntime engine stays out of their builds.
+    [ "$variant" = onnx ] && flags+=(--no-default-features --features onnx,npy)
     dir="target/cross-$variant"
     if CARGO_TARGET_DIR="$dir" cargo build "${flags[@]}"; then
       bin="$dir/$target/$profile/p2pa"

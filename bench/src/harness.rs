@@ -199,6 +199,7 @@ pub fn echo(input: &[u8]) -> TaskRequest {
         model: None,
         timeout: Duration::from_secs(10),
         peer: None,
+        needs: 0,
     }
 }
 

@@ -59,6 +59,7 @@ fn infer(x: &[u8], model: [u8; 32]) -> TaskRequest {
         model: Some(model),
         timeout: Duration::from_secs(60),
         peer: None,
+        needs: 0,
     }
 }
 

@@ -70,6 +70,7 @@ fn p2pa_ms(bytes: &[u8], rounds: usize) -> f64 {
             model: None,
             timeout: Duration::from_secs(60),
             peer: None,
+            needs: 0,
         };
         let t = Instant::now();
         let o = async_io::block_on(requester.submit(req)).expect("node up");

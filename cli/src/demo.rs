@@ -236,6 +236,7 @@ async fn run_batch(
         concurrency: usize::from(a.nodes) * 4,
         redundancy: 1,
         peers: Vec::new(),
+        needs: 0,
     };
     let labels = &work.labels;
     run_items(h, &plan, work.items, |item, outcomes| {

@@ -26,6 +26,41 @@ impl EngineArg {
     }
 }
 
+/// The engine a requester asks for (`--engine` on submit and batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WorkerEngine {
+    /// Only workers whose models run on onnxruntime
+    Onnxruntime,
+    /// Only workers whose models run on tract
+    Tract,
+}
+
+impl WorkerEngine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Onnxruntime => "onnxruntime",
+            Self::Tract => "tract",
+        }
+    }
+}
+
+/// The capability flag of an engine, as workers advertise it.
+pub fn flag(kind: EngineKind) -> u8 {
+    match kind {
+        EngineKind::Onnxruntime => p2pa_node::protocol::KindSet::ONNXRUNTIME,
+        EngineKind::Tract => p2pa_node::protocol::KindSet::TRACT,
+    }
+}
+
+/// The flags a requester's `--engine` needs (0: any worker).
+pub fn needs(engine: Option<WorkerEngine>) -> u8 {
+    match engine {
+        None => 0,
+        Some(WorkerEngine::Onnxruntime) => flag(EngineKind::Onnxruntime),
+        Some(WorkerEngine::Tract) => flag(EngineKind::Tract),
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct EngineArgs {
     /// Inference engine
@@ -55,12 +90,15 @@ impl EngineArgs {
     /// The options with onnxruntime's library looked up now, once (the
     /// inference children get the path), and where it was found.
     pub fn resolved(&self) -> (EngineOptions, Option<&'static str>) {
-        let mut opts = self.options();
+        let opts = self.options();
         #[cfg(feature = "onnxruntime")]
         if opts.choice != EngineChoice::Only(EngineKind::Tract) {
             let (lib, source) =
                 p2pa_node::task::infer::locate::find(opts.onnxruntime_lib.as_deref());
-            opts.onnxruntime_lib = Some(lib);
+            let opts = EngineOptions {
+                onnxruntime_lib: Some(lib),
+                ..opts
+            };
             return (opts, Some(source.describe()));
         }
         (opts, None)

@@ -279,6 +279,10 @@ fn options(cli: &Cli, a: &NodeArgs, dir: &Path) -> Result<(NodeOptions, Option<S
     opts.models = Some(store);
     if p2pa_node::task::INFERENCE {
         opts.core.kinds = opts.core.kinds.with(TaskKind::Infer);
+        // Requesters that ask for an engine (`--engine`) find it here.
+        if let Some(info) = opts.executor.engine() {
+            opts.core.kinds = opts.core.kinds.with_flags(crate::engine::flag(info.kind));
+        }
     }
     Ok((opts, engine))
 }

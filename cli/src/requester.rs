@@ -124,6 +124,9 @@ pub struct SubmitArgs {
     /// output goes in output_hex instead), elapsed_ms, attempts, receipt
     #[arg(long)]
     json: bool,
+    /// infer: use only a worker that runs models on this engine
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    engine: Option<crate::engine::WorkerEngine>,
 }
 
 pub fn cmd_submit(net: &NetArgs, data_dir: &std::path::Path, a: &SubmitArgs) -> CliResult {
@@ -188,14 +191,19 @@ async fn submit_one(
     input: Vec<u8>,
     model: Option<[u8; 32]>,
 ) -> CliResult {
+    let needs = crate::engine::needs(a.engine);
     let peers = h
-        .wait_for_peers(Some(a.kind), 1, Duration::from_millis(a.wait))
+        .wait_for_workers(Some(a.kind), needs, 1, Duration::from_millis(a.wait))
         .await;
     if peers.is_empty() {
+        let on = a
+            .engine
+            .map(|e| format!(" on {}", e.name()))
+            .unwrap_or_default();
         let hint = match a.peer {
-            Some(p) => format!("could not reach a node at {p} that runs `{}`", a.kind),
+            Some(p) => format!("could not reach a node at {p} that runs `{}`{on}", a.kind),
             None => format!(
-                "no peers found that run `{}` within {} ms; start one with `p2pa node`, or pass --peer HOST:PORT",
+                "no peers found that run `{}`{on} within {} ms; start one with `p2pa node`, or pass --peer HOST:PORT",
                 a.kind, a.wait
             ),
         };
@@ -207,6 +215,7 @@ async fn submit_one(
         model,
         timeout: Duration::from_secs(a.timeout),
         peer: None,
+        needs,
     };
     let outcome = h
         .submit(req)

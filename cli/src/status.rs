@@ -105,6 +105,9 @@ async fn status_json(handle: &NodeHandle, executor: &Executor, started: Instant)
         },
         "models": work.models.iter().map(|m| p2pa_node::hex::hex(m)).collect::<Vec<_>>(),
         "models_loaded": executor.loaded().iter().map(|m| p2pa_node::hex::hex(m)).collect::<Vec<_>>(),
+        "engine": executor.engine().map(|e| json!({
+            "name": e.kind.name(), "version": e.version, "note": e.note,
+        })),
         "stats": output::stats_json(&stats),
     }))
 }
@@ -161,6 +164,17 @@ pub fn cmd_status(dir: &Path, as_json: bool) -> CliResult {
             short.join(", ")
         }
     };
+    match v["engine"]["name"].as_str() {
+        Some(name) => say!(
+            "inference engine: {name} {}{}",
+            v["engine"]["version"].as_str().unwrap_or("?"),
+            v["engine"]["note"]
+                .as_str()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default()
+        ),
+        None => say!("inference engine: none (this node runs no models)"),
+    }
     say!("models held: {}", models("models"));
     say!("models loaded: {}", models("models_loaded"));
     for p in v["peer_list"].as_array().into_iter().flatten() {

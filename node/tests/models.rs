@@ -40,6 +40,7 @@ fn infer(model: [u8; 32], timeout_ms: u64) -> TaskRequest {
         model: Some(model),
         timeout: Duration::from_millis(timeout_ms),
         peer: None,
+        needs: 0,
     }
 }
 

@@ -133,6 +133,7 @@ fn a_cancelled_task_is_reported_once_as_cancelled_and_the_worker_stops_it() {
         model: None,
         timeout: Duration::from_secs(5),
         peer: None,
+        needs: 0,
     };
     let id = sim.submit(0, req);
     assert_eq!(
@@ -167,6 +168,7 @@ fn a_task_with_no_capable_peer_times_out_with_a_reason() {
         model: None,
         timeout: Duration::from_millis(500),
         peer: None,
+        needs: 0,
     };
     sim.submit(0, req);
     sim.run_until(Duration::from_secs(2));

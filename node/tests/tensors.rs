@@ -31,6 +31,7 @@ fn echo(input: Vec<u8>, secs: u64) -> TaskRequest {
         model: None,
         timeout: Duration::from_secs(secs),
         peer: None,
+        needs: 0,
     }
 }
 

@@ -192,11 +192,30 @@ impl fmt::Display for TaskKind {
     }
 }
 
-/// A set of [`TaskKind`]s, one bit each.
+/// A set of [`TaskKind`]s, one bit each (bits 0 – 3), and the worker's
+/// inference engines for `Infer` (bit 6 onnxruntime, bit 7 tract; bits 4
+/// and 5 are reserved and ignored). A node that knows no engine bits reads
+/// them as nothing: [`KindSet::contains`] looks at a kind's bit alone.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct KindSet(pub u8);
 
 impl KindSet {
+    /// Flag: the worker runs `Infer` tasks on onnxruntime.
+    pub const ONNXRUNTIME: u8 = 1 << 6;
+    /// Flag: the worker runs `Infer` tasks on tract.
+    pub const TRACT: u8 = 1 << 7;
+
+    /// The set with these flag bits added.
+    #[must_use]
+    pub const fn with_flags(self, flags: u8) -> Self {
+        Self(self.0 | flags)
+    }
+
+    /// Whether every bit of `flags` is set (true for no flags).
+    pub const fn has_flags(self, flags: u8) -> bool {
+        self.0 & flags == flags
+    }
+
     /// The set with `kind` added.
     #[must_use]
     pub const fn with(self, kind: TaskKind) -> Self {

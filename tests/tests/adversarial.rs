@@ -43,6 +43,7 @@ fn honest_echo(requester: &NodeHandle, text: &str) {
         model: None,
         timeout: Duration::from_secs(10),
         peer: None,
+        needs: 0,
     };
     let end = Instant::now() + Duration::from_secs(10);
     while async_io::block_on(requester.peers())

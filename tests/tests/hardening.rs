@@ -67,6 +67,7 @@ fn submit_once(
             model: None,
             timeout,
             peer: None,
+            needs: 0,
         };
         let o = h.submit(req).await.unwrap();
         h.shutdown().await;
@@ -275,6 +276,7 @@ fn hog(target: SocketAddr, n: usize, ms: u64) -> std::thread::JoinHandle<()> {
                 model: None,
                 timeout: Duration::from_secs(8),
                 peer: None,
+                needs: 0,
             };
             let _ = h.submit_windowed((0..n).map(sleep), n, |_| {}).await;
             h.shutdown().await;
@@ -301,6 +303,7 @@ fn big_inputs(
                 model: None,
                 timeout: Duration::from_secs(20),
                 peer: None,
+                needs: 0,
             };
             let _ = h.submit_windowed((0..count).map(echo), count, |_| {}).await;
             h.shutdown().await;

@@ -21,6 +21,7 @@ fn echo(input: Vec<u8>) -> TaskRequest {
         model: None,
         timeout: Duration::from_secs(10),
         peer: None,
+        needs: 0,
     }
 }
 

@@ -57,6 +57,7 @@ fn ten_megabytes_in_and_out_round_trip_with_a_receipt_over_both() {
             model: None,
             timeout: Duration::from_secs(60),
             peer: None,
+            needs: 0,
         };
         let echo = h.submit(req(TaskKind::Echo, &big)).await.unwrap();
         let hash = h.submit(req(TaskKind::Hash, &big)).await.unwrap();
@@ -106,6 +107,7 @@ fn a_tensor_over_the_limit_is_refused_by_the_requester_and_the_worker() {
             model: None,
             timeout: Duration::from_secs(20),
             peer: None,
+            needs: 0,
         };
         let o = h.submit(req).await.unwrap();
         h.shutdown().await;

@@ -82,6 +82,9 @@ pub struct BatchArgs {
     /// (the result line lists the files instead of the values)
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
+    /// infer: use only workers that run models on this engine
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    pub engine: Option<crate::engine::WorkerEngine>,
 }
 
 /// Input bytes a batch holds in flight at most (one task always).
@@ -97,6 +100,8 @@ pub struct Plan {
     /// With more than one, each item runs on this many of `peers`, pinned.
     pub redundancy: usize,
     pub peers: Vec<NodeId>,
+    /// Capability flags a worker must advertise (an engine).
+    pub needs: u8,
 }
 
 /// Runs `items` through `h`, `concurrency` at a time; calls `on_done` with
@@ -116,6 +121,7 @@ pub async fn run_items(
         model: plan.model,
         timeout: plan.timeout,
         peer,
+        needs: plan.needs,
     };
     let in_flight = std::cell::Cell::new(0usize);
     let ex = LocalExecutor::new();
@@ -380,17 +386,22 @@ fn refuse_same_file(a: &BatchArgs) -> Result<(), CliError> {
 /// LAN to answer, so the work spreads over all of them.
 async fn find_workers(h: &NodeHandle, a: &BatchArgs) -> Result<Vec<NodeId>, CliError> {
     let k = usize::from(a.redundancy);
+    let needs = crate::engine::needs(a.engine);
     let first = h
-        .wait_for_peers(Some(a.kind), k, Duration::from_millis(a.wait))
+        .wait_for_workers(Some(a.kind), needs, k, Duration::from_millis(a.wait))
         .await;
     if first.is_empty() {
+        let on = a
+            .engine
+            .map(|e| format!(" on {}", e.name()))
+            .unwrap_or_default();
         return Err(CliError::network(format!(
-            "no peers found that run `{}` within {} ms; start one with `p2pa node`, or pass --peer",
+            "no peers found that run `{}`{on} within {} ms; start one with `p2pa node`, or pass --peer",
             a.kind, a.wait
         )));
     }
     let peers = h
-        .wait_for_peers(Some(a.kind), usize::MAX, Duration::from_millis(300))
+        .wait_for_workers(Some(a.kind), needs, usize::MAX, Duration::from_millis(300))
         .await;
     if peers.len() < k {
         return Err(CliError::network(format!(
@@ -548,6 +559,7 @@ async fn run_batch(
         concurrency: a.concurrency,
         redundancy: usize::from(a.redundancy),
         peers,
+        needs: crate::engine::needs(a.engine),
     };
     let total = todo.len() as u64;
     let mut bar = progress(total);

@@ -157,6 +157,7 @@ impl Driver {
                     model: None,
                     timeout: Duration::from_millis(u64::from(input.byte()) * 100),
                     peer: None,
+                    needs: 0,
                 };
                 self.core.submit(now, req);
             }

@@ -317,6 +317,18 @@ impl NodeHandle {
         min: usize,
         wait: Duration,
     ) -> Vec<PeerInfo> {
+        self.wait_for_workers(kind, 0, min, wait).await
+    }
+
+    /// As [`NodeHandle::wait_for_peers`], counting only peers that also
+    /// advertise the capability flags `needs` (an engine, say).
+    pub async fn wait_for_workers(
+        &self,
+        kind: Option<TaskKind>,
+        needs: u8,
+        min: usize,
+        wait: Duration,
+    ) -> Vec<PeerInfo> {
         let start = Instant::now();
         loop {
             let ready: Vec<PeerInfo> = self
@@ -325,7 +337,9 @@ impl NodeHandle {
                 .unwrap_or_default()
                 .into_iter()
                 .filter(|p| {
-                    p.state != PeerState::Known && kind.is_none_or(|k| p.caps.kinds.contains(k))
+                    p.state != PeerState::Known
+                        && kind.is_none_or(|k| p.caps.kinds.contains(k))
+                        && p.caps.kinds.has_flags(needs)
                 })
                 .collect();
             if ready.len() >= min || start.elapsed() >= wait {

@@ -99,4 +99,3 @@ impl std::fmt::Display for EngineInfo {
         }
     }
 }
-

@@ -500,5 +500,6 @@ pub fn echo_task(k: u32) -> p2pa_node::core::TaskRequest {
         model: None,
         timeout: Duration::from_secs(30),
         peer: None,
+        needs: 0,
     }
 }

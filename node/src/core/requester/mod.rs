@@ -37,6 +37,9 @@ pub struct TaskRequest {
     pub timeout: Duration,
     /// Only this peer may run it.
     pub peer: Option<NodeId>,
+    /// Flags the worker must advertise beside the kind (an engine:
+    /// [`p2pa_protocol::KindSet::ONNXRUNTIME`], [`p2pa_protocol::KindSet::TRACT`]); 0 for any worker.
+    pub needs: u8,
 }
 
 /// How a task ended, reported once per task.
@@ -235,7 +238,7 @@ impl Requester {
         let mut best: Option<(bool, u32, usize, bool, Duration, NodeId)> = None;
         for (id, caps, rtt) in w.peers.connected() {
             let excluded = r.req.peer.is_some_and(|o| o != id) || r.offered.contains(&id);
-            if !caps.kinds.contains(r.req.kind) || excluded {
+            if !caps.kinds.contains(r.req.kind) || !caps.kinds.has_flags(r.req.needs) || excluded {
                 continue;
             }
             let inflight = self.inflight_to(id);
@@ -465,11 +468,11 @@ impl Requester {
             let Some(r) = self.reqs.get(&id) else {
                 continue;
             };
-            let kind = r.req.kind;
+            let (kind, needs) = (r.req.kind, r.req.needs);
             let capable = w
                 .peers
                 .connected()
-                .any(|(_, caps, _)| caps.kinds.contains(kind));
+                .any(|(_, caps, _)| caps.kinds.contains(kind) && caps.kinds.has_flags(needs));
             let error = TaskError::TimedOut {
                 no_peer: r.last_error.is_none() && !capable,
                 last: r.last_error.clone().map(Box::new),

@@ -106,9 +106,16 @@ mod tests {
     #[test]
     fn a_named_path_wins_and_the_versioned_library_is_found_in_a_folder() {
         let (p, s) = find(Some(Path::new("/opt/ort/lib.so")));
-        assert_eq!((p.as_path(), s), (Path::new("/opt/ort/lib.so"), Source::Named));
+        assert_eq!(
+            (p.as_path(), s),
+            (Path::new("/opt/ort/lib.so"), Source::Named)
+        );
         let dir = crate::models::TestDir::new("locate");
-        for f in ["libonnxruntime.so.1.32.0", "libonnxruntime_providers_shared.so", "x.py"] {
+        for f in [
+            "libonnxruntime.so.1.32.0",
+            "libonnxruntime_providers_shared.so",
+            "x.py",
+        ] {
             std::fs::write(dir.0.join(f), b"").unwrap();
         }
         assert_eq!(
@@ -116,6 +123,10 @@ mod tests {
             dir.0.join("libonnxruntime.so.1.32.0")
         );
         std::fs::remove_file(dir.0.join("libonnxruntime.so.1.32.0")).unwrap();
-        assert_eq!(library_in(&dir.0), None, "providers_shared is not the runtime");
+        assert_eq!(
+            library_in(&dir.0),
+            None,
+            "providers_shared is not the runtime"
+        );
     }
 }

@@ -119,7 +119,9 @@ pub struct Engine {
     store: Option<ModelStore>,
     info: EngineInfo,
     /// Whether a model onnxruntime refuses may run on tract.
+    #[cfg_attr(not(feature = "onnxruntime"), allow(dead_code))]
     fallback: bool,
+    #[cfg_attr(not(feature = "onnxruntime"), allow(dead_code))]
     threads: usize,
     parsed: Mutex<Lru<[u8; 32], Arc<Loaded>>>,
     plans: Mutex<Lru<PlanKey, tract::Plan>>,
@@ -286,10 +288,11 @@ fn declared(proto: &Proto) -> (Vec<InputSpec>, Vec<String>) {
         .iter()
         .filter(|i| !weights.contains(i.name.as_str()))
         .map(|i| {
-            let tensor = match i.r#type.as_ref().and_then(|t| t.value.as_ref()) {
-                Some(pb::type_proto::Value::TensorType(t)) => Some(t),
-                None => None,
-            };
+            let tensor = i
+                .r#type
+                .as_ref()
+                .and_then(|t| t.value.as_ref())
+                .map(|pb::type_proto::Value::TensorType(t)| t);
             let dims = tensor
                 .and_then(|t| t.shape.as_ref())
                 .map(|s| s.dim.iter().map(dim_of).collect())
@@ -420,7 +423,8 @@ impl Engine {
     /// An engine over the models in `store` (each loaded on first use), with
     /// the default engine choice (`auto`).
     pub fn new(store: ModelStore) -> Self {
-        Self::with_store(Some(store), &EngineOptions::default()).unwrap_or_else(|_| Self::tract(None))
+        Self::with_store(Some(store), &EngineOptions::default())
+            .unwrap_or_else(|_| Self::tract(None))
     }
 
     /// An engine with no store: it runs the models given to [`Engine::hold`].

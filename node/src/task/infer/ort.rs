@@ -187,9 +187,9 @@ fn from_value(v: &ort::value::DynValueRef<'_>) -> Result<tensor::Tensor, InferEr
         TensorElementType::Float16 => {
             out::<half::f16, 2>(v, Dtype::F16, |h| h.to_bits().to_le_bytes())
         }
-        TensorElementType::Bfloat16 => out::<half::bf16, 4>(v, Dtype::F32, |h| {
-            h.to_f32().to_le_bytes()
-        }),
+        TensorElementType::Bfloat16 => {
+            out::<half::bf16, 4>(v, Dtype::F32, |h| h.to_f32().to_le_bytes())
+        }
         TensorElementType::Int8 => widened::<i8>(v, i64::from),
         TensorElementType::Int16 => widened::<i16>(v, i64::from),
         TensorElementType::Uint16 => widened::<u16>(v, i64::from),

@@ -189,8 +189,8 @@ fn from_value(o: &TValue) -> tensor::Tensor {
 mod tests {
     #[test]
     fn version_matches_the_lock_file() {
-        let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"))
-            .unwrap();
+        let lock =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock")).unwrap();
         let entry = format!("name = \"tract-onnx\"\nversion = \"{}\"", super::VERSION);
         assert!(lock.contains(&entry), "tract::VERSION is stale");
     }
