@@ -4,7 +4,8 @@
 //! a requester's `--engine` reaches only workers on that engine; where
 //! onnxruntime is installed, both engines give the same outputs for the
 //! shipped models. The onnxruntime half needs the library (CI installs it in
-//! a venv and names it in P2PA_ONNXRUNTIME_LIB); elsewhere it prints SKIPPED.
+//! a venv and names it in P2PA_TEST_ONNXRUNTIME_LIB, read by this file
+//! alone); elsewhere it prints SKIPPED.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,7 +31,11 @@ fn digits_input(dir: &Path) -> PathBuf {
 /// onnxruntime's library where this machine has it (named, or in a Python
 /// package); `None` when only the system's search path is left to try.
 fn onnxruntime() -> Option<PathBuf> {
-    for var in ["P2PA_ONNXRUNTIME_LIB", "ORT_DYLIB_PATH"] {
+    for var in [
+        "P2PA_TEST_ONNXRUNTIME_LIB",
+        "P2PA_ONNXRUNTIME_LIB",
+        "ORT_DYLIB_PATH",
+    ] {
         if let Some(p) = std::env::var_os(var).filter(|v| !v.is_empty()) {
             return Some(PathBuf::from(p));
         }

@@ -108,9 +108,10 @@ impl Isolated {
     /// runs, or why it cannot start: the node says so before it serves.
     pub fn start(command: ChildCommand) -> Result<(Self, EngineInfo), String> {
         let this = Self::new(command);
-        let p = this
-            .spawn()
-            .map_err(|e| format!("the inference process did not start: {e}"))?;
+        let p = this.spawn().map_err(|e| match e.kind() {
+            io::ErrorKind::Unsupported => e.to_string(),
+            _ => format!("the inference process did not start: {e}"),
+        })?;
         this.give_back(p);
         let info = this
             .engine
@@ -410,7 +411,11 @@ fn parse_hello(f: Vec<u8>) -> io::Result<EngineInfo> {
                 note,
             })
         }
-        HELLO_REFUSED => Err(io::Error::other(text.into_owned())),
+        // Unsupported: the child runs, its engine does not (said as it is).
+        HELLO_REFUSED => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            text.into_owned(),
+        )),
         other => Err(bad(format!("hello with status {other}"))),
     }
 }

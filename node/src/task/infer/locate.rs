@@ -111,6 +111,7 @@ mod tests {
             (Path::new("/opt/ort/lib.so"), Source::Named)
         );
         let dir = crate::models::TestDir::new("locate");
+        std::fs::create_dir_all(&dir.0).unwrap();
         for f in [
             "libonnxruntime.so.1.32.0",
             "libonnxruntime_providers_shared.so",

@@ -8,7 +8,6 @@
 //! In a node this runs inside a child process (`task::child`), where a crash
 //! takes down only that process.
 
-#[cfg(feature = "onnxruntime")]
 pub mod locate;
 #[cfg(feature = "onnxruntime")]
 mod ort;

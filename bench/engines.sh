@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The inference engines against Python onnxruntime, on the real models of
+# scripts/real-models.sh (run it first: it fetches the wheels, the venv and
+# the inputs into target/real-models). Prints Markdown:
+#   1. time per inference, one thread, same input, back to back: p2pa's
+#      `model run --engine tract|onnxruntime` vs Python onnxruntime;
+#   2. a batch over local workers, one per core (`--workers 1` each), with
+#      each engine: steady inferences/s vs the machine's ideal (Python
+#      onnxruntime's single-thread rate x cores);
+#   3. CPU per task of p2pa's own processes in that batch (the requester and
+#      the worker nodes, the inference children excluded) vs the children's.
+# Usage: bash bench/engines.sh   (P2PA_BIN: the binary; release by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=${P2PA_REAL_DIR:-$PWD/target/real-models}
+bin=${P2PA_BIN:-$PWD/target/release/p2pa}
+py=$work/venv/bin/python
+helper=scripts/real_models/gen_and_check.py
+if [ ! -x "$py" ] || ! "$py" -c 'import onnxruntime' 2>/dev/null || [ ! -f "$work/nudenet/inputs.jsonl" ]; then
+  echo "SKIPPED: engine benchmarks: run scripts/real-models.sh first (it fetches the models and onnxruntime)"
+  exit 0
+fi
+ortlib=$("$py" -c 'import glob, os, onnxruntime; print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so*")))[-1])')
+cores=$(nproc)
+echo "onnxruntime $("$py" -c 'import onnxruntime; print(onnxruntime.__version__)') ($ortlib), tract $("$bin" model run models/digits.onnx --engine tract --input-file models/ppocr_cls_input.npy --json 2>/dev/null | "$py" -c 'import json,sys; print(json.load(sys.stdin)["engine_version"])' 2>/dev/null || echo '?'), $cores cores"
+echo
+echo "| model (first case) | Python onnxruntime ms | p2pa onnxruntime ms | ratio | p2pa tract ms | ratio |"
+echo "|---|---|---|---|---|---|"
+median() { # model-file input engine
+  "$bin" model run "$1" --engine "$3" --onnxruntime-lib "$ortlib" --input-file "$2" --repeat 21 --json 2>/dev/null \
+    | "$py" -c 'import json,sys; print(f"{json.load(sys.stdin)[\"median_ms\"]:.2f}")' 2>/dev/null || echo "-"
+}
+for m in $("$py" "$helper" list); do
+  file=$work/models/$("$py" "$helper" file "$m")
+  first=$work/$m/$(head -1 "$work/$m/inputs.jsonl" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["input"])')
+  # Interleaved: Python, p2pa onnxruntime, tract, Python again (the median of both Python runs).
+  p1=$("$py" "$helper" time "$work" "$m" 20)
+  o=$(median "$file" "$first" onnxruntime)
+  t=$(median "$file" "$first" tract)
+  p2=$("$py" "$helper" time "$work" "$m" 20)
+  "$py" - "$m" "$p1" "$p2" "$o" "$t" <<'PY'
+import sys
+m, p1, p2, o, t = sys.argv[1:]
+p = (float(p1) + float(p2)) / 2
+def r(x):
+    return f"{float(x) / p:.2f}" if x != "-" else "fails (see real-models.sh)"
+print(f"| {m} | {p:.2f} | {o} | {r(o)} | {t} | {r(t)} |")
+PY
+done
+echo
+
+# A batch over `cores` local workers; CPU from /proc for each process.
+port=$((20000 + RANDOM % 20000))
+net=(--multicast-ttl 0 --no-mdns --multicast-port "$port")
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+ticks() { # pid...: utime+stime in clock ticks, summed
+  local s=0
+  for p in "$@"; do
+    [ -r "/proc/$p/stat" ] || continue
+    s=$((s + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+  done
+  echo "$s"
+}
+children() { for p in "$@"; do pgrep -P "$p" || true; done; }
+d=$work/through; mkdir -p "$d"
+"$py" - "$d" <<'PY'
+import json, os, sys, numpy as np
+d = sys.argv[1]
+rng = np.random.default_rng(3)
+with open(os.path.join(d, "det.jsonl"), "w") as f:
+    for i in range(48):
+        np.save(os.path.join(d, f"det{i}.npy"), rng.random((1, 3, 320, 320), dtype=np.float32))
+        f.write(json.dumps({"input": f"det{i}.npy"}) + "\n")
+with open(os.path.join(d, "enc.jsonl"), "w") as f:
+    for i in range(256):
+        ids = rng.integers(1000, 30000, (1, 9)).astype(np.int64); ids[:, 0], ids[:, -1] = 101, 102
+        np.savez(os.path.join(d, f"enc{i}.npz"), input_ids=ids, attention_mask=np.ones((1, 9), np.int64), token_type_ids=np.zeros((1, 9), np.int64))
+        f.write(json.dumps({"input": f"enc{i}.npz"}) + "\n")
+PY
+echo "| batch over $cores local workers | engine | tasks | steady inferences/s | ideal ($cores x Python onnxruntime) | ratio | p2pa CPU per task (requester + nodes) | engine CPU per task | p2pa / engine |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for job in "ppocr_det det ch_PP-OCRv4_det_infer.onnx" "minilm_int8 enc minilm_int8.onnx"; do
+  set -- $job
+  m=$1 inputs=$d/$2.jsonl model=$work/models/$3
+  pms=$("$py" "$helper" time "$work" "$m" 20)
+  for engine in onnxruntime tract; do
+    cleanup; pids=()
+    for i in $(seq 1 "$cores"); do
+      "$bin" "${net[@]}" --data-dir "$d/node$i" node --listen 127.0.0.1:0 --workers 1 --engine "$engine" \
+        --onnxruntime-lib "$ortlib" >/dev/null 2>&1 &
+      pids+=($!)
+    done
+    sleep 1
+    # A warm-up batch: the model travels to the workers and each child loads it.
+    "$bin" "${net[@]}" --data-dir "$d/me" batch --kind infer --model "$model" --inputs "$inputs" \
+      --out "$d/warm.jsonl" --timeout 300 --wait 5000 --concurrency 8 >/dev/null 2>&1 || true
+    rm -f "$d/warm.jsonl" "$d/r.jsonl"
+    kids=$(children "${pids[@]}")
+    n0=$(ticks "${pids[@]}"); c0=$(ticks $kids)
+    req=$( { /usr/bin/time -f '%U %S' "$bin" "${net[@]}" --data-dir "$d/me" batch --kind infer --model "$model" \
+      --inputs "$inputs" --out "$d/r.jsonl" --timeout 300 --wait 5000 --concurrency 8 >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+    n1=$(ticks "${pids[@]}"); c1=$(ticks $kids)
+    "$py" - "$d/r.jsonl" "$m" "$engine" "$pms" "$cores" "$req" "$((n1 - n0))" "$((c1 - c0))" <<'PY'
+import json, sys
+path, m, engine, pms, cores, req, nodes, kids = sys.argv[1:]
+lines = [json.loads(l) for l in open(path)]
+ok = [l for l in lines if l.get("status") == "completed"]
+e = sorted(l["elapsed_ms"] for l in lines)
+steady = (len(e) - 1) * 1e3 / (e[-1] - e[0]) if len(e) > 1 and e[-1] > e[0] else 0.0
+ideal = int(cores) * 1e3 / float(pms)
+u, s = (float(x) for x in req.split())
+own = (u + s) * 1e3 + int(nodes) * 10.0  # ms; /proc ticks are 10 ms
+eng = int(kids) * 10.0
+n = max(len(ok), 1)
+print(f"| {m} | {engine} | {len(ok)}/{len(lines)} | {steady:.1f} | {ideal:.1f} | {steady / ideal:.2f} | {own / n:.2f} ms | {eng / n:.2f} ms | {own / max(eng, 1e-9):.2f} |")
+PY
+  done
+done
