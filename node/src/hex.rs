@@ -13,7 +13,7 @@ pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 /// Parses an even number of hex digits into bytes.
 pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
     let bytes = s.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     bytes

@@ -137,7 +137,7 @@ fn build(p: &Params) -> Message<'_> {
         MessageKind::TaskResult => Message::TaskResult(TaskResult {
             task_id: p.a,
             status,
-            output: if p.variant % 2 == 0 {
+            output: if p.variant.is_multiple_of(2) {
                 TaskOutput::Inline(&p.data)
             } else {
                 TaskOutput::Blob {

@@ -179,7 +179,7 @@ impl Driver {
         };
         let msg = Message::Beacon(Beacon {
             tcp_port: u16::from(input.byte()),
-            query: input.byte() % 2 == 0,
+            query: input.byte().is_multiple_of(2),
             caps: Capabilities::default(),
         });
         let mut buf = [0u8; MAX_DATAGRAM_LEN];
@@ -256,7 +256,7 @@ impl Driver {
                 task_id: id,
                 kind: kind(input.byte()),
                 input: TaskInput::Inline(data),
-                model: (input.byte() % 2 == 0).then_some(hash),
+                model: (input.byte().is_multiple_of(2)).then_some(hash),
                 deadline_ms: u32::from(input.byte()) * 1000,
                 budget: Budget {
                     max_output_len: 1024,
@@ -279,7 +279,7 @@ impl Driver {
             _ => Message::TaskResult(TaskResult {
                 task_id: id,
                 status: TaskStatus::Completed,
-                output: if input.byte() % 2 == 0 {
+                output: if input.byte().is_multiple_of(2) {
                     TaskOutput::Inline(data)
                 } else {
                     TaskOutput::Blob { hash, len: id }
@@ -321,7 +321,7 @@ impl Driver {
             return;
         }
         let conn = self.dials.swap_remove(usize::from(b) % self.dials.len());
-        if b % 2 == 0 {
+        if b.is_multiple_of(2) {
             self.core.handle_connected(self.now, conn);
         } else {
             let e = super::ConnectError::Io(std::io::ErrorKind::ConnectionRefused);

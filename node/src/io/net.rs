@@ -232,7 +232,7 @@ mod tests {
         const FRAMES: usize = 48;
         const LEN: usize = 48 * 1024;
         // Every eighth frame is small: the first fits the empty socket.
-        let len_of = |i: usize| if i % 8 == 0 { 1024 } else { LEN };
+        let len_of = |i: usize| if i.is_multiple_of(8) { 1024 } else { LEN };
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         // Small buffers, so that the socket fills after a few frames.
         socket2::SockRef::from(&listener)
