@@ -115,7 +115,7 @@ if [ "${P2PA_REAL_TIMING:-0}" = 1 ]; then
     line="$m:"
     for e in "${engines[@]}"; do
       ms=$("$bin" model run "$work/models/$file" --engine "$e" ${ortlib:+--onnxruntime-lib "$ortlib"} \
-        --input-file "$work/$m/$first" --repeat 21 --json 2>/dev/null | "$py" -c 'import json,sys; print(f"{json.load(sys.stdin)[\"median_ms\"]:.2f}")' || echo "-")
+        --input-file "$work/$m/$first" --repeat 21 --json 2>/dev/null | "$py" -c 'import json,sys; print("%.2f" % json.load(sys.stdin)["median_ms"])' || echo "-")
       line="$line $e $ms ms,"
     done
     [ "$have_ort" = 1 ] && line="$line python onnxruntime $("$py" "$helper" time "$work" "$m" 20) ms"
