@@ -73,6 +73,10 @@ size() { stat -c %s "$1"; }
   echo
   ./target/release/p2pa-bench infer
   echo
+  echo "### Inference engines against Python onnxruntime (real models)"
+  echo
+  bash bench/engines.sh
+  echo
   echo "### Discovery latency in network namespaces"
   echo
   P2PA_BIN="$PWD/target/release/p2pa" cargo test -q --release -p p2pa-tests --test netns -- --ignored --nocapture discovery_latency 2>/dev/null | grep -E '^\||SKIPPED'

