@@ -82,11 +82,11 @@ with open(os.path.join(d, "enc.jsonl"), "w") as f:
         np.savez(os.path.join(d, f"enc{i}.npz"), input_ids=ids, attention_mask=np.ones((1, 9), np.int64), token_type_ids=np.zeros((1, 9), np.int64))
         f.write(json.dumps({"input": f"enc{i}.npz"}) + "\n")
 PY
-echo "| batch over $cores local workers | engine | tasks | inferences/s (whole command) | ideal ($cores x Python onnxruntime) | ratio | p2pa CPU per task (requester + nodes) | engine CPU per task | p2pa / engine |"
+echo "| batch over $cores local workers | engine | lines | inferences/s (whole command) | ideal ($cores x Python onnxruntime, one line per run) | ratio | p2pa CPU per line (requester + nodes) | engine CPU per line | p2pa / engine |"
 echo "|---|---|---|---|---|---|---|---|---|"
-for job in "ppocr_det det ch_PP-OCRv4_det_infer.onnx" "minilm_int8 enc minilm_int8.onnx"; do
+for job in "ppocr_det det ch_PP-OCRv4_det_infer.onnx 1" "minilm_int8 enc minilm_int8.onnx 1" "minilm_int8 enc minilm_int8.onnx 32"; do
   set -- $job
-  m=$1 inputs=$d/$2.jsonl model=$work/models/$3
+  m=$1 inputs=$d/$2.jsonl model=$work/models/$3 bs=$4
   pms=$("$py" "$helper" time "$work" "$m" 20)
   for engine in onnxruntime tract; do
     cleanup; pids=()
@@ -98,26 +98,28 @@ for job in "ppocr_det det ch_PP-OCRv4_det_infer.onnx" "minilm_int8 enc minilm_in
     sleep 1
     # A warm-up batch: the model travels to the workers and each child loads it.
     "$bin" "${net[@]}" --data-dir "$d/me" batch --kind infer --model "$model" --inputs "$inputs" \
-      --out "$d/warm.jsonl" --timeout 300 --wait 5000 --concurrency 8 >/dev/null 2>&1 || true
+      --out "$d/warm.jsonl" --timeout 300 --wait 5000 --concurrency 8 --batch-size "$bs" >/dev/null 2>&1 || true
     rm -f "$d/warm.jsonl" "$d/r.jsonl"
     kids=$(children "${pids[@]}")
     n0=$(ticks "${pids[@]}"); c0=$(ticks $kids)
     /usr/bin/time -f '%U %S %e' -o "$d/req.time" "$bin" "${net[@]}" --data-dir "$d/me" batch --kind infer --model "$model" \
-      --inputs "$inputs" --out "$d/r.jsonl" --timeout 300 --wait 5000 --concurrency 8 >/dev/null 2>&1 || true
+      --inputs "$inputs" --out "$d/r.jsonl" --timeout 300 --wait 5000 --concurrency 8 --batch-size "$bs" >/dev/null 2>&1 || true
     req=$(tail -1 "$d/req.time")
     n1=$(ticks "${pids[@]}"); c1=$(ticks $kids)
-    "$py" - "$d/r.jsonl" "$m" "$engine" "$pms" "$cores" "$req" "$((n1 - n0))" "$((c1 - c0))" <<'PY'
+    "$py" - "$d/r.jsonl" "$m" "$engine" "$pms" "$cores" "$req" "$((n1 - n0))" "$((c1 - c0))" "$bs" <<'PY'
 import json, sys
-path, m, engine, pms, cores, req, nodes, kids = sys.argv[1:]
+path, m, engine, pms, cores, req, nodes, kids, bs = sys.argv[1:]
 lines = [json.loads(l) for l in open(path)]
 ok = [l for l in lines if l.get("status") == "completed"]
 u, s, wall = (float(x) for x in req.split())
 steady = len(ok) / wall
 ideal = int(cores) * 1e3 / float(pms)
-own = (u + s) * 1e3 + int(nodes) * 10.0  # ms; /proc ticks are 10 ms
+reqms, nodems = (u + s) * 1e3, int(nodes) * 10.0  # ms; /proc ticks are 10 ms
+own = reqms + nodems
 eng = int(kids) * 10.0
 n = max(len(ok), 1)
-print(f"| {m} | {engine} | {len(ok)}/{len(lines)} | {steady:.1f} | {ideal:.1f} | {steady / ideal:.2f} | {own / n:.2f} ms | {eng / n:.2f} ms | {own / max(eng, 1e-9):.2f} |")
+label = m if bs == "1" else f"{m}, --batch-size {bs}"
+print(f"| {label} | {engine} | {len(ok)}/{len(lines)} | {steady:.1f} | {ideal:.1f} | {steady / ideal:.2f} | {own / n:.2f} ms ({reqms / n:.2f} + {nodems / n:.2f}) | {eng / n:.2f} ms | {own / max(eng, 1e-9):.2f} |")
 PY
   done
 done

@@ -237,6 +237,7 @@ async fn run_batch(
         redundancy: 1,
         peers: Vec::new(),
         needs: 0,
+        batch_size: 1,
     };
     let labels = &work.labels;
     run_items(h, &plan, work.items, |item, outcomes| {

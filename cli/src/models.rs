@@ -227,6 +227,26 @@ impl ModelCheck {
         })
     }
 
+    /// Why lines cannot stack along axis 0 (`--batch-size`): an input whose
+    /// first dimension the model fixes, named with its shape.
+    pub fn fixed_batch(&self) -> Option<String> {
+        #[cfg(feature = "onnx")]
+        {
+            let what = &self.what;
+            self.specs
+                .iter()
+                .find(|i| i.shape.0.first().is_some_and(Option::is_some))
+                .map(|i| {
+                    format!(
+                        "model {what} fixes the first dimension of input {:?} ({})",
+                        i.name, i.shape
+                    )
+                })
+        }
+        #[cfg(not(feature = "onnx"))]
+        None
+    }
+
     /// Checks one input set.
     pub fn check(&self, tensors: &[p2pa_node::task::tensor::Tensor]) -> Result<(), CliError> {
         #[cfg(feature = "onnx")]

@@ -112,6 +112,21 @@ async fn status_json(handle: &NodeHandle, executor: &Executor, started: Instant)
     }))
 }
 
+/// The engine as `status` prints it: name, version and note.
+fn engine_line(e: &Value) -> String {
+    match e["name"].as_str() {
+        Some(name) => format!(
+            "{name} {}{}",
+            e["version"].as_str().unwrap_or("?"),
+            e["note"]
+                .as_str()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default()
+        ),
+        None => "none (this node runs no models)".to_owned(),
+    }
+}
+
 /// `p2pa status [--json]`.
 pub fn cmd_status(dir: &Path, as_json: bool) -> CliResult {
     let path = socket_path(dir);
@@ -164,17 +179,7 @@ pub fn cmd_status(dir: &Path, as_json: bool) -> CliResult {
             short.join(", ")
         }
     };
-    match v["engine"]["name"].as_str() {
-        Some(name) => say!(
-            "inference engine: {name} {}{}",
-            v["engine"]["version"].as_str().unwrap_or("?"),
-            v["engine"]["note"]
-                .as_str()
-                .map(|n| format!(" ({n})"))
-                .unwrap_or_default()
-        ),
-        None => say!("inference engine: none (this node runs no models)"),
-    }
+    say!("inference engine: {}", engine_line(&v["engine"]));
     say!("models held: {}", models("models"));
     say!("models loaded: {}", models("models_loaded"));
     for p in v["peer_list"].as_array().into_iter().flatten() {

@@ -69,6 +69,13 @@
 //!
 //! A new kind needs a version bump: a receiver refuses unknown kinds.
 //!
+//! Capabilities (in `Beacon`, `Hello`, `HelloAck`) start with one byte,
+//! [`KindSet`]: bit *k* set when the node runs task kind *k* (0 echo, 1
+//! hash, 2 sleep, 3 infer), bit 6 when its `infer` tasks run on
+//! onnxruntime, bit 7 when they run on tract; bits 4 and 5 are reserved
+//! (sent as 0, ignored). A node that predates the engine bits reads a kind's
+//! bit alone, so they need no version bump.
+//!
 //! ## Receipts
 //!
 //! A `TaskResult` names the task, the status, the output (its bytes, or a
@@ -164,6 +171,7 @@ mod error;
 #[cfg(feature = "alloc")]
 mod grow;
 pub mod handshake;
+mod kind;
 mod limits;
 mod message;
 mod receipt;

@@ -6,6 +6,7 @@ use core::fmt;
 use heapless::Vec;
 use serde::{Deserialize, Serialize};
 
+pub use crate::kind::{KindSet, TaskKind};
 use crate::limits::{MAX_BEACON_MODELS, NONCE_LEN};
 pub use crate::receipt::Signature64;
 
@@ -146,85 +147,6 @@ impl MessageKind {
 impl fmt::Display for MessageKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-/// The kinds of work a node can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum TaskKind {
-    /// Returns its input.
-    Echo,
-    /// Returns the SHA-256 of its input.
-    Hash,
-    /// Sleeps for the milliseconds its input gives in ASCII decimal (tests).
-    Sleep,
-    /// Runs an ONNX model on a tensor.
-    Infer,
-}
-
-impl TaskKind {
-    /// Every kind, in wire order.
-    pub const ALL: [TaskKind; 4] = [Self::Echo, Self::Hash, Self::Sleep, Self::Infer];
-
-    /// The kind's lowercase name, as used on the command line.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Echo => "echo",
-            Self::Hash => "hash",
-            Self::Sleep => "sleep",
-            Self::Infer => "infer",
-        }
-    }
-
-    /// The kind named `name`, if any.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|k| k.name() == name)
-    }
-
-    const fn bit(self) -> u8 {
-        1 << (self as u8)
-    }
-}
-
-impl fmt::Display for TaskKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A set of [`TaskKind`]s, one bit each (bits 0 – 3), and the worker's
-/// inference engines for `Infer` (bit 6 onnxruntime, bit 7 tract; bits 4
-/// and 5 are reserved and ignored). A node that knows no engine bits reads
-/// them as nothing: [`KindSet::contains`] looks at a kind's bit alone.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct KindSet(pub u8);
-
-impl KindSet {
-    /// Flag: the worker runs `Infer` tasks on onnxruntime.
-    pub const ONNXRUNTIME: u8 = 1 << 6;
-    /// Flag: the worker runs `Infer` tasks on tract.
-    pub const TRACT: u8 = 1 << 7;
-
-    /// The set with these flag bits added.
-    #[must_use]
-    pub const fn with_flags(self, flags: u8) -> Self {
-        Self(self.0 | flags)
-    }
-
-    /// Whether every bit of `flags` is set (true for no flags).
-    pub const fn has_flags(self, flags: u8) -> bool {
-        self.0 & flags == flags
-    }
-
-    /// The set with `kind` added.
-    #[must_use]
-    pub const fn with(self, kind: TaskKind) -> Self {
-        Self(self.0 | kind.bit())
-    }
-
-    /// Whether `kind` is in the set.
-    pub const fn contains(self, kind: TaskKind) -> bool {
-        self.0 & kind.bit() != 0
     }
 }
 

@@ -384,3 +384,45 @@ fn assert_close(got: &[f32], want: &[f32]) {
         assert!((a - b).abs() <= tol, "{got:?} vs onnxruntime {want:?}");
     }
 }
+
+#[test]
+fn batch_size_stacks_lines_into_fewer_tasks_with_the_same_predictions_and_receipts() {
+    let port = unique_port();
+    let dir = scratch("stacked");
+    let mut node = NodeProc::start(port, &dir.join("w"), &["--workers", "1"]);
+    let model = models_dir().join("digits.onnx");
+    let inputs = models_dir().join("digits_test.jsonl");
+    let out_path = dir.join("results.jsonl");
+    let out = infer_batch(port, &model, &inputs, &out_path, &["--batch-size", "32"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let results = jsonl(&std::fs::read_to_string(&out_path).unwrap());
+    let local = local_predictions();
+    assert_eq!(results.len(), local.len(), "one result line per input line");
+    let mut tasks = std::collections::BTreeSet::new();
+    for r in &results {
+        let line = r["line"].as_u64().unwrap() as usize;
+        assert_eq!(
+            r["prediction"].as_i64().unwrap(),
+            local[line - 1],
+            "line {line}"
+        );
+        let lines = r["batched"]["lines"].as_array().expect("ran stacked");
+        assert!(lines.len() > 1 && lines.len() <= 32, "{r}");
+        assert!(lines.iter().any(|l| l.as_u64() == Some(line as u64)), "{r}");
+        tasks.insert(r["task_id"].as_str().unwrap().to_owned());
+    }
+    // 450 lines in stacks of at most 32: at least 15 tasks, far fewer than 450.
+    assert!((15..100).contains(&tasks.len()), "{} tasks", tasks.len());
+    let done = node.wait_for(T, |v| v["event"] == "task_done").is_some();
+    assert!(done, "the worker reported its tasks");
+    // Each line's receipt (the stacked task's) verifies offline.
+    let o = p2pa(&["verify", out_path.to_str().unwrap()], T);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    // Re-running resumes: nothing left to do, nothing written twice.
+    let again = infer_batch(port, &model, &inputs, &out_path, &["--batch-size", "32"]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_eq!(
+        jsonl(&std::fs::read_to_string(&out_path).unwrap()).len(),
+        local.len()
+    );
+}

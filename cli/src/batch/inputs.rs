@@ -20,6 +20,18 @@ pub struct Item {
     pub file: Option<PathBuf>,
     /// SHA-256 of the input, for the journal.
     pub input_sha256: [u8; 32],
+    /// Set once it ran stacked with other lines (`--batch-size`).
+    pub batched: Option<Batched>,
+}
+
+/// How a line ran as part of a stacked task: the task's lines, its own rows
+/// along axis 0, and the task's whole output (its receipt signs that; kept
+/// for a receipt whose output travelled inline).
+#[derive(Debug, Clone)]
+pub struct Batched {
+    pub lines: Vec<usize>,
+    pub rows: (usize, usize),
+    pub task_output: std::sync::Arc<Vec<u8>>,
 }
 
 impl Item {
@@ -31,6 +43,7 @@ impl Item {
             input,
             file: None,
             input_sha256,
+            batched: None,
         }
     }
 
@@ -117,6 +130,7 @@ fn infer_item(
             input: Vec::new(),
             file: Some(file),
             input_sha256,
+            batched: None,
         });
     }
     let set = crate::tensors::tensors_from_json(t).map_err(|e| format!("bad tensor: {e}"))?;

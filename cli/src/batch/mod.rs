@@ -16,8 +16,11 @@ use p2pa_node::core::{TaskOutcome, TaskRequest};
 use p2pa_node::io::NodeHandle;
 use p2pa_node::protocol::{NodeId, TaskKind, TaskStatus};
 
+mod feed;
+mod group;
 mod inputs;
 mod progress;
+mod stack;
 
 pub use inputs::{read_inputs, Item};
 pub use progress::progress;
@@ -85,10 +88,13 @@ pub struct BatchArgs {
     /// infer: use only workers that run models on this engine
     #[arg(long, value_enum, value_name = "ENGINE")]
     pub engine: Option<crate::engine::WorkerEngine>,
+    /// infer: stack up to B consecutive lines of the same input shapes along
+    /// axis 0 into one task, and split the outputs back per line (results,
+    /// resume and receipts stay per line)
+    #[arg(long, default_value_t = 1, value_name = "B", conflicts_with = "redundancy",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub batch_size: u16,
 }
-
-/// Input bytes a batch holds in flight at most (one task always).
-const MAX_INPUT_IN_FLIGHT: usize = 256 << 20;
 
 /// How to run the items of a batch.
 #[derive(Debug, Clone)]
@@ -102,6 +108,8 @@ pub struct Plan {
     pub peers: Vec<NodeId>,
     /// Capability flags a worker must advertise (an engine).
     pub needs: u8,
+    /// Lines stacked into one task at most (1: one task per line).
+    pub batch_size: usize,
 }
 
 /// Runs `items` through `h`, `concurrency` at a time; calls `on_done` with
@@ -124,36 +132,16 @@ pub async fn run_items(
         needs: plan.needs,
     };
     let in_flight = std::cell::Cell::new(0usize);
+    let stacking = std::cell::Cell::new(plan.batch_size > 1);
     let ex = LocalExecutor::new();
     let workers: Vec<_> = (0..plan.concurrency.max(1))
         .map(|_| {
             let tx = tx.clone();
             let (queue, request, in_flight) = (&queue, &request, &in_flight);
-            ex.spawn(async move {
-                loop {
-                    let next = queue.borrow_mut().pop_front();
-                    let Some(item) = next else { break };
-                    // Large inputs: at most MAX_INPUT_IN_FLIGHT bytes of them
-                    // held at once (one task always), whatever --concurrency.
-                    let size = item.size();
-                    while in_flight.get() > 0
-                        && in_flight.get().saturating_add(size) > MAX_INPUT_IN_FLIGHT
-                    {
-                        async_io::Timer::after(Duration::from_millis(5)).await;
-                    }
-                    in_flight.set(in_flight.get().saturating_add(size));
-                    let outcomes = run_item(h, plan, &item, request).await;
-                    in_flight.set(in_flight.get().saturating_sub(size));
-                    match outcomes {
-                        Ok(o) => {
-                            if tx.send((item, o)).await.is_err() {
-                                break;
-                            }
-                        }
-                        Err(_) => break,
-                    }
-                }
-            })
+            let stacking = &stacking;
+            ex.spawn(feed::worker(
+                h, plan, queue, request, in_flight, stacking, tx,
+            ))
         })
         .collect();
     drop(tx);
@@ -169,63 +157,10 @@ pub async fn run_items(
             }
         }
         for w in workers {
-            w.await;
+            let _ = w.await;
         }
     })
     .await;
-}
-
-/// Runs one item: once, or on `redundancy` distinct workers.
-async fn run_item(
-    h: &NodeHandle,
-    plan: &Plan,
-    item: &Item,
-    request: impl Fn(Vec<u8>, Option<NodeId>) -> TaskRequest,
-) -> Result<Vec<TaskOutcome>, p2pa_node::io::NodeStopped> {
-    let input = match item.load() {
-        Ok(input) => input,
-        Err(e) => {
-            log::error!("line {}: {e}", item.line);
-            Vec::new() // fails on the worker, with the reason
-        }
-    };
-    if plan.redundancy <= 1 {
-        return h.submit(request(input, None)).await.map(|o| vec![o]);
-    }
-    // K copies on K distinct workers, rotating with the line.
-    let copies: Vec<_> = (0..plan.redundancy)
-        .map(|k| {
-            let peer = plan
-                .peers
-                .get((item.line + k) % plan.peers.len().max(1))
-                .copied();
-            Box::pin(h.submit(request(input.clone(), peer)))
-        })
-        .collect();
-    join_all(copies).await.into_iter().collect()
-}
-
-/// Polls all `futures` at once; their outputs in order.
-async fn join_all<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, out) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if out.is_none() {
-                match std::pin::Pin::new(f).poll(cx) {
-                    std::task::Poll::Ready(v) => *out = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
 }
 
 /// Merges redundant outcomes: the output most workers agree on wins; the
@@ -290,6 +225,19 @@ fn merge(outcomes: Vec<TaskOutcome>, infer: bool) -> (serde_json::Value, bool, V
     (v, agree, winning_output)
 }
 
+/// Lines per task: `--batch-size`, or 1 (said once) for a model that fixes
+/// its first dimension.
+fn batch_size(a: &BatchArgs, check: Option<&crate::models::ModelCheck>) -> usize {
+    let asked = usize::from(a.batch_size);
+    match check.and_then(|c| c.fixed_batch()) {
+        Some(fixed) if asked > 1 => {
+            eprintln!("--batch-size: {fixed}; running one line per task");
+            1
+        }
+        _ => asked,
+    }
+}
+
 pub fn run(net: &NetArgs, data_dir: &Path, a: &BatchArgs) -> CliResult {
     let model = match (&a.model, a.kind) {
         (Some(m), _) => Some(crate::load_model(data_dir, m)?),
@@ -305,6 +253,7 @@ pub fn run(net: &NetArgs, data_dir: &Path, a: &BatchArgs) -> CliResult {
         _ => None,
     };
     let items = read_inputs(&a.inputs, a.kind, check.as_ref())?;
+    let batch_size = batch_size(a, check.as_ref());
     refuse_same_file(a)?;
     let model_hash = model.as_deref().map(p2pa_node::core::sha256);
     let stamps: BTreeMap<usize, Stamp> = items
@@ -352,7 +301,7 @@ pub fn run(net: &NetArgs, data_dir: &Path, a: &BatchArgs) -> CliResult {
         .count();
     let (h, mut node) = crate::requester(net, a.peer, data_dir)?;
     let code = node.block_on(async {
-        let result = run_batch(&h, a, model, todo, &stamps, &mut out).await;
+        let result = run_batch(&h, a, model, (todo, batch_size), &stamps, &mut out).await;
         h.shutdown().await;
         result
     })?;
@@ -471,7 +420,16 @@ impl Counts {
             *self.per_worker.entry(w).or_default() += 1;
         }
         let npy = out_dir.map(|d| d.join(item.line.to_string()));
+        let receipt = outcomes.first().and_then(|o| o.receipt);
         let (mut v, agree, output) = merge(outcomes, infer && npy.is_none());
+        if let Some(b) = &item.batched {
+            // The receipt signs the stacked task's result; kept whole, so it
+            // verifies as it is (its inline output is the task's).
+            v["batched"] = serde_json::json!({"lines": b.lines, "rows": [b.rows.0, b.rows.1]});
+            if let Some(r) = &receipt {
+                v["receipt"] = crate::verify::receipt_json(r, &b.task_output);
+            }
+        }
         if let (Some(dir), Some("completed")) = (&npy, v["status"].as_str()) {
             if let Some(m) = v.as_object_mut() {
                 m.remove("output_hex");
@@ -540,7 +498,7 @@ async fn run_batch(
     h: &NodeHandle,
     a: &BatchArgs,
     model: Option<Vec<u8>>,
-    todo: Vec<Item>,
+    (todo, batch_size): (Vec<Item>, usize),
     stamps: &BTreeMap<usize, Stamp>,
     out: &mut File,
 ) -> CliResult {
@@ -560,6 +518,7 @@ async fn run_batch(
         redundancy: usize::from(a.redundancy),
         peers,
         needs: crate::engine::needs(a.engine),
+        batch_size,
     };
     let total = todo.len() as u64;
     let mut bar = progress(total);

@@ -70,7 +70,7 @@ fn onnx() -> tract_onnx::Onnx {
 
 /// Builds tract's model from the parsed protobuf.
 pub fn parse(proto: &Proto) -> TractResult<Parsed> {
-    onnx().model_for_proto_model(&proto.0).map(Parsed)
+    onnx().model_for_proto_model(proto.get()).map(Parsed)
 }
 
 /// The protobuf of an ONNX file (weights included), read once.
