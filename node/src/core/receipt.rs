@@ -9,7 +9,8 @@ use super::reason::ReceiptError;
 
 /// SHA-256 of `data`: input and output hashes of receipts, the `hash` task.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
-    hmac_sha256::Hash::hash(data)
+    use sha2::Digest;
+    sha2::Sha256::digest(data).into()
 }
 
 /// Checks a verified result against the task this node asked: the
