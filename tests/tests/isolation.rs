@@ -138,3 +138,65 @@ fn a_model_still_computing_when_its_requester_gives_up_is_stopped() {
     digits_ok(port);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `digits.onnx` under another hash: the same graph with its own
+/// `doc_string` (ModelProto field 6) appended; the last one wins.
+fn digits_variant(dir: &Path, i: u8) -> PathBuf {
+    let mut bytes = std::fs::read(models_dir().join("digits.onnx")).unwrap();
+    let doc = format!("variant {i}");
+    bytes.extend_from_slice(&[0x32, doc.len() as u8]);
+    bytes.extend_from_slice(doc.as_bytes());
+    let path = dir.join(format!("digits{i}.onnx"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn inference_processes_beyond_the_idle_ones_are_reaped_not_left_zombies() {
+    let port = unique_port();
+    let dir = scratch("reap");
+    std::fs::create_dir_all(&dir).unwrap();
+    let node = NodeProc::start(port, &dir.join("w"), &["--workers", "8"]);
+    let pid = node.child.id();
+    let row = vec!["0.5"; 64].join(",");
+    let lines: String = (0..8).map(|_| format!("[{row}]\n")).collect();
+    let inputs = dir.join("in.jsonl");
+    std::fs::write(&inputs, lines).unwrap();
+    // 8 models, 8 tasks each, 8 at a time: up to 8 children, 4 kept idle.
+    for i in 0..8 {
+        let model = digits_variant(&dir, i);
+        let out = dir.join(format!("r{i}.jsonl"));
+        let o = batch_local(
+            port,
+            "infer",
+            &inputs,
+            &out,
+            &["--model", model.to_str().unwrap(), "--concurrency", "8"],
+            T,
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    let end = Instant::now() + Duration::from_secs(5);
+    let zombies = loop {
+        let z: Vec<u32> = children(pid)
+            .into_iter()
+            .filter(|(_, s)| *s == 'Z')
+            .map(|(p, _)| p)
+            .collect();
+        if z.is_empty() || Instant::now() >= end {
+            break z;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        zombies.is_empty(),
+        "zombie inference processes: {zombies:?}"
+    );
+    let alive = children(pid).len();
+    assert!((1..=child_cap()).contains(&alive), "{alive} children kept");
+}
+
+/// Children a worker keeps idle at most, plus none running.
+fn child_cap() -> usize {
+    p2pa_node::task::child::MAX_IDLE
+}

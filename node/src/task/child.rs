@@ -31,7 +31,7 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use p2pa_protocol::{TaskKind, TaskStatus};
 
@@ -212,11 +212,13 @@ impl Isolated {
     }
 
     fn give_back(&self, p: Proc) {
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() >= MAX_IDLE {
-                idle.remove(0); // dropped: its stdin closes and it exits
-            }
+        let extra = self.idle.lock().ok().and_then(|mut idle| {
+            let oldest = (idle.len() >= MAX_IDLE).then(|| idle.remove(0));
             idle.push(p);
+            oldest
+        });
+        if let Some(old) = extra {
+            retire(old);
         }
     }
 
@@ -247,8 +249,10 @@ impl Isolated {
         match reply {
             Ok(Ok(out)) => {
                 p.model = Some(model);
-                if !abandoned {
-                    self.give_back(p); // else it may be killed already
+                if abandoned {
+                    retire(p); // it may be killed already
+                } else {
+                    self.give_back(p);
                 }
                 out
             }
@@ -307,6 +311,51 @@ impl Execute for Isolated {
                 let _ = c.kill();
             }
         }
+    }
+}
+
+/// Longest a retired child may take to exit after its stdin closes.
+const RETIRE_GRACE: Duration = Duration::from_secs(2);
+
+/// Ends a child the executor no longer keeps: its stdin closes (it exits
+/// at the end of its loop), and a short-lived thread reaps it, killing it
+/// after [`RETIRE_GRACE`], so no child is left a zombie.
+fn retire(p: Proc) {
+    let Proc {
+        child,
+        stdin,
+        stderr_reader,
+        ..
+    } = p;
+    drop(stdin);
+    let reap = move || {
+        let end = Instant::now() + RETIRE_GRACE;
+        loop {
+            let done = child
+                .lock()
+                .map_or(true, |mut c| !matches!(c.try_wait(), Ok(None)));
+            if done {
+                break;
+            }
+            if Instant::now() >= end {
+                if let Ok(mut c) = child.lock() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if let Some(h) = stderr_reader {
+            let _ = h.join();
+        }
+    };
+    if std::thread::Builder::new()
+        .name("p2pa-child-reap".into())
+        .spawn(reap)
+        .is_err()
+    {
+        log::warn!("cannot start a thread to reap an inference process");
     }
 }
 
