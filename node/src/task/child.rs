@@ -329,7 +329,7 @@ fn retire(p: Proc) {
     } = p;
     drop(stdin);
     let reap = move || {
-        let end = Instant::now() + RETIRE_GRACE;
+        let start = Instant::now();
         loop {
             let done = child
                 .lock()
@@ -337,7 +337,7 @@ fn retire(p: Proc) {
             if done {
                 break;
             }
-            if Instant::now() >= end {
+            if start.elapsed() >= RETIRE_GRACE {
                 if let Ok(mut c) = child.lock() {
                     let _ = c.kill();
                     let _ = c.wait();
