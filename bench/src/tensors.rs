@@ -117,6 +117,7 @@ fn hop(models: &Path) {
             "--memory-mb".into(),
             "2048".into(),
         ],
+        max_output: p2pa_node::task::child::MAX_PIPE_FRAME,
     });
     let job = |id| Job {
         id,

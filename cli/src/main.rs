@@ -196,6 +196,8 @@ enum Command {
         models: PathBuf,
         #[arg(long)]
         memory_mb: u64,
+        #[arg(long, default_value_t = p2pa_node::task::MAX_OUTPUT_DEFAULT)]
+        max_output_bytes: usize,
         #[command(flatten)]
         engine: engine::EngineArgs,
     },
@@ -421,8 +423,9 @@ fn main() -> ExitCode {
         Command::InferChild {
             ref models,
             memory_mb,
+            max_output_bytes,
             ref engine,
-        } => node::cmd_infer_child(models, memory_mb, &engine.options()),
+        } => node::cmd_infer_child(models, memory_mb, max_output_bytes, &engine.options()),
     };
     match result {
         Ok(code) => ExitCode::from(code),

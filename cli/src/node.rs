@@ -96,8 +96,10 @@ fn infer_executor(
     store: &p2pa_node::models::ModelStore,
     memory_mib: u64,
     engine: &crate::engine::EngineArgs,
+    max_output: u64,
 ) -> Result<Started, CliError> {
     use p2pa_node::task::child::{ChildCommand, Isolated};
+    let max_output = usize::try_from(max_output).unwrap_or(usize::MAX);
     let (opts, source) = engine.resolved();
     let program = match std::env::current_exe() {
         Ok(program) => program,
@@ -112,10 +114,16 @@ fn infer_executor(
         store.dir().into(),
         "--memory-mb".into(),
         memory_mib.to_string().into(),
+        "--max-output-bytes".into(),
+        max_output.to_string().into(),
     ];
     args.extend(crate::engine::EngineArgs::child_args(&opts));
-    let (executor, info) = Isolated::start(ChildCommand { program, args })
-        .map_err(|e| CliError::usage(format!("cannot start the inference engine: {e}")))?;
+    let (executor, info) = Isolated::start(ChildCommand {
+        program,
+        args,
+        max_output,
+    })
+    .map_err(|e| CliError::usage(format!("cannot start the inference engine: {e}")))?;
     let line = match (info.kind, source) {
         (p2pa_node::task::engine::EngineKind::Onnxruntime, Some(src)) => format!(
             "{} {} ({} {src})",
@@ -133,6 +141,7 @@ fn infer_executor(
     store: &p2pa_node::models::ModelStore,
     _memory_mib: u64,
     _engine: &crate::engine::EngineArgs,
+    _max_output: u64,
 ) -> Result<Started, CliError> {
     Ok((p2pa_node::task::executor(Some(store.clone())), None))
 }
@@ -142,16 +151,22 @@ fn infer_executor(
 pub fn cmd_infer_child(
     models: &Path,
     memory_mib: u64,
+    max_output: usize,
     engine: &p2pa_node::task::engine::EngineOptions,
 ) -> CliResult {
     let store = p2pa_node::models::ModelStore::new(models, u64::MAX);
-    p2pa_node::task::child::serve(store, memory_mib.saturating_mul(MIB), engine)
+    p2pa_node::task::child::serve(store, memory_mib.saturating_mul(MIB), engine, max_output)
         .map(|()| exit::OK)
         .map_err(|e| CliError::usage(format!("inference child: {e}")))
 }
 
 #[cfg(not(all(feature = "onnx", unix)))]
-pub fn cmd_infer_child(_: &Path, _: u64, _: &p2pa_node::task::engine::EngineOptions) -> CliResult {
+pub fn cmd_infer_child(
+    _: &Path,
+    _: u64,
+    _: usize,
+    _: &p2pa_node::task::engine::EngineOptions,
+) -> CliResult {
     Err(CliError::usage(
         "this p2pa was built without the `onnx` feature",
     ))
@@ -274,7 +289,12 @@ fn options(cli: &Cli, a: &NodeArgs, dir: &Path) -> Result<(NodeOptions, Option<S
     };
     let store = crate::models::store(dir, a.model_cache_mb);
     opts.core.model_cache_bytes = store.limit();
-    let (executor, engine) = infer_executor(&store, a.infer_memory_mb, &a.engine)?;
+    let (executor, engine) = infer_executor(
+        &store,
+        a.infer_memory_mb,
+        &a.engine,
+        opts.core.max_tensor_bytes,
+    )?;
     opts.executor = executor;
     opts.models = Some(store);
     if p2pa_node::task::INFERENCE {

@@ -7,6 +7,8 @@ ONNX that hurts the runtime, not the parser. Run with the `onnx` package
   (a 1 MiB input) asks for 256 GiB.
 - slow.onnx: the same [n, n] product, then ten chained MatMuls: minutes of
   CPU for n = 4096, milliseconds for n = 8.
+- big_output.onnx: the [n, n] outer product itself as the output: an 8 KiB
+  input (n = 2048) returns 16 MiB.
 """
 import onnx
 from onnx import TensorProto, helper as h
@@ -38,3 +40,4 @@ for i in range(10):
     nodes.append(h.make_node("MatMul", [f"m{i}", "m0"], [f"m{i+1}"]))
 nodes.append(h.make_node("ReduceSum", ["m10"], ["y"], keepdims=0))
 save("slow", nodes, [f32("x", ["n"])], [f32("y", [])], [axes("ax0", 0), axes("ax1", 1)])
+save("big_output", outer, [f32("x", ["n"])], [f32("m0", ["n", "n"])], [axes("ax0", 0), axes("ax1", 1)])

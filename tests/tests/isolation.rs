@@ -200,3 +200,37 @@ fn inference_processes_beyond_the_idle_ones_are_reaped_not_left_zombies() {
 fn child_cap() -> usize {
     p2pa_node::task::child::MAX_IDLE
 }
+
+#[test]
+fn an_output_over_the_nodes_own_tensor_limit_fails_its_task_in_the_child() {
+    let port = unique_port();
+    let dir = scratch("bigout");
+    let _node = NodeProc::start(
+        port,
+        &dir.join("w"),
+        &["--workers", "1", "--max-tensor-mb", "8"],
+    );
+    let model = models_dir().join("hostile").join("big_output.onnx");
+    let input = |n: usize| {
+        format!(
+            "{{\"shape\": [{n}], \"f32\": [{}]}}",
+            vec!["0.5"; n].join(",")
+        )
+    };
+    // n = 512: a 1 MiB output, under the limit.
+    let (code, v) = submit(port, &model, &input(512), "30");
+    assert_eq!(
+        (code, v["status"].as_str()),
+        (Some(0), Some("completed")),
+        "{v}"
+    );
+    // n = 2048: 16 MiB, over the worker's 8 MiB, whatever the requester allows.
+    let (code, v) = submit(port, &model, &input(2048), "30");
+    assert_eq!(code, Some(1), "{v}");
+    let out = v["output"].as_str().unwrap_or_default();
+    assert!(
+        out.contains("bytes, over this node's limit of 8388608"),
+        "{v}"
+    );
+    digits_ok(port);
+}

@@ -59,6 +59,10 @@ pub struct ChildCommand {
     pub program: PathBuf,
     /// Its arguments (the hidden subcommand and the store directory).
     pub args: Vec<OsString>,
+    /// The largest output the node takes from a child (its
+    /// `--max-tensor-mb`): the child refuses to send more, and a reply
+    /// announcing more is refused before anything is allocated for it.
+    pub max_output: usize,
 }
 
 /// A running child.
@@ -147,10 +151,12 @@ impl Isolated {
             }
         }
         let (tx, replies) = mpsc::channel();
+        // The output, its status byte, and a failure's text.
+        let max_reply = self.command.max_output.saturating_add(4096);
         std::thread::Builder::new()
             .name("p2pa-child-out".into())
             .spawn(move || loop {
-                let reply = read_frame(&mut stdout).and_then(parse_reply);
+                let reply = read_frame_max(&mut stdout, max_reply).and_then(parse_reply);
                 let end = reply.is_err();
                 if tx.send(reply).is_err() || end {
                     break;
@@ -399,10 +405,15 @@ fn describe(status: Option<ExitStatus>) -> String {
 }
 
 fn read_frame(r: &mut impl Read) -> io::Result<Vec<u8>> {
+    read_frame_max(r, MAX_PIPE_FRAME)
+}
+
+/// A frame of at most `max` bytes (and never over [`MAX_PIPE_FRAME`]).
+fn read_frame_max(r: &mut impl Read, max: usize) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len)?;
     let len = usize::try_from(u32::from_le_bytes(len)).unwrap_or(usize::MAX);
-    if len > MAX_PIPE_FRAME {
+    if len > max.min(MAX_PIPE_FRAME) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "frame too large",
@@ -493,7 +504,12 @@ fn parse_reply(mut f: Vec<u8>) -> io::Result<(TaskStatus, Vec<u8>)> {
 /// The child's side: sets its memory limit, then runs the requests on stdin
 /// until stdin closes (the worker went away or dropped it). Panics print
 /// their message alone on stderr (the worker quotes the last line).
-pub fn serve(store: ModelStore, memory: u64, engine: &EngineOptions) -> io::Result<()> {
+pub fn serve(
+    store: ModelStore,
+    memory: u64,
+    engine: &EngineOptions,
+    max_output: usize,
+) -> io::Result<()> {
     std::panic::set_hook(Box::new(|info| {
         let msg = info
             .payload()
@@ -531,7 +547,14 @@ pub fn serve(store: ModelStore, memory: u64, engine: &EngineOptions) -> io::Resu
         let model: [u8; 32] = model.try_into().unwrap_or([0; 32]);
         let cpu = u32::from_le_bytes(cpu.try_into().unwrap_or([0; 4]));
         limit_cpu(cpu);
-        let (status, out) = engine.run(Some(model), input);
+        let (mut status, mut out) = engine.run(Some(model), input);
+        if status == TaskStatus::Completed && out.len() > max_output {
+            let why = format!(
+                "the model's output is {} bytes, over this node's limit of {max_output} (--max-tensor-mb)",
+                out.len()
+            );
+            (status, out) = (TaskStatus::Failed, why.into_bytes());
+        }
         let code = [u8::from(status != TaskStatus::Completed)];
         write_frame(&mut stdout, &[&code, &out])?;
     }

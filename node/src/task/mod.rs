@@ -69,6 +69,10 @@ where
 /// What a node's slots run jobs with.
 pub type Executor = Arc<dyn Execute>;
 
+/// The largest output an inference child sends when not told otherwise
+/// (the node passes its own `--max-tensor-mb`).
+pub const MAX_OUTPUT_DEFAULT: usize = 1 << 30;
+
 /// Longest a `sleep` task may sleep.
 pub const MAX_SLEEP_MS: u64 = 60_000;
 
