@@ -103,7 +103,30 @@ pub fn print_peer_table(peers: &[PeerInfo]) {
     }
 }
 
-pub fn outcome_json(o: &TaskOutcome, infer: bool) -> Value {
+/// How an outcome's output goes into its JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// Tensors as JSON (and `prediction`), for infer.
+    Tensors,
+    /// `output` as text, or `output_hex`.
+    Raw,
+    /// Not for a completed task: its output went to files (`--out-dir`);
+    /// a failure's text is kept, as `Raw`.
+    Omit,
+}
+
+impl Body {
+    /// Tensors for infer, raw otherwise.
+    pub fn of(infer: bool) -> Self {
+        if infer {
+            Self::Tensors
+        } else {
+            Self::Raw
+        }
+    }
+}
+
+pub fn outcome_json(o: &TaskOutcome, body: Body) -> Value {
     let mut v = json!({
         "task_id": o.task_id.to_string(),
         "status": o.status.name(),
@@ -112,18 +135,19 @@ pub fn outcome_json(o: &TaskOutcome, infer: bool) -> Value {
         "attempts": o.attempts,
         "busy": o.busy,
     });
-    let tensors = (infer && o.status == p2pa_node::protocol::TaskStatus::Completed)
+    let tensors = (body == Body::Tensors && o.status == p2pa_node::protocol::TaskStatus::Completed)
         .then(|| crate::tensors::to_json(&o.output))
         .flatten();
-    match (tensors, std::str::from_utf8(&o.output)) {
-        (Some((outputs, prediction)), _) => {
+    match (body, tensors, std::str::from_utf8(&o.output)) {
+        (Body::Omit, ..) if o.status == p2pa_node::protocol::TaskStatus::Completed => {}
+        (_, Some((outputs, prediction)), _) => {
             v["outputs"] = outputs;
             if let Some(p) = prediction {
                 v["prediction"] = json!(p);
             }
         }
-        (None, Ok(text)) => v["output"] = json!(text),
-        (None, Err(_)) => v["output_hex"] = json!(hex(&o.output)),
+        (_, None, Ok(text)) => v["output"] = json!(text),
+        (_, None, Err(_)) => v["output_hex"] = json!(hex(&o.output)),
     }
     if let Some(e) = &o.error {
         v["error"] = json!(e.to_string());
@@ -193,7 +217,7 @@ pub fn print_event(ev: &NodeEvent, as_json: bool) {
                 "duration_ms": elapsed.as_secs_f64() * 1e3,
             }),
             NodeEvent::TaskDone(o) => {
-                let mut v = outcome_json(o, false);
+                let mut v = outcome_json(o, Body::Raw);
                 v["event"] = json!(name);
                 v
             }

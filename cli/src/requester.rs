@@ -224,11 +224,8 @@ async fn submit_one(
     let infer = a.kind == TaskKind::Infer;
     if let (true, Some(dir), TaskStatus::Completed) = (infer, &a.out_dir, outcome.status) {
         let files = tensors::write_npy_dir(&outcome.output, dir).map_err(CliError::usage)?;
-        let mut summary = output::outcome_json(&outcome, false);
-        if let Some(o) = summary.as_object_mut() {
-            o.remove("output_hex");
-            o.insert("files".into(), serde_json::json!(files));
-        }
+        let mut summary = output::outcome_json(&outcome, output::Body::Omit);
+        summary["files"] = serde_json::json!(files);
         if a.json {
             output::json_line(&summary);
         } else {
@@ -240,7 +237,7 @@ async fn submit_one(
         return Ok(exit::OK);
     }
     if a.json {
-        output::json_line(&output::outcome_json(&outcome, infer));
+        output::json_line(&output::outcome_json(&outcome, output::Body::of(infer)));
     } else {
         output::print_outcome(&outcome, infer);
     }

@@ -17,7 +17,9 @@ use super::stack;
 
 /// Lines to run as one task: the first queued line, and after it up to
 /// `max - 1` more whose inputs have the same names, dtypes and shapes. With
-/// stacking off or an input that cannot stack, the first line alone.
+/// stacking off or an input that cannot stack, the first line alone. Each
+/// input is read once: a line looked at and left stays in the queue with
+/// its input in memory, for the task that takes it next.
 pub fn next(
     queue: &RefCell<VecDeque<Item>>,
     max: usize,
@@ -26,28 +28,40 @@ pub fn next(
     let Some(first) = queue.borrow_mut().pop_front() else {
         return Vec::new();
     };
-    let load = |i: &Item| i.load().ok().and_then(|b| tensor::decode(&b).ok());
-    let set = if max > 1 && on.get() {
-        load(&first)
-    } else {
-        None
+    if max <= 1 || !on.get() {
+        return vec![(first, Vec::new())];
+    }
+    let (first, set) = decoded(first);
+    let Some((sig, _)) = stack::rows_of(&set) else {
+        return vec![(first, set)];
     };
-    let Some((sig, _)) = set.as_deref().and_then(stack::rows_of) else {
-        return vec![(first, set.unwrap_or_default())];
-    };
-    let mut group = vec![(first, set.unwrap_or_default())];
+    let mut group = vec![(first, set)];
     while group.len() < max {
-        let next = queue.borrow().front().and_then(load);
-        match next {
-            Some(s) if stack::rows_of(&s).is_some_and(|(other, _)| other == sig) => {
-                if let Some(item) = queue.borrow_mut().pop_front() {
-                    group.push((item, s));
-                }
-            }
-            _ => break,
+        let Some(item) = queue.borrow_mut().pop_front() else {
+            break;
+        };
+        let (item, s) = decoded(item);
+        if stack::rows_of(&s).is_some_and(|(other, _)| other == sig) {
+            group.push((item, s));
+        } else {
+            queue.borrow_mut().push_front(item);
+            break;
         }
     }
     group
+}
+
+/// The item with its input read (kept in memory from now on) and decoded;
+/// an item whose input cannot be read is left as it was (it runs alone, and
+/// fails with the reason).
+fn decoded(mut item: Item) -> (Item, Vec<Tensor>) {
+    let Ok(bytes) = item.load() else {
+        return (item, Vec::new());
+    };
+    let set = tensor::decode(&bytes).unwrap_or_default();
+    item.input = bytes;
+    item.file = None;
+    (item, set)
 }
 
 /// Runs a group as one stacked task; one outcome per line, each line told
@@ -63,7 +77,7 @@ pub async fn run(
         .iter()
         .map(|(_, s)| stack::rows_of(s).map_or(0, |(_, r)| r))
         .collect();
-    let sets: Vec<Vec<Tensor>> = group.iter().map(|(_, s)| s.clone()).collect();
+    let sets: Vec<&[Tensor]> = group.iter().map(|(_, s)| s.as_slice()).collect();
     let Some(stacked) = stack::stack(&sets) else {
         return one_by_one(h, group, request).await;
     };
@@ -112,8 +126,10 @@ async fn one_by_one(
     request: impl Fn(Vec<u8>, Option<NodeId>) -> TaskRequest,
 ) -> Result<Vec<(Item, TaskOutcome)>, NodeStopped> {
     let mut out = Vec::with_capacity(group.len());
-    for (item, set) in group {
-        let o = h.submit(request(tensor::encode(&set), None)).await?;
+    for (item, _) in group {
+        // decoded() kept each input in memory: load() only hands it over.
+        let input = item.load().unwrap_or_default();
+        let o = h.submit(request(input, None)).await?;
         out.push((item, o));
     }
     Ok(out)

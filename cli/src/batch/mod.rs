@@ -166,7 +166,7 @@ pub async fn run_items(
 /// Merges redundant outcomes: the output most workers agree on wins; the
 /// others are dissenters. Returns the line's JSON, whether all agreed, and
 /// the winning output.
-fn merge(outcomes: Vec<TaskOutcome>, infer: bool) -> (serde_json::Value, bool, Vec<u8>) {
+fn merge(outcomes: Vec<TaskOutcome>, body: output::Body) -> (serde_json::Value, bool, Vec<u8>) {
     use p2pa_node::task::tensor::outputs_agree;
     let k = outcomes.len();
     let mut best = 0;
@@ -205,9 +205,14 @@ fn merge(outcomes: Vec<TaskOutcome>, infer: bool) -> (serde_json::Value, bool, V
         .map(id)
         .collect();
     let agree = dissenters.is_empty();
+    // A disagreement writes no files: its output stays in the line.
+    let body = match body {
+        output::Body::Omit if !agree => output::Body::Raw,
+        other => other,
+    };
     let mut v = winner
         .as_ref()
-        .map_or(serde_json::json!({}), |w| output::outcome_json(w, infer));
+        .map_or(serde_json::json!({}), |w| output::outcome_json(w, body));
     let winning_output = winner.map(|w| w.output).unwrap_or_default();
     if k > 1 {
         v["redundancy"] = serde_json::json!({
@@ -421,7 +426,12 @@ impl Counts {
         }
         let npy = out_dir.map(|d| d.join(item.line.to_string()));
         let receipt = outcomes.first().and_then(|o| o.receipt);
-        let (mut v, agree, output) = merge(outcomes, infer && npy.is_none());
+        let body = if npy.is_some() {
+            output::Body::Omit
+        } else {
+            output::Body::of(infer)
+        };
+        let (mut v, agree, output) = merge(outcomes, body);
         if let Some(b) = &item.batched {
             // The receipt signs the stacked task's result; kept whole, so it
             // verifies as it is (its inline output is the task's).
@@ -431,10 +441,6 @@ impl Counts {
             }
         }
         if let (Some(dir), Some("completed")) = (&npy, v["status"].as_str()) {
-            if let Some(m) = v.as_object_mut() {
-                m.remove("output_hex");
-                m.remove("output");
-            }
             match crate::tensors::write_npy_dir(&output, dir) {
                 Ok(files) => v["files"] = serde_json::json!(files),
                 Err(e) => v["error"] = serde_json::json!(e),

@@ -26,11 +26,11 @@ pub fn rows_of(set: &[Tensor]) -> Option<(Signature, usize)> {
 
 /// The sets stacked along axis 0: each tensor's data concatenated (axis 0
 /// is the outermost in row-major order). All sets must share a signature.
-pub fn stack(sets: &[Vec<Tensor>]) -> Option<Vec<Tensor>> {
-    let (sig, _) = rows_of(sets.first()?)?;
+pub fn stack<S: AsRef<[Tensor]>>(sets: &[S]) -> Option<Vec<Tensor>> {
+    let (sig, _) = rows_of(sets.first()?.as_ref())?;
     let mut total = 0usize;
     for s in sets {
-        let (other, rows) = rows_of(s)?;
+        let (other, rows) = rows_of(s.as_ref())?;
         if other != sig {
             return None;
         }
@@ -41,7 +41,7 @@ pub fn stack(sets: &[Vec<Tensor>]) -> Option<Vec<Tensor>> {
         .map(|(i, (name, dtype, shape))| {
             let mut data = Vec::new();
             for s in sets {
-                data.extend_from_slice(&s.get(i)?.data);
+                data.extend_from_slice(&s.as_ref().get(i)?.data);
             }
             let mut shape = shape.clone();
             *shape.first_mut()? = total;

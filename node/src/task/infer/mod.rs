@@ -224,13 +224,24 @@ impl Engine {
     /// An engine over the models in `store` (each loaded on first use), with
     /// the default engine choice (`auto`).
     pub fn new(store: ModelStore) -> Self {
-        Self::with_store(Some(store), &EngineOptions::default())
-            .unwrap_or_else(|_| Self::tract(None))
+        Self::auto(Some(store))
     }
 
     /// An engine with no store: it runs the models given to [`Engine::hold`].
     pub fn in_memory() -> Self {
-        Self::new_in_memory(&EngineOptions::default()).unwrap_or_else(|_| Self::tract(None))
+        Self::auto(None)
+    }
+
+    /// `auto` with the default options: it cannot fail (without onnxruntime
+    /// it is tract).
+    fn auto(store: Option<ModelStore>) -> Self {
+        let opts = EngineOptions::default();
+        let info = onnxruntime(&opts).unwrap_or_else(|why| tract_info(Some(why)));
+        Self {
+            info,
+            fallback: true,
+            ..Self::tract(store)
+        }
     }
 
     /// An engine with no store, set up as `opts` says.

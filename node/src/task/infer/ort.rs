@@ -114,10 +114,6 @@ fn shape_i64(shape: &[usize]) -> Vec<i64> {
         .collect()
 }
 
-fn le<const N: usize>(data: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
-    data.chunks_exact(N).map(|c| c.try_into().unwrap_or([0; N]))
-}
-
 fn typed<T: ort::value::PrimitiveTensorElementType + std::fmt::Debug + Clone + 'static>(
     shape: Vec<i64>,
     values: Vec<T>,
@@ -128,17 +124,19 @@ fn typed<T: ort::value::PrimitiveTensorElementType + std::fmt::Debug + Clone + '
 /// An input tensor as onnxruntime takes it (one copy into a typed buffer).
 fn to_value(t: tensor::Tensor) -> ort::Result<DynValue> {
     let s = shape_i64(&t.shape);
+    // The tensor's own typed views (checked against its dtype).
     match t.dtype {
-        Dtype::F32 => typed(s, le(&t.data).map(f32::from_le_bytes).collect()),
-        Dtype::I64 => typed(s, le(&t.data).map(i64::from_le_bytes).collect()),
-        Dtype::F64 => typed(s, le(&t.data).map(f64::from_le_bytes).collect()),
-        Dtype::I32 => typed(s, le(&t.data).map(i32::from_le_bytes).collect()),
+        Dtype::F32 => typed(s, t.f32s().unwrap_or_default()),
+        Dtype::I64 => typed(s, t.i64s().unwrap_or_default()),
+        Dtype::F64 => typed(s, t.f64s().unwrap_or_default()),
+        Dtype::I32 => typed(s, t.i32s().unwrap_or_default()),
         Dtype::U8 => typed(s, t.data),
         Dtype::Bool => typed(s, t.data.iter().map(|b| *b != 0).collect::<Vec<bool>>()),
         Dtype::F16 => typed(
             s,
-            le(&t.data)
-                .map(|b| half::f16::from_bits(u16::from_le_bytes(b)))
+            t.data
+                .chunks_exact(2)
+                .map(|c| half::f16::from_bits(u16::from_le_bytes(c.try_into().unwrap_or([0; 2]))))
                 .collect(),
         ),
     }
