@@ -812,3 +812,79 @@ fn a_fresh_key_flood_from_the_workers_own_address_does_not_hide_it() {
     }
     async_io::block_on(worker.shutdown());
 }
+
+/// A requester on its own thread that offers `rounds` rounds of `n` sleeps
+/// of 20 s, each with a deadline of `deadline` (so each times out), to
+/// `target`.
+fn timed_out_sleeps(
+    target: SocketAddr,
+    rounds: usize,
+    n: usize,
+    deadline: Duration,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let (h, mut node) = NodeHandle::start_local(key(710), requester_opts(target)).unwrap();
+        node.block_on(async {
+            h.wait_for_peers(Some(TaskKind::Sleep), 1, Duration::from_secs(10))
+                .await;
+            let mut timed_out = 0;
+            for _ in 0..rounds {
+                let sleep = |_| TaskRequest {
+                    kind: TaskKind::Sleep,
+                    input: b"20000".to_vec(),
+                    model: None,
+                    timeout: deadline,
+                    peer: None,
+                    needs: 0,
+                };
+                let _ = h
+                    .submit_windowed((0..n).map(sleep), n, |o| {
+                        timed_out += usize::from(o.status == TaskStatus::Timeout);
+                    })
+                    .await;
+            }
+            h.shutdown().await;
+            timed_out
+        })
+    })
+}
+
+/// Issue 28, case 3: a task past its deadline holds no slot. Six 20 s
+/// sleeps with 200 ms deadlines, again and again, on a 2-slot worker: each
+/// sleep ends at its deadline (and one that waited for a slot past it never
+/// starts), so an honest slot task beside them is served promptly. Before,
+/// the sleeps kept sleeping after their `Timeout`, and honest tasks failed
+/// with "executor queue full" or waited 20 s.
+#[test]
+fn a_task_past_its_deadline_frees_its_slot_at_once() {
+    let mut o = worker_opts(unique_port());
+    o.core.workers = 2;
+    let worker = NodeHandle::start(key(13), o).unwrap();
+    let target = worker.local_addr();
+    let attack = timed_out_sleeps(target, 8, 6, Duration::from_millis(200));
+    std::thread::sleep(Duration::from_millis(700)); // the first rounds have timed out
+    for n in 0..3u64 {
+        let t = Instant::now();
+        let (_, out) = submit_once(
+            target,
+            1300 + n,
+            TaskKind::Sleep,
+            b"5",
+            Duration::from_secs(15),
+        );
+        assert_eq!(out.status, TaskStatus::Completed, "{out:?}");
+        assert!(
+            t.elapsed() < PROMPT,
+            "honest sleep {n} took {:?}",
+            t.elapsed()
+        );
+    }
+    let timed_out = attack.join().unwrap();
+    assert!(timed_out >= 6, "the attack's sleeps timed out: {timed_out}");
+    // Nothing stays on the slots: a task right after is prompt too.
+    let t = Instant::now();
+    let (_, out) = submit_once(target, 1310, TaskKind::Sleep, b"5", Duration::from_secs(15));
+    assert_eq!(out.status, TaskStatus::Completed, "{out:?}");
+    assert!(t.elapsed() < PROMPT, "after the attack: {:?}", t.elapsed());
+    async_io::block_on(worker.shutdown());
+}

@@ -73,7 +73,7 @@ pub struct Config {
     /// Kinds the node runs at once on its own thread, without a worker slot
     /// (microseconds of work: cheaper than a hop to a slot and back), when
     /// their input is at most `inline_max_input` bytes. They never wait
-    /// behind slot jobs, however long those run.
+    /// behind slot jobs, however long those run. Only echo and hash count.
     pub inline_kinds: KindSet,
     /// Largest input of an inline task.
     pub inline_max_input: usize,
@@ -162,9 +162,13 @@ pub struct Config {
 }
 
 impl Config {
-    /// Whether a task runs inline (no slot) under this configuration.
+    /// Whether a task runs inline (no slot) under this configuration: only
+    /// echo and hash ever do (a `sleep` or a model on the node's own loop
+    /// would stall it, whatever `inline_kinds` says).
     pub fn runs_inline(&self, kind: TaskKind, input_len: usize) -> bool {
-        self.inline_kinds.contains(kind) && input_len <= self.inline_max_input
+        matches!(kind, TaskKind::Echo | TaskKind::Hash)
+            && self.inline_kinds.contains(kind)
+            && input_len <= self.inline_max_input
     }
 }
 

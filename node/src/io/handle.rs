@@ -63,7 +63,7 @@ impl NodeOptions {
             listen,
             multicast: Some(MulticastConfig::default()),
             mdns: true,
-            executor: Arc::new(crate::task::execute),
+            executor: Arc::new(crate::task::Builtin),
             models: None,
         }
     }

@@ -29,7 +29,7 @@ use super::net;
 use super::slots::Slots;
 use super::{Cmd, Input, SEND_QUEUE};
 use crate::core::{ConnId, ConnectError, Core, Event, JobId, TaskOutcome, Transmit};
-use crate::task::Executor;
+use crate::task::{Executor, Job, Stop};
 use p2pa_protocol::{TaskKind, TaskStatus};
 
 /// Frames the core handles from one read before what they produced is sent.
@@ -64,7 +64,7 @@ pub(super) struct Shell {
     /// Requests submitted through the handle, by task id.
     waiters: BTreeMap<u64, Sender<TaskOutcome>>,
     /// Jobs handed to slots: what they run and since when.
-    started: BTreeMap<JobId, (TaskKind, Instant)>,
+    started: BTreeMap<JobId, (TaskKind, Instant, Stop)>,
     models: Option<crate::models::ModelStore>,
     /// The multicast socket, when beacons are on.
     udp: Option<Arc<Async<UdpSocket>>>,
@@ -203,7 +203,7 @@ impl Shell {
             Input::Wake => {}
             Input::JobDone(job, status, output) => {
                 self.core.handle_job_done(now, job, status, &output);
-                if let Some((kind, at)) = self.started.remove(&job) {
+                if let Some((kind, at, _)) = self.started.remove(&job) {
                     self.tell(NodeEvent::TaskFinished {
                         job,
                         kind,
@@ -385,15 +385,17 @@ impl Shell {
                 model,
                 deadline,
             } => {
-                if self.core.config().runs_inline(kind, input.len()) {
+                let run = Job {
+                    id: job,
+                    kind,
+                    input,
+                    model,
+                    deadline,
+                    stop: Stop::default(),
+                };
+                if self.core.config().runs_inline(kind, run.input.len()) {
                     let start = Instant::now();
-                    let (status, out) = self.executor.run(crate::task::Job {
-                        id: job,
-                        kind,
-                        input,
-                        model,
-                        deadline,
-                    });
+                    let (status, out) = self.executor.run(run);
                     self.core.handle_job_done(Instant::now(), job, status, &out);
                     self.tell(NodeEvent::TaskStarted { job, kind });
                     let elapsed = start.elapsed();
@@ -404,11 +406,17 @@ impl Shell {
                         elapsed,
                     });
                 }
-                self.started.insert(job, (kind, Instant::now()));
-                self.queue_on_slot((job, kind, input, model, deadline));
+                self.started
+                    .insert(job, (kind, Instant::now(), run.stop.clone()));
+                self.queue_on_slot(run);
                 Some(NodeEvent::TaskStarted { job, kind })
             }
             Event::Abandon { job } => {
+                // A job waiting for a slot is skipped, a sleep ends now; its
+                // slot is free at once (the core counted it free already).
+                if let Some((_, _, stop)) = self.started.get(&job) {
+                    stop.raise();
+                }
                 self.executor.abandon(job);
                 None
             }
@@ -439,8 +447,8 @@ impl Shell {
     }
 
     /// Queues a job for the slot threads (started with the first one).
-    fn queue_on_slot(&mut self, slot_job: super::slots::SlotJob) {
-        let job = slot_job.0;
+    fn queue_on_slot(&mut self, slot_job: Job) {
+        let job = slot_job.id;
         let slots = self.slots.get_or_insert_with(|| {
             Slots::start(
                 self.core.config().workers,

@@ -37,7 +37,7 @@ use p2pa_protocol::{TaskKind, TaskStatus};
 
 use super::engine::{EngineInfo, EngineKind, EngineOptions};
 use super::infer::Engine;
-use super::{execute, Execute, Job};
+use super::{Execute, Job};
 use crate::core::JobId;
 use crate::models::ModelStore;
 
@@ -286,7 +286,7 @@ impl Execute for Isolated {
     fn run(&self, job: Job) -> (TaskStatus, Vec<u8>) {
         match job.kind {
             TaskKind::Infer => self.infer(job),
-            other => execute(other, &job.input, job.model),
+            _ => super::builtin(&job),
         }
     }
 

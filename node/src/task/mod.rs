@@ -9,7 +9,7 @@ pub mod engine;
 pub mod infer;
 pub mod tensor;
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use p2pa_protocol::{TaskKind, TaskStatus};
@@ -32,6 +32,49 @@ pub struct Job {
     pub model: Option<[u8; 32]>,
     /// When its requester stops waiting.
     pub deadline: Instant,
+    /// Raised when its result is no longer wanted (cancelled, requester
+    /// gone, deadline passed): a job that waits stops waiting.
+    pub stop: Stop,
+}
+
+/// A job's stop signal, shared by the shell (which raises it) and the slot
+/// thread that runs the job (which waits on it instead of sleeping).
+#[derive(Debug, Clone, Default)]
+pub struct Stop(Arc<(Mutex<bool>, Condvar)>);
+
+impl Stop {
+    /// Stops the job: a wait in progress ends now, a later one at once.
+    pub fn raise(&self) {
+        let (flag, cv) = &*self.0;
+        if let Ok(mut raised) = flag.lock() {
+            *raised = true;
+        }
+        cv.notify_all();
+    }
+
+    /// Whether it was raised.
+    pub fn is_raised(&self) -> bool {
+        self.0 .0.lock().map_or(true, |raised| *raised)
+    }
+
+    /// Waits until `until` or until raised; returns whether it was raised.
+    pub fn wait_until(&self, until: Instant) -> bool {
+        let (flag, cv) = &*self.0;
+        let Ok(mut raised) = flag.lock() else {
+            return true;
+        };
+        while !*raised {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            raised = match cv.wait_timeout(raised, left) {
+                Ok((guard, _)) => guard,
+                Err(_) => return true,
+            };
+        }
+        true
+    }
 }
 
 /// Runs jobs: `job → (status, output)`, on the worker slot threads, so it may
@@ -91,7 +134,17 @@ pub fn executor(store: Option<ModelStore>) -> Executor {
     }
     #[cfg(not(feature = "onnx"))]
     let _ = store;
-    Arc::new(execute)
+    Arc::new(Builtin)
+}
+
+/// The built-in kinds (echo, hash, sleep) and no `infer`: [`builtin`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Builtin;
+
+impl Execute for Builtin {
+    fn run(&self, job: Job) -> (TaskStatus, Vec<u8>) {
+        builtin(&job)
+    }
 }
 
 /// Runs `infer` in this process with an [`infer::Engine`], the other kinds
@@ -105,7 +158,7 @@ impl Execute for InProcess {
     fn run(&self, job: Job) -> (TaskStatus, Vec<u8>) {
         match job.kind {
             TaskKind::Infer => self.0.run(job.model, &job.input),
-            other => execute(other, &job.input, job.model),
+            _ => builtin(&job),
         }
     }
 
@@ -118,16 +171,32 @@ impl Execute for InProcess {
     }
 }
 
-/// Runs one task; returns its status and output (an error message when failed).
-pub fn execute(kind: TaskKind, input: &[u8], _model: Option<[u8; 32]>) -> (TaskStatus, Vec<u8>) {
-    match kind {
-        TaskKind::Echo => (TaskStatus::Completed, input.to_vec()),
+/// Sent as the output of a job that ran into its deadline.
+pub const DEADLINE_PASSED: &[u8] = b"deadline passed before the task finished";
+
+/// Runs one job of a built-in kind; returns its status and output (an
+/// error message when failed). A `sleep` waits on the job's [`Stop`] and
+/// ends at its deadline, so a task nobody waits for holds no slot.
+pub fn builtin(job: &Job) -> (TaskStatus, Vec<u8>) {
+    let input = &job.input;
+    match job.kind {
+        TaskKind::Echo => (TaskStatus::Completed, input.clone()),
         // Hex text, so the CLI prints it as it is.
         TaskKind::Hash => (TaskStatus::Completed, hex(&sha256(input)).into_bytes()),
         TaskKind::Sleep => match parse_ms(input) {
             Some(ms) => {
-                std::thread::sleep(Duration::from_millis(ms));
-                (TaskStatus::Completed, format!("slept {ms} ms").into_bytes())
+                let start = Instant::now();
+                let until = start
+                    .checked_add(Duration::from_millis(ms))
+                    .unwrap_or(start)
+                    .min(job.deadline);
+                if job.stop.wait_until(until) {
+                    (TaskStatus::Cancelled, b"stopped: no longer wanted".to_vec())
+                } else if start.elapsed() < Duration::from_millis(ms) {
+                    (TaskStatus::Timeout, DEADLINE_PASSED.to_vec())
+                } else {
+                    (TaskStatus::Completed, format!("slept {ms} ms").into_bytes())
+                }
             }
             None => (
                 TaskStatus::Failed,
@@ -150,31 +219,61 @@ fn parse_ms(input: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
 
+    fn job(kind: TaskKind, input: &[u8], deadline: Duration) -> Job {
+        Job {
+            id: 1,
+            kind,
+            input: input.to_vec(),
+            model: None,
+            deadline: Instant::now().checked_add(deadline).unwrap(),
+            stop: Stop::default(),
+        }
+    }
+
     #[test]
     fn echo_hash_and_sleep_do_their_work() {
+        let long = Duration::from_secs(60);
         assert_eq!(
-            execute(TaskKind::Echo, b"hi", None),
+            builtin(&job(TaskKind::Echo, b"hi", long)),
             (TaskStatus::Completed, b"hi".to_vec())
         );
-        let (s, out) = execute(TaskKind::Hash, b"abc", None);
+        let (s, out) = builtin(&job(TaskKind::Hash, b"abc", long));
         assert_eq!(s, TaskStatus::Completed);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        let t = std::time::Instant::now();
-        assert_eq!(
-            execute(TaskKind::Sleep, b"20", None).0,
-            TaskStatus::Completed
-        );
+        let t = Instant::now();
+        let (s, out) = builtin(&job(TaskKind::Sleep, b"20", long));
+        assert_eq!((s, out), (TaskStatus::Completed, b"slept 20 ms".to_vec()));
         assert!(t.elapsed() >= Duration::from_millis(20));
-        assert_eq!(
-            execute(TaskKind::Sleep, b"soon", None).0,
-            TaskStatus::Failed
-        );
-        assert_eq!(
-            execute(TaskKind::Sleep, b"999999", None).0,
-            TaskStatus::Failed
-        );
+        for bad in [&b"soon"[..], b"999999"] {
+            assert_eq!(
+                builtin(&job(TaskKind::Sleep, bad, long)).0,
+                TaskStatus::Failed
+            );
+        }
+    }
+
+    #[test]
+    fn a_sleep_ends_at_its_deadline_or_when_stopped() {
+        let t = Instant::now();
+        let late = job(TaskKind::Sleep, b"10000", Duration::from_millis(50));
+        assert_eq!(builtin(&late).0, TaskStatus::Timeout);
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+
+        let stopped = job(TaskKind::Sleep, b"10000", Duration::from_secs(60));
+        let stop = stopped.stop.clone();
+        let raiser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            stop.raise();
+        });
+        let t = Instant::now();
+        assert_eq!(builtin(&stopped).0, TaskStatus::Cancelled);
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        raiser.join().unwrap();
+        // Raised before it starts: it does not sleep at all.
+        assert!(stopped.stop.is_raised());
+        assert_eq!(builtin(&stopped).0, TaskStatus::Cancelled);
     }
 }
