@@ -125,6 +125,7 @@ fn hop(models: &Path) {
         input: input.clone(),
         model: Some(hash),
         deadline: Instant::now() + Duration::from_secs(30),
+        stop: Default::default(),
     };
     let n = 2000;
     let time = |run: &dyn Fn(u64) -> TaskStatus| {

@@ -888,3 +888,152 @@ fn a_task_past_its_deadline_frees_its_slot_at_once() {
     assert!(t.elapsed() < PROMPT, "after the attack: {:?}", t.elapsed());
     async_io::block_on(worker.shutdown());
 }
+
+/// A hand-driven requester session from `from` with a fresh key `n`: it
+/// sends what a test writes and reads what the node answers.
+struct RawSession {
+    s: TcpStream,
+    reader: p2pa_tiny::FrameReader<4096>,
+    session: p2pa_node::protocol::Session,
+    key: Keypair,
+    tx: Vec<u8>,
+}
+
+impl RawSession {
+    fn open(from: Ipv4Addr, to: SocketAddr, n: u64) -> Self {
+        let mut s = connect_from(from, to).expect("connect");
+        let mut reader = p2pa_tiny::FrameReader::<4096>::new();
+        let mut tx = vec![0u8; MAX_FRAME_LEN + 64];
+        let key = key(n);
+        let (session, _) = p2pa_tiny::initiate(
+            &mut s,
+            &mut reader,
+            &key,
+            [11; 32],
+            None,
+            &Intro::default(),
+            &mut tx,
+        )
+        .expect("handshake");
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        Self {
+            s,
+            reader,
+            session,
+            key,
+            tx,
+        }
+    }
+
+    fn send(&mut self, m: &Message<'_>) -> bool {
+        use std::io::Write;
+        let Ok(n) = self.session.write(&self.key, m, &mut self.tx) else {
+            return false;
+        };
+        self.s.write_all(&self.tx[..n]).is_ok()
+    }
+
+    /// The next message's summary within `wait`: `Some(Err(()))` when the
+    /// connection closed, `None` when nothing came.
+    fn next(&mut self, wait: Duration) -> Option<Result<Received, ()>> {
+        let end = Instant::now() + wait;
+        while Instant::now() < end {
+            match self.reader.next(&mut self.s) {
+                Ok(frame) => {
+                    let Ok(m) = self.session.read(frame) else {
+                        return Some(Err(()));
+                    };
+                    return Some(Ok(match m {
+                        Message::BlobRequest(r) => Received::BlobRequest(r.hash, r.offset),
+                        Message::TaskResult(r) => Received::Result(r.status),
+                        Message::Goodbye(g) => Received::Goodbye(g.reason),
+                        other => Received::Other(other.kind()),
+                    }));
+                }
+                Err(p2pa_tiny::LinkError::Link(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return Some(Err(())),
+            }
+        }
+        None
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Received {
+    BlobRequest(Hash32, u64),
+    Result(TaskStatus),
+    Goodbye(GoodbyeReason),
+    Other(MessageKind),
+}
+
+/// Issue 28, case 7: lengths are checked, not trusted. A requester offers
+/// an echo whose input blob it declares as 1 byte, then answers the
+/// worker's request with a chunk of a 64 MiB blob: the worker fails the
+/// task and closes the session (protocol violation) before it keeps a byte.
+/// Before, it reserved 64 MiB and fetched on (several such took a worker
+/// to 1 GiB), and the 1-byte declaration had made the job inline.
+#[test]
+fn an_input_blob_longer_than_its_offer_declared_fails_and_closes_the_session() {
+    let worker = NodeHandle::start(key(14), worker_opts(unique_port())).unwrap();
+    let target = worker.local_addr();
+    let mut liar = RawSession::open(Ipv4Addr::new(127, 0, 0, 2), target, 1400);
+    let hash = [0x5a; 32];
+    let offer = Message::TaskOffer(TaskOffer {
+        task_id: 1,
+        kind: TaskKind::Echo,
+        input: TaskInput::Blob { hash, len: 1 },
+        model: None,
+        deadline_ms: 10_000,
+        budget: Budget {
+            max_output_len: 1 << 20,
+            max_model_len: 0,
+        },
+    });
+    assert!(liar.send(&offer));
+    let mut seen = Vec::new();
+    let mut asked = false;
+    let mut closed = false;
+    for _ in 0..20 {
+        match liar.next(Duration::from_secs(3)) {
+            Some(Ok(Received::BlobRequest(h, 0))) if h == hash && !asked => {
+                asked = true;
+                let data = vec![0u8; BLOB_CHUNK_LEN];
+                let chunk = Message::BlobChunk(BlobChunk {
+                    hash,
+                    offset: 0,
+                    total_len: 64 << 20,
+                    data: &data,
+                });
+                assert!(liar.send(&chunk));
+            }
+            Some(Ok(r)) => seen.push(r),
+            Some(Err(())) => {
+                closed = true;
+                break;
+            }
+            None => break,
+        }
+    }
+    assert!(asked, "the worker asked for the input: {seen:?}");
+    assert!(
+        seen.contains(&Received::Result(TaskStatus::Failed)),
+        "the task failed: {seen:?}"
+    );
+    assert!(
+        seen.contains(&Received::Goodbye(GoodbyeReason::ProtocolViolation)) && closed,
+        "the session was closed for it: {seen:?} (closed: {closed})"
+    );
+    assert!(
+        !seen.iter().any(|r| matches!(r, Received::BlobRequest(..))),
+        "no more of the blob was asked for: {seen:?}"
+    );
+    // An honest requester is served as ever.
+    let took = honest_task(target, 1401, "after the liar");
+    assert!(took < PROMPT, "{took:?}");
+    async_io::block_on(worker.shutdown());
+}

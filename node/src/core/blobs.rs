@@ -57,7 +57,9 @@ struct Fetch {
     /// The peer asked for the next chunk, if any.
     from: Option<NodeId>,
     buf: Vec<u8>,
-    /// Its size, from the first chunk (0 before).
+    /// Its size: declared by whoever named the blob (an offer's input, a
+    /// result's output), else announced by its first chunk (0 before). Every
+    /// chunk must announce the same.
     total: u64,
     /// When it last got a chunk (or started).
     progress: Instant,
@@ -217,13 +219,16 @@ impl Blobs {
         self.lent.retain(|_, l| l.owner != Some(peer));
     }
 
-    /// Makes sure blob `hash` is being fetched, asking `peer` if no live peer is.
+    /// Makes sure blob `hash` is being fetched, asking `peer` if no live peer
+    /// is. `declared`: its length as the offer or result that named it says
+    /// (`None` for a model, or a fetch already under way).
     pub(crate) fn fetch(
         &mut self,
         now: Instant,
         hash: Hash32,
         want: Want,
         peer: NodeId,
+        declared: Option<u64>,
         w: &mut Wire<'_>,
     ) {
         let fetch = self.fetches.entry(hash).or_insert_with(|| Fetch {
@@ -231,7 +236,7 @@ impl Blobs {
             asked: 0,
             from: None,
             buf: Vec::new(),
-            total: 0,
+            total: declared.unwrap_or(0),
             progress: now,
         });
         if fetch.from.is_some_and(|f| w.peers.conn_of(&f).is_some()) {
@@ -270,10 +275,19 @@ impl Blobs {
         {
             return Fetched::Pending; // stale: from an earlier source or a duplicate
         }
+        if fetch.total != 0 && chunk.total_len != fetch.total {
+            // A lie about the length is refused before a byte is kept.
+            let error = FetchError::LengthMismatch {
+                from: peer,
+                declared: fetch.total,
+                announced: chunk.total_len,
+            };
+            return self.give_up(chunk.hash, error);
+        }
         if let Some(error) = too_large(cfg, fetch.want, chunk.total_len, &others) {
             return self.give_up(chunk.hash, error);
         }
-        if fetch.total == 0 {
+        if fetch.buf.capacity() == 0 {
             // The length is known and within the limits: one allocation.
             let total = usize::try_from(chunk.total_len).unwrap_or(0);
             fetch

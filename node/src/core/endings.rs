@@ -55,7 +55,8 @@ impl Core {
         self.blobs.peer_gone(peer);
         for (hash, want) in self.blobs.stalled_from(peer) {
             if let Some(other) = self.worker.requester_waiting_for(hash, peer) {
-                self.blobs.fetch(now, hash, want, other, &mut wire!(self));
+                self.blobs
+                    .fetch(now, hash, want, other, None, &mut wire!(self));
             }
         }
         self.worker.peer_down(peer, &mut wire!(self));

@@ -459,9 +459,10 @@ impl Core {
                     .on_result(now, cfg, me, seal, &r, &mut wire!(self));
                 match resulted {
                     Resulted::Completed => self.peers.credit(peer),
-                    Resulted::Fetch(hash) => {
+                    Resulted::Fetch(hash, len) => {
+                        let declared = Some(len);
                         self.blobs
-                            .fetch(now, hash, Want::Output, peer, &mut wire!(self));
+                            .fetch(now, hash, Want::Output, peer, declared, &mut wire!(self));
                     }
                     Resulted::Nothing => {}
                 }
@@ -478,7 +479,13 @@ impl Core {
             }
             Message::BlobChunk(c) => {
                 let fetched = self.blobs.on_chunk(now, cfg, peer, &c, &mut wire!(self));
+                let lied = matches!(&fetched, Fetched::Failed(_, e) if e.offender() == Some(peer));
                 self.fetched(now, c.hash, fetched);
+                if lied {
+                    // Its tasks here fail (and go elsewhere), and it goes.
+                    self.goodbye(now, conn, GoodbyeReason::ProtocolViolation);
+                    return false;
+                }
             }
             Message::Beacon(_) | Message::Hello(_) => {} // refused by verify_frame
         }
@@ -553,7 +560,7 @@ impl Core {
         let Some(admitted) = admitted else { return };
         if let Some(model) = admitted.fetch {
             self.blobs
-                .fetch(now, model, Want::Model, peer, &mut wire!(self));
+                .fetch(now, model, Want::Model, peer, None, &mut wire!(self));
         }
         self.worker.start_jobs(cfg, &self.blobs, &mut wire!(self));
         self.worker

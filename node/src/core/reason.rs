@@ -282,12 +282,32 @@ pub(crate) enum FetchError {
     TooMuchFromPeer { len: u64, limit: u64 },
     /// No chunk came for `fetch_stall`.
     Stalled { secs: u64 },
+    /// The chunks announce another length than the blob was declared with
+    /// (by the offer or the result that named it, or by its first chunk).
+    LengthMismatch {
+        from: NodeId,
+        declared: u64,
+        announced: u64,
+    },
     /// The bytes hash to another value than asked for.
     HashMismatch {
         from: NodeId,
         actual: [u8; 32],
         wanted: [u8; 32],
     },
+}
+
+impl FetchError {
+    /// The peer that broke the protocol by sending what it did (its session
+    /// is closed), if this failure proves one did: a length that contradicts
+    /// the declared one. (A hash mismatch fails the task with its reason and
+    /// keeps the session: the requester hears why.)
+    pub(crate) fn offender(&self) -> Option<NodeId> {
+        match self {
+            Self::LengthMismatch { from, .. } => Some(*from),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for FetchError {
@@ -308,6 +328,15 @@ impl fmt::Display for FetchError {
                 "model of {len} bytes does not fit beside the models this peer is sending (limit {limit} bytes per peer)"
             ),
             Self::Stalled { secs } => write!(f, "fetch stalled: no chunk for {secs} s"),
+            Self::LengthMismatch {
+                from,
+                declared,
+                announced,
+            } => write!(
+                f,
+                "{} sent a blob of {announced} bytes declared as {declared} bytes",
+                from.short()
+            ),
             Self::HashMismatch {
                 from,
                 actual,

@@ -34,7 +34,9 @@ impl Core {
         match fetched {
             Fetched::Pending => return,
             Fetched::Done(Want::Model, _) => {}
-            Fetched::Done(Want::Input, bytes) => self.worker.input_arrived(&hash, bytes),
+            Fetched::Done(Want::Input, bytes) => {
+                self.worker.input_arrived(&hash, bytes, &mut wire!(self));
+            }
             Fetched::Done(Want::Output, bytes) => {
                 let credit =
                     self.requester
@@ -61,9 +63,9 @@ impl Core {
 
     /// Starts the input fetches the worker's buffer has room for.
     pub(super) fn fetch_inputs(&mut self, now: Instant) {
-        for (hash, peer) in self.worker.inputs_to_fetch(&self.cfg) {
+        for (hash, len, peer) in self.worker.inputs_to_fetch(&self.cfg) {
             self.blobs
-                .fetch(now, hash, Want::Input, peer, &mut wire!(self));
+                .fetch(now, hash, Want::Input, peer, Some(len), &mut wire!(self));
         }
     }
 

@@ -19,8 +19,8 @@ pub(crate) enum Resulted {
     Nothing,
     /// The task completed: credit the worker.
     Completed,
-    /// The output is a blob: fetch it from the worker.
-    Fetch(Hash32),
+    /// The output is a blob (hash, declared length): fetch it from the worker.
+    Fetch(Hash32, u64),
 }
 
 impl Requester {
@@ -79,7 +79,7 @@ impl Requester {
                     });
                     r.attempt_until = None; // answered; the fetch has its own stall timeout
                 }
-                Resulted::Fetch(hash)
+                Resulted::Fetch(hash, len)
             }
             TaskOutput::Blob { len, .. } => {
                 let limit = cfg.max_tensor_bytes;

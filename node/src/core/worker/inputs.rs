@@ -9,19 +9,20 @@ use crate::core::tally::Tally;
 use crate::core::{Config, Wire};
 
 impl Worker {
-    /// Input blobs to fetch now, with the requester to fetch each from,
+    /// Input blobs to fetch now, with their declared length and the
+    /// requester to fetch each from,
     /// while the inputs held or on their way stay within `input_buffer_bytes`
     /// (one is always allowed). The buffer is shared fairly: the next fetch
     /// goes to the requester holding the fewest input bytes (queue order
     /// among equals), so a requester with a long backlog of large inputs
     /// cannot keep another's input waiting behind all of it.
-    pub(crate) fn inputs_to_fetch(&mut self, cfg: &Config) -> Vec<(Hash32, NodeId)> {
+    pub(crate) fn inputs_to_fetch(&mut self, cfg: &Config) -> Vec<(Hash32, u64, NodeId)> {
         let mut held: Tally = (self.jobs.values())
             .filter(|j| j.holds_input())
             .map(|j| (j.peer, j.blob.map_or(0, |(_, len)| len)))
             .collect();
         let mut budget = held.total();
-        let mut out: Vec<(Hash32, NodeId)> = Vec::new();
+        let mut out: Vec<(Hash32, u64, NodeId)> = Vec::new();
         loop {
             let next = self
                 .queue
@@ -42,7 +43,7 @@ impl Worker {
             budget = budget.saturating_add(len);
             j.fetching = true;
             held.add(j.peer, len);
-            out.push((hash, j.peer));
+            out.push((hash, len, j.peer));
         }
         out
     }
@@ -57,8 +58,15 @@ impl Worker {
     }
 
     /// An input blob arrived: the jobs it was fetched for have their input
-    /// (others with the same input wait for their turn in the buffer).
-    pub(crate) fn input_arrived(&mut self, hash: &Hash32, bytes: Vec<u8>) {
+    /// (others with the same input wait for their turn in the buffer). A job
+    /// whose offer declared another length fails: its requester lied.
+    pub(crate) fn input_arrived(&mut self, hash: &Hash32, bytes: Vec<u8>, w: &mut Wire<'_>) {
+        let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        let liars = self.ids(|j| j.fetches_input(hash) && j.blob.is_some_and(|(_, l)| l != len));
+        for job in liars {
+            let msg = format!("the offer declared its input blob's length wrongly ({len} bytes)");
+            self.answer(job, TaskStatus::Failed, msg.as_bytes(), w);
+        }
         let mut bytes = Some(bytes);
         let waiting = self.ids(|j| j.fetches_input(hash));
         let n = waiting.len();
