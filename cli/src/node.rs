@@ -217,6 +217,11 @@ struct LimitArgs {
     /// next jobs wait
     #[arg(long, default_value_t = Config::default().output_buffer_bytes / MIB, value_name = "MIB")]
     output_buffer_mb: u64,
+    /// Floor rate of a task input or output in transfer, judged every few
+    /// seconds: an input fetched slower is given up (its task fails), an
+    /// output fetched slower is dropped; 0 for none
+    #[arg(long, default_value_t = Config::default().min_transfer_rate / 1024, value_name = "KIB_PER_S")]
+    min_transfer_kib: u64,
 }
 
 impl LimitArgs {
@@ -234,6 +239,7 @@ impl LimitArgs {
         c.max_tensor_bytes = self.max_tensor_mb.saturating_mul(MIB);
         c.input_buffer_bytes = self.input_buffer_mb.saturating_mul(MIB);
         c.output_buffer_bytes = self.output_buffer_mb.saturating_mul(MIB);
+        c.min_transfer_rate = self.min_transfer_kib.saturating_mul(1024);
     }
 }
 

@@ -471,10 +471,11 @@ fn attack_round(w: SocketAddr, port: u16, round: u64) {
 /// attacker can fill is bounded by count or bytes, see SECURITY.md).
 const CLASS_RSS_BOUND_KIB: u64 = 48 * 1024;
 /// The bound while requesters send large inputs: the idle bound, plus what
-/// the worker's budgets allow to be held (`--input-buffer-mb 8`, twice
-/// `--output-buffer-mb 4`, and the input and output of each of the 3 jobs
-/// running or prefetched, 4 MiB each), plus 16 MiB of allocator slack.
-const TENSOR_RSS_BOUND_KIB: u64 = (48 + 8 + 2 * 4 + 3 * 2 * 4 + 16) * 1024;
+/// the worker's budgets allow to be held (twice `--input-buffer-mb 8`, for
+/// requesters holding no input may pass it; twice `--output-buffer-mb 4`;
+/// and the input and output of each of the 3 jobs running or prefetched,
+/// 4 MiB each), plus 16 MiB of allocator slack.
+const TENSOR_RSS_BOUND_KIB: u64 = (48 + 2 * 8 + 2 * 4 + 3 * 2 * 4 + 16) * 1024;
 
 /// One attack class at a time against a `p2pa node` process, with a fresh
 /// honest requester (a new key and session each, as the CLI does) running an
@@ -946,7 +947,10 @@ impl RawSession {
                     };
                     return Some(Ok(match m {
                         Message::BlobRequest(r) => Received::BlobRequest(r.hash, r.offset),
-                        Message::TaskResult(r) => Received::Result(r.status),
+                        Message::TaskResult(r) => match r.output {
+                            TaskOutput::Blob { hash, .. } => Received::Output(r.status, hash),
+                            TaskOutput::Inline(_) => Received::Result(r.status),
+                        },
                         Message::Goodbye(g) => Received::Goodbye(g.reason),
                         other => Received::Other(other.kind()),
                     }));
@@ -967,6 +971,8 @@ impl RawSession {
 enum Received {
     BlobRequest(Hash32, u64),
     Result(TaskStatus),
+    /// A result whose output is a blob.
+    Output(TaskStatus, Hash32),
     Goodbye(GoodbyeReason),
     Other(MessageKind),
 }
@@ -1035,5 +1041,188 @@ fn an_input_blob_longer_than_its_offer_declared_fails_and_closes_the_session() {
     // An honest requester is served as ever.
     let took = honest_task(target, 1401, "after the liar");
     assert!(took < PROMPT, "{took:?}");
+    async_io::block_on(worker.shutdown());
+}
+
+/// An echo offer of a blob input (`hash`, `len` bytes).
+fn blob_echo(task_id: u64, hash: Hash32, len: u64) -> Message<'static> {
+    Message::TaskOffer(TaskOffer {
+        task_id,
+        kind: TaskKind::Echo,
+        input: TaskInput::Blob { hash, len },
+        model: None,
+        deadline_ms: 60_000,
+        budget: Budget {
+            max_output_len: 64 << 20,
+            max_model_len: 0,
+        },
+    })
+}
+
+/// Options of a worker whose transfers are judged every second.
+fn paced_worker_opts() -> NodeOptions {
+    let mut o = worker_opts(unique_port());
+    o.core.transfer_window = Duration::from_secs(1);
+    o
+}
+
+/// Issue 28, case 5: transfers have a floor rate. Two requesters offer
+/// 32 MiB input blobs and feed them a byte a second (the stall timeout never
+/// fires): the first is given up within a window or two with its task
+/// failed ("too slow"), and an honest 256 KiB blob input beside them is
+/// fetched at once (a requester holding no input may pass the buffer, to
+/// twice its size). Before, the dribbled inputs held the 24 MiB input buffer
+/// for their whole deadline and the honest task timed out.
+#[test]
+fn inputs_dribbled_under_the_floor_rate_are_dropped_and_hold_no_one_out() {
+    let worker = NodeHandle::start(key(15), paced_worker_opts()).unwrap();
+    let target = worker.local_addr();
+    let big = 32u64 << 20;
+    let mut dribblers: Vec<(RawSession, Hash32, u64)> = (0..2u8)
+        .map(|i| {
+            let mut s =
+                RawSession::open(Ipv4Addr::new(127, 0, 0, 2 + i), target, 1500 + u64::from(i));
+            let hash = [0x60 + i; 32];
+            assert!(s.send(&blob_echo(1, hash, big)));
+            (s, hash, 0)
+        })
+        .collect();
+    let feed = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut failed = Vec::new();
+        for _ in 0..8 {
+            for (i, (s, hash, fed)) in dribblers.iter_mut().enumerate() {
+                let chunk = Message::BlobChunk(BlobChunk {
+                    hash: *hash,
+                    offset: *fed,
+                    total_len: big,
+                    data: &[7],
+                });
+                if s.send(&chunk) {
+                    *fed += 1;
+                }
+                while let Some(Ok(r)) = s.next(Duration::from_millis(100)) {
+                    if r == Received::Result(TaskStatus::Failed) {
+                        failed.push((i, start.elapsed()));
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(800));
+        }
+        failed
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let input: Vec<u8> = (0..256 * 1024).map(|i| (i % 253) as u8).collect();
+    let t = Instant::now();
+    let (_, out) = submit_once(
+        target,
+        1510,
+        TaskKind::Echo,
+        &input,
+        Duration::from_secs(15),
+    );
+    assert_eq!(out.status, TaskStatus::Completed, "{out:?}");
+    assert_eq!(out.output, input);
+    assert!(
+        t.elapsed() < PROMPT,
+        "honest blob input took {:?}",
+        t.elapsed()
+    );
+    let failed = feed.join().unwrap();
+    assert!(
+        failed
+            .iter()
+            .any(|(i, at)| *i == 0 && *at < Duration::from_secs(6)),
+        "the first dribbled input was given up: {failed:?}"
+    );
+    async_io::block_on(worker.shutdown());
+}
+
+/// Serves `data` (whose hash is `hash`) to whatever chunks of it the node
+/// asks `s` for, until a result comes; returns the result.
+fn serve_input_until_result(s: &mut RawSession, hash: Hash32, data: &[u8]) -> Option<Received> {
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end {
+        match s.next(Duration::from_millis(200)) {
+            Some(Ok(Received::BlobRequest(h, offset))) if h == hash => {
+                let from = (offset as usize).min(data.len());
+                let to = (from + BLOB_CHUNK_LEN).min(data.len());
+                let chunk = Message::BlobChunk(BlobChunk {
+                    hash,
+                    offset,
+                    total_len: data.len() as u64,
+                    data: &data[from..to],
+                });
+                if !s.send(&chunk) {
+                    return None;
+                }
+            }
+            Some(Ok(r @ (Received::Result(_) | Received::Output(..)))) => return Some(r),
+            Some(Ok(_)) | None => {}
+            Some(Err(())) => return None,
+        }
+    }
+    None
+}
+
+/// Issue 28, case 6: outputs lent are dropped when fetched under the floor
+/// rate, whatever their owner asks. Two requesters leave 10 MiB echo
+/// outputs on the worker (past twice its output buffer: no slot job
+/// starts) and ask for one byte of them a second: the outputs are dropped
+/// within a window, and an honest slot task is served. Before, any request
+/// counted as activity, the outputs were never dropped, and no slot job
+/// started while they stayed.
+#[test]
+fn outputs_hoarded_under_the_floor_rate_are_dropped() {
+    let worker = NodeHandle::start(key(16), paced_worker_opts()).unwrap();
+    let target = worker.local_addr();
+    let data: Vec<u8> = (0..10u32 << 20).map(|i| (i % 241) as u8).collect();
+    let hash = p2pa_node::core::sha256(&data);
+    let mut hoarders: Vec<(RawSession, Hash32)> = Vec::new();
+    for i in 0..2u8 {
+        let mut s = RawSession::open(Ipv4Addr::new(127, 0, 0, 4 + i), target, 1600 + u64::from(i));
+        assert!(s.send(&blob_echo(1, hash, data.len() as u64)));
+        match serve_input_until_result(&mut s, hash, &data) {
+            Some(Received::Output(TaskStatus::Completed, out)) => hoarders.push((s, out)),
+            other => panic!("hoarder {i}: {other:?}"),
+        }
+    }
+    let t = Instant::now();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asking = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut answered = 0;
+            for _ in 0..20 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                for (s, out) in hoarders.iter_mut() {
+                    let ask = Message::BlobRequest(BlobRequest {
+                        hash: *out,
+                        offset: 0,
+                        max_len: 1,
+                    });
+                    s.send(&ask);
+                    while let Some(Ok(r)) = s.next(Duration::from_millis(50)) {
+                        answered +=
+                            usize::from(matches!(r, Received::Other(MessageKind::BlobChunk)));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(400));
+            }
+            answered
+        })
+    };
+    let (_, out) = submit_once(target, 1610, TaskKind::Sleep, b"5", Duration::from_secs(15));
+    assert_eq!(out.status, TaskStatus::Completed, "{out:?}");
+    let took = t.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answered = asking.join().unwrap();
+    assert!(answered > 0, "the hoarders' first asks were answered");
+    assert!(
+        took < PROMPT,
+        "honest slot task after the outputs were lent: {took:?}"
+    );
     async_io::block_on(worker.shutdown());
 }

@@ -14,6 +14,7 @@ use std::time::Instant;
 use p2pa_protocol::{BlobChunk, BlobRequest, ErrorCode, Hash32, Message, NodeId, BLOB_CHUNK_LEN};
 
 use super::output::Event;
+use super::pace::{Pace, Verdict};
 use super::reason::FetchError;
 use super::receipt::sha256;
 use super::tally::Tally;
@@ -42,6 +43,8 @@ struct Lent {
     holds: u32,
     /// When it was lent or last served.
     touched: Instant,
+    /// An output's progress against the floor rate.
+    pace: Pace,
 }
 
 /// Chunks a fetch keeps asked for at once: the round trip per chunk is
@@ -63,6 +66,8 @@ struct Fetch {
     total: u64,
     /// When it last got a chunk (or started).
     progress: Instant,
+    /// A task input's or output's progress against the floor rate.
+    pace: Pace,
 }
 
 /// What a received chunk completed.
@@ -134,6 +139,7 @@ impl Blobs {
             owner,
             holds: 0,
             touched: now,
+            pace: Pace::new(now),
         });
         lent.holds = lent.holds.saturating_add(1);
         lent.touched = now;
@@ -173,11 +179,16 @@ impl Blobs {
         } else {
             (req.hash, None)
         };
+        let len = usize::try_from(req.max_len)
+            .unwrap_or(0)
+            .min(BLOB_CHUNK_LEN);
         let lent = self.lent.get_mut(&key);
         let bytes = match (self.provided.get(&req.hash), lent) {
             (Some(b), _) => b.clone(),
             (None, Some(l)) => {
                 l.touched = now;
+                let end = req.offset.saturating_add(len as u64);
+                l.pace.reached(end.min(l.bytes.len() as u64));
                 l.bytes.clone()
             }
             (None, None) => {
@@ -193,9 +204,6 @@ impl Blobs {
         let start = usize::try_from(req.offset)
             .unwrap_or(usize::MAX)
             .min(bytes.len());
-        let len = usize::try_from(req.max_len)
-            .unwrap_or(0)
-            .min(BLOB_CHUNK_LEN);
         let end = start.saturating_add(len).min(bytes.len());
         let data = bytes.get(start..end).unwrap_or(&[]);
         let chunk = Message::BlobChunk(BlobChunk {
@@ -238,6 +246,7 @@ impl Blobs {
             buf: Vec::new(),
             total: declared.unwrap_or(0),
             progress: now,
+            pace: Pace::new(now),
         });
         if fetch.from.is_some_and(|f| w.peers.conn_of(&f).is_some()) {
             return;
@@ -303,6 +312,7 @@ impl Blobs {
             return self.give_up(chunk.hash, FetchError::BadChunk);
         }
         fetch.buf.extend_from_slice(chunk.data);
+        fetch.pace.reached(fetch.buf.len() as u64);
         let fetched = &mut w.out.stats.blob_bytes_fetched;
         *fetched = fetched.saturating_add(chunk.data.len() as u64);
         let have = u64::try_from(fetch.buf.len()).unwrap_or(u64::MAX);
@@ -380,40 +390,59 @@ impl Blobs {
         self.fetches.values().map(|f| f.buf.len()).sum()
     }
 
-    /// When the first fetch stalls, or the first output lent expires.
+    /// When the first fetch stalls or ends a floor-rate window, or the
+    /// first output lent expires or ends one.
     pub(crate) fn next_deadline(&self, cfg: &Config) -> Option<Instant> {
-        let fetches = self.fetches.values().map(|f| f.progress);
-        let outputs = self
-            .lent
-            .values()
+        let stall = |t: Instant| t.checked_add(cfg.fetch_stall).unwrap_or(t);
+        let fetches = self.fetches.values().flat_map(|f| {
+            let paced = f.want != Want::Model;
+            [Some(stall(f.progress)), f.pace.due(cfg).filter(|_| paced)]
+        });
+        let outputs = (self.lent.values())
             .filter(|l| l.owner.is_some())
-            .map(|l| l.touched);
-        fetches
-            .chain(outputs)
-            .map(|t| t.checked_add(cfg.fetch_stall).unwrap_or(t))
-            .min()
+            .flat_map(|l| [Some(stall(l.touched)), l.pace.due(cfg)]);
+        fetches.chain(outputs).flatten().min()
     }
 
-    /// Gives up fetches that got no chunk for `fetch_stall`, and drops
-    /// outputs no one asked a chunk of for as long; returns the fetches.
+    /// Gives up fetches that got no chunk for `fetch_stall`, and task
+    /// inputs and outputs fetched under the floor rate; drops outputs lent
+    /// that no one asked a chunk of for `fetch_stall`, or that their owner
+    /// fetches under the floor rate. Returns the fetches given up.
     pub(crate) fn stalled(
         &mut self,
         now: Instant,
         cfg: &Config,
     ) -> Vec<(Hash32, Want, FetchError)> {
-        let secs = cfg.fetch_stall.as_secs();
-        self.lent.retain(|_, l| {
-            l.owner.is_none() || now.saturating_duration_since(l.touched) < cfg.fetch_stall
+        self.lent.retain(|(hash, _), l| {
+            let Some(owner) = l.owner else { return true };
+            let verdict = l.pace.judge(now, cfg);
+            if let Verdict::Slow { moved, secs } = verdict {
+                log::warn!(
+                    "output {} dropped: {} fetched {moved} bytes of it in {secs} s",
+                    hex(hash),
+                    owner.short()
+                );
+            }
+            verdict == Verdict::Fine && now.saturating_duration_since(l.touched) < cfg.fetch_stall
         });
-        let dead: Vec<Hash32> = self
-            .fetches
-            .iter()
-            .filter(|(_, f)| now.saturating_duration_since(f.progress) >= cfg.fetch_stall)
-            .map(|(h, _)| *h)
+        let secs = cfg.fetch_stall.as_secs();
+        let dead: Vec<(Hash32, FetchError)> = (self.fetches.iter_mut())
+            .filter_map(|(h, f)| {
+                if now.saturating_duration_since(f.progress) >= cfg.fetch_stall {
+                    return Some((*h, FetchError::Stalled { secs }));
+                }
+                let verdict = (f.want != Want::Model).then(|| f.pace.judge(now, cfg));
+                match verdict {
+                    Some(Verdict::Slow { moved, secs }) => {
+                        let floor = cfg.min_transfer_rate;
+                        Some((*h, FetchError::TooSlow { moved, secs, floor }))
+                    }
+                    _ => None,
+                }
+            })
             .collect();
         dead.into_iter()
-            .map(|h| {
-                let error = FetchError::Stalled { secs };
+            .map(|(h, error)| {
                 let want = match self.give_up(h, error) {
                     Fetched::Failed(want, _) => want,
                     _ => Want::Model,

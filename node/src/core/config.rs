@@ -26,6 +26,9 @@ pub const DEFAULT_MAX_TENSOR_BYTES: u64 = 256 * 1024 * 1024;
 /// Default [`Config::input_buffer_bytes`]: 24 MiB (two 10 MB inputs ahead).
 pub const DEFAULT_INPUT_BUFFER_BYTES: u64 = 24 * 1024 * 1024;
 
+/// Default [`Config::min_transfer_rate`]: 64 KiB a second (half a megabit;
+/// any LAN moves a tensor far faster).
+pub const DEFAULT_MIN_TRANSFER_RATE: u64 = 64 * 1024;
 /// Default [`Config::output_buffer_bytes`]: 8 MiB.
 pub const DEFAULT_OUTPUT_BUFFER_BYTES: u64 = 8 * 1024 * 1024;
 
@@ -139,21 +142,32 @@ pub struct Config {
     /// A fetch that gets no chunk for this long is given up (its buffer is
     /// freed; the tasks waiting for the model fail).
     pub fetch_stall: Duration,
+    /// Floor rate of a task input or output in transfer, in bytes a second
+    /// of new bytes, judged over each `transfer_window`: an input this node
+    /// fetches that moves slower is given up (its task fails), an output
+    /// lent to its requester that it fetches slower is dropped (0: no floor).
+    /// A transfer so ends within `len / min_transfer_rate` and a window,
+    /// whatever the peer asks.
+    pub min_transfer_rate: u64,
+    /// The window over which `min_transfer_rate` is judged.
+    pub transfer_window: Duration,
     /// Largest task input or output this node sends, takes or fetches, in
     /// bytes (beyond a frame they travel as blobs).
     pub max_tensor_bytes: u64,
     /// Task inputs a worker holds ahead of running them (fetched or being
     /// fetched), in bytes, all requesters together; one input is always
-    /// allowed, however large. The next inputs arrive while the current ones
-    /// run, and no more: a worker's memory does not grow with its queue. The
-    /// next input fetched is the one of the requester holding the fewest
-    /// bytes, so requesters share the buffer.
+    /// allowed, however large, and a requester holding none may pass the
+    /// buffer up to twice its size (a requester that holds it cannot keep
+    /// others out). The next inputs arrive while the current ones run, and
+    /// no more: a worker's memory does not grow with its queue. The next
+    /// input fetched is the one of the requester holding the fewest bytes,
+    /// so requesters share the buffer.
     pub input_buffer_bytes: u64,
     /// Task outputs a worker holds until their requesters fetch them, in
     /// bytes. A requester whose unfetched outputs reach half of it waits to
     /// start more jobs; past all of it, only requesters with nothing
     /// unfetched start (an output is dropped after `fetch_stall` without a
-    /// request).
+    /// request, or when fetched under `min_transfer_rate`).
     pub output_buffer_bytes: u64,
     /// First beacon counter. Receivers drop beacons whose counter does not
     /// grow, so a restarted node must start above where it stopped: the shell
@@ -211,6 +225,8 @@ impl Default for Config {
             model_cache_bytes: DEFAULT_MODEL_CACHE_BYTES,
             max_fetch_bytes: DEFAULT_MODEL_CACHE_BYTES,
             fetch_stall: Duration::from_secs(15),
+            min_transfer_rate: DEFAULT_MIN_TRANSFER_RATE,
+            transfer_window: Duration::from_secs(3),
             max_tensor_bytes: DEFAULT_MAX_TENSOR_BYTES,
             input_buffer_bytes: DEFAULT_INPUT_BUFFER_BYTES,
             output_buffer_bytes: DEFAULT_OUTPUT_BUFFER_BYTES,

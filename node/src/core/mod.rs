@@ -18,6 +18,7 @@ pub mod drive;
 mod endings;
 mod observed;
 mod output;
+mod pace;
 mod peer_info;
 mod peers;
 mod reason;
@@ -41,7 +42,7 @@ use p2pa_protocol::{GoodbyeReason, Intro, Keypair, KindSet, Message, NodeId, Sea
 
 pub use config::{
     Config, Trust, DEFAULT_INPUT_BUFFER_BYTES, DEFAULT_MAX_TASK_DEADLINE, DEFAULT_MAX_TENSOR_BYTES,
-    DEFAULT_MODEL_CACHE_BYTES, DEFAULT_TCP_PORT, MAX_INLINE_TENSOR,
+    DEFAULT_MIN_TRANSFER_RATE, DEFAULT_MODEL_CACHE_BYTES, DEFAULT_TCP_PORT, MAX_INLINE_TENSOR,
 };
 pub use output::{Event, Stats, Transmit};
 pub use peer_info::{PeerInfo, PeerState, Via};

@@ -282,6 +282,9 @@ pub(crate) enum FetchError {
     TooMuchFromPeer { len: u64, limit: u64 },
     /// No chunk came for `fetch_stall`.
     Stalled { secs: u64 },
+    /// A task input or output moved `moved` bytes in a window of `secs`
+    /// seconds, under the floor of `floor` bytes a second.
+    TooSlow { moved: u64, secs: u64, floor: u64 },
     /// The chunks announce another length than the blob was declared with
     /// (by the offer or the result that named it, or by its first chunk).
     LengthMismatch {
@@ -328,6 +331,10 @@ impl fmt::Display for FetchError {
                 "model of {len} bytes does not fit beside the models this peer is sending (limit {limit} bytes per peer)"
             ),
             Self::Stalled { secs } => write!(f, "fetch stalled: no chunk for {secs} s"),
+            Self::TooSlow { moved, secs, floor } => write!(
+                f,
+                "transfer too slow: {moved} bytes in {secs} s, under the floor of {floor} bytes/s"
+            ),
             Self::LengthMismatch {
                 from,
                 declared,

@@ -12,10 +12,12 @@ impl Worker {
     /// Input blobs to fetch now, with their declared length and the
     /// requester to fetch each from,
     /// while the inputs held or on their way stay within `input_buffer_bytes`
-    /// (one is always allowed). The buffer is shared fairly: the next fetch
-    /// goes to the requester holding the fewest input bytes (queue order
-    /// among equals), so a requester with a long backlog of large inputs
-    /// cannot keep another's input waiting behind all of it.
+    /// (one is always allowed), or within twice that for a requester that
+    /// holds none (so whoever holds the buffer, slowly or not, cannot keep a
+    /// newcomer out). The buffer is shared fairly: the next fetch goes to the
+    /// requester holding the fewest input bytes (queue order among equals),
+    /// so a requester with a long backlog of large inputs cannot keep
+    /// another's input waiting behind all of it.
     pub(crate) fn inputs_to_fetch(&mut self, cfg: &Config) -> Vec<(Hash32, u64, NodeId)> {
         let mut held: Tally = (self.jobs.values())
             .filter(|j| j.holds_input())
@@ -37,7 +39,11 @@ impl Worker {
             let Some((hash, len)) = j.blob else { break };
             // Every job's bytes count, even where two share a hash (each
             // gets its own copy): offering one input many times gains nothing.
-            if budget > 0 && budget.saturating_add(len) > cfg.input_buffer_bytes {
+            let after = budget.saturating_add(len);
+            let buffer = cfg.input_buffer_bytes;
+            let fits =
+                after <= buffer || (held.of(j.peer) == 0 && after <= buffer.saturating_mul(2));
+            if budget > 0 && !fits {
                 break;
             }
             budget = budget.saturating_add(len);
