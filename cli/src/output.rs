@@ -52,6 +52,7 @@ pub fn stats_json(s: &p2pa_node::core::Stats) -> Value {
         "handshakes_evicted": s.handshakes_evicted,
         "peers_refused": s.peers_refused,
         "peers_evicted": s.peers_evicted,
+        "sessions_evicted": s.sessions_evicted,
         "beacons_untrusted": s.beacons_untrusted,
         "conns_refused": s.conns_refused,
         "results_rejected": s.results_rejected,

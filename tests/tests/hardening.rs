@@ -354,6 +354,19 @@ fn a_worker_refuses_deadlines_beyond_its_limit() {
 /// A session from `from` with a fresh key (a requester: it runs nothing),
 /// kept open; `None` if the node said goodbye at once.
 fn requester_session(from: Ipv4Addr, to: SocketAddr, n: u64) -> Option<TcpStream> {
+    session_as(from, to, n, KindSet::default(), Duration::from_millis(100))
+}
+
+/// A session from `from` with a fresh key that claims to run `kinds` (a
+/// worker, unless empty), kept open; `None` if the node said goodbye within
+/// `wait` (zero: not waited for).
+fn session_as(
+    from: Ipv4Addr,
+    to: SocketAddr,
+    n: u64,
+    kinds: KindSet,
+    wait: Duration,
+) -> Option<TcpStream> {
     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
     s.bind(&SocketAddr::from((from, 0)).into()).ok()?;
     s.connect(&to.into()).ok()?;
@@ -361,18 +374,21 @@ fn requester_session(from: Ipv4Addr, to: SocketAddr, n: u64) -> Option<TcpStream
     let mut reader = p2pa_tiny::FrameReader::<4096>::new();
     let mut tx = [0u8; 4096];
     let k = key(n);
-    let (mut session, _) = p2pa_tiny::initiate(
-        &mut s,
-        &mut reader,
-        &k,
-        [9; 32],
-        None,
-        &Intro::default(),
-        &mut tx,
-    )
-    .ok()?;
+    let intro = Intro {
+        listen_port: 0,
+        caps: Capabilities {
+            kinds,
+            free_slots: 1,
+            models: Default::default(),
+        },
+    };
+    let (mut session, _) =
+        p2pa_tiny::initiate(&mut s, &mut reader, &k, [9; 32], None, &intro, &mut tx).ok()?;
     // A refusal follows the handshake at once.
-    s.set_read_timeout(Some(Duration::from_millis(100))).ok()?;
+    if wait.is_zero() {
+        return Some(s);
+    }
+    s.set_read_timeout(Some(wait)).ok()?;
     if let Ok(frame) = reader.next(&mut s) {
         if let Ok(Message::Goodbye(_)) = session.read(frame) {
             return None;
@@ -381,14 +397,41 @@ fn requester_session(from: Ipv4Addr, to: SocketAddr, n: u64) -> Option<TcpStream
     Some(s)
 }
 
+/// Whether the node still holds the session on `s` (reads what it sent;
+/// end of stream: it closed it).
+fn alive(s: &mut TcpStream) -> bool {
+    use std::io::Read;
+    if s.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 4096];
+    for _ in 0..64 {
+        match s.read(&mut buf) {
+            Ok(0) => return false,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
 #[test]
 fn sessions_are_budgeted_per_address_and_requesters_apart_from_workers() {
     let worker = NodeHandle::start(key(11), worker_opts(unique_port())).unwrap();
     let target = worker.local_addr();
-    // 20 sessions from one address: 16 fit.
-    let one_ip: Vec<TcpStream> = (0..20)
+    let settle = || std::thread::sleep(Duration::from_millis(300));
+    // Alive or not is judged after each round (the refusals and evictions
+    // have arrived by then), quickly: these sessions answer no pings.
+    let requester_session =
+        |from, to, n| session_as(from, to, n, KindSet::default(), Duration::ZERO);
+    // 20 sessions from one address: each newcomer past 16 takes an idle
+    // one's place, so 16 stay.
+    let mut one_ip: Vec<TcpStream> = (0..20)
         .filter_map(|i| requester_session(Ipv4Addr::new(127, 0, 0, 2), target, 50_000 + i))
         .collect();
+    settle();
+    one_ip.retain_mut(alive);
     assert_eq!(one_ip.len(), 16, "max_sessions_per_ip");
     // 64 requester sessions in all, from 5 addresses.
     let mut many = Vec::new();
@@ -400,7 +443,16 @@ fn sessions_are_budgeted_per_address_and_requesters_apart_from_workers() {
             }
         }
     }
+    settle();
+    one_ip.retain_mut(alive);
+    many.retain_mut(alive);
     assert_eq!(one_ip.len() + many.len(), 64, "max_requester_sessions");
+    // The most crowded address gave up its sessions first.
+    assert!(
+        one_ip.len() < 16,
+        "{} left from the first address",
+        one_ip.len()
+    );
     // A worker peer still gets a session (its own budget), and serves.
     let mut o = p2pa_tests::loopback_options(unique_port());
     o.multicast = None;
@@ -1224,5 +1276,90 @@ fn outputs_hoarded_under_the_floor_rate_are_dropped() {
         took < PROMPT,
         "honest slot task after the outputs were lent: {took:?}"
     );
+    async_io::block_on(worker.shutdown());
+}
+
+/// Keeps sessions with fresh keys open from `addrs` addresses (127.0.0.2
+/// on), `per_addr` from each, the first `workers` addresses claiming to run
+/// echo (worker peers) and the rest requesters; each session the node
+/// closes is opened again with a new key, within `keys` keys in all and
+/// `for_how_long` (or until `stop`). Returns the keys used.
+fn hold_sessions(
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    to: SocketAddr,
+    addrs: u8,
+    per_addr: usize,
+    workers: u8,
+    keys: u64,
+    for_how_long: Duration,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let end = Instant::now() + for_how_long;
+        let mut next = 0u64;
+        let open = |ip: u8, next: &mut u64| {
+            let kinds = if ip - 2 < workers {
+                KindSet::default().with(TaskKind::Echo)
+            } else {
+                KindSet::default()
+            };
+            *next += 1;
+            let from = Ipv4Addr::new(127, 0, 0, ip);
+            session_as(from, to, 2_800_000 + *next, kinds, Duration::ZERO)
+        };
+        let mut held: Vec<(u8, Option<TcpStream>)> = Vec::new();
+        for ip in 2..2 + addrs {
+            for _ in 0..per_addr {
+                held.push((ip, None));
+            }
+        }
+        // Held until `stop` or the end, also once the keys are spent.
+        while Instant::now() < end && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            for (ip, s) in held.iter_mut() {
+                if !s.as_mut().is_some_and(alive) && next < keys {
+                    *s = open(*ip, &mut next);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        next
+    })
+}
+
+/// Issue 28, case 1: sessions held open lock nobody out. Fresh keys from
+/// 20 other addresses hold every session the node allows (8 addresses of
+/// "workers", 12 of requesters, 16 each: past `max_conns` 128 and the
+/// 64-requester budget), reopening each one the node closes, up to 400
+/// keys. Eight honest requesters in turn, each a fresh key, are all served:
+/// each takes the place of an idle session. Before, a full table could only
+/// push out a half-finished handshake: honest 1/8.
+#[test]
+fn sessions_held_open_by_fresh_keys_cannot_lock_honest_requesters_out() {
+    let worker = NodeHandle::start(key(17), worker_opts(unique_port())).unwrap();
+    let target = worker.local_addr();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attack = hold_sessions(
+        stop.clone(),
+        target,
+        20,
+        16,
+        8,
+        400,
+        Duration::from_secs(30),
+    );
+    std::thread::sleep(Duration::from_secs(3)); // the sessions are held
+    let held = stats(&worker).handshakes_completed;
+    assert!(
+        held >= 128,
+        "the attack holds the sessions: {held} handshakes"
+    );
+    for n in 0..8u64 {
+        let took = honest_task(target, 1700 + n, "let me in");
+        assert!(took < PROMPT, "honest requester {n} took {took:?}");
+    }
+    let s = stats(&worker);
+    assert!(s.sessions_evicted >= 8, "{s:?}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let keys = attack.join().unwrap();
+    assert!(keys >= 300, "the attack used {keys} keys");
     async_io::block_on(worker.shutdown());
 }

@@ -222,6 +222,12 @@ impl Blobs {
         }
     }
 
+    /// Whether an output is lent to `peer`, or a blob fetched from it.
+    pub(crate) fn involves(&self, peer: NodeId) -> bool {
+        self.lent.values().any(|l| l.owner == Some(peer))
+            || self.fetches.values().any(|f| f.from == Some(peer))
+    }
+
     /// `peer` left: the outputs lent to it go.
     pub(crate) fn peer_gone(&mut self, peer: NodeId) {
         self.lent.retain(|_, l| l.owner != Some(peer));

@@ -95,7 +95,10 @@ pub struct Config {
     /// Table entries that share one IP address (several nodes may run on one
     /// host; a flood of fresh keys from one address may not fill the table).
     pub max_peers_per_ip: usize,
-    /// TCP connections open at once (handshaking or established).
+    /// Sessions open at once (our own dials count in it while they
+    /// handshake). Inbound handshakes in progress come on top, at most
+    /// `max_handshakes`; one that completes while the sessions are full takes
+    /// the place of the least valuable idle session, or is refused.
     pub max_conns: usize,
     /// Sessions with peers that run nothing (requesters, such as the CLI's
     /// fresh keys), so that a flood of them leaves room for workers.

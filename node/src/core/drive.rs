@@ -20,7 +20,7 @@ use p2pa_protocol::{
     TaskOffer, TaskOutput, TaskResult, TaskStatus, LEN_PREFIX_LEN, MAX_DATAGRAM_LEN, MAX_FRAME_LEN,
 };
 
-use super::{Config, ConnId, Core, Event, JobId, SeededEntropy, TaskRequest, Transmit};
+use super::{Config, ConnId, Core, Event, JobId, PeerState, SeededEntropy, TaskRequest, Transmit};
 
 /// Steps one input may drive (a bound on the work of one fuzz case).
 const MAX_STEPS: usize = 256;
@@ -356,7 +356,11 @@ impl Driver {
     /// What must hold after every step.
     fn check(&mut self) {
         let cfg = self.core.config();
-        assert!(self.core.connection_count() <= cfg.max_conns);
+        assert!(self.core.connection_count() <= cfg.max_conns + cfg.max_handshakes);
+        let sessions = (self.core.peers(self.now).iter())
+            .filter(|p| matches!(p.state, PeerState::Connected | PeerState::Slow))
+            .count();
+        assert!(sessions <= cfg.max_conns);
         assert!(self.core.peers(self.now).len() <= cfg.max_peers);
         // After a timeout, no deadline is left in the past (a busy loop).
         self.core.handle_timeout(self.now);

@@ -2,13 +2,42 @@
 //! and what a session's end means for the other parts (its tasks go
 //! elsewhere, fetches from the peer find another source).
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use p2pa_protocol::{GoodbyeReason, NodeId};
 
+use super::output::bump;
 use super::{wire, CloseReason, ConnId, Core, Event, Wire};
 
+/// Budgets a newcomer can find full at once (per address, requesters, all).
+const BUDGETS: usize = 3;
+
 impl Core {
+    /// Makes room for a new session with a peer at `ip` (a requester or
+    /// not) in every budget it finds full, by ending the least valuable
+    /// idle session in that budget's scope (`peers/evict.rs`); false when
+    /// some full budget has no session to spare (the newcomer is refused).
+    pub(super) fn session_room(&mut self, now: Instant, ip: IpAddr, requester: bool) -> bool {
+        for _ in 0..=BUDGETS {
+            let Some(full) = self.peers.full_for(&self.cfg, ip, requester) else {
+                return true;
+            };
+            let (worker, requests, blobs) = (&self.worker, &self.requester, &self.blobs);
+            let idle = |p: &NodeId| !worker.serves(*p) && !requests.uses(*p) && !blobs.involves(*p);
+            let Some((victim, conn)) = self.peers.least_valuable(full, idle) else {
+                return false;
+            };
+            log::debug!(
+                "{full:?} full: idle session of {} makes room",
+                victim.short()
+            );
+            bump(&mut self.out.stats.sessions_evicted);
+            self.goodbye(now, conn, GoodbyeReason::TooManyPeers);
+        }
+        false
+    }
+
     /// Says goodbye (when a session context exists) and closes.
     pub(super) fn goodbye(&mut self, now: Instant, conn: ConnId, reason: GoodbyeReason) {
         self.sessions

@@ -379,9 +379,7 @@ impl Core {
         }
         let requester = intro.caps.kinds == KindSet::default();
         let fits = self.peers.conn_of(&peer).is_some()
-            || self
-                .peers
-                .session_fits(&self.cfg, listen_addr.ip(), requester);
+            || self.session_room(now, listen_addr.ip(), requester);
         let room = fits
             && (self.peers.contains(&peer)
                 || self
@@ -428,6 +426,9 @@ impl Core {
         seal: &Seal,
     ) -> bool {
         self.peers.heard(now, peer);
+        if carries_work(&message) {
+            self.peers.useful(now, peer);
+        }
         let cfg = &self.cfg;
         match message {
             Message::Ping(p) => self
@@ -568,4 +569,17 @@ impl Core {
             .accept_if_waiting(admitted.job, &self.blobs, &mut wire!(self));
         self.fetch_inputs(now);
     }
+}
+
+/// Whether a message is part of the task exchange (what makes a session
+/// useful to keep), not upkeep.
+fn carries_work(m: &Message<'_>) -> bool {
+    matches!(
+        m,
+        Message::TaskOffer(_)
+            | Message::TaskAccept(_)
+            | Message::TaskResult(_)
+            | Message::BlobRequest(_)
+            | Message::BlobChunk(_)
+    )
 }

@@ -112,6 +112,8 @@ pub struct Stats {
     pub handshakes_evicted: u64,
     pub peers_refused: u64,
     pub peers_evicted: u64,
+    /// Idle sessions ended to make room for a newcomer.
+    pub sessions_evicted: u64,
     pub beacons_untrusted: u64,
     pub conns_refused: u64,
     pub results_rejected: u64,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use p2pa_protocol::{Beacon, Capabilities, KindSet, NodeId, ReplayGuard};
+use p2pa_protocol::{Beacon, Capabilities, NodeId, ReplayGuard};
 
 use super::budget::{DialBudget, RESERVED};
 use super::output::{bump, Event, Noise, Outbox};
@@ -15,6 +15,8 @@ use super::peer_info::{PeerInfo, PeerState, Via};
 use super::recent::Recent;
 use super::rng::{jitter, Entropy};
 use super::{Config, ConnId};
+
+mod evict;
 
 /// How long a node at its connection cap waits before trying new peers again.
 const CAPPED_RETRY: Duration = Duration::from_secs(10);
@@ -60,6 +62,8 @@ pub(crate) struct Peer {
     proven: bool,
     /// The last dial to it failed (cleared by a session).
     failed: bool,
+    /// When its session last carried work (or began).
+    useful: Instant,
 }
 
 impl Peer {
@@ -82,6 +86,7 @@ impl Peer {
             heard: 0,
             proven: false,
             failed: false,
+            useful: now,
         }
     }
 
@@ -438,25 +443,15 @@ impl Peers {
         entry.backoff = cfg.min_backoff;
         entry.proven = true;
         entry.failed = false;
+        if first {
+            entry.useful = now;
+        }
         for b in &mut self.bootstrap {
             if b.conn == Some(conn) {
                 b.backoff = cfg.min_backoff;
             }
         }
         Joined { new_peer, first }
-    }
-
-    /// Whether a new session with a peer at `ip` (a requester: it runs no
-    /// kind) fits the session budgets.
-    pub(crate) fn session_fits(&self, cfg: &Config, ip: IpAddr, requester: bool) -> bool {
-        let live = || self.table.values().filter(|p| p.conn.is_some());
-        let from_ip = live()
-            .filter(|p| p.addr.is_some_and(|a| a.ip() == ip))
-            .count();
-        let requesters = live()
-            .filter(|p| p.caps.kinds == KindSet::default())
-            .count();
-        from_ip < cfg.max_sessions_per_ip && (!requester || requesters < cfg.max_requester_sessions)
     }
 
     /// `peer`'s session on `conn` ended. Returns whether that was its session.

@@ -20,6 +20,9 @@ pub enum ConnectError {
     ClosedByPeer,
     /// The peer does not read: the send queue filled up.
     SendQueueFull,
+    /// The peer does not read: a write waited for the socket longer than
+    /// the write deadline.
+    WriteStalled,
     /// The operating system reported an error.
     Io(std::io::ErrorKind),
 }
@@ -30,6 +33,7 @@ impl fmt::Display for ConnectError {
             Self::TimedOut => f.write_str("connect timed out"),
             Self::ClosedByPeer => f.write_str("closed by peer"),
             Self::SendQueueFull => f.write_str("send queue full"),
+            Self::WriteStalled => f.write_str("peer stopped reading (write deadline passed)"),
             Self::Io(kind) => write!(f, "{kind}"),
         }
     }

@@ -163,7 +163,10 @@ impl Sessions {
     /// Makes room for an inbound connection from `ip`: `Ok(None)` if there
     /// is room, `Ok(Some(victim))` if the oldest pending inbound handshake
     /// (of that address first) must go, `Err(())` if every connection is an
-    /// established session or our own dial.
+    /// established session or our own dial. Full sessions (`max_conns`) do
+    /// not refuse a handshake: once it completes, the newcomer may take an
+    /// idle session's place (`peers/evict.rs`); connections in all stay
+    /// within `max_conns + max_handshakes`.
     pub(crate) fn room_for(&self, cfg: &Config, ip: IpAddr) -> Result<Option<ConnId>, ()> {
         let pending = || {
             self.conns
@@ -180,7 +183,8 @@ impl Sessions {
         if from_ip >= cfg.max_handshakes_per_ip {
             return Ok(oldest(true));
         }
-        if pending().count() >= cfg.max_handshakes || self.conns.len() >= cfg.max_conns {
+        let cap = cfg.max_conns.saturating_add(cfg.max_handshakes);
+        if pending().count() >= cfg.max_handshakes || self.conns.len() >= cap {
             return oldest(false).map(Some).ok_or(());
         }
         Ok(None)

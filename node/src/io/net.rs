@@ -22,6 +22,14 @@ use crate::core::{ConnId, ConnectError};
 const READ_CHUNK: usize = 8 * 1024;
 /// Most bytes gathered into one `write`.
 const WRITE_BATCH: usize = 64 * 1024;
+/// Longest a write may wait for the socket to take its bytes: a peer that
+/// reads nothing for this long (its socket buffers full) is cut off, however
+/// few frames are queued for it. (Half a second in this module's tests.)
+const WRITE_DEADLINE: Duration = if cfg!(test) {
+    Duration::from_millis(500)
+} else {
+    Duration::from_secs(10)
+};
 /// First wait for an outbound TCP connect; each retry waits twice as long.
 /// On a LAN a connect that takes 250 ms lost its SYN: a fresh attempt beats
 /// the kernel's 1 s retransmission timer.
@@ -129,9 +137,16 @@ where
     let (tx, rx) = bounded::<Outgoing>(SEND_QUEUE);
     let stream = Arc::new(stream);
     let writing = Rc::new(Cell::new(false));
-    ex.spawn(read_loop(conn, stream.clone(), sink, inputs))
-        .detach();
-    ex.spawn(write_loop(stream.clone(), rx, writing.clone()))
+    let stalled = Rc::new(Cell::new(false));
+    ex.spawn(read_loop(
+        conn,
+        stream.clone(),
+        sink,
+        inputs,
+        stalled.clone(),
+    ))
+    .detach();
+    ex.spawn(write_loop(stream.clone(), rx, writing.clone(), stalled))
         .detach();
     Conn {
         tx,
@@ -140,9 +155,15 @@ where
     }
 }
 
-/// Reads until the connection ends, then reports why.
-async fn read_loop<S>(conn: ConnId, reader: Arc<Async<TcpStream>>, sink: S, inputs: Sender<Input>)
-where
+/// Reads until the connection ends, then reports why (`stalled`: the
+/// writer cut it off at its deadline).
+async fn read_loop<S>(
+    conn: ConnId,
+    reader: Arc<Async<TcpStream>>,
+    sink: S,
+    inputs: Sender<Input>,
+    stalled: Rc<Cell<bool>>,
+) where
     S: Fn(ConnId, Result<&[u8], ConnectError>) -> Delivery,
 {
     let mut buf = vec![0u8; READ_CHUNK];
@@ -177,16 +198,24 @@ where
             Err(e) => break ConnectError::from(&e),
         }
     };
+    let why = if stalled.get() {
+        ConnectError::WriteStalled
+    } else {
+        why
+    };
     if let Delivery::Busy = sink(conn, Err(why)) {
         let _ = inputs.send(Input::Closed(conn, why)).await;
     }
 }
 
-/// Writes what the shell queues, gathered into batches, until told to close.
+/// Writes what the shell queues, gathered into batches, until told to
+/// close, or until a batch waits for the socket past [`WRITE_DEADLINE`]
+/// (then `stalled` is set and the connection shut: the reader reports it).
 async fn write_loop(
     stream: Arc<Async<TcpStream>>,
     rx: Receiver<Outgoing>,
     writing: Rc<Cell<bool>>,
+    stalled: Rc<Cell<bool>>,
 ) {
     let mut batch = Vec::with_capacity(4096);
     while let Ok(msg) = rx.recv().await {
@@ -203,8 +232,16 @@ async fn write_loop(
             }
         }
         writing.set(true);
-        if !batch.is_empty() && (&*stream).write_all(&batch).await.is_err() {
-            break;
+        if !batch.is_empty() {
+            let write = async { (&*stream).write_all(&batch).await.is_ok() };
+            let deadline = async {
+                Timer::after(WRITE_DEADLINE).await;
+                stalled.set(true);
+                false
+            };
+            if !future::or(write, deadline).await {
+                break;
+            }
         }
         writing.set(false);
         batch.clear();
@@ -379,5 +416,47 @@ mod tests {
             at < FULL / 2,
             "the other task waited for {at} of {FULL} bytes to be handled"
         );
+    }
+
+    /// A peer that reads nothing is cut off at the write deadline, with its
+    /// reason, though only a few frames wait for it.
+    #[test]
+    fn a_peer_that_stops_reading_is_cut_off_at_the_write_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        client.set_recv_buffer_size(4096).unwrap();
+        client
+            .connect(&listener.local_addr().unwrap().into())
+            .unwrap();
+        let (server, _) = listener.accept().unwrap();
+        socket2::SockRef::from(&server)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        let ex = LocalExecutor::new();
+        let (inputs, _keep) = async_channel::bounded(16);
+        let why = Rc::new(Cell::new(None));
+        let seen = why.clone();
+        let sink = move |_: ConnId, got: Result<&[u8], ConnectError>| {
+            if let Err(e) = got {
+                seen.set(Some(e));
+            }
+            Delivery::Done
+        };
+        let conn = attach(&ex, 1, Async::new(server).unwrap(), sink, inputs);
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(20);
+        async_io::block_on(ex.run(async {
+            // Far fewer frames than the send queue holds.
+            for _ in 0..16 {
+                conn.send(vec![1u8; 64 * 1024]).unwrap();
+            }
+            while why.get().is_none() && Instant::now() < deadline {
+                Timer::after(Duration::from_millis(10)).await;
+            }
+        }));
+        drop(client);
+        assert_eq!(why.get(), Some(ConnectError::WriteStalled));
+        assert!(start.elapsed() >= WRITE_DEADLINE, "{:?}", start.elapsed());
     }
 }

@@ -153,6 +153,13 @@ impl Requester {
             .min()
     }
 
+    /// Whether a task of this node is with `peer` now (offered, or its
+    /// output being fetched).
+    pub(crate) fn uses(&self, peer: NodeId) -> bool {
+        (self.reqs.values())
+            .any(|r| r.offered.contains(&peer) || r.pending.is_some_and(|p| p.worker == peer))
+    }
+
     fn inflight_to(&self, peer: NodeId) -> usize {
         self.reqs
             .values()

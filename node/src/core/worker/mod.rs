@@ -21,6 +21,7 @@ use super::state::{TaskState, Work};
 use super::tally::Tally;
 use super::{Config, JobId, Wire};
 
+mod holds;
 mod inputs;
 
 /// Jobs a worker holds at once: its slots plus its queue.
@@ -417,11 +418,6 @@ impl Worker {
         })
     }
 
-    /// Whether input blob `hash` is being fetched for a queued job.
-    pub(crate) fn wants_input(&self, hash: &Hash32) -> bool {
-        self.jobs.values().any(|j| j.fetches_input(hash))
-    }
-
     /// The jobs for which `pred` holds, in id order.
     fn ids(&self, pred: impl Fn(&Job) -> bool) -> Vec<JobId> {
         self.jobs
@@ -439,28 +435,6 @@ impl Worker {
         for job in waiting {
             self.answer(job, TaskStatus::Failed, why.as_bytes(), w);
         }
-    }
-
-    /// Whether a queued job waits for model `hash`.
-    pub(crate) fn wants_model(&self, hash: &Hash32) -> bool {
-        self.jobs.values().any(|j| {
-            j.state == TaskState::Queued
-                && j.model.as_ref() == Some(hash)
-                && j.kind == TaskKind::Infer
-        })
-    }
-
-    /// A requester other than `not` with a job queued for blob `hash` (its
-    /// model or its input).
-    pub(crate) fn requester_waiting_for(&self, hash: Hash32, not: NodeId) -> Option<NodeId> {
-        self.jobs
-            .values()
-            .find(|j| {
-                j.peer != not
-                    && ((j.state == TaskState::Queued && j.model == Some(hash))
-                        || j.awaits_input(&hash))
-            })
-            .map(|j| j.peer)
     }
 
     /// The shell finished a job. An output too large for a frame is lent
