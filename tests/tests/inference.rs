@@ -237,7 +237,7 @@ fn liar(port: u16) -> NodeHandle {
 fn redundancy_compares_workers_and_names_the_dissenter() {
     let port = unique_port();
     let dir = scratch("redundancy");
-    let _honest: Vec<NodeProc> = (0..2)
+    let honest: Vec<NodeProc> = (0..2)
         .map(|i| NodeProc::start(port, &dir.join(format!("n{i}")), &[]))
         .collect();
     let model = models_dir().join("digits.onnx");
@@ -300,6 +300,51 @@ fn redundancy_compares_workers_and_names_the_dissenter() {
             "the majority answer is kept"
         );
     }
+    // Distinct by operator (issue 28, case 2): with the honest workers named
+    // under their operators, copies go to them only; the liar, unlisted
+    // (one more key and address cost an attacker nothing), is never asked.
+    let ops = dir.join("operators");
+    let (a, b) = (&honest[0].id, &honest[1].id);
+    std::fs::write(&ops, format!("# who runs what\n{a} alice\n{b} bob\n")).unwrap();
+    let ops_arg = ops.to_str().unwrap();
+    let by_operator = dir.join("by-operator.jsonl");
+    let out = infer_batch(
+        port,
+        &model,
+        &inputs,
+        &by_operator,
+        &["--redundancy", "2", "--operators", ops_arg],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("distinct by allowlist"),
+        "{}",
+        stderr(&out)
+    );
+    let results = jsonl(&std::fs::read_to_string(&by_operator).unwrap());
+    assert_eq!(results.len(), 6);
+    for r in &results {
+        assert_eq!(r["redundancy"]["agree"], true, "{r}");
+        assert_eq!(r["redundancy"]["distinct"], "allowlist", "{r}");
+        let workers = r["redundancy"]["workers"].to_string();
+        assert!(!workers.contains(&liar_id), "{r}");
+    }
+    // Two keys of one operator count once: K = 2 is refused.
+    std::fs::write(&ops, format!("{a} alice\n{b} alice\n{liar_id}\n")).unwrap();
+    let one_operator = dir.join("one-operator.jsonl");
+    let out = infer_batch(
+        port,
+        &model,
+        &inputs,
+        &one_operator,
+        &["--redundancy", "3", "--operators", ops_arg],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("3 distinct operators; found 2 operators"),
+        "{}",
+        stderr(&out)
+    );
     async_io::block_on(liar.shutdown());
 }
 

@@ -16,6 +16,7 @@ use p2pa_node::core::{TaskOutcome, TaskRequest};
 use p2pa_node::io::NodeHandle;
 use p2pa_node::protocol::{NodeId, TaskKind, TaskStatus};
 
+mod distinct;
 mod feed;
 mod group;
 mod inputs;
@@ -78,9 +79,20 @@ pub struct BatchArgs {
     pub retry_failed: bool,
     /// With --redundancy: allow the K workers of a task to share a host (one
     /// machine with several keys could make a wrong answer look agreed; for
-    /// trying redundancy on one machine only)
-    #[arg(long, requires = "redundancy")]
+    /// trying redundancy on one machine only); the same as --distinct key
+    #[arg(long, requires = "redundancy", conflicts_with = "distinct")]
     pub same_host: bool,
+    /// With --redundancy: what makes the K workers of a task distinct
+    /// (default: allowlist with --operators, else subnet where the pool has
+    /// K subnets, else host). Keys and addresses cost an attacker little;
+    /// only operators you name are independent
+    #[arg(long, value_enum, requires = "redundancy", value_name = "BY")]
+    pub distinct: Option<distinct::Distinct>,
+    /// With --redundancy: who runs which worker, one `<node id> [operator]`
+    /// per line (# comments; a key without a name is its own operator).
+    /// Copies go to distinct operators; unlisted workers are not used
+    #[arg(long, requires = "redundancy", value_name = "FILE")]
+    pub operators: Option<PathBuf>,
     /// infer: write each result's output tensors as DIR/<line>/<name>.npy
     /// (the result line lists the files instead of the values)
     #[arg(long, value_name = "DIR")]
@@ -338,9 +350,20 @@ fn refuse_same_file(a: &BatchArgs) -> Result<(), CliError> {
 /// Waits for workers that run the batch's kind: at least one within
 /// `--wait` (K with `--redundancy K`), then 300 ms more for the rest of the
 /// LAN to answer, so the work spreads over all of them.
-async fn find_workers(h: &NodeHandle, a: &BatchArgs) -> Result<Vec<NodeId>, CliError> {
+/// With `--redundancy K`: one worker per group of the distinctness that
+/// holds (named in each result line).
+async fn find_workers(
+    h: &NodeHandle,
+    a: &BatchArgs,
+) -> Result<(Vec<NodeId>, Option<&'static str>), CliError> {
     let k = usize::from(a.redundancy);
     let needs = crate::engine::needs(a.engine);
+    let ops = a
+        .operators
+        .as_deref()
+        .map(distinct::Operators::read)
+        .transpose()?;
+    let started = std::time::Instant::now();
     let first = h
         .wait_for_workers(Some(a.kind), needs, k, Duration::from_millis(a.wait))
         .await;
@@ -354,41 +377,49 @@ async fn find_workers(h: &NodeHandle, a: &BatchArgs) -> Result<Vec<NodeId>, CliE
             a.kind, a.wait
         )));
     }
-    let peers = h
-        .wait_for_workers(Some(a.kind), needs, usize::MAX, Duration::from_millis(300))
-        .await;
-    if peers.len() < k {
-        return Err(CliError::network(format!(
-            "--redundancy {k} needs {k} workers that run `{}`; found {}",
-            a.kind,
-            peers.len()
-        )));
+    if k <= 1 {
+        let peers = h
+            .wait_for_workers(Some(a.kind), needs, usize::MAX, Duration::from_millis(300))
+            .await;
+        return Ok((peers.iter().map(|p| p.id).collect(), None));
     }
-    if k <= 1 || a.same_host {
-        return Ok(peers.iter().map(|p| p.id).collect());
-    }
-    // One worker per host: K copies of a task land on K machines.
-    let mut hosts: Vec<std::net::IpAddr> = Vec::new();
-    let mut chosen = Vec::new();
-    for p in &peers {
-        let ip = p.addr.map(|a| a.ip());
-        if let Some(ip) = ip.filter(|ip| !hosts.contains(ip)) {
-            hosts.push(ip);
-            chosen.push(p.id);
+    let asked = a
+        .distinct
+        .or(a.same_host.then_some(distinct::Distinct::Key));
+    // K distinct workers may take longer to answer than K workers: look
+    // again, 300 ms at a time, until --wait has passed.
+    let deadline = started + Duration::from_millis(a.wait);
+    let (chosen, by) = loop {
+        let peers = h
+            .wait_for_workers(Some(a.kind), needs, usize::MAX, Duration::from_millis(300))
+            .await;
+        match distinct::pick(&peers, k, asked, ops.as_ref()) {
+            Ok(picked) => break picked,
+            Err(e) if std::time::Instant::now() >= deadline => {
+                let e = if peers.len() < k {
+                    format!(
+                        "--redundancy {k} needs {k} workers that run `{}`; found {}",
+                        a.kind,
+                        peers.len()
+                    )
+                } else {
+                    e
+                };
+                return Err(CliError::network(e));
+            }
+            Err(_) => {}
         }
-    }
-    if chosen.len() < k {
-        return Err(CliError::network(format!(
-            "--redundancy {k} needs workers on {k} distinct hosts (one machine with several keys could make a wrong answer look agreed); found {} host(s) among {} workers. On one machine, for trying it out, add --same-host",
-            chosen.len(),
-            peers.len()
-        )));
-    }
+    };
+    let note = match by {
+        distinct::Distinct::Allowlist => "",
+        _ => " (not proof of distinct operators: name them with --operators FILE)",
+    };
     eprintln!(
-        "redundancy {k}: each task on {k} of {} distinct hosts",
-        chosen.len()
+        "redundancy {k}: each task on {k} of {} workers distinct by {}{note}",
+        chosen.len(),
+        by.name()
     );
-    Ok(chosen)
+    Ok((chosen, Some(by.name())))
 }
 
 /// Counts of a batch run, as its results arrive.
@@ -400,6 +431,8 @@ struct Counts {
     write_err: Option<std::io::Error>,
     /// Tasks each worker completed (short id → count).
     per_worker: BTreeMap<String, u64>,
+    /// With redundancy: what its workers are distinct by (in each line).
+    distinct: Option<&'static str>,
 }
 
 impl Counts {
@@ -432,6 +465,9 @@ impl Counts {
             output::Body::of(infer)
         };
         let (mut v, agree, output) = merge(outcomes, body);
+        if let (Some(d), Some(r)) = (self.distinct, v.get_mut("redundancy")) {
+            r["distinct"] = serde_json::json!(d);
+        }
         if let Some(b) = &item.batched {
             // The receipt signs the stacked task's result; kept whole, so it
             // verifies as it is (its inline output is the task's).
@@ -473,6 +509,7 @@ impl Counts {
             disagreements,
             write_err,
             per_worker,
+            ..
         } = self;
         if !per_worker.is_empty() {
             let list: Vec<String> = per_worker.iter().map(|(w, n)| format!("{w} {n}")).collect();
@@ -509,7 +546,7 @@ async fn run_batch(
     out: &mut File,
 ) -> CliResult {
     let model = crate::provide(h, model).await?;
-    let peers = find_workers(h, a).await?;
+    let (peers, distinct) = find_workers(h, a).await?;
     let n = peers.len();
     eprintln!(
         "{} tasks over {n} peer{}",
@@ -528,7 +565,10 @@ async fn run_batch(
     };
     let total = todo.len() as u64;
     let mut bar = progress(total);
-    let mut counts = Counts::default();
+    let mut counts = Counts {
+        distinct,
+        ..Counts::default()
+    };
     let infer = a.kind == TaskKind::Infer;
     run_items(h, &plan, todo, |item, outcomes| {
         let dir = a.out_dir.as_deref();
