@@ -515,6 +515,15 @@ fn attack_round(w: SocketAddr, port: u16, round: u64) {
     std::thread::sleep(Duration::from_secs(3));
     drop(held);
     let _ = hog(w, 40, 2_000).join();
+    // Issue 28's classes: held sessions, timed-out sleeps, lying lengths,
+    // dribbled inputs, hoarded outputs.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let four = Duration::from_secs(4);
+    let _ = hold_sessions(stop.clone(), base + 3_000, w, 20, 16, 8, 400, four).join();
+    let _ = timed_out_sleeps(w, 4, 6, Duration::from_millis(200)).join();
+    let _ = lying_lengths(Ipv4Addr::new(127, 0, 0, 2), w, 4, base + 4_000);
+    let _ = dribble_inputs(w, 2, 2, 32 << 20, base + 5_000, 6).join();
+    let _ = hoard_outputs(w, 4, 2, 10 << 20, base + 6_000, 10, stop).join();
 }
 
 /// Resident memory of a worker process while an attack runs beside honest
@@ -616,6 +625,39 @@ fn each_attack_class_leaves_the_worker_serving_with_bounded_memory() {
             }),
         ),
         (
+            "sessions: fresh keys from 20 addresses hold every session (400 keys, 4 s)",
+            Box::new(|w, _| {
+                let stop = Arc::new(AtomicBool::new(false));
+                let four = Duration::from_secs(4);
+                let _ = hold_sessions(stop, 3_400_000, w, 20, 16, 8, 400, four).join();
+            }),
+        ),
+        (
+            "deadlines: 8 rounds of six 20 s sleeps with 200 ms deadlines",
+            Box::new(|w, _| {
+                let _ = timed_out_sleeps(w, 8, 6, Duration::from_millis(200)).join();
+            }),
+        ),
+        (
+            "lengths: 8 inputs declared as 1 byte, answered with chunks of 64 MiB",
+            Box::new(move |w, _| {
+                let _ = lying_lengths(a2, w, 8, 3_500_000);
+            }),
+        ),
+        (
+            "transfers: 2 inputs of 32 MiB fed a byte every 0.8 s (8 s)",
+            Box::new(|w, _| {
+                let _ = dribble_inputs(w, 2, 2, 32 << 20, 3_600_000, 9).join();
+            }),
+        ),
+        (
+            "transfers: 2 outputs of 10 MiB asked a byte every 0.4 s (8 s of asking)",
+            Box::new(|w, _| {
+                let stop = Arc::new(AtomicBool::new(false));
+                let _ = hoard_outputs(w, 4, 2, 10 << 20, 3_700_000, 20, stop).join();
+            }),
+        ),
+        (
             "task tensors: 8 requesters, 6 echo inputs of 4 MiB each (input buffer 8 MiB, output buffer 4 MiB)",
             Box::new(|w, _| {
                 let big: Vec<_> = (0..8u64)
@@ -630,7 +672,7 @@ fn each_attack_class_leaves_the_worker_serving_with_bounded_memory() {
     let mut n = 5_000u64;
     let mut rows = Vec::new();
     for (name, attack) in classes {
-        let bound = if name.starts_with("task tensors") {
+        let bound = if name.starts_with("task tensors") || name.starts_with("transfers") {
             TENSOR_RSS_BOUND_KIB
         } else {
             CLASS_RSS_BOUND_KIB
@@ -791,6 +833,12 @@ fn soak_honest_batches_complete_and_memory_stays_flat_under_attack() {
         assert!(
             late <= early + early / 4 + 2048,
             "worker {i} grew: {early} KiB early, {late} KiB late"
+        );
+        // Issue 28's target for a release build with default limits.
+        assert!(
+            peak(0, secs, i) <= 128 * 1024,
+            "worker {i} peaked at {} KiB",
+            peak(0, secs, i)
         );
     }
     println!("{batches} honest batches of 1 000 tasks, all complete; {rounds} attack rounds");
@@ -1039,61 +1087,161 @@ enum Received {
 fn an_input_blob_longer_than_its_offer_declared_fails_and_closes_the_session() {
     let worker = NodeHandle::start(key(14), worker_opts(unique_port())).unwrap();
     let target = worker.local_addr();
-    let mut liar = RawSession::open(Ipv4Addr::new(127, 0, 0, 2), target, 1400);
-    let hash = [0x5a; 32];
-    let offer = Message::TaskOffer(TaskOffer {
-        task_id: 1,
-        kind: TaskKind::Echo,
-        input: TaskInput::Blob { hash, len: 1 },
-        model: None,
-        deadline_ms: 10_000,
-        budget: Budget {
-            max_output_len: 1 << 20,
-            max_model_len: 0,
-        },
-    });
-    assert!(liar.send(&offer));
-    let mut seen = Vec::new();
-    let mut asked = false;
-    let mut closed = false;
-    for _ in 0..20 {
-        match liar.next(Duration::from_secs(3)) {
-            Some(Ok(Received::BlobRequest(h, 0))) if h == hash && !asked => {
-                asked = true;
-                let data = vec![0u8; BLOB_CHUNK_LEN];
-                let chunk = Message::BlobChunk(BlobChunk {
-                    hash,
-                    offset: 0,
-                    total_len: 64 << 20,
-                    data: &data,
-                });
-                assert!(liar.send(&chunk));
-            }
-            Some(Ok(r)) => seen.push(r),
-            Some(Err(())) => {
-                closed = true;
-                break;
-            }
-            None => break,
-        }
-    }
-    assert!(asked, "the worker asked for the input: {seen:?}");
+    let seen = lying_lengths(Ipv4Addr::new(127, 0, 0, 2), target, 1, 1400).remove(0);
+    assert!(
+        seen.iter().any(|r| matches!(r, Received::BlobRequest(..))),
+        "the worker asked for the input: {seen:?}"
+    );
     assert!(
         seen.contains(&Received::Result(TaskStatus::Failed)),
         "the task failed: {seen:?}"
     );
     assert!(
-        seen.contains(&Received::Goodbye(GoodbyeReason::ProtocolViolation)) && closed,
-        "the session was closed for it: {seen:?} (closed: {closed})"
+        seen.last() == Some(&Received::Goodbye(GoodbyeReason::ProtocolViolation)),
+        "the session was closed for it: {seen:?}"
     );
-    assert!(
-        !seen.iter().any(|r| matches!(r, Received::BlobRequest(..))),
+    assert_eq!(
+        seen.iter()
+            .filter(|r| matches!(r, Received::BlobRequest(..)))
+            .count(),
+        1,
         "no more of the blob was asked for: {seen:?}"
     );
     // An honest requester is served as ever.
     let took = honest_task(target, 1401, "after the liar");
     assert!(took < PROMPT, "{took:?}");
     async_io::block_on(worker.shutdown());
+}
+
+/// Attack (issue 28, case 5): `count` requesters (keys from `base`, from
+/// 127.0.0.`first` on) offer echoes of `bytes`-byte input blobs and feed
+/// each a byte every 0.8 s, `rounds` times. Returns which of them got their
+/// task failed, and when.
+fn dribble_inputs(
+    w: SocketAddr,
+    first: u8,
+    count: u8,
+    bytes: u64,
+    base: u64,
+    rounds: usize,
+) -> std::thread::JoinHandle<Vec<(usize, Duration)>> {
+    let mut dribblers: Vec<(RawSession, Hash32, u64)> = (0..count)
+        .map(|i| {
+            let mut s =
+                RawSession::open(Ipv4Addr::new(127, 0, 0, first + i), w, base + u64::from(i));
+            let hash = [0x60 + i; 32];
+            assert!(s.send(&blob_echo(1, hash, bytes)));
+            (s, hash, 0)
+        })
+        .collect();
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut failed = Vec::new();
+        for _ in 0..rounds {
+            for (i, (s, hash, fed)) in dribblers.iter_mut().enumerate() {
+                let chunk = Message::BlobChunk(BlobChunk {
+                    hash: *hash,
+                    offset: *fed,
+                    total_len: bytes,
+                    data: &[7],
+                });
+                if s.send(&chunk) {
+                    *fed += 1;
+                }
+                while let Some(Ok(r)) = s.next(Duration::from_millis(100)) {
+                    if r == Received::Result(TaskStatus::Failed) {
+                        failed.push((i, start.elapsed()));
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(800));
+        }
+        failed
+    })
+}
+
+/// Attack (issue 28, case 6): `count` requesters (keys from `base`, from
+/// 127.0.0.`first` on) each leave an echo output of `bytes` on the worker
+/// (serving its input properly first), then ask for one byte of it every
+/// 0.4 s, `rounds` times or until `stop`. Returns the chunks answered.
+fn hoard_outputs(
+    w: SocketAddr,
+    first: u8,
+    count: u8,
+    bytes: u32,
+    base: u64,
+    rounds: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    let data: Vec<u8> = (0..bytes).map(|i| (i % 241) as u8).collect();
+    let hash = p2pa_node::core::sha256(&data);
+    let mut hoarders: Vec<(RawSession, Hash32)> = Vec::new();
+    for i in 0..count {
+        let mut s = RawSession::open(Ipv4Addr::new(127, 0, 0, first + i), w, base + u64::from(i));
+        assert!(s.send(&blob_echo(1, hash, data.len() as u64)));
+        match serve_input_until_result(&mut s, hash, &data) {
+            Some(Received::Output(TaskStatus::Completed, out)) => hoarders.push((s, out)),
+            other => panic!("hoarder {i}: {other:?}"),
+        }
+    }
+    std::thread::spawn(move || {
+        let mut answered = 0;
+        for _ in 0..rounds {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            for (s, out) in hoarders.iter_mut() {
+                let ask = Message::BlobRequest(BlobRequest {
+                    hash: *out,
+                    offset: 0,
+                    max_len: 1,
+                });
+                s.send(&ask);
+                while let Some(Ok(r)) = s.next(Duration::from_millis(50)) {
+                    answered += usize::from(matches!(r, Received::Other(MessageKind::BlobChunk)));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(400));
+        }
+        answered
+    })
+}
+
+/// Attack (issue 28, case 7): `n` requesters (keys from `base`) from
+/// `from`, one after another, each offer an echo whose input blob they
+/// declare as 1 byte and answer the worker's request for it with a chunk
+/// of a 64 MiB blob. Returns what each saw, in order.
+fn lying_lengths(from: Ipv4Addr, w: SocketAddr, n: u64, base: u64) -> Vec<Vec<Received>> {
+    (0..n)
+        .map(|i| {
+            let mut liar = RawSession::open(from, w, base + i);
+            let hash = [0x5a; 32];
+            let mut seen = Vec::new();
+            if !liar.send(&blob_echo(1, hash, 1)) {
+                return seen;
+            }
+            let mut asked = false;
+            for _ in 0..20 {
+                match liar.next(Duration::from_secs(3)) {
+                    Some(Ok(r @ Received::BlobRequest(h, 0))) if h == hash && !asked => {
+                        asked = true;
+                        seen.push(r);
+                        let data = vec![0u8; BLOB_CHUNK_LEN];
+                        let chunk = Message::BlobChunk(BlobChunk {
+                            hash,
+                            offset: 0,
+                            total_len: 64 << 20,
+                            data: &data,
+                        });
+                        liar.send(&chunk);
+                    }
+                    Some(Ok(r)) => seen.push(r),
+                    Some(Err(())) | None => break,
+                }
+            }
+            seen
+        })
+        .collect()
 }
 
 /// An echo offer of a blob input (`hash`, `len` bytes).
@@ -1129,40 +1277,7 @@ fn paced_worker_opts() -> NodeOptions {
 fn inputs_dribbled_under_the_floor_rate_are_dropped_and_hold_no_one_out() {
     let worker = NodeHandle::start(key(15), paced_worker_opts()).unwrap();
     let target = worker.local_addr();
-    let big = 32u64 << 20;
-    let mut dribblers: Vec<(RawSession, Hash32, u64)> = (0..2u8)
-        .map(|i| {
-            let mut s =
-                RawSession::open(Ipv4Addr::new(127, 0, 0, 2 + i), target, 1500 + u64::from(i));
-            let hash = [0x60 + i; 32];
-            assert!(s.send(&blob_echo(1, hash, big)));
-            (s, hash, 0)
-        })
-        .collect();
-    let feed = std::thread::spawn(move || {
-        let start = Instant::now();
-        let mut failed = Vec::new();
-        for _ in 0..8 {
-            for (i, (s, hash, fed)) in dribblers.iter_mut().enumerate() {
-                let chunk = Message::BlobChunk(BlobChunk {
-                    hash: *hash,
-                    offset: *fed,
-                    total_len: big,
-                    data: &[7],
-                });
-                if s.send(&chunk) {
-                    *fed += 1;
-                }
-                while let Some(Ok(r)) = s.next(Duration::from_millis(100)) {
-                    if r == Received::Result(TaskStatus::Failed) {
-                        failed.push((i, start.elapsed()));
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(800));
-        }
-        failed
-    });
+    let feed = dribble_inputs(target, 2, 2, 32 << 20, 1500, 8);
     std::thread::sleep(Duration::from_millis(500));
     let input: Vec<u8> = (0..256 * 1024).map(|i| (i % 253) as u8).collect();
     let t = Instant::now();
@@ -1228,44 +1343,9 @@ fn serve_input_until_result(s: &mut RawSession, hash: Hash32, data: &[u8]) -> Op
 fn outputs_hoarded_under_the_floor_rate_are_dropped() {
     let worker = NodeHandle::start(key(16), paced_worker_opts()).unwrap();
     let target = worker.local_addr();
-    let data: Vec<u8> = (0..10u32 << 20).map(|i| (i % 241) as u8).collect();
-    let hash = p2pa_node::core::sha256(&data);
-    let mut hoarders: Vec<(RawSession, Hash32)> = Vec::new();
-    for i in 0..2u8 {
-        let mut s = RawSession::open(Ipv4Addr::new(127, 0, 0, 4 + i), target, 1600 + u64::from(i));
-        assert!(s.send(&blob_echo(1, hash, data.len() as u64)));
-        match serve_input_until_result(&mut s, hash, &data) {
-            Some(Received::Output(TaskStatus::Completed, out)) => hoarders.push((s, out)),
-            other => panic!("hoarder {i}: {other:?}"),
-        }
-    }
-    let t = Instant::now();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let asking = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut answered = 0;
-            for _ in 0..20 {
-                if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    break;
-                }
-                for (s, out) in hoarders.iter_mut() {
-                    let ask = Message::BlobRequest(BlobRequest {
-                        hash: *out,
-                        offset: 0,
-                        max_len: 1,
-                    });
-                    s.send(&ask);
-                    while let Some(Ok(r)) = s.next(Duration::from_millis(50)) {
-                        answered +=
-                            usize::from(matches!(r, Received::Other(MessageKind::BlobChunk)));
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(400));
-            }
-            answered
-        })
-    };
+    let asking = hoard_outputs(target, 4, 2, 10 << 20, 1600, 20, stop.clone());
+    let t = Instant::now();
     let (_, out) = submit_once(target, 1610, TaskKind::Sleep, b"5", Duration::from_secs(15));
     assert_eq!(out.status, TaskStatus::Completed, "{out:?}");
     let took = t.elapsed();
@@ -1282,10 +1362,13 @@ fn outputs_hoarded_under_the_floor_rate_are_dropped() {
 /// Keeps sessions with fresh keys open from `addrs` addresses (127.0.0.2
 /// on), `per_addr` from each, the first `workers` addresses claiming to run
 /// echo (worker peers) and the rest requesters; each session the node
-/// closes is opened again with a new key, within `keys` keys in all and
+/// closes is opened again with a new key (from `base` on), within `keys`
+/// keys in all and
 /// `for_how_long` (or until `stop`). Returns the keys used.
+#[allow(clippy::too_many_arguments)]
 fn hold_sessions(
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    base: u64,
     to: SocketAddr,
     addrs: u8,
     per_addr: usize,
@@ -1304,7 +1387,7 @@ fn hold_sessions(
             };
             *next += 1;
             let from = Ipv4Addr::new(127, 0, 0, ip);
-            session_as(from, to, 2_800_000 + *next, kinds, Duration::ZERO)
+            session_as(from, to, base + *next, kinds, Duration::ZERO)
         };
         let mut held: Vec<(u8, Option<TcpStream>)> = Vec::new();
         for ip in 2..2 + addrs {
@@ -1339,6 +1422,7 @@ fn sessions_held_open_by_fresh_keys_cannot_lock_honest_requesters_out() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let attack = hold_sessions(
         stop.clone(),
+        2_800_000,
         target,
         20,
         16,
