@@ -38,6 +38,12 @@ mod uart;
 
 include!(concat!(env!("OUT_DIR"), "/seed.rs"));
 
+/// The largest frame received and sent: 1 KiB each, which holds a
+/// requester's handshake and a task whose input or output is up to about
+/// 900 bytes (a larger offer ends the session with a frame-too-large
+/// error). The host-side `p2pa-tiny` default is 2 KiB each.
+type Frames = Buffers<1024, 1024>;
+
 /// A fresh handshake nonce (see the crate's notes on keys and nonces).
 fn nonce(counter: u64, arrival: u32) -> [u8; 32] {
     let mut h = hmac_sha256::Hash::new();
@@ -79,9 +85,9 @@ fn main() -> ! {
         stack::static_ram()
     );
     let worker = Worker::new(&key, 0);
-    // The frame buffers live in static RAM, built in place: on the stack a
-    // 4.6 KiB value is also copied while it is built.
-    let Some(bufs) = cortex_m::singleton!(: Buffers = Buffers::default()) else {
+    // The frame buffers live in static RAM (on the stack the value would
+    // also be copied while it is built).
+    let Some(bufs) = cortex_m::singleton!(: Frames = Buffers::default()) else {
         halt()
     };
     let mut link = clock::Metered::new(uart::Uart::new(uart::UART0), &clock);
