@@ -85,9 +85,15 @@ async fn status_json(handle: &NodeHandle, executor: &Executor, started: Instant)
     let peers = handle.peers().await.ok()?;
     let stats = handle.stats().await.ok()?;
     let work = handle.work().await.ok()?;
+    // Every session counts, a slow one (silent past `slow_after`) too.
     let connected = peers
         .iter()
-        .filter(|p| p.state.name() == "connected")
+        .filter(|p| {
+            matches!(
+                p.state,
+                p2pa_node::core::PeerState::Connected | p2pa_node::core::PeerState::Slow
+            )
+        })
         .count();
     Some(json!({
         "node_id": handle.id().to_string(),

@@ -473,6 +473,32 @@ fn connect_from(from: Ipv4Addr, to: SocketAddr) -> Option<TcpStream> {
     Some(s.into())
 }
 
+/// What the worker with `data_dir` still holds, as `p2pa status` says:
+/// (sessions, tasks running, tasks queued); waits up to `within` for all
+/// three to reach 0.
+fn held_after(data_dir: &std::path::Path, within: Duration) -> (u64, u64, u64) {
+    let end = Instant::now() + within;
+    loop {
+        let dir = data_dir.to_str().unwrap();
+        let out = p2pa_tests::p2pa(
+            &["--data-dir", dir, "status", "--json"],
+            Duration::from_secs(10),
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(p2pa_tests::stdout(&out).trim()).unwrap_or_default();
+        let n = |x: &serde_json::Value| x.as_u64().unwrap_or(u64::MAX);
+        let held = (
+            n(&v["peers"]["connected"]),
+            n(&v["work"]["running"]),
+            n(&v["work"]["queued"]),
+        );
+        if held == (0, 0, 0) || Instant::now() >= end {
+            return held;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Resident memory of process `pid`, in KiB (0 if unreadable).
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -549,9 +575,10 @@ fn each_attack_class_leaves_the_worker_serving_with_bounded_memory() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
     let port = unique_port();
+    let data_dir = scratch("classes");
     let worker = NodeProc::start(
         port,
-        &scratch("classes"),
+        &data_dir,
         &[
             "--workers",
             "2",
@@ -711,6 +738,14 @@ fn each_attack_class_leaves_the_worker_serving_with_bounded_memory() {
         attacker.join().unwrap();
         n += 1;
         let after = honest_task(w, n, "served right after the attack");
+        // Nothing stays held: within 10 s no session is left and no task
+        // runs or waits (held sessions closed, sleeps stopped, fetches given up).
+        let left = held_after(&data_dir, Duration::from_secs(10));
+        assert_eq!(
+            left,
+            (0, 0, 0),
+            "{name}: (sessions, running, queued) left after it"
+        );
         sampler.join().unwrap();
         let peak = peak.load(Ordering::Relaxed);
         let worst = during.iter().max().copied().unwrap_or_default();
