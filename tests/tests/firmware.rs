@@ -78,7 +78,9 @@ fn the_firmware_boots_under_qemu_and_serves_the_cli_with_verifiable_receipts() {
     let end = Instant::now() + Duration::from_secs(20);
     let id = loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(id) = text
+        // Whole lines only: QEMU may have written part of one.
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        if let Some(id) = whole
             .lines()
             .find_map(|l| l.strip_prefix("p2pa firmware: node "))
             .and_then(|rest| rest.split_whitespace().next())
@@ -131,7 +133,13 @@ fn the_firmware_boots_under_qemu_and_serves_the_cli_with_verifiable_receipts() {
     std::fs::write(&receipts, forged).unwrap();
     let out = p2pa(&["verify", receipts.to_str().unwrap()], T);
     assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
-    // Two sessions, each logged with its tasks and the stack it used.
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    // Two sessions, each logged with its tasks and the stack it used (the
+    // second line comes once the firmware has read the CLI's goodbye).
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut text = String::new();
+    while Instant::now() < end && !text.contains("session 2: 1 completed") {
+        std::thread::sleep(Duration::from_millis(50));
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+    }
     assert!(text.contains("session 2: 1 completed"), "{text}");
 }
