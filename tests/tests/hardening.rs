@@ -1482,3 +1482,31 @@ fn sessions_held_open_by_fresh_keys_cannot_lock_honest_requesters_out() {
     assert!(keys >= 300, "the attack used {keys} keys");
     async_io::block_on(worker.shutdown());
 }
+
+/// Issue 28, case 6, within a window: while a job waits for room in the
+/// output buffer, outputs fetched under the floor rate go early (1 s into
+/// their window), not at its end. With 30 s windows the honest slot task
+/// beside two hoarded 10 MiB outputs is still served promptly.
+#[test]
+fn hoarded_outputs_go_early_while_a_job_waits_for_room() {
+    let mut o = worker_opts(unique_port());
+    o.core.transfer_window = Duration::from_secs(30);
+    let worker = NodeHandle::start(key(18), o).unwrap();
+    let target = worker.local_addr();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asking = hoard_outputs(target, 6, 2, 10 << 20, 1800, 40, stop.clone());
+    let t = Instant::now();
+    let (_, out) = submit_once(target, 1810, TaskKind::Sleep, b"5", Duration::from_secs(25));
+    assert_eq!(out.status, TaskStatus::Completed, "{out:?}");
+    let took = t.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        asking.join().unwrap() > 0,
+        "the hoarders' first asks were answered"
+    );
+    assert!(
+        took < PROMPT,
+        "honest slot task beside hoarded outputs: {took:?}"
+    );
+    async_io::block_on(worker.shutdown());
+}

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use p2pa_protocol::{BlobChunk, BlobRequest, ErrorCode, Hash32, Message, NodeId, BLOB_CHUNK_LEN};
 
@@ -45,6 +45,18 @@ struct Lent {
     touched: Instant,
     /// An output's progress against the floor rate.
     pace: Pace,
+    /// While a job waits for room in the output buffer: when to judge its
+    /// pace early next.
+    next_check: Instant,
+}
+
+/// How far into its window an output lent may be before it is judged
+/// early (while a job waits for room in the output buffer), and then again
+/// every half of it; at most `transfer_window`.
+const LAG_GRACE: Duration = Duration::from_millis(1000);
+
+fn lag_grace(cfg: &Config) -> Duration {
+    LAG_GRACE.min(cfg.transfer_window)
 }
 
 /// Chunks a fetch keeps asked for at once: the round trip per chunk is
@@ -140,9 +152,38 @@ impl Blobs {
             holds: 0,
             touched: now,
             pace: Pace::new(now),
+            next_check: now,
         });
         lent.holds = lent.holds.saturating_add(1);
         lent.touched = now;
+    }
+
+    /// A job waits for room in the output buffer: drops the outputs lent
+    /// whose owners have fetched them slower than the floor rate so far in
+    /// their window, once [`LAG_GRACE`] of it has passed (checked again
+    /// every half of that). Returns whether any went.
+    pub(crate) fn drop_laggards(&mut self, now: Instant, cfg: &Config) -> bool {
+        let grace = lag_grace(cfg);
+        let before = self.lent.len();
+        self.lent.retain(|(hash, _), l| {
+            let Some(owner) = l.owner else { return true };
+            if now < l.next_check {
+                return true;
+            }
+            if l.pace.lagging(now, cfg, grace) {
+                log::warn!(
+                    "output {} dropped: {} fetches it under the floor rate while others wait",
+                    hex(hash),
+                    owner.short()
+                );
+                return false;
+            }
+            l.next_check = now
+                .checked_add(grace.checked_div(2).unwrap_or(grace))
+                .unwrap_or(now);
+            true
+        });
+        self.lent.len() < before
     }
 
     /// Keeps the task inputs lent (no owner) that `wanted` still needs.
@@ -397,16 +438,23 @@ impl Blobs {
     }
 
     /// When the first fetch stalls or ends a floor-rate window, or the
-    /// first output lent expires or ends one.
-    pub(crate) fn next_deadline(&self, cfg: &Config) -> Option<Instant> {
+    /// first output lent expires or ends one (or, under `pressure`, is due
+    /// to be judged early: [`Blobs::drop_laggards`]).
+    pub(crate) fn next_deadline(&self, cfg: &Config, pressure: bool) -> Option<Instant> {
         let stall = |t: Instant| t.checked_add(cfg.fetch_stall).unwrap_or(t);
         let fetches = self.fetches.values().flat_map(|f| {
             let paced = f.want != Want::Model;
             [Some(stall(f.progress)), f.pace.due(cfg).filter(|_| paced)]
         });
+        let grace = lag_grace(cfg);
+        let early = |l: &Lent| {
+            let first = l.pace.since().checked_add(grace);
+            (pressure && cfg.min_transfer_rate > 0)
+                .then(|| l.next_check.max(first.unwrap_or(l.next_check)))
+        };
         let outputs = (self.lent.values())
             .filter(|l| l.owner.is_some())
-            .flat_map(|l| [Some(stall(l.touched)), l.pace.due(cfg)]);
+            .flat_map(|l| [Some(stall(l.touched)), l.pace.due(cfg), early(l)]);
         fetches.chain(outputs).flatten().min()
     }
 

@@ -150,7 +150,8 @@ pub struct Config {
     /// fetches that moves slower is given up (its task fails), an output
     /// lent to its requester that it fetches slower is dropped (0: no floor).
     /// A transfer so ends within `len / min_transfer_rate` and a window,
-    /// whatever the peer asks.
+    /// whatever the peer asks. While a job waits for room in the output
+    /// buffer, outputs are judged early, from 1 s into their window.
     pub min_transfer_rate: u64,
     /// The window over which `min_transfer_rate` is judged.
     pub transfer_window: Duration,

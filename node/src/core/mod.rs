@@ -565,6 +565,7 @@ impl Core {
                 .fetch(now, model, Want::Model, peer, None, &mut wire!(self));
         }
         self.worker.start_jobs(cfg, &self.blobs, &mut wire!(self));
+        self.make_output_room(now);
         self.worker
             .accept_if_waiting(admitted.job, &self.blobs, &mut wire!(self));
         self.fetch_inputs(now);

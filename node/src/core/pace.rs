@@ -39,6 +39,11 @@ impl Pace {
         }
     }
 
+    /// When its current window started.
+    pub(crate) fn since(&self) -> Instant {
+        self.since
+    }
+
     /// The transfer now reaches byte `end` (counts only past the furthest).
     pub(crate) fn reached(&mut self, end: u64) {
         if end > self.high {
@@ -54,6 +59,16 @@ impl Pace {
                 .checked_add(cfg.transfer_window)
                 .unwrap_or(self.since)
         })
+    }
+
+    /// Whether, `grace` or more into its window, it has moved less than the
+    /// floor rate would have by now (judged early, while others wait for
+    /// what it holds).
+    pub(crate) fn lagging(&self, now: Instant, cfg: &Config, grace: Duration) -> bool {
+        let into = now.saturating_duration_since(self.since);
+        cfg.min_transfer_rate > 0
+            && into >= grace
+            && self.moved < floor_bytes(cfg.min_transfer_rate, into)
     }
 
     /// Judges the window if it is over: too slow, or fine (the next window
@@ -135,6 +150,18 @@ mod tests {
                 secs: 2
             }
         );
+    }
+
+    #[test]
+    fn under_pressure_a_transfer_lags_once_its_grace_has_passed() {
+        let (t0, cfg) = (Instant::now(), cfg());
+        let grace = Duration::from_millis(500);
+        let mut p = Pace::new(t0);
+        p.reached(100);
+        assert!(!p.lagging(t0 + Duration::from_millis(400), &cfg, grace));
+        assert!(p.lagging(t0 + Duration::from_millis(500), &cfg, grace));
+        p.reached(700); // 700 bytes by 0.6 s: on pace for 1 000 a second
+        assert!(!p.lagging(t0 + Duration::from_millis(600), &cfg, grace));
     }
 
     #[test]

@@ -44,7 +44,10 @@ impl Core {
             Timer::Peers => self.peers.next_deadline(self.id, &self.cfg),
             Timer::Requester => self.requester.next_deadline(),
             Timer::Worker => self.worker.next_deadline(),
-            Timer::Blobs => self.blobs.next_deadline(&self.cfg),
+            Timer::Blobs => {
+                let pressure = self.worker.waits_for_output_room(&self.cfg, &self.blobs);
+                self.blobs.next_deadline(&self.cfg, pressure)
+            }
         }
     }
 
@@ -95,6 +98,7 @@ impl Core {
                 // Outputs dropped unfetched may have made room.
                 self.worker
                     .start_jobs(&self.cfg, &self.blobs, &mut wire!(self));
+                self.make_output_room(now);
             }
         }
     }

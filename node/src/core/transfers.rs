@@ -61,6 +61,17 @@ impl Core {
         self.prune_fetches();
     }
 
+    /// A job waits for room in the output buffer: the outputs fetched under
+    /// the floor rate go early, and the jobs start.
+    pub(super) fn make_output_room(&mut self, now: Instant) {
+        if self.worker.waits_for_output_room(&self.cfg, &self.blobs)
+            && self.blobs.drop_laggards(now, &self.cfg)
+        {
+            self.worker
+                .start_jobs(&self.cfg, &self.blobs, &mut wire!(self));
+        }
+    }
+
     /// Starts the input fetches the worker's buffer has room for.
     pub(super) fn fetch_inputs(&mut self, now: Instant) {
         for (hash, len, peer) in self.worker.inputs_to_fetch(&self.cfg) {

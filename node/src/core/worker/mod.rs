@@ -34,6 +34,35 @@ const DEADLINE_PASSED: &[u8] = b"deadline passed before the task finished";
 /// Sent as the output of a job its requester cancelled.
 const CANCELLED: &[u8] = b"cancelled by the requester";
 
+/// Slot jobs running or handed to the shell at once: the slots plus the
+/// prefetch (none on a node without slots).
+fn slot_limit(cfg: &Config) -> usize {
+    if cfg.workers == 0 {
+        0
+    } else {
+        usize::from(cfg.workers).saturating_add(usize::from(cfg.prefetch))
+    }
+}
+
+/// Whether a requester has room in the output buffer for one more job.
+/// Outputs not fetched yet hold memory too. A requester whose unfetched
+/// outputs reach half the output buffer waits until it fetches (or drops)
+/// them; past the whole buffer, only requesters with nothing unfetched
+/// start, and past twice the buffer nobody (until outputs are fetched, or
+/// dropped: `fetch_stall` without a request, or fetched under the floor
+/// rate). One requester that never fetches cannot hold the slots of the
+/// others, and many requesters together hold at most twice the buffer (plus
+/// the outputs of the jobs running when it filled).
+fn output_room(cfg: &Config, blobs: &Blobs) -> impl Fn(NodeId) -> bool {
+    let lent = blobs.lent_outputs();
+    let total = lent.total();
+    let buffer = cfg.output_buffer_bytes;
+    move |peer: NodeId| {
+        let own = lent.of(peer);
+        (own == 0 && total < buffer.saturating_mul(2)) || (own < buffer / 2 && total < buffer)
+    }
+}
+
 #[derive(Debug)]
 struct Job {
     peer: NodeId,
@@ -341,26 +370,8 @@ impl Worker {
     /// Hands runnable jobs to the shell: inline ones at once, slot jobs while
     /// slots (plus prefetch) are free, fairly across requesters.
     pub(crate) fn start_jobs(&mut self, cfg: &Config, blobs: &Blobs, w: &mut Wire<'_>) {
-        let limit = if cfg.workers == 0 {
-            0
-        } else {
-            usize::from(cfg.workers).saturating_add(usize::from(cfg.prefetch))
-        };
-        // Outputs not fetched yet hold memory too. A requester whose
-        // unfetched outputs reach half the output buffer waits until it
-        // fetches (or drops) them; past the whole buffer, only requesters
-        // with nothing unfetched start, and past twice the buffer nobody
-        // (until outputs are fetched, or dropped after `fetch_stall`). One
-        // requester that never fetches cannot hold the slots of the others,
-        // and many requesters together hold at most twice the buffer (plus
-        // the outputs of the jobs running when it filled).
-        let lent = blobs.lent_outputs();
-        let total = lent.total();
-        let buffer = cfg.output_buffer_bytes;
-        let room = |peer: NodeId| {
-            let own = lent.of(peer);
-            (own == 0 && total < buffer.saturating_mul(2)) || (own < buffer / 2 && total < buffer)
-        };
+        let limit = slot_limit(cfg);
+        let room = output_room(cfg, blobs);
         while let Some(pos) = self.next_to_start(self.running < limit, &room, blobs) {
             let Some(id) = self.queue.remove(pos) else {
                 break;
@@ -384,6 +395,19 @@ impl Worker {
                 deadline: j.deadline,
             });
         }
+    }
+
+    /// Whether a job could start on a free slot but for the room its
+    /// requester has in the output buffer (the unfetched outputs of others
+    /// hold it back: they are dropped early if fetched too slowly).
+    pub(crate) fn waits_for_output_room(&self, cfg: &Config, blobs: &Blobs) -> bool {
+        if self.running >= slot_limit(cfg) {
+            return false;
+        }
+        let room = output_room(cfg, blobs);
+        (self.queue.iter())
+            .filter_map(|id| self.jobs.get(id))
+            .any(|j| j.state == TaskState::Queued && j.slot && j.runnable(blobs) && !room(j.peer))
     }
 
     /// The queue position to start next, first in line among: stale entries
