@@ -116,6 +116,17 @@ pub fn loopback_options(port: u16) -> p2pa_node::io::NodeOptions {
     o
 }
 
+/// A test that cannot run here says so (`SKIPPED: why`) and passes, unless
+/// the environment variable `required` is set (`.ci/run` sets it where it
+/// installed what the test needs): then the skip fails the test, so a CI
+/// machine that should run it never reports it green unrun.
+pub fn skip(required: &str, why: &str) {
+    if std::env::var_os(required).is_some_and(|v| v != "0") {
+        panic!("{required} is set, so this test must run, but: {why}");
+    }
+    println!("SKIPPED: {why}");
+}
+
 /// Network flags for a host-local run on `port`.
 pub fn local_net(port: u16) -> Vec<String> {
     vec![

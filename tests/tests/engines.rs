@@ -203,7 +203,10 @@ fn a_requester_asking_for_an_engine_reaches_only_workers_that_run_it() {
 #[test]
 fn onnxruntime_and_tract_agree_on_the_shipped_models_through_a_node() {
     let Some(lib) = onnxruntime() else {
-        eprintln!("SKIPPED: no onnxruntime library here (pip install onnxruntime, or set P2PA_ONNXRUNTIME_LIB)");
+        p2pa_tests::skip(
+            "P2PA_REQUIRE_ONNXRUNTIME",
+            "no onnxruntime library here (pip install onnxruntime, or set P2PA_ONNXRUNTIME_LIB)",
+        );
         return;
     };
     let lib = lib.to_str().unwrap().to_owned();

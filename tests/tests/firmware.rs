@@ -53,7 +53,7 @@ fn the_firmware_boots_under_qemu_and_serves_the_cli_with_verifiable_receipts() {
     let elf = match image() {
         Ok(elf) => elf,
         Err(why) => {
-            println!("SKIPPED: {why}");
+            p2pa_tests::skip("P2PA_REQUIRE_FIRMWARE", &why);
             return;
         }
     };

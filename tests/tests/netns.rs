@@ -113,7 +113,10 @@ fn mesh_time(lan: &Lan, port: u16, mode: Mode) -> Option<Duration> {
 
 fn run(tag: &str, loss: u32) {
     if let Some(why) = unavailable() {
-        println!("SKIPPED: namespace discovery test: {why}");
+        p2pa_tests::skip(
+            "P2PA_REQUIRE_NETNS",
+            &format!("namespace discovery test: {why}"),
+        );
         return;
     }
     let _ = bin(); // build before timing anything
@@ -124,7 +127,10 @@ fn run(tag: &str, loss: u32) {
             .output()
             .is_ok_and(|o| o.status.success());
         if !nft {
-            println!("SKIPPED: packet loss needs nftables (`nft`), which is not installed");
+            p2pa_tests::skip(
+                "P2PA_REQUIRE_NFT",
+                "packet loss needs nftables (`nft`), which is not installed",
+            );
             return;
         }
         lan.set_loss(loss).expect("nftables loss rule");
@@ -148,7 +154,7 @@ fn three_namespaces_discover_each_other_with_10_percent_loss() {
 #[test]
 fn nodes_on_a_lan_without_a_default_route_find_each_other_and_serve_a_task() {
     if let Some(why) = unavailable() {
-        println!("SKIPPED: {why}");
+        p2pa_tests::skip("P2PA_REQUIRE_NETNS", &why);
         return;
     }
     // The kernel has no route for the beacon group here: the node joins it
@@ -200,7 +206,7 @@ fn nodes_on_a_lan_without_a_default_route_find_each_other_and_serve_a_task() {
 #[test]
 fn doctor_finds_another_machine_beaconing_with_this_machine_s_key() {
     if let Some(why) = unavailable() {
-        println!("SKIPPED: {why}");
+        p2pa_tests::skip("P2PA_REQUIRE_NETNS", &why);
         return;
     }
     let _ = bin();
@@ -236,7 +242,7 @@ fn doctor_finds_another_machine_beaconing_with_this_machine_s_key() {
 #[test]
 fn nodes_advertising_only_over_mdns_are_found() {
     if let Some(why) = unavailable() {
-        println!("SKIPPED: mDNS namespace test: {why}");
+        p2pa_tests::skip("P2PA_REQUIRE_NETNS", &format!("mDNS namespace test: {why}"));
         return;
     }
     let _ = bin();
@@ -251,7 +257,7 @@ fn nodes_advertising_only_over_mdns_are_found() {
 /// node A in another namespace. A benchmark, run by bench/run.sh.
 fn latency_trials(loss: u32, trials: usize) {
     if let Some(why) = unavailable() {
-        println!("SKIPPED: discovery latency: {why}");
+        p2pa_tests::skip("P2PA_REQUIRE_NETNS", &format!("discovery latency: {why}"));
         return;
     }
     let lan = Lan::new(if loss > 0 { "ll" } else { "l" }, 2).expect("namespaces");
