@@ -11,7 +11,7 @@ use p2pa_node::hex::hex;
 use p2pa_node::protocol::TaskKind;
 use serde_json::{json, Value};
 
-use crate::batch::Item;
+use crate::inputs::Item;
 use crate::CliError;
 
 /// What one result line says of its task.

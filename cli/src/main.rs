@@ -15,6 +15,7 @@ mod config;
 mod demo;
 mod doctor;
 mod engine;
+mod inputs;
 mod journal;
 mod models;
 mod node;
@@ -25,6 +26,7 @@ mod requester;
 mod resolve;
 mod status;
 mod tensors;
+mod units;
 mod verify;
 
 use std::net::Ipv4Addr;

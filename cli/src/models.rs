@@ -5,7 +5,7 @@ use std::path::Path;
 
 use p2pa_node::core::DEFAULT_MODEL_CACHE_BYTES;
 
-use crate::node::MIB;
+use crate::units::MIB;
 use crate::{exit, CliError, CliResult, ModelCmd};
 
 pub fn store(dir: &Path, mib: u64) -> p2pa_node::models::ModelStore {

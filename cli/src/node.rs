@@ -13,8 +13,7 @@ use p2pa_node::protocol::{NodeId, TaskKind};
 
 use crate::{data_dir, exit, os_entropy, output, Cli, CliError, CliResult};
 
-/// Bytes in a MiB (the CLI speaks MiB, the node bytes).
-pub const MIB: u64 = 1024 * 1024;
+use crate::units::MIB;
 
 /// A default of [`Config`], in milliseconds (for flags given in ms).
 fn default_ms(pick: fn(&Config) -> Duration) -> u64 {

@@ -12,8 +12,8 @@ use p2pa_node::io::{NodeHandle, NodeStopped};
 use p2pa_node::protocol::{NodeId, TaskStatus};
 use p2pa_node::task::tensor::{self, Tensor};
 
-use super::inputs::{Batched, Item};
 use super::stack;
+use crate::inputs::{Batched, Item};
 
 /// Lines to run as one task: the first queued line, and after it up to
 /// `max - 1` more whose inputs have the same names, dtypes and shapes. With

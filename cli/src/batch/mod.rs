@@ -19,11 +19,10 @@ use p2pa_node::protocol::{NodeId, TaskKind, TaskStatus};
 mod distinct;
 mod feed;
 mod group;
-mod inputs;
 mod progress;
 mod stack;
 
-pub use inputs::{read_inputs, Item};
+pub use crate::inputs::{read_inputs, Item};
 pub use progress::progress;
 
 use crate::journal::{self, Stamp};
