@@ -156,8 +156,8 @@ impl Requester {
     /// Whether a task of this node is with `peer` now (offered, or its
     /// output being fetched).
     pub(crate) fn uses(&self, peer: NodeId) -> bool {
-        (self.reqs.values())
-            .any(|r| r.offered.contains(&peer) || r.pending.is_some_and(|p| p.worker == peer))
+        self.inflight_to(peer) > 0
+            || (self.reqs.values()).any(|r| r.pending.is_some_and(|p| p.worker == peer))
     }
 
     fn inflight_to(&self, peer: NodeId) -> usize {

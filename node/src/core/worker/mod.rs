@@ -404,10 +404,17 @@ impl Worker {
         if self.running >= slot_limit(cfg) {
             return false;
         }
-        let room = output_room(cfg, blobs);
-        (self.queue.iter())
+        // Asked at every poll of the core's timers: the output tally is
+        // built only when a slot job is ready to start.
+        let mut ready = (self.queue.iter())
             .filter_map(|id| self.jobs.get(id))
-            .any(|j| j.state == TaskState::Queued && j.slot && j.runnable(blobs) && !room(j.peer))
+            .filter(|j| j.state == TaskState::Queued && j.slot && j.runnable(blobs))
+            .peekable();
+        if ready.peek().is_none() {
+            return false;
+        }
+        let room = output_room(cfg, blobs);
+        ready.any(|j| !room(j.peer))
     }
 
     /// The queue position to start next, first in line among: stale entries
