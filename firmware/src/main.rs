@@ -29,7 +29,7 @@
 use core::fmt::Write;
 
 use cortex_m_rt::entry;
-use p2pa_protocol::Keypair;
+use p2pa_protocol::{Identity, Keypair};
 use p2pa_tiny::{Buffers, Worker};
 
 mod clock;
@@ -44,10 +44,11 @@ include!(concat!(env!("OUT_DIR"), "/seed.rs"));
 /// error). The host-side `p2pa-tiny` default is 2 KiB each.
 type Frames = Buffers<1024, 1024>;
 
-/// A fresh handshake nonce (see the crate's notes on keys and nonces).
+/// A fresh ephemeral secret for a handshake (see the crate's notes on keys
+/// and nonces): secret because the seed is.
 fn nonce(counter: u64, arrival: u32) -> [u8; 32] {
     let mut h = hmac_sha256::Hash::new();
-    h.update(b"p2pa firmware nonce v1");
+    h.update(b"p2pa firmware ephemeral v2");
     h.update(SEED);
     h.update(counter.to_le_bytes());
     h.update(arrival.to_le_bytes());
@@ -84,7 +85,10 @@ fn main() -> ! {
         key.node_id(),
         stack::static_ram()
     );
-    let worker = Worker::new(&key, 0);
+    // The handshake identity: the static X25519 key and its certificate,
+    // made once at boot (one base multiplication, one signature).
+    let id = Identity::new(key);
+    let worker = Worker::new(&id, 0);
     // The frame buffers live in static RAM (on the stack the value would
     // also be copied while it is built).
     let Some(bufs) = cortex_m::singleton!(: Frames = Buffers::default()) else {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{EncodeError, FrameError, StreamError};
 use crate::limits::{
     BLOB_CHUNK_LEN, FRAME_OVERHEAD, HEADER_LEN, LEN_PREFIX_LEN, MAX_ERROR_DETAIL, MAX_FRAME_LEN,
-    PROTOCOL_VERSION, SIGNATURE_LEN,
+    MAX_RECORD_LEN, MIN_RECORD_LEN, PROTOCOL_VERSION, SIGNATURE_LEN,
 };
 use crate::message::{Message, MessageKind, NodeId, Signature64};
 use crate::sign::{Context, Keypair, Verified, Verifier};
@@ -56,6 +56,81 @@ pub fn encode_frame(
     Ok(total)
 }
 
+/// Whether frames of `kind` are signed inside a sealed session: all but
+/// `BlobChunk` (see `session`).
+pub(crate) fn signed_in_session(kind: MessageKind) -> bool {
+    kind != MessageKind::BlobChunk
+}
+
+/// Encodes `message` as a session frame into `out`: signed, or for a kind
+/// that goes unsigned in a session, the header and body alone.
+pub(crate) fn encode_frame_for(
+    key: &Keypair,
+    ctx: Context<'_>,
+    seq: u64,
+    message: &Message<'_>,
+    out: &mut [u8],
+) -> Result<usize, EncodeError> {
+    if signed_in_session(message.kind()) {
+        return encode_frame(key, ctx, seq, message, out);
+    }
+    let have = out.len();
+    let too_small = EncodeError::BufferTooSmall {
+        needed_at_least: HEADER_LEN.saturating_add(1),
+        have,
+    };
+    let (head, rest) = out.split_at_mut_checked(HEADER_LEN).ok_or(too_small)?;
+    let room = ctx.max_len().min(have).saturating_sub(HEADER_LEN);
+    let body = rest.get_mut(..room).ok_or(too_small)?;
+    let n = encode_body(message, body).map_err(|_| EncodeError::TooLong { max: ctx.max_len() })?;
+    head.copy_from_slice(&header(message.kind(), key.node_id(), seq));
+    Ok(HEADER_LEN.saturating_add(n))
+}
+
+/// Checks and decodes a frame that arrived in a sealed session: a signed
+/// frame as [`verify_frame`] does, or an unsigned kind's header and body
+/// (its [`Verified`] carries an all-zero signature).
+pub(crate) fn verify_session_frame<'a>(
+    frame: &'a [u8],
+    ctx: Context<'_>,
+) -> Result<Verified<Message<'a>>, FrameError> {
+    let short = FrameError::TooShort {
+        len: frame.len(),
+        min: HEADER_LEN,
+    };
+    let kind_byte = *frame.get(1).ok_or(short)?;
+    let unsigned = MessageKind::from_byte(kind_byte).is_some_and(|k| !signed_in_session(k));
+    if !unsigned {
+        return verify_frame(frame, ctx);
+    }
+    let (head, body) = frame.split_at_checked(HEADER_LEN).ok_or(short)?;
+    let (sender, seq, kind) = read_header(head, ctx)?;
+    let message = decode_body_unverified(kind, body)?;
+    Ok(Verified::new(sender, seq, message, Signature64([0; 64])))
+}
+
+/// Reads a frame header: version, kind (allowed in `ctx`), sender, sequence.
+fn read_header(head: &[u8], ctx: Context<'_>) -> Result<(NodeId, u64, MessageKind), FrameError> {
+    let short = FrameError::TooShort {
+        len: head.len(),
+        min: HEADER_LEN,
+    };
+    let (vk, rest) = head.split_at_checked(2).ok_or(short)?;
+    let (key, seq) = rest.split_at_checked(32).ok_or(short)?;
+    let (&version, &kind_byte) = (vk.first().ok_or(short)?, vk.get(1).ok_or(short)?);
+    if version != PROTOCOL_VERSION {
+        return Err(FrameError::UnsupportedVersion { got: version });
+    }
+    let kind =
+        MessageKind::from_byte(kind_byte).ok_or(FrameError::UnknownKind { got: kind_byte })?;
+    if !ctx.allows(kind) {
+        return Err(FrameError::WrongContext { kind });
+    }
+    let sender = NodeId(key.try_into().map_err(|_| short)?);
+    let seq = u64::from_le_bytes(seq.try_into().map_err(|_| short)?);
+    Ok((sender, seq, kind))
+}
+
 pub(crate) fn header(kind: MessageKind, sender: NodeId, seq: u64) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     let (vk, rest) = h.split_at_mut(2);
@@ -91,19 +166,7 @@ pub fn verify_frame<'a>(
         .split_at_checked(len.saturating_sub(SIGNATURE_LEN))
         .ok_or(short)?;
     let (head, body) = signed.split_at_checked(HEADER_LEN).ok_or(short)?;
-    let (vk, rest) = head.split_at_checked(2).ok_or(short)?;
-    let (key, seq) = rest.split_at_checked(32).ok_or(short)?;
-    let (&version, &kind_byte) = (vk.first().ok_or(short)?, vk.get(1).ok_or(short)?);
-    if version != PROTOCOL_VERSION {
-        return Err(FrameError::UnsupportedVersion { got: version });
-    }
-    let kind =
-        MessageKind::from_byte(kind_byte).ok_or(FrameError::UnknownKind { got: kind_byte })?;
-    if !ctx.allows(kind) {
-        return Err(FrameError::WrongContext { kind });
-    }
-    let sender = NodeId(key.try_into().map_err(|_| short)?);
-    let seq = u64::from_le_bytes(seq.try_into().map_err(|_| short)?);
+    let (sender, seq, kind) = read_header(head, ctx)?;
     let sig: [u8; SIGNATURE_LEN] = sig.try_into().map_err(|_| FrameError::BadSignature)?;
     let mut st = verifier(sender, &sig, ctx)?;
     st.absorb(signed);
@@ -194,8 +257,6 @@ fn serialize_body<F: Flavor>(message: &Message<'_>, flavor: F) -> postcard::Resu
     use postcard::serialize_with_flavor as put;
     match message {
         Message::Beacon(m) => put(m, flavor),
-        Message::Hello(m) => put(m, flavor),
-        Message::HelloAck(m) => put(m, flavor),
         Message::TaskOffer(m) => put(m, flavor),
         Message::TaskAccept(m) => put(m, flavor),
         Message::TaskReject(m) => put(m, flavor),
@@ -225,8 +286,6 @@ pub(crate) fn decode_body_unverified(
 ) -> Result<Message<'_>, FrameError> {
     let message = match kind {
         MessageKind::Beacon => Message::Beacon(take(kind, body)?),
-        MessageKind::Hello => Message::Hello(take(kind, body)?),
-        MessageKind::HelloAck => Message::HelloAck(take(kind, body)?),
         MessageKind::TaskOffer => Message::TaskOffer(take(kind, body)?),
         MessageKind::TaskAccept => Message::TaskAccept(take(kind, body)?),
         MessageKind::TaskReject => Message::TaskReject(take(kind, body)?),
@@ -366,9 +425,9 @@ pub struct StreamDecoder<B> {
 }
 
 impl<B: FrameBuffer> StreamDecoder<B> {
-    /// A decoder whose limit is the smaller of `buf`'s capacity and [`MAX_FRAME_LEN`].
+    /// A decoder whose limit is the smaller of `buf`'s capacity and [`MAX_RECORD_LEN`].
     pub fn new(buf: B) -> Self {
-        let max = buf.max_len().min(MAX_FRAME_LEN);
+        let max = buf.max_len().min(MAX_RECORD_LEN);
         Self {
             buf,
             prefix: [0; LEN_PREFIX_LEN],
@@ -380,15 +439,16 @@ impl<B: FrameBuffer> StreamDecoder<B> {
         }
     }
 
-    /// The largest frame this decoder accepts.
+    /// The largest record this decoder accepts.
     pub fn max_frame_len(&self) -> usize {
         self.max
     }
 
-    /// Takes bytes from the front of `input` (advancing it) until a whole frame
-    /// is buffered, and returns that frame; `Ok(None)` means more input is
-    /// needed. The returned frame is valid until the next call.
-    pub fn decode(&mut self, input: &mut &[u8]) -> Result<Option<&[u8]>, StreamError> {
+    /// Takes bytes from the front of `input` (advancing it) until a whole
+    /// record is buffered, and returns it (writable: a session opens it in
+    /// place); `Ok(None)` means more input is needed. The returned record is
+    /// valid until the next call.
+    pub fn decode(&mut self, input: &mut &[u8]) -> Result<Option<&mut [u8]>, StreamError> {
         if self.ready {
             self.ready = false;
             self.prefix_len = 0;
@@ -412,10 +472,10 @@ impl<B: FrameBuffer> StreamDecoder<B> {
                         max: self.max,
                     });
                 }
-                if len_usize < FRAME_OVERHEAD {
+                if len_usize < MIN_RECORD_LEN {
                     return Err(StreamError::Undersized {
                         len: len_usize,
-                        min: FRAME_OVERHEAD,
+                        min: MIN_RECORD_LEN,
                     });
                 }
                 self.frame_len = len_usize;
@@ -437,7 +497,7 @@ impl<B: FrameBuffer> StreamDecoder<B> {
             return Ok(None);
         }
         self.ready = true;
-        Ok(self.buf.frame(self.frame_len))
+        Ok(self.buf.frame_mut(self.frame_len))
     }
 
     /// The frame the last [`decode`](Self::decode) completed, until the
@@ -445,6 +505,16 @@ impl<B: FrameBuffer> StreamDecoder<B> {
     pub fn ready_frame(&self) -> Option<&[u8]> {
         if self.ready {
             self.buf.frame(self.frame_len)
+        } else {
+            None
+        }
+    }
+
+    /// [`ready_frame`](Self::ready_frame), writable (a session opens a
+    /// record in place).
+    pub fn ready_frame_mut(&mut self) -> Option<&mut [u8]> {
+        if self.ready {
+            self.buf.frame_mut(self.frame_len)
         } else {
             None
         }
@@ -560,7 +630,7 @@ mod tests {
             crate::PROTOCOL_VERSION,
             MessageKind::Ping as u8,
             &[7],
-            Context::Hello,
+            Context::Datagram,
         );
         assert_eq!(check(&f).unwrap_err(), FrameError::BadSignature);
     }

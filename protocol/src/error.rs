@@ -104,7 +104,7 @@ pub enum StreamError {
         /// The limit.
         max: usize,
     },
-    /// The prefix announces less than a header plus signature.
+    /// The prefix announces less than any record has.
     Undersized {
         /// The length announced.
         len: usize,
@@ -142,6 +142,8 @@ pub enum EncodeError {
         /// The transport's limit.
         max: usize,
     },
+    /// The session's send counter reached its end: open a new session.
+    Exhausted,
 }
 
 impl fmt::Display for EncodeError {
@@ -155,6 +157,7 @@ impl fmt::Display for EncodeError {
                 "output buffer of {have} bytes is too small (needs at least {needed_at_least})"
             ),
             Self::TooLong { max } => write!(f, "encoded frame exceeds the limit of {max} bytes"),
+            Self::Exhausted => f.write_str("session counter exhausted: open a new session"),
         }
     }
 }

@@ -174,7 +174,9 @@ pub mod handshake;
 mod kind;
 mod limits;
 mod message;
+mod noise;
 mod receipt;
+pub mod session;
 mod sign;
 
 #[cfg(feature = "fuzzing")]
@@ -187,22 +189,23 @@ pub use error::{EncodeError, FrameError, ReplayError, StreamError};
 #[cfg(feature = "alloc")]
 pub use grow::GrowBuf;
 pub use handshake::{
-    AwaitConfirm, Awaiting, Confirm, HandshakeError, Initiator, Intro, Pending, Responder, Session,
-    SessionError, ToConfirm,
+    version_notice, AwaitAck, AwaitConfirm, Confirm, HandshakeError, Identity, Initiator, Intro,
+    Known, Responder, PROLOGUE, STATIC_KEY_CONTEXT,
 };
 pub use limits::{
-    BLOB_CHUNK_LEN, FRAME_OVERHEAD, HEADER_LEN, LEN_PREFIX_LEN, MAX_BEACON_BODY_LEN,
-    MAX_BEACON_MODELS, MAX_BODY_LEN, MAX_DATAGRAM_LEN, MAX_ERROR_DETAIL, MAX_FRAME_LEN, NONCE_LEN,
-    PROTOCOL_VERSION, SIGNATURE_LEN,
+    BLOB_CHUNK_LEN, FRAME_OVERHEAD, HEADER_LEN, HELLO_LEN, LEN_PREFIX_LEN, MAX_BEACON_BODY_LEN,
+    MAX_BEACON_MODELS, MAX_BODY_LEN, MAX_DATAGRAM_LEN, MAX_ERROR_DETAIL, MAX_FRAME_LEN,
+    MAX_HANDSHAKE_LEN, MAX_RECORD_LEN, MIN_RECORD_LEN, NONCE_LEN, PROTOCOL_VERSION, SEAL_OVERHEAD,
+    SIGNATURE_LEN, TAG_LEN,
 };
 pub use message::{
     Beacon, BlobChunk, BlobRequest, Budget, Cancel, Capabilities, Error, ErrorCode, Goodbye,
-    GoodbyeReason, Hash32, Hello, HelloAck, KindSet, Message, MessageKind, NodeId, Nonce, Ping,
-    Pong, RejectReason, ShortId, TaskAccept, TaskId, TaskInput, TaskKind, TaskOffer, TaskOutput,
-    TaskReject, TaskResult, TaskStatus,
+    GoodbyeReason, Hash32, KindSet, Message, MessageKind, NodeId, Nonce, Ping, Pong, RejectReason,
+    ShortId, TaskAccept, TaskId, TaskInput, TaskKind, TaskOffer, TaskOutput, TaskReject,
+    TaskResult, TaskStatus,
 };
 pub use receipt::{Receipt, Seal, Signature64};
+pub use session::{Session, SessionError, REKEY_FRAMES};
 pub use sign::{
-    Context, Keypair, ReplayGuard, SessionId, Verified, DATAGRAM_CONTEXT, HELLO_CONTEXT,
-    SESSION_CONTEXT,
+    Context, Keypair, ReplayGuard, SessionId, Verified, DATAGRAM_CONTEXT, SESSION_CONTEXT,
 };

@@ -71,10 +71,8 @@ pub type TaskId = u64;
 pub enum MessageKind {
     /// Presence, TCP port and capabilities (datagram).
     Beacon = 1,
-    /// The initiator's challenge.
-    Hello = 2,
-    /// Both nonces and the peer's key, signed.
-    HelloAck = 3,
+    // 2 and 3 were version 3's Hello and HelloAck: the handshake is Noise's
+    // own messages now (`handshake`), and the bytes are refused as unknown.
     /// Work to run.
     TaskOffer = 4,
     /// The worker queued the task.
@@ -101,10 +99,8 @@ pub enum MessageKind {
 
 impl MessageKind {
     /// Every kind, in wire order.
-    pub const ALL: [MessageKind; 14] = [
+    pub const ALL: [MessageKind; 12] = [
         Self::Beacon,
-        Self::Hello,
-        Self::HelloAck,
         Self::TaskOffer,
         Self::TaskAccept,
         Self::TaskReject,
@@ -127,8 +123,6 @@ impl MessageKind {
     pub const fn name(self) -> &'static str {
         match self {
             Self::Beacon => "Beacon",
-            Self::Hello => "Hello",
-            Self::HelloAck => "HelloAck",
             Self::TaskOffer => "TaskOffer",
             Self::TaskAccept => "TaskAccept",
             Self::TaskReject => "TaskReject",
@@ -168,33 +162,6 @@ pub struct Beacon {
     pub tcp_port: u16,
     /// Set by a starting node: receivers answer with a beacon at once.
     pub query: bool,
-    /// What the sender offers.
-    pub caps: Capabilities,
-}
-
-/// First handshake message, from the dialing side (initiator).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Hello {
-    /// The initiator's fresh random challenge.
-    pub nonce: Nonce,
-    /// The initiator's own TCP listening port, so the responder can redial it.
-    pub listen_port: u16,
-    /// What the initiator offers.
-    pub caps: Capabilities,
-}
-
-/// Second (responder) and third (initiator) handshake message. Each side signs
-/// the other's key and both nonces, in the session context of both nonces.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HelloAck {
-    /// The key of the peer this acknowledges.
-    pub peer: NodeId,
-    /// The initiator's nonce.
-    pub initiator_nonce: Nonce,
-    /// The responder's nonce.
-    pub responder_nonce: Nonce,
-    /// The sender's TCP listening port.
-    pub listen_port: u16,
     /// What the sender offers.
     pub caps: Capabilities,
 }
@@ -475,10 +442,6 @@ pub struct BlobChunk<'a> {
 pub enum Message<'a> {
     /// Kind 1: presence, TCP port and capabilities (datagram).
     Beacon(Beacon),
-    /// Kind 2: the initiator's challenge.
-    Hello(Hello),
-    /// Kind 3: both nonces and the peer's key, signed.
-    HelloAck(HelloAck),
     /// Kind 4: work to run.
     TaskOffer(TaskOffer<'a>),
     /// Kind 5: the worker queued the task.
@@ -508,8 +471,6 @@ impl Message<'_> {
     pub const fn kind(&self) -> MessageKind {
         match self {
             Self::Beacon(_) => MessageKind::Beacon,
-            Self::Hello(_) => MessageKind::Hello,
-            Self::HelloAck(_) => MessageKind::HelloAck,
             Self::TaskOffer(_) => MessageKind::TaskOffer,
             Self::TaskAccept(_) => MessageKind::TaskAccept,
             Self::TaskReject(_) => MessageKind::TaskReject,

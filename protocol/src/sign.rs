@@ -6,28 +6,30 @@ use crate::message::{Message, MessageKind, NodeId, Nonce, Signature64};
 
 /// Context of frames sent as UDP datagrams (beacons).
 pub const DATAGRAM_CONTEXT: &[u8] = b"p2pa/v1/datagram";
-/// Context of the first handshake frame (`Hello`), before any session exists.
-pub const HELLO_CONTEXT: &[u8] = b"p2pa/v1/hello";
-/// Context of every frame after `Hello`, followed by the two session nonces.
+/// Context of every session frame, followed by the two ephemeral keys.
 pub const SESSION_CONTEXT: &[u8] = b"p2pa/v1/session";
 
-// Contexts differ at byte 8 (`d`, `h`, `s`), so none is a prefix of another
-// and no signed string of one purpose can be read as one of another.
-// (Indexing a constant in a constant: an out-of-range index fails the build.)
+// The datagram and session contexts differ at byte 8 (`d`, `s`), and the
+// handshake's certificate context (`p2pa/v4/static-key`) at byte 6, so none
+// is a prefix of another and no signed string of one purpose can be read as
+// one of another. (Indexing a constant in a constant: an out-of-range index
+// fails the build.)
 #[allow(clippy::indexing_slicing)]
 const _: () = {
     assert!(DATAGRAM_CONTEXT[8] == b'd');
-    assert!(HELLO_CONTEXT[8] == b'h');
     assert!(SESSION_CONTEXT[8] == b's');
+    assert!(crate::handshake::STATIC_KEY_CONTEXT[6] == b'4');
+    assert!(SESSION_CONTEXT[6] == b'1');
 };
 
-/// The two handshake nonces; every session frame's signature is bound to them,
-/// so a frame recorded in one session is refused in every other.
+/// The handshake's two ephemeral public keys (fresh random per session);
+/// every session frame's signature is bound to them, so a receipt names its
+/// session and a frame of one session is refused in every other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionId {
-    /// The initiator's nonce (from `Hello`).
+    /// The initiator's ephemeral key (message 1).
     pub initiator: Nonce,
-    /// The responder's nonce (from its `HelloAck`).
+    /// The responder's ephemeral key (message 2).
     pub responder: Nonce,
 }
 
@@ -36,10 +38,7 @@ pub struct SessionId {
 pub enum Context<'a> {
     /// UDP: only `Beacon`.
     Datagram,
-    /// TCP, before a session: `Hello`, and the responder's `HelloAck` (whose
-    /// signed body binds both nonces and both keys).
-    Hello,
-    /// TCP, in a session: everything but `Beacon` and `Hello`.
+    /// TCP, in a session: everything but `Beacon`.
     Session(&'a SessionId),
 }
 
@@ -48,8 +47,7 @@ impl Context<'_> {
     pub fn allows(self, kind: MessageKind) -> bool {
         match self {
             Self::Datagram => kind == MessageKind::Beacon,
-            Self::Hello => matches!(kind, MessageKind::Hello | MessageKind::HelloAck),
-            Self::Session(_) => !matches!(kind, MessageKind::Beacon | MessageKind::Hello),
+            Self::Session(_) => kind != MessageKind::Beacon,
         }
     }
 
@@ -61,14 +59,13 @@ impl Context<'_> {
     pub const fn max_len(self) -> usize {
         match self {
             Self::Datagram => crate::limits::MAX_DATAGRAM_LEN,
-            Self::Hello | Self::Session(_) => crate::limits::MAX_FRAME_LEN,
+            Self::Session(_) => crate::limits::MAX_FRAME_LEN,
         }
     }
 
     pub(crate) fn absorb_into(self, mut absorb: impl FnMut(&[u8])) {
         match self {
             Self::Datagram => absorb(DATAGRAM_CONTEXT),
-            Self::Hello => absorb(HELLO_CONTEXT),
             Self::Session(id) => {
                 absorb(SESSION_CONTEXT);
                 absorb(&id.initiator);

@@ -66,15 +66,15 @@ fn worked_example_in_the_crate_docs_holds() {
     assert_eq!(key.node_id().short().to_string(), "197f6b23");
     let bytes = frame(&key, 1, &Message::Ping(Ping { nonce: 7 }));
     assert_eq!(bytes.len(), 107);
-    assert_eq!(&bytes[..2], &[3, 9]);
+    assert_eq!(&bytes[..2], &[4, 9]);
     assert_eq!(&bytes[2..34], key.node_id().as_bytes());
     assert_eq!(&bytes[34..42], &1u64.to_le_bytes());
     assert_eq!(bytes[42], 7);
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let documented = "0309197f6b23e16c8532c6abc838facd5ea789be0c76b2920334039bfa8b3d368d61\
-                      010000000000000007a1b09cb821676a9e2f29dd2d5a665c575d670d542c4742\
-                      b28b78b5f41371927216b39b5423b736585bce77ca56795297411c5f838e0100\
-                      94a5014b8d4a9e450a";
+    let documented = "0409197f6b23e16c8532c6abc838facd5ea789be0c76b2920334039bfa8b3d368d61\
+                      010000000000000007946df5115ea482222a38dae95409d3fe9667d6bf5302a0\
+                      2e914a559996b744b5c941a191d5d5bfaff565882b6188b8be110561dca8f44f\
+                      f3b4525d6335a51d0c";
     assert_eq!(
         hex, documented,
         "the worked example in lib.rs is out of date"
@@ -127,4 +127,59 @@ fn a_receipt_kept_from_the_golden_result_frames_verifies_offline() {
             assert_eq!(forged.verify(inline), Err(FrameError::BadSignature));
         }
     }
+}
+
+/// The handshake with fixed keys and fixed ephemeral secrets, and the first
+/// sealed record of the session: A (seed 42, ephemeral [1; 32], port 7420)
+/// dials B (seed 43, ephemeral [2; 32], port 7421), then sends `Ping { nonce: 7 }`.
+#[test]
+fn the_handshake_and_a_sealed_record_match_their_golden_vectors() {
+    let a = Identity::new(Keypair::from_seed(SEED));
+    let b = Identity::new(Keypair::from_seed([43u8; 32]));
+    let intro = |port| Intro {
+        listen_port: port,
+        caps: caps(),
+    };
+    let none: Known<'_> = &|_, _| false;
+    let (mut oa, mut ob) = (vec![0u8; 2048], vec![0u8; 2048]);
+    let (wait, n1) = Initiator::new([1; 32], Some(b.node_id()))
+        .write_hello(&a, &mut oa)
+        .unwrap();
+    let m1 = oa[..n1].to_vec();
+    let (pending, n2) = Responder::new([2; 32])
+        .read_hello(&b, &mut oa[LEN_PREFIX_LEN..n1], &intro(7421), &mut ob)
+        .unwrap();
+    let m2 = ob[..n2].to_vec();
+    let confirm = wait
+        .read_ack(&a, &mut ob[LEN_PREFIX_LEN..n2], none)
+        .unwrap();
+    let (mut sa, _, n3) = confirm.confirm(&a, &intro(7420), &mut oa).unwrap();
+    let m3 = oa[..n3].to_vec();
+    let (mut sb, theirs) = pending
+        .read_confirm(&b, &mut oa[LEN_PREFIX_LEN..n3], none)
+        .unwrap();
+    assert_eq!(theirs, intro(7420));
+    let ping = Message::Ping(Ping { nonce: 7 });
+    let n = sa.write(a.keypair(), &ping, &mut oa).unwrap();
+    let record = oa[..n].to_vec();
+    let bless = std::env::var_os("P2PA_BLESS").is_some();
+    for (name, bytes) in [
+        ("handshake_1", &m1),
+        ("handshake_2", &m2),
+        ("handshake_3", &m3),
+        ("sealed_ping", &record),
+    ] {
+        let path = golden_dir().join(format!("{name}.bin"));
+        if bless {
+            std::fs::write(&path, bytes).unwrap();
+        }
+        let want = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!("{}: {e} (run with P2PA_BLESS=1 to create)", path.display())
+        });
+        assert_eq!(bytes, &want, "{name}: differs from {}", path.display());
+    }
+    assert_eq!(sb.read(&mut oa[LEN_PREFIX_LEN..n]), Ok(ping));
+    // The record is the signed frame of the worked example's kind, sealed:
+    // a length prefix, then flags, the 107-byte frame and the tag, encrypted.
+    assert_eq!(record.len(), LEN_PREFIX_LEN + 1 + 107 + TAG_LEN);
 }

@@ -90,18 +90,6 @@ fn build(p: &Params) -> Message<'_> {
             query: p.flag,
             caps,
         }),
-        MessageKind::Hello => Message::Hello(Hello {
-            nonce: p.h1,
-            listen_port: p.port,
-            caps,
-        }),
-        MessageKind::HelloAck => Message::HelloAck(HelloAck {
-            peer: NodeId(p.h1),
-            initiator_nonce: p.h2,
-            responder_nonce: p.h3,
-            listen_port: p.port,
-            caps,
-        }),
         MessageKind::TaskOffer => Message::TaskOffer(TaskOffer {
             task_id: p.a,
             kind: pick(&TaskKind::ALL, p.variant),
@@ -228,13 +216,12 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
         let _ = verify_datagram(&bytes);
-        let _ = verify_frame(&bytes, Context::Hello);
         let _ = verify_frame(&bytes, Context::Session(&SESSION));
         let mut dec = StreamDecoder::new(vec![0u8; 1024]);
         let mut input = &bytes[..];
         for _ in 0..bytes.len() + 1 {
             match dec.decode(&mut input) {
-                Ok(Some(f)) => { let _ = verify_frame(f, Context::Hello); }
+                Ok(Some(f)) => { let _ = verify_frame(f, Context::Session(&SESSION)); }
                 Ok(None) | Err(_) => break,
             }
         }

@@ -116,7 +116,7 @@ impl RawClient {
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         Self {
             s,
-            dec: StreamDecoder::new(vec![0u8; MAX_FRAME_LEN]),
+            dec: StreamDecoder::new(vec![0u8; MAX_RECORD_LEN]),
             pending: Vec::new(),
         }
     }
@@ -129,7 +129,7 @@ impl RawClient {
     fn recv(&mut self) -> Option<Vec<u8>> {
         loop {
             let mut input = &self.pending[..];
-            let got = self.dec.decode(&mut input).ok()?.map(<[u8]>::to_vec);
+            let got = self.dec.decode(&mut input).ok()?.map(|f| f.to_vec());
             let used = self.pending.len() - input.len();
             self.pending.drain(..used);
             if got.is_some() {
@@ -145,8 +145,8 @@ impl RawClient {
 }
 
 /// Runs the initiator side with the protocol's handshake machine; returns
-/// the client, the Hello and confirm bytes as sent, and the Goodbye reason
-/// when the node refused.
+/// the client, message 1 and message 3 as sent, and the Goodbye reason when
+/// the node refused.
 fn handshake(
     addr: SocketAddr,
     k: &Keypair,
@@ -157,25 +157,29 @@ fn handshake(
         listen_port: 1,
         caps: Capabilities::default(),
     };
-    let mut buf = vec![0u8; MAX_FRAME_LEN + LEN_PREFIX_LEN];
-    let init = Initiator::new([7u8; 32], Some(target));
-    let n = init.write_hello(k, &intro, &mut buf).unwrap();
+    let id = Identity::new(k.clone());
+    let mut buf = vec![0u8; MAX_RECORD_LEN + LEN_PREFIX_LEN];
+    let (wait, n) = Initiator::new([7u8; 32], Some(target))
+        .write_hello(&id, &mut buf)
+        .unwrap();
     let h = buf[..n].to_vec();
     c.send(&h);
-    let ack = c.recv().expect("HelloAck");
-    let confirm = init.read_ack(k.node_id(), &ack).expect("a valid HelloAck");
+    let mut ack = c.recv().expect("message 2");
+    let confirm = wait
+        .read_ack(&id, &mut ack, &|_, _| false)
+        .expect("a valid message 2");
     assert_eq!(confirm.peer(), target);
-    let (mut session, _, n) = confirm.confirm(k, &intro, &mut buf).unwrap();
+    let (mut session, _, n) = confirm.confirm(&id, &intro, &mut buf).unwrap();
     let confirm = buf[..n].to_vec();
-    // A refusal arrives right after the HelloAck, in the session context.
+    c.send(&confirm);
+    // A refusal arrives right after message 3, sealed in the session.
     c.s.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
-    let goodbye = c.recv().and_then(|f| match session.read(&f).ok()? {
+    let goodbye = c.recv().and_then(|mut f| match session.read(&mut f).ok()? {
         Message::Goodbye(g) => Some(g.reason),
         _ => None,
     });
     c.s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    c.send(&confirm);
     (c, h, confirm, goodbye)
 }
 
@@ -213,13 +217,14 @@ fn replayed_handshake_and_stalled_handshake_are_closed_and_counted() {
     assert!(s.handshakes_completed >= 1, "{s:?}");
     first.s.shutdown(std::net::Shutdown::Both).ok();
 
-    // Replay both recorded frames on a new connection: the node's fresh nonce
-    // makes the old confirm invalid, so the connection is closed.
+    // Replay both recorded messages on a new connection: the node's fresh
+    // ephemeral key makes the old message 3 undecryptable, so the connection
+    // is closed.
     let mut replay = RawClient::connect(target.local_addr());
     replay.send(&h);
     let _ack = replay
         .recv()
-        .expect("the node answers the replayed Hello with a fresh nonce");
+        .expect("the node answers the replayed message 1 with a fresh key");
     replay.send(&confirm);
     assert!(
         replay.recv().is_none(),

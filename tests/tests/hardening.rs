@@ -192,7 +192,15 @@ fn a_flood_of_fresh_keys_cannot_fill_the_peer_table() {
         let mut tx = [0u8; 4096];
         let intro = Intro::default();
         let k = key(20_000 + i);
-        let _ = p2pa_tiny::initiate(&mut s, &mut reader, &k, [7; 32], None, &intro, &mut tx);
+        let _ = p2pa_tiny::initiate(
+            &mut s,
+            &mut reader,
+            &Identity::new(k.clone()),
+            [7; 32],
+            None,
+            &intro,
+            &mut tx,
+        );
     }
     let s = stats(&worker);
     assert!(s.peers_evicted > 0, "{s:?}");
@@ -382,8 +390,16 @@ fn session_as(
             models: Default::default(),
         },
     };
-    let (mut session, _) =
-        p2pa_tiny::initiate(&mut s, &mut reader, &k, [9; 32], None, &intro, &mut tx).ok()?;
+    let (mut session, _) = p2pa_tiny::initiate(
+        &mut s,
+        &mut reader,
+        &Identity::new(k.clone()),
+        [9; 32],
+        None,
+        &intro,
+        &mut tx,
+    )
+    .ok()?;
     // A refusal follows the handshake at once.
     if wait.is_zero() {
         return Some(s);
@@ -533,7 +549,15 @@ fn attack_round(w: SocketAddr, port: u16, round: u64) {
         let mut tx = [0u8; 4096];
         let k = key(base + 1_000 + i);
         let intro = Intro::default();
-        let _ = p2pa_tiny::initiate(&mut s, &mut reader, &k, [7; 32], None, &intro, &mut tx);
+        let _ = p2pa_tiny::initiate(
+            &mut s,
+            &mut reader,
+            &Identity::new(k.clone()),
+            [7; 32],
+            None,
+            &intro,
+            &mut tx,
+        );
     }
     let held: Vec<TcpStream> = (0..24)
         .filter_map(|i| requester_session(Ipv4Addr::new(127, 0, 0, 3), w, base + 2_000 + i))
@@ -624,7 +648,7 @@ fn each_attack_class_leaves_the_worker_serving_with_bounded_memory() {
                     let _ = p2pa_tiny::initiate(
                         &mut s,
                         &mut reader,
-                        &k,
+                        &Identity::new(k.clone()),
                         [7; 32],
                         None,
                         &intro,
@@ -1044,7 +1068,7 @@ impl RawSession {
         let (session, _) = p2pa_tiny::initiate(
             &mut s,
             &mut reader,
-            &key,
+            &Identity::new(key.clone()),
             [11; 32],
             None,
             &Intro::default(),

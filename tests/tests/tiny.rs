@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use p2pa_node::protocol::Keypair;
+use p2pa_node::protocol::{Identity, Keypair};
 use p2pa_tests::{p2pa_local, stderr, stdout, unique_port};
 use p2pa_tiny::{Buffers, Served, Worker};
 use serde_json::Value;
@@ -20,8 +20,8 @@ fn a_no_std_worker_serves_echo_and_hash_to_the_p2pa_cli() {
     let addr = listener.local_addr().unwrap();
     let (done_tx, done_rx) = mpsc::channel::<Served>();
     let board = std::thread::spawn(move || {
-        let key = Keypair::from_seed([77; 32]);
-        let worker = Worker::new(&key, addr.port());
+        let id = Identity::new(Keypair::from_seed([77; 32]));
+        let worker = Worker::new(&id, addr.port());
         let mut bufs: Buffers = Buffers::default();
         // One session per CLI command; two commands.
         for i in 0..2u8 {

@@ -85,6 +85,9 @@ pub struct Config {
     pub max_task_deadline: Duration,
     /// Who may connect.
     pub trust: Trust,
+    /// A key every node of this network holds (`--network-key`): mixed into
+    /// the handshake, so a node without it completes none.
+    pub network_key: Option<[u8; 32]>,
     /// Static peers to dial (for networks multicast does not reach).
     pub bootstrap: Vec<SocketAddr>,
     /// Whether to send and act on multicast beacons.
@@ -205,6 +208,7 @@ impl Default for Config {
             inline_kinds: KindSet::default().with(TaskKind::Echo).with(TaskKind::Hash),
             inline_max_input: DEFAULT_INLINE_MAX_INPUT,
             trust: Trust::Open,
+            network_key: None,
             bootstrap: Vec::new(),
             multicast: true,
             max_peers: 256,

@@ -15,9 +15,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use p2pa_protocol::{
-    encode_datagram, Beacon, BlobChunk, BlobRequest, Budget, Cancel, Capabilities, GrowBuf,
-    Initiator, Intro, Keypair, Message, Ping, Session, StreamDecoder, TaskInput, TaskKind,
-    TaskOffer, TaskOutput, TaskResult, TaskStatus, LEN_PREFIX_LEN, MAX_DATAGRAM_LEN, MAX_FRAME_LEN,
+    encode_datagram, AwaitAck, Beacon, BlobChunk, BlobRequest, Budget, Cancel, Capabilities,
+    GrowBuf, Identity, Initiator, Intro, Keypair, Message, Ping, Session, StreamDecoder, TaskInput,
+    TaskKind, TaskOffer, TaskOutput, TaskResult, TaskStatus, LEN_PREFIX_LEN, MAX_DATAGRAM_LEN,
+    MAX_RECORD_LEN,
 };
 
 use super::{Config, ConnId, Core, Event, JobId, PeerState, SeededEntropy, TaskRequest, Transmit};
@@ -53,9 +54,9 @@ impl<'a> Input<'a> {
 /// A peer the driver plays: an honest handshake, then signed messages.
 #[derive(Debug)]
 struct Peer {
-    key: Keypair,
+    id: Identity,
     conn: ConnId,
-    init: Option<Initiator>,
+    init: Option<AwaitAck>,
     session: Option<Session>,
     rx: StreamDecoder<GrowBuf>,
     inbox: Vec<u8>,
@@ -97,7 +98,7 @@ impl Driver {
             peers: BTreeMap::new(),
             dials: Vec::new(),
             jobs: Vec::new(),
-            out: vec![0; MAX_FRAME_LEN + LEN_PREFIX_LEN],
+            out: vec![0; MAX_RECORD_LEN + LEN_PREFIX_LEN],
         }
     }
 
@@ -189,7 +190,7 @@ impl Driver {
         }
     }
 
-    /// Peer `n` connects to the core and sends its `Hello`.
+    /// Peer `n` connects to the core and sends handshake message 1.
     fn connect_peer(&mut self, n: u8) {
         let Some(conn) = self.core.handle_incoming(self.now, Self::addr(n)) else {
             return;
@@ -197,17 +198,14 @@ impl Driver {
         let Some(key) = Keypair::try_from_seed([n.wrapping_add(100); 32]) else {
             return;
         };
-        let init = Initiator::new([n; 32], None);
-        let intro = Intro {
-            listen_port: 0,
-            caps: Capabilities::default(),
+        let id = Identity::new(key);
+        let Ok((init, len)) = Initiator::new([n; 32], None).write_hello(&id, &mut self.out) else {
+            return;
         };
-        if let Ok(len) = init.write_hello(&key, &intro, &mut self.out) {
-            let hello = self.out.get(..len).unwrap_or_default().to_vec();
-            self.core.handle_stream_data(self.now, conn, &hello);
-        }
+        let hello = self.out.get(..len).unwrap_or_default().to_vec();
+        self.core.handle_stream_data(self.now, conn, &hello);
         let peer = Peer {
-            key,
+            id,
             conn,
             init: Some(init),
             session: None,
@@ -227,11 +225,14 @@ impl Driver {
         let mut reply = None;
         while let Ok(Some(frame)) = p.rx.decode(&mut rest) {
             if let Some(init) = p.init.take() {
-                let intro = Intro::default();
+                let intro = Intro {
+                    listen_port: 0,
+                    caps: Capabilities::default(),
+                };
                 let confirmed = init
-                    .read_ack(p.key.node_id(), frame)
+                    .read_ack(&p.id, frame, &|_, _| false)
                     .ok()
-                    .and_then(|c| c.confirm(&p.key, &intro, &mut self.out).ok());
+                    .and_then(|c| c.confirm(&p.id, &intro, &mut self.out).ok());
                 if let Some((session, _, len)) = confirmed {
                     p.session = Some(session);
                     reply = self.out.get(..len).map(<[u8]>::to_vec);
@@ -295,7 +296,7 @@ impl Driver {
         let Some(s) = p.session.as_mut() else {
             return;
         };
-        if let Ok(len) = s.write(&p.key, &msg, &mut self.out) {
+        if let Ok(len) = s.write(p.id.keypair(), &msg, &mut self.out) {
             let frame = self.out.get(..len).unwrap_or_default().to_vec();
             self.core.handle_stream_data(self.now, p.conn, &frame);
         }

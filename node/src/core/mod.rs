@@ -38,7 +38,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use p2pa_protocol::{GoodbyeReason, Intro, Keypair, KindSet, Message, NodeId, Seal, TaskStatus};
+use p2pa_protocol::{
+    GoodbyeReason, Identity, Intro, Keypair, KindSet, Message, NodeId, Seal, TaskStatus,
+};
 
 pub use config::{
     Config, Trust, DEFAULT_INPUT_BUFFER_BYTES, DEFAULT_MAX_TASK_DEADLINE, DEFAULT_MAX_TENSOR_BYTES,
@@ -98,6 +100,10 @@ impl Core {
     pub fn new(key: Keypair, cfg: Config, mut rng: Box<dyn Entropy>, now: Instant) -> Self {
         let requester = Requester::new(rng.next_u64() >> 1);
         let peers = Peers::new(&cfg, now, &key.seed());
+        let mut identity = Identity::new(key.clone());
+        if let Some(network_key) = cfg.network_key {
+            identity = identity.with_network_key(network_key);
+        }
         Self {
             id: key.node_id(),
             key,
@@ -106,7 +112,7 @@ impl Core {
             cfg,
             rng,
             out: Outbox::default(),
-            sessions: Sessions::new(),
+            sessions: Sessions::new(identity),
             requester,
             worker: Worker::new(),
             blobs: Blobs::default(),
@@ -186,14 +192,6 @@ impl Core {
         self.out.events.pop_front()
     }
 
-    /// What this node offers now.
-    fn intro(&self) -> Intro {
-        Intro {
-            listen_port: self.cfg.listen_port,
-            caps: self.worker.capabilities(&self.cfg, &self.blobs),
-        }
-    }
-
     /// Starts a graceful shutdown: Goodbye to every peer, no new work taken.
     /// Tasks this node requested are reported as cancelled.
     pub fn shutdown(&mut self, now: Instant) {
@@ -259,11 +257,8 @@ impl Core {
 
     /// Our outbound connection is open: start the handshake.
     pub fn handle_connected(&mut self, now: Instant, conn: ConnId) {
-        let intro = self.intro();
         let rng = &mut *self.rng;
-        let nonce = self
-            .sessions
-            .connected(now, conn, &self.key, &intro, rng, &mut self.out);
+        let nonce = self.sessions.connected(now, conn, rng, &mut self.out);
         if nonce.is_err() {
             self.close(now, conn, CloseReason::NoEntropy);
         }
@@ -327,7 +322,7 @@ impl Core {
     }
 
     /// Routes one frame; returns false if the connection was closed.
-    fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: &[u8]) -> bool {
+    fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: &mut [u8]) -> bool {
         let (cfg, worker, blobs) = (&self.cfg, &self.worker, &self.blobs);
         let intro = || Intro {
             listen_port: cfg.listen_port,
@@ -335,7 +330,7 @@ impl Core {
         };
         let step = self
             .sessions
-            .read(now, conn, frame, &self.key, cfg, &intro, &mut self.out);
+            .read(now, conn, frame, cfg, &intro, &mut self.out);
         match step {
             Step::Handled => true,
             Step::Up(up) => self.session_up(now, up),
@@ -444,7 +439,6 @@ impl Core {
                 self.close(now, conn, CloseReason::Received(g.reason));
                 return false;
             }
-            Message::HelloAck(_) => {} // a late duplicate of the confirm: harmless
             Message::Error(e) => log::warn!(
                 "{} reported an error: {:?}: {}",
                 peer.short(),
@@ -489,7 +483,7 @@ impl Core {
                     return false;
                 }
             }
-            Message::Beacon(_) | Message::Hello(_) => {} // refused by verify_frame
+            Message::Beacon(_) => {} // refused by verify_frame
         }
         true
     }

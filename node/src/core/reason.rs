@@ -89,25 +89,32 @@ impl CloseReason {
             Self::Stream(_)
             | Self::Session(SessionError::Frame(_) | SessionError::WrongSender { .. }) => {
                 bump(&mut stats.frames_rejected);
-                Some(Noise::BadFrame)
-            }
-            Self::Handshake(HandshakeError::Frame(_)) => {
-                bump(&mut stats.frames_rejected);
                 if handshaking {
                     bump(&mut stats.handshakes_failed);
                 }
                 Some(Noise::BadFrame)
             }
-            Self::Handshake(HandshakeError::Replay(_)) | Self::Session(SessionError::Replay(_)) => {
+            Self::Session(SessionError::Open | SessionError::Flags { .. }) => {
+                bump(&mut stats.frames_rejected);
+                Some(Noise::BadFrame)
+            }
+            Self::Session(SessionError::Replay(_)) => {
                 bump(&mut stats.frames_replayed);
                 Some(Noise::ReplayedFrame)
             }
             Self::Handshake(
-                HandshakeError::Unexpected { .. }
-                | HandshakeError::Mismatch
-                | HandshakeError::WrongPeer { .. }
-                | HandshakeError::Encode(_),
+                HandshakeError::Malformed
+                | HandshakeError::Decrypt
+                | HandshakeError::WeakKey
+                | HandshakeError::BadCertificate { .. }
+                | HandshakeError::Version { .. }
+                | HandshakeError::NetworkKey { .. },
             ) => {
+                bump(&mut stats.frames_rejected);
+                bump(&mut stats.handshakes_failed);
+                Some(Noise::HandshakeFailed)
+            }
+            Self::Handshake(HandshakeError::WrongPeer { .. } | HandshakeError::Encode(_)) => {
                 bump(&mut stats.handshakes_failed);
                 Some(Noise::HandshakeFailed)
             }

@@ -75,7 +75,8 @@ pub fn verify_receipt(receipt: &Receipt, output: Option<&[u8]>) -> Result<(), Re
 mod tests {
     use super::*;
     use p2pa_protocol::{
-        Initiator, Intro, Keypair, Message, Responder, TaskOutput, TaskStatus, LEN_PREFIX_LEN,
+        Identity, Initiator, Intro, Keypair, Message, Responder, TaskOutput, TaskStatus,
+        LEN_PREFIX_LEN,
     };
 
     /// A worker's result read by a requester over a real session, and the
@@ -84,15 +85,25 @@ mod tests {
         let (req, wrk) = (Keypair::from_seed([2; 32]), Keypair::from_seed([1; 32]));
         let mut a = vec![0u8; 4096];
         let mut b = vec![0u8; 4096];
-        let init = Initiator::new([5; 32], Some(wrk.node_id()));
-        let n = init.write_hello(&req, &Intro::default(), &mut a).unwrap();
-        let (wait, m) = Responder::new([6; 32])
-            .read_hello(&wrk, &a[LEN_PREFIX_LEN..n], &Intro::default(), &mut b)
+        let (id_req, id_wrk) = (Identity::new(req.clone()), Identity::new(wrk.clone()));
+        let none = &|_, _: &[u8; 32]| false;
+        let (init, n) = Initiator::new([5; 32], Some(wrk.node_id()))
+            .write_hello(&id_req, &mut a)
             .unwrap();
-        let confirm = init.read_ack(req.node_id(), &b[LEN_PREFIX_LEN..m]).unwrap();
-        let (mut s_req, _, n) = confirm.confirm(&req, &Intro::default(), &mut a).unwrap();
+        let (wait, m) = Responder::new([6; 32])
+            .read_hello(
+                &id_wrk,
+                &mut a[LEN_PREFIX_LEN..n],
+                &Intro::default(),
+                &mut b,
+            )
+            .unwrap();
+        let confirm = init
+            .read_ack(&id_req, &mut b[LEN_PREFIX_LEN..m], none)
+            .unwrap();
+        let (mut s_req, _, n) = confirm.confirm(&id_req, &Intro::default(), &mut a).unwrap();
         let (mut s_wrk, _) = wait
-            .read_confirm(wrk.node_id(), &a[LEN_PREFIX_LEN..n])
+            .read_confirm(&id_wrk, &mut a[LEN_PREFIX_LEN..n], none)
             .unwrap();
         let res = TaskResult {
             task_id: 9,
@@ -105,7 +116,7 @@ mod tests {
         let n = s_wrk
             .write(&wrk, &Message::TaskResult(res), &mut b)
             .unwrap();
-        let (msg, seal) = s_req.read_sealed(&b[LEN_PREFIX_LEN..n]).unwrap();
+        let (msg, seal) = s_req.read_sealed(&mut b[LEN_PREFIX_LEN..n]).unwrap();
         let Message::TaskResult(got) = msg else {
             panic!("not a result")
         };

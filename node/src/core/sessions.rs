@@ -8,8 +8,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use p2pa_protocol::{
-    AwaitConfirm, EncodeError, GoodbyeReason, GrowBuf, Initiator, Intro, Keypair, Message, NodeId,
-    Ping, Pong, Responder, Seal, Session, StreamDecoder, LEN_PREFIX_LEN, MAX_FRAME_LEN,
+    version_notice, AwaitAck, AwaitConfirm, EncodeError, GoodbyeReason, GrowBuf, HandshakeError,
+    Identity, Initiator, Intro, Keypair, Message, NodeId, Ping, Pong, Responder, Seal, Session,
+    StreamDecoder, LEN_PREFIX_LEN, MAX_RECORD_LEN,
 };
 
 use super::output::{bump, Noise, Outbox, Transmit};
@@ -18,14 +19,15 @@ use super::rng::{Entropy, EntropyError};
 use super::{Config, ConnId};
 
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // most connections are in session: unboxed
 enum State {
     /// Outbound TCP connect in progress; `Some`: the key we mean to reach.
     Dialing(Option<NodeId>),
-    /// Initiator: `Hello` sent, waiting for the responder's `HelloAck`.
-    AwaitAck(Initiator),
-    /// Responder: waiting for `Hello`.
+    /// Initiator: message 1 sent, waiting for message 2.
+    AwaitAck(Box<AwaitAck>),
+    /// Responder: waiting for message 1.
     AwaitHello(Responder),
-    /// Responder: `HelloAck` sent, waiting for the initiator's.
+    /// Responder: message 2 sent, waiting for message 3.
     AwaitConfirm(Box<AwaitConfirm>),
     /// Both sides proved their keys.
     Established(Session),
@@ -43,6 +45,8 @@ struct Conn {
     last_rx: Instant,
     ping: Option<(u64, Instant)>,
     last_ping: Instant,
+    /// When the session last changed its sending key.
+    last_rekey: Instant,
 }
 
 impl Conn {
@@ -56,6 +60,7 @@ impl Conn {
             last_rx: now,
             ping: None,
             last_ping: now,
+            last_rekey: now,
         }
     }
 
@@ -128,22 +133,45 @@ pub(crate) struct Closed {
     pub(crate) peer: Option<NodeId>,
 }
 
+/// A session's sending key changes this often (and every
+/// `p2pa_protocol::REKEY_FRAMES` records, whichever comes first).
+pub(crate) const REKEY_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Certificates remembered (node id → static key): a handshake with a peer
+/// seen before skips the certificate's signature check.
+const KNOWN_CERTS: usize = 1024;
+
 /// Every TCP connection of the node.
 #[derive(Debug)]
 pub(crate) struct Sessions {
     conns: BTreeMap<ConnId, Conn>,
     next_conn: ConnId,
-    /// Where frames are signed before they are copied into a transmit.
+    /// This node's handshake identity (the signing key, its certified
+    /// static key, the network key if any).
+    identity: Identity,
+    /// Static keys whose certificates were checked, by node id.
+    known: BTreeMap<NodeId, [u8; 32]>,
+    /// Where frames are signed and sealed before they are copied into a transmit.
     scratch: Box<[u8]>,
 }
 
 impl Sessions {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(identity: Identity) -> Self {
         Self {
             conns: BTreeMap::new(),
             next_conn: 1,
-            scratch: vec![0u8; MAX_FRAME_LEN + LEN_PREFIX_LEN].into_boxed_slice(),
+            identity,
+            known: BTreeMap::new(),
+            scratch: vec![0u8; MAX_RECORD_LEN + LEN_PREFIX_LEN].into_boxed_slice(),
         }
+    }
+
+    /// Remembers that `peer` certified `statik` (the handshake checked it).
+    fn remember(&mut self, peer: NodeId, statik: [u8; 32]) {
+        if self.known.len() >= KNOWN_CERTS && !self.known.contains_key(&peer) {
+            self.known.pop_first();
+        }
+        self.known.insert(peer, statik);
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -240,14 +268,12 @@ impl Sessions {
         Some(id)
     }
 
-    /// Our outbound connection is open: send `Hello` (an error when there is
-    /// no nonce for it: the router closes the connection).
+    /// Our outbound connection is open: send message 1 (an error when there
+    /// is no ephemeral secret for it: the router closes the connection).
     pub(crate) fn connected(
         &mut self,
         now: Instant,
         conn: ConnId,
-        key: &Keypair,
-        intro: &Intro,
         rng: &mut dyn Entropy,
         out: &mut Outbox,
     ) -> Result<(), EntropyError> {
@@ -259,13 +285,17 @@ impl Sessions {
         let State::Dialing(expected) = c.state else {
             return Ok(());
         };
-        let init = Initiator::new(nonce, expected);
         c.decoder = Some(new_decoder());
         c.opened = now;
         c.last_rx = now;
-        let written = init.write_hello(key, intro, &mut self.scratch);
-        c.state = State::AwaitAck(init);
-        emit(&self.scratch, conn, written, out);
+        match Initiator::new(nonce, expected).write_hello(&self.identity, &mut self.scratch) {
+            Ok((wait, n)) => {
+                c.state = State::AwaitAck(Box::new(wait));
+                emit(&self.scratch, conn, Ok(n), out);
+            }
+            // Only a too-small buffer: never with the scratch's size.
+            Err(e) => log::error!("could not write a handshake message: {e}"),
+        }
         Ok(())
     }
 
@@ -287,15 +317,13 @@ impl Sessions {
         self.conns.get(&conn).is_some_and(Conn::handshaking)
     }
 
-    /// One received frame on `conn`. `intro` says what this node offers now
-    /// (asked only while handshaking).
-    #[allow(clippy::too_many_arguments)]
+    /// One received record on `conn` (opened in place). `intro` says what
+    /// this node offers now (asked only while handshaking).
     pub(crate) fn read<'f>(
         &mut self,
         now: Instant,
         conn: ConnId,
-        frame: &'f [u8],
-        key: &Keypair,
+        frame: &'f mut [u8],
         cfg: &Config,
         intro: &dyn Fn() -> Intro,
         out: &mut Outbox,
@@ -310,43 +338,46 @@ impl Sessions {
                 Err(e) => Step::Close(CloseReason::Session(e)),
             };
         }
-        let me = key.node_id();
+        let (id, known) = (&self.identity, &self.known);
+        let known = |peer: NodeId, statik: &[u8; 32]| known.get(&peer) == Some(statik);
+        let scratch = &mut self.scratch;
         let (state, step) = match std::mem::replace(&mut c.state, State::Closing) {
-            State::AwaitHello(r) => match r.read_hello(key, frame, &intro(), &mut self.scratch) {
+            State::AwaitHello(r) => match r.read_hello(id, frame, &intro(), scratch) {
                 Ok((wait, n)) => {
-                    emit(&self.scratch, conn, Ok(n), out);
-                    let peer = wait.peer();
-                    if cfg.trust.admits(peer) {
-                        (State::AwaitConfirm(Box::new(wait)), Step::Handled)
-                    } else {
-                        let n = wait.refuse(key, GoodbyeReason::NotAllowed, &mut self.scratch);
-                        emit(&self.scratch, conn, n, out);
-                        (State::Closing, Step::Refused(peer))
-                    }
+                    emit(scratch, conn, Ok(n), out);
+                    (State::AwaitConfirm(Box::new(wait)), Step::Handled)
+                }
+                Err(e @ HandshakeError::Version { .. }) => {
+                    let n = version_notice(scratch);
+                    emit(scratch, conn, n, out);
+                    (State::Closing, Step::Close(CloseReason::Handshake(e)))
                 }
                 Err(e) => (State::Closing, Step::Close(CloseReason::Handshake(e))),
             },
-            State::AwaitAck(init) => match init.read_ack(me, frame) {
+            State::AwaitAck(wait) => match wait.read_ack(id, frame, &known) {
                 Ok(confirm) if !cfg.trust.admits(confirm.peer()) => {
                     let peer = confirm.peer();
-                    let n = confirm.refuse(key, GoodbyeReason::NotAllowed, &mut self.scratch);
-                    emit(&self.scratch, conn, n, out);
+                    let n = confirm.refuse(id, GoodbyeReason::NotAllowed, scratch);
+                    emit(scratch, conn, n.map_err(encode_error), out);
                     (State::Closing, Step::Refused(peer))
                 }
-                Ok(confirm) => match confirm.confirm(key, &intro(), &mut self.scratch) {
+                Ok(confirm) => match confirm.confirm(id, &intro(), scratch) {
                     Ok((session, theirs, n)) => {
-                        emit(&self.scratch, conn, Ok(n), out);
+                        emit(scratch, conn, Ok(n), out);
                         let up = up(conn, c, &session, theirs);
                         (State::Established(session), Step::Up(up))
                     }
-                    Err(e) => (
-                        State::Closing,
-                        Step::Close(CloseReason::Handshake(e.into())),
-                    ),
+                    Err(e) => (State::Closing, Step::Close(CloseReason::Handshake(e))),
                 },
                 Err(e) => (State::Closing, Step::Close(CloseReason::Handshake(e))),
             },
-            State::AwaitConfirm(wait) => match wait.read_confirm(me, frame) {
+            State::AwaitConfirm(wait) => match wait.read_confirm(id, frame, &known) {
+                Ok((session, _)) if !cfg.trust.admits(session.peer()) => {
+                    let peer = session.peer();
+                    let n = session.goodbye(id.keypair(), GoodbyeReason::NotAllowed, scratch);
+                    emit(scratch, conn, n, out);
+                    (State::Closing, Step::Refused(peer))
+                }
                 Ok((session, theirs)) => {
                     let up = up(conn, c, &session, theirs);
                     (State::Established(session), Step::Up(up))
@@ -355,10 +386,15 @@ impl Sessions {
             },
             other => (other, Step::Handled),
         };
-        if matches!(step, Step::Up(_)) {
+        if let State::Established(session) = &state {
             c.last_ping = now; // keepalive counts from the session's start
+            c.last_rekey = now;
+            let (peer, statik) = (session.peer(), *session.peer_static());
+            c.state = state;
+            self.remember(peer, statik);
+        } else {
+            c.state = state;
         }
-        c.state = state;
         step
     }
 
@@ -394,12 +430,10 @@ impl Sessions {
             return;
         };
         let goodbye = Message::Goodbye(p2pa_protocol::Goodbye { reason });
+        // Before the session there is no key to seal a Goodbye with, but an
+        // initiator that has read message 2 can refuse in message 3.
         let written = match &mut c.state {
             State::Established(s) => s.write(key, &goodbye, &mut self.scratch),
-            State::AwaitConfirm(_) => match std::mem::replace(&mut c.state, State::Closing) {
-                State::AwaitConfirm(wait) => wait.refuse(key, reason, &mut self.scratch),
-                _ => return,
-            },
             _ => return,
         };
         emit(&self.scratch, conn, written, out);
@@ -481,6 +515,14 @@ impl Sessions {
             }
             self.send(id, key, &Message::Ping(Ping { nonce }), out);
         }
+        for c in self.conns.values_mut() {
+            if let State::Established(s) = &mut c.state {
+                if now.saturating_duration_since(c.last_rekey) >= REKEY_INTERVAL {
+                    s.rekey_soon();
+                    c.last_rekey = now;
+                }
+            }
+        }
         let overdue = cfg.ping_interval.saturating_mul(2);
         for c in self.conns.values_mut() {
             if c.ping
@@ -509,6 +551,16 @@ fn up(conn: ConnId, c: &Conn, session: &Session, intro: Intro) -> Up {
         initiator: c.initiator,
         listen_addr: SocketAddr::new(c.addr.ip(), intro.listen_port),
         intro,
+    }
+}
+
+/// A handshake error that only says our buffer was too small, as such.
+fn encode_error(e: HandshakeError) -> EncodeError {
+    match e {
+        HandshakeError::Encode(e) => e,
+        _ => EncodeError::TooLong {
+            max: p2pa_protocol::MAX_HANDSHAKE_LEN,
+        },
     }
 }
 

@@ -21,7 +21,6 @@ pub const SESSION: SessionId = SessionId {
 pub fn context_for(kind: MessageKind) -> Context<'static> {
     match kind {
         MessageKind::Beacon => Context::Datagram,
-        MessageKind::Hello => Context::Hello,
         _ => Context::Session(&SESSION),
     }
 }
@@ -44,24 +43,6 @@ pub fn samples() -> Vec<(&'static str, Message<'static>)> {
             Message::Beacon(Beacon {
                 tcp_port: 7420,
                 query: true,
-                caps: caps(),
-            }),
-        ),
-        (
-            "hello",
-            Message::Hello(Hello {
-                nonce: [1u8; 32],
-                listen_port: 7420,
-                caps: caps(),
-            }),
-        ),
-        (
-            "hello_ack",
-            Message::HelloAck(HelloAck {
-                peer: NodeId([5u8; 32]),
-                initiator_nonce: [1u8; 32],
-                responder_nonce: [2u8; 32],
-                listen_port: 7421,
                 caps: caps(),
             }),
         ),

@@ -5,14 +5,14 @@
 //! `no_std`, no allocation, every buffer fixed in size by the caller.
 //!
 //! - [`FrameReader`]: length-prefixed frames from a blocking [`Link`];
-//! - [`initiate`] / [`respond`]: the mutual handshake (the protocol's
+//! - [`initiate`] / [`respond`]: the Noise XX handshake (the protocol's
 //!   type-state machine) over a link, giving a [`Session`];
 //! - [`Worker`]: serves `echo` and `hash` tasks on a session, with signed
 //!   receipts, answers keepalive pings, refuses other kinds.
 //!
 //! RAM of a worker with the default sizes ([`Buffers`]: 2 KiB to receive,
-//! 2 KiB to send, a 512-byte read chunk): 4 664 bytes of buffers and 648
-//! bytes of state (the handshake step, the [`Session`], the key, the worker)
+//! 2 KiB to send, a 512-byte read chunk): 4 664 bytes of buffers and 729
+//! bytes of state (the handshake step, the [`Session`], the identity, the worker)
 //! on a 64-bit host, a little less on a 32-bit board; a test keeps these
 //! bounds. Nothing else is allocated. The largest task it takes is a frame of
 //! the receive size; the largest output fits the send size.
@@ -37,9 +37,9 @@ mod tests {
         let bufs = core::mem::size_of::<Buffers>();
         let state = core::mem::size_of::<p2pa_protocol::AwaitConfirm>()
             + core::mem::size_of::<Session>()
-            + core::mem::size_of::<p2pa_protocol::Keypair>()
+            + core::mem::size_of::<p2pa_protocol::Identity>()
             + core::mem::size_of::<Worker<'_>>();
         assert!(bufs <= 4 * 1024 + 640, "buffers {bufs}");
-        assert!(state <= 700, "state {state}");
+        assert!(state <= 729, "state {state}");
     }
 }

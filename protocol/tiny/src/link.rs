@@ -3,8 +3,8 @@
 use core::fmt;
 
 use p2pa_protocol::{
-    EncodeError, HandshakeError, Initiator, Intro, Keypair, NodeId, Nonce, Responder, Session,
-    SessionError, StreamDecoder, StreamError,
+    version_notice, EncodeError, HandshakeError, Identity, Initiator, Intro, NodeId, Nonce,
+    Responder, Session, SessionError, StreamDecoder, StreamError,
 };
 
 /// A reliable, ordered byte stream (a TCP socket), read and written by
@@ -104,8 +104,9 @@ impl<const RX: usize> FrameReader<RX> {
         }
     }
 
-    /// The next whole frame (without its length prefix), blocking on `link`.
-    pub fn next<L: Link>(&mut self, link: &mut L) -> Result<&[u8], LinkError<L::Error>> {
+    /// The next whole record (without its length prefix, writable: it is
+    /// opened in place), blocking on `link`.
+    pub fn next<L: Link>(&mut self, link: &mut L) -> Result<&mut [u8], LinkError<L::Error>> {
         loop {
             if self.start >= self.end {
                 let n = link.read(&mut self.chunk).map_err(LinkError::Link)?;
@@ -126,46 +127,55 @@ impl<const RX: usize> FrameReader<RX> {
                 .start
                 .saturating_add(before.saturating_sub(input.len()));
             if done {
-                return self.decoder.ready_frame().ok_or(LinkError::Closed);
+                return self.decoder.ready_frame_mut().ok_or(LinkError::Closed);
             }
         }
     }
 }
 
-/// Opens a session as the initiator: sends `Hello`, checks the answer,
-/// confirms. `nonce` must be fresh and random; `expected`: the key to reach.
+/// Opens a session as the initiator: the three Noise XX messages.
+/// `ephemeral` must be fresh and random; `expected`: the key to reach.
 pub fn initiate<L: Link, const RX: usize>(
     link: &mut L,
     reader: &mut FrameReader<RX>,
-    key: &Keypair,
-    nonce: Nonce,
+    id: &Identity,
+    ephemeral: Nonce,
     expected: Option<NodeId>,
     intro: &Intro,
     tx: &mut [u8],
 ) -> Result<(Session, Intro), LinkError<L::Error>> {
-    let init = Initiator::new(nonce, expected);
-    let n = init.write_hello(key, intro, tx)?;
+    let (wait, n) = Initiator::new(ephemeral, expected).write_hello(id, tx)?;
     send(link, tx, n)?;
-    let confirm = init.read_ack(key.node_id(), reader.next(link)?)?;
-    let (session, theirs, n) = confirm.confirm(key, intro, tx)?;
+    let confirm = wait.read_ack(id, reader.next(link)?, &|_, _| false)?;
+    let (session, theirs, n) = confirm.confirm(id, intro, tx)?;
     send(link, tx, n)?;
     Ok((session, theirs))
 }
 
-/// Accepts a session as the responder: answers `Hello`, waits for the
-/// confirmation. `nonce` must be fresh and random.
+/// Accepts a session as the responder: reads message 1, answers, reads
+/// message 3. `ephemeral` must be fresh and random. A peer of another wire
+/// version is sent a version notice (it reports the mismatch) before the
+/// error returns.
 pub fn respond<L: Link, const RX: usize>(
     link: &mut L,
     reader: &mut FrameReader<RX>,
-    key: &Keypair,
-    nonce: Nonce,
+    id: &Identity,
+    ephemeral: Nonce,
     intro: &Intro,
     tx: &mut [u8],
 ) -> Result<(Session, Intro), LinkError<L::Error>> {
     let hello = reader.next(link)?;
-    let (wait, n) = Responder::new(nonce).read_hello(key, hello, intro, tx)?;
+    let (wait, n) = match Responder::new(ephemeral).read_hello(id, hello, intro, tx) {
+        Ok(step) => step,
+        Err(e @ HandshakeError::Version { .. }) => {
+            let n = version_notice(tx)?;
+            send(link, tx, n)?;
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     send(link, tx, n)?;
-    Ok(wait.read_confirm(key.node_id(), reader.next(link)?)?)
+    Ok(wait.read_confirm(id, reader.next(link)?, &|_, _| false)?)
 }
 
 /// Writes the first `n` bytes of `tx` (a frame written there) to the link.

@@ -2,7 +2,7 @@
 //! at once (microseconds each), each result a signed frame that is its receipt.
 
 use p2pa_protocol::{
-    Capabilities, Intro, Keypair, KindSet, Message, Nonce, Pong, RejectReason, Session, TaskInput,
+    Capabilities, Identity, Intro, KindSet, Message, Nonce, Pong, RejectReason, Session, TaskInput,
     TaskKind, TaskOffer, TaskOutput, TaskReject, TaskResult, TaskStatus,
 };
 
@@ -38,7 +38,7 @@ pub struct Served {
 /// Serves `echo` and `hash` tasks.
 #[derive(Debug)]
 pub struct Worker<'k> {
-    key: &'k Keypair,
+    id: &'k Identity,
     listen_port: u16,
 }
 
@@ -46,9 +46,10 @@ pub struct Worker<'k> {
 const HASH_HEX_LEN: usize = 64;
 
 impl<'k> Worker<'k> {
-    /// A worker signing with `key`, telling peers it listens on `listen_port`.
-    pub const fn new(key: &'k Keypair, listen_port: u16) -> Self {
-        Self { key, listen_port }
+    /// A worker with identity `id` (it signs with its key), telling peers
+    /// it listens on `listen_port`.
+    pub const fn new(id: &'k Identity, listen_port: u16) -> Self {
+        Self { id, listen_port }
     }
 
     /// What it offers: echo and hash, one slot.
@@ -63,8 +64,8 @@ impl<'k> Worker<'k> {
         }
     }
 
-    /// Accepts one session on `link` (a fresh random `nonce`) and serves it
-    /// until the peer says goodbye or closes the link.
+    /// Accepts one session on `link` (`nonce`: a fresh random ephemeral
+    /// secret) and serves it until the peer says goodbye or closes the link.
     pub fn serve<L: Link, const RX: usize, const TX: usize>(
         &self,
         link: &mut L,
@@ -72,14 +73,8 @@ impl<'k> Worker<'k> {
         bufs: &mut Buffers<RX, TX>,
     ) -> Result<Served, LinkError<L::Error>> {
         let intro = self.intro();
-        let (mut session, _) = respond(
-            link,
-            &mut bufs.reader,
-            self.key,
-            nonce,
-            &intro,
-            &mut bufs.tx,
-        )?;
+        let (mut session, _) =
+            respond(link, &mut bufs.reader, self.id, nonce, &intro, &mut bufs.tx)?;
         let mut served = Served::default();
         loop {
             let frame = match bufs.reader.next(link) {
@@ -98,7 +93,7 @@ impl<'k> Worker<'k> {
                 Message::Goodbye(_) => return Ok(served),
                 _ => continue, // Cancel, Pong, Error: nothing to do here
             };
-            let n = session.write(self.key, &reply, &mut bufs.tx)?;
+            let n = session.write(self.id.keypair(), &reply, &mut bufs.tx)?;
             send(link, &bufs.tx, n)?;
         }
     }
@@ -119,7 +114,7 @@ impl<'k> Worker<'k> {
                     task_id: offer.task_id,
                     reason: RejectReason::Unsupported,
                 });
-                return Ok(session.write(self.key, &reject, tx)?);
+                return Ok(session.write(self.id.keypair(), &reject, tx)?);
             }
         };
         let mut hex = [0u8; HASH_HEX_LEN];
@@ -144,7 +139,7 @@ impl<'k> Worker<'k> {
             model: offer.model.unwrap_or([0; 32]),
             input: hmac_sha256::Hash::hash(input),
         });
-        let n = session.write(self.key, &result, tx)?;
+        let n = session.write(self.id.keypair(), &result, tx)?;
         if status == TaskStatus::Completed {
             served.completed = served.completed.saturating_add(1);
         }

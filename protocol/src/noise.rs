@@ -1,0 +1,344 @@
+//! The Noise protocol framework's state objects (revision 34, sections 5.1 to
+//! 5.3), for the one pattern p2pa speaks: `Noise_XX_25519_ChaChaPoly_SHA256`,
+//! and `Noise_XXpsk0_…` when the nodes share a network key. No allocation:
+//! every message is written into, and read from, the caller's buffer in
+//! place. Primitives from well-kept crates: X25519 from `ed25519-compact`,
+//! ChaCha20-Poly1305 from RustCrypto's `chacha20poly1305`, SHA-256 and HMAC
+//! from `hmac-sha256`. Checked against `snow` and against fixed vectors
+//! (tests below, `tests/golden.rs`).
+
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::ChaCha20Poly1305;
+use ed25519_compact::x25519;
+use hmac_sha256::{Hash, HMAC};
+
+/// Bytes of a Poly1305 tag.
+pub const TAG_LEN: usize = crate::limits::TAG_LEN;
+/// Bytes of an X25519 public key (Noise's DHLEN).
+pub const DH_LEN: usize = 32;
+
+/// The protocol name without a network key (exactly 32 bytes: it is `h`).
+pub(crate) const NAME: &[u8] = b"Noise_XX_25519_ChaChaPoly_SHA256";
+/// The protocol name with a network key as the PSK of the first message.
+pub(crate) const NAME_PSK: &[u8] = b"Noise_XXpsk0_25519_ChaChaPoly_SHA256";
+
+/// Why a Noise operation failed. Whatever it was, the handshake or session
+/// it happened in is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoiseError {
+    /// A tag did not authenticate (wrong key, changed bytes, replay).
+    Decrypt,
+    /// The buffer is too small for the message and its tag.
+    Buffer,
+    /// A Diffie-Hellman result was the identity (a low-order public key).
+    WeakKey,
+    /// The nonce counter reached its end (`2^64 - 1` is reserved).
+    Exhausted,
+}
+
+/// An X25519 key pair.
+#[derive(Clone)]
+pub(crate) struct DhKey {
+    secret: x25519::SecretKey,
+    public: [u8; DH_LEN],
+}
+
+impl core::fmt::Debug for DhKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("DhKey(")?;
+        crate::message::write_hex(f, self.public.get(..4).unwrap_or_default())?;
+        f.write_str("…)")
+    }
+}
+
+impl DhKey {
+    /// The key pair whose secret is `secret` (clamped by X25519); `None` for
+    /// a secret whose public key is the identity (never for clamped bytes).
+    pub(crate) fn from_secret(secret: [u8; 32]) -> Option<Self> {
+        let secret = x25519::SecretKey::new(secret);
+        let public = *secret.recover_public_key().ok()?;
+        Some(Self { secret, public })
+    }
+
+    /// A key no peer can complete a handshake with (all-zero public key);
+    /// only where [`from_secret`](Self::from_secret) cannot fail.
+    pub(crate) fn unusable() -> Self {
+        Self {
+            secret: x25519::SecretKey::new([0; 32]),
+            public: [0; DH_LEN],
+        }
+    }
+
+    /// The secret, for the tests that hand it to `snow`.
+    #[cfg(test)]
+    pub(crate) fn secret(&self) -> [u8; 32] {
+        *self.secret
+    }
+
+    pub(crate) fn public(&self) -> &[u8; DH_LEN] {
+        &self.public
+    }
+
+    /// `DH(self, theirs)`; refuses a low-order `theirs`.
+    pub(crate) fn dh(&self, theirs: &[u8; DH_LEN]) -> Result<[u8; 32], NoiseError> {
+        x25519::PublicKey::new(*theirs)
+            .dh(&self.secret)
+            .map(|out| *out)
+            .map_err(|_| NoiseError::WeakKey)
+    }
+}
+
+/// Noise's HKDF with two outputs.
+fn hkdf2(ck: &[u8; 32], ikm: &[u8]) -> ([u8; 32], [u8; 32]) {
+    let temp = HMAC::mac(ikm, ck);
+    let out1 = HMAC::mac([1u8], temp);
+    let mut h = HMAC::new(temp);
+    h.update(out1);
+    h.update([2u8]);
+    (out1, h.finalize())
+}
+
+/// Noise's HKDF with three outputs.
+fn hkdf3(ck: &[u8; 32], ikm: &[u8]) -> ([u8; 32], [u8; 32], [u8; 32]) {
+    let (out1, out2) = hkdf2(ck, ikm);
+    let temp = HMAC::mac(ikm, ck);
+    let mut h = HMAC::new(temp);
+    h.update(out2);
+    h.update([3u8]);
+    (out1, out2, h.finalize())
+}
+
+/// Noise's nonce encoding for ChaChaPoly: 4 zero bytes, the counter little-endian.
+fn nonce(n: u64) -> [u8; 12] {
+    let mut out = [0u8; 12];
+    if let Some(tail) = out.get_mut(4..) {
+        tail.copy_from_slice(&n.to_le_bytes());
+    }
+    out
+}
+
+/// A cipher key and its nonce counter (Noise's CipherState with a key).
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Cipher {
+    key: [u8; 32],
+    n: u64,
+}
+
+impl core::fmt::Debug for Cipher {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Cipher").field("n", &self.n).finish()
+    }
+}
+
+impl Cipher {
+    pub(crate) const fn new(key: [u8; 32]) -> Self {
+        Self { key, n: 0 }
+    }
+
+    /// Messages sealed (or opened) so far.
+    pub(crate) const fn count(&self) -> u64 {
+        self.n
+    }
+
+    /// Test hook: moves the counter, to reach its end without 2^64 frames.
+    #[cfg(test)]
+    pub(crate) fn set_count(&mut self, n: u64) {
+        self.n = n;
+    }
+
+    fn aead(&self) -> ChaCha20Poly1305 {
+        ChaCha20Poly1305::new(&self.key.into())
+    }
+
+    /// Encrypts `buf` in place with `ad`; returns the tag.
+    pub(crate) fn seal(&mut self, ad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG_LEN], NoiseError> {
+        let next = self.n.checked_add(1).filter(|n| *n < u64::MAX);
+        let next = next.ok_or(NoiseError::Exhausted)?;
+        let tag = self
+            .aead()
+            .encrypt_inout_detached(&nonce(self.n).into(), ad, buf.into())
+            .map_err(|_| NoiseError::Buffer)?;
+        self.n = next;
+        Ok(tag.into())
+    }
+
+    /// Decrypts `buf` in place if `tag` authenticates it with `ad`. The
+    /// counter moves only when it does, so a refused message changes nothing.
+    pub(crate) fn open(
+        &mut self,
+        ad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), NoiseError> {
+        let next = self.n.checked_add(1).filter(|n| *n < u64::MAX);
+        let next = next.ok_or(NoiseError::Exhausted)?;
+        self.aead()
+            .decrypt_inout_detached(&nonce(self.n).into(), ad, buf.into(), &(*tag).into())
+            .map_err(|_| NoiseError::Decrypt)?;
+        self.n = next;
+        Ok(())
+    }
+
+    /// Noise's default REKEY: the first 32 bytes of encrypting 32 zeros at
+    /// the reserved nonce `2^64 - 1`. The counter is kept.
+    pub(crate) fn rekey(&mut self) {
+        let mut k = [0u8; 32];
+        // Encryption of a 32-byte buffer cannot fail.
+        let _ =
+            self.aead()
+                .encrypt_inout_detached(&nonce(u64::MAX).into(), &[], (&mut k[..]).into());
+        self.key = k;
+    }
+}
+
+/// Noise's SymmetricState: the chaining key, the handshake hash and the
+/// handshake's current cipher (none until the first DH).
+#[derive(Debug, Clone)]
+pub(crate) struct Symmetric {
+    ck: [u8; 32],
+    h: [u8; 32],
+    cipher: Option<Cipher>,
+}
+
+impl Symmetric {
+    /// InitializeSymmetric(name), then MixHash(prologue).
+    pub(crate) fn new(name: &[u8], prologue: &[u8]) -> Self {
+        let mut h = [0u8; 32];
+        match h.get_mut(..name.len()) {
+            Some(head) => head.copy_from_slice(name),
+            None => h = Hash::hash(name),
+        }
+        let mut s = Self {
+            ck: h,
+            h,
+            cipher: None,
+        };
+        s.mix_hash(prologue);
+        s
+    }
+
+    pub(crate) fn mix_hash(&mut self, data: &[u8]) {
+        let mut st = Hash::new();
+        st.update(self.h);
+        st.update(data);
+        self.h = st.finalize();
+    }
+
+    pub(crate) fn mix_key(&mut self, ikm: &[u8]) {
+        let (ck, k) = hkdf2(&self.ck, ikm);
+        self.ck = ck;
+        self.cipher = Some(Cipher::new(k));
+    }
+
+    pub(crate) fn mix_key_and_hash(&mut self, ikm: &[u8]) {
+        let (ck, h, k) = hkdf3(&self.ck, ikm);
+        self.ck = ck;
+        self.mix_hash(&h);
+        self.cipher = Some(Cipher::new(k));
+    }
+
+    /// EncryptAndHash over `buf[..len]`, in place; the tag goes after it
+    /// (when there is a key). Returns the bytes of the result.
+    pub(crate) fn encrypt_and_hash(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Result<usize, NoiseError> {
+        let Some(cipher) = &mut self.cipher else {
+            let plain = buf.get(..len).ok_or(NoiseError::Buffer)?;
+            self.mix_hash(plain);
+            return Ok(len);
+        };
+        let total = len.checked_add(TAG_LEN).ok_or(NoiseError::Buffer)?;
+        let out = buf.get_mut(..total).ok_or(NoiseError::Buffer)?;
+        let (text, tag_out) = out.split_at_mut(len);
+        let tag = cipher.seal(&self.h, text)?;
+        tag_out.copy_from_slice(&tag);
+        self.mix_hash(out);
+        Ok(total)
+    }
+
+    /// DecryptAndHash of all of `buf`, in place; returns the plaintext's
+    /// length (at the front of `buf`).
+    pub(crate) fn decrypt_and_hash(&mut self, buf: &mut [u8]) -> Result<usize, NoiseError> {
+        let mut st = Hash::new();
+        st.update(self.h);
+        st.update(&*buf);
+        let h = st.finalize();
+        let Some(cipher) = &mut self.cipher else {
+            self.h = h;
+            return Ok(buf.len());
+        };
+        let len = buf.len().checked_sub(TAG_LEN).ok_or(NoiseError::Decrypt)?;
+        let (text, tag) = buf.split_at_mut(len);
+        let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| NoiseError::Decrypt)?;
+        cipher.open(&self.h, text, &tag)?;
+        self.h = h;
+        Ok(len)
+    }
+
+    /// Split(): the initiator's sending cipher, then the responder's.
+    pub(crate) fn split(&self) -> (Cipher, Cipher) {
+        let (k1, k2) = hkdf2(&self.ck, &[]);
+        (Cipher::new(k1), Cipher::new(k2))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hkdf_matches_rfc5869_case_3_first_block() {
+        // RFC 5869 test case 3 (empty salt and info) is HKDF-Extract with a
+        // zero salt, then T(1) = HMAC(PRK, 0x01): Noise's first output with
+        // ck = 32 zero bytes.
+        let ikm = [0x0bu8; 22];
+        let (out1, _) = hkdf2(&[0u8; 32], &ikm);
+        let want = "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d";
+        let got: heapless::String<64> = out1.iter().fold(heapless::String::new(), |mut s, b| {
+            let _ = core::fmt::Write::write_fmt(&mut s, format_args!("{b:02x}"));
+            s
+        });
+        assert_eq!(got.as_str(), want);
+    }
+
+    #[test]
+    fn a_refused_message_does_not_move_the_counter() {
+        let (mut a, mut b) = (Cipher::new([7; 32]), Cipher::new([7; 32]));
+        let mut msg = *b"sixteen bytes ok";
+        let tag = a.seal(b"ad", &mut msg).unwrap();
+        let mut bad = msg;
+        bad[3] ^= 1;
+        assert_eq!(b.open(b"ad", &mut bad, &tag), Err(NoiseError::Decrypt));
+        assert_eq!(b.count(), 0);
+        b.open(b"ad", &mut msg, &tag).unwrap();
+        assert_eq!(&msg, b"sixteen bytes ok");
+        assert_eq!(b.count(), 1);
+    }
+
+    #[test]
+    fn the_counter_stops_before_the_reserved_nonce() {
+        let mut a = Cipher::new([7; 32]);
+        a.set_count(u64::MAX - 2);
+        assert!(a.seal(&[], &mut [0u8; 4]).is_ok());
+        assert_eq!(a.seal(&[], &mut [0u8; 4]), Err(NoiseError::Exhausted));
+    }
+
+    #[test]
+    fn rekey_changes_the_key_and_keeps_the_counter() {
+        let (mut a, mut b) = (Cipher::new([7; 32]), Cipher::new([7; 32]));
+        let mut m = [1u8; 8];
+        let tag = a.seal(&[], &mut m).unwrap();
+        b.open(&[], &mut m, &tag).unwrap();
+        a.rekey();
+        let mut m = [1u8; 8];
+        let tag = a.seal(&[], &mut m).unwrap();
+        let mut stale = b.clone();
+        assert!(stale.open(&[], &mut m.clone(), &tag).is_err());
+        b.rekey();
+        b.open(&[], &mut m, &tag).unwrap();
+        assert_eq!((a.count(), b.count()), (2, 2));
+    }
+}
