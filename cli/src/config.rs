@@ -17,6 +17,8 @@ const KEYS: &[&str] = &[
     "interface",
     "no_mdns",
     "use_identity",
+    "network_key",
+    "quiet_beacons",
 ];
 
 /// The data directory as the command line will see it (flag, env, default).

@@ -277,6 +277,7 @@ pub fn run(a: &DemoArgs) -> CliResult {
         interface: None,
         no_mdns: true,
         use_identity: false,
+        network_key: None,
     };
     let (h, mut node) = crate::requester(&net, None, &dir)?;
     let n = usize::from(a.nodes);

@@ -123,6 +123,11 @@ pub struct NetArgs {
     /// `--trust allowlist` with this id on their list accept the requests
     #[arg(long, global = true, env = "P2PA_USE_IDENTITY", value_parser = clap::builder::BoolishValueParser::new())]
     pub use_identity: bool,
+    /// The network's shared key (64 hex digits in a file; make one with
+    /// `p2pa keygen --network FILE` and copy it to every machine): nodes
+    /// without it complete no handshake with this one
+    #[arg(long, global = true, env = "P2PA_NETWORK_KEY", value_name = "FILE")]
+    pub network_key: Option<PathBuf>,
 }
 
 impl NetArgs {
@@ -147,6 +152,15 @@ impl NetArgs {
     pub fn mdns(&self) -> bool {
         !self.no_mdns && !self.host_local()
     }
+
+    /// The network key from `--network-key`, if given.
+    pub fn network_key(&self) -> Result<Option<[u8; 32]>, CliError> {
+        self.network_key
+            .as_deref()
+            .map(identity::load_network_key)
+            .transpose()
+            .map_err(|e| CliError::usage(e.to_string()))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,6 +170,10 @@ enum Command {
         /// Replace an existing key (the node id changes)
         #[arg(long)]
         force: bool,
+        /// Make a network key in FILE instead (32 random bytes as hex, owner
+        /// only): give it to every node of the network with --network-key
+        #[arg(long, value_name = "FILE")]
+        network: Option<PathBuf>,
     },
     /// Print this machine's node id (short and full form)
     Id,
@@ -407,7 +425,11 @@ fn main() -> ExitCode {
     let json_logs = matches!(&cli.cmd, Command::Node(a) if a.json);
     output::init_logging(json_logs);
     let result = match cli.cmd {
-        Command::Keygen { force } => cmd_keygen(&data_dir(cli.data_dir.as_ref()), force),
+        Command::Keygen {
+            force,
+            network: Some(file),
+        } => cmd_keygen_network(&file, force),
+        Command::Keygen { force, .. } => cmd_keygen(&data_dir(cli.data_dir.as_ref()), force),
         Command::Id => cmd_id(&data_dir(cli.data_dir.as_ref())),
         Command::Node(ref a) => node::cmd_node(&cli, a),
         Command::Peers { wait, json } => {
@@ -456,6 +478,18 @@ fn cmd_keygen(dir: &std::path::Path, force: bool) -> CliResult {
         .map_err(|e| CliError::usage(e.to_string()))?;
     say!("{}", key.node_id());
     eprintln!("new key in {}", dir.join(identity::KEY_FILE).display());
+    Ok(exit::OK)
+}
+
+fn cmd_keygen_network(file: &std::path::Path, force: bool) -> CliResult {
+    identity::create_network_key(file, &mut os_entropy()?, force)
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    eprintln!(
+        "new network key in {}: copy it to every machine of this network and run their nodes, \
+         and `p2pa submit`/`batch`, with --network-key {}",
+        file.display(),
+        file.display()
+    );
     Ok(exit::OK)
 }
 

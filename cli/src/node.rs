@@ -52,6 +52,10 @@ pub struct NodeArgs {
     /// File of allowed node ids (default: <data-dir>/allowlist)
     #[arg(long, value_name = "FILE", env = "P2PA_ALLOWLIST")]
     allowlist: Option<PathBuf>,
+    /// Leave the models this node holds out of its beacons (which travel in
+    /// the clear); requesters still learn them inside encrypted sessions
+    #[arg(long, env = "P2PA_QUIET_BEACONS", value_parser = clap::builder::BoolishValueParser::new())]
+    quiet_beacons: bool,
     /// Print JSON lines on stdout: first {"event":"listening",...}, then one per event
     #[arg(long)]
     pub json: bool,
@@ -285,6 +289,8 @@ fn options(cli: &Cli, a: &NodeArgs, dir: &Path) -> Result<(NodeOptions, Option<S
         .unwrap_or(u16::try_from(cores).unwrap_or(1))
         .max(1);
     a.limits.apply(&mut opts.core);
+    opts.core.network_key = cli.net.network_key()?;
+    opts.core.quiet_beacons = a.quiet_beacons;
     opts.core.trust = match a.trust {
         TrustArg::Open => Trust::Open,
         TrustArg::Allowlist => {

@@ -45,6 +45,7 @@ pub fn requester(
         IpAddr::V4(Ipv4Addr::UNSPECIFIED)
     };
     let mut opts = NodeOptions::new(SocketAddr::new(listen_ip, 0));
+    opts.core.network_key = net.network_key()?;
     opts.core.kinds = KindSet::default();
     opts.core.workers = 0;
     match peer {

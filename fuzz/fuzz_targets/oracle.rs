@@ -16,7 +16,6 @@ pub fn key() -> Keypair {
 pub fn context_for(kind_byte: u8) -> Context<'static> {
     match MessageKind::from_byte(kind_byte) {
         Some(MessageKind::Beacon) => Context::Datagram,
-        Some(MessageKind::Hello) => Context::Hello,
         _ => Context::Session(&SESSION),
     }
 }

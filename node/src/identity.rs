@@ -125,6 +125,54 @@ pub fn create(dir: &Path, rng: &mut dyn Entropy, force: bool) -> Result<Keypair,
     Ok(key)
 }
 
+/// Loads a network key (64 hex digits) from `path`, refusing a file others
+/// can read.
+pub fn load_network_key(path: &Path) -> Result<[u8; 32], IdentityError> {
+    let meta = fs::metadata(path).map_err(io_err(path))?;
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(IdentityError::Insecure {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    let text = fs::read_to_string(path).map_err(|_| IdentityError::Malformed {
+        path: path.to_owned(),
+    })?;
+    parse_hex32(text.trim()).ok_or_else(|| IdentityError::Malformed {
+        path: path.to_owned(),
+    })
+}
+
+/// Makes a new network key at `path` (mode 0600; replacing an old one only
+/// with `force`).
+pub fn create_network_key(
+    path: &Path,
+    rng: &mut dyn Entropy,
+    force: bool,
+) -> Result<[u8; 32], IdentityError> {
+    if path.exists() && !force {
+        return Err(IdentityError::Exists {
+            path: path.to_owned(),
+        });
+    }
+    let mut key = [0u8; 32];
+    rng.fill(&mut key).map_err(|_| IdentityError::NoEntropy)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+    }
+    let _ = fs::remove_file(path);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err(path))?;
+    writeln!(f, "{}", hex(&key)).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))?;
+    Ok(key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,14 +1,17 @@
-//! # p2pa-protocol: the p2pa wire format, version 3
+//! # p2pa-protocol: the p2pa wire format, version 4
 //!
-//! `no_std`, allocation-free. Every frame is a fixed header, a postcard body
-//! and an Ed25519 signature; this documentation is the specification.
+//! `no_std`, allocation-free. A connection starts with a Noise XX handshake
+//! (`Noise_XX_25519_ChaChaPoly_SHA256`); after it, every frame is a fixed
+//! header, a postcard body and an Ed25519 signature, sealed with
+//! ChaCha20-Poly1305 under the session's keys. Beacons are signed frames in
+//! the clear. This documentation is the specification.
 //!
 //! ## Signed frame
 //!
 //! | offset      | size | field                                            |
 //! |-------------|------|--------------------------------------------------|
-//! | 0           | 1    | version, `0x02`                                  |
-//! | 1           | 1    | message kind ([`MessageKind`], 1..=14)           |
+//! | 0           | 1    | version, `0x04`                                  |
+//! | 1           | 1    | message kind ([`MessageKind`])                   |
 //! | 2           | 32   | sender's Ed25519 public key (the [`NodeId`])     |
 //! | 34          | 8    | sequence number, `u64` little-endian             |
 //! | 42          | n    | body: postcard encoding of the kind's message    |
@@ -19,43 +22,100 @@
 //! Contexts ([`Context`]) separate purposes:
 //!
 //! - datagrams (beacons): `"p2pa/v1/datagram"`;
-//! - the first two handshake frames (`Hello` and the responder's `HelloAck`):
-//!   `"p2pa/v1/hello"`;
-//! - every other stream frame: `"p2pa/v1/session" ‖ initiator nonce (32) ‖
-//!   responder nonce (32)`, so a frame is bound to one session.
+//! - session frames: `"p2pa/v1/session" ‖ initiator's ephemeral key (32) ‖
+//!   responder's ephemeral key (32)`, so a frame is bound to one session;
+//! - the handshake's static-key certificate: `"p2pa/v4/static-key" ‖ the
+//!   X25519 static key` ([`STATIC_KEY_CONTEXT`]).
 //!
-//! A kind outside its context is refused (`WrongContext`): a `TaskOffer` in a
-//! datagram, a `Beacon` on a stream. Bodies are decoded strictly: a body must
-//! be postcard's one canonical encoding of its message with no trailing byte,
-//! so every accepted frame re-encodes to exactly the bytes received.
+//! No context is a prefix of another. A kind outside its context is refused
+//! (`WrongContext`): a `TaskOffer` in a datagram, a `Beacon` on a stream.
+//! Bodies are decoded strictly: a body must be postcard's one canonical
+//! encoding of its message with no trailing byte, so every accepted frame
+//! re-encodes to exactly the bytes received.
 //!
 //! The signature nonce is derived from the secret seed and the signed bytes
 //! (as RFC 8032 does), so signing is deterministic and needs no RNG.
 //!
 //! ## Transports
 //!
-//! - **Stream (TCP)**: `u32` little-endian length of the signed frame, then the
-//!   frame. At most [`MAX_FRAME_LEN`] (64 KiB); the [`StreamDecoder`] rejects a
-//!   larger prefix before storing a byte. Larger payloads (models, and task
-//!   inputs and outputs that do not fit a frame: [`TaskInput::Blob`],
+//! - **Stream (TCP)**: a sequence of records, each a `u32` little-endian
+//!   length and that many bytes: the three handshake messages, then sealed
+//!   frames. At most [`MAX_RECORD_LEN`] (a [`MAX_FRAME_LEN`] frame, 64 KiB,
+//!   sealed), at least [`MIN_RECORD_LEN`]; the [`StreamDecoder`] rejects
+//!   another prefix before storing a byte. Larger payloads (models, and
+//!   task inputs and outputs that do not fit a frame: [`TaskInput::Blob`],
 //!   [`TaskOutput::Blob`]) are content-addressed blobs, fetched by the side
 //!   that needs them in [`BlobChunk`]s of at most [`BLOB_CHUNK_LEN`].
-//! - **Datagram (UDP)**: one signed frame per datagram, no prefix, at most
-//!   [`MAX_DATAGRAM_LEN`] (1 200) bytes.
+//! - **Datagram (UDP)**: one signed frame per datagram, in the clear, no
+//!   prefix, at most [`MAX_DATAGRAM_LEN`] (1 200) bytes.
+//!
+//! ## Handshake (Noise XX)
+//!
+//! ```text
+//! 1  A → B  0x04 ‖ e ‖ 73 zero bytes               -> e          (psk first, with a network key)
+//! 2  B → A  e ‖ enc(s) ‖ enc(payload B)            <- e, ee, s, es
+//! 3  A → B  enc(s) ‖ enc(payload A or refusal)     -> s, se
+//! ```
+//!
+//! The protocol name is `Noise_XX_25519_ChaChaPoly_SHA256`, or
+//! `Noise_XXpsk0_25519_ChaChaPoly_SHA256` when the nodes share a network key
+//! (then message 1's pad is encrypted and carries a 16-byte tag); the
+//! prologue is [`PROLOGUE`] (`"p2pa/v4"`), so both sides must speak this
+//! version and agree on the network key, or no key they derive matches.
+//! Message 1 starts with the version byte and is padded to 106 bytes, the
+//! shortest version-3 frame: a version-3 node reads its version and refuses
+//! it by name, and a node of this version answers a version-3 `Hello` with a
+//! [`version_notice`] for the same reason. There is no plaintext fallback.
+//!
+//! A payload is postcard of `Intro { node: NodeId, cert: [u8; 64],
+//! listen_port: u16, caps: Capabilities }` (variant 0), or in message 3
+//! `Refuse(GoodbyeReason)` (variant 1). `cert` is the Ed25519 signature by
+//! `node` over `"p2pa/v4/static-key" ‖ s`, where `s` is the static key the
+//! handshake just proved ([`Identity`] derives `s` from the identity's seed
+//! and signs it once). Each side checks it, so the Noise key is bound to the
+//! identity that signs every frame and receipt; a node may skip checking a
+//! certificate it has checked before ([`Known`]). The initiator also checks
+//! that `node` is the key it dialed for, when it knows one.
+//!
+//! The session's id ([`SessionId`]) is the two ephemeral keys, fresh per
+//! connection; session frames are signed in its context. Noise's `Split()`
+//! gives the initiator's sending key first.
+//!
+//! The [`handshake`] module implements it as a type-state machine
+//! (`Initiator` → `AwaitAck` → `Confirm` → [`Session`], `Responder` →
+//! `AwaitConfirm` → [`Session`]) with no allocation: the caller brings
+//! ephemeral secrets, received bytes and an output buffer. The node, the
+//! firmware, the benchmarks and the tests all use it; it is checked against
+//! `snow`, the reference Rust implementation, in both roles.
+//!
+//! ## Sealed records
+//!
+//! ```text
+//! u32 LE length ‖ ChaCha20-Poly1305(k, n, ad = "", flags ‖ signed frame) ‖ tag (16)
+//! ```
+//!
+//! `k` is the direction's key, `n` its implicit 64-bit counter (Noise's
+//! nonce: 4 zero bytes and `n` little-endian). `flags` bit 0: the sender
+//! switches to `REKEY(k)` after this record (every [`REKEY_FRAMES`] records,
+//! and every 10 minutes in the node); the other bits are zero. A record that
+//! does not open ends the session and leaves the counter unchanged; counters
+//! stop before `2^64 - 1`. A `BlobChunk` frame in a session carries no
+//! signature (header and body only): its blob's SHA-256 is in the signed
+//! offer or result and is checked over the whole blob, and the AEAD
+//! authenticates the chunk as the peer's. Every other frame is signed, so a
+//! `TaskResult` stays a receipt outside the session.
 //!
 //! ## Messages (postcard bodies)
 //!
 //! Integers are postcard varints (LEB128, zig-zag for signed); `[u8; N]` are N
 //! raw bytes; `&[u8]` and `&str` are a varint length then the bytes; `Option`
 //! is `0x00` or `0x01` then the value; enums are a varint variant index then
-//! the fields. Each message's struct ([`Hello`], [`TaskOffer`], …) lists its
-//! fields in wire order.
+//! the fields. Each message's struct ([`TaskOffer`], …) lists its fields in
+//! wire order.
 //!
 //! | kind | message       | context   | purpose                                   |
 //! |------|---------------|-----------|-------------------------------------------|
 //! | 1    | `Beacon`      | datagram  | presence, TCP port, capabilities          |
-//! | 2    | `Hello`       | hello     | initiator's challenge                     |
-//! | 3    | `HelloAck`    | hello or session | both nonces and the peer key, signed |
 //! | 4    | `TaskOffer`   | session   | work to run                               |
 //! | 5    | `TaskAccept`  | session   | queued                                    |
 //! | 6    | `TaskReject`  | session   | refused, with a reason                    |
@@ -65,102 +125,106 @@
 //! | 11   | `Goodbye`     | session   | leaving, with a reason                    |
 //! | 12   | `Error`       | session   | non-fatal error report                    |
 //! | 13   | `BlobRequest` | session   | ask for a byte range of a blob            |
-//! | 14   | `BlobChunk`   | session   | a byte range of a blob, resumable         |
+//! | 14   | `BlobChunk`   | session   | a byte range of a blob (unsigned, sealed) |
 //!
-//! A new kind needs a version bump: a receiver refuses unknown kinds.
+//! Kinds 2 and 3 were version 3's `Hello` and `HelloAck`; they are refused as
+//! unknown. A new kind needs a version bump: a receiver refuses unknown kinds.
 //!
-//! Capabilities (in `Beacon`, `Hello`, `HelloAck`) start with one byte,
+//! Capabilities (in `Beacon` and the handshake payloads) start with one byte,
 //! [`KindSet`]: bit *k* set when the node runs task kind *k* (0 echo, 1
 //! hash, 2 sleep, 3 infer), bit 6 when its `infer` tasks run on
 //! onnxruntime, bit 7 when they run on tract; bits 4 and 5 are reserved
-//! (sent as 0, ignored). A node that predates the engine bits reads a kind's
-//! bit alone, so they need no version bump.
+//! (sent as 0, ignored).
 //!
 //! ## Receipts
 //!
 //! A `TaskResult` names the task, the status, the output (its bytes, or a
 //! blob's hash and length), the requester, the model and the input's SHA-256.
-//! Its frame's signature covers all of that, bound to the session's nonces,
-//! so the signed frame *is* the worker's receipt: a requester keeps the
-//! fields, the sequence number, the nonces and the signature ([`Receipt`],
-//! built from the frame's [`Seal`] by [`Session::read_sealed`]), and anyone
+//! Its frame's signature covers all of that, bound to the session's id, so
+//! the signed frame *is* the worker's receipt: a requester keeps the fields,
+//! the sequence number, the session id and the signature ([`Receipt`], built
+//! from the frame's [`Seal`] by [`Session::read_sealed`]), and anyone
 //! re-encodes the frame's signed bytes from them (bodies are canonical) and
 //! checks the signature with [`Receipt::verify`] — no key but the worker's
 //! public one, no second signature. A task costs four signature operations:
 //! the offer and the result, each signed once and verified once.
 //!
-//! Version 2 (p2pa 0.2) changed `TaskResult`'s output from bytes to
-//! [`TaskOutput`] (inline bytes, or a blob the requester fetches), so outputs
-//! of any size travel; version-1 frames are refused (`UnsupportedVersion`).
+//! ## Versions
 //!
-//! ## Handshake
+//! - 1: signed frames, inline outputs only.
+//! - 2: `TaskResult`'s output became [`TaskOutput`] (inline, or a blob).
+//! - 3: capabilities' engine bits; the signed `Hello`/`HelloAck` handshake.
+//! - 4: the Noise XX handshake with certified static keys, sealed session
+//!   records, unsigned blob chunks inside them, optional network key.
 //!
-//! ```text
-//! A → B  Hello    { nonce: Na, listen_port, caps }            ctx hello,   seq 0
-//! B → A  HelloAck { peer: A, Na, Nb, listen_port, caps }       ctx hello,   seq 0
-//! A → B  HelloAck { peer: B, Na, Nb, listen_port, caps }       ctx session, seq 1
-//! ```
-//!
-//! B proves liveness by signing A's fresh `Na`; A proves it by signing B's
-//! fresh `Nb`. (B's `HelloAck` is in the hello context because A learns `Nb`
-//! from it; its signed body binds both nonces and A's key all the same.) Both keys and both nonces are bound into every later frame, so a
-//! recorded handshake or session frame fails in any other session. After that,
-//! each direction's sequence numbers strictly increase ([`ReplayGuard`]).
-//!
-//! The [`handshake`] module implements it as a type-state machine
-//! (`Initiator` → `Confirm` → [`Session`], `Responder` → `AwaitConfirm` →
-//! [`Session`]) with no allocation: the caller brings nonces, received bytes
-//! and an output buffer. The node, the benchmarks and the tests all use it.
-//!
-//! ## Joining from firmware
-//!
-//! `p2pa-tiny` (in `protocol/tiny`) builds on this crate alone: frames over
-//! any blocking byte link, the handshake over it, and a worker that serves
-//! `echo` and `hash` with signed receipts. With its default buffers it needs
-//! 4 664 bytes of buffers plus 648 bytes of state (measured on a 64-bit host;
-//! less on a 32-bit board), and nothing on the heap. A test runs it against
-//! the real `p2pa submit`; CI builds it for `thumbv7em-none-eabihf`.
+//! Frames of another version are refused (`UnsupportedVersion`).
 //!
 //! ## Worked example
 //!
 //! Key from seed `[42u8; 32]` (node id `197f6b23e16c8532…368d61`), session
-//! nonces `[1u8; 32]` (initiator) and `[2u8; 32]` (responder), sequence 1,
-//! message `Ping { nonce: 7 }` (kind 9). The frame is 107 bytes
+//! id `[1u8; 32]` (initiator) and `[2u8; 32]` (responder), sequence 1,
+//! message `Ping { nonce: 7 }` (kind 9). The signed frame is 107 bytes
 //! (`tests/golden/ping.frame`):
 //!
 //! ```text
-//! 03                                        version 3
+//! 04                                        version 4
 //! 09                                        kind 9 = Ping
 //! 197f6b23e16c8532c6abc838facd5ea7          sender key (32 bytes)
 //! 89be0c76b2920334039bfa8b3d368d61
 //! 0100000000000000                          sequence 1, u64 little-endian
 //! 07                                        body: postcard varint 7
-//! a1b09cb821676a9e2f29dd2d5a665c57          Ed25519 signature (64 bytes) over
-//! 5d670d542c4742b28b78b5f413719272          "p2pa/v1/session" ‖ [1u8; 32] ‖ [2u8; 32]
-//! 16b39b5423b736585bce77ca56795297          ‖ the 43 bytes above
-//! 411c5f838e010094a5014b8d4a9e450a
+//! 946df5115ea482222a38dae95409d3fe          Ed25519 signature (64 bytes) over
+//! 9667d6bf5302a02e914a559996b744b5          "p2pa/v1/session" ‖ [1u8; 32] ‖ [2u8; 32]
+//! c941a191d5d5bfaff565882b6188b8be          ‖ the 43 bytes above
+//! 110561dca8f44ff3b4525d6335a51d0c
 //! ```
 //!
-//! On a stream it is preceded by `6b 00 00 00` (107, `u32` little-endian).
-//! Every message kind has such a vector in `tests/golden/`; a wire change
-//! shows up there as a diff.
+//! Every message kind has such a vector in `tests/golden/`, and so has a
+//! whole handshake with fixed keys and ephemeral secrets: A (seed 42,
+//! ephemeral secret `[1u8; 32]`) dials B (seed 43, `[2u8; 32]`), then sends
+//! `Ping { nonce: 7 }` as its first record. Message 1
+//! (`tests/golden/handshake_1.bin`, 110 bytes with its prefix):
+//!
+//! ```text
+//! 6a000000                                  length 106
+//! 04                                        version 4
+//! a4e09292b651c278b9772c569f5fa9bb          A's ephemeral X25519 key
+//! 13d906b46ab68c9df9dc2b4409f8a209
+//! 00 × 73                                   pad (mixed into the hash)
+//! ```
+//!
+//! Message 2 is 230 bytes (B's ephemeral key, its static key and tag, its
+//! 150-byte payload and tag), message 3 is 198; the sealed `Ping` record is
+//! 128 bytes: `7c000000` (124), then 1 + 107 + 16 bytes of ciphertext and
+//! tag (`tests/golden/sealed_ping.bin`). A wire change shows up there as a
+//! diff.
 //!
 //! ## Threat model
 //!
-//! Protected: forgery (every frame is signed, receipts with it); tampering (any
-//! changed bit fails verification); cross-purpose replay (contexts); replay of
-//! frames across sessions (session nonces in the signing context) and within a
-//! session (strictly increasing sequence numbers); replayed beacons from a
-//! known sender (per-sender counter); memory exhaustion by length prefixes
-//! (checked before storing anything); malformed input (no input panics).
+//! An eavesdropper on the LAN sees beacons (node id, TCP port, task kinds,
+//! free slots, and the hashes of the models a node holds, unless it runs
+//! with `--quiet-beacons`), that two addresses hold a session, and the size
+//! and timing of records. It does not see inputs, outputs, models, task
+//! kinds or results, and cannot tell which node ids hold a session beyond
+//! what beacons and addresses give away (the static keys travel encrypted).
+//! Recorded sessions stay secret if a node's identity key is stolen later
+//! (the session keys come from ephemeral Diffie-Hellman).
 //!
-//! Not protected: confidentiality (frames are signed, not encrypted: run over
-//! a trusted LAN, or a VPN); who may join (that is the node's trust policy:
-//! open or allowlist); a beacon replayed to a node that has never heard the
-//! sender, or has forgotten it (it only causes a dial, which then fails the
-//! handshake unless the real key holder answers); denial of service by flooding;
-//! a worker that lies about the output of a task (use redundancy and compare
-//! receipts); traffic analysis.
+//! An active attacker on the path can drop, delay or cut connections (denial
+//! of service), and can complete a handshake as itself: in open trust mode
+//! anyone may join, so use `--trust allowlist` or a network key to decide
+//! who. It cannot read or change a record (any changed bit ends the
+//! session), replay one within or across sessions (counters, per-session
+//! keys), impersonate a node (the certificate binds the static key to the
+//! node id, and the initiator checks the id it dialed), downgrade to an older
+//! version (the prologue), or forge a receipt (signatures). Beacons are
+//! signed, so they cannot be forged either; a beacon replayed to a node that
+//! has not heard its sender only makes it dial, and the handshake fails
+//! unless the real key holder answers.
+//!
+//! Not protected: who may join in open mode (that is the node's trust
+//! policy), denial of service by flooding, a worker that lies about the
+//! output of a task (use redundancy and compare receipts), traffic analysis.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -368,7 +368,7 @@ fn undersized_prefix_is_rejected() {
         dec.decode(&mut input).unwrap_err(),
         StreamError::Undersized {
             len: 5,
-            min: FRAME_OVERHEAD
+            min: MIN_RECORD_LEN
         }
     );
 }

@@ -88,6 +88,8 @@ pub struct Config {
     /// A key every node of this network holds (`--network-key`): mixed into
     /// the handshake, so a node without it completes none.
     pub network_key: Option<[u8; 32]>,
+    /// Leave held models out of beacons (`--quiet-beacons`).
+    pub quiet_beacons: bool,
     /// Static peers to dial (for networks multicast does not reach).
     pub bootstrap: Vec<SocketAddr>,
     /// Whether to send and act on multicast beacons.
@@ -209,6 +211,7 @@ impl Default for Config {
             inline_max_input: DEFAULT_INLINE_MAX_INPUT,
             trust: Trust::Open,
             network_key: None,
+            quiet_beacons: false,
             bootstrap: Vec::new(),
             multicast: true,
             max_peers: 256,

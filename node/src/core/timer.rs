@@ -69,7 +69,13 @@ impl Core {
             Timer::Beacons => {
                 let period = self.peers.beacon_period(cfg);
                 let (worker, blobs) = (&self.worker, &self.blobs);
-                let caps = || worker.capabilities(cfg, blobs);
+                let caps = || {
+                    let mut caps = worker.capabilities(cfg, blobs);
+                    if cfg.quiet_beacons {
+                        caps.models.clear(); // beacons travel in the clear
+                    }
+                    caps
+                };
                 let rng = &mut *self.rng;
                 self.beacons
                     .timers(now, cfg, &self.key, period, &caps, rng, &mut self.out);

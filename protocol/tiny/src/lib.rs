@@ -11,7 +11,7 @@
 //!   receipts, answers keepalive pings, refuses other kinds.
 //!
 //! RAM of a worker with the default sizes ([`Buffers`]: 2 KiB to receive,
-//! 2 KiB to send, a 512-byte read chunk): 4 664 bytes of buffers and 729
+//! 2 KiB to send, a 512-byte read chunk): 4 664 bytes of buffers and 761
 //! bytes of state (the handshake step, the [`Session`], the identity, the worker)
 //! on a 64-bit host, a little less on a 32-bit board; a test keeps these
 //! bounds. Nothing else is allocated. The largest task it takes is a frame of
@@ -40,6 +40,6 @@ mod tests {
             + core::mem::size_of::<p2pa_protocol::Identity>()
             + core::mem::size_of::<Worker<'_>>();
         assert!(bufs <= 4 * 1024 + 640, "buffers {bufs}");
-        assert!(state <= 729, "state {state}");
+        assert!(state <= 761, "state {state}");
     }
 }
