@@ -1,31 +1,91 @@
-//! The floor: the least a signed task round trip can cost. Plain blocking std
-//! TCP on loopback, a 4-byte length prefix, and the same signatures p2pa makes
-//! per task: the request signed by the requester and verified by the worker;
-//! the response (the output and the fields a receipt needs: requester, model
-//! and input hash) signed by the worker and verified by the requester. Four
-//! signature operations, as the job needs. No framework, no event loop, no
-//! queues.
+//! The floor: the least a signed, encrypted task round trip can cost. Plain
+//! blocking std TCP on loopback, a 4-byte length prefix, the same signatures
+//! p2pa makes per task (the request signed by the requester and verified by
+//! the worker; the response, with the fields a receipt needs: requester,
+//! model and input hash, signed by the worker and verified by the
+//! requester: four signature operations, as the job needs), and each frame
+//! sealed with ChaCha20-Poly1305 under a per-direction key and counter, as a
+//! session's are. No framework, no event loop, no queues, no handshake.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::thread;
 
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::ChaCha20Poly1305;
 use ed25519_compact::{KeyPair, PublicKey, Seed, Signature};
 
-fn read_frame(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<()> {
+/// One direction's AEAD key and counter.
+pub struct Seal {
+    aead: ChaCha20Poly1305,
+    n: u64,
+}
+
+impl Seal {
+    pub fn new(key: [u8; 32]) -> Self {
+        Self {
+            aead: ChaCha20Poly1305::new(&key.into()),
+            n: 0,
+        }
+    }
+
+    fn nonce(&mut self) -> chacha20poly1305::Nonce {
+        let mut nonce = [0u8; 12];
+        nonce[4..].copy_from_slice(&self.n.to_le_bytes());
+        self.n += 1;
+        nonce.into()
+    }
+
+    /// Encrypts `buf` in place; returns the tag.
+    pub fn seal(&mut self, buf: &mut [u8]) -> [u8; 16] {
+        let nonce = self.nonce();
+        let tag = self
+            .aead
+            .encrypt_inout_detached(&nonce, &[], buf.into())
+            .expect("seal");
+        tag.into()
+    }
+
+    /// Decrypts `buf` in place if `tag` authenticates it.
+    pub fn open(&mut self, buf: &mut [u8], tag: &[u8]) -> bool {
+        let nonce = self.nonce();
+        let Ok(tag) = <[u8; 16]>::try_from(tag) else {
+            return false;
+        };
+        self.aead
+            .decrypt_inout_detached(&nonce, &[], buf.into(), &tag.into())
+            .is_ok()
+    }
+}
+
+fn read_frame(s: &mut TcpStream, buf: &mut Vec<u8>, rx: &mut Seal) -> std::io::Result<()> {
     let mut len = [0u8; 4];
     s.read_exact(&mut len)?;
     buf.resize(u32::from_le_bytes(len) as usize, 0);
-    s.read_exact(buf)
+    s.read_exact(buf)?;
+    let n = buf.len().saturating_sub(16);
+    let (text, tag) = buf.split_at_mut(n);
+    if !rx.open(text, tag) {
+        return Err(std::io::Error::other("floor frame did not open"));
+    }
+    buf.truncate(n);
+    Ok(())
 }
 
-fn write_frame(s: &mut TcpStream, out: &mut Vec<u8>, parts: &[&[u8]]) -> std::io::Result<()> {
+fn write_frame(
+    s: &mut TcpStream,
+    out: &mut Vec<u8>,
+    parts: &[&[u8]],
+    tx: &mut Seal,
+) -> std::io::Result<()> {
     out.clear();
-    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let len: usize = parts.iter().map(|p| p.len()).sum::<usize>() + 16;
     out.extend_from_slice(&(len as u32).to_le_bytes());
     for p in parts {
         out.extend_from_slice(p);
     }
+    let tag = tx.seal(&mut out[4..]);
+    out.extend_from_slice(&tag);
     s.write_all(out)
 }
 
@@ -48,7 +108,8 @@ pub fn serve(listener: TcpListener, client: PublicKey) -> thread::JoinHandle<()>
         };
         let _ = s.set_nodelay(true);
         let (mut buf, mut out) = (Vec::new(), Vec::new());
-        while read_frame(&mut s, &mut buf).is_ok() {
+        let (mut rx, mut tx) = (Seal::new([5; 32]), Seal::new([6; 32]));
+        while read_frame(&mut s, &mut buf, &mut rx).is_ok() {
             if buf.len() < 64 {
                 break;
             }
@@ -58,7 +119,7 @@ pub fn serve(listener: TcpListener, client: PublicKey) -> thread::JoinHandle<()>
             }
             let response = [payload, &[7u8; 96]].concat();
             let rsig = sign(&key, &response);
-            if write_frame(&mut s, &mut out, &[&response, &rsig]).is_err() {
+            if write_frame(&mut s, &mut out, &[&response, &rsig], &mut tx).is_err() {
                 break;
             }
         }
@@ -72,6 +133,8 @@ pub struct Client {
     server: PublicKey,
     buf: Vec<u8>,
     out: Vec<u8>,
+    tx: Seal,
+    rx: Seal,
 }
 
 impl Client {
@@ -85,18 +148,20 @@ impl Client {
             server,
             buf: Vec::new(),
             out: Vec::new(),
+            tx: Seal::new([5; 32]),
+            rx: Seal::new([6; 32]),
         }
     }
 
     pub fn send(&mut self, id: u64, input: &[u8]) {
         let payload = [&id.to_le_bytes()[..], input].concat();
         let sig = sign(&self.key, &payload);
-        write_frame(&mut self.s, &mut self.out, &[&payload, &sig]).expect("send");
+        write_frame(&mut self.s, &mut self.out, &[&payload, &sig], &mut self.tx).expect("send");
     }
 
     /// Receives and checks one answer; returns its task id.
     pub fn recv(&mut self) -> u64 {
-        read_frame(&mut self.s, &mut self.buf).expect("recv");
+        read_frame(&mut self.s, &mut self.buf, &mut self.rx).expect("recv");
         let n = self.buf.len();
         let (response, sig) = self.buf.split_at(n - 64);
         assert!(

@@ -84,7 +84,10 @@
 //! The [`handshake`] module implements it as a type-state machine
 //! (`Initiator` → `AwaitAck` → `Confirm` → [`Session`], `Responder` →
 //! `AwaitConfirm` → [`Session`]) with no allocation: the caller brings
-//! ephemeral secrets, received bytes and an output buffer. The node, the
+//! 32 random bytes per handshake, received bytes and an output buffer.
+//! Key pairs (the static one and each ephemeral one) are made from 32 bytes
+//! as an Ed25519 key is, then converted to X25519 (RFC 7748's map): the
+//! secret is the clamped first half of SHA-512 of the bytes. The node, the
 //! firmware, the benchmarks and the tests all use it; it is checked against
 //! `snow`, the reference Rust implementation, in both roles.
 //!
@@ -180,16 +183,16 @@
 //! ```
 //!
 //! Every message kind has such a vector in `tests/golden/`, and so has a
-//! whole handshake with fixed keys and ephemeral secrets: A (seed 42,
-//! ephemeral secret `[1u8; 32]`) dials B (seed 43, `[2u8; 32]`), then sends
+//! whole handshake with fixed keys and ephemeral seeds: A (seed 42,
+//! ephemeral seed `[1u8; 32]`) dials B (seed 43, `[2u8; 32]`), then sends
 //! `Ping { nonce: 7 }` as its first record. Message 1
 //! (`tests/golden/handshake_1.bin`, 110 bytes with its prefix):
 //!
 //! ```text
 //! 6a000000                                  length 106
 //! 04                                        version 4
-//! a4e09292b651c278b9772c569f5fa9bb          A's ephemeral X25519 key
-//! 13d906b46ab68c9df9dc2b4409f8a209
+//! 1b1b58dd50ea14b60da17b790cd02754          A's ephemeral X25519 key
+//! d970c9bab864ebb3c0f3016fe51d3f57
 //! 00 × 73                                   pad (mixed into the hash)
 //! ```
 //!

@@ -129,8 +129,8 @@ fn a_receipt_kept_from_the_golden_result_frames_verifies_offline() {
     }
 }
 
-/// The handshake with fixed keys and fixed ephemeral secrets, and the first
-/// sealed record of the session: A (seed 42, ephemeral [1; 32], port 7420)
+/// The handshake with fixed keys and fixed ephemeral seeds, and the first
+/// sealed record of the session: A (seed 42, ephemeral seed [1; 32], port 7420)
 /// dials B (seed 43, ephemeral [2; 32], port 7421), then sends `Ping { nonce: 7 }`.
 #[test]
 fn the_handshake_and_a_sealed_record_match_their_golden_vectors() {
