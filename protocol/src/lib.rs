@@ -47,7 +47,10 @@
 //!   [`TaskOutput::Blob`]) are content-addressed blobs, fetched by the side
 //!   that needs them in [`BlobChunk`]s of at most [`BLOB_CHUNK_LEN`].
 //! - **Datagram (UDP)**: one signed frame per datagram, in the clear, no
-//!   prefix, at most [`MAX_DATAGRAM_LEN`] (1 200) bytes.
+//!   prefix, at most [`MAX_DATAGRAM_LEN`] (1 200) bytes. Nodes that share a
+//!   network key follow it with a 16-byte tag ([`tag_datagram`]:
+//!   HMAC-SHA256 under a key derived from the network key) and drop
+//!   datagrams without a valid one before checking the signature.
 //!
 //! ## Handshake (Noise XX)
 //!
@@ -241,6 +244,7 @@ pub mod handshake;
 mod kind;
 mod limits;
 mod message;
+mod network;
 mod noise;
 mod receipt;
 pub mod session;
@@ -271,6 +275,7 @@ pub use message::{
     ShortId, TaskAccept, TaskId, TaskInput, TaskKind, TaskOffer, TaskOutput, TaskReject,
     TaskResult, TaskStatus,
 };
+pub use network::{tag_datagram, untag_datagram, BEACON_TAG_LEN};
 pub use receipt::{Receipt, Seal, Signature64};
 pub use session::{Session, SessionError, REKEY_FRAMES};
 pub use sign::{

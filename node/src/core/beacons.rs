@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use p2pa_protocol::{
-    encode_datagram, verify_datagram, Beacon, Capabilities, FrameError, Keypair, Message, NodeId,
-    MAX_DATAGRAM_LEN,
+    encode_datagram, tag_datagram, untag_datagram, verify_datagram, Beacon, Capabilities,
+    FrameError, Keypair, Message, NodeId, MAX_DATAGRAM_LEN,
 };
 
 use super::output::{bump, Noise, Outbox, Transmit};
@@ -71,12 +71,29 @@ impl Beacons {
 
     /// Verifies a datagram; counts and logs what it refuses. Our own beacons
     /// (looped back) come out as `None` too.
+    /// With a network key, a datagram without its valid tag is dropped (and
+    /// counted as forged) before its signature is checked.
     pub(crate) fn verify(
         me: NodeId,
         from: SocketAddr,
         data: &[u8],
+        network_key: Option<&[u8; 32]>,
         out: &mut Outbox,
     ) -> Option<Heard> {
+        let data = match network_key {
+            None => data,
+            Some(k) => {
+                let Some(frame) = untag_datagram(k, data) else {
+                    bump(&mut out.stats.beacons_forged);
+                    out.warn_once(
+                        Noise::ForgedBeacon,
+                        format_args!("dropped datagram from {from}: no valid network-key tag"),
+                    );
+                    return None;
+                };
+                frame
+            }
+        };
         let verified = match verify_datagram(data) {
             Ok(v) => v,
             Err(e) => {
@@ -169,12 +186,65 @@ impl Beacons {
         });
         self.seq = self.seq.saturating_add(1);
         let mut buf = [0u8; MAX_DATAGRAM_LEN];
-        match encode_datagram(key, self.seq, &beacon, &mut buf) {
+        let n = encode_datagram(key, self.seq, &beacon, &mut buf).and_then(|n| {
+            match &cfg.network_key {
+                None => Ok(n),
+                Some(k) => {
+                    tag_datagram(k, &mut buf, n).ok_or(p2pa_protocol::EncodeError::TooLong {
+                        max: MAX_DATAGRAM_LEN,
+                    })
+                }
+            }
+        });
+        match n {
             Ok(n) => {
                 let bytes = buf.get(..n).map(<[u8]>::to_vec).unwrap_or_default();
                 out.transmit(Transmit::Multicast(bytes));
             }
             Err(e) => log::error!("could not encode beacon: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn datagram(key: &Keypair, network_key: Option<&[u8; 32]>) -> Vec<u8> {
+        let beacon = Message::Beacon(Beacon {
+            tcp_port: 7421,
+            query: false,
+            caps: Capabilities::default(),
+        });
+        let mut buf = [0u8; MAX_DATAGRAM_LEN];
+        let mut n = encode_datagram(key, 1, &beacon, &mut buf).unwrap();
+        if let Some(k) = network_key {
+            n = tag_datagram(k, &mut buf, n).unwrap();
+        }
+        buf[..n].to_vec()
+    }
+
+    #[test]
+    fn with_a_network_key_only_tagged_beacons_are_heard() {
+        let (me, them) = (Keypair::from_seed([1; 32]), Keypair::from_seed([2; 32]));
+        let from: SocketAddr = "127.0.0.2:7420".parse().unwrap();
+        let (k, other) = ([7u8; 32], [8u8; 32]);
+        let mut out = Outbox::default();
+        let hear = |d: &[u8], key: Option<&[u8; 32]>, out: &mut Outbox| {
+            Beacons::verify(me.node_id(), from, d, key, out).map(|h| h.sender)
+        };
+        let plain = datagram(&them, None);
+        let tagged = datagram(&them, Some(&k));
+        assert_eq!(hear(&plain, None, &mut out), Some(them.node_id()));
+        assert_eq!(hear(&tagged, Some(&k), &mut out), Some(them.node_id()));
+        assert_eq!(out.stats.beacons_forged, 0);
+        assert_eq!(hear(&plain, Some(&k), &mut out), None, "a stranger's");
+        assert_eq!(
+            hear(&datagram(&them, Some(&other)), Some(&k), &mut out),
+            None
+        );
+        assert_eq!(out.stats.beacons_forged, 2);
+        // A node without the key cannot read a tagged beacon as a beacon.
+        assert_eq!(hear(&tagged, None, &mut out), None);
     }
 }

@@ -210,7 +210,13 @@ impl Core {
         if !self.cfg.multicast || self.shutting_down {
             return;
         }
-        let Some(heard) = Beacons::verify(self.id, from, data, &mut self.out) else {
+        let Some(heard) = Beacons::verify(
+            self.id,
+            from,
+            data,
+            self.cfg.network_key.as_ref(),
+            &mut self.out,
+        ) else {
             return;
         };
         let (cfg, out) = (&self.cfg, &mut self.out);
