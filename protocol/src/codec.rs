@@ -132,10 +132,20 @@ fn read_header(head: &[u8], ctx: Context<'_>) -> Result<(NodeId, u64, MessageKin
 }
 
 pub(crate) fn header(kind: MessageKind, sender: NodeId, seq: u64) -> [u8; HEADER_LEN] {
+    header_of(PROTOCOL_VERSION, kind, sender, seq)
+}
+
+/// A frame header of wire `version` (receipts of older workers).
+pub(crate) fn header_of(
+    version: u8,
+    kind: MessageKind,
+    sender: NodeId,
+    seq: u64,
+) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     let (vk, rest) = h.split_at_mut(2);
     let (key, s) = rest.split_at_mut(32);
-    vk.copy_from_slice(&[PROTOCOL_VERSION, kind as u8]);
+    vk.copy_from_slice(&[version, kind as u8]);
     key.copy_from_slice(&sender.0);
     s.copy_from_slice(&seq.to_le_bytes());
     h

@@ -314,7 +314,7 @@ impl fmt::Display for TaskStatus {
 
 /// The result of a task. Its signed frame is the worker's receipt: the
 /// signature covers the task, the status, the output (or its hash), who
-/// asked, the model and the input hash, bound to the session's nonces, so the
+/// asked, the model and the input hash, bound to the session's id, so the
 /// frame's fields and signature ([`Receipt`](crate::Receipt)) prove later, to anyone, what the
 /// worker answered. No second signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

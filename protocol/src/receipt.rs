@@ -70,7 +70,7 @@ pub struct Seal {
     pub signer: NodeId,
     /// The frame's sequence number.
     pub seq: u64,
-    /// The session's nonces.
+    /// The session's id.
     pub session: SessionId,
     /// The frame's signature.
     pub signature: Signature64,
@@ -101,7 +101,7 @@ pub struct Receipt {
     pub blob_len: Option<u64>,
     /// The result frame's sequence number in its session.
     pub seq: u64,
-    /// The session's nonces, which the frame's signature covers.
+    /// The session's id (its two ephemeral keys), which the frame's signature covers.
     pub session: SessionId,
     /// The worker's signature of the result frame.
     pub signature: Signature64,
@@ -151,16 +151,24 @@ impl Receipt {
     /// Checks the worker's signature over the result frame, re-encoded
     /// from these fields (and `inline`, the output, when it travelled in
     /// the frame). That `output` is the SHA-256 of an inline output is for
-    /// the caller to check (this crate has no SHA-256).
+    /// the caller to check. A receipt of a version-3 worker verifies too:
+    /// its result frame differs from this version's only in the version
+    /// byte, so journals kept before version 4 stay checkable.
     pub fn verify(&self, inline: &[u8]) -> Result<(), FrameError> {
         let message = Message::TaskResult(self.result(inline));
-        let head = crate::codec::header(message.kind(), self.worker, self.seq);
-        crate::codec::verify_parts(
-            self.worker,
-            &self.signature,
-            Context::Session(&self.session),
-            &head,
-            &message,
-        )
+        let check = |version| {
+            let head = crate::codec::header_of(version, message.kind(), self.worker, self.seq);
+            crate::codec::verify_parts(
+                self.worker,
+                &self.signature,
+                Context::Session(&self.session),
+                &head,
+                &message,
+            )
+        };
+        match check(crate::PROTOCOL_VERSION) {
+            Err(FrameError::BadSignature) => check(3),
+            other => other,
+        }
     }
 }

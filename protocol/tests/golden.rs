@@ -183,3 +183,29 @@ fn the_handshake_and_a_sealed_record_match_their_golden_vectors() {
     // a length prefix, then flags, the 107-byte frame and the tag, encrypted.
     assert_eq!(record.len(), LEN_PREFIX_LEN + 1 + 107 + TAG_LEN);
 }
+
+/// A receipt kept by a version-3 requester (the result frame of the golden
+/// vectors before version 4, `tests/golden/v3_task_result.frame`) still
+/// verifies: the frame differs only in its version byte.
+#[test]
+fn a_version_3_receipt_still_verifies() {
+    let key = Keypair::from_seed(SEED);
+    let bytes = std::fs::read(golden_dir().join("v3_task_result.frame")).unwrap();
+    assert_eq!(bytes[0], 3);
+    let (_, msg) = samples()
+        .into_iter()
+        .find(|(n, _)| *n == "task_result")
+        .unwrap();
+    let Message::TaskResult(res) = msg else {
+        panic!("not a result")
+    };
+    let seal = Seal {
+        signer: key.node_id(),
+        seq: 1,
+        session: SESSION,
+        signature: Signature64(bytes[bytes.len() - 64..].try_into().unwrap()),
+    };
+    let r = Receipt::new(&seal, &res, [0x11u8; 32]);
+    assert_eq!(r.verify(b"hello p2pa"), Ok(()));
+    assert_eq!(r.verify(b"hello p2pA"), Err(FrameError::BadSignature));
+}
