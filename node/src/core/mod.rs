@@ -17,6 +17,7 @@ mod config;
 pub mod drive;
 mod endings;
 mod observed;
+mod outcome;
 mod output;
 mod pace;
 mod peer_info;
@@ -28,6 +29,7 @@ mod requester;
 mod rng;
 mod sessions;
 mod state;
+mod stats;
 mod tally;
 mod timer;
 mod transfers;
@@ -46,13 +48,15 @@ pub use config::{
     Config, Trust, DEFAULT_INPUT_BUFFER_BYTES, DEFAULT_MAX_TASK_DEADLINE, DEFAULT_MAX_TENSOR_BYTES,
     DEFAULT_MIN_TRANSFER_RATE, DEFAULT_MODEL_CACHE_BYTES, DEFAULT_TCP_PORT, MAX_INLINE_TENSOR,
 };
-pub use output::{Event, Stats, Transmit};
+pub use outcome::TaskOutcome;
+pub use output::{Event, Transmit};
 pub use peer_info::{PeerInfo, PeerState, Via};
 pub use reason::{CloseReason, ConnectError, ReceiptError, TaskError};
 pub use receipt::{check_result, sha256, verify_receipt, ReceiptCheck};
-pub use requester::{TaskOutcome, TaskRequest};
+pub use requester::TaskRequest;
 pub use rng::{Entropy, EntropyError, SeededEntropy};
 pub use state::{TaskState, Work};
+pub use stats::Stats;
 
 use beacons::Beacons;
 use blobs::{Blobs, Fetched, Want};

@@ -8,7 +8,7 @@ use p2pa_protocol::{
     GoodbyeReason, HandshakeError, NodeId, RejectReason, SessionError, StreamError, TaskStatus,
 };
 
-use super::output::{bump, Noise, Stats};
+use super::stats::{bump, Noise, Stats};
 
 /// Why the shell could not open, or lost, a TCP connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,130 +1,27 @@
 //! What applications hold: [`NodeOptions`] to start a node, a [`NodeHandle`]
 //! to ask it for work, and [`LocalNode`] to run it on the caller's thread.
 
+pub use super::options::{NodeEvent, NodeOptions};
+
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_channel::{bounded, Receiver, Sender};
 use async_executor::LocalExecutor;
 use async_io::Timer;
-use p2pa_protocol::{Keypair, NodeId, TaskKind, TaskStatus};
+use p2pa_protocol::{Keypair, NodeId, TaskKind};
 
 use super::entropy::OsEntropy;
 use super::mdns;
 use super::shell::Shell;
 use super::udp::{self, MulticastConfig};
 use super::{Cmd, Input, EVENT_QUEUE, INPUT_QUEUE};
-use crate::core::{
-    CloseReason, Config, ConnectError, Core, JobId, PeerInfo, PeerState, Stats, TaskOutcome,
-    TaskRequest,
-};
-use crate::task::Executor;
+use crate::core::{Core, PeerInfo, PeerState, Stats, TaskOutcome, TaskRequest};
 
 /// How often [`NodeHandle::wait_for_peers`] looks at the peer table.
 const PEER_POLL: Duration = Duration::from_millis(5);
-
-/// Everything a node needs to start.
-#[derive(Clone)]
-pub struct NodeOptions {
-    /// The core's limits and timings.
-    pub core: Config,
-    /// TCP listen address (port 0: any free port).
-    pub listen: SocketAddr,
-    /// Beacon transport; `None` turns multicast off.
-    pub multicast: Option<MulticastConfig>,
-    /// Advertise and browse `_p2pa._tcp.local`.
-    pub mdns: bool,
-    /// Runs the tasks this node accepts as a worker.
-    pub executor: Executor,
-    /// Where fetched models are kept (and models already held are found).
-    pub models: Option<crate::models::ModelStore>,
-}
-
-impl std::fmt::Debug for NodeOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeOptions")
-            .field("core", &self.core)
-            .field("listen", &self.listen)
-            .field("multicast", &self.multicast)
-            .field("mdns", &self.mdns)
-            .field("models", &self.models)
-            .finish_non_exhaustive()
-    }
-}
-
-impl NodeOptions {
-    /// Defaults: listen on `listen`, link-local multicast, mDNS on, built-in executors.
-    pub fn new(listen: SocketAddr) -> Self {
-        Self {
-            core: Config::default(),
-            listen,
-            multicast: Some(MulticastConfig::default()),
-            mdns: true,
-            executor: Arc::new(crate::task::Builtin),
-            models: None,
-        }
-    }
-}
-
-/// Application-level news from a running node.
-#[derive(Debug, Clone, PartialEq)]
-pub enum NodeEvent {
-    /// A peer was seen for the first time.
-    Discovered {
-        /// Its key.
-        id: NodeId,
-        /// Its TCP address.
-        addr: SocketAddr,
-        /// How it was found (`multicast`, `mdns`, `bootstrap`, `inbound`).
-        via: &'static str,
-    },
-    /// A session with a peer is up.
-    Connected {
-        /// Its key.
-        id: NodeId,
-        /// Its TCP address.
-        addr: SocketAddr,
-    },
-    /// A session with a peer ended.
-    Disconnected {
-        /// Its key.
-        id: NodeId,
-        /// Why.
-        reason: CloseReason,
-    },
-    /// This node (as a worker) started a task.
-    TaskStarted {
-        /// The job's id.
-        job: JobId,
-        /// What it runs.
-        kind: TaskKind,
-    },
-    /// A task this node ran as a worker ended (its result is on its way).
-    TaskFinished {
-        /// The job's id (as in `TaskStarted`).
-        job: JobId,
-        /// What it ran.
-        kind: TaskKind,
-        /// How it ended.
-        status: TaskStatus,
-        /// From start to result.
-        elapsed: Duration,
-    },
-    /// A task this node requested ended.
-    TaskDone(Box<TaskOutcome>),
-    /// A TCP connection this node opened (to a peer or a bootstrap address)
-    /// failed before any handshake: an application that found the address
-    /// by name may want to resolve the name again.
-    DialFailed {
-        /// Where it dialed.
-        addr: SocketAddr,
-        /// Why it failed.
-        why: ConnectError,
-    },
-}
 
 /// The node's whole life as one future (it owns its executor, so it is not `Send`).
 type NodeFuture = std::pin::Pin<Box<dyn Future<Output = ()>>>;

@@ -11,6 +11,7 @@ mod entropy;
 pub mod handle;
 pub mod mdns;
 mod net;
+mod options;
 mod shell;
 mod slots;
 pub mod udp;

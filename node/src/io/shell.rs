@@ -24,8 +24,8 @@ use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use futures_lite::future;
 
-use super::handle::{NodeEvent, NodeOptions};
 use super::net;
+use super::options::{NodeEvent, NodeOptions};
 use super::slots::Slots;
 use super::{Cmd, Input, SEND_QUEUE};
 use crate::core::{ConnId, ConnectError, Core, Event, JobId, TaskOutcome, Transmit};

@@ -16,6 +16,7 @@ pub(crate) use results::Resulted;
 
 use super::config::MAX_INLINE_TENSOR;
 use super::observed::Observed;
+use super::outcome::TaskOutcome;
 use super::output::{bump, Event};
 use super::reason::TaskError;
 use super::state::TaskState;
@@ -40,30 +41,6 @@ pub struct TaskRequest {
     /// Flags the worker must advertise beside the kind (an engine:
     /// [`p2pa_protocol::KindSet::ONNXRUNTIME`], [`p2pa_protocol::KindSet::TRACT`]); 0 for any worker.
     pub needs: u8,
-}
-
-/// How a task ended, reported once per task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskOutcome {
-    /// The id [`submit`](super::Core::submit) returned.
-    pub task_id: u64,
-    /// How it ended.
-    pub status: TaskStatus,
-    /// The worker's output (for `Failed`, its error message).
-    pub output: Vec<u8>,
-    /// Who ran it, if anyone answered.
-    pub worker: Option<NodeId>,
-    /// The worker's signed receipt, checked.
-    pub receipt: Option<Receipt>,
-    /// Offers a worker took (1 when the first worker succeeded); offers
-    /// refused `Busy` are counted apart, in `busy`.
-    pub attempts: u32,
-    /// Offers refused because the worker was busy (each retried at once).
-    pub busy: u32,
-    /// From submit to outcome.
-    pub elapsed: Duration,
-    /// Why it did not complete.
-    pub error: Option<TaskError>,
 }
 
 /// A result whose output is a blob on its way from the worker.

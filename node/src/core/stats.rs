@@ -1,0 +1,50 @@
+//! Counters of refused input and the buckets it is logged in: a leaf that
+//! every part (and the reasons) may count into.
+
+/// Counters of what the node refused or dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[allow(missing_docs)] // each name says what it counts
+pub struct Stats {
+    pub beacons_accepted: u64,
+    pub beacons_forged: u64,
+    pub beacons_replayed: u64,
+    pub beacons_malformed: u64,
+    pub beacons_wrong_version: u64,
+    pub frames_rejected: u64,
+    pub frames_replayed: u64,
+    pub handshakes_completed: u64,
+    pub handshakes_failed: u64,
+    pub handshakes_timed_out: u64,
+    pub handshakes_evicted: u64,
+    pub peers_refused: u64,
+    pub peers_evicted: u64,
+    /// Idle sessions ended to make room for a newcomer.
+    pub sessions_evicted: u64,
+    pub beacons_untrusted: u64,
+    pub conns_refused: u64,
+    pub results_rejected: u64,
+    pub tasks_retried: u64,
+    pub blob_bytes_served: u64,
+    pub blob_bytes_fetched: u64,
+}
+
+/// Buckets of bad input: each is logged at `warn` once, then at `debug`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Noise {
+    ForgedBeacon,
+    ReplayedBeacon,
+    MalformedBeacon,
+    WrongVersion,
+    BadFrame,
+    ReplayedFrame,
+    HandshakeFailed,
+    HandshakeTimeout,
+    HandshakeEvicted,
+    Refused,
+    BadResult,
+}
+
+/// Adds one to a counter (saturating: a counter never wraps or panics).
+pub(crate) fn bump(counter: &mut u64) {
+    *counter = counter.saturating_add(1);
+}
