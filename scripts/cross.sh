@@ -57,7 +57,7 @@ for target in aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf; do
     profile=dist
     [ "$variant" = minimal ] && profile=minimal
     flags=(--profile "$profile" -p p2pa --target "$target")
-    [ "$variant" = minimal ] && flags+=(--no-default-features)
+    [ "$variant" = minimal ] && flags+=(--no-default-features --features opt-size)
     # Boards run tract: the onnxruntime engine stays out of their builds.
     [ "$variant" = onnx ] && flags+=(--no-default-features --features onnx,npy)
     dir="target/cross-$variant"
