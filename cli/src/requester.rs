@@ -202,7 +202,10 @@ async fn submit_one(
             .map(|e| format!(" on {}", e.name()))
             .unwrap_or_default();
         let hint = match a.peer {
-            Some(p) => format!("could not reach a node at {p} that runs `{}`{on}", a.kind),
+            Some(p) => format!(
+                "could not reach a node at {p} that runs `{}`{on} (is it running there, and does it use a network key? then pass the same --network-key)",
+                a.kind
+            ),
             None => format!(
                 "no peers found that run `{}`{on} within {} ms; start one with `p2pa node`, or pass --peer HOST:PORT",
                 a.kind, a.wait

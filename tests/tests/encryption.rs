@@ -249,6 +249,11 @@ fn only_nodes_with_the_network_key_complete_a_handshake() {
         let out = echo(&extra);
         assert_eq!(out.status.code(), Some(3), "{why}: {}", stdout(&out));
         assert!(stdout(&out).is_empty(), "{why}: no task ran");
+        assert!(
+            stderr(&out).contains("--network-key"),
+            "{why}: {}",
+            stderr(&out)
+        );
     }
 }
 
