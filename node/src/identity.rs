@@ -82,52 +82,14 @@ pub fn load_or_create(dir: &Path, rng: &mut dyn Entropy) -> Result<Keypair, Iden
 
 /// Loads the key at `path`, refusing one others can read.
 pub fn load(path: &Path) -> Result<Keypair, IdentityError> {
-    let meta = fs::metadata(path).map_err(io_err(path))?;
-    let mode = meta.permissions().mode();
-    if mode & 0o077 != 0 {
-        return Err(IdentityError::Insecure {
-            path: path.to_owned(),
-            mode,
-        });
-    }
-    let text = fs::read_to_string(path).map_err(|_| IdentityError::Malformed {
+    Keypair::try_from_seed(read_secret(path)?).ok_or_else(|| IdentityError::Malformed {
         path: path.to_owned(),
-    })?;
-    parse_hex32(text.trim())
-        .and_then(Keypair::try_from_seed)
-        .ok_or_else(|| IdentityError::Malformed {
-            path: path.to_owned(),
-        })
+    })
 }
 
-/// Makes a new key in `dir` (replacing an old one only with `force`).
-pub fn create(dir: &Path, rng: &mut dyn Entropy, force: bool) -> Result<Keypair, IdentityError> {
-    let path = dir.join(KEY_FILE);
-    if path.exists() && !force {
-        return Err(IdentityError::Exists { path });
-    }
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let mut seed = [0u8; 32];
-    rng.fill(&mut seed).map_err(|_| IdentityError::NoEntropy)?;
-    let key = Keypair::try_from_seed(seed)
-        .ok_or_else(|| IdentityError::Malformed { path: path.clone() })?;
-    let tmp = dir.join(".identity.key.new");
-    let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    writeln!(f, "{}", hex(&seed)).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    Ok(key)
-}
-
-/// Loads a network key (64 hex digits) from `path`, refusing a file others
-/// can read.
-pub fn load_network_key(path: &Path) -> Result<[u8; 32], IdentityError> {
+/// The 32 bytes written as 64 hex digits in the file at `path`, refusing a
+/// file others can read.
+fn read_secret(path: &Path) -> Result<[u8; 32], IdentityError> {
     let meta = fs::metadata(path).map_err(io_err(path))?;
     let mode = meta.permissions().mode();
     if mode & 0o077 != 0 {
@@ -142,6 +104,44 @@ pub fn load_network_key(path: &Path) -> Result<[u8; 32], IdentityError> {
     parse_hex32(text.trim()).ok_or_else(|| IdentityError::Malformed {
         path: path.to_owned(),
     })
+}
+
+/// Writes `secret` as hex to `path`, mode 0600, through a temporary file
+/// beside it (so a crash leaves the old file or the new one, whole).
+fn write_secret(path: &Path, secret: &[u8; 32]) -> Result<(), IdentityError> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(".{}.new", name.unwrap_or_default()));
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    writeln!(f, "{}", hex(secret)).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+/// Makes a new key in `dir` (replacing an old one only with `force`).
+pub fn create(dir: &Path, rng: &mut dyn Entropy, force: bool) -> Result<Keypair, IdentityError> {
+    let path = dir.join(KEY_FILE);
+    if path.exists() && !force {
+        return Err(IdentityError::Exists { path });
+    }
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let mut seed = [0u8; 32];
+    rng.fill(&mut seed).map_err(|_| IdentityError::NoEntropy)?;
+    let key = Keypair::try_from_seed(seed)
+        .ok_or_else(|| IdentityError::Malformed { path: path.clone() })?;
+    write_secret(&path, &seed)?;
+    Ok(key)
+}
+
+/// Loads a network key (64 hex digits) from `path`, refusing a file others
+/// can read.
+pub fn load_network_key(path: &Path) -> Result<[u8; 32], IdentityError> {
+    read_secret(path)
 }
 
 /// Makes a new network key at `path` (mode 0600; replacing an old one only
@@ -161,15 +161,7 @@ pub fn create_network_key(
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
     }
-    let _ = fs::remove_file(path);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io_err(path))?;
-    writeln!(f, "{}", hex(&key)).map_err(io_err(path))?;
-    f.sync_all().map_err(io_err(path))?;
+    write_secret(path, &key)?;
     Ok(key)
 }
 

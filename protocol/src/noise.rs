@@ -131,20 +131,25 @@ impl DhKey {
     }
 }
 
-/// Noise's HKDF with two outputs.
-fn hkdf2(ck: &[u8; 32], ikm: &[u8]) -> ([u8; 32], [u8; 32]) {
+/// Noise's HKDF: the temporary key, then the first two outputs.
+fn hkdf_start(ck: &[u8; 32], ikm: &[u8]) -> ([u8; 32], [u8; 32], [u8; 32]) {
     let temp = HMAC::mac(ikm, ck);
     let out1 = HMAC::mac([1u8], temp);
     let mut h = HMAC::new(temp);
     h.update(out1);
     h.update([2u8]);
-    (out1, h.finalize())
+    (temp, out1, h.finalize())
+}
+
+/// Noise's HKDF with two outputs.
+fn hkdf2(ck: &[u8; 32], ikm: &[u8]) -> ([u8; 32], [u8; 32]) {
+    let (_, out1, out2) = hkdf_start(ck, ikm);
+    (out1, out2)
 }
 
 /// Noise's HKDF with three outputs.
 fn hkdf3(ck: &[u8; 32], ikm: &[u8]) -> ([u8; 32], [u8; 32], [u8; 32]) {
-    let (out1, out2) = hkdf2(ck, ikm);
-    let temp = HMAC::mac(ikm, ck);
+    let (temp, out1, out2) = hkdf_start(ck, ikm);
     let mut h = HMAC::new(temp);
     h.update(out2);
     h.update([3u8]);
