@@ -23,6 +23,19 @@ pub fn requester(
     peer: Option<SocketAddr>,
     data_dir: &std::path::Path,
 ) -> Result<(NodeHandle, LocalNode), CliError> {
+    let peers: Vec<SocketAddr> = peer.into_iter().collect();
+    let (key, opts) = requester_options(net, &peers, data_dir)?;
+    NodeHandle::start_local(key, opts).map_err(|e| CliError::network(format!("cannot start: {e}")))
+}
+
+/// The key and options of a requester node: no worker slots, the key of
+/// `--use-identity` or a fresh one; with `peers`, it dials only those
+/// addresses and sends no beacons, else it discovers as `net` says.
+pub fn requester_options(
+    net: &NetArgs,
+    peers: &[SocketAddr],
+    data_dir: &std::path::Path,
+) -> Result<(Keypair, NodeOptions), CliError> {
     let key = if net.use_identity {
         let path = data_dir.join(identity::KEY_FILE);
         if !path.exists() {
@@ -39,7 +52,8 @@ pub fn requester(
         Keypair::try_from_seed(seed)
             .ok_or_else(|| CliError::network("the OS random source gave an all-zero key"))?
     };
-    let listen_ip = if net.host_local() || peer.is_some_and(|p| p.ip().is_loopback()) {
+    let loopback = !peers.is_empty() && peers.iter().all(|p| p.ip().is_loopback());
+    let listen_ip = if net.host_local() || loopback {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else {
         IpAddr::V4(Ipv4Addr::UNSPECIFIED)
@@ -48,18 +62,15 @@ pub fn requester(
     opts.core.network_key = net.network_key()?;
     opts.core.kinds = KindSet::default();
     opts.core.workers = 0;
-    match peer {
-        Some(p) => {
-            opts.multicast = None;
-            opts.mdns = false;
-            opts.core.bootstrap = vec![p];
-        }
-        None => {
-            opts.multicast = Some(net.multicast());
-            opts.mdns = net.mdns();
-        }
+    if peers.is_empty() {
+        opts.multicast = Some(net.multicast());
+        opts.mdns = net.mdns();
+    } else {
+        opts.multicast = None;
+        opts.mdns = false;
+        opts.core.bootstrap = peers.to_vec();
     }
-    NodeHandle::start_local(key, opts).map_err(|e| CliError::network(format!("cannot start: {e}")))
+    Ok((key, opts))
 }
 
 pub fn cmd_peers(net: &NetArgs, dir: &std::path::Path, wait: u64, json: bool) -> CliResult {

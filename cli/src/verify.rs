@@ -154,7 +154,8 @@ pub fn cmd_verify(file: &Path) -> CliResult {
     }
 }
 
-fn check_one(v: &Value) -> Result<String, String> {
+/// Checks one receipt (as [`receipt_json`] writes it); what it proves, or why not.
+pub fn check_one(v: &Value) -> Result<String, String> {
     let (r, inline) = receipt_from_json(v)?;
     verify_receipt(&r, inline.as_deref()).map_err(|e| match e {
         ReceiptCheck::OutputDiffers if inline.is_none() => {

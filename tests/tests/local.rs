@@ -133,3 +133,58 @@ fn a_node_whose_stdout_is_closed_keeps_serving() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn a_submit_given_up_withdraws_its_task_and_the_worker_stops_it() {
+    let port = unique_port();
+    let mut w = loopback_options(port);
+    w.multicast = None;
+    w.core.kinds = KindSet::default().with(TaskKind::Sleep);
+    let worker = NodeHandle::start(Keypair::from_seed([5; 32]), w).unwrap();
+    let mut r = loopback_options(port);
+    r.multicast = None;
+    r.core.kinds = KindSet::default();
+    r.core.workers = 0;
+    r.core.bootstrap = vec![worker.local_addr()];
+    let requester = NodeHandle::start(Keypair::from_seed([6; 32]), r).unwrap();
+    let ready = async_io::block_on(requester.wait_for_workers(
+        Some(TaskKind::Sleep),
+        0,
+        1,
+        Duration::from_secs(10),
+    ));
+    assert_eq!(ready.len(), 1, "the worker never connected");
+    let sleep = TaskRequest {
+        kind: TaskKind::Sleep,
+        input: b"20000".to_vec(),
+        model: None,
+        timeout: Duration::from_secs(30),
+        peer: None,
+        needs: 0,
+    };
+    // The caller waits 500 ms, then gives up (drops the future).
+    let gave_up = async_io::block_on(futures_lite::future::or(
+        async { Some(requester.submit(sleep).await) },
+        async {
+            async_io::Timer::after(Duration::from_millis(500)).await;
+            None
+        },
+    ));
+    assert!(gave_up.is_none(), "a 20 s sleep finished in 500 ms");
+    // The worker ran it, and is told to stop it long before its 20 s.
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let work = async_io::block_on(worker.work()).unwrap();
+        if work.failed == 1 && work.running == 0 {
+            assert_eq!(work.completed, 0, "{work:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "the withdrawn task still runs: {work:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    async_io::block_on(requester.shutdown());
+    async_io::block_on(worker.shutdown());
+}

@@ -241,6 +241,47 @@ fn merge(outcomes: Vec<TaskOutcome>, body: output::Body) -> (serde_json::Value, 
     (v, agree, winning_output)
 }
 
+/// An item's result line in the journal (`p2pa batch --out`), from its
+/// outcomes (one, or K with redundancy): the merged outcome, a stacked
+/// task's rows and receipt, the `.npy` files written under `out_dir`, its
+/// input line and stamp. Also whether redundant workers agreed, and the
+/// (winning) output.
+pub fn result_line(
+    item: &Item,
+    outcomes: Vec<TaskOutcome>,
+    infer: bool,
+    stamp: Option<&Stamp>,
+    out_dir: Option<&Path>,
+) -> (serde_json::Value, bool, Vec<u8>) {
+    let npy = out_dir.map(|d| d.join(item.line.to_string()));
+    let receipt = outcomes.first().and_then(|o| o.receipt);
+    let body = if npy.is_some() {
+        output::Body::Omit
+    } else {
+        output::Body::of(infer)
+    };
+    let (mut v, agree, output) = merge(outcomes, body);
+    if let Some(b) = &item.batched {
+        // The receipt signs the stacked task's result; kept whole, so it
+        // verifies as it is (its inline output is the task's).
+        v["batched"] = serde_json::json!({"lines": b.lines, "rows": [b.rows.0, b.rows.1]});
+        if let Some(r) = &receipt {
+            v["receipt"] = crate::verify::receipt_json(r, &b.task_output);
+        }
+    }
+    if let (Some(dir), Some("completed")) = (&npy, v["status"].as_str()) {
+        match crate::tensors::write_npy_dir(&output, dir) {
+            Ok(files) => v["files"] = serde_json::json!(files),
+            Err(e) => v["error"] = serde_json::json!(e),
+        }
+    }
+    v["line"] = serde_json::json!(item.line);
+    if let Some(s) = stamp {
+        s.write_into(&mut v);
+    }
+    (v, agree, output)
+}
+
 /// Lines per task: `--batch-size`, or 1 (said once) for a model that fixes
 /// its first dimension.
 fn batch_size(a: &BatchArgs, check: Option<&crate::models::ModelCheck>) -> usize {
@@ -456,30 +497,9 @@ impl Counts {
             let w = o.worker.map_or("-".to_owned(), |w| w.short().to_string());
             *self.per_worker.entry(w).or_default() += 1;
         }
-        let npy = out_dir.map(|d| d.join(item.line.to_string()));
-        let receipt = outcomes.first().and_then(|o| o.receipt);
-        let body = if npy.is_some() {
-            output::Body::Omit
-        } else {
-            output::Body::of(infer)
-        };
-        let (mut v, agree, output) = merge(outcomes, body);
+        let (mut v, agree, _) = result_line(item, outcomes, infer, stamp, out_dir);
         if let (Some(d), Some(r)) = (self.distinct, v.get_mut("redundancy")) {
             r["distinct"] = serde_json::json!(d);
-        }
-        if let Some(b) = &item.batched {
-            // The receipt signs the stacked task's result; kept whole, so it
-            // verifies as it is (its inline output is the task's).
-            v["batched"] = serde_json::json!({"lines": b.lines, "rows": [b.rows.0, b.rows.1]});
-            if let Some(r) = &receipt {
-                v["receipt"] = crate::verify::receipt_json(r, &b.task_output);
-            }
-        }
-        if let (Some(dir), Some("completed")) = (&npy, v["status"].as_str()) {
-            match crate::tensors::write_npy_dir(&output, dir) {
-                Ok(files) => v["files"] = serde_json::json!(files),
-                Err(e) => v["error"] = serde_json::json!(e),
-            }
         }
         if !agree {
             self.disagreements += 1;
@@ -487,10 +507,6 @@ impl Counts {
                 "line {}: workers disagree; dissenters: {}",
                 item.line, v["redundancy"]["dissenters"]
             );
-        }
-        v["line"] = serde_json::json!(item.line);
-        if let Some(s) = stamp {
-            s.write_into(&mut v);
         }
         // One write per result line: a kill leaves whole lines only (and
         // at worst a torn last line, which the journal reader drops).

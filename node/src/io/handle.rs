@@ -196,9 +196,25 @@ impl NodeHandle {
         rx.recv().await.map_err(|_| NodeStopped)
     }
 
-    /// Runs a task on some peer and waits for its outcome.
+    /// Runs a task on some peer and waits for its outcome. Dropping the
+    /// future before it ends withdraws the task: the node cancels it (its
+    /// worker is told to stop) instead of running it for no one.
     pub async fn submit(&self, req: TaskRequest) -> Result<TaskOutcome, NodeStopped> {
-        self.ask(|tx| Cmd::Submit(req, tx)).await
+        let (tx, rx) = bounded(1);
+        self.inputs
+            .send(Input::Cmd(Cmd::Submit(req, tx)))
+            .await
+            .map_err(|_| NodeStopped)?;
+        let mut wait = Withdraw {
+            inputs: &self.inputs,
+            outcome: Some(rx),
+        };
+        let outcome = match &wait.outcome {
+            Some(rx) => rx.recv().await.map_err(|_| NodeStopped),
+            None => Err(NodeStopped),
+        };
+        wait.outcome = None; // answered: nothing to withdraw
+        outcome
     }
 
     /// The peer table now.
@@ -298,9 +314,17 @@ impl NodeHandle {
         Ok(hash)
     }
 
+    /// Says Goodbye to every peer, hands back unfinished work, and stops
+    /// (its tasks end `Cancelled`), without waiting for the node's thread:
+    /// for a handle shared between threads, where
+    /// [`shutdown`](Self::shutdown) cannot take it.
+    pub async fn stop(&self) {
+        let _ = self.ask(Cmd::Shutdown).await;
+    }
+
     /// Says Goodbye to every peer, hands back unfinished work, and stops.
     pub async fn shutdown(mut self) {
-        let _ = self.ask(Cmd::Shutdown).await;
+        self.stop().await;
         if let Some(t) = self.thread.take() {
             // The node thread ends right after it answered. Wait for it
             // without blocking the caller's executor; bounded (5 s), after
@@ -312,6 +336,23 @@ impl NodeHandle {
                 }
                 Timer::after(Duration::from_millis(10)).await;
             }
+        }
+    }
+}
+
+/// A submitted task's wait for its outcome. Dropped unanswered (the
+/// caller gave up: a cancelled future, a Ctrl-C), it drops the reply
+/// channel and then asks the shell to withdraw the tasks nobody waits for.
+struct Withdraw<'a> {
+    inputs: &'a Sender<Input>,
+    outcome: Option<Receiver<TaskOutcome>>,
+}
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        if self.outcome.take().is_some() {
+            // A full queue leaves the task running; its outcome is dropped.
+            let _ = self.inputs.try_send(Input::Cmd(Cmd::Withdraw));
         }
     }
 }

@@ -49,6 +49,8 @@ enum Cmd {
     Stats(Sender<Stats>),
     Work(Sender<crate::core::Work>),
     ProvideModel([u8; 32], Arc<[u8]>),
+    /// Cancel the tasks whose submitter stopped waiting.
+    Withdraw,
     Shutdown(Sender<()>),
 }
 

@@ -233,6 +233,18 @@ impl Shell {
                 let _ = reply.try_send(self.core.work());
             }
             Cmd::ProvideModel(hash, bytes) => self.core.provide_model(hash, bytes),
+            Cmd::Withdraw => {
+                let gone: Vec<u64> = self
+                    .waiters
+                    .iter()
+                    .filter(|(_, w)| w.is_closed())
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in gone {
+                    self.waiters.remove(&id);
+                    self.core.cancel(now, id);
+                }
+            }
             Cmd::Shutdown(reply) => {
                 self.core.shutdown(now);
                 *stopping = Some(reply);

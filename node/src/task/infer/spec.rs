@@ -80,6 +80,22 @@ pub fn model_inputs(bytes: &[u8]) -> Result<Vec<InputSpec>, String> {
     Ok(declared(&proto).0)
 }
 
+/// The declared inputs and outputs of the ONNX model in `bytes`, as its
+/// graph gives them (an output's shape may be empty where the exporter
+/// wrote none): what the Python package's `get_inputs()` and
+/// `get_outputs()` show.
+pub fn model_signature(bytes: &[u8]) -> Result<(Vec<InputSpec>, Vec<InputSpec>), String> {
+    let proto = read(bytes)?;
+    let inputs = declared(&proto).0;
+    let outputs = proto
+        .0
+        .graph
+        .as_ref()
+        .map(|g| g.output.iter().map(value_spec).collect())
+        .unwrap_or_default();
+    Ok((inputs, outputs))
+}
+
 /// The protobuf of an ONNX file, or why it is not one.
 pub fn read(bytes: &[u8]) -> Result<Proto, String> {
     let proto = tract::read_proto(bytes).map_err(|e| format!("{e:#}"))?;
@@ -101,25 +117,28 @@ pub(super) fn declared(proto: &Proto) -> (Vec<InputSpec>, Vec<String>) {
         .input
         .iter()
         .filter(|i| !weights.contains(i.name.as_str()))
-        .map(|i| {
-            let tensor = i
-                .r#type
-                .as_ref()
-                .and_then(|t| t.value.as_ref())
-                .map(|pb::type_proto::Value::TensorType(t)| t);
-            let dims = tensor
-                .and_then(|t| t.shape.as_ref())
-                .map(|s| s.dim.iter().map(dim_of).collect())
-                .unwrap_or_default();
-            InputSpec {
-                name: i.name.clone(),
-                dtype: tensor.and_then(|t| dtype_of_onnx(t.elem_type)),
-                shape: Shape(dims),
-            }
-        })
+        .map(value_spec)
         .collect();
     let outputs = graph.output.iter().map(|o| o.name.clone()).collect();
     (inputs, outputs)
+}
+
+/// A graph input's or output's name, dtype and shape, as the file says.
+fn value_spec(v: &pb::ValueInfoProto) -> InputSpec {
+    let tensor = v
+        .r#type
+        .as_ref()
+        .and_then(|t| t.value.as_ref())
+        .map(|pb::type_proto::Value::TensorType(t)| t);
+    let dims = tensor
+        .and_then(|t| t.shape.as_ref())
+        .map(|s| s.dim.iter().map(dim_of).collect())
+        .unwrap_or_default();
+    InputSpec {
+        name: v.name.clone(),
+        dtype: tensor.and_then(|t| dtype_of_onnx(t.elem_type)),
+        shape: Shape(dims),
+    }
 }
 
 /// A fixed dimension, or `None` for a symbol or an unset one (some
