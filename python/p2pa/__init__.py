@@ -172,8 +172,8 @@ class Result:
 
 
 def _failed(o: Any, what: str) -> TaskFailedError:
-    worker = o.worker[:8] if o.worker else "no worker"
-    e = TaskFailedError(f"{what} {o.status} on {worker} after {o.attempts} attempt(s): {o.error}")
+    where = f" on {o.worker[:8]}" if o.worker else ""
+    e = TaskFailedError(f"{what} {o.status}{where} after {o.attempts} attempt(s): {o.error}")
     e.worker = o.worker
     e.reason = o.error
     e.status = o.status

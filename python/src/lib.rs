@@ -19,31 +19,31 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
 pyo3::create_exception!(
-    _native,
+    p2pa,
     Error,
     PyException,
     "Every error of p2pa's own is one of these."
 );
 pyo3::create_exception!(
-    _native,
+    p2pa,
     NoPeersError,
     Error,
     "No worker that runs the task was found (within `wait` seconds)."
 );
 pyo3::create_exception!(
-    _native,
+    p2pa,
     InputError,
     Error,
     "An input does not fit the model (names, dtypes, shapes): nothing was sent."
 );
 pyo3::create_exception!(
-    _native,
+    p2pa,
     TaskFailedError,
     Error,
     "A task did not complete: `.worker` and `.reason` say where and why."
 );
 pyo3::create_exception!(
-    _native,
+    p2pa,
     ReceiptError,
     Error,
     "A receipt does not verify (a wrong signature, or another output)."
