@@ -490,15 +490,14 @@ class InferenceSession:
         got = 0
         try:
             while got < batch.total:
-                o = batch.next(_TICK)
-                if o is None:
-                    continue
-                got += 1
-                if bar is not None:
-                    bar.update(1)
-                if o.status != "completed":
-                    raise _failed(o, f"input {o.index}:")
-                yield o
+                arrived = batch.next_many(_TICK, 256)
+                got += len(arrived)
+                if bar is not None and arrived:
+                    bar.update(len(arrived))
+                for o in arrived:
+                    if o.status != "completed":
+                        raise _failed(o, f"input {o.index}:")
+                    yield o
         finally:
             batch.cancel()
             if bar is not None:

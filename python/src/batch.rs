@@ -282,6 +282,24 @@ impl Batch {
         }
     }
 
+    /// The outcomes that have arrived, at most `max`, after waiting up to
+    /// `timeout` seconds for the first (empty when none came): one call,
+    /// one GIL release, for many results.
+    fn next_many(&self, py: Python<'_>, timeout: f64, max: usize) -> PyResult<Vec<Outcome>> {
+        let Some(first) = self.next(py, timeout)? else {
+            return Ok(Vec::new());
+        };
+        let mut got = vec![first];
+        while got.len() < max {
+            match self.outcomes.try_recv() {
+                Ok(Ok(o)) => got.push(o),
+                Ok(Err(e)) => return Err(Error::new_err(e)),
+                Err(_) => break,
+            }
+        }
+        Ok(got)
+    }
+
     /// Withdraws every task not yet finished; their workers are told to stop.
     fn cancel(&self) {
         let _ = self.cancel.try_send(());
