@@ -17,9 +17,11 @@ macro_rules! le_bytes {
     ($a:expr, $t:ty, $bytes:expr) => {
         if let Ok(a) = $a.cast::<PyArrayDyn<$t>>() {
             let ro = a.try_readonly()?;
-            let bytes: Vec<u8> = match ro.as_slice() {
-                Ok(s) => s.iter().flat_map($bytes).collect(),
-                Err(_) => ro.as_array().iter().flat_map($bytes).collect(),
+            let view = ro.as_array();
+            // C order only: numpy's own `as_slice` also takes Fortran order.
+            let bytes: Vec<u8> = match view.as_slice() {
+                Some(s) => s.iter().flat_map($bytes).collect(),
+                None => view.iter().flat_map($bytes).collect(),
             };
             return Ok(Some(bytes));
         }

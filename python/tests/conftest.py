@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import threading
 import shutil
 import signal
@@ -61,29 +60,29 @@ class Worker:
         self.id: str = start["node_id"]
         self.addr: str = start["addr"]
         # Drained all the time: a full pipe would stall the node.
-        self._events: "queue.Queue[dict]" = queue.Queue()
+        self._seen: List[dict] = []
+        self._lock = threading.Lock()
         threading.Thread(target=self._drain, daemon=True).start()
 
     def _drain(self) -> None:
         for line in self.proc.stdout:
             try:
-                self._events.put(json.loads(line))
+                ev = json.loads(line)
             except ValueError:
-                pass
+                continue
+            with self._lock:
+                self._seen.append(ev)
 
-    def next_event(self, name: str, timeout: float) -> Optional[dict]:
-        """The next event called `name` within `timeout` seconds, or None."""
+    def event(self, name: str, timeout: float) -> Optional[dict]:
+        """The first event called `name` this worker printed, waiting up to
+        `timeout` seconds for it, or None."""
         deadline = time.monotonic() + timeout
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            try:
-                ev = self._events.get(timeout=left)
-            except queue.Empty:
-                return None
-            if ev.get("event") == name:
-                return ev
+            with self._lock:
+                found = next((e for e in self._seen if e.get("event") == name), None)
+            if found is not None or time.monotonic() >= deadline:
+                return found
+            time.sleep(0.02)
 
     def kill(self) -> None:
         if self.proc.poll() is None:

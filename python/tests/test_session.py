@@ -245,12 +245,64 @@ def test_ctrl_c_cancels_the_task_on_its_worker(net, tmp_path):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "started"
     # The task reaches the worker (minutes of CPU), then Ctrl-C.
-    assert w.next_event("task_started", 30) is not None, "the task never started on the worker"
+    assert w.event("task_started", 30) is not None, "the task never started on the worker"
     child.send_signal(2)
     out, err = child.communicate(timeout=20)
     assert "interrupted" in out and "KeyboardInterrupt" in err, err
     # The worker is told and stops the job (its model process killed), well
     # before its minutes of CPU.
-    finished = w.next_event("task_done", 15)
+    finished = w.event("task_done", 15)
     assert finished is not None, "the job still runs 15 s after Ctrl-C"
     assert finished["status"] in ("cancelled", "failed") and finished["duration_ms"] < 15000, finished
+    # And the interrupted process said goodbye on its way out.
+    gone = w.event("disconnected", 15)
+    assert gone is not None and "goodbye" in gone["reason"], gone
+
+
+def test_every_dtype_the_cli_carries_round_trips_through_the_tensor_format():
+    arrays = [
+        np.arange(6, dtype=np.float32).reshape(2, 3) / 7,
+        np.array([0.1, -2.5], dtype=np.float64),
+        np.array([[1.5, -0.25]], dtype=np.float16),
+        np.array([1, -2, 1 << 40], dtype=np.int64),
+        np.array([[-7]], dtype=np.int32),
+        np.array([0, 255], dtype=np.uint8),
+        np.array([True, False, True]),
+        np.array(3.5, dtype=np.float32),  # rank 0
+        np.arange(12, dtype=np.float32).reshape(3, 4).T,  # not C-contiguous
+    ]
+    names = [f"t{i}" for i in range(len(arrays))]
+    back = p2pa._native.decode(p2pa._native.encode(list(zip(names, arrays))))
+    assert [n for n, _ in back] == names
+    for (_, b), a in zip(back, arrays):
+        assert b.dtype == a.dtype and b.shape == a.shape
+        np.testing.assert_array_equal(b, a)
+        assert b.flags.writeable
+    with pytest.raises(p2pa.InputError, match="complex128 is not one p2pa carries"):
+        p2pa._native.encode([("z", np.zeros(2, dtype=complex))])
+    with pytest.raises(p2pa.InputError, match="expected a numpy array"):
+        p2pa._native.encode([("z", [1, 2])])
+
+
+def test_it_runs_inside_a_running_event_loop_as_a_notebook_has(pool_net):
+    import asyncio
+
+    x, _ = digits()
+
+    async def cell():
+        # Jupyter runs cells inside an asyncio loop; p2pa has no loop of its own.
+        with p2pa.InferenceSession(MODELS / "digits.onnx", **pool_net.options()) as sess:
+            return sess.run(["label"], {"input": x[:4]})[0]
+
+    assert asyncio.run(cell()).shape == (4,)
+
+
+def test_map_shows_a_progress_bar_when_asked(pool_net, capsys):
+    pytest.importorskip("tqdm", reason="SKIPPED: tqdm is not installed")
+    x, _ = digits()
+    with p2pa.InferenceSession(MODELS / "digits.onnx", **pool_net.options()) as sess:
+        sess.map([{"input": row[None]} for row in x[:30]], progress=True)
+        err = capsys.readouterr().err
+        assert "30/30" in err, err
+        sess.map([{"input": row[None]} for row in x[:30]], progress=False)
+        assert "30/30" not in capsys.readouterr().err
