@@ -105,9 +105,11 @@ impl Batch {
             };
             let h = node.live()?.clone();
             let journal = spec.journal.clone();
-            std::thread::Builder::new()
-                .name("p2pa-batch".into())
-                .spawn(move || {
+            // On the node's thread: a batch's thousands of requests and
+            // outcomes cross no thread (the outcomes for Python do, in bulk).
+            let on_node = h.clone();
+            let started = on_node.run_on_node(move || {
+                Box::pin(async move {
                     let mut out = out;
                     let run = cli_batch::run_items(&h, &plan, todo, |item, outcomes| {
                         let sent = deliver(
@@ -120,11 +122,15 @@ impl Batch {
                         );
                         let _ = tx.try_send(sent);
                     });
-                    async_io::block_on(futures_lite::future::or(run, async {
+                    futures_lite::future::or(run, async {
                         let _ = cancelled.recv().await;
-                    }));
+                    })
+                    .await;
                 })
-                .map_err(|e| Error::new_err(format!("cannot start the batch: {e}")))?;
+            });
+            if !started {
+                return Err(Error::new_err("this pool's node has stopped"));
+            }
         }
         Ok(Self {
             outcomes: rx,

@@ -188,3 +188,34 @@ fn a_submit_given_up_withdraws_its_task_and_the_worker_stops_it() {
     async_io::block_on(requester.shutdown());
     async_io::block_on(worker.shutdown());
 }
+
+#[test]
+fn work_handed_to_the_nodes_thread_runs_there_and_ends_with_the_node() {
+    let mut o = loopback_options(unique_port());
+    o.multicast = None;
+    let node = std::sync::Arc::new(NodeHandle::start(Keypair::from_seed([7; 32]), o).unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = node.clone();
+    assert!(node.run_on_node(move || {
+        Box::pin(async move {
+            let peers = h.peers().await.map(|p| p.len());
+            let here = std::thread::current().name().map(str::to_owned);
+            tx.send((here, peers)).unwrap();
+        })
+    }));
+    let (thread, peers) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(thread.as_deref(), Some("p2pa-node"));
+    assert_eq!(peers, Ok(0));
+    async_io::block_on(node.stop());
+    // A node that stopped takes no more work (once its thread has ended).
+    let end = Instant::now() + Duration::from_secs(5);
+    while node.run_on_node(|| Box::pin(async {})) {
+        assert!(Instant::now() < end, "a stopped node still takes work");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // One started with start_local has no thread of its own to lend.
+    let mut o = loopback_options(unique_port());
+    o.multicast = None;
+    let (local, _node) = NodeHandle::start_local(Keypair::from_seed([8; 32]), o).unwrap();
+    assert!(!local.run_on_node(|| Box::pin(async {})));
+}

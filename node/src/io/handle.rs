@@ -26,6 +26,12 @@ const PEER_POLL: Duration = Duration::from_millis(5);
 /// The node's whole life as one future (it owns its executor, so it is not `Send`).
 type NodeFuture = std::pin::Pin<Box<dyn Future<Output = ()>>>;
 
+/// A future to run on the node's thread ([`NodeHandle::run_on_node`]).
+pub type LocalJob = std::pin::Pin<Box<dyn Future<Output = ()>>>;
+
+/// What makes a [`LocalJob`], sent to the node's thread.
+type Job = Box<dyn FnOnce() -> LocalJob + Send>;
+
 /// A node started with [`NodeHandle::start_local`]: it runs only inside
 /// [`block_on`](Self::block_on), on the calling thread.
 pub struct LocalNode(Option<NodeFuture>);
@@ -94,6 +100,8 @@ pub struct NodeHandle {
     inputs: Sender<Input>,
     events: Receiver<NodeEvent>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Work for the node's thread ([`NodeHandle::run_on_node`]).
+    jobs: Option<Sender<Job>>,
 }
 
 impl NodeHandle {
@@ -105,13 +113,37 @@ impl NodeHandle {
     /// then runs on that thread and no request crosses threads.
     pub fn start(key: Keypair, opts: NodeOptions) -> io::Result<Self> {
         let (mut handle, node) = Self::build(key, opts)?;
+        let (jobs_tx, jobs) = async_channel::unbounded::<Job>();
         let thread = std::thread::Builder::new()
             .name("p2pa-node".into())
             // async_io::block_on: this thread runs the reactor itself (no hop
             // through async-io's helper thread on every socket event).
-            .spawn(move || async_io::block_on(node()))?;
+            .spawn(move || {
+                let ex = LocalExecutor::new();
+                let take_jobs = async {
+                    while let Ok(job) = jobs.recv().await {
+                        ex.spawn(job()).detach();
+                    }
+                    std::future::pending::<()>().await;
+                };
+                // The node's end ends the thread, and drops unfinished jobs.
+                async_io::block_on(ex.run(futures_lite::future::or(node(), take_jobs)));
+            })?;
         handle.thread = Some(thread);
+        handle.jobs = Some(jobs_tx);
         Ok(handle)
+    }
+
+    /// Runs the future `job` makes on the node's own thread, next to the
+    /// node (a node from [`start`](Self::start) only; `false` otherwise, or
+    /// once it has stopped). Requests from there cross no thread: what
+    /// [`start_local`](Self::start_local) gives a caller that can lend its
+    /// thread, for one that cannot (a Python interpreter's). The future
+    /// must not block; it is dropped when the node stops.
+    pub fn run_on_node(&self, job: impl FnOnce() -> LocalJob + Send + 'static) -> bool {
+        self.jobs
+            .as_ref()
+            .is_some_and(|j| j.try_send(Box::new(job)).is_ok())
     }
 
     /// Binds the sockets like [`start`](Self::start) but runs nothing yet:
@@ -168,6 +200,7 @@ impl NodeHandle {
             inputs: inputs_tx,
             events: events_rx,
             thread: None,
+            jobs: None,
         };
         Ok((handle, node))
     }
