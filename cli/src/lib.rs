@@ -31,6 +31,7 @@ pub mod output;
 pub mod requester;
 mod resolve;
 mod status;
+mod systemd;
 pub mod tensors;
 mod units;
 pub mod verify;

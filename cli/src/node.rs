@@ -358,7 +358,27 @@ pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
         path,
         executor,
     });
-    serve_until_signal(handle, node, a.json, control, nudge)
+    let notify = crate::systemd::Notify::from_env();
+    if let Some(n) = &notify {
+        n.send("READY=1");
+    }
+    serve_until_signal(handle, node, a.json, control, nudge, notify)
+}
+
+/// `WATCHDOG=1` every `every`, each after the node's loop answered a
+/// question: a loop that hangs stops the pings, and systemd restarts it.
+async fn watchdog(
+    handle: &NodeHandle,
+    notify: &crate::systemd::Notify,
+    every: std::time::Duration,
+) {
+    loop {
+        async_io::Timer::after(every).await;
+        if handle.stats().await.is_err() {
+            return; // the node has stopped
+        }
+        notify.send("WATCHDOG=1");
+    }
 }
 
 /// Prints the node's events until SIGINT or SIGTERM, then stops it.
@@ -368,6 +388,7 @@ fn serve_until_signal(
     json: bool,
     control: Option<crate::status::Control>,
     nudge: crate::resolve::Nudge,
+    notify: Option<crate::systemd::Notify>,
 ) -> CliResult {
     let started = std::time::Instant::now();
     let signals =
@@ -389,6 +410,11 @@ fn serve_until_signal(
             // `p2pa status` answers, as a task beside the events.
             let _status =
                 listener.map(|(l, x)| ex.spawn(crate::status::serve(l, &handle, x, started)));
+            let every = crate::systemd::watchdog_interval();
+            let _watchdog = notify
+                .as_ref()
+                .zip(every)
+                .map(|(n, every)| ex.spawn(watchdog(&handle, n, every)));
             ex.run(async {
                 loop {
                     let next_signal = async {
@@ -411,6 +437,9 @@ fn serve_until_signal(
         }
         if !json {
             say!("stopping: saying goodbye to peers");
+        }
+        if let Some(n) = &notify {
+            n.send("STOPPING=1");
         }
         if let Some(path) = &socket {
             let _ = std::fs::remove_file(path);

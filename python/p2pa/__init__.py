@@ -348,6 +348,8 @@ class InferenceSession:
         self._own_pool = pool is None
         self._pool = pool if pool is not None else Pool(**pool_options)
         self._engine = engine
+        #: The receipt of the last :meth:`run` (None before the first).
+        self.last_receipt: Optional[Receipt] = None
         self._inputs = [NodeArg(*a) for a in self._model.inputs()]
         self._outputs = [NodeArg(*a) for a in self._model.outputs()]
 

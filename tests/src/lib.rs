@@ -150,7 +150,18 @@ pub struct NodeProc {
 impl NodeProc {
     /// Starts a node with `extra` arguments and waits for its `listening` line.
     pub fn start(port: u16, data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(port, data_dir, extra, &[])
+    }
+
+    /// As [`NodeProc::start`], with these environment variables set.
+    pub fn start_with_env(
+        port: u16,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut cmd = Command::new(bin());
+        cmd.envs(env.iter().copied());
         cmd.args(local_net(port))
             .arg("--data-dir")
             .arg(data_dir)

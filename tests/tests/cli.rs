@@ -892,3 +892,68 @@ fn a_busy_answer_is_retried_after_its_backoff_not_at_the_next_timer() {
     assert!(busy > 0, "the worker never answered Busy: {lines:?}");
     assert!(took < Duration::from_millis(3200), "took {took:?}");
 }
+
+#[test]
+fn under_systemd_the_node_says_ready_pings_the_watchdog_and_says_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = scratch("sd-notify");
+    let path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let socket = path.to_str().unwrap();
+    // WATCHDOG_USEC 200 ms: a ping every 100 ms.
+    let env = [("NOTIFY_SOCKET", socket), ("WATCHDOG_USEC", "200000")];
+    let mut node = NodeProc::start_with_env(unique_port(), &dir.join("w"), &[], &env);
+    let next = || {
+        let mut buf = [0u8; 256];
+        let n = sock.recv(&mut buf).expect("a notification within 10 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert_eq!(next(), "READY=1");
+    let t = Instant::now();
+    assert_eq!(next(), "WATCHDOG=1");
+    assert_eq!(next(), "WATCHDOG=1");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let status = node.terminate(Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    // The watchdog pings until the end, then the node says it is stopping.
+    let rest: Vec<String> = std::iter::from_fn(|| {
+        let mut buf = [0u8; 256];
+        sock.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        sock.recv(&mut buf)
+            .ok()
+            .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+    })
+    .take(1000)
+    .collect();
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some("STOPPING=1"),
+        "{rest:?}"
+    );
+    assert!(
+        rest.iter().all(|m| m == "WATCHDOG=1" || m == "STOPPING=1"),
+        "{rest:?}"
+    );
+    // Without NOTIFY_SOCKET nothing is sent and the node serves as ever
+    // (every other test here); a WATCHDOG_PID of another process is not ours.
+    let env = [
+        ("NOTIFY_SOCKET", socket),
+        ("WATCHDOG_USEC", "200000"),
+        ("WATCHDOG_PID", "1"),
+    ];
+    let mut other = NodeProc::start_with_env(unique_port(), &dir.join("w2"), &[], &env);
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(next(), "READY=1");
+    sock.set_read_timeout(Some(Duration::from_millis(600)))
+        .unwrap();
+    assert!(
+        sock.recv(&mut [0u8; 64]).is_err(),
+        "a watchdog meant for pid 1 was pinged"
+    );
+    other.terminate(Duration::from_secs(10));
+    std::fs::remove_dir_all(&dir).ok();
+}
