@@ -103,34 +103,15 @@ impl Batch {
                 needs: p2pa_cli::engine::needs(spec.engine),
                 batch_size: spec.batch_size,
             };
-            let h = node.live()?.clone();
-            let journal = spec.journal.clone();
-            // On the node's thread: a batch's thousands of requests and
-            // outcomes cross no thread (the outcomes for Python do, in bulk).
-            let on_node = h.clone();
-            let started = on_node.run_on_node(move || {
-                Box::pin(async move {
-                    let mut out = out;
-                    let run = cli_batch::run_items(&h, &plan, todo, |item, outcomes| {
-                        let sent = deliver(
-                            item,
-                            outcomes,
-                            &plan,
-                            model_hash,
-                            out.as_mut(),
-                            journal.as_deref(),
-                        );
-                        let _ = tx.try_send(sent);
-                    });
-                    futures_lite::future::or(run, async {
-                        let _ = cancelled.recv().await;
-                    })
-                    .await;
-                })
-            });
-            if !started {
-                return Err(Error::new_err("this pool's node has stopped"));
-            }
+            let run = Run {
+                plan,
+                todo,
+                out,
+                journal: spec.journal.clone(),
+                outcomes: tx,
+                cancelled,
+            };
+            run.start(node.live()?)?;
         }
         Ok(Self {
             outcomes: rx,
@@ -139,6 +120,50 @@ impl Batch {
             resumed,
             workers,
         })
+    }
+}
+
+/// What the node's thread runs for a batch.
+struct Run {
+    plan: Plan,
+    todo: Vec<Item>,
+    out: Option<std::fs::File>,
+    journal: Option<PathBuf>,
+    outcomes: async_channel::Sender<Result<Outcome, String>>,
+    cancelled: async_channel::Receiver<()>,
+}
+
+impl Run {
+    /// Starts the batch on the node's thread: its thousands of requests and
+    /// outcomes cross no thread (the outcomes for Python do, in bulk).
+    fn start(self, node: &std::sync::Arc<p2pa_node::io::NodeHandle>) -> PyResult<()> {
+        let h = node.clone();
+        let started = node.run_on_node(move || {
+            Box::pin(async move {
+                let Self {
+                    plan,
+                    todo,
+                    mut out,
+                    journal,
+                    outcomes,
+                    cancelled,
+                } = self;
+                let model = plan.model;
+                let run = cli_batch::run_items(&h, &plan, todo, |item, done| {
+                    let sent = deliver(item, done, &plan, model, out.as_mut(), journal.as_deref());
+                    let _ = outcomes.try_send(sent);
+                });
+                futures_lite::future::or(run, async {
+                    let _ = cancelled.recv().await;
+                })
+                .await;
+            })
+        });
+        if started {
+            Ok(())
+        } else {
+            Err(Error::new_err("this pool's node has stopped"))
+        }
     }
 }
 
