@@ -305,6 +305,26 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "npy")]
+    fn a_truncated_npy_or_a_bool_that_is_not_0_or_1_is_refused() {
+        let dir = temp("npy-bad");
+        let t = Tensor::from_bytes(vec![4], Dtype::Bool, vec![1, 0, 1, 1]).unwrap();
+        let paths = write_npy_dir(&tensor::encode(&[t.named("b")]), &dir).unwrap();
+        let bytes = std::fs::read(&paths[0]).unwrap();
+        std::fs::write(&paths[0], &bytes[..bytes.len() - 1]).unwrap();
+        assert!(read_file(&paths[0])
+            .unwrap_err()
+            .contains("does not fill its shape"));
+        let mut two = bytes.clone();
+        *two.last_mut().unwrap() = 2;
+        std::fs::write(&paths[0], &two).unwrap();
+        assert!(read_file(&paths[0]).unwrap_err().contains("not 0 or 1"));
+        std::fs::write(&paths[0], &bytes).unwrap();
+        assert_eq!(read_file(&paths[0]).unwrap()[0].data, [1, 0, 1, 1]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn bad_files_and_json_are_refused_with_reasons() {
         let dir = temp("bad");
         let p = dir.join("x.npy");

@@ -57,9 +57,9 @@ pub fn encode_frame(
 }
 
 /// Whether frames of `kind` are signed inside a sealed session: all but
-/// `BlobChunk` (see `session`).
+/// the blob transfer's `BlobRequest` and `BlobChunk` (see `session`).
 pub(crate) fn signed_in_session(kind: MessageKind) -> bool {
-    kind != MessageKind::BlobChunk
+    !matches!(kind, MessageKind::BlobRequest | MessageKind::BlobChunk)
 }
 
 /// Encodes `message` as a session frame into `out`: signed, or for a kind
@@ -105,8 +105,12 @@ pub(crate) fn verify_session_frame<'a>(
     }
     let (head, body) = frame.split_at_checked(HEADER_LEN).ok_or(short)?;
     let (sender, seq, kind) = read_header(head, ctx)?;
-    let message = decode_body_unverified(kind, body)?;
-    Ok(Verified::new(sender, seq, message, Signature64([0; 64])))
+    match decode_body_unverified(kind, body) {
+        Ok(message) => Ok(Verified::new(sender, seq, message, Signature64([0; 64]))),
+        // A signed one (a sender that signs every frame) is checked as such.
+        Err(FrameError::TrailingBytes { .. }) => verify_frame(frame, ctx),
+        Err(e) => Err(e),
+    }
 }
 
 /// Reads a frame header: version, kind (allowed in `ctx`), sender, sequence.

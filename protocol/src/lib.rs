@@ -105,11 +105,13 @@
 //! switches to `REKEY(k)` after this record (every [`REKEY_FRAMES`] records,
 //! and every 10 minutes in the node); the other bits are zero. A record that
 //! does not open ends the session and leaves the counter unchanged; counters
-//! stop before `2^64 - 1`. A `BlobChunk` frame in a session carries no
-//! signature (header and body only): its blob's SHA-256 is in the signed
-//! offer or result and is checked over the whole blob, and the AEAD
-//! authenticates the chunk as the peer's. Every other frame is signed, so a
-//! `TaskResult` stays a receipt outside the session.
+//! stop before `2^64 - 1`. The blob transfer's frames, `BlobRequest` and
+//! `BlobChunk`, carry no signature in a session (header and body only; a
+//! signed one is still accepted): the blob's SHA-256 is in the signed offer
+//! or result and is checked over the whole blob, a request claims nothing
+//! but the wish for a byte range, and the AEAD authenticates both as the
+//! peer's. Every other frame is signed, so a `TaskResult` stays a receipt
+//! outside the session.
 //!
 //! ## Messages (postcard bodies)
 //!
@@ -130,7 +132,7 @@
 //! | 9/10 | `Ping`/`Pong` | session   | keepalive and RTT                         |
 //! | 11   | `Goodbye`     | session   | leaving, with a reason                    |
 //! | 12   | `Error`       | session   | non-fatal error report                    |
-//! | 13   | `BlobRequest` | session   | ask for a byte range of a blob            |
+//! | 13   | `BlobRequest` | session   | ask for a byte range (unsigned, sealed)   |
 //! | 14   | `BlobChunk`   | session   | a byte range of a blob (unsigned, sealed) |
 //!
 //! Kinds 2 and 3 were version 3's `Hello` and `HelloAck`; they are refused as

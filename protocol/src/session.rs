@@ -14,10 +14,11 @@
 //! ([`Session::rekey_soon`], the node does it every 10 minutes). A record that
 //! fails to open ends the session and leaves the counter where it was.
 //!
-//! A `BlobChunk` frame in a session carries no signature: its blob's SHA-256
-//! is in a signed offer or result and is checked over the whole blob, and
-//! the AEAD authenticates the chunk as the session peer's. Everything else is
-//! signed and verified as in the frame format.
+//! `BlobRequest` and `BlobChunk` frames in a session carry no signature: the
+//! blob's SHA-256 is in a signed offer or result and is checked over the
+//! whole blob, a request claims nothing but a byte range, and the AEAD
+//! authenticates both as the session peer's (a signed one is still
+//! accepted). Everything else is signed and verified as in the frame format.
 
 use core::fmt;
 
@@ -343,7 +344,7 @@ mod tests {
     }
 
     #[test]
-    fn blob_chunks_travel_unsigned_and_everything_else_signed() {
+    fn blob_transfers_travel_unsigned_and_everything_else_signed() {
         let (a, mut sa, _, mut sb) = pair();
         let data = [9u8; 300];
         let chunk = Message::BlobChunk(BlobChunk {
@@ -356,6 +357,15 @@ mod tests {
         // flags, header, hash, offset 0 (1), total 300 (2), length 300 (2), data, tag
         assert_eq!(r.len(), 1 + crate::HEADER_LEN + 32 + 1 + 2 + 2 + 300 + 16);
         assert_eq!(sb.read(&mut r), Ok(chunk));
+        let request = Message::BlobRequest(crate::message::BlobRequest {
+            hash: [7; 32],
+            offset: 300,
+            max_len: 64,
+        });
+        let mut q = seal(&mut sa, &a, &request);
+        // flags, header, hash, offset 300 (2), max_len 64 (1), tag: no signature
+        assert_eq!(q.len(), 1 + crate::HEADER_LEN + 32 + 2 + 1 + 16);
+        assert_eq!(sb.read(&mut q), Ok(request));
         let mut p = seal(&mut sa, &a, &ping(1));
         assert_eq!(p.len(), 1 + crate::FRAME_OVERHEAD + 1 + 16);
         assert_eq!(sb.read(&mut p), Ok(ping(1)));

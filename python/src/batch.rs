@@ -183,7 +183,7 @@ fn deliver(
         let stamp = Stamp::of(plan.kind, model, item);
         let infer = plan.kind == TaskKind::Infer;
         let (v, _, _) = cli_batch::result_line(item, outcomes, infer, Some(&stamp), None);
-        file.write_all(format!("{v}\n").as_bytes())
+        file.write_all(&journal::line_bytes(&v))
             .and_then(|_| file.flush())
             .map_err(|e| format!("writing {} failed: {e}", path.display()))?;
     }

@@ -510,8 +510,8 @@ impl Counts {
         }
         // One write per result line: a kill leaves whole lines only (and
         // at worst a torn last line, which the journal reader drops).
-        let line = format!("{v}\n");
-        if let Err(e) = out.write_all(line.as_bytes()).and_then(|_| out.flush()) {
+        let line = journal::line_bytes(&v);
+        if let Err(e) = out.write_all(&line).and_then(|_| out.flush()) {
             self.write_err.get_or_insert(e);
         }
     }
