@@ -56,9 +56,10 @@ impl Stamp {
 
 /// A result line as the bytes to append, newline included: written by
 /// serde_json straight into bytes (formatting through `Display` costs
-/// about twice as much, which a line of 100 000 output floats feels).
+/// about twice as much, which a line of 100 000 output floats feels), with
+/// f32 outputs as f32 ([`crate::output::compact_bytes`]).
 pub fn line_bytes(v: &Value) -> Vec<u8> {
-    let mut line = serde_json::to_vec(v).unwrap_or_else(|_| v.to_string().into_bytes());
+    let mut line = crate::output::compact_bytes(v);
     line.push(b'\n');
     line
 }
