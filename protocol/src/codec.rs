@@ -361,6 +361,16 @@ impl Flavor for Canonical<'_> {
         }
     }
 
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        match self.expected.strip_prefix(bytes) {
+            Some(rest) => {
+                self.expected = rest;
+                Ok(())
+            }
+            None => Err(postcard::Error::SerializeBufferFull),
+        }
+    }
+
     fn finalize(self) -> postcard::Result<()> {
         if self.expected.is_empty() {
             Ok(())

@@ -170,7 +170,7 @@ pub struct Beacon {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TaskInput<'a> {
     /// The bytes themselves.
-    Inline(&'a [u8]),
+    Inline(#[serde(serialize_with = "as_bytes")] &'a [u8]),
     /// A blob the worker fetches from the requester with `BlobRequest`.
     Blob {
         /// Its content hash.
@@ -184,7 +184,7 @@ pub enum TaskInput<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TaskOutput<'a> {
     /// The bytes themselves.
-    Inline(&'a [u8]),
+    Inline(#[serde(serialize_with = "as_bytes")] &'a [u8]),
     /// A blob the requester fetches from the worker with `BlobRequest` (an
     /// output too large for one frame). The receipt's output hash is `hash`.
     Blob {
@@ -434,7 +434,17 @@ pub struct BlobChunk<'a> {
     /// Length of the whole blob.
     pub total_len: u64,
     /// The bytes.
+    #[serde(serialize_with = "as_bytes")]
     pub data: &'a [u8],
+}
+
+/// A byte string written as one slice: postcard encodes bytes and a
+/// sequence of `u8` alike (a varint length, then the bytes), so the wire is
+/// unchanged, but serde's default for `[u8]` hands the serializer one
+/// element at a time (for a 32 KiB chunk, 32 768 calls into the canonical
+/// check or the frame buffer). Borrowed `&[u8]` already reads as bytes.
+fn as_bytes<S: serde::Serializer>(bytes: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bytes(bytes)
 }
 
 /// Any message, borrowing from the frame it was decoded from.
