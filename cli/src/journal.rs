@@ -9,6 +9,7 @@ use std::path::Path;
 
 use p2pa_node::hex::hex;
 use p2pa_node::protocol::TaskKind;
+use p2pa_node::task::tensor::Tensor;
 use serde_json::{json, Value};
 
 use crate::inputs::Item;
@@ -57,11 +58,42 @@ impl Stamp {
 /// A result line as the bytes to append, newline included: written by
 /// serde_json straight into bytes (formatting through `Display` costs
 /// about twice as much, which a line of 100 000 output floats feels), with
-/// f32 outputs as f32 ([`crate::output::compact_bytes`]).
-pub fn line_bytes(v: &Value) -> Vec<u8> {
-    let mut line = crate::output::compact_bytes(v);
+/// f32 numbers as f32 ([`crate::output::compact_bytes`]), and `outputs`
+/// (when given) written from the tensors under that key.
+pub fn line_bytes(v: &Value, outputs: Option<&[Tensor]>) -> Vec<u8> {
+    let mut line = match (outputs, v.as_object()) {
+        (Some(outputs), Some(fields)) => serde_json::to_vec(&Line { fields, outputs })
+            .unwrap_or_else(|_| crate::output::compact_bytes(v)),
+        _ => crate::output::compact_bytes(v),
+    };
     line.push(b'\n');
     line
+}
+
+/// A line's fields with its output tensors added, keys in order.
+struct Line<'a> {
+    fields: &'a serde_json::Map<String, Value>,
+    outputs: &'a [Tensor],
+}
+
+impl serde::Serialize for Line<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        const KEY: &str = "outputs";
+        let mut m = s.serialize_map(None)?;
+        let mut written = false;
+        for (k, x) in self.fields.iter().filter(|(k, _)| k.as_str() != KEY) {
+            if !written && k.as_str() > KEY {
+                m.serialize_entry(KEY, &crate::tensors::TensorList(self.outputs))?;
+                written = true;
+            }
+            m.serialize_entry(k, &crate::output::Compact::new(x))?;
+        }
+        if !written {
+            m.serialize_entry(KEY, &crate::tensors::TensorList(self.outputs))?;
+        }
+        m.end()
+    }
 }
 
 /// The last entry of each input line in the results file; cuts off a
@@ -142,4 +174,61 @@ pub fn check_same_batch(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2pa_node::task::tensor::{self, Dtype};
+
+    #[test]
+    fn a_line_with_deferred_outputs_reads_as_the_value_path_writes_it() {
+        let set = vec![
+            Tensor::f32(vec![2, 2], vec![0.1, -3.5e-7, f32::MAX, 2.0])
+                .unwrap()
+                .named("scores"),
+            Tensor::from_bytes(
+                vec![3],
+                Dtype::I64,
+                [7i64, -1, 0].iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+            .unwrap(),
+            Tensor::from_bytes(vec![2], Dtype::Bool, vec![1, 0]).unwrap(),
+            Tensor::from_bytes(vec![1], Dtype::F16, 0x3555u16.to_le_bytes().to_vec()).unwrap(),
+            Tensor::f64(vec![1], vec![0.1]).unwrap(),
+        ];
+        let fields = json!({"zz": 1, "line": 3, "status": "completed", "outputs": "stale"});
+        let line = line_bytes(&fields, Some(&set));
+        assert_eq!(line.last(), Some(&b'\n'));
+        let text = std::str::from_utf8(&line).unwrap();
+        let keys =
+            ["\"line\"", "\"outputs\"", "\"status\"", "\"zz\""].map(|k| text.find(k).unwrap());
+        assert!(
+            keys.windows(2).all(|w| w[0] < w[1]),
+            "keys in order: {text}"
+        );
+        assert!(
+            !text.contains("stale"),
+            "the tensors replace any \"outputs\" field"
+        );
+
+        let back: Value = serde_json::from_slice(&line).unwrap();
+        let (old, _) = crate::tensors::to_json(&tensor::encode(&set)).unwrap();
+        assert_eq!(
+            crate::tensors::tensors_from_json(&back["outputs"]).unwrap(),
+            crate::tensors::tensors_from_json(&old).unwrap(),
+            "the same tensors, bit for bit, as the Value path's"
+        );
+        assert_eq!(back["outputs"][0]["name"], "scores");
+        assert_eq!(back["outputs"][1]["i64"], json!([7, -1, 0]));
+        assert_eq!(back["outputs"][2]["bool"], json!([true, false]));
+        assert_eq!(back["outputs"][4]["f64"], json!([0.1]));
+        assert_eq!(back["line"], 3);
+
+        let plain = line_bytes(&fields, None);
+        assert!(
+            std::str::from_utf8(&plain).unwrap().contains("stale"),
+            "no tensors: the fields as they are"
+        );
+    }
 }

@@ -40,7 +40,14 @@ pub fn compact_bytes(v: &Value) -> Vec<u8> {
 }
 
 /// [`compact_bytes`]'s walk: the flag says "inside a half/single-precision list".
-struct Compact<'a>(&'a Value, bool);
+pub struct Compact<'a>(&'a Value, bool);
+
+impl<'a> Compact<'a> {
+    /// `v`, to be written as [`compact_bytes`] writes it.
+    pub fn new(v: &'a Value) -> Self {
+        Self(v, false)
+    }
+}
 
 impl serde::Serialize for Compact<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -156,6 +163,9 @@ pub enum Body {
     /// Not for a completed task: its output went to files (`--out-dir`);
     /// a failure's text is kept, as `Raw`.
     Omit,
+    /// As `Tensors`, but the tensors are left for the writer to add
+    /// ([`crate::journal::line_bytes`]): `prediction` only.
+    Deferred,
 }
 
 impl Body {
@@ -178,13 +188,20 @@ pub fn outcome_json(o: &TaskOutcome, body: Body) -> Value {
         "attempts": o.attempts,
         "busy": o.busy,
     });
-    let tensors = (body == Body::Tensors && o.status == p2pa_node::protocol::TaskStatus::Completed)
-        .then(|| crate::tensors::to_json(&o.output))
-        .flatten();
+    let completed = o.status == p2pa_node::protocol::TaskStatus::Completed;
+    let tensors = match body {
+        Body::Tensors if completed => crate::tensors::to_json(&o.output),
+        Body::Deferred if completed => p2pa_node::task::tensor::decode(&o.output)
+            .ok()
+            .map(|set| (Value::Null, crate::tensors::prediction(&set))),
+        _ => None,
+    };
     match (body, tensors, std::str::from_utf8(&o.output)) {
-        (Body::Omit, ..) if o.status == p2pa_node::protocol::TaskStatus::Completed => {}
+        (Body::Omit, ..) if completed => {}
         (_, Some((outputs, prediction)), _) => {
-            v["outputs"] = outputs;
+            if !outputs.is_null() {
+                v["outputs"] = outputs;
+            }
             if let Some(p) = prediction {
                 v["prediction"] = json!(p);
             }

@@ -207,33 +207,71 @@ pub fn write_npy_dir(bytes: &[u8], dir: &Path) -> Result<Vec<PathBuf>, String> {
 /// values (one per row of a multi-row output; a single value as a number).
 pub fn to_json(bytes: &[u8]) -> Option<(Value, Option<Value>)> {
     let set = tensor::decode(bytes).ok()?;
-    let prediction = set
-        .iter()
+    let list = serde_json::to_value(TensorList(&set)).ok()?;
+    Some((list, prediction(&set)))
+}
+
+/// The first integer output's values, as [`to_json`] says them.
+pub fn prediction(set: &[Tensor]) -> Option<Value> {
+    set.iter()
         .find_map(Tensor::i64s)
         .map(|v| match v.as_slice() {
             [one] => json!(one),
             many => json!(many),
-        });
-    let list: Vec<Value> = set
-        .iter()
-        .map(|t| {
-            let values: Value = match t.dtype {
-                Dtype::I64 => json!(t.i64s().unwrap_or_default()),
-                Dtype::I32 => json!(t.i32s().unwrap_or_default()),
-                Dtype::U8 => json!(t.u8s().unwrap_or_default()),
-                Dtype::Bool => json!(t.data.iter().map(|b| *b != 0).collect::<Vec<_>>()),
-                Dtype::F32 => json!(t.f32s().unwrap_or_default()),
-                _ => json!(t.to_f64()),
-            };
-            let mut o = json!({"shape": t.shape});
-            o[t.dtype.name()] = values;
-            if let Some(n) = &t.name {
-                o["name"] = json!(n);
-            }
-            o
         })
-        .collect();
-    Some((Value::Array(list), prediction))
+}
+
+/// A tensor set as JSON, written straight from its bytes: a list of
+/// `{"<dtype>": [values], "name": .., "shape": [..]}` (keys in the order a
+/// [`Value`] map keeps). f32 and f16 values are written as f32 (`0.1`, and
+/// they read back bit for bit); a non-finite float is `null`.
+pub struct TensorList<'a>(pub &'a [Tensor]);
+
+impl serde::Serialize for TensorList<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(TensorJson))
+    }
+}
+
+struct TensorJson<'a>(&'a Tensor);
+
+impl serde::Serialize for TensorJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let t = self.0;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry(t.dtype.name(), &Values(t))?;
+        if let Some(n) = &t.name {
+            m.serialize_entry("name", n)?;
+        }
+        m.serialize_entry("shape", &t.shape)?;
+        m.end()
+    }
+}
+
+/// A tensor's values, element by element from its little-endian bytes.
+struct Values<'a>(&'a Tensor);
+
+impl serde::Serialize for Values<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        fn le<const N: usize>(c: &[u8]) -> [u8; N] {
+            c.try_into().unwrap_or([0; N])
+        }
+        let t = self.0;
+        let elems = t.data.chunks_exact(t.dtype.size());
+        match t.dtype {
+            Dtype::F32 => s.collect_seq(elems.map(|c| f32::from_le_bytes(le(c)))),
+            Dtype::F16 => s.collect_seq(
+                elems.map(|c| half::f16::from_bits(u16::from_le_bytes(le(c))).to_f32()),
+            ),
+            Dtype::F64 => s.collect_seq(elems.map(|c| f64::from_le_bytes(le(c)))),
+            Dtype::I64 => s.collect_seq(elems.map(|c| i64::from_le_bytes(le(c)))),
+            Dtype::I32 => s.collect_seq(elems.map(|c| i32::from_le_bytes(le(c)))),
+            Dtype::U8 => s.collect_seq(t.data.iter()),
+            Dtype::Bool => s.collect_seq(t.data.iter().map(|b| *b != 0)),
+            _ => s.collect_seq(t.to_f64()),
+        }
+    }
 }
 
 #[cfg(test)]

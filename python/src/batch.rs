@@ -182,8 +182,8 @@ fn deliver(
     if let (Some(file), Some(path)) = (out, path) {
         let stamp = Stamp::of(plan.kind, model, item);
         let infer = plan.kind == TaskKind::Infer;
-        let (v, _, _) = cli_batch::result_line(item, outcomes, infer, Some(&stamp), None);
-        file.write_all(&journal::line_bytes(&v))
+        let line = cli_batch::result_line(item, outcomes, infer, Some(&stamp), None);
+        file.write_all(&line.bytes())
             .and_then(|_| file.flush())
             .map_err(|e| format!("writing {} failed: {e}", path.display()))?;
     }

@@ -252,15 +252,22 @@ pub fn result_line(
     infer: bool,
     stamp: Option<&Stamp>,
     out_dir: Option<&Path>,
-) -> (serde_json::Value, bool, Vec<u8>) {
+) -> ResultLine {
     let npy = out_dir.map(|d| d.join(item.line.to_string()));
     let receipt = outcomes.first().and_then(|o| o.receipt);
-    let body = if npy.is_some() {
-        output::Body::Omit
-    } else {
-        output::Body::of(infer)
+    let body = match (npy.is_some(), infer) {
+        (true, _) => output::Body::Omit,
+        (false, true) => output::Body::Deferred,
+        (false, false) => output::Body::Raw,
     };
     let (mut v, agree, output) = merge(outcomes, body);
+    // Deferred: a winner whose output reads as tensors got no "output"
+    // text; those tensors go under "outputs" when the line is written.
+    let outputs = (body == output::Body::Deferred
+        && v.get("output").is_none()
+        && v.get("output_hex").is_none())
+    .then(|| p2pa_node::task::tensor::decode(&output).ok())
+    .flatten();
     if let Some(b) = &item.batched {
         // The receipt signs the stacked task's result; kept whole, so it
         // verifies as it is (its inline output is the task's).
@@ -279,7 +286,32 @@ pub fn result_line(
     if let Some(s) = stamp {
         s.write_into(&mut v);
     }
-    (v, agree, output)
+    ResultLine {
+        fields: v,
+        outputs,
+        agree,
+        output,
+    }
+}
+
+/// A result line: its fields, and the output tensors the writer puts under
+/// `"outputs"` (kept out of the [`serde_json::Value`]: 100 000 floats as
+/// `Value` numbers cost more than writing them).
+#[derive(Debug)]
+pub struct ResultLine {
+    pub fields: serde_json::Value,
+    pub outputs: Option<Vec<p2pa_node::task::tensor::Tensor>>,
+    /// Whether redundant workers agreed (true without redundancy).
+    pub agree: bool,
+    /// The (winning) output's bytes.
+    pub output: Vec<u8>,
+}
+
+impl ResultLine {
+    /// The line as the journal stores it, newline included.
+    pub fn bytes(&self) -> Vec<u8> {
+        journal::line_bytes(&self.fields, self.outputs.as_deref())
+    }
 }
 
 /// Lines per task: `--batch-size`, or 1 (said once) for a model that fixes
@@ -497,20 +529,20 @@ impl Counts {
             let w = o.worker.map_or("-".to_owned(), |w| w.short().to_string());
             *self.per_worker.entry(w).or_default() += 1;
         }
-        let (mut v, agree, _) = result_line(item, outcomes, infer, stamp, out_dir);
-        if let (Some(d), Some(r)) = (self.distinct, v.get_mut("redundancy")) {
+        let mut line = result_line(item, outcomes, infer, stamp, out_dir);
+        if let (Some(d), Some(r)) = (self.distinct, line.fields.get_mut("redundancy")) {
             r["distinct"] = serde_json::json!(d);
         }
-        if !agree {
+        if !line.agree {
             self.disagreements += 1;
             eprintln!(
                 "line {}: workers disagree; dissenters: {}",
-                item.line, v["redundancy"]["dissenters"]
+                item.line, line.fields["redundancy"]["dissenters"]
             );
         }
         // One write per result line: a kill leaves whole lines only (and
         // at worst a torn last line, which the journal reader drops).
-        let line = journal::line_bytes(&v);
+        let line = line.bytes();
         if let Err(e) = out.write_all(&line).and_then(|_| out.flush()) {
             self.write_err.get_or_insert(e);
         }
