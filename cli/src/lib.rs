@@ -206,6 +206,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Pause the node running with this data directory: it keeps its
+    /// sessions and finishes what it runs, but takes no new tasks and
+    /// advertises none (requesters go elsewhere) until `p2pa resume`
+    Pause {
+        /// The node's status after the change, one JSON object
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume a node paused with `p2pa pause`
+    Resume {
+        /// The node's status after the change, one JSON object
+        #[arg(long)]
+        json: bool,
+    },
     /// Check what makes discovery fail here (multicast route, firewall, a
     /// key shared with another machine, clock) and say how to fix it
     Doctor,
@@ -453,6 +467,10 @@ pub fn main() -> ExitCode {
         Command::Verify(ref a) => verify::cmd_verify(&a.file),
         Command::Doctor => doctor::cmd_doctor(&cli.net, &data_dir(cli.data_dir.as_ref())),
         Command::Status { json } => status::cmd_status(&data_dir(cli.data_dir.as_ref()), json),
+        Command::Pause { json } => status::cmd_pause(&data_dir(cli.data_dir.as_ref()), true, json),
+        Command::Resume { json } => {
+            status::cmd_pause(&data_dir(cli.data_dir.as_ref()), false, json)
+        }
         Command::Model(ref m) => models::cmd_model(&data_dir(cli.data_dir.as_ref()), m),
         Command::InferChild {
             ref models,

@@ -120,6 +120,7 @@ pub fn peer_json(p: &PeerInfo) -> Value {
         "state": p.state.name(),
         "kinds": kinds_list(p),
         "free_slots": p.caps.free_slots,
+        "paused": p.caps.kinds.has_flags(p2pa_node::protocol::KindSet::PAUSED),
         "rtt_ms": p.rtt.map(|r| r.as_secs_f64() * 1e3),
         "last_seen_ms": p.last_seen_ago.as_millis() as u64,
     })
@@ -149,6 +150,11 @@ pub fn print_peer_table(peers: &[PeerInfo]) {
             p.caps.free_slots,
             rtt,
             kinds_list(p).join(",")
+                + if p.caps.kinds.has_flags(p2pa_node::protocol::KindSet::PAUSED) {
+                    " (paused)"
+                } else {
+                    ""
+                }
         );
     }
 }

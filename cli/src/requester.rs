@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use p2pa_node::core::TaskRequest;
+use p2pa_node::core::{PeerState, TaskRequest};
 use p2pa_node::identity;
 use p2pa_node::io::{LocalNode, NodeHandle, NodeOptions};
 use p2pa_node::protocol::{Keypair, KindSet, TaskKind, TaskStatus};
@@ -212,7 +212,22 @@ async fn submit_one(
             .engine
             .map(|e| format!(" on {}", e.name()))
             .unwrap_or_default();
+        let paused = h
+            .peers()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p.state != PeerState::Known && p.caps.kinds.has_flags(KindSet::PAUSED))
+            .filter(|p| a.peer.is_none_or(|want| p.addr == Some(want)))
+            .count();
         let hint = match a.peer {
+            Some(p) if paused > 0 => format!(
+                "the node at {p} is paused: it takes no new tasks until its owner runs `p2pa resume`"
+            ),
+            None if paused > 0 => format!(
+                "no peers that run `{}`{on} take tasks now: {paused} found are paused (`p2pa resume` on them), pass --peer HOST:PORT for another",
+                a.kind
+            ),
             Some(p) => format!(
                 "could not reach a node at {p} that runs `{}`{on} (is it running there, and does it use a network key? then pass the same --network-key)",
                 a.kind

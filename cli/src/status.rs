@@ -1,15 +1,18 @@
-//! `p2pa status`: what a running node is doing, asked over its control
-//! socket (`<data-dir>/p2pa.sock`, mode 0600: only its owner may ask). The
-//! node answers one JSON object per connection and closes it.
+//! `p2pa status`, `pause` and `resume`: a running node's control socket
+//! (`<data-dir>/p2pa.sock`, mode 0600: only its owner may connect). A client
+//! writes one request line (`status`, `pause` or `resume`) and closes its
+//! side; the node carries it out and answers with one JSON status object,
+//! then closes. A client that sends nothing within a second is asked
+//! `status`.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use async_io::Async;
-use futures_lite::AsyncWriteExt;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use p2pa_node::io::NodeHandle;
 use p2pa_node::task::Executor;
 use serde_json::{json, Value};
@@ -61,7 +64,65 @@ pub fn bind(dir: &Path) -> Option<(Async<UnixListener>, PathBuf)> {
     }
 }
 
-/// Answers every connection on `listener` with the node's status.
+/// How long a client may take to send its request, and to read the answer:
+/// the socket serves one client at a time, so none may hold it longer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The longest request line (the longest request is `resume`).
+const MAX_REQUEST: usize = 64;
+
+/// What a client asks of the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    Status,
+    Pause,
+    Resume,
+}
+
+impl Request {
+    fn name(self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Pause => "pause",
+            Request::Resume => "resume",
+        }
+    }
+
+    /// The request in `line`; nothing (or nothing known) is `status`.
+    fn parse(line: &[u8]) -> Request {
+        match line.trim_ascii() {
+            b"pause" => Request::Pause,
+            b"resume" => Request::Resume,
+            _ => Request::Status,
+        }
+    }
+}
+
+/// Reads the client's request: up to a newline, its end or
+/// [`MAX_REQUEST`] bytes, for at most [`CLIENT_TIMEOUT`].
+async fn read_request(stream: &mut Async<UnixStream>) -> Request {
+    let mut buf = [0u8; MAX_REQUEST];
+    let mut len = 0;
+    let read = async {
+        while let Some(rest) = buf.get_mut(len..).filter(|r| !r.is_empty()) {
+            match stream.read(rest).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => len += n,
+            }
+            if buf.get(..len).is_some_and(|b| b.contains(&b'\n')) {
+                break;
+            }
+        }
+    };
+    futures_lite::future::or(read, async {
+        async_io::Timer::after(CLIENT_TIMEOUT).await;
+    })
+    .await;
+    Request::parse(buf.get(..len).unwrap_or_default())
+}
+
+/// Answers every connection on `listener`: carries out its request and
+/// writes the node's status after it.
 pub async fn serve(
     listener: Async<UnixListener>,
     handle: &NodeHandle,
@@ -74,10 +135,25 @@ pub async fn serve(
             async_io::Timer::after(Duration::from_millis(100)).await;
             continue;
         };
-        let Some(v) = status_json(handle, &executor, started).await else {
+        let request = read_request(&mut stream).await;
+        let done = match request {
+            Request::Status => Ok(()),
+            Request::Pause => handle.set_paused(true).await,
+            Request::Resume => handle.set_paused(false).await,
+        };
+        let (Ok(()), Some(v)) = (done, status_json(handle, &executor, started).await) else {
             return; // the node stopped
         };
-        let _ = stream.write_all(format!("{v}\n").as_bytes()).await;
+        let answer = format!("{v}\n");
+        futures_lite::future::or(
+            async {
+                let _ = stream.write_all(answer.as_bytes()).await;
+            },
+            async {
+                async_io::Timer::after(CLIENT_TIMEOUT).await;
+            },
+        )
+        .await;
     }
 }
 
@@ -108,6 +184,7 @@ async fn status_json(handle: &NodeHandle, executor: &Executor, started: Instant)
             "queued": work.queued,
             "completed": work.completed,
             "failed": work.failed,
+            "paused": work.paused,
         },
         "models": work.models.iter().map(|m| p2pa_node::hex::hex(m)).collect::<Vec<_>>(),
         "models_loaded": executor.loaded().iter().map(|m| p2pa_node::hex::hex(m)).collect::<Vec<_>>(),
@@ -133,8 +210,9 @@ fn engine_line(e: &Value) -> String {
     }
 }
 
-/// `p2pa status [--json]`.
-pub fn cmd_status(dir: &Path, as_json: bool) -> CliResult {
+/// Sends `request` to the node running with data directory `dir` and
+/// returns the status it answers with.
+fn ask(dir: &Path, request: Request) -> Result<Value, CliError> {
     let path = socket_path(dir);
     let mut stream = UnixStream::connect(&path).map_err(|e| {
         CliError::network(format!(
@@ -144,12 +222,58 @@ pub fn cmd_status(dir: &Path, as_json: bool) -> CliResult {
         ))
     })?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
     let mut text = String::new();
     stream
-        .read_to_string(&mut text)
+        .write_all(format!("{}\n", request.name()).as_bytes())
+        .and_then(|()| stream.shutdown(std::net::Shutdown::Write))
+        .and_then(|()| stream.read_to_string(&mut text))
         .map_err(|e| CliError::network(format!("{}: {e}", path.display())))?;
-    let v: Value = serde_json::from_str(text.trim())
-        .map_err(|e| CliError::network(format!("{}: not a status answer: {e}", path.display())))?;
+    serde_json::from_str(text.trim())
+        .map_err(|e| CliError::network(format!("{}: not a status answer: {e}", path.display())))
+}
+
+/// `p2pa pause [--json]` (`paused` true) and `p2pa resume [--json]`.
+pub fn cmd_pause(dir: &Path, paused: bool, as_json: bool) -> CliResult {
+    let request = if paused {
+        Request::Pause
+    } else {
+        Request::Resume
+    };
+    let v = ask(dir, request)?;
+    if v["work"]["paused"].as_bool() != Some(paused) {
+        return Err(CliError::network(format!(
+            "the node with data directory {} did not {} (it answers as an older p2pa?)",
+            dir.display(),
+            request.name()
+        )));
+    }
+    if as_json {
+        output::json_line(&v);
+        return Ok(exit::OK);
+    }
+    let w = &v["work"];
+    if paused {
+        say!(
+            "node {} paused: it takes no new tasks and keeps its {} sessions; {} running and {} queued finish (`p2pa resume` to go on)",
+            v["node_id"].as_str().unwrap_or("?"),
+            v["peers"]["connected"],
+            w["running"],
+            w["queued"]
+        );
+    } else {
+        say!(
+            "node {} resumed: it takes tasks on {} slots",
+            v["node_id"].as_str().unwrap_or("?"),
+            w["slots"]
+        );
+    }
+    Ok(exit::OK)
+}
+
+/// `p2pa status [--json]`.
+pub fn cmd_status(dir: &Path, as_json: bool) -> CliResult {
+    let v = ask(dir, Request::Status)?;
     if as_json {
         output::json_line(&v);
         return Ok(exit::OK);
@@ -168,7 +292,11 @@ pub fn cmd_status(dir: &Path, as_json: bool) -> CliResult {
     );
     let w = &v["work"];
     say!(
-        "work: {} of {} slots busy, {} queued; since start {} completed, {} failed",
+        "work: {}{} of {} slots busy, {} queued; since start {} completed, {} failed",
+        match w["paused"].as_bool() {
+            Some(true) => "PAUSED (no new tasks; `p2pa resume`), ",
+            _ => "",
+        },
         w["running"],
         w["slots"],
         w["queued"],

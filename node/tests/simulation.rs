@@ -223,6 +223,59 @@ fn a_worker_that_takes_tasks_and_never_answers_does_not_capture_a_batch() {
 }
 
 #[test]
+fn a_worker_paused_mid_batch_finishes_what_it_holds_gets_nothing_new_and_nothing_is_lost() {
+    let mut sim = Sim::new(3, 17, 0, |i| requester_at_zero(i, 1, KindSet::default()));
+    sim.run_until(Duration::from_secs(1));
+    assert!(full_mesh(&mut sim));
+    let sleep = |k: u32| TaskRequest {
+        kind: TaskKind::Sleep,
+        input: b"40".to_vec(),
+        ..echo_task(k)
+    };
+    for k in 0..40u32 {
+        sim.submit(0, sleep(k));
+    }
+    sim.run_until(Duration::from_millis(1_300));
+    sim.set_paused(2, true);
+    assert!(sim.core(2).work().paused);
+    // What node 2 holds (one slot, a short queue) ends within a second.
+    sim.run_until(Duration::from_millis(2_500));
+    let at_pause = sim.executed.get(&2).copied().unwrap_or(0);
+    assert!(at_pause > 0, "node 2 worked before the pause");
+    sim.run_until(Duration::from_secs(20));
+    assert_eq!(sim.outcomes.len(), 40, "every task reported");
+    let mut seen: Vec<u64> = sim.outcomes.iter().map(|(_, o)| o.task_id).collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 40, "no task reported twice");
+    assert!(sim.all_completed(), "{:?}", sim.outcomes);
+    assert_eq!(
+        sim.executed.get(&2).copied().unwrap_or(0),
+        at_pause,
+        "a paused worker runs nothing new"
+    );
+    // The requester knows: node 2 is flagged paused in its peer table.
+    let flagged = sim
+        .peers(0)
+        .into_iter()
+        .any(|p| p.caps.kinds.has_flags(KindSet::PAUSED));
+    assert!(flagged, "the pause reached the requester");
+
+    sim.set_paused(2, false);
+    sim.run_until(Duration::from_secs(21));
+    for k in 40..60u32 {
+        sim.submit(0, sleep(k));
+    }
+    sim.run_until(Duration::from_secs(30));
+    assert_eq!(sim.outcomes.len(), 60);
+    assert!(sim.all_completed());
+    assert!(
+        sim.executed.get(&2).copied().unwrap_or(0) > at_pause,
+        "resumed, node 2 takes tasks again"
+    );
+}
+
+#[test]
 fn busy_refusals_are_not_counted_as_attempts() {
     let mut sim = Sim::new(2, 13, 0, |i| Config {
         queue_len: 1,

@@ -49,9 +49,10 @@ impl fmt::Display for TaskKind {
     }
 }
 
-/// A set of [`TaskKind`]s, one bit each (bits 0 – 3), and flags for the
-/// worker's `Infer` engine (bits 6 and 7; 4 and 5 reserved). Older nodes
-/// ignore the flags: [`KindSet::contains`] reads a kind's bit alone.
+/// A set of [`TaskKind`]s, one bit each (bits 0 – 3), and flags: the
+/// worker's `Infer` engine (bits 6 and 7) and [`KindSet::PAUSED`] (bit 4;
+/// bit 5 reserved). Older nodes ignore the flags: [`KindSet::contains`]
+/// reads a kind's bit alone.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct KindSet(pub u8);
 
@@ -60,6 +61,9 @@ impl KindSet {
     pub const ONNXRUNTIME: u8 = 1 << 6;
     /// Flag: the worker runs `Infer` on tract.
     pub const TRACT: u8 = 1 << 7;
+    /// Flag: the worker takes no new tasks now (its owner paused it); it
+    /// keeps its kinds, so a requester knows what it will run again.
+    pub const PAUSED: u8 = 1 << 4;
 
     /// The set with these flag bits added.
     #[must_use]

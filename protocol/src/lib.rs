@@ -141,8 +141,9 @@
 //! Capabilities (in `Beacon` and the handshake payloads) start with one byte,
 //! [`KindSet`]: bit *k* set when the node runs task kind *k* (0 echo, 1
 //! hash, 2 sleep, 3 infer), bit 6 when its `infer` tasks run on
-//! onnxruntime, bit 7 when they run on tract; bits 4 and 5 are reserved
-//! (sent as 0, ignored).
+//! onnxruntime, bit 7 when they run on tract, bit 4 while it takes no new
+//! tasks (its owner paused it: requesters offer it none until the bit
+//! clears); bit 5 is reserved (sent as 0, ignored).
 //!
 //! ## Receipts
 //!

@@ -155,6 +155,16 @@ pub struct Capabilities {
     pub models: Vec<Hash32, MAX_BEACON_MODELS>,
 }
 
+impl Capabilities {
+    /// Whether the node takes a task of `kind` needing the engine `needs`
+    /// now: it runs the kind on that engine and is not paused.
+    pub const fn takes(&self, kind: TaskKind, needs: u8) -> bool {
+        !self.kinds.has_flags(KindSet::PAUSED)
+            && self.kinds.contains(kind)
+            && self.kinds.has_flags(needs)
+    }
+}
+
 /// Sent by UDP multicast: "I am here, dial me at this port".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Beacon {

@@ -957,3 +957,80 @@ fn under_systemd_the_node_says_ready_pings_the_watchdog_and_says_stopping() {
     other.terminate(Duration::from_secs(10));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_paused_node_keeps_its_sessions_takes_no_task_and_takes_them_again_on_resume() {
+    let port = unique_port();
+    let dir = scratch("pause");
+    let data = dir.join("w");
+    let data = data.to_str().unwrap();
+    let none = p2pa(&["--data-dir", data, "pause"], T);
+    assert_eq!(none.status.code(), Some(3), "{}", stderr(&none));
+    assert!(
+        stderr(&none).contains("no node is running"),
+        "{}",
+        stderr(&none)
+    );
+
+    let mut worker = NodeProc::start(port, std::path::Path::new(data), &[]);
+    let other = NodeProc::start(port, &dir.join("o"), &[]);
+    worker
+        .wait_for(T, |v| {
+            v["event"] == "connected" && v["peer"] == other.id.as_str()
+        })
+        .expect("the two nodes meet");
+    let paused = p2pa(&["--data-dir", data, "pause", "--json"], T);
+    assert_eq!(paused.status.code(), Some(0), "{}", stderr(&paused));
+    let v: Value = serde_json::from_str(stdout(&paused).trim()).unwrap();
+    assert_eq!(v["work"]["paused"], true, "{v}");
+    let human = p2pa(&["--data-dir", data, "status"], T);
+    assert!(stdout(&human).contains("PAUSED"), "{}", stdout(&human));
+
+    // A requester is told the node is paused; the node keeps its sessions
+    // and runs nothing.
+    let submit = |input: &str| {
+        let args = ["submit", "--kind", "echo", "--input", input, "--json"];
+        let mut args = args.to_vec();
+        args.extend(["--peer", &worker.addr, "--wait", "1500"]);
+        p2pa_local(port, &args, T)
+    };
+    let refused = submit("held");
+    assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("is paused"),
+        "{}",
+        stderr(&refused)
+    );
+    let peers = p2pa_local(port, &["peers", "--json", "--wait", "1500"], T);
+    let seen: Vec<Value> = jsonl(&stdout(&peers));
+    assert!(
+        seen.iter()
+            .any(|p| p["node_id"] == worker.id.as_str() && p["paused"] == true),
+        "its beacons say it is paused: {seen:?}"
+    );
+    let out = p2pa(&["--data-dir", data, "status", "--json"], T);
+    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["work"]["paused"], true, "{v}");
+    assert_eq!(v["work"]["completed"], 0, "{v}");
+    assert!(
+        v["peer_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["node_id"] == other.id.as_str() && p["state"] == "connected"),
+        "the session to the other node stays: {v}"
+    );
+
+    let resumed = p2pa(&["--data-dir", data, "resume"], T);
+    assert_eq!(resumed.status.code(), Some(0), "{}", stderr(&resumed));
+    assert!(stdout(&resumed).contains("resumed"), "{}", stdout(&resumed));
+    let out = submit("after");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["status"], "completed", "{v}");
+    assert_eq!(v["worker"], worker.id.as_str(), "{v}");
+    let out = p2pa(&["--data-dir", data, "status", "--json"], T);
+    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["work"]["paused"], false, "{v}");
+    assert_eq!(v["work"]["completed"], 1, "{v}");
+}

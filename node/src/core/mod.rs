@@ -196,6 +196,25 @@ impl Core {
         self.out.events.pop_front()
     }
 
+    /// Pauses (or resumes) this node's worker: paused, it keeps its
+    /// sessions and finishes what it holds, refuses new offers `Busy` and
+    /// flags its capabilities [`KindSet::PAUSED`](p2pa_protocol::KindSet::PAUSED);
+    /// a beacon says so soon after the change (peers that only know it
+    /// through `--peer` learn it from the refusals).
+    pub fn set_paused(&mut self, now: Instant, paused: bool) {
+        if self.worker.set_paused(paused) {
+            log::info!(
+                "{}",
+                if paused {
+                    "paused: taking no new tasks"
+                } else {
+                    "resumed: taking tasks"
+                }
+            );
+            self.beacons.answer_query(now, &mut *self.rng);
+        }
+    }
+
     /// Starts a graceful shutdown: Goodbye to every peer, no new work taken.
     /// Tasks this node requested are reported as cancelled.
     pub fn shutdown(&mut self, now: Instant) {

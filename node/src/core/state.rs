@@ -46,6 +46,8 @@ pub struct Work {
     pub completed: u64,
     /// Jobs answered otherwise (failed, timed out, cancelled).
     pub failed: u64,
+    /// Paused by its owner: it takes no new work.
+    pub paused: bool,
     /// The models this node holds (newest first).
     pub models: Vec<[u8; 32]>,
 }

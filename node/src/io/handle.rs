@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use async_channel::{bounded, Receiver, Sender};
 use async_executor::LocalExecutor;
 use async_io::Timer;
-use p2pa_protocol::{Keypair, NodeId, TaskKind};
+use p2pa_protocol::{Keypair, KindSet, NodeId, TaskKind};
 
 use super::entropy::OsEntropy;
 use super::mdns;
@@ -256,22 +256,40 @@ impl NodeHandle {
     }
 
     /// Waits until `min` peers with a session run `kind` (any kind when
-    /// `None`), or `wait` passes; returns those peers.
+    /// `None`; paused ones too), or `wait` passes; returns those peers.
     pub async fn wait_for_peers(
         &self,
         kind: Option<TaskKind>,
         min: usize,
         wait: Duration,
     ) -> Vec<PeerInfo> {
-        self.wait_for_workers(kind, 0, min, wait).await
+        let runs = |p: &PeerInfo| kind.is_none_or(|k| p.caps.kinds.contains(k));
+        self.wait_until(runs, min, wait).await
     }
 
-    /// As [`NodeHandle::wait_for_peers`], counting only peers that also
-    /// advertise the capability flags `needs` (an engine, say).
+    /// As [`NodeHandle::wait_for_peers`], counting only peers that take a
+    /// task of `kind` now: not paused, and with the capability flags
+    /// `needs` (an engine, say).
     pub async fn wait_for_workers(
         &self,
         kind: Option<TaskKind>,
         needs: u8,
+        min: usize,
+        wait: Duration,
+    ) -> Vec<PeerInfo> {
+        let takes = |p: &PeerInfo| {
+            !p.caps.kinds.has_flags(KindSet::PAUSED)
+                && kind.is_none_or(|k| p.caps.kinds.contains(k))
+                && p.caps.kinds.has_flags(needs)
+        };
+        self.wait_until(takes, min, wait).await
+    }
+
+    /// Waits until `min` peers with a session pass `filter`, or `wait`
+    /// passes; returns those peers.
+    async fn wait_until(
+        &self,
+        filter: impl Fn(&PeerInfo) -> bool,
         min: usize,
         wait: Duration,
     ) -> Vec<PeerInfo> {
@@ -282,11 +300,7 @@ impl NodeHandle {
                 .await
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|p| {
-                    p.state != PeerState::Known
-                        && kind.is_none_or(|k| p.caps.kinds.contains(k))
-                        && p.caps.kinds.has_flags(needs)
-                })
+                .filter(|p| p.state != PeerState::Known && filter(p))
                 .collect();
             if ready.len() >= min || start.elapsed() >= wait {
                 return ready;
@@ -334,6 +348,12 @@ impl NodeHandle {
     /// What the node's worker is doing: slots, jobs, models held.
     pub async fn work(&self) -> Result<crate::core::Work, NodeStopped> {
         self.ask(Cmd::Work).await
+    }
+
+    /// Pauses the node's worker (no new tasks; what runs finishes; its
+    /// sessions stay) or, with `false`, resumes it. See [`crate::core::Core::set_paused`].
+    pub async fn set_paused(&self, paused: bool) -> Result<(), NodeStopped> {
+        self.ask(|tx| Cmd::Pause(paused, tx)).await
     }
 
     /// Serves `bytes` (a model) to workers that lack it; returns its hash,

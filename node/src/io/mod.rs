@@ -48,6 +48,8 @@ enum Cmd {
     Peers(Sender<Vec<PeerInfo>>),
     Stats(Sender<Stats>),
     Work(Sender<crate::core::Work>),
+    /// Pause (true) or resume the worker; answered once done.
+    Pause(bool, Sender<()>),
     ProvideModel([u8; 32], Arc<[u8]>),
     /// Cancel the tasks whose submitter stopped waiting.
     Withdraw,

@@ -232,6 +232,10 @@ impl Shell {
             Cmd::Work(reply) => {
                 let _ = reply.try_send(self.core.work());
             }
+            Cmd::Pause(paused, reply) => {
+                self.core.set_paused(Instant::now(), paused);
+                let _ = reply.try_send(());
+            }
             Cmd::ProvideModel(hash, bytes) => self.core.provide_model(hash, bytes),
             Cmd::Withdraw => {
                 let gone: Vec<u64> = self

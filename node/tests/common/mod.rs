@@ -458,6 +458,19 @@ impl Sim {
         self.nodes[i].as_mut().unwrap()
     }
 
+    /// Node `i`'s peer table now.
+    pub fn peers(&mut self, i: usize) -> Vec<p2pa_node::core::PeerInfo> {
+        let now = self.now;
+        self.core(i).peers(now)
+    }
+
+    /// Pauses (or resumes) node `i`'s worker now.
+    pub fn set_paused(&mut self, i: usize, paused: bool) {
+        let now = self.now;
+        self.core(i).set_paused(now, paused);
+        self.flush(i);
+    }
+
     pub fn submit(&mut self, i: usize, req: p2pa_node::core::TaskRequest) -> u64 {
         let now = self.now;
         let id = self.core(i).submit(now, req);

@@ -222,7 +222,7 @@ impl Requester {
         let mut best: Option<(bool, u32, usize, bool, Duration, NodeId)> = None;
         for (id, caps, rtt) in w.peers.connected() {
             let excluded = r.req.peer.is_some_and(|o| o != id) || r.offered.contains(&id);
-            if !caps.kinds.contains(r.req.kind) || !caps.kinds.has_flags(r.req.needs) || excluded {
+            if !caps.takes(r.req.kind, r.req.needs) || excluded {
                 continue;
             }
             let inflight = self.inflight_to(id);
@@ -456,7 +456,7 @@ impl Requester {
             let capable = w
                 .peers
                 .connected()
-                .any(|(_, caps, _)| caps.kinds.contains(kind) && caps.kinds.has_flags(needs));
+                .any(|(_, caps, _)| caps.takes(kind, needs));
             let error = TaskError::TimedOut {
                 no_peer: r.last_error.is_none() && !capable,
                 last: r.last_error.clone().map(Box::new),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use p2pa_protocol::{
-    Capabilities, Hash32, Message, NodeId, RejectReason, TaskAccept, TaskInput, TaskKind,
+    Capabilities, Hash32, KindSet, Message, NodeId, RejectReason, TaskAccept, TaskInput, TaskKind,
     TaskOffer, TaskOutput, TaskReject, TaskResult, TaskStatus, MAX_BEACON_MODELS,
 };
 
@@ -107,6 +107,8 @@ pub(crate) struct Worker {
     running: usize,
     completed: u64,
     failed: u64,
+    /// Paused by its owner (`p2pa pause`): no new work, nothing offered.
+    paused: bool,
 }
 
 impl Worker {
@@ -118,7 +120,16 @@ impl Worker {
             running: 0,
             completed: 0,
             failed: 0,
+            paused: false,
         }
+    }
+
+    /// Pauses or resumes taking work; returns whether that changed
+    /// anything. Paused, it refuses offers (`Busy`: the requester goes
+    /// elsewhere) and says so in its capabilities; what it holds runs to
+    /// its end.
+    pub(crate) fn set_paused(&mut self, paused: bool) -> bool {
+        std::mem::replace(&mut self.paused, paused) != paused
     }
 
     /// What this worker is doing now.
@@ -129,6 +140,7 @@ impl Worker {
             queued: self.queue.len(),
             completed: self.completed,
             failed: self.failed,
+            paused: self.paused,
             models: blobs.advertised(usize::MAX).collect(),
         }
     }
@@ -138,11 +150,16 @@ impl Worker {
         cfg.workers.saturating_sub(running)
     }
 
-    /// What this node offers now: its kinds, free slots, the models it holds.
+    /// What this node offers now: its kinds, free slots, the models it
+    /// holds (flagged [`KindSet::PAUSED`], no slots, while paused).
     pub(crate) fn capabilities(&self, cfg: &Config, blobs: &Blobs) -> Capabilities {
+        let (kinds, free_slots) = match self.paused {
+            true => (cfg.kinds.with_flags(KindSet::PAUSED), 0),
+            false => (cfg.kinds, self.free_slots(cfg)),
+        };
         Capabilities {
-            kinds: cfg.kinds,
-            free_slots: self.free_slots(cfg),
+            kinds,
+            free_slots,
             models: blobs.advertised(MAX_BEACON_MODELS).collect(),
         }
     }
@@ -175,6 +192,8 @@ impl Worker {
     ) -> Option<RejectReason> {
         if shutting_down {
             Some(RejectReason::ShuttingDown)
+        } else if self.paused {
+            Some(RejectReason::Busy)
         } else if !cfg.kinds.contains(offer.kind) {
             Some(RejectReason::Unsupported)
         } else if self
