@@ -239,6 +239,8 @@ enum Command {
         memory_mb: u64,
         #[arg(long, default_value_t = p2pa_node::task::MAX_OUTPUT_DEFAULT)]
         max_output_bytes: usize,
+        #[arg(long, default_value_t = 0)]
+        nice: u8,
         #[command(flatten)]
         engine: engine::EngineArgs,
     },
@@ -476,8 +478,9 @@ pub fn main() -> ExitCode {
             ref models,
             memory_mb,
             max_output_bytes,
+            nice,
             ref engine,
-        } => node::cmd_infer_child(models, memory_mb, max_output_bytes, &engine.options()),
+        } => node::cmd_infer_child(models, memory_mb, max_output_bytes, nice, &engine.options()),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -76,6 +76,16 @@ pub struct NodeArgs {
         env = "P2PA_INFER_MEMORY_MB"
     )]
     infer_memory_mb: u64,
+    /// Niceness (0-19) of the worker slots and inference processes: the
+    /// machine's other programs come first (0 leaves them at the node's)
+    #[arg(
+        long,
+        default_value_t = 10,
+        value_name = "N",
+        env = "P2PA_NICE",
+        value_parser = clap::value_parser!(u8).range(0..=19)
+    )]
+    nice: u8,
     #[command(flatten)]
     engine: crate::engine::EngineArgs,
     #[command(flatten)]
@@ -98,6 +108,7 @@ type Started = (p2pa_node::task::Executor, Option<String>);
 fn infer_executor(
     store: &p2pa_node::models::ModelStore,
     memory_mib: u64,
+    nice: u8,
     engine: &crate::engine::EngineArgs,
     max_output: u64,
 ) -> Result<Started, CliError> {
@@ -119,6 +130,8 @@ fn infer_executor(
         memory_mib.to_string().into(),
         "--max-output-bytes".into(),
         max_output.to_string().into(),
+        "--nice".into(),
+        nice.to_string().into(),
     ];
     args.extend(crate::engine::EngineArgs::child_args(&opts));
     let (executor, info) = Isolated::start(ChildCommand {
@@ -143,6 +156,7 @@ fn infer_executor(
 fn infer_executor(
     store: &p2pa_node::models::ModelStore,
     _memory_mib: u64,
+    _nice: u8,
     _engine: &crate::engine::EngineArgs,
     _max_output: u64,
 ) -> Result<Started, CliError> {
@@ -155,8 +169,14 @@ pub fn cmd_infer_child(
     models: &Path,
     memory_mib: u64,
     max_output: usize,
+    nice: u8,
     engine: &p2pa_node::task::engine::EngineOptions,
 ) -> CliResult {
+    // One thread now: its niceness is the whole process's, and the
+    // engine's threads inherit it.
+    if let Err(e) = p2pa_node::task::lower_priority(nice) {
+        eprintln!("warning: cannot lower this process's priority to nice {nice}: {e}");
+    }
     let store = p2pa_node::models::ModelStore::new(models, u64::MAX);
     p2pa_node::task::child::serve(store, memory_mib.saturating_mul(MIB), engine, max_output)
         .map(|()| exit::OK)
@@ -168,6 +188,7 @@ pub fn cmd_infer_child(
     _: &Path,
     _: u64,
     _: usize,
+    _: u8,
     _: &p2pa_node::task::engine::EngineOptions,
 ) -> CliResult {
     Err(CliError::usage(
@@ -303,9 +324,11 @@ fn options(cli: &Cli, a: &NodeArgs, dir: &Path) -> Result<(NodeOptions, Option<S
     let (executor, engine) = infer_executor(
         &store,
         a.infer_memory_mb,
+        a.nice,
         &a.engine,
         opts.core.max_tensor_bytes,
     )?;
+    opts.nice = a.nice;
     opts.executor = executor;
     opts.models = Some(store);
     if p2pa_node::task::INFERENCE {
@@ -334,6 +357,7 @@ pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
             "event": "listening", "addr": handle.local_addr().to_string(), "node_id": id.to_string(),
             "engine": engine_info.as_ref().map(|e| e.kind.name()),
             "engine_version": engine_info.as_ref().map(|e| e.version.clone()),
+            "nice": a.nice,
         }));
     } else {
         say!(
@@ -344,6 +368,12 @@ pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
         );
         if let Some(engine) = &engine {
             say!("inference engine: {engine}");
+        }
+        if a.nice > 0 {
+            say!(
+                "tasks run at nice {} (the machine's other programs come first; --nice 0 to change)",
+                a.nice
+            );
         }
         say!("press Ctrl-C to stop");
     }

@@ -1034,3 +1034,70 @@ fn a_paused_node_keeps_its_sessions_takes_no_task_and_takes_them_again_on_resume
     assert_eq!(v["work"]["paused"], false, "{v}");
     assert_eq!(v["work"]["completed"], 1, "{v}");
 }
+
+/// A `/proc/.../stat` file's fields after the command name: `[0]` is the
+/// state (field 3), `[1]` the parent (4), `[16]` the niceness (19).
+fn proc_stat(path: &std::path::Path) -> Option<(String, Vec<String>)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text.get(open + 1..close)?.to_owned();
+    let rest = text.get(close + 1..)?;
+    Some((comm, rest.split_whitespace().map(str::to_owned).collect()))
+}
+
+#[test]
+fn nice_lowers_the_slots_and_inference_processes_not_the_network_thread() {
+    let base: i64 = proc_stat(std::path::Path::new("/proc/self/stat"))
+        .unwrap()
+        .1[16]
+        .parse()
+        .unwrap();
+    let port = unique_port();
+    let dir = scratch("nice");
+    let node = NodeProc::start(port, &dir.join("w"), &["--nice", "7", "--workers", "1"]);
+    assert_eq!(node.seen[0]["nice"], 7, "{}", node.seen[0]);
+    // Slot threads start with the first task that needs one.
+    let out = p2pa_local(
+        port,
+        &[
+            "submit", "--kind", "sleep", "--input", "20", "--peer", &node.addr,
+        ],
+        T,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let pid = node.child.id();
+    let mut threads = BTreeMap::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        if let Some((comm, f)) = proc_stat(&t.path().join("stat")) {
+            let tid: u32 = t.file_name().to_str().unwrap().parse().unwrap();
+            threads.insert(tid, (comm, f[16].parse::<i64>().unwrap()));
+        }
+    }
+    let want = base.max(7);
+    let slot = threads.values().find(|(c, _)| c == "p2pa-slot-0");
+    assert_eq!(slot.map(|s| s.1), Some(want), "{threads:?}");
+    assert_eq!(
+        threads.get(&pid).map(|t| t.1),
+        Some(base),
+        "network thread: {threads:?}"
+    );
+    // The inference process the node started (where it runs models in one).
+    let children: Vec<i64> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|p| proc_stat(&p.path().join("stat")))
+        .filter(|(_, f)| f[1] == pid.to_string())
+        .map(|(_, f)| f[16].parse().unwrap())
+        .collect();
+    if children.is_empty() {
+        skip(
+            "an inference process",
+            "this p2pa runs no models in a child",
+        );
+    }
+    assert!(children.iter().all(|n| *n == want), "{children:?}");
+}

@@ -27,6 +27,9 @@ pub struct NodeOptions {
     pub executor: Executor,
     /// Where fetched models are kept (and models already held are found).
     pub models: Option<crate::models::ModelStore>,
+    /// Niceness of the worker slot threads (0 leaves them as they are): the
+    /// work yields to the machine's other programs, the network thread not.
+    pub nice: u8,
 }
 
 impl std::fmt::Debug for NodeOptions {
@@ -37,6 +40,7 @@ impl std::fmt::Debug for NodeOptions {
             .field("multicast", &self.multicast)
             .field("mdns", &self.mdns)
             .field("models", &self.models)
+            .field("nice", &self.nice)
             .finish_non_exhaustive()
     }
 }
@@ -51,6 +55,7 @@ impl NodeOptions {
             mdns: true,
             executor: Arc::new(crate::task::Builtin),
             models: None,
+            nice: 0,
         }
     }
 }

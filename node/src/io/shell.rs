@@ -58,6 +58,8 @@ pub(super) struct Shell {
     inputs: Sender<Input>,
     events: Sender<NodeEvent>,
     executor: Executor,
+    /// Niceness of the slot threads.
+    nice: u8,
     udp_target: Option<SocketAddr>,
     /// Interfaces each beacon goes out on (empty: the kernel's choice).
     beacon_ifs: Vec<std::net::Ipv4Addr>,
@@ -95,6 +97,7 @@ impl Shell {
             inputs,
             events,
             executor: opts.executor.clone(),
+            nice: opts.nice,
             udp_target: opts.multicast.map(|m| SocketAddr::from((m.group, m.port))),
             beacon_ifs: Vec::new(),
             models: opts.models.clone(),
@@ -468,6 +471,7 @@ impl Shell {
         let slots = self.slots.get_or_insert_with(|| {
             Slots::start(
                 self.core.config().workers,
+                self.nice,
                 self.executor.clone(),
                 self.inputs.clone(),
             )

@@ -18,7 +18,8 @@ pub(super) struct Slots {
 }
 
 impl Slots {
-    pub(super) fn start(workers: u16, exec: Executor, done: Sender<Input>) -> Self {
+    /// Starts `workers` slot threads at niceness `nice` (0: as the node).
+    pub(super) fn start(workers: u16, nice: u8, exec: Executor, done: Sender<Input>) -> Self {
         let depth = usize::from(workers).saturating_mul(2).max(2);
         let (tx, rx) = bounded::<Job>(depth);
         for i in 0..workers.max(1) {
@@ -28,6 +29,11 @@ impl Slots {
             let spawned = std::thread::Builder::new()
                 .name(format!("p2pa-slot-{i}"))
                 .spawn(move || {
+                    if nice > 0 {
+                        if let Err(e) = crate::task::lower_priority(nice) {
+                            log::warn!("worker slot {i} keeps its priority (nice {nice}: {e})");
+                        }
+                    }
                     while let Ok(job) = rx.recv_blocking() {
                         let id = job.id;
                         // A job stopped or past its deadline while it waited

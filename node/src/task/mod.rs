@@ -18,6 +18,27 @@ use crate::core::{sha256, JobId};
 use crate::hex::hex;
 use crate::models::ModelStore;
 
+/// Raises the calling thread's niceness to at least `nice` (0 – 19; on
+/// Linux niceness is per thread, so a slot thread yields to the machine's
+/// owner while the node's network thread keeps its own), and returns the
+/// niceness in effect. A thread already nicer keeps its value: lowering it
+/// would need privileges, and `Nice=` from systemd is the owner's choice.
+#[cfg(unix)]
+pub fn lower_priority(nice: u8) -> std::io::Result<i32> {
+    let now = rustix::process::getpriority_process(None)?;
+    let want = i32::from(nice.min(19));
+    if want > now {
+        rustix::process::setpriority_process(None, want)?;
+    }
+    Ok(want.max(now))
+}
+
+/// Where priorities are not set this way, nothing changes (`Ok(0)`).
+#[cfg(not(unix))]
+pub fn lower_priority(_nice: u8) -> std::io::Result<i32> {
+    Ok(0)
+}
+
 /// One job, as an executor gets it (its input owned, so an executor that
 /// hands it on, to a child process say, can free it at once).
 #[derive(Debug, Clone)]
