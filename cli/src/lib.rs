@@ -23,6 +23,7 @@ mod doctor;
 pub mod engine;
 pub mod inputs;
 pub mod journal;
+mod metrics;
 pub mod models;
 mod node;
 #[cfg(feature = "npy")]

@@ -86,6 +86,11 @@ pub struct NodeArgs {
         value_parser = clap::value_parser!(u8).range(0..=19)
     )]
     nice: u8,
+    /// Serve Prometheus metrics at http://ADDR/metrics (OpenMetrics text:
+    /// peers, slots, queue, tasks and their durations, bytes, refusals).
+    /// Off by default; 127.0.0.1:9464 keeps them on this machine
+    #[arg(long, value_name = "ADDR", env = "P2PA_METRICS")]
+    metrics: Option<std::net::SocketAddr>,
     #[command(flatten)]
     engine: crate::engine::EngineArgs,
     #[command(flatten)]
@@ -346,6 +351,8 @@ pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
     let key = identity::load_or_create(&dir, &mut os_entropy()?)
         .map_err(|e| CliError::usage(e.to_string()))?;
     let (opts, engine) = options(cli, a, &dir)?;
+    // Bound before the node starts: a busy port is an error now.
+    let metrics = a.metrics.map(crate::metrics::bind).transpose()?;
     let engine_info = opts.executor.engine();
     let opts_bootstrap = opts.core.bootstrap.clone();
     let executor = opts.executor.clone();
@@ -358,6 +365,7 @@ pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
             "engine": engine_info.as_ref().map(|e| e.kind.name()),
             "engine_version": engine_info.as_ref().map(|e| e.version.clone()),
             "nice": a.nice,
+            "metrics": metrics.as_ref().and_then(|l| l.get_ref().local_addr().ok()).map(|m| m.to_string()),
         }));
     } else {
         say!(
@@ -383,16 +391,43 @@ pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
         known,
         handle.address_feed(),
     );
-    let control = crate::status::bind(&dir).map(|(listener, path)| crate::status::Control {
-        listener,
-        path,
-        executor,
-    });
-    let notify = crate::systemd::Notify::from_env();
-    if let Some(n) = &notify {
+    if let (Some(l), false) = (&metrics, a.json) {
+        if let Ok(addr) = l.get_ref().local_addr() {
+            say!("metrics: http://{addr}/metrics");
+        }
+    }
+    let beside = Beside {
+        json: a.json,
+        metrics: metrics.map(|l| (l, executor.clone())),
+        control: crate::status::bind(&dir).map(|(listener, path)| crate::status::Control {
+            listener,
+            path,
+            executor,
+        }),
+        nudge,
+        notify: crate::systemd::Notify::from_env(),
+    };
+    if let Some(n) = &beside.notify {
         n.send("READY=1");
     }
-    serve_until_signal(handle, node, a.json, control, nudge, notify)
+    serve_until_signal(handle, node, beside)
+}
+
+/// What runs beside a node until it stops.
+struct Beside {
+    /// Events as JSON lines.
+    json: bool,
+    /// The control socket (`status`, `pause`, `resume`).
+    control: Option<crate::status::Control>,
+    /// `/metrics`, and what it reads the loaded models from.
+    metrics: Option<(
+        async_io::Async<std::net::TcpListener>,
+        p2pa_node::task::Executor,
+    )>,
+    /// Resolves bootstrap names again after a failed dial.
+    nudge: crate::resolve::Nudge,
+    /// systemd's notify socket.
+    notify: Option<crate::systemd::Notify>,
 }
 
 /// `WATCHDOG=1` every `every`, each after the node's loop answered a
@@ -412,14 +447,15 @@ async fn watchdog(
 }
 
 /// Prints the node's events until SIGINT or SIGTERM, then stops it.
-fn serve_until_signal(
-    handle: NodeHandle,
-    mut node: LocalNode,
-    json: bool,
-    control: Option<crate::status::Control>,
-    nudge: crate::resolve::Nudge,
-    notify: Option<crate::systemd::Notify>,
-) -> CliResult {
+fn serve_until_signal(handle: NodeHandle, mut node: LocalNode, beside: Beside) -> CliResult {
+    let Beside {
+        json,
+        control,
+        metrics,
+        nudge,
+        notify,
+    } = beside;
+    let counts = crate::metrics::Metrics::new();
     let started = std::time::Instant::now();
     let signals =
         async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
@@ -440,6 +476,8 @@ fn serve_until_signal(
             // `p2pa status` answers, as a task beside the events.
             let _status =
                 listener.map(|(l, x)| ex.spawn(crate::status::serve(l, &handle, x, started)));
+            let _metrics = metrics
+                .map(|(l, x)| ex.spawn(crate::metrics::serve(l, counts.clone(), &handle, x)));
             let every = crate::systemd::watchdog_interval();
             let _watchdog = notify
                 .as_ref()
@@ -457,6 +495,7 @@ fn serve_until_signal(
                             if let NodeEvent::DialFailed { .. } = ev {
                                 nudge.dial_failed(); // a name may have moved
                             }
+                            counts.observe(&ev);
                             output::print_event(&ev, json);
                         }
                         None => break,

@@ -108,6 +108,8 @@ pub fn stats_json(s: &p2pa_node::core::Stats) -> Value {
         "tasks_retried": s.tasks_retried,
         "blob_bytes_served": s.blob_bytes_served,
         "blob_bytes_fetched": s.blob_bytes_fetched,
+        "stream_bytes_in": s.stream_bytes_in,
+        "stream_bytes_out": s.stream_bytes_out,
     })
 }
 
@@ -270,16 +272,18 @@ pub fn print_event(ev: &NodeEvent, as_json: bool) {
             NodeEvent::Disconnected { id, reason } => {
                 json!({"event": name, "peer": id.to_string(), "reason": reason.to_string()})
             }
-            NodeEvent::TaskStarted { job, kind } => {
-                json!({"event": name, "job": job, "kind": kind.name()})
+            NodeEvent::TaskStarted { job, kind, model } => {
+                json!({"event": name, "job": job, "kind": kind.name(), "model": model.map(|m| p2pa_node::hex::hex(&m))})
             }
             NodeEvent::TaskFinished {
                 job,
                 kind,
+                model,
                 status,
                 elapsed,
             } => json!({
                 "event": name, "job": job, "kind": kind.name(), "status": status.name(),
+                "model": model.map(|m| p2pa_node::hex::hex(&m)),
                 "duration_ms": elapsed.as_secs_f64() * 1e3,
             }),
             NodeEvent::TaskDone(o) => {
@@ -301,12 +305,13 @@ pub fn print_event(ev: &NodeEvent, as_json: bool) {
             NodeEvent::Disconnected { id, reason } => {
                 say!("lost        {}: {reason}", id.short())
             }
-            NodeEvent::TaskStarted { job, kind } => log::info!("running job {job} ({kind})"),
+            NodeEvent::TaskStarted { job, kind, .. } => log::info!("running job {job} ({kind})"),
             NodeEvent::TaskFinished {
                 job,
                 kind,
                 status,
                 elapsed,
+                ..
             } => log::info!("job {job} ({kind}) {status} in {elapsed:?}"),
             NodeEvent::TaskDone(o) => say!("task {} {}", o.task_id, o.status),
             NodeEvent::DialFailed { addr, why } => log::debug!("dial to {addr} failed: {why}"),

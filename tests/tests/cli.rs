@@ -1093,11 +1093,128 @@ fn nice_lowers_the_slots_and_inference_processes_not_the_network_thread() {
         .filter(|(_, f)| f[1] == pid.to_string())
         .map(|(_, f)| f[16].parse().unwrap())
         .collect();
-    if children.is_empty() {
-        skip(
-            "an inference process",
-            "this p2pa runs no models in a child",
-        );
-    }
+    assert!(
+        !children.is_empty(),
+        "the node started its inference process"
+    );
     assert!(children.iter().all(|n| *n == want), "{children:?}");
+}
+
+/// `GET path` from `addr`; the whole answer (head and body).
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
+}
+
+/// The value of the sample `name{labels}` (labels as written) on `page`.
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn metrics_serves_the_node_s_state_and_task_counts_in_the_prometheus_format() {
+    let port = unique_port();
+    let dir = scratch("metrics");
+    let worker = NodeProc::start(port, &dir.join("w"), &["--metrics", "127.0.0.1:0"]);
+    let addr = worker.seen[0]["metrics"]
+        .as_str()
+        .expect("metrics address")
+        .to_owned();
+    for ms in ["10", "20", "30"] {
+        let out = p2pa_local(
+            port,
+            &[
+                "submit",
+                "--kind",
+                "sleep",
+                "--input",
+                ms,
+                "--peer",
+                &worker.addr,
+            ],
+            T,
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    // A client that connects and says nothing holds the listener for its
+    // timeout at most: the scrape after it is answered.
+    let _stalled = std::net::TcpStream::connect(&addr).unwrap();
+    let answer = http_get(&addr, "/metrics");
+    let (head, page) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    let finished = "p2pa_tasks_finished_total{kind=\"sleep\",status=\"completed\"}";
+    assert_eq!(sample(page, finished), Some(3.0), "{page}");
+    let count = "p2pa_task_duration_seconds_count{kind=\"sleep\",model=\"\"}";
+    assert_eq!(sample(page, count), Some(3.0), "{page}");
+    let sum = sample(
+        page,
+        "p2pa_task_duration_seconds_sum{kind=\"sleep\",model=\"\"}",
+    );
+    assert!(
+        sum.is_some_and(|s| s >= 0.06),
+        "10 + 20 + 30 ms at least: {page}"
+    );
+    assert_eq!(sample(page, "p2pa_slots_busy"), Some(0.0), "{page}");
+    assert_eq!(sample(page, "p2pa_paused"), Some(0.0), "{page}");
+    assert!(sample(page, "p2pa_stream_received_bytes_total").is_some_and(|b| b > 0.0));
+    assert!(sample(page, "p2pa_stream_sent_bytes_total").is_some_and(|b| b > 0.0));
+    assert!(
+        sample(page, "p2pa_beacons_total{result=\"forged\"}").is_some(),
+        "{page}"
+    );
+    assert!(page.ends_with("# EOF\n"), "{page}");
+    // Every line is a comment or a sample whose value is a number.
+    for line in page.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit(' ').next().unwrap_or("");
+        assert!(value.parse::<f64>().is_ok(), "not a sample: {line}");
+    }
+    // Prometheus's own client parses it, where .ci/run installed it.
+    match std::env::var("P2PA_TEST_PROM_PYTHON") {
+        Ok(py) => {
+            let script = "import sys\n\
+                from prometheus_client.openmetrics.parser import text_string_to_metric_families as p\n\
+                fams = {f.name: f for f in p(sys.stdin.read())}\n\
+                s = [x for x in fams['p2pa_tasks_finished'].samples if x.labels.get('kind') == 'sleep']\n\
+                print(fams['p2pa_task_duration_seconds'].type, int(sum(x.value for x in s)))\n";
+            let mut child = Command::new(py)
+                .args(["-c", script])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(page.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "histogram 3");
+        }
+        Err(_) => skip(
+            "P2PA_REQUIRE_PROM_PARSER",
+            "no P2PA_TEST_PROM_PYTHON: /metrics was checked without prometheus_client's parser",
+        ),
+    }
+    let other = http_get(&addr, "/");
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
 }

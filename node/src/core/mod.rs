@@ -183,7 +183,12 @@ impl Core {
 
     /// Next transmission for the shell.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.out.transmits.pop_front()
+        let t = self.out.transmits.pop_front()?;
+        if let Transmit::Send { bytes, .. } = &t {
+            let n = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+            self.out.stats.stream_bytes_out = self.out.stats.stream_bytes_out.saturating_add(n);
+        }
+        Some(t)
     }
 
     /// Whether transmits or events are waiting to be polled.
@@ -319,6 +324,19 @@ impl Core {
     /// peer busy (see `FRAMES_PER_TURN` in the shell). Returns `data.len()`
     /// once the connection is gone (the rest is of no use).
     pub fn handle_stream_frames(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        data: &[u8],
+        max_frames: usize,
+    ) -> usize {
+        let used = self.stream_frames(now, conn, data, max_frames);
+        let n = u64::try_from(used).unwrap_or(u64::MAX);
+        self.out.stats.stream_bytes_in = self.out.stats.stream_bytes_in.saturating_add(n);
+        used
+    }
+
+    fn stream_frames(
         &mut self,
         now: Instant,
         conn: ConnId,

@@ -26,6 +26,10 @@ pub struct Stats {
     pub tasks_retried: u64,
     pub blob_bytes_served: u64,
     pub blob_bytes_fetched: u64,
+    /// Bytes the sessions' streams carried in (as read, sealed frames).
+    pub stream_bytes_in: u64,
+    /// Bytes the node handed the shell to send on streams.
+    pub stream_bytes_out: u64,
 }
 
 /// Buckets of bad input: each is logged at `warn` once, then at `debug`.

@@ -92,6 +92,8 @@ pub enum NodeEvent {
         job: JobId,
         /// What it runs.
         kind: TaskKind,
+        /// The model an `infer` task runs.
+        model: Option<[u8; 32]>,
     },
     /// A task this node ran as a worker ended (its result is on its way).
     TaskFinished {
@@ -99,6 +101,8 @@ pub enum NodeEvent {
         job: JobId,
         /// What it ran.
         kind: TaskKind,
+        /// The model an `infer` task ran.
+        model: Option<[u8; 32]>,
         /// How it ended.
         status: TaskStatus,
         /// From start to result.

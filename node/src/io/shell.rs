@@ -50,6 +50,14 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// Pause after a failed datagram receive.
 const RECV_RETRY: Duration = Duration::from_millis(50);
 
+/// A job on a slot: what it runs, since when, and its stop signal.
+struct Started {
+    kind: TaskKind,
+    model: Option<[u8; 32]>,
+    at: Instant,
+    stop: Stop,
+}
+
 pub(super) struct Shell {
     core: Core,
     /// Worker slot threads, started with the first job that needs one.
@@ -66,7 +74,7 @@ pub(super) struct Shell {
     /// Requests submitted through the handle, by task id.
     waiters: BTreeMap<u64, Sender<TaskOutcome>>,
     /// Jobs handed to slots: what they run and since when.
-    started: BTreeMap<JobId, (TaskKind, Instant, Stop)>,
+    started: BTreeMap<JobId, Started>,
     models: Option<crate::models::ModelStore>,
     /// The multicast socket, when beacons are on.
     udp: Option<Arc<Async<UdpSocket>>>,
@@ -206,10 +214,14 @@ impl Shell {
             Input::Wake => {}
             Input::JobDone(job, status, output) => {
                 self.core.handle_job_done(now, job, status, &output);
-                if let Some((kind, at, _)) = self.started.remove(&job) {
+                if let Some(Started {
+                    kind, model, at, ..
+                }) = self.started.remove(&job)
+                {
                     self.tell(NodeEvent::TaskFinished {
                         job,
                         kind,
+                        model,
                         status,
                         elapsed: now.saturating_duration_since(at),
                     });
@@ -416,24 +428,30 @@ impl Shell {
                     let start = Instant::now();
                     let (status, out) = self.executor.run(run);
                     self.core.handle_job_done(Instant::now(), job, status, &out);
-                    self.tell(NodeEvent::TaskStarted { job, kind });
+                    self.tell(NodeEvent::TaskStarted { job, kind, model });
                     let elapsed = start.elapsed();
                     return Some(NodeEvent::TaskFinished {
                         job,
                         kind,
+                        model,
                         status,
                         elapsed,
                     });
                 }
-                self.started
-                    .insert(job, (kind, Instant::now(), run.stop.clone()));
+                let started = Started {
+                    kind,
+                    model,
+                    at: Instant::now(),
+                    stop: run.stop.clone(),
+                };
+                self.started.insert(job, started);
                 self.queue_on_slot(run);
-                Some(NodeEvent::TaskStarted { job, kind })
+                Some(NodeEvent::TaskStarted { job, kind, model })
             }
             Event::Abandon { job } => {
                 // A job waiting for a slot is skipped, a sleep ends now; its
                 // slot is free at once (the core counted it free already).
-                if let Some((_, _, stop)) = self.started.get(&job) {
+                if let Some(Started { stop, .. }) = self.started.get(&job) {
                     stop.raise();
                 }
                 self.executor.abandon(job);
