@@ -202,12 +202,13 @@ impl Core {
     }
 
     /// Pauses (or resumes) this node's worker: paused, it keeps its
-    /// sessions and finishes what it holds, refuses new offers `Busy` and
+    /// sessions and finishes what runs, hands back what waits for a slot
+    /// (`Busy`: it runs elsewhere), refuses new offers `Busy` and
     /// flags its capabilities [`KindSet::PAUSED`](p2pa_protocol::KindSet::PAUSED);
     /// a beacon says so soon after the change (peers that only know it
     /// through `--peer` learn it from the refusals).
     pub fn set_paused(&mut self, now: Instant, paused: bool) {
-        if self.worker.set_paused(paused) {
+        if self.worker.set_paused(paused, &mut wire!(self)) {
             log::info!(
                 "{}",
                 if paused {

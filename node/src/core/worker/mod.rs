@@ -126,10 +126,35 @@ impl Worker {
 
     /// Pauses or resumes taking work; returns whether that changed
     /// anything. Paused, it refuses offers (`Busy`: the requester goes
-    /// elsewhere) and says so in its capabilities; what it holds runs to
-    /// its end.
-    pub(crate) fn set_paused(&mut self, paused: bool) -> bool {
-        std::mem::replace(&mut self.paused, paused) != paused
+    /// elsewhere) and says so in its capabilities; what runs now runs to its
+    /// end, and what waits for a slot is handed back (`Busy` too, so its
+    /// requester offers it elsewhere at once), but for a job whose input is
+    /// still being fetched (it runs once fetched).
+    pub(crate) fn set_paused(&mut self, paused: bool, w: &mut Wire<'_>) -> bool {
+        if std::mem::replace(&mut self.paused, paused) == paused {
+            return false;
+        }
+        if paused {
+            let waiting: Vec<JobId> = self
+                .jobs
+                .iter()
+                .filter(|(_, j)| j.state == TaskState::Queued && !j.fetching)
+                .map(|(&id, _)| id)
+                .collect();
+            for id in waiting {
+                let Some(job) = self.jobs.remove(&id) else {
+                    continue;
+                };
+                self.queue.retain(|q| *q != id);
+                let busy = Message::TaskReject(TaskReject {
+                    task_id: job.task_id,
+                    reason: RejectReason::Busy,
+                });
+                w.send_to(job.peer, &busy);
+                log::debug!("paused: task {} of {} handed back", job.task_id, job.peer.short());
+            }
+        }
+        true
     }
 
     /// What this worker is doing now.
