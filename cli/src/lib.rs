@@ -21,6 +21,7 @@ mod config;
 mod demo;
 mod doctor;
 pub mod engine;
+mod idle;
 pub mod inputs;
 pub mod journal;
 mod metrics;

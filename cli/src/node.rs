@@ -86,6 +86,20 @@ pub struct NodeArgs {
         value_parser = clap::value_parser!(u8).range(0..=19)
     )]
     nice: u8,
+    /// Take tasks only while the rest of the machine is idle (its other
+    /// programs use less than --idle-threshold of it) and, where it has a
+    /// mains supply, on mains: otherwise pause (as `p2pa pause`: sessions
+    /// kept, what runs finishes, what waits is handed back)
+    #[arg(long, env = "P2PA_ONLY_WHEN_IDLE")]
+    only_when_idle: bool,
+    /// With --only-when-idle: the share of the whole machine, in percent,
+    /// its other programs may use while the node works
+    #[arg(long, default_value_t = 25, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
+    idle_threshold: u8,
+    /// With --only-when-idle: seconds the machine must be idle before the
+    /// node takes tasks again
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    idle_wait: u64,
     /// Serve Prometheus metrics at http://ADDR/metrics (OpenMetrics text:
     /// peers, slots, queue, tasks and their durations, bytes, refusals).
     /// Off by default; 127.0.0.1:9464 keeps them on this machine
@@ -398,6 +412,14 @@ pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
     }
     let beside = Beside {
         json: a.json,
+        gate: a.only_when_idle.then(|| crate::idle::Gate {
+            threshold: f64::from(a.idle_threshold) / 100.0,
+            wait: Duration::from_secs(a.idle_wait),
+            // Other files in tests.
+            stat: std::env::var_os("P2PA_PROC_STAT").map_or("/proc/stat".into(), PathBuf::from),
+            power: std::env::var_os("P2PA_POWER_SUPPLY")
+                .map_or("/sys/class/power_supply".into(), PathBuf::from),
+        }),
         metrics: metrics.map(|l| (l, executor.clone())),
         control: crate::status::bind(&dir).map(|(listener, path)| crate::status::Control {
             listener,
@@ -417,6 +439,8 @@ pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
 struct Beside {
     /// Events as JSON lines.
     json: bool,
+    /// `--only-when-idle`.
+    gate: Option<crate::idle::Gate>,
     /// The control socket (`status`, `pause`, `resume`).
     control: Option<crate::status::Control>,
     /// `/metrics`, and what it reads the loaded models from.
@@ -450,12 +474,14 @@ async fn watchdog(
 fn serve_until_signal(handle: NodeHandle, mut node: LocalNode, beside: Beside) -> CliResult {
     let Beside {
         json,
+        gate,
         control,
         metrics,
         nudge,
         notify,
     } = beside;
     let counts = crate::metrics::Metrics::new();
+    let pause = crate::idle::PauseState::default();
     let started = std::time::Instant::now();
     let signals =
         async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
@@ -474,8 +500,9 @@ fn serve_until_signal(handle: NodeHandle, mut node: LocalNode, beside: Beside) -
                 let _ = signals.next().await;
             });
             // `p2pa status` answers, as a task beside the events.
-            let _status =
-                listener.map(|(l, x)| ex.spawn(crate::status::serve(l, &handle, x, started)));
+            let _status = listener
+                .map(|(l, x)| ex.spawn(crate::status::serve(l, &handle, &pause, x, started)));
+            let _gate = gate.map(|g| ex.spawn(g.run(&pause, &handle)));
             let _metrics = metrics
                 .map(|(l, x)| ex.spawn(crate::metrics::serve(l, counts.clone(), &handle, x)));
             let every = crate::systemd::watchdog_interval();

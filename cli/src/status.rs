@@ -17,6 +17,7 @@ use p2pa_node::io::NodeHandle;
 use p2pa_node::task::Executor;
 use serde_json::{json, Value};
 
+use crate::idle::PauseState;
 use crate::{exit, output, CliError, CliResult};
 
 /// The socket's file name in the data directory.
@@ -126,6 +127,7 @@ async fn read_request(stream: &mut Async<UnixStream>) -> Request {
 pub async fn serve(
     listener: Async<UnixListener>,
     handle: &NodeHandle,
+    pause: &PauseState,
     executor: Executor,
     started: Instant,
 ) {
@@ -138,10 +140,10 @@ pub async fn serve(
         let request = read_request(&mut stream).await;
         let done = match request {
             Request::Status => Ok(()),
-            Request::Pause => handle.set_paused(true).await,
-            Request::Resume => handle.set_paused(false).await,
+            Request::Pause => pause.ask(handle, true).await,
+            Request::Resume => pause.ask(handle, false).await,
         };
-        let (Ok(()), Some(v)) = (done, status_json(handle, &executor, started).await) else {
+        let (Ok(()), Some(v)) = (done, status_json(handle, pause, &executor, started).await) else {
             return; // the node stopped
         };
         let answer = format!("{v}\n");
@@ -157,7 +159,13 @@ pub async fn serve(
     }
 }
 
-async fn status_json(handle: &NodeHandle, executor: &Executor, started: Instant) -> Option<Value> {
+async fn status_json(
+    handle: &NodeHandle,
+    pause: &PauseState,
+    executor: &Executor,
+    started: Instant,
+) -> Option<Value> {
+    let (asked, busy) = pause.reasons();
     let peers = handle.peers().await.ok()?;
     let stats = handle.stats().await.ok()?;
     let work = handle.work().await.ok()?;
@@ -185,6 +193,8 @@ async fn status_json(handle: &NodeHandle, executor: &Executor, started: Instant)
             "completed": work.completed,
             "failed": work.failed,
             "paused": work.paused,
+            "paused_asked": asked,
+            "paused_busy": busy.map(|b| b.name()),
         },
         "models": work.models.iter().map(|m| p2pa_node::hex::hex(m)).collect::<Vec<_>>(),
         "models_loaded": executor.loaded().iter().map(|m| p2pa_node::hex::hex(m)).collect::<Vec<_>>(),
@@ -241,7 +251,11 @@ pub fn cmd_pause(dir: &Path, paused: bool, as_json: bool) -> CliResult {
         Request::Resume
     };
     let v = ask(dir, request)?;
-    if v["work"]["paused"].as_bool() != Some(paused) {
+    let w = &v["work"];
+    let id = v["node_id"].as_str().unwrap_or("?");
+    // Resumed, a node may stay paused while its machine is in use.
+    let held = w["paused_busy"].as_str().filter(|_| !paused);
+    if held.is_none() && w["paused"].as_bool() != Some(paused) {
         return Err(CliError::network(format!(
             "the node with data directory {} did not {} (it answers as an older p2pa?)",
             dir.display(),
@@ -250,23 +264,16 @@ pub fn cmd_pause(dir: &Path, paused: bool, as_json: bool) -> CliResult {
     }
     if as_json {
         output::json_line(&v);
-        return Ok(exit::OK);
-    }
-    let w = &v["work"];
-    if paused {
+    } else if let Some(why) = held {
+        say!("node {id} resumed as asked, but it stays paused while {why} (--only-when-idle)");
+    } else if paused {
         say!(
-            "node {} paused: it takes no new tasks and keeps its {} sessions; {} running and {} queued finish (`p2pa resume` to go on)",
-            v["node_id"].as_str().unwrap_or("?"),
+            "node {id} paused: it takes no new tasks and keeps its {} sessions; {} running finish, what waited for a slot went back to its requesters (`p2pa resume` to go on)",
             v["peers"]["connected"],
-            w["running"],
-            w["queued"]
+            w["running"]
         );
     } else {
-        say!(
-            "node {} resumed: it takes tasks on {} slots",
-            v["node_id"].as_str().unwrap_or("?"),
-            w["slots"]
-        );
+        say!("node {id} resumed: it takes tasks on {} slots", w["slots"]);
     }
     Ok(exit::OK)
 }
@@ -293,9 +300,10 @@ pub fn cmd_status(dir: &Path, as_json: bool) -> CliResult {
     let w = &v["work"];
     say!(
         "work: {}{} of {} slots busy, {} queued; since start {} completed, {} failed",
-        match w["paused"].as_bool() {
-            Some(true) => "PAUSED (no new tasks; `p2pa resume`), ",
-            _ => "",
+        match (w["paused"].as_bool(), w["paused_busy"].as_str()) {
+            (Some(true), Some(why)) => format!("PAUSED ({why}; --only-when-idle), "),
+            (Some(true), None) => "PAUSED (no new tasks; `p2pa resume`), ".to_owned(),
+            _ => String::new(),
         },
         w["running"],
         w["slots"],

@@ -1218,3 +1218,134 @@ fn metrics_serves_the_node_s_state_and_task_counts_in_the_prometheus_format() {
     let other = http_get(&addr, "/");
     assert!(other.starts_with("HTTP/1.1 404"), "{other}");
 }
+
+/// A node's status, asked over its control socket.
+fn status_of(data: &std::path::Path) -> Value {
+    let out = p2pa(
+        &["--data-dir", data.to_str().unwrap(), "status", "--json"],
+        T,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    serde_json::from_str(stdout(&out).trim()).unwrap()
+}
+
+/// Polls `data`'s status (bounded) until `pred` holds; the last status.
+fn status_until(data: &std::path::Path, pred: impl Fn(&Value) -> bool) -> Value {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = status_of(data);
+        if pred(&v) || Instant::now() >= end {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn an_idle_gated_worker_yields_to_its_owner_and_the_batch_completes_on_the_others() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let port = unique_port();
+    let dir = scratch("idlegate");
+    // The machine's CPU as the gate reads it: a /proc/stat of our own,
+    // idle or 75 % busy as the test says.
+    let stat = dir.join("stat");
+    let loaded = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stat, loaded, done) = (stat.clone(), loaded.clone(), done.clone());
+        std::thread::spawn(move || {
+            let (mut busy, mut idle) = (0u64, 0u64);
+            let end = Instant::now() + Duration::from_secs(120);
+            while !done.load(Ordering::Relaxed) && Instant::now() < end {
+                let (b, i) = if loaded.load(Ordering::Relaxed) {
+                    (15, 5)
+                } else {
+                    (0, 20)
+                };
+                busy += b;
+                idle += i;
+                let tmp = stat.with_extension("tmp");
+                std::fs::write(&tmp, format!("cpu  {busy} 0 0 {idle} 0 0 0 0 0 0\n")).unwrap();
+                std::fs::rename(&tmp, &stat).unwrap();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let gated_dir = dir.join("gated");
+    let stat_env = stat.to_str().unwrap().to_owned();
+    let power = dir.join("no-power-supplies");
+    let power_env = power.to_str().unwrap().to_owned();
+    let _gated = NodeProc::start_with_env(
+        port,
+        &gated_dir,
+        &["--only-when-idle", "--idle-wait", "1", "--workers", "1"],
+        &[
+            ("P2PA_PROC_STAT", &stat_env),
+            ("P2PA_POWER_SUPPLY", &power_env),
+        ],
+    );
+    let _other = NodeProc::start(port, &dir.join("other"), &["--workers", "1"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        status_of(&gated_dir)["work"]["paused"],
+        false,
+        "the machine is idle"
+    );
+
+    let inputs = write_inputs(&dir, 24, 250);
+    let out_path = dir.join("results.jsonl");
+    let batch = {
+        let (inputs, out_path) = (inputs.clone(), out_path.clone());
+        std::thread::spawn(move || {
+            batch_local(
+                port,
+                "sleep",
+                &inputs,
+                &out_path,
+                &["--concurrency", "4"],
+                T,
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    loaded.store(true, Ordering::Relaxed);
+    let v = status_until(&gated_dir, |v| v["work"]["paused"] == true);
+    assert_eq!(v["work"]["paused"], true, "the owner came back: {v}");
+    assert_eq!(
+        v["work"]["paused_busy"], "the machine's owner is using it",
+        "{v}"
+    );
+    assert_eq!(v["work"]["paused_asked"], false, "{v}");
+    // What it held when it paused: what ran finishes, what waited went back.
+    let held = v["work"]["completed"].as_u64().unwrap() + v["work"]["running"].as_u64().unwrap();
+    let out = batch.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let results = jsonl(&std::fs::read_to_string(&out_path).unwrap());
+    let by_line = lines_by_number(&results);
+    assert_eq!(by_line.len(), 24, "every line: {results:?}");
+    assert!(by_line.values().all(|c| *c == 1), "no line twice");
+    assert!(results.iter().all(|r| r["status"] == "completed"));
+    let v = status_of(&gated_dir);
+    assert_eq!(v["work"]["paused"], true, "{v}");
+    assert_eq!(
+        v["work"]["completed"].as_u64().unwrap(),
+        held,
+        "the gated worker took nothing new while its owner worked: {v}"
+    );
+    // `p2pa resume` does not override the machine's owner.
+    let resumed = p2pa(&["--data-dir", gated_dir.to_str().unwrap(), "resume"], T);
+    assert_eq!(resumed.status.code(), Some(0), "{}", stderr(&resumed));
+    assert!(
+        stdout(&resumed).contains("stays paused"),
+        "{}",
+        stdout(&resumed)
+    );
+    // The owner leaves: after --idle-wait the node works again.
+    loaded.store(false, Ordering::Relaxed);
+    let v = status_until(&gated_dir, |v| v["work"]["paused"] == false);
+    assert_eq!(v["work"]["paused"], false, "the machine is idle again: {v}");
+    done.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+}

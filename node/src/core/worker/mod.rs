@@ -151,7 +151,11 @@ impl Worker {
                     reason: RejectReason::Busy,
                 });
                 w.send_to(job.peer, &busy);
-                log::debug!("paused: task {} of {} handed back", job.task_id, job.peer.short());
+                log::debug!(
+                    "paused: task {} of {} handed back",
+                    job.task_id,
+                    job.peer.short()
+                );
             }
         }
         true
