@@ -27,6 +27,7 @@ cores=$(nproc)
 tract=$("$bin" model run models/ppocr_cls.onnx --engine tract --input-file models/ppocr_cls_input.npy --json 2>/dev/null | "$py" -c 'import json,sys; print(json.load(sys.stdin)["engine_version"])' 2>/dev/null || echo '?')
 echo "onnxruntime $("$py" -c 'import onnxruntime; print(onnxruntime.__version__)') ($ortlib), tract $tract, $cores cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo
+if [ "${P2PA_ENGINES_PART:-all}" != pool ]; then  # P2PA_ENGINES_PART=pool: the batch table alone
 echo "| model (first case) | Python onnxruntime ms | p2pa onnxruntime ms | ratio | p2pa tract ms | ratio |"
 echo "|---|---|---|---|---|---|"
 median() { # model-file input engine
@@ -50,6 +51,7 @@ def r(x):
 print(f"| {m} | {p:.2f} | {o} | {r(o)} | {t} | {r(t)} |")
 PY
 done
+fi
 echo
 
 # A batch over `cores` local workers; CPU from /proc for each process.

@@ -91,6 +91,10 @@ fn simulation_is_identical_on_every_run() {
 fn tasks_complete_exactly_once_when_a_worker_dies_mid_batch() {
     // node 0 is the requester only
     let mut sim = Sim::new(4, 11, 0, |i| requester_at_zero(i, 2, KindSet::default()));
+    // 20 ms a task: node 2 still holds some when it dies.
+    for worker in 1..4 {
+        sim.job_time.insert(worker, Duration::from_millis(20));
+    }
     sim.run_until(Duration::from_secs(1));
     assert!(full_mesh(&mut sim));
     let mut ids = Vec::new();
@@ -273,6 +277,76 @@ fn a_worker_paused_mid_batch_finishes_what_it_holds_gets_nothing_new_and_nothing
         sim.executed.get(&2).copied().unwrap_or(0) > at_pause,
         "resumed, node 2 takes tasks again"
     );
+}
+
+/// A batch of `n` slot tasks over one worker of 10 ms a task and three of
+/// 50 ms (one slot each), submitted at once: when it ended (from the
+/// submit), and when the fast worker answered its last.
+fn mixed_pool(n: u32, seed: u64) -> (Duration, Duration, Vec<(usize, u64)>) {
+    // No prefetch: the simulator runs every job the core hands out at once,
+    // so a worker runs exactly one at a time.
+    let mut sim = Sim::new(5, seed, 0, |i| Config {
+        prefetch: 0,
+        ..requester_at_zero(i, 1, KindSet::default())
+    });
+    sim.job_time.insert(1, Duration::from_millis(10));
+    for slow in 2..5 {
+        sim.job_time.insert(slow, Duration::from_millis(50));
+    }
+    sim.run_until(Duration::from_secs(1));
+    assert!(full_mesh(&mut sim));
+    let start = Duration::from_secs(1);
+    let mut last_fast = start;
+    let mut end = start;
+    for k in 0..n {
+        // A slot kind: one at a time on each worker (echo runs inline).
+        let task = TaskRequest {
+            kind: TaskKind::Sleep,
+            ..echo_task(k)
+        };
+        sim.submit(0, task);
+    }
+    let fast = Some(sim.core(1).id());
+    let mut seen = 0;
+    for step in 1..=3000u64 {
+        let at = start + Duration::from_millis(step);
+        sim.run_until(at);
+        for (_, o) in sim.outcomes.iter().skip(seen) {
+            end = at;
+            if o.worker == fast {
+                last_fast = at;
+            }
+        }
+        seen = sim.outcomes.len();
+        if seen == n as usize {
+            break;
+        }
+    }
+    assert_eq!(sim.outcomes.len(), n as usize, "every task reported");
+    assert!(sim.all_completed());
+    let per_node = (1..5)
+        .map(|i| (i, sim.executed.get(&i).copied().unwrap_or(0)))
+        .collect();
+    (end - start, last_fast - start, per_node)
+}
+
+#[test]
+fn a_batch_over_one_fast_and_three_slow_workers_finishes_near_the_ideal() {
+    // Throughputs 100 + 3 x 20 = 160 tasks/s: 240 tasks ideally take 1.5 s.
+    for seed in [21, 22] {
+        let (took, fast_done, per_node) = mixed_pool(240, seed);
+        println!("seed {seed}: {took:?} fast done {fast_done:?} {per_node:?}");
+        let ideal = Duration::from_millis(1500);
+        assert!(
+            took <= ideal.mul_f64(1.15),
+            "seed {seed}: {took:?} against the ideal {ideal:?} (tasks per worker {per_node:?})"
+        );
+        // The slow ones did not hold the last tasks while the fast one idled.
+        assert!(
+            took - fast_done <= Duration::from_millis(60),
+            "seed {seed}: the fast worker was done at {fast_done:?}, the batch at {took:?}"
+        );
+    }
 }
 
 #[test]

@@ -79,6 +79,8 @@ pub struct Sim {
     pub trace: u64,
     /// Nodes that take jobs and never answer (black holes).
     pub silent: Vec<usize>,
+    /// How long a job takes on a node (2 ms where not set).
+    pub job_time: BTreeMap<usize, Duration>,
     /// Nodes whose stream bytes are lost (a peer gone quiet, link still up).
     pub mute: Vec<usize>,
 }
@@ -131,6 +133,7 @@ impl Sim {
             fetched: Vec::new(),
             trace: 0xcbf2_9ce4_8422_2325,
             silent: Vec::new(),
+            job_time: BTreeMap::new(),
             mute: Vec::new(),
         }
     }
@@ -313,7 +316,11 @@ impl Sim {
                         TaskKind::Infer => [b"inferred:".as_slice(), &input].concat(),
                         _ => b"unsupported in sim".to_vec(),
                     };
-                    let d = Duration::from_millis(2);
+                    let d = self
+                        .job_time
+                        .get(&i)
+                        .copied()
+                        .unwrap_or(Duration::from_millis(2));
                     self.schedule(
                         d,
                         Action::JobDone {

@@ -81,6 +81,8 @@ struct Req {
     attempt_until: Option<Instant>,
     /// The offers out have stalled: another worker may be asked too.
     stalled: bool,
+    /// Tasks of ours the latest offer's worker held with it (it included).
+    depth: u32,
 }
 
 /// A result as the router hands it over: who answered what.
@@ -180,6 +182,7 @@ impl Requester {
                 last_error: None,
                 model_len,
                 offered_at: None,
+                depth: 1,
                 attempt_until: None,
                 stalled: false,
             },
@@ -213,41 +216,77 @@ impl Requester {
         }
     }
 
-    /// The best peer for `r` now: untried first, then fewest tasks per free
-    /// slot, counting a missing model as one task per slot more (so a worker
-    /// without the model gets work, and fetches the model, as soon as the
-    /// holders are busy, instead of the batch queueing on the holders), then
-    /// RTT.
+    /// The best peer for `r` now: untried first, then the one expected to
+    /// finish it soonest: the tasks of ours it holds, plus this one, times
+    /// its pace for this kind and model (what it showed so far; a worker
+    /// that has not answered one yet gets the others' best, and, where
+    /// there is another worker to choose, no more tasks than its free slots
+    /// and one until it has), counting a missing
+    /// model as one task more (so a worker without the model gets work, and
+    /// fetches the model, as soon as the holders are busy, instead of the
+    /// batch queueing on the holders); then fewest tasks per free slot and
+    /// RTT. A task waits instead when a worker at its in-flight limit would
+    /// still finish it sooner than any free one: a slow worker does not take
+    /// the last tasks while a fast one is about to be free.
     fn pick(&self, cfg: &Config, r: &Req, w: &Wire<'_>) -> Option<NodeId> {
-        let mut best: Option<(bool, u32, usize, bool, Duration, NodeId)> = None;
-        for (id, caps, rtt) in w.peers.connected() {
-            let excluded = r.req.peer.is_some_and(|o| o != id) || r.offered.contains(&id);
-            if !caps.takes(r.req.kind, r.req.needs) || excluded {
+        type Key = (bool, u32, Duration, usize, bool, Duration, NodeId);
+        let (kind, model) = (r.req.kind, r.req.model);
+        let capable: Vec<_> = w
+            .peers
+            .connected()
+            .filter(|(id, caps, _)| {
+                caps.takes(kind, r.req.needs)
+                    && r.req.peer.is_none_or(|o| o == *id)
+                    && !r.offered.contains(id)
+            })
+            .collect();
+        let paces: Vec<Option<Duration>> = capable
+            .iter()
+            .map(|(id, _, _)| self.observed.pace(&(*id, kind, model)))
+            .collect();
+        let best_known = paces.iter().flatten().min().copied();
+        let mut best: Option<Key> = None;
+        let mut capped: Option<Duration> = None;
+        for ((id, caps, rtt), pace) in capable.iter().zip(&paces) {
+            let inflight = self.inflight_to(*id);
+            let lacks_model = model.is_some_and(|m| !caps.models.contains(&m));
+            let ahead = inflight
+                .saturating_add(1)
+                .saturating_add(usize::from(lacks_model));
+            let each = pace.or(best_known).unwrap_or(Duration::ZERO);
+            let finish = each.saturating_mul(u32::try_from(ahead).unwrap_or(u32::MAX));
+            // Probing holds back only where there is a choice.
+            let probing =
+                pace.is_none() && capable.len() > 1 && inflight > usize::from(caps.free_slots);
+            if inflight >= cfg.max_inflight_per_peer || probing {
+                if pace.is_some() {
+                    capped = Some(capped.map_or(finish, |c| c.min(finish)));
+                }
                 continue;
             }
-            let inflight = self.inflight_to(id);
-            if inflight >= cfg.max_inflight_per_peer {
-                continue;
-            }
-            let lacks_model = r.req.model.is_some_and(|m| !caps.models.contains(&m));
             let load = inflight
                 .saturating_mul(4)
                 .checked_div(usize::from(caps.free_slots.max(1)))
                 .unwrap_or(inflight)
                 .saturating_add(if lacks_model { 4 } else { 0 });
             let key = (
-                r.tried.contains(&id),
-                self.observed.strikes(id),
+                r.tried.contains(id),
+                self.observed.strikes(*id),
+                finish,
                 load,
                 lacks_model,
                 rtt.unwrap_or(Duration::from_millis(1)),
-                id,
+                *id,
             );
             if best.as_ref().is_none_or(|b| key < *b) {
                 best = Some(key);
             }
         }
-        best.map(|(_, _, _, _, _, id)| id)
+        let best = best?;
+        if capped.is_some_and(|c| c < best.2) && !best.0 {
+            return None; // a faster worker frees up first
+        }
+        Some(best.6)
     }
 
     /// Offers task `id` to the best available peer, if any.
@@ -294,11 +333,15 @@ impl Requester {
         });
         let sent = w.send_to(peer, &offer);
         let kind = r.req.kind;
+        let depth = u32::try_from(self.inflight_to(peer))
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
         let Some(r) = self.reqs.get_mut(&id) else {
             return;
         };
         if sent {
             r.offered.push(peer);
+            r.depth = depth;
             r.offers = r.offers.saturating_add(1);
             r.retry_at = None;
             r.offered_at = Some(now);

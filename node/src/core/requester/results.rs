@@ -116,6 +116,8 @@ impl Requester {
             let took = r
                 .offered_at
                 .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+            let key = (peer, r.req.kind, r.req.model);
+            self.observed.paced(key, took, r.depth);
             self.learned(peer, r.req.kind, took);
             let answer = Answer {
                 status: TaskStatus::Completed,
