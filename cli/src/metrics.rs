@@ -38,6 +38,9 @@ const MAX_MODEL_LABELS: usize = 64;
 
 type Labels<const N: usize> = [(&'static str, String); N];
 
+/// Per (kind, model label): mean run time in seconds, and tasks seen.
+type SpeedTable = std::collections::BTreeMap<(String, String), (f64, u64)>;
+
 /// What the node's events add up to, kept between scrapes.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -45,6 +48,21 @@ pub struct Metrics {
     finished: Family<Labels<2>, Counter>,
     durations: Family<Labels<2>, Histogram, fn() -> Histogram>,
     models: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// This worker's speed: per kind and model label, the moving average
+    /// of its completed tasks' run time (seconds) and how many.
+    speed: std::sync::Arc<std::sync::Mutex<SpeedTable>>,
+}
+
+/// One line of [`Metrics::speed`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Speed {
+    pub kind: String,
+    /// The model's label (its hash's first 16 hex digits), empty for none.
+    pub model: String,
+    /// Completed tasks seen.
+    pub tasks: u64,
+    /// Moving average of their run time (the last ~8 weigh most).
+    pub mean: Duration,
 }
 
 impl Default for Metrics {
@@ -65,6 +83,7 @@ impl Metrics {
             finished: Family::default(),
             durations: Family::new_with_constructor(durations),
             models: Default::default(),
+            speed: Default::default(),
         }
     }
 
@@ -88,9 +107,19 @@ impl Metrics {
                     .get_or_create(&[("kind", kind.clone()), ("status", status.name().to_owned())])
                     .inc();
                 let model = model.map_or(String::new(), |m| self.model_label(&m));
+                let secs = elapsed.as_secs_f64();
+                if *status == p2pa_node::protocol::TaskStatus::Completed {
+                    if let Ok(mut speed) = self.speed.lock() {
+                        let e = speed
+                            .entry((kind.clone(), model.clone()))
+                            .or_insert((secs, 0));
+                        e.0 += (secs - e.0) / 8.0;
+                        e.1 = e.1.saturating_add(1);
+                    }
+                }
                 self.durations
                     .get_or_create(&[("kind", kind), ("model", model)])
-                    .observe(elapsed.as_secs_f64());
+                    .observe(secs);
             }
             _ => {}
         }
@@ -114,6 +143,22 @@ impl Metrics {
         } else {
             "other".to_owned()
         }
+    }
+
+    /// This worker's speed per kind and model, as it measured its tasks.
+    pub fn speed(&self) -> Vec<Speed> {
+        let Ok(speed) = self.speed.lock() else {
+            return Vec::new();
+        };
+        speed
+            .iter()
+            .map(|((kind, model), (mean, tasks))| Speed {
+                kind: kind.clone(),
+                model: model.clone(),
+                tasks: *tasks,
+                mean: Duration::try_from_secs_f64(*mean).unwrap_or_default(),
+            })
+            .collect()
     }
 
     /// The page: the event counts and the node's state now; `None` once the

@@ -500,8 +500,11 @@ fn serve_until_signal(handle: NodeHandle, mut node: LocalNode, beside: Beside) -
                 let _ = signals.next().await;
             });
             // `p2pa status` answers, as a task beside the events.
-            let _status = listener
-                .map(|(l, x)| ex.spawn(crate::status::serve(l, &handle, &pause, x, started)));
+            let _status = listener.map(|(l, x)| {
+                ex.spawn(crate::status::serve(
+                    l, &handle, &pause, &counts, x, started,
+                ))
+            });
             let _gate = gate.map(|g| ex.spawn(g.run(&pause, &handle)));
             let _metrics = metrics
                 .map(|(l, x)| ex.spawn(crate::metrics::serve(l, counts.clone(), &handle, x)));

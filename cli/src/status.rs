@@ -128,6 +128,7 @@ pub async fn serve(
     listener: Async<UnixListener>,
     handle: &NodeHandle,
     pause: &PauseState,
+    metrics: &crate::metrics::Metrics,
     executor: Executor,
     started: Instant,
 ) {
@@ -143,9 +144,15 @@ pub async fn serve(
             Request::Pause => pause.ask(handle, true).await,
             Request::Resume => pause.ask(handle, false).await,
         };
-        let (Ok(()), Some(v)) = (done, status_json(handle, pause, &executor, started).await) else {
+        let v = status_json(handle, pause, &executor, started).await;
+        let (Ok(()), Some(mut v)) = (done, v) else {
             return; // the node stopped
         };
+        v["work"]["speed"] = metrics
+            .speed()
+            .iter()
+            .map(|s| json!({"kind": s.kind, "model": s.model, "tasks": s.tasks, "mean_ms": s.mean.as_secs_f64() * 1e3}))
+            .collect();
         let answer = format!("{v}\n");
         futures_lite::future::or(
             async {
@@ -321,6 +328,15 @@ pub fn cmd_status(dir: &Path, as_json: bool) -> CliResult {
             short.join(", ")
         }
     };
+    for s in w["speed"].as_array().into_iter().flatten() {
+        say!(
+            "  speed: {} {}: {:.1} ms a task (mean of the last, {} done)",
+            s["kind"].as_str().unwrap_or("?"),
+            s["model"].as_str().filter(|m| !m.is_empty()).unwrap_or("-"),
+            s["mean_ms"].as_f64().unwrap_or(0.0),
+            s["tasks"]
+        );
+    }
     say!("inference engine: {}", engine_line(&v["engine"]));
     say!("models held: {}", models("models"));
     say!("models loaded: {}", models("models_loaded"));

@@ -1217,6 +1217,15 @@ fn metrics_serves_the_node_s_state_and_task_counts_in_the_prometheus_format() {
     }
     let other = http_get(&addr, "/");
     assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+    // The worker's own speed per kind and model, in its status.
+    let v = status_of(&dir.join("w"));
+    let speed = &v["work"]["speed"][0];
+    assert_eq!(speed["kind"], "sleep", "{v}");
+    assert_eq!(speed["tasks"], 3, "{v}");
+    assert!(
+        speed["mean_ms"].as_f64().is_some_and(|ms| ms >= 10.0),
+        "{v}"
+    );
 }
 
 /// A node's status, asked over its control socket.
