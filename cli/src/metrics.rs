@@ -183,146 +183,162 @@ impl Metrics {
             "From a task's start to its result, on this worker",
             self.durations.clone(),
         );
-        let by_state: Family<Labels<1>, Gauge> = Family::default();
-        for state in [PeerState::Known, PeerState::Connected, PeerState::Slow] {
-            let n = peers.iter().filter(|p| p.state == state).count();
-            by_state
-                .get_or_create(&[("state", state.name().to_owned())])
-                .set(i64::try_from(n).unwrap_or(i64::MAX));
-        }
-        reg.register("peers", "Peers in the table, by state", by_state);
-        let paused_peers = peers
-            .iter()
-            .filter(|p| p.caps.kinds.has_flags(KindSet::PAUSED))
-            .count();
-        let sessions = peers.iter().filter(|p| p.state != PeerState::Known).count();
-        let gauges: [(&str, &str, usize); 8] = [
-            (
-                "sessions",
-                "Sessions up (peers connected or slow)",
-                sessions,
-            ),
-            (
-                "peers_paused",
-                "Peers whose owner paused them",
-                paused_peers,
-            ),
-            ("slots", "Worker slots", usize::from(work.slots)),
-            ("slots_busy", "Worker slots running a task", work.running),
-            (
-                "queue_depth",
-                "Tasks accepted and waiting for a slot",
-                work.queued,
-            ),
-            (
-                "models_held",
-                "Models in this node's store",
-                work.models.len(),
-            ),
-            (
-                "models_loaded",
-                "Models loaded in an engine",
-                executor.loaded().len(),
-            ),
-            (
-                "paused",
-                "1 while this node is paused (p2pa pause)",
-                usize::from(work.paused),
-            ),
-        ];
-        for (name, help, v) in gauges {
-            let g: Gauge = Gauge::default();
-            g.set(i64::try_from(v).unwrap_or(i64::MAX));
-            reg.register(name, help, g);
-        }
-        let counters: [(&str, &str, u64); 7] = [
-            (
-                "stream_received_bytes",
-                "Bytes received on sessions",
-                stats.stream_bytes_in,
-            ),
-            (
-                "stream_sent_bytes",
-                "Bytes sent on sessions",
-                stats.stream_bytes_out,
-            ),
-            (
-                "blob_served_bytes",
-                "Blob (model, input, output) bytes served to peers",
-                stats.blob_bytes_served,
-            ),
-            (
-                "blob_fetched_bytes",
-                "Blob bytes fetched from peers",
-                stats.blob_bytes_fetched,
-            ),
-            (
-                "handshakes_completed",
-                "Session handshakes completed",
-                stats.handshakes_completed,
-            ),
-            (
-                "tasks_retried",
-                "Tasks this node requested that were offered again",
-                stats.tasks_retried,
-            ),
-            (
-                "jobs_failed",
-                "Jobs this worker answered other than completed",
-                work.failed,
-            ),
-        ];
-        for (name, help, v) in counters {
-            let c: Counter = Counter::default();
-            c.inc_by(v);
-            reg.register(name, help, c);
-        }
-        let labelled = |pairs: &[(&str, u64)], label: &'static str| {
-            let f: Family<Labels<1>, Counter<u64, AtomicU64>> = Family::default();
-            for (value, n) in pairs {
-                f.get_or_create(&[(label, (*value).to_owned())]).inc_by(*n);
-            }
-            f
-        };
-        let s = &stats;
-        reg.register(
-            "beacons",
-            "Beacons received, by what became of them",
-            labelled(
-                &[
-                    ("accepted", s.beacons_accepted),
-                    ("forged", s.beacons_forged),
-                    ("replayed", s.beacons_replayed),
-                    ("malformed", s.beacons_malformed),
-                    ("wrong_version", s.beacons_wrong_version),
-                    ("untrusted", s.beacons_untrusted),
-                ],
-                "result",
-            ),
-        );
-        reg.register(
-            "refused",
-            "Input refused or peers turned away, by reason",
-            labelled(
-                &[
-                    ("frame_rejected", s.frames_rejected),
-                    ("frame_replayed", s.frames_replayed),
-                    ("handshake_failed", s.handshakes_failed),
-                    ("handshake_timed_out", s.handshakes_timed_out),
-                    ("handshake_evicted", s.handshakes_evicted),
-                    ("peer_refused", s.peers_refused),
-                    ("peer_evicted", s.peers_evicted),
-                    ("session_evicted", s.sessions_evicted),
-                    ("connection_refused", s.conns_refused),
-                    ("result_rejected", s.results_rejected),
-                ],
-                "reason",
-            ),
-        );
+        state_into(&mut reg, &peers, &work, executor.loaded().len());
+        counters_into(&mut reg, &stats, &work);
         let mut page = String::new();
         prometheus_client::encoding::text::encode(&mut page, &reg).ok()?;
         Some(page)
     }
+}
+
+/// The node's state now: peers, slots, queue, models, pause.
+fn state_into(
+    reg: &mut Registry,
+    peers: &[p2pa_node::core::PeerInfo],
+    work: &p2pa_node::core::Work,
+    loaded: usize,
+) {
+    let by_state: Family<Labels<1>, Gauge> = Family::default();
+    for state in [PeerState::Known, PeerState::Connected, PeerState::Slow] {
+        let n = peers.iter().filter(|p| p.state == state).count();
+        by_state
+            .get_or_create(&[("state", state.name().to_owned())])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    reg.register("peers", "Peers in the table, by state", by_state);
+    let paused_peers = peers
+        .iter()
+        .filter(|p| p.caps.kinds.has_flags(KindSet::PAUSED))
+        .count();
+    let sessions = peers.iter().filter(|p| p.state != PeerState::Known).count();
+    let gauges: [(&str, &str, usize); 8] = [
+        (
+            "sessions",
+            "Sessions up (peers connected or slow)",
+            sessions,
+        ),
+        (
+            "peers_paused",
+            "Peers whose owner paused them",
+            paused_peers,
+        ),
+        ("slots", "Worker slots", usize::from(work.slots)),
+        ("slots_busy", "Worker slots running a task", work.running),
+        (
+            "queue_depth",
+            "Tasks accepted and waiting for a slot",
+            work.queued,
+        ),
+        (
+            "models_held",
+            "Models in this node's store",
+            work.models.len(),
+        ),
+        ("models_loaded", "Models loaded in an engine", loaded),
+        (
+            "paused",
+            "1 while this node is paused (p2pa pause)",
+            usize::from(work.paused),
+        ),
+    ];
+    for (name, help, v) in gauges {
+        let g: Gauge = Gauge::default();
+        g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        reg.register(name, help, g);
+    }
+}
+
+/// The node's counters: bytes, handshakes, beacons and refusals.
+fn counters_into(reg: &mut Registry, stats: &p2pa_node::core::Stats, work: &p2pa_node::core::Work) {
+    let counters: [(&str, &str, u64); 7] = [
+        (
+            "stream_received_bytes",
+            "Bytes received on sessions",
+            stats.stream_bytes_in,
+        ),
+        (
+            "stream_sent_bytes",
+            "Bytes sent on sessions",
+            stats.stream_bytes_out,
+        ),
+        (
+            "blob_served_bytes",
+            "Blob (model, input, output) bytes served to peers",
+            stats.blob_bytes_served,
+        ),
+        (
+            "blob_fetched_bytes",
+            "Blob bytes fetched from peers",
+            stats.blob_bytes_fetched,
+        ),
+        (
+            "handshakes_completed",
+            "Session handshakes completed",
+            stats.handshakes_completed,
+        ),
+        (
+            "tasks_retried",
+            "Tasks this node requested that were offered again",
+            stats.tasks_retried,
+        ),
+        (
+            "jobs_failed",
+            "Jobs this worker answered other than completed",
+            work.failed,
+        ),
+    ];
+    for (name, help, v) in counters {
+        let c: Counter = Counter::default();
+        c.inc_by(v);
+        reg.register(name, help, c);
+    }
+    reasons_into(reg, stats);
+}
+
+/// Beacons by what became of them, and refusals by reason.
+fn reasons_into(reg: &mut Registry, stats: &p2pa_node::core::Stats) {
+    let labelled = |pairs: &[(&str, u64)], label: &'static str| {
+        let f: Family<Labels<1>, Counter<u64, AtomicU64>> = Family::default();
+        for (value, n) in pairs {
+            f.get_or_create(&[(label, (*value).to_owned())]).inc_by(*n);
+        }
+        f
+    };
+    let s = stats;
+    reg.register(
+        "beacons",
+        "Beacons received, by what became of them",
+        labelled(
+            &[
+                ("accepted", s.beacons_accepted),
+                ("forged", s.beacons_forged),
+                ("replayed", s.beacons_replayed),
+                ("malformed", s.beacons_malformed),
+                ("wrong_version", s.beacons_wrong_version),
+                ("untrusted", s.beacons_untrusted),
+            ],
+            "result",
+        ),
+    );
+    reg.register(
+        "refused",
+        "Input refused or peers turned away, by reason",
+        labelled(
+            &[
+                ("frame_rejected", s.frames_rejected),
+                ("frame_replayed", s.frames_replayed),
+                ("handshake_failed", s.handshakes_failed),
+                ("handshake_timed_out", s.handshakes_timed_out),
+                ("handshake_evicted", s.handshakes_evicted),
+                ("peer_refused", s.peers_refused),
+                ("peer_evicted", s.peers_evicted),
+                ("session_evicted", s.sessions_evicted),
+                ("connection_refused", s.conns_refused),
+                ("result_rejected", s.results_rejected),
+            ],
+            "reason",
+        ),
+    );
 }
 
 /// Binds the metrics listener at `addr`; a clear error where it cannot,

@@ -30,6 +30,7 @@ mod rng;
 mod sessions;
 mod state;
 mod stats;
+mod streams;
 mod tally;
 mod timer;
 mod transfers;
@@ -40,9 +41,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use p2pa_protocol::{
-    GoodbyeReason, Identity, Intro, Keypair, KindSet, Message, NodeId, Seal, TaskStatus,
-};
+use p2pa_protocol::{GoodbyeReason, Identity, Keypair, KindSet, Message, NodeId, Seal, TaskStatus};
 
 pub use config::{
     Config, Trust, DEFAULT_INPUT_BUFFER_BYTES, DEFAULT_MAX_TASK_DEADLINE, DEFAULT_MAX_TENSOR_BYTES,
@@ -60,10 +59,10 @@ pub use stats::Stats;
 
 use beacons::Beacons;
 use blobs::{Blobs, Fetched, Want};
-use output::{bump, Noise, Outbox};
+use output::{bump, Outbox};
 use peers::Peers;
 use requester::{Requester, Resulted};
-use sessions::{Sessions, Step, Up};
+use sessions::{Sessions, Up};
 use wire::{wire, Wire};
 use worker::Worker;
 
@@ -311,92 +310,6 @@ impl Core {
     /// The connection was closed by the peer or failed.
     pub fn handle_closed(&mut self, now: Instant, conn: ConnId, why: ConnectError) {
         self.close(now, conn, CloseReason::Transport(why));
-    }
-
-    /// Bytes arrived on a connection (all used; a partial frame is buffered).
-    pub fn handle_stream_data(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
-        let _ = self.handle_stream_frames(now, conn, data, usize::MAX);
-    }
-
-    /// Like [`handle_stream_data`](Self::handle_stream_data), but stops after
-    /// `max_frames` complete frames and returns how many bytes of `data` it
-    /// used; the caller feeds the rest later. A shell uses it to send each
-    /// result before it decodes the next request, which keeps a pipelined
-    /// peer busy (see `FRAMES_PER_TURN` in the shell). Returns `data.len()`
-    /// once the connection is gone (the rest is of no use).
-    pub fn handle_stream_frames(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        data: &[u8],
-        max_frames: usize,
-    ) -> usize {
-        let used = self.stream_frames(now, conn, data, max_frames);
-        let n = u64::try_from(used).unwrap_or(u64::MAX);
-        self.out.stats.stream_bytes_in = self.out.stats.stream_bytes_in.saturating_add(n);
-        used
-    }
-
-    fn stream_frames(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        data: &[u8],
-        max_frames: usize,
-    ) -> usize {
-        let total = data.len();
-        let mut data = data;
-        let Some(mut decoder) = self.sessions.take_decoder(conn) else {
-            return total;
-        };
-        let mut frames = 0usize;
-        while frames < max_frames {
-            match decoder.decode(&mut data) {
-                Ok(Some(frame)) => {
-                    frames = frames.saturating_add(1);
-                    if !self.handle_frame(now, conn, frame) {
-                        return total; // connection closed; drop its decoder
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    self.fail(now, conn, CloseReason::Stream(e));
-                    return total;
-                }
-            }
-        }
-        self.sessions.put_decoder(conn, decoder);
-        total.saturating_sub(data.len())
-    }
-
-    /// Routes one frame; returns false if the connection was closed.
-    fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: &mut [u8]) -> bool {
-        let (cfg, worker, blobs) = (&self.cfg, &self.worker, &self.blobs);
-        let intro = || Intro {
-            listen_port: cfg.listen_port,
-            caps: worker.capabilities(cfg, blobs),
-        };
-        let step = self
-            .sessions
-            .read(now, conn, frame, cfg, &intro, &mut self.out);
-        match step {
-            Step::Handled => true,
-            Step::Up(up) => self.session_up(now, up),
-            Step::Refused(peer) => {
-                bump(&mut self.out.stats.peers_refused);
-                self.out.warn_once(
-                    Noise::Refused,
-                    format_args!("refused {peer}: not in the allowlist (--trust allowlist)"),
-                );
-                self.close(now, conn, CloseReason::Sent(GoodbyeReason::NotAllowed));
-                false
-            }
-            Step::Message(peer, message, seal) => self.on_message(now, conn, peer, message, &seal),
-            Step::Close(reason) => {
-                self.fail(now, conn, reason);
-                false
-            }
-        }
     }
 
     /// Both keys proven: register the session, unless a better one exists.

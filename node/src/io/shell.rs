@@ -424,29 +424,7 @@ impl Shell {
                     deadline,
                     stop: Stop::default(),
                 };
-                if self.core.config().runs_inline(kind, run.input.len()) {
-                    let start = Instant::now();
-                    let (status, out) = self.executor.run(run);
-                    self.core.handle_job_done(Instant::now(), job, status, &out);
-                    self.tell(NodeEvent::TaskStarted { job, kind, model });
-                    let elapsed = start.elapsed();
-                    return Some(NodeEvent::TaskFinished {
-                        job,
-                        kind,
-                        model,
-                        status,
-                        elapsed,
-                    });
-                }
-                let started = Started {
-                    kind,
-                    model,
-                    at: Instant::now(),
-                    stop: run.stop.clone(),
-                };
-                self.started.insert(job, started);
-                self.queue_on_slot(run);
-                Some(NodeEvent::TaskStarted { job, kind, model })
+                self.execute(run)
             }
             Event::Abandon { job } => {
                 // A job waiting for a slot is skipped, a sleep ends now; its
@@ -481,6 +459,35 @@ impl Shell {
                 Some(NodeEvent::TaskDone(outcome))
             }
         }
+    }
+
+    /// Runs a job the core started: at once on this thread where the core's
+    /// config says so (microseconds of work), else on a slot.
+    fn execute(&mut self, run: Job) -> Option<NodeEvent> {
+        let (job, kind, model) = (run.id, run.kind, run.model);
+        if self.core.config().runs_inline(kind, run.input.len()) {
+            let start = Instant::now();
+            let (status, out) = self.executor.run(run);
+            self.core.handle_job_done(Instant::now(), job, status, &out);
+            self.tell(NodeEvent::TaskStarted { job, kind, model });
+            let elapsed = start.elapsed();
+            return Some(NodeEvent::TaskFinished {
+                job,
+                kind,
+                model,
+                status,
+                elapsed,
+            });
+        }
+        let started = Started {
+            kind,
+            model,
+            at: Instant::now(),
+            stop: run.stop.clone(),
+        };
+        self.started.insert(job, started);
+        self.queue_on_slot(run);
+        Some(NodeEvent::TaskStarted { job, kind, model })
     }
 
     /// Queues a job for the slot threads (started with the first one).
