@@ -157,6 +157,9 @@ class Peer:
     free_slots: int
     rtt_ms: Optional[float]
     last_seen_ms: int
+    #: Its owner paused it (``p2pa pause``, or ``--only-when-idle`` while the
+    #: machine is in use): it takes no tasks until it resumes.
+    paused: bool = False
 
 
 @dataclass(frozen=True)
