@@ -8,7 +8,10 @@
 # node finished. The requester (on another machine in a real pool) runs here
 # at the node's niceness, so its CPU counts as the node's.
 # Usage: bash bench/nice.sh   (P2PA_BIN: the binary; release by default;
-#                              P2PA_NICE_WINDOW: seconds, 8 by default)
+#                              P2PA_NICE_WINDOW: seconds, 8 by default;
+#                              P2PA_NICE_MODEL, P2PA_NICE_INPUT: another
+#                              model and its .npy/.npz input, e.g. aecmos
+#                              from scripts/real-models.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${P2PA_BIN:-$PWD/target/release/p2pa}
@@ -16,8 +19,11 @@ window=${P2PA_NICE_WINDOW:-8}
 cores=$(nproc)
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-cp models/ppocr_cls_input.npy "$work/in.npy"
-for _ in $(seq 4000); do echo '"in.npy"'; done > "$work/inputs.jsonl"
+model=${P2PA_NICE_MODEL:-models/ppocr_cls.onnx}
+input=${P2PA_NICE_INPUT:-models/ppocr_cls_input.npy}
+ext=${input##*.}
+cp "$input" "$work/in.$ext"
+for _ in $(seq 4000); do echo "\"in.$ext\""; done > "$work/inputs.jsonl"
 port=$((20000 + RANDOM % 20000))
 net=(--multicast-ttl 0 --no-mdns --multicast-port "$port")
 
@@ -49,10 +55,10 @@ beside() { # nice
   local addr
   addr=$(head -1 "$work/node.log" | python3 -c 'import json,sys; print(json.load(sys.stdin)["addr"])')
   # Warm: the model reaches the worker and loads before the window starts.
-  nice -n "$1" "$bin" "${net[@]}" --data-dir "$work/r" batch --kind infer --model models/ppocr_cls.onnx \
+  nice -n "$1" "$bin" "${net[@]}" --data-dir "$work/r" batch --kind infer --model "$model" \
     --peer "$addr" --inputs <(head -4 "$work/inputs.jsonl") --out /dev/null >/dev/null 2>&1 || true
   cp "$work/inputs.jsonl" "$work/run.jsonl"
-  nice -n "$1" "$bin" "${net[@]}" --data-dir "$work/r" batch --kind infer --model models/ppocr_cls.onnx \
+  nice -n "$1" "$bin" "${net[@]}" --data-dir "$work/r" batch --kind infer --model "$model" \
     --peer "$addr" --inputs "$work/run.jsonl" --out "$work/out.jsonl" >/dev/null 2>&1 &
   local batch=$!
   sleep 2 # the batch under way
@@ -79,7 +85,7 @@ for _ in $(seq "$rounds"); do
 done
 a=$(owner); alone=$((alone + a)); list="$list $a"
 base=$(( alone / (rounds + 1) ))
-echo "$(date -u +%F), $cores cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), window ${window} s, means of $rounds rounds"
+echo "$(date -u +%F), $cores cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), window ${window} s, means of $rounds rounds, $(basename "$model")"
 echo
 echo "| owner's loops beside | owner iterations | vs alone | node inferences in the window |"
 echo "|---|---|---|---|"

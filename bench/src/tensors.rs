@@ -163,6 +163,7 @@ fn hop(models: &Path) {
             "2048".into(),
         ],
         max_output: p2pa_node::task::child::MAX_PIPE_FRAME,
+        cpu_cores: None,
     });
     let job = |id| Job {
         id,

@@ -86,6 +86,16 @@ pub struct NodeArgs {
         value_parser = clap::value_parser!(u8).range(0..=19)
     )]
     nice: u8,
+    /// The share of the whole machine, in percent, the node's inference
+    /// processes may use together (50 on four cores: two cores' worth).
+    /// They are paused and resumed (SIGSTOP/SIGCONT) to keep to it; Linux
+    #[arg(
+        long,
+        value_name = "PERCENT",
+        env = "P2PA_MAX_CPU_PERCENT",
+        value_parser = clap::value_parser!(u8).range(1..=100)
+    )]
+    max_cpu_percent: Option<u8>,
     /// Take tasks only while the rest of the machine is idle (its other
     /// programs use less than --idle-threshold of it) and, where it has a
     /// mains supply, on mains: otherwise pause (as `p2pa pause`: sessions
@@ -128,6 +138,7 @@ fn infer_executor(
     store: &p2pa_node::models::ModelStore,
     memory_mib: u64,
     nice: u8,
+    cpu_cores: Option<f64>,
     engine: &crate::engine::EngineArgs,
     max_output: u64,
 ) -> Result<Started, CliError> {
@@ -157,6 +168,7 @@ fn infer_executor(
         program,
         args,
         max_output,
+        cpu_cores,
     })
     .map_err(|e| CliError::usage(format!("cannot start the inference engine: {e}")))?;
     let line = match (info.kind, source) {
@@ -176,6 +188,7 @@ fn infer_executor(
     store: &p2pa_node::models::ModelStore,
     _memory_mib: u64,
     _nice: u8,
+    _cpu_cores: Option<f64>,
     _engine: &crate::engine::EngineArgs,
     _max_output: u64,
 ) -> Result<Started, CliError> {
@@ -340,10 +353,12 @@ fn options(cli: &Cli, a: &NodeArgs, dir: &Path) -> Result<(NodeOptions, Option<S
     };
     let store = crate::models::store(dir, a.model_cache_mb);
     opts.core.model_cache_bytes = store.limit();
+    let cpu_cores = cpu_limit(a.max_cpu_percent, cores)?;
     let (executor, engine) = infer_executor(
         &store,
         a.infer_memory_mb,
         a.nice,
+        cpu_cores,
         &a.engine,
         opts.core.max_tensor_bytes,
     )?;
@@ -358,6 +373,20 @@ fn options(cli: &Cli, a: &NodeArgs, dir: &Path) -> Result<(NodeOptions, Option<S
         }
     }
     Ok((opts, engine))
+}
+
+/// `--max-cpu-percent` as cores' worth of CPU, where this build can keep
+/// to it.
+fn cpu_limit(percent: Option<u8>, cores: usize) -> Result<Option<f64>, CliError> {
+    let Some(percent) = percent else {
+        return Ok(None);
+    };
+    if !p2pa_node::task::throttle::SUPPORTED || !cfg!(all(feature = "onnx", unix)) {
+        return Err(CliError::usage(
+            "--max-cpu-percent needs Linux and a build with models (feature onnx)",
+        ));
+    }
+    Ok(Some(f64::from(percent) / 100.0 * cores as f64))
 }
 
 pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
@@ -379,6 +408,7 @@ pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
             "engine": engine_info.as_ref().map(|e| e.kind.name()),
             "engine_version": engine_info.as_ref().map(|e| e.version.clone()),
             "nice": a.nice,
+            "max_cpu_percent": a.max_cpu_percent,
             "metrics": metrics.as_ref().and_then(|l| l.get_ref().local_addr().ok()).map(|m| m.to_string()),
         }));
     } else {
@@ -395,6 +425,13 @@ pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
             say!(
                 "tasks run at nice {} (the machine's other programs come first; --nice 0 to change)",
                 a.nice
+            );
+        }
+        if let Some(p) = a.max_cpu_percent {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            say!(
+                "inference limited to {p} % of this machine ({:.2} of {cores} cores): its processes are paused and resumed (SIGSTOP/SIGCONT) to keep to it",
+                f64::from(p) / 100.0 * cores as f64
             );
         }
         say!("press Ctrl-C to stop");

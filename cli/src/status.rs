@@ -202,6 +202,11 @@ async fn status_json(
             "paused": work.paused,
             "paused_asked": asked,
             "paused_busy": busy.map(|b| b.name()),
+            "cpu_limit": executor.throttle().map(|t| json!({
+                "cores": t.cores,
+                "stopped_s": t.stopped.as_secs_f64(),
+                "stopped_now": t.stopping,
+            })),
         },
         "models": work.models.iter().map(|m| p2pa_node::hex::hex(m)).collect::<Vec<_>>(),
         "models_loaded": executor.loaded().iter().map(|m| p2pa_node::hex::hex(m)).collect::<Vec<_>>(),
@@ -335,6 +340,13 @@ pub fn cmd_status(dir: &Path, as_json: bool) -> CliResult {
             s["model"].as_str().filter(|m| !m.is_empty()).unwrap_or("-"),
             s["mean_ms"].as_f64().unwrap_or(0.0),
             s["tasks"]
+        );
+    }
+    if let Some(cores) = w["cpu_limit"]["cores"].as_f64() {
+        say!(
+            "  cpu limit: {cores:.2} cores for inference (--max-cpu-percent); its processes stopped {:.1} s in all{}",
+            w["cpu_limit"]["stopped_s"].as_f64().unwrap_or(0.0),
+            if w["cpu_limit"]["stopped_now"].as_bool() == Some(true) { ", stopped now" } else { "" }
         );
     }
     say!("inference engine: {}", engine_line(&v["engine"]));

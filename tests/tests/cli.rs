@@ -1100,6 +1100,78 @@ fn nice_lowers_the_slots_and_inference_processes_not_the_network_thread() {
     assert!(children.iter().all(|n| *n == want), "{children:?}");
 }
 
+fn models() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")
+}
+
+/// `--max-cpu-percent`: the node says its limit, its inference process is
+/// stopped and resumed to keep to it (status counts the time stopped), and
+/// the tasks still complete with the right outputs.
+#[test]
+fn max_cpu_percent_stops_and_resumes_the_inference_process() {
+    let port = unique_port();
+    let dir = scratch("max-cpu");
+    let data = dir.join("w");
+    let node = NodeProc::start(port, &data, &["--max-cpu-percent", "10", "--workers", "1"]);
+    assert_eq!(node.seen[0]["max_cpu_percent"], 10, "{}", node.seen[0]);
+    let model = models().join("ppocr_cls.onnx");
+    let input = models().join("ppocr_cls_input.npy");
+    let want = std::fs::read(models().join("ppocr_cls_expected.npy")).unwrap();
+    for i in 0..2 {
+        let out_dir = dir.join(format!("out{i}"));
+        let out = p2pa_local(
+            port,
+            &[
+                "submit",
+                "--kind",
+                "infer",
+                "--json",
+                "--peer",
+                &node.addr,
+                "--model",
+                model.to_str().unwrap(),
+                "--input-file",
+                input.to_str().unwrap(),
+                "--out-dir",
+                out_dir.to_str().unwrap(),
+            ],
+            T,
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        assert_eq!(v["status"], "completed", "{v}");
+        let got = std::fs::read(v["files"][0].as_str().unwrap()).unwrap();
+        // Both `[1, 2]` float32 `.npy` files: the data is their last 8 bytes.
+        let tail = |b: &[u8]| -> Vec<f32> {
+            b[b.len() - 8..]
+                .chunks(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect()
+        };
+        let (g, w) = (tail(&got), tail(&want));
+        assert!(
+            g.iter().zip(&w).all(|(a, b)| (a - b).abs() < 1e-4),
+            "{g:?} against {w:?}"
+        );
+    }
+    let out = p2pa(
+        &["--data-dir", data.to_str().unwrap(), "status", "--json"],
+        T,
+    );
+    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let limit = &v["work"]["cpu_limit"];
+    let cores = std::thread::available_parallelism().unwrap().get() as f64;
+    let want_cores = 0.1 * cores;
+    assert!(
+        (limit["cores"].as_f64().unwrap() - want_cores).abs() < 1e-9,
+        "{limit}"
+    );
+    // Loading the model alone takes more CPU than the bucket holds (0.2 s
+    // of the rate: 40 ms on two cores), so the process was stopped.
+    assert!(limit["stopped_s"].as_f64().unwrap() > 0.0, "{limit}");
+    assert_eq!(v["work"]["completed"], 2, "{v}");
+}
+
 /// `GET path` from `addr`; the whole answer (head and body).
 fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};

@@ -18,6 +18,7 @@ pub mod udp;
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_channel::Sender;
 use async_io::Async;
@@ -66,7 +67,8 @@ enum Input {
     Data(ConnId, Vec<u8>),
     /// A connection ended while the shell was busy.
     Closed(ConnId, ConnectError),
-    JobDone(JobId, TaskStatus, Vec<u8>),
+    /// A slot ran a job: how it ended, its output, how long it ran.
+    JobDone(JobId, TaskStatus, Vec<u8>, Duration),
     Found(SocketAddr),
     Cmd(Cmd),
     /// Nothing but a turn of the loop (to start dials a reader task's

@@ -105,7 +105,8 @@ pub enum NodeEvent {
         model: Option<[u8; 32]>,
         /// How it ended.
         status: TaskStatus,
-        /// From start to result.
+        /// How long it ran (on its slot: the wait in the slots' queue, where
+        /// the core prefetches, is not counted).
         elapsed: Duration,
     },
     /// A task this node requested ended.

@@ -54,7 +54,6 @@ const RECV_RETRY: Duration = Duration::from_millis(50);
 struct Started {
     kind: TaskKind,
     model: Option<[u8; 32]>,
-    at: Instant,
     stop: Stop,
 }
 
@@ -212,18 +211,15 @@ impl Shell {
             Input::Data(conn, data) => self.feed(conn, &data),
             Input::Closed(conn, why) => self.closed(now, conn, why),
             Input::Wake => {}
-            Input::JobDone(job, status, output) => {
+            Input::JobDone(job, status, output, ran) => {
                 self.core.handle_job_done(now, job, status, &output);
-                if let Some(Started {
-                    kind, model, at, ..
-                }) = self.started.remove(&job)
-                {
+                if let Some(Started { kind, model, .. }) = self.started.remove(&job) {
                     self.tell(NodeEvent::TaskFinished {
                         job,
                         kind,
                         model,
                         status,
-                        elapsed: now.saturating_duration_since(at),
+                        elapsed: ran,
                     });
                 }
             }
@@ -482,7 +478,6 @@ impl Shell {
         let started = Started {
             kind,
             model,
-            at: Instant::now(),
             stop: run.stop.clone(),
         };
         self.started.insert(job, started);

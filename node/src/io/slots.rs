@@ -36,6 +36,7 @@ impl Slots {
                     }
                     while let Ok(job) = rx.recv_blocking() {
                         let id = job.id;
+                        let start = Instant::now();
                         // A job stopped or past its deadline while it waited
                         // here is not started (the core has answered it).
                         let (status, out) = if job.stop.is_raised() {
@@ -45,7 +46,11 @@ impl Slots {
                         } else {
                             exec.run(job)
                         };
-                        if done.send_blocking(Input::JobDone(id, status, out)).is_err() {
+                        let ran = start.elapsed();
+                        if done
+                            .send_blocking(Input::JobDone(id, status, out, ran))
+                            .is_err()
+                        {
                             break;
                         }
                     }

@@ -37,6 +37,7 @@ use p2pa_protocol::{TaskKind, TaskStatus};
 
 use super::engine::{EngineInfo, EngineKind, EngineOptions};
 use super::infer::Engine;
+use super::throttle::{Throttle, ThrottleInfo};
 use super::{Execute, Job};
 use crate::core::JobId;
 use crate::models::ModelStore;
@@ -63,6 +64,9 @@ pub struct ChildCommand {
     /// `--max-tensor-mb`): the child refuses to send more, and a reply
     /// announcing more is refused before anything is allocated for it.
     pub max_output: usize,
+    /// Cores' worth of CPU the children may use together
+    /// (`--max-cpu-percent`; `None`: no limit). See [`super::throttle`].
+    pub cpu_cores: Option<f64>,
 }
 
 /// A running child.
@@ -84,6 +88,8 @@ pub struct Isolated {
     engine: Mutex<Option<EngineInfo>>,
     idle: Mutex<Vec<Proc>>,
     running: Mutex<BTreeMap<JobId, Running>>,
+    /// Keeps the children to `cpu_cores`, where set.
+    throttle: Option<Arc<Throttle>>,
 }
 
 /// A job running in a child: the child, and the model it runs.
@@ -100,12 +106,23 @@ impl std::fmt::Debug for Isolated {
 impl Isolated {
     /// Runs `infer` jobs in children started with `command`.
     pub fn new(command: ChildCommand) -> Self {
+        let throttle = command.cpu_cores.and_then(|cores| {
+            Throttle::start(cores)
+                .map_err(|e| log::error!("cannot start the CPU limit's thread: {e}; no limit"))
+                .ok()
+        });
         Self {
             command,
             engine: Mutex::new(None),
             idle: Mutex::new(Vec::new()),
             running: Mutex::new(BTreeMap::new()),
+            throttle,
         }
+    }
+
+    /// The CPU limit and what it has done (`None`: none set).
+    pub fn throttle(&self) -> Option<ThrottleInfo> {
+        self.throttle.as_ref().map(|t| t.info())
     }
 
     /// Starts one child now (kept for the first task) and returns what it
@@ -186,8 +203,12 @@ impl Isolated {
                     }
                 }
             })?;
+        let child = Arc::new(Mutex::new(child));
+        if let Some(t) = &self.throttle {
+            t.track(&child);
+        }
         Ok(Proc {
-            child: Arc::new(Mutex::new(child)),
+            child,
             stdin,
             replies,
             stderr,
@@ -308,6 +329,10 @@ impl Execute for Isolated {
 
     fn engine(&self) -> Option<EngineInfo> {
         self.engine.lock().ok().and_then(|e| e.clone())
+    }
+
+    fn throttle(&self) -> Option<ThrottleInfo> {
+        Isolated::throttle(self)
     }
 
     fn abandon(&self, job: JobId) {

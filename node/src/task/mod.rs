@@ -8,6 +8,7 @@ pub mod engine;
 #[cfg(feature = "onnx")]
 pub mod infer;
 pub mod tensor;
+pub mod throttle;
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -116,6 +117,12 @@ pub trait Execute: Send + Sync {
 
     /// The engine that runs `infer` jobs (`None`: this executor runs none).
     fn engine(&self) -> Option<engine::EngineInfo> {
+        None
+    }
+
+    /// The CPU limit on its inference processes (`--max-cpu-percent`) and
+    /// what it has done; `None` where there is none.
+    fn throttle(&self) -> Option<throttle::ThrottleInfo> {
         None
     }
 }
