@@ -125,12 +125,24 @@ pub fn peer_json(p: &PeerInfo) -> Value {
         "paused": p.caps.kinds.has_flags(p2pa_node::protocol::KindSet::PAUSED),
         "rtt_ms": p.rtt.map(|r| r.as_secs_f64() * 1e3),
         "last_seen_ms": p.last_seen_ago.as_millis() as u64,
+        "speeds": speeds(p)
+            .map(|(m, ms)| json!({"model": p2pa_node::hex::hex(m), "mean_ms": ms}))
+            .collect::<Vec<_>>(),
     })
+}
+
+/// The peer's own measured mean run time (ms) of each model it advertises
+/// and has run.
+fn speeds(p: &PeerInfo) -> impl Iterator<Item = (&[u8; 32], f64)> + '_ {
+    p.caps
+        .models
+        .iter()
+        .filter_map(|m| Some((m, f64::from(p.caps.run_time_us(m)?) / 1e3)))
 }
 
 pub fn print_peer_table(peers: &[PeerInfo]) {
     say!(
-        "{:<10} {:<22} {:<10} {:<10} {:>6} {:>9}  kinds",
+        "{:<10} {:<22} {:<10} {:<10} {:>6} {:>9}  kinds (speed per model: its own mean run time)",
         "id",
         "addr",
         "via",
@@ -157,6 +169,9 @@ pub fn print_peer_table(peers: &[PeerInfo]) {
                 } else {
                     ""
                 }
+                + &speeds(p)
+                    .map(|(m, ms)| format!(" {}: {ms:.1}ms", p2pa_node::hex::hex(&m[..4])))
+                    .collect::<String>()
         );
     }
 }

@@ -77,6 +77,34 @@ fn a_worker_fetches_a_missing_model_in_chunks_verifies_it_and_advertises_it() {
     );
 }
 
+/// A worker advertises how long it takes per model (its mean run time),
+/// so a requester that has sent it nothing yet still sees how fast it is;
+/// a model it never ran says nothing.
+#[test]
+fn a_worker_advertises_its_measured_run_time_per_model() {
+    let mut sim = Sim::new(2, 23, 0, |i| cfg(i == 1));
+    sim.job_time.insert(1, Duration::from_millis(40));
+    sim.run_until(Duration::from_secs(1));
+    let ran = sha256(&model(1000));
+    sim.core(0).provide_model(ran, Arc::from(model(1000)));
+    for _ in 0..3 {
+        sim.submit(0, infer(ran, 10_000));
+    }
+    // The requester holds a model the worker never ran.
+    let idle = sha256(&model(2000));
+    sim.run_until(Duration::from_secs(3));
+    assert_eq!(sim.outcomes.len(), 3);
+    assert!(sim.all_completed());
+    sim.run_until(Duration::from_secs(8)); // a beacon after the tasks
+    let now = sim.now;
+    let caps = &sim.core(0).peers(now)[0].caps;
+    assert!(caps.models.contains(&ran), "{caps:?}");
+    assert_eq!(caps.run_time_us(&ran), Some(40_000), "{caps:?}");
+    assert_eq!(caps.run_time_us(&idle), None, "never on the worker");
+    let me = &sim.core(1).peers(now)[0].caps;
+    assert_eq!(me.run_time_us(&ran), None, "the requester ran nothing");
+}
+
 #[test]
 fn a_model_whose_bytes_do_not_match_its_hash_is_refused() {
     let mut sim = Sim::new(2, 22, 0, |i| cfg(i == 1));

@@ -1,4 +1,4 @@
-//! # p2pa-protocol: the p2pa wire format, version 4
+//! # p2pa-protocol: the p2pa wire format, version 5
 //!
 //! `no_std`, allocation-free. A connection starts with a Noise XX handshake
 //! (`Noise_XX_25519_ChaChaPoly_SHA256`); after it, every frame is a fixed
@@ -10,7 +10,7 @@
 //!
 //! | offset      | size | field                                            |
 //! |-------------|------|--------------------------------------------------|
-//! | 0           | 1    | version, `0x04`                                  |
+//! | 0           | 1    | version, `0x05`                                  |
 //! | 1           | 1    | message kind ([`MessageKind`])                   |
 //! | 2           | 32   | sender's Ed25519 public key (the [`NodeId`])     |
 //! | 34          | 8    | sequence number, `u64` little-endian             |
@@ -55,7 +55,7 @@
 //! ## Handshake (Noise XX)
 //!
 //! ```text
-//! 1  A → B  0x04 ‖ e ‖ 73 zero bytes               -> e          (psk first, with a network key)
+//! 1  A → B  0x05 ‖ e ‖ 73 zero bytes               -> e          (psk first, with a network key)
 //! 2  B → A  e ‖ enc(s) ‖ enc(payload B)            <- e, ee, s, es
 //! 3  A → B  enc(s) ‖ enc(payload A or refusal)     -> s, se
 //! ```
@@ -143,7 +143,11 @@
 //! hash, 2 sleep, 3 infer), bit 6 when its `infer` tasks run on
 //! onnxruntime, bit 7 when they run on tract, bit 4 while it takes no new
 //! tasks (its owner paused it: requesters offer it none until the bit
-//! clears); bit 5 is reserved (sent as 0, ignored).
+//! clears); bit 5 is reserved (sent as 0, ignored). Then the free slots
+//! (varint), the models the node holds (up to 8 SHA-256 hashes) and
+//! `run_us`: the node's mean run time of `models[i]` over its last tasks, in
+//! microseconds (varint; 0 or absent: not measured), so a requester knows a
+//! fast machine from a slow one before it has sent it anything.
 //!
 //! ## Receipts
 //!
@@ -165,6 +169,8 @@
 //! - 3: capabilities' engine bits; the signed `Hello`/`HelloAck` handshake.
 //! - 4: the Noise XX handshake with certified static keys, sealed session
 //!   records, unsigned blob chunks inside them, optional network key.
+//! - 5: capabilities' `run_us`: the node's measured mean run time of each
+//!   model it advertises.
 //!
 //! Frames of another version are refused (`UnsupportedVersion`).
 //!
@@ -176,16 +182,16 @@
 //! (`tests/golden/ping.frame`):
 //!
 //! ```text
-//! 04                                        version 4
+//! 05                                        version 5
 //! 09                                        kind 9 = Ping
 //! 197f6b23e16c8532c6abc838facd5ea7          sender key (32 bytes)
 //! 89be0c76b2920334039bfa8b3d368d61
 //! 0100000000000000                          sequence 1, u64 little-endian
 //! 07                                        body: postcard varint 7
-//! 946df5115ea482222a38dae95409d3fe          Ed25519 signature (64 bytes) over
-//! 9667d6bf5302a02e914a559996b744b5          "p2pa/v1/session" ‖ [1u8; 32] ‖ [2u8; 32]
-//! c941a191d5d5bfaff565882b6188b8be          ‖ the 43 bytes above
-//! 110561dca8f44ff3b4525d6335a51d0c
+//! f35e14de885dcb3229d8816f4453d4f9          Ed25519 signature (64 bytes) over
+//! 173e97bf2397bbc9e16be3eefebaf2fa          "p2pa/v1/session" ‖ [1u8; 32] ‖ [2u8; 32]
+//! 406e55166a429c10cb7deac32f5da428          ‖ the 43 bytes above
+//! e1e28dfff74ac6d882f7e382d81e7f05
 //! ```
 //!
 //! Every message kind has such a vector in `tests/golden/`, and so has a
@@ -196,14 +202,14 @@
 //!
 //! ```text
 //! 6a000000                                  length 106
-//! 04                                        version 4
+//! 05                                        version 5
 //! 1b1b58dd50ea14b60da17b790cd02754          A's ephemeral X25519 key
 //! d970c9bab864ebb3c0f3016fe51d3f57
 //! 00 × 73                                   pad (mixed into the hash)
 //! ```
 //!
-//! Message 2 is 230 bytes (B's ephemeral key, its static key and tag, its
-//! 150-byte payload and tag), message 3 is 198; the sealed `Ping` record is
+//! Message 2 is 234 bytes (B's ephemeral key, its static key and tag, its
+//! 154-byte payload and tag), message 3 is 202; the sealed `Ping` record is
 //! 128 bytes: `7c000000` (124), then 1 + 107 + 16 bytes of ciphertext and
 //! tag (`tests/golden/sealed_ping.bin`). A wire change shows up there as a
 //! diff.

@@ -2,7 +2,7 @@
 //! Relations between limits are checked at compile time below.
 
 /// Wire format version carried in byte 0 of every frame.
-pub const PROTOCOL_VERSION: u8 = 4;
+pub const PROTOCOL_VERSION: u8 = 5;
 
 /// Fixed frame header: version (1) + kind (1) + sender key (32) + sequence (8).
 pub const HEADER_LEN: usize = 1 + 1 + 32 + 8;
@@ -33,7 +33,7 @@ pub const SEAL_OVERHEAD: usize = 1 + TAG_LEN;
 /// Largest record on a stream: a sealed [`MAX_FRAME_LEN`] frame.
 pub const MAX_RECORD_LEN: usize = MAX_FRAME_LEN + SEAL_OVERHEAD;
 
-/// Shortest record a stream decoder accepts. Nothing in version 4 is
+/// Shortest record a stream decoder accepts. Nothing since version 4 is
 /// shorter: message 1 is [`HELLO_LEN`], message 3 at least 66 bytes, a
 /// sealed frame at least a header and [`SEAL_OVERHEAD`].
 pub const MIN_RECORD_LEN: usize = 48;
@@ -44,9 +44,20 @@ pub const HELLO_LEN: usize = 106;
 
 /// Largest handshake message p2pa writes: message 2, an ephemeral key, the
 /// static key and its tag, and the payload (node id, certificate, port,
-/// capabilities) and its tag.
-pub const MAX_HANDSHAKE_LEN: usize =
-    32 + 48 + 1 + 32 + 64 + 3 + 3 + 3 + 1 + 32 * MAX_BEACON_MODELS + TAG_LEN;
+/// capabilities: kinds, slots, models and their run times) and its tag.
+pub const MAX_HANDSHAKE_LEN: usize = 32
+    + 48
+    + 1
+    + 32
+    + 64
+    + 3
+    + 3
+    + 3
+    + 1
+    + 32 * MAX_BEACON_MODELS
+    + 1
+    + 5 * MAX_BEACON_MODELS
+    + TAG_LEN;
 
 /// Largest datagram (UDP) frame: fits the IPv6 minimum MTU (1280) minus the
 /// IPv6 (40) and UDP (8) headers with margin, so beacons are never fragmented.
@@ -66,9 +77,11 @@ pub const MAX_ERROR_DETAIL: usize = 256;
 /// Length of the ephemeral secrets (and keys) of the handshake.
 pub const NONCE_LEN: usize = 32;
 
-/// Worst-case postcard size of a `Beacon` body: port (3) + query (1) + kinds (1)
-/// + free slots (3) + model count (1) + models.
-pub const MAX_BEACON_BODY_LEN: usize = 3 + 1 + 1 + 3 + 1 + 32 * MAX_BEACON_MODELS;
+/// Worst-case postcard size of a `Beacon` body: port (3), query (1), kinds
+/// (1), free slots (3), model count (1), models, run-time count (1), run
+/// times (5 each at most).
+pub const MAX_BEACON_BODY_LEN: usize =
+    3 + 1 + 1 + 3 + 1 + 32 * MAX_BEACON_MODELS + 1 + 5 * MAX_BEACON_MODELS;
 
 const _: () = assert!(MAX_RECORD_LEN <= u32::MAX as usize);
 const _: () = assert!(MIN_RECORD_LEN <= HEADER_LEN + SEAL_OVERHEAD);

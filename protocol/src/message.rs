@@ -153,9 +153,19 @@ pub struct Capabilities {
     pub free_slots: u16,
     /// Models it holds in its cache.
     pub models: Vec<Hash32, MAX_BEACON_MODELS>,
+    /// Its mean run time of `models[i]`, in microseconds, over its last
+    /// tasks (how fast this machine is at it); 0, or no entry `i`: not
+    /// measured yet. Entries past `models` mean nothing.
+    pub run_us: Vec<u32, MAX_BEACON_MODELS>,
 }
 
 impl Capabilities {
+    /// The measured mean run time of `model`, where this node says one.
+    pub fn run_time_us(&self, model: &Hash32) -> Option<u32> {
+        let i = self.models.iter().position(|m| m == model)?;
+        self.run_us.get(i).copied().filter(|us| *us > 0)
+    }
+
     /// Whether the node takes a task of `kind` needing the engine `needs`
     /// now: it runs the kind on that engine and is not paused.
     pub const fn takes(&self, kind: TaskKind, needs: u8) -> bool {

@@ -66,15 +66,15 @@ fn worked_example_in_the_crate_docs_holds() {
     assert_eq!(key.node_id().short().to_string(), "197f6b23");
     let bytes = frame(&key, 1, &Message::Ping(Ping { nonce: 7 }));
     assert_eq!(bytes.len(), 107);
-    assert_eq!(&bytes[..2], &[4, 9]);
+    assert_eq!(&bytes[..2], &[5, 9]);
     assert_eq!(&bytes[2..34], key.node_id().as_bytes());
     assert_eq!(&bytes[34..42], &1u64.to_le_bytes());
     assert_eq!(bytes[42], 7);
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let documented = "0409197f6b23e16c8532c6abc838facd5ea789be0c76b2920334039bfa8b3d368d61\
-                      010000000000000007946df5115ea482222a38dae95409d3fe9667d6bf5302a0\
-                      2e914a559996b744b5c941a191d5d5bfaff565882b6188b8be110561dca8f44f\
-                      f3b4525d6335a51d0c";
+    let documented = "0509197f6b23e16c8532c6abc838facd5ea789be0c76b2920334039bfa8b3d368d61\
+                      010000000000000007f35e14de885dcb3229d8816f4453d4f9173e97bf2397bb\
+                      c9e16be3eefebaf2fa406e55166a429c10cb7deac32f5da428e1e28dfff74ac6\
+                      d882f7e382d81e7f05";
     assert_eq!(
         hex, documented,
         "the worked example in lib.rs is out of date"

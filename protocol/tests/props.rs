@@ -73,6 +73,11 @@ fn build(p: &Params) -> Message<'_> {
         kinds: KindSet(p.variant & 0x0f),
         free_slots: p.port,
         models: p.models.iter().copied().collect(),
+        run_us: p
+            .models
+            .iter()
+            .map(|m| u32::from_be_bytes([m[0], m[1], m[2], m[3]]))
+            .collect(),
     };
     let status = pick(
         &[

@@ -160,6 +160,9 @@ class Peer:
     #: Its owner paused it (``p2pa pause``, or ``--only-when-idle`` while the
     #: machine is in use): it takes no tasks until it resumes.
     paused: bool = False
+    #: Its own measured mean run time of the models it holds, as
+    #: ``(model sha256 hex, milliseconds)`` pairs (those it has run).
+    speeds: Tuple[Tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -271,7 +274,16 @@ class Pool:
     def peers(self, wait: float = 1.0) -> List[Peer]:
         """The peers found after looking for ``wait`` seconds."""
         rows = json.loads(self._node.peers(float(wait)))
-        return [Peer(**{**r, "kinds": tuple(r["kinds"])}) for r in rows]
+        known = set(Peer.__dataclass_fields__)
+
+        def peer(r: Dict[str, Any]) -> Peer:
+            # A newer node's keys that this version does not know are left out.
+            r = {k: v for k, v in r.items() if k in known}
+            r["kinds"] = tuple(r.get("kinds", ()))
+            r["speeds"] = tuple((s["model"], float(s["mean_ms"])) for s in r.get("speeds", ()))
+            return Peer(**r)
+
+        return [peer(r) for r in rows]
 
     def submit(self, kind: str, data: Union[bytes, str], *, timeout: Optional[float] = None) -> Result:
         """Runs one task of another kind (``"echo"``, ``"hash"``,

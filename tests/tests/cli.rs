@@ -1106,9 +1106,10 @@ fn models() -> std::path::PathBuf {
 
 /// `--max-cpu-percent`: the node says its limit, its inference process is
 /// stopped and resumed to keep to it (status counts the time stopped), and
-/// the tasks still complete with the right outputs.
+/// the tasks still complete with the right outputs. Then `peers` shows the
+/// worker's own measured speed of the model.
 #[test]
-fn max_cpu_percent_stops_and_resumes_the_inference_process() {
+fn max_cpu_percent_stops_and_resumes_the_inference_process_and_peers_show_its_speed() {
     let port = unique_port();
     let dir = scratch("max-cpu");
     let data = dir.join("w");
@@ -1170,6 +1171,23 @@ fn max_cpu_percent_stops_and_resumes_the_inference_process() {
     // of the rate: 40 ms on two cores), so the process was stopped.
     assert!(limit["stopped_s"].as_f64().unwrap() > 0.0, "{limit}");
     assert_eq!(v["work"]["completed"], 2, "{v}");
+    // Its beacons carry its mean run time of the model: `peers` shows it.
+    let model = v["models"][0].as_str().unwrap().to_owned();
+    let peers = p2pa_local(port, &["peers", "--json", "--wait", "2500"], T);
+    let seen: Vec<Value> = jsonl(&stdout(&peers));
+    let me = seen
+        .iter()
+        .find(|p| p["node_id"] == node.id.as_str())
+        .unwrap_or_else(|| panic!("{seen:?}"));
+    let speed = &me["speeds"][0];
+    assert_eq!(speed["model"], model.as_str(), "{me}");
+    assert!(speed["mean_ms"].as_f64().unwrap() > 0.0, "{me}");
+    let table = p2pa_local(port, &["peers", "--wait", "2500"], T);
+    assert!(
+        stdout(&table).contains(&format!("{}: ", &model[..8])),
+        "{}",
+        stdout(&table)
+    );
 }
 
 /// `GET path` from `addr`; the whole answer (head and body).

@@ -388,6 +388,7 @@ fn session_as(
             kinds,
             free_slots: 1,
             models: Default::default(),
+            run_us: Default::default(),
         },
     };
     let (mut session, _) = p2pa_tiny::initiate(

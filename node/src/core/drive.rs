@@ -313,8 +313,10 @@ impl Driver {
             1 => TaskStatus::Failed,
             _ => TaskStatus::Timeout,
         };
+        let ran = Duration::from_micros(u64::from(input.byte()) << 8);
         let output = input.bytes(2048);
-        self.core.handle_job_done(self.now, job, status, output);
+        self.core
+            .handle_job_done(self.now, job, status, output, ran);
     }
 
     fn dial_result(&mut self, b: u8) {

@@ -39,7 +39,7 @@ mod worker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use p2pa_protocol::{GoodbyeReason, Identity, Keypair, KindSet, Message, NodeId, Seal, TaskStatus};
 
@@ -495,14 +495,21 @@ impl Core {
             .cancel(now, task_id, TaskError::Cancelled, &mut wire!(self));
     }
 
-    /// The shell finished a job.
-    pub fn handle_job_done(&mut self, now: Instant, job: JobId, status: TaskStatus, output: &[u8]) {
+    /// The shell finished a job: how it ended, its output, and how long it
+    /// ran (what the worker advertises of its speed per model).
+    pub fn handle_job_done(
+        &mut self,
+        now: Instant,
+        job: JobId,
+        status: TaskStatus,
+        output: &[u8],
+        ran: Duration,
+    ) {
         self.worker.job_done(
             now,
             &self.cfg,
             job,
-            status,
-            output,
+            (status, output, ran),
             &mut self.blobs,
             &mut wire!(self),
         );

@@ -73,6 +73,7 @@ impl Core {
                     let mut caps = worker.capabilities(cfg, blobs);
                     if cfg.quiet_beacons {
                         caps.models.clear(); // beacons travel in the clear
+                        caps.run_us.clear();
                     }
                     caps
                 };

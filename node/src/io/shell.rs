@@ -212,7 +212,7 @@ impl Shell {
             Input::Closed(conn, why) => self.closed(now, conn, why),
             Input::Wake => {}
             Input::JobDone(job, status, output, ran) => {
-                self.core.handle_job_done(now, job, status, &output);
+                self.core.handle_job_done(now, job, status, &output, ran);
                 if let Some(Started { kind, model, .. }) = self.started.remove(&job) {
                     self.tell(NodeEvent::TaskFinished {
                         job,
@@ -464,9 +464,10 @@ impl Shell {
         if self.core.config().runs_inline(kind, run.input.len()) {
             let start = Instant::now();
             let (status, out) = self.executor.run(run);
-            self.core.handle_job_done(Instant::now(), job, status, &out);
-            self.tell(NodeEvent::TaskStarted { job, kind, model });
             let elapsed = start.elapsed();
+            self.core
+                .handle_job_done(Instant::now(), job, status, &out, elapsed);
+            self.tell(NodeEvent::TaskStarted { job, kind, model });
             return Some(NodeEvent::TaskFinished {
                 job,
                 kind,
@@ -505,6 +506,7 @@ impl Shell {
                 job,
                 TaskStatus::Failed,
                 b"executor queue full",
+                Duration::ZERO,
             );
         }
     }

@@ -47,6 +47,7 @@ enum Action {
         node: usize,
         job: u64,
         output: Vec<u8>,
+        ran: Duration,
     },
 }
 
@@ -327,6 +328,7 @@ impl Sim {
                             node: i,
                             job,
                             output,
+                            ran: d,
                         },
                     );
                 }
@@ -414,9 +416,9 @@ impl Sim {
             Action::Closed { conn, .. } => {
                 core.handle_closed(now, conn, ConnectError::ClosedByPeer)
             }
-            Action::JobDone { job, output, .. } => {
-                core.handle_job_done(now, job, TaskStatus::Completed, &output)
-            }
+            Action::JobDone {
+                job, output, ran, ..
+            } => core.handle_job_done(now, job, TaskStatus::Completed, &output, ran),
         }
         self.flush(node);
     }

@@ -54,7 +54,7 @@ pub const STATIC_KEY_CONTEXT: &[u8] = b"p2pa/v4/static-key";
 
 /// Reserved bytes of message 1 (zeros): they pad it to 106 bytes, the
 /// shortest version-3 frame, so a version-3 node reads its version byte and
-/// refuses it as version 4 rather than as a short frame.
+/// refuses it as a newer version rather than as a short frame.
 const HELLO_PAD: usize = HELLO_LEN - 1 - DH_LEN;
 
 /// What a node tells its peer about itself in the handshake.
@@ -495,7 +495,7 @@ impl AwaitConfirm {
 
 /// Writes, length-prefixed, what a responder answers a peer of another
 /// wire version: 106 bytes that start with this version's byte, which a
-/// version-3 node refuses with "unsupported protocol version 4". Returns the
+/// version-3 node refuses with "unsupported protocol version 5". Returns the
 /// bytes written.
 pub fn version_notice(out: &mut [u8]) -> Result<usize, EncodeError> {
     let have = out.len();

@@ -28,10 +28,13 @@ pub fn context_for(kind: MessageKind) -> Context<'static> {
 pub fn caps() -> Capabilities {
     let mut models = heapless::Vec::new();
     models.push([0xabu8; 32]).unwrap();
+    let mut run_us = heapless::Vec::new();
+    run_us.push(41_500).unwrap();
     Capabilities {
         kinds: KindSet::default().with(TaskKind::Echo).with(TaskKind::Hash),
         free_slots: 4,
         models,
+        run_us,
     }
 }
 

@@ -60,6 +60,7 @@ impl<'k> Worker<'k> {
                 kinds: KindSet::default().with(TaskKind::Echo).with(TaskKind::Hash),
                 free_slots: 1,
                 models: heapless::Vec::new(),
+                run_us: heapless::Vec::new(),
             },
         }
     }

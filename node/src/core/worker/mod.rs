@@ -110,7 +110,13 @@ pub(crate) struct Worker {
     failed: u64,
     /// Paused by its owner (`p2pa pause`): no new work, nothing offered.
     paused: bool,
+    /// Its mean run time of each model it ran (microseconds, a moving
+    /// average: a quarter the newest), advertised beside the model.
+    speeds: BTreeMap<Hash32, u32>,
 }
+
+/// Models whose run time a worker keeps (the oldest-keyed goes first).
+const MAX_SPEEDS: usize = 64;
 
 impl Worker {
     pub(crate) fn new() -> Self {
@@ -122,6 +128,7 @@ impl Worker {
             completed: 0,
             failed: 0,
             paused: false,
+            speeds: BTreeMap::new(),
         }
     }
 
@@ -150,11 +157,40 @@ impl Worker {
             true => (cfg.kinds.with_flags(KindSet::PAUSED), 0),
             false => (cfg.kinds, self.free_slots(cfg)),
         };
+        let models: heapless::Vec<Hash32, MAX_BEACON_MODELS> =
+            blobs.advertised(MAX_BEACON_MODELS).collect();
+        let run_us = models
+            .iter()
+            .map(|m| self.speeds.get(m).copied().unwrap_or(0))
+            .collect();
         Capabilities {
             kinds,
             free_slots,
-            models: blobs.advertised(MAX_BEACON_MODELS).collect(),
+            models,
+            run_us,
         }
+    }
+
+    /// Counts `ran` in the model's mean run time.
+    fn note_run(&mut self, model: Hash32, ran: Duration) {
+        let us = u32::try_from(ran.as_micros()).unwrap_or(u32::MAX).max(1);
+        let mean = match self.speeds.get(&model) {
+            // 3/4 the old and 1/4 the new, in u64: no overflow.
+            Some(&old) => {
+                let m = u64::from(old)
+                    .saturating_mul(3)
+                    .saturating_add(u64::from(us))
+                    / 4;
+                u32::try_from(m).unwrap_or(u32::MAX).max(1)
+            }
+            None => {
+                if self.speeds.len() >= MAX_SPEEDS {
+                    self.speeds.pop_first();
+                }
+                us
+            }
+        };
+        self.speeds.insert(model, mean);
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
@@ -410,8 +446,7 @@ impl Worker {
         now: Instant,
         cfg: &Config,
         job: JobId,
-        status: TaskStatus,
-        output: &[u8],
+        (status, output, ran): (TaskStatus, &[u8], Duration),
         blobs: &mut Blobs,
         w: &mut Wire<'_>,
     ) {
@@ -422,6 +457,12 @@ impl Worker {
             self.jobs.remove(&job);
             return;
         }
+        if let (TaskStatus::Completed, Some(model)) = (status, j.model) {
+            self.note_run(model, ran);
+        }
+        let Some(j) = self.jobs.get(&job) else {
+            return;
+        };
         let max = usize::try_from(j.max_output).unwrap_or(usize::MAX);
         if output.len() > max {
             let msg = format!(
