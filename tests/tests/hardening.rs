@@ -580,7 +580,7 @@ fn attack_round(w: SocketAddr, port: u16, round: u64) {
 /// Resident memory of a worker process while an attack runs beside honest
 /// requesters, per attack class: its peak must stay under this bound (a
 /// debug build at rest holds about 21 MiB; every table, queue and buffer an
-/// attacker can fill is bounded by count or bytes, see SECURITY.md).
+/// attacker can fill is bounded by count or bytes, see docs/threat-model.md).
 const CLASS_RSS_BOUND_KIB: u64 = 48 * 1024;
 /// The bound while requesters send large inputs: the idle bound, plus what
 /// the worker's budgets allow to be held (twice `--input-buffer-mb 8`, for
@@ -593,7 +593,7 @@ const TENSOR_RSS_BOUND_KIB: u64 = (48 + 2 * 8 + 2 * 4 + 3 * 2 * 4 + 16) * 1024;
 /// honest requester (a new key and session each, as the CLI does) running an
 /// echo task every 200 ms beside it and once right after it: every honest
 /// task completes, the worker's peak RSS stays under the bound, and the task
-/// right after the attack is prompt. Prints a table (SECURITY.md has it).
+/// right after the attack is prompt. Prints a table (docs/threat-model.md has it).
 #[test]
 fn each_attack_class_leaves_the_worker_serving_with_bounded_memory() {
     use p2pa_tests::{scratch, NodeProc};
