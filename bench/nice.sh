@@ -11,12 +11,16 @@
 #                              P2PA_NICE_WINDOW: seconds, 8 by default;
 #                              P2PA_NICE_MODEL, P2PA_NICE_INPUT: another
 #                              model and its .npy/.npz input, e.g. aecmos
-#                              from scripts/real-models.sh)
+#                              from scripts/real-models.sh;
+#                              P2PA_NICE_OWNERS: the owner's loops, one per
+#                              core by default; 1 is issue 26's case of one
+#                              CPU-bound owner process)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${P2PA_BIN:-$PWD/target/release/p2pa}
 window=${P2PA_NICE_WINDOW:-8}
 cores=$(nproc)
+owners=${P2PA_NICE_OWNERS:-$cores}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 model=${P2PA_NICE_MODEL:-models/ppocr_cls.onnx}
@@ -30,7 +34,7 @@ net=(--multicast-ttl 0 --no-mdns --multicast-port "$port")
 # One loop per core: iterations of a fixed body in $window seconds.
 owner() {
   local pids=() i
-  for i in $(seq "$cores"); do
+  for i in $(seq "$owners"); do
     python3 -c "
 import time
 end = time.monotonic() + $window
@@ -85,7 +89,7 @@ for _ in $(seq "$rounds"); do
 done
 a=$(owner); alone=$((alone + a)); list="$list $a"
 base=$(( alone / (rounds + 1) ))
-echo "$(date -u +%F), $cores cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), window ${window} s, means of $rounds rounds, $(basename "$model")"
+echo "$(date -u +%F), $cores cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), window ${window} s, means of $rounds rounds, $(basename "$model"), $owners owner loop(s)"
 echo
 echo "| owner's loops beside | owner iterations | vs alone | node inferences in the window |"
 echo "|---|---|---|---|"

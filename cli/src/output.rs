@@ -187,7 +187,7 @@ pub enum Body {
     /// a failure's text is kept, as `Raw`.
     Omit,
     /// As `Tensors`, but the tensors are left for the writer to add
-    /// ([`crate::journal::line_bytes`]): `prediction` only.
+    /// (`journal::line_bytes`): `prediction` only.
     Deferred,
 }
 

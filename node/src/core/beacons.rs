@@ -12,9 +12,9 @@ use p2pa_protocol::{
     FrameError, Keypair, Message, NodeId, MAX_DATAGRAM_LEN,
 };
 
+use super::config::Config;
 use super::output::{bump, Noise, Outbox, Transmit};
 use super::rng::{jitter, Entropy};
-use super::Config;
 
 /// Gap between the beacons of the start-up burst.
 const BURST_GAP: Duration = Duration::from_millis(100);

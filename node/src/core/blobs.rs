@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 
 use p2pa_protocol::{BlobChunk, BlobRequest, ErrorCode, Hash32, Message, NodeId, BLOB_CHUNK_LEN};
 
+use super::config::Config;
 use super::output::Event;
 use super::pace::{Pace, Verdict};
 use super::reason::FetchError;
 use super::receipt::sha256;
 use super::tally::Tally;
-use super::{Config, Wire};
+use super::wire::Wire;
 use crate::hex::hex;
 
 /// What a blob is fetched for.

@@ -15,7 +15,7 @@ mod budget;
 mod config;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod drive;
-mod endings;
+mod ids;
 mod observed;
 mod outcome;
 mod output;
@@ -27,13 +27,11 @@ mod receipt;
 mod recent;
 mod requester;
 mod rng;
+mod router;
 mod sessions;
 mod state;
 mod stats;
-mod streams;
 mod tally;
-mod timer;
-mod transfers;
 mod wire;
 mod worker;
 
@@ -47,6 +45,7 @@ pub use config::{
     Config, Trust, DEFAULT_INPUT_BUFFER_BYTES, DEFAULT_MAX_TASK_DEADLINE, DEFAULT_MAX_TENSOR_BYTES,
     DEFAULT_MIN_TRANSFER_RATE, DEFAULT_MODEL_CACHE_BYTES, DEFAULT_TCP_PORT, MAX_INLINE_TENSOR,
 };
+pub use ids::{ConnId, JobId};
 pub use outcome::TaskOutcome;
 pub use output::{Event, Transmit};
 pub use peer_info::{PeerInfo, PeerState, Via};
@@ -65,12 +64,6 @@ use requester::{Requester, Resulted};
 use sessions::{Sessions, Up};
 use wire::{wire, Wire};
 use worker::Worker;
-
-/// Identifies one TCP connection between the core and its shell.
-pub type ConnId = u64;
-
-/// A job the worker side asked the shell to run.
-pub type JobId = u64;
 
 /// The node's state machine.
 pub struct Core {

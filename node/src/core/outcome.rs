@@ -9,7 +9,7 @@ use super::reason::TaskError;
 /// How a task ended, reported once per task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskOutcome {
-    /// The id [`submit`](super::Core::submit) returned.
+    /// The id `Core::submit` returned.
     pub task_id: u64,
     /// How it ended.
     pub status: TaskStatus,

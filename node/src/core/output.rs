@@ -10,10 +10,10 @@ use p2pa_protocol::{NodeId, TaskKind};
 
 pub(crate) use super::stats::{bump, Noise, Stats};
 
+use super::ids::{ConnId, JobId};
 use super::outcome::TaskOutcome;
 use super::peer_info::Via;
 use super::reason::CloseReason;
-use super::{ConnId, JobId};
 
 /// Work for the shell's sockets.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::Config;
+use super::config::Config;
 
 /// Progress of one transfer in its current window.
 #[derive(Debug, Clone, Copy)]

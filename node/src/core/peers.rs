@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 use p2pa_protocol::{Beacon, Capabilities, NodeId, ReplayGuard};
 
 use super::budget::{DialBudget, RESERVED};
+use super::config::Config;
+use super::ids::ConnId;
 use super::output::{bump, Event, Noise, Outbox};
 use super::peer_info::{PeerInfo, PeerState, Via};
 use super::recent::Recent;
 use super::rng::{jitter, Entropy};
-use super::{Config, ConnId};
 
 mod evict;
 

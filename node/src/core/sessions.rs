@@ -13,10 +13,11 @@ use p2pa_protocol::{
     StreamDecoder, LEN_PREFIX_LEN, MAX_RECORD_LEN,
 };
 
+use super::config::Config;
+use super::ids::ConnId;
 use super::output::{bump, Noise, Outbox, Transmit};
 use super::reason::CloseReason;
 use super::rng::{Entropy, EntropyError};
-use super::{Config, ConnId};
 
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // most connections are in session: unboxed

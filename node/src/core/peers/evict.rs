@@ -15,7 +15,8 @@ use std::time::Instant;
 use p2pa_protocol::{KindSet, NodeId};
 
 use super::Peers;
-use crate::core::{Config, ConnId};
+use crate::core::config::Config;
+use crate::core::ids::ConnId;
 
 /// The session budget a newcomer finds full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

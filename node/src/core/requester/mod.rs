@@ -14,13 +14,14 @@ mod results;
 
 pub(crate) use results::Resulted;
 
+use super::config::Config;
 use super::config::MAX_INLINE_TENSOR;
 use super::observed::Observed;
 use super::outcome::TaskOutcome;
 use super::output::{bump, Event};
 use super::reason::TaskError;
 use super::state::TaskState;
-use super::{Config, Wire};
+use super::wire::Wire;
 
 /// Delay before offering a task again after a `Busy` or when no worker is free.
 const RETRY_DELAY: Duration = Duration::from_millis(50);

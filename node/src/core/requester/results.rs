@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use p2pa_protocol::{Hash32, NodeId, Receipt, Seal, TaskOutput, TaskResult, TaskStatus};
 
 use super::{Answer, Pending, Requester};
+use crate::core::config::{Config, MAX_INLINE_TENSOR};
 use crate::core::output::{bump, Noise};
 use crate::core::reason::TaskError;
 use crate::core::receipt::{check_result, sha256};
-use crate::core::{Config, Wire, MAX_INLINE_TENSOR};
+use crate::core::wire::Wire;
 
 /// What a result asks of the router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,9 +6,11 @@
 use p2pa_protocol::{Message, NodeId, RejectReason, TaskReject};
 
 use super::limits::queue_capacity;
-use super::{JobId, TaskState, Worker};
+use super::{TaskState, Worker};
+use crate::core::config::Config;
+use crate::core::ids::JobId;
 use crate::core::tally::Tally;
-use crate::core::{Config, Wire};
+use crate::core::wire::Wire;
 
 impl Worker {
     /// Pauses or resumes taking work; returns whether that changed

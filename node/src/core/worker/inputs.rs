@@ -5,8 +5,9 @@
 use p2pa_protocol::{Hash32, NodeId, TaskStatus};
 
 use super::Worker;
+use crate::core::config::Config;
 use crate::core::tally::Tally;
-use crate::core::{Config, Wire};
+use crate::core::wire::Wire;
 
 impl Worker {
     /// Input blobs to fetch now, with their declared length and the

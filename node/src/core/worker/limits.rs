@@ -3,7 +3,7 @@
 use p2pa_protocol::NodeId;
 
 use crate::core::blobs::Blobs;
-use crate::core::Config;
+use crate::core::config::Config;
 
 /// Jobs a worker holds at once: its slots plus its queue.
 pub(super) fn queue_capacity(cfg: &Config) -> usize {

@@ -14,12 +14,14 @@ use p2pa_protocol::{
 };
 
 use super::blobs::Blobs;
+use super::config::Config;
 use super::config::MAX_INLINE_TENSOR;
+use super::ids::JobId;
 use super::output::Event;
 use super::receipt::sha256;
 use super::state::{TaskState, Work};
 use super::tally::Tally;
-use super::{Config, JobId, Wire};
+use super::wire::Wire;
 
 mod handback;
 mod holds;

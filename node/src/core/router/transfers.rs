@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use p2pa_protocol::Hash32;
 
-use super::blobs::{Fetched, Want};
-use super::{wire, Core, Wire};
+use crate::core::blobs::{Fetched, Want};
+use crate::core::{wire, Core, Wire};
 
 impl Core {
     /// Requester side: serve `bytes` (a model) to workers that ask for `hash`.
@@ -29,7 +29,7 @@ impl Core {
 
     /// What a blob chunk completed: whoever waited for the blob goes on, or
     /// fails.
-    pub(super) fn fetched(&mut self, now: Instant, hash: Hash32, fetched: Fetched) {
+    pub(in crate::core) fn fetched(&mut self, now: Instant, hash: Hash32, fetched: Fetched) {
         let cfg = &self.cfg;
         match fetched {
             Fetched::Pending => return,
@@ -63,7 +63,7 @@ impl Core {
 
     /// A job waits for room in the output buffer: the outputs fetched under
     /// the floor rate go early, and the jobs start.
-    pub(super) fn make_output_room(&mut self, now: Instant) {
+    pub(in crate::core) fn make_output_room(&mut self, now: Instant) {
         if self.worker.waits_for_output_room(&self.cfg, &self.blobs)
             && self.blobs.drop_laggards(now, &self.cfg)
         {
@@ -73,7 +73,7 @@ impl Core {
     }
 
     /// Starts the input fetches the worker's buffer has room for.
-    pub(super) fn fetch_inputs(&mut self, now: Instant) {
+    pub(in crate::core) fn fetch_inputs(&mut self, now: Instant) {
         for (hash, len, peer) in self.worker.inputs_to_fetch(&self.cfg) {
             self.blobs
                 .fetch(now, hash, Want::Input, peer, Some(len), &mut wire!(self));
@@ -82,7 +82,7 @@ impl Core {
 
     /// Frees the fetches no task waits for any more, and the task inputs
     /// lent for tasks that ended.
-    pub(super) fn prune_fetches(&mut self) {
+    pub(in crate::core) fn prune_fetches(&mut self) {
         let (worker, requester) = (&self.worker, &self.requester);
         self.blobs
             .prune(|h| worker.wants_model(h) || worker.wants_input(h) || requester.wants_output(h));

@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use p2pa_protocol::{GoodbyeReason, Intro};
 
-use super::output::bump;
-use super::sessions::Step;
-use super::stats::Noise;
-use super::{CloseReason, ConnId, Core};
+use crate::core::output::bump;
+use crate::core::sessions::Step;
+use crate::core::stats::Noise;
+use crate::core::{CloseReason, ConnId, Core};
 
 impl Core {
     /// Bytes arrived on a connection (all used; a partial frame is buffered).

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use p2pa_protocol::GoodbyeReason;
 
-use super::{wire, CloseReason, Core, Fetched, Wire};
+use crate::core::{wire, CloseReason, Core, Fetched, Wire};
 
 /// The node's timers, in the order `handle_timeout` runs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

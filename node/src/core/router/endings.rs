@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use p2pa_protocol::{GoodbyeReason, NodeId};
 
-use super::output::bump;
-use super::{wire, CloseReason, ConnId, Core, Event, Wire};
+use crate::core::output::bump;
+use crate::core::{wire, CloseReason, ConnId, Core, Event, Wire};
 
 /// Budgets a newcomer can find full at once (per address, requesters, all).
 const BUDGETS: usize = 3;
@@ -18,7 +18,12 @@ impl Core {
     /// not) in every budget it finds full, by ending the least valuable
     /// idle session in that budget's scope (`peers/evict.rs`); false when
     /// some full budget has no session to spare (the newcomer is refused).
-    pub(super) fn session_room(&mut self, now: Instant, ip: IpAddr, requester: bool) -> bool {
+    pub(in crate::core) fn session_room(
+        &mut self,
+        now: Instant,
+        ip: IpAddr,
+        requester: bool,
+    ) -> bool {
         for _ in 0..=BUDGETS {
             let Some(full) = self.peers.full_for(&self.cfg, ip, requester) else {
                 return true;
@@ -39,14 +44,14 @@ impl Core {
     }
 
     /// Says goodbye (when a session context exists) and closes.
-    pub(super) fn goodbye(&mut self, now: Instant, conn: ConnId, reason: GoodbyeReason) {
+    pub(in crate::core) fn goodbye(&mut self, now: Instant, conn: ConnId, reason: GoodbyeReason) {
         self.sessions
             .say_goodbye(conn, &self.key, reason, &mut self.out);
         self.close(now, conn, CloseReason::Sent(reason));
     }
 
     /// Closes a connection for bad input: counted, logged once, closed.
-    pub(super) fn fail(&mut self, now: Instant, conn: ConnId, reason: CloseReason) {
+    pub(in crate::core) fn fail(&mut self, now: Instant, conn: ConnId, reason: CloseReason) {
         let handshaking = self.sessions.is_handshaking(conn);
         if let Some(noise) = reason.count(&mut self.out.stats, handshaking) {
             let addr = self.sessions.addr(conn);
@@ -59,7 +64,7 @@ impl Core {
     }
 
     /// Forgets a connection; if it carried a session, the parts hear of it.
-    pub(super) fn close(&mut self, now: Instant, conn: ConnId, reason: CloseReason) {
+    pub(in crate::core) fn close(&mut self, now: Instant, conn: ConnId, reason: CloseReason) {
         let Some(closed) = self.sessions.remove(conn, &mut self.out) else {
             return;
         };
