@@ -22,6 +22,7 @@ mod demo;
 mod doctor;
 pub mod engine;
 mod idle;
+mod infer_child;
 pub mod inputs;
 pub mod journal;
 mod metrics;
@@ -482,7 +483,13 @@ pub fn main() -> ExitCode {
             max_output_bytes,
             nice,
             ref engine,
-        } => node::cmd_infer_child(models, memory_mb, max_output_bytes, nice, &engine.options()),
+        } => infer_child::cmd_infer_child(
+            models,
+            memory_mb,
+            max_output_bytes,
+            nice,
+            &engine.options(),
+        ),
     };
     match result {
         Ok(code) => ExitCode::from(code),

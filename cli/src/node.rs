@@ -124,110 +124,6 @@ pub struct NodeArgs {
 /// Default of `--infer-memory-mb`.
 const DEFAULT_CHILD_MEMORY_MIB: u64 = 2048;
 
-/// Runs `infer` tasks in child processes of this binary (`p2pa infer-child`),
-/// so that a model that crashes or overruns takes down only its own process.
-/// The executor and what it says of its engine, for the start line.
-type Started = (p2pa_node::task::Executor, Option<String>);
-
-/// Runs `infer` tasks in child processes of this binary (`p2pa infer-child`),
-/// so that a model that crashes or overruns takes down only its own process.
-/// One child starts now: it says which engine runs (or, with `--engine
-/// onnxruntime` where the library does not load, why the node cannot start).
-#[cfg(all(feature = "onnx", unix))]
-fn infer_executor(
-    store: &p2pa_node::models::ModelStore,
-    memory_mib: u64,
-    nice: u8,
-    cpu_cores: Option<f64>,
-    engine: &crate::engine::EngineArgs,
-    max_output: u64,
-) -> Result<Started, CliError> {
-    use p2pa_node::task::child::{ChildCommand, Isolated};
-    let max_output = usize::try_from(max_output).unwrap_or(usize::MAX);
-    let (opts, source) = engine.resolved();
-    let program = match std::env::current_exe() {
-        Ok(program) => program,
-        Err(e) => {
-            log::warn!("cannot find this program ({e}); models run inside the node process");
-            return Ok((p2pa_node::task::executor(Some(store.clone())), None));
-        }
-    };
-    let mut args: Vec<std::ffi::OsString> = vec![
-        "infer-child".into(),
-        "--models".into(),
-        store.dir().into(),
-        "--memory-mb".into(),
-        memory_mib.to_string().into(),
-        "--max-output-bytes".into(),
-        max_output.to_string().into(),
-        "--nice".into(),
-        nice.to_string().into(),
-    ];
-    args.extend(crate::engine::EngineArgs::child_args(&opts));
-    let (executor, info) = Isolated::start(ChildCommand {
-        program,
-        args,
-        max_output,
-        cpu_cores,
-    })
-    .map_err(|e| CliError::usage(format!("cannot start the inference engine: {e}")))?;
-    let line = match (info.kind, source) {
-        (p2pa_node::task::engine::EngineKind::Onnxruntime, Some(src)) => format!(
-            "{} {} ({} {src})",
-            info.kind,
-            info.version,
-            info.note.as_deref().unwrap_or("")
-        ),
-        _ => info.to_string(),
-    };
-    Ok((std::sync::Arc::new(executor), Some(line)))
-}
-
-#[cfg(not(all(feature = "onnx", unix)))]
-fn infer_executor(
-    store: &p2pa_node::models::ModelStore,
-    _memory_mib: u64,
-    _nice: u8,
-    _cpu_cores: Option<f64>,
-    _engine: &crate::engine::EngineArgs,
-    _max_output: u64,
-) -> Result<Started, CliError> {
-    Ok((p2pa_node::task::executor(Some(store.clone())), None))
-}
-
-/// `p2pa infer-child`: what a node starts to run models in (not for people).
-#[cfg(all(feature = "onnx", unix))]
-pub fn cmd_infer_child(
-    models: &Path,
-    memory_mib: u64,
-    max_output: usize,
-    nice: u8,
-    engine: &p2pa_node::task::engine::EngineOptions,
-) -> CliResult {
-    // One thread now: its niceness is the whole process's, and the
-    // engine's threads inherit it.
-    if let Err(e) = p2pa_node::task::lower_priority(nice) {
-        eprintln!("warning: cannot lower this process's priority to nice {nice}: {e}");
-    }
-    let store = p2pa_node::models::ModelStore::new(models, u64::MAX);
-    p2pa_node::task::child::serve(store, memory_mib.saturating_mul(MIB), engine, max_output)
-        .map(|()| exit::OK)
-        .map_err(|e| CliError::usage(format!("inference child: {e}")))
-}
-
-#[cfg(not(all(feature = "onnx", unix)))]
-pub fn cmd_infer_child(
-    _: &Path,
-    _: u64,
-    _: usize,
-    _: u8,
-    _: &p2pa_node::task::engine::EngineOptions,
-) -> CliResult {
-    Err(CliError::usage(
-        "this p2pa was built without the `onnx` feature",
-    ))
-}
-
 /// Limits of a node (defaults suit a LAN of up to a few hundred nodes).
 #[derive(Debug, Args)]
 struct LimitArgs {
@@ -353,8 +249,8 @@ fn options(cli: &Cli, a: &NodeArgs, dir: &Path) -> Result<(NodeOptions, Option<S
     };
     let store = crate::models::store(dir, a.model_cache_mb);
     opts.core.model_cache_bytes = store.limit();
-    let cpu_cores = cpu_limit(a.max_cpu_percent, cores)?;
-    let (executor, engine) = infer_executor(
+    let cpu_cores = crate::infer_child::cpu_limit(a.max_cpu_percent, cores)?;
+    let (executor, engine) = crate::infer_child::executor(
         &store,
         a.infer_memory_mb,
         a.nice,
@@ -375,41 +271,23 @@ fn options(cli: &Cli, a: &NodeArgs, dir: &Path) -> Result<(NodeOptions, Option<S
     Ok((opts, engine))
 }
 
-/// `--max-cpu-percent` as cores' worth of CPU, where this build can keep
-/// to it.
-fn cpu_limit(percent: Option<u8>, cores: usize) -> Result<Option<f64>, CliError> {
-    let Some(percent) = percent else {
-        return Ok(None);
-    };
-    if !p2pa_node::task::throttle::SUPPORTED || !cfg!(all(feature = "onnx", unix)) {
-        return Err(CliError::usage(
-            "--max-cpu-percent needs Linux and a build with models (feature onnx)",
-        ));
-    }
-    Ok(Some(f64::from(percent) / 100.0 * cores as f64))
-}
-
-pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
-    let dir = data_dir(cli.data_dir.as_ref());
-    let key = identity::load_or_create(&dir, &mut os_entropy()?)
-        .map_err(|e| CliError::usage(e.to_string()))?;
-    let (opts, engine) = options(cli, a, &dir)?;
-    // Bound before the node starts: a busy port is an error now.
-    let metrics = a.metrics.map(crate::metrics::bind).transpose()?;
-    let engine_info = opts.executor.engine();
-    let opts_bootstrap = opts.core.bootstrap.clone();
-    let executor = opts.executor.clone();
-    let (handle, node) = NodeHandle::start_local(key, opts)
-        .map_err(|e| CliError::network(format!("cannot start the node: {e}")))?;
+/// The node's start: one JSON line with `--json`, else what it runs and how.
+fn say_started(
+    a: &NodeArgs,
+    handle: &NodeHandle,
+    engine_info: Option<&p2pa_node::task::engine::EngineInfo>,
+    engine: Option<&str>,
+    metrics: Option<std::net::SocketAddr>,
+) {
     let id = handle.id();
     if a.json {
         output::json_line(&serde_json::json!({
             "event": "listening", "addr": handle.local_addr().to_string(), "node_id": id.to_string(),
-            "engine": engine_info.as_ref().map(|e| e.kind.name()),
-            "engine_version": engine_info.as_ref().map(|e| e.version.clone()),
+            "engine": engine_info.map(|e| e.kind.name()),
+            "engine_version": engine_info.map(|e| e.version.clone()),
             "nice": a.nice,
             "max_cpu_percent": a.max_cpu_percent,
-            "metrics": metrics.as_ref().and_then(|l| l.get_ref().local_addr().ok()).map(|m| m.to_string()),
+            "metrics": metrics.map(|m| m.to_string()),
         }));
     } else {
         say!(
@@ -418,7 +296,7 @@ pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
             handle.local_addr(),
             id
         );
-        if let Some(engine) = &engine {
+        if let Some(engine) = engine {
             say!("inference engine: {engine}");
         }
         if a.nice > 0 {
@@ -436,6 +314,28 @@ pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
         }
         say!("press Ctrl-C to stop");
     }
+}
+
+pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
+    let dir = data_dir(cli.data_dir.as_ref());
+    let key = identity::load_or_create(&dir, &mut os_entropy()?)
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    let (opts, engine) = options(cli, a, &dir)?;
+    // Bound before the node starts: a busy port is an error now.
+    let metrics = a.metrics.map(crate::metrics::bind).transpose()?;
+    let engine_info = opts.executor.engine();
+    let opts_bootstrap = opts.core.bootstrap.clone();
+    let executor = opts.executor.clone();
+    let (handle, node) = NodeHandle::start_local(key, opts)
+        .map_err(|e| CliError::network(format!("cannot start the node: {e}")))?;
+    let metrics_addr = metrics.as_ref().and_then(|l| l.get_ref().local_addr().ok());
+    say_started(
+        a,
+        &handle,
+        engine_info.as_ref(),
+        engine.as_deref(),
+        metrics_addr,
+    );
     let known = opts_bootstrap;
     let nudge = crate::resolve::watch(
         crate::resolve::names(&a.bootstrap),

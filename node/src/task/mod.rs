@@ -7,6 +7,8 @@ pub mod child;
 pub mod engine;
 #[cfg(feature = "onnx")]
 pub mod infer;
+#[cfg(all(feature = "onnx", unix))]
+mod pipe;
 pub mod tensor;
 pub mod throttle;
 
