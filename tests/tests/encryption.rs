@@ -319,7 +319,7 @@ fn quiet_beacons_leave_the_models_out() {
 }
 
 #[test]
-fn a_version_3_peer_is_told_the_version_and_refused() {
+fn a_version_3_or_4_peer_is_told_the_version_and_refused() {
     let dir = scratch("v3peer");
     let node = NodeProc::start(unique_port(), &dir.join("n"), &[]);
     let mut s = TcpStream::connect(&node.addr).unwrap();
@@ -333,7 +333,20 @@ fn a_version_3_peer_is_told_the_version_and_refused() {
     s.write_all(&record).unwrap();
     let mut reply = Vec::new();
     let _ = s.read_to_end(&mut reply);
-    // A version-3 node reads this as a frame of version 4 and names it.
+    // A version-3 node reads this as a frame of this version and names it.
+    let version = p2pa_node::protocol::PROTOCOL_VERSION;
     assert_eq!(reply.len(), 4 + 106, "{reply:?}");
-    assert_eq!(&reply[..5], &[106, 0, 0, 0, 4]);
+    assert_eq!(&reply[..5], &[106, 0, 0, 0, version]);
+    // A version-4 node's message 1 (its version byte, an ephemeral key and
+    // the pad) gets the same notice.
+    let mut s = TcpStream::connect(&node.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut hello = vec![4u8];
+    hello.extend_from_slice(&[0x5a; 105]);
+    let mut record = (hello.len() as u32).to_le_bytes().to_vec();
+    record.extend_from_slice(&hello);
+    s.write_all(&record).unwrap();
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    assert_eq!(&reply[..5], &[106, 0, 0, 0, version], "{reply:?}");
 }
