@@ -278,6 +278,7 @@ fn say_started(
     engine_info: Option<&p2pa_node::task::engine::EngineInfo>,
     engine: Option<&str>,
     metrics: Option<std::net::SocketAddr>,
+    limit: Option<&p2pa_node::task::throttle::ThrottleInfo>,
 ) {
     let id = handle.id();
     if a.json {
@@ -287,6 +288,7 @@ fn say_started(
             "engine_version": engine_info.map(|e| e.version.clone()),
             "nice": a.nice,
             "max_cpu_percent": a.max_cpu_percent,
+            "cpu_limit": limit.map(crate::status::limit_json),
             "metrics": metrics.map(|m| m.to_string()),
         }));
     } else {
@@ -305,11 +307,12 @@ fn say_started(
                 a.nice
             );
         }
-        if let Some(p) = a.max_cpu_percent {
+        if let (Some(p), Some(l)) = (a.max_cpu_percent, limit) {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             say!(
-                "inference limited to {p} % of this machine ({:.2} of {cores} cores): its processes are paused and resumed (SIGSTOP/SIGCONT) to keep to it",
-                f64::from(p) / 100.0 * cores as f64
+                "inference limited to {p} % of this machine ({:.2} of {cores} cores), {}",
+                l.cores,
+                l.method
             );
         }
         say!("press Ctrl-C to stop");
@@ -335,6 +338,7 @@ pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
         engine_info.as_ref(),
         engine.as_deref(),
         metrics_addr,
+        executor.throttle().as_ref(),
     );
     let known = opts_bootstrap;
     let nudge = crate::resolve::watch(

@@ -166,6 +166,24 @@ pub async fn serve(
     }
 }
 
+/// A CPU limit as JSON: cores, how it is kept, the time its processes were
+/// held back.
+pub fn limit_json(t: &p2pa_node::task::throttle::ThrottleInfo) -> Value {
+    use p2pa_node::task::throttle::LimitMethod;
+    let (method, cgroup, why) = match &t.method {
+        LimitMethod::Cgroup(dir) => ("cgroup", Some(dir.display().to_string()), None),
+        LimitMethod::Signals(why) => ("signals", None, Some(why.clone())),
+    };
+    json!({
+        "cores": t.cores,
+        "method": method,
+        "cgroup": cgroup,
+        "no_cgroup": why,
+        "stopped_s": t.stopped.as_secs_f64(),
+        "stopped_now": t.stopping,
+    })
+}
+
 async fn status_json(
     handle: &NodeHandle,
     pause: &PauseState,
@@ -202,11 +220,7 @@ async fn status_json(
             "paused": work.paused,
             "paused_asked": asked,
             "paused_busy": busy.map(|b| b.name()),
-            "cpu_limit": executor.throttle().map(|t| json!({
-                "cores": t.cores,
-                "stopped_s": t.stopped.as_secs_f64(),
-                "stopped_now": t.stopping,
-            })),
+            "cpu_limit": executor.throttle().as_ref().map(limit_json),
         },
         "models": work.models.iter().map(|m| p2pa_node::hex::hex(m)).collect::<Vec<_>>(),
         "models_loaded": executor.loaded().iter().map(|m| p2pa_node::hex::hex(m)).collect::<Vec<_>>(),
@@ -291,6 +305,30 @@ pub fn cmd_pause(dir: &Path, paused: bool, as_json: bool) -> CliResult {
 }
 
 /// `p2pa status [--json]`.
+/// The worker's speed per kind and model and its CPU limit, under `work`.
+fn say_work_details(w: &Value) {
+    for s in w["speed"].as_array().into_iter().flatten() {
+        say!(
+            "  speed: {} {}: {:.1} ms a task (mean of the last, {} done)",
+            s["kind"].as_str().unwrap_or("?"),
+            s["model"].as_str().filter(|m| !m.is_empty()).unwrap_or("-"),
+            s["mean_ms"].as_f64().unwrap_or(0.0),
+            s["tasks"]
+        );
+    }
+    if let Some(cores) = w["cpu_limit"]["cores"].as_f64() {
+        say!(
+            "  cpu limit: {cores:.2} cores for inference (--max-cpu-percent, by {}); its processes held back {:.1} s in all{}",
+            match w["cpu_limit"]["method"].as_str() {
+                Some("cgroup") => "the kernel's cgroup",
+                _ => "SIGSTOP/SIGCONT",
+            },
+            w["cpu_limit"]["stopped_s"].as_f64().unwrap_or(0.0),
+            if w["cpu_limit"]["stopped_now"].as_bool() == Some(true) { ", stopped now" } else { "" }
+        );
+    }
+}
+
 pub fn cmd_status(dir: &Path, as_json: bool) -> CliResult {
     let v = ask(dir, Request::Status)?;
     if as_json {
@@ -333,22 +371,7 @@ pub fn cmd_status(dir: &Path, as_json: bool) -> CliResult {
             short.join(", ")
         }
     };
-    for s in w["speed"].as_array().into_iter().flatten() {
-        say!(
-            "  speed: {} {}: {:.1} ms a task (mean of the last, {} done)",
-            s["kind"].as_str().unwrap_or("?"),
-            s["model"].as_str().filter(|m| !m.is_empty()).unwrap_or("-"),
-            s["mean_ms"].as_f64().unwrap_or(0.0),
-            s["tasks"]
-        );
-    }
-    if let Some(cores) = w["cpu_limit"]["cores"].as_f64() {
-        say!(
-            "  cpu limit: {cores:.2} cores for inference (--max-cpu-percent); its processes stopped {:.1} s in all{}",
-            w["cpu_limit"]["stopped_s"].as_f64().unwrap_or(0.0),
-            if w["cpu_limit"]["stopped_now"].as_bool() == Some(true) { ", stopped now" } else { "" }
-        );
-    }
+    say_work_details(w);
     say!("inference engine: {}", engine_line(&v["engine"]));
     say!("models held: {}", models("models"));
     say!("models loaded: {}", models("models_loaded"));

@@ -1113,8 +1113,19 @@ fn max_cpu_percent_stops_and_resumes_the_inference_process_and_peers_show_its_sp
     let port = unique_port();
     let dir = scratch("max-cpu");
     let data = dir.join("w");
-    let node = NodeProc::start(port, &data, &["--max-cpu-percent", "10", "--workers", "1"]);
+    // The duty cycle, even where this machine would give the node a cgroup.
+    let node = NodeProc::start_with_env(
+        port,
+        &data,
+        &["--max-cpu-percent", "10", "--workers", "1"],
+        &[("P2PA_CGROUP_DIR", "")],
+    );
     assert_eq!(node.seen[0]["max_cpu_percent"], 10, "{}", node.seen[0]);
+    assert_eq!(
+        node.seen[0]["cpu_limit"]["method"], "signals",
+        "{}",
+        node.seen[0]
+    );
     let model = models().join("ppocr_cls.onnx");
     let input = models().join("ppocr_cls_input.npy");
     let want = std::fs::read(models().join("ppocr_cls_expected.npy")).unwrap();
@@ -1188,6 +1199,53 @@ fn max_cpu_percent_stops_and_resumes_the_inference_process_and_peers_show_its_sp
         "{}",
         stdout(&table)
     );
+}
+
+/// Where the node may make a cgroup v2 with the cpu controller, the kernel
+/// keeps `--max-cpu-percent`: the node enables cpu for its cgroup's
+/// children, makes its inference cgroup with the quota as `cpu.max`, and
+/// moves its inference process into it. Here on a directory laid out as
+/// the kernel lays out a cgroup (the test cannot assume a delegated one).
+#[test]
+fn max_cpu_percent_uses_a_cgroup_where_the_node_may_make_one() {
+    let port = unique_port();
+    let dir = scratch("cgroup");
+    let cg = dir.join("cg");
+    std::fs::create_dir_all(&cg).unwrap();
+    std::fs::write(cg.join("cgroup.controllers"), "cpuset cpu io memory pids\n").unwrap();
+    std::fs::write(cg.join("cgroup.subtree_control"), "").unwrap();
+    let node = NodeProc::start_with_env(
+        port,
+        &dir.join("w"),
+        &["--max-cpu-percent", "50", "--workers", "1"],
+        &[("P2PA_CGROUP_DIR", cg.to_str().unwrap())],
+    );
+    let limit = &node.seen[0]["cpu_limit"];
+    assert_eq!(limit["method"], "cgroup", "{}", node.seen[0]);
+    let infer = cg.join(format!("p2pa-infer-{}", node.child.id()));
+    assert_eq!(limit["cgroup"], infer.to_str().unwrap(), "{limit}");
+    assert_eq!(
+        std::fs::read_to_string(cg.join("cgroup.subtree_control")).unwrap(),
+        "+cpu"
+    );
+    let cores = std::thread::available_parallelism().unwrap().get() as u64;
+    assert_eq!(
+        std::fs::read_to_string(infer.join("cpu.max")).unwrap(),
+        format!("{} 100000", cores * 50_000)
+    );
+    // The inference process the node started at once is the one moved.
+    let pid: u32 = std::fs::read_to_string(infer.join("cgroup.procs"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let (_, f) = proc_stat(
+        &std::path::Path::new("/proc")
+            .join(pid.to_string())
+            .join("stat"),
+    )
+    .expect("the moved process runs");
+    assert_eq!(f[1], node.child.id().to_string(), "a child of the node");
 }
 
 /// `GET path` from `addr`; the whole answer (head and body).

@@ -41,7 +41,7 @@ use super::pipe::{
     hello_frame, parse_hello, parse_reply, read_frame, read_frame_max, write_frame, write_request,
     HELLO_REFUSED,
 };
-use super::throttle::{Throttle, ThrottleInfo};
+use super::throttle::{CpuLimit, ThrottleInfo};
 use super::{Execute, Job};
 use crate::core::JobId;
 use crate::models::ModelStore;
@@ -93,7 +93,7 @@ pub struct Isolated {
     idle: Mutex<Vec<Proc>>,
     running: Mutex<BTreeMap<JobId, Running>>,
     /// Keeps the children to `cpu_cores`, where set.
-    throttle: Option<Arc<Throttle>>,
+    throttle: Option<CpuLimit>,
 }
 
 /// A job running in a child: the child, and the model it runs.
@@ -110,11 +110,7 @@ impl std::fmt::Debug for Isolated {
 impl Isolated {
     /// Runs `infer` jobs in children started with `command`.
     pub fn new(command: ChildCommand) -> Self {
-        let throttle = command.cpu_cores.and_then(|cores| {
-            Throttle::start(cores)
-                .map_err(|e| log::error!("cannot start the CPU limit's thread: {e}; no limit"))
-                .ok()
-        });
+        let throttle = command.cpu_cores.and_then(CpuLimit::start);
         Self {
             command,
             engine: Mutex::new(None),

@@ -2,6 +2,7 @@
 //! worker slot threads by the shell. `infer` runs ONNX models (feature
 //! `onnx`), in a child process (`child`) where a node runs one.
 
+pub mod cgroup;
 #[cfg(all(feature = "onnx", unix))]
 pub mod child;
 pub mod engine;

@@ -18,10 +18,13 @@
 //! the root, which a service started by systemd or a login session is not
 //! without delegation set up for it; signals work wherever the node runs.
 
+use std::path::PathBuf;
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
+
+use super::cgroup::CpuCgroup;
 
 /// How often the children's CPU time is read.
 pub const TICK: Duration = Duration::from_millis(20);
@@ -32,14 +35,103 @@ pub const BURST: Duration = Duration::from_millis(200);
 const USER_HZ: f64 = 100.0;
 
 /// What a limit is and has done, for `status`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ThrottleInfo {
     /// Cores' worth of CPU the children may use together.
     pub cores: f64,
-    /// Time the children spent stopped, in all.
+    /// How it is kept.
+    pub method: LimitMethod,
+    /// Time the children were held back (stopped, or throttled by the
+    /// kernel), in all.
     pub stopped: Duration,
-    /// Whether they are stopped now.
+    /// Whether they are stopped now (signals only).
     pub stopping: bool,
+}
+
+/// How a CPU limit is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitMethod {
+    /// By the kernel: `cpu.max` of this cgroup v2.
+    Cgroup(PathBuf),
+    /// By this node's duty cycle (`SIGSTOP`/`SIGCONT`), and why no cgroup.
+    Signals(String),
+}
+
+impl std::fmt::Display for LimitMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cgroup(dir) => {
+                write!(f, "by the kernel (cgroup v2 cpu.max in {})", dir.display())
+            }
+            Self::Signals(why) => write!(
+                f,
+                "by pausing and resuming its processes (SIGSTOP/SIGCONT; no cgroup: {why})"
+            ),
+        }
+    }
+}
+
+/// A CPU limit on the inference processes: a cgroup where the node may make
+/// one, else the duty cycle.
+#[derive(Debug)]
+pub enum CpuLimit {
+    /// The kernel keeps it.
+    Cgroup(CpuCgroup),
+    /// The duty cycle keeps it; why there is no cgroup.
+    Signals(Arc<Throttle>, String),
+}
+
+impl CpuLimit {
+    /// `cores` cores' worth for the processes [`track`](Self::track)ed.
+    /// `P2PA_CGROUP_DIR` names the cgroup to make it under instead of this
+    /// process's own (set but empty: no cgroup, the duty cycle). `None`
+    /// where neither can start (said in the log).
+    pub fn start(cores: f64) -> Option<Self> {
+        let own = match std::env::var_os("P2PA_CGROUP_DIR") {
+            Some(d) if d.is_empty() => Err("P2PA_CGROUP_DIR is empty".to_owned()),
+            Some(d) => Ok(PathBuf::from(d)),
+            None => CpuCgroup::own_dir(),
+        };
+        let why = match own.and_then(|own| CpuCgroup::create(&own, cores)) {
+            Ok(cg) => return Some(Self::Cgroup(cg)),
+            Err(why) => why,
+        };
+        match Throttle::start(cores) {
+            Ok(t) => Some(Self::Signals(t, why)),
+            Err(e) => {
+                log::error!("cannot start the CPU limit's thread: {e}; no limit");
+                None
+            }
+        }
+    }
+
+    /// Puts a child just started under the limit.
+    pub fn track(&self, child: &Arc<Mutex<Child>>) {
+        match self {
+            Self::Cgroup(cg) => {
+                let pid = child.lock().map(|c| c.id());
+                if let Ok(pid) = pid {
+                    if let Err(e) = cg.add(pid) {
+                        log::warn!("inference process {pid} not in {}: {e}", cg.dir().display());
+                    }
+                }
+            }
+            Self::Signals(t, _) => t.track(child),
+        }
+    }
+
+    /// The limit and what it has done.
+    pub fn info(&self) -> ThrottleInfo {
+        match self {
+            Self::Cgroup(cg) => ThrottleInfo {
+                cores: cg.cores(),
+                method: LimitMethod::Cgroup(cg.dir().to_owned()),
+                stopped: cg.throttled(),
+                stopping: false,
+            },
+            Self::Signals(t, why) => t.info(why),
+        }
+    }
 }
 
 /// A child and its CPU time when last read.
@@ -99,10 +191,11 @@ impl Throttle {
         }
     }
 
-    /// The limit and what it has done.
-    pub fn info(&self) -> ThrottleInfo {
+    /// The limit and what it has done (`why`: why no cgroup keeps it).
+    pub fn info(&self, why: &str) -> ThrottleInfo {
         ThrottleInfo {
             cores: self.cores,
+            method: LimitMethod::Signals(why.to_owned()),
             stopped: Duration::from_micros(self.stopped_us.load(Ordering::Relaxed)),
             stopping: self.stopping.load(Ordering::Relaxed),
         }
@@ -253,7 +346,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(1500));
         let used = (cpu_ticks(pid).unwrap() - start_ticks) as f64 / USER_HZ;
         let share = used / start.elapsed().as_secs_f64();
-        let info = t.info();
+        let info = t.info("test");
         drop(t); // resumes it (at once, or at its thread's next tick)
         std::thread::sleep(TICK * 3);
         let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
