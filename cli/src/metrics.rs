@@ -355,8 +355,8 @@ pub fn bind(addr: SocketAddr) -> Result<Async<TcpListener>, CliError> {
 }
 
 /// Reads a request head: up to its blank line, its end or [`MAX_REQUEST`]
-/// bytes; returns its first line.
-async fn read_head(stream: &mut Async<std::net::TcpStream>) -> Option<String> {
+/// bytes; returns its first line and whether it accepts OpenMetrics.
+async fn read_head(stream: &mut Async<std::net::TcpStream>) -> Option<(String, bool)> {
     let mut buf = vec![0u8; MAX_REQUEST];
     let mut len = 0usize;
     while let Some(rest) = buf.get_mut(len..).filter(|r| !r.is_empty()) {
@@ -371,14 +371,59 @@ async fn read_head(stream: &mut Async<std::net::TcpStream>) -> Option<String> {
             break;
         }
     }
-    let head = buf.get(..len)?;
-    let line = head.split(|b| *b == b'\n').next()?;
-    Some(String::from_utf8_lossy(line).trim().to_owned())
+    let head = String::from_utf8_lossy(buf.get(..len)?);
+    let line = head.lines().next()?.trim().to_owned();
+    let openmetrics = head.lines().skip(1).any(|h| {
+        h.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("accept")
+                && value.contains("application/openmetrics-text")
+        })
+    });
+    Some((line, openmetrics))
+}
+
+/// The OpenMetrics page prometheus-client writes, in the Prometheus text
+/// format 0.0.4 (for scrapers that do not ask for OpenMetrics): a counter's
+/// family is named with its `_total`, an info family is a gauge named
+/// `_info`, and there is no `# UNIT` or `# EOF`. Samples are the same.
+pub fn text_004(openmetrics: &str) -> String {
+    let mut renamed = std::collections::BTreeMap::new();
+    for line in openmetrics.lines() {
+        let mut w = line.split_ascii_whitespace();
+        if let (Some("#"), Some("TYPE"), Some(name), Some(kind)) =
+            (w.next(), w.next(), w.next(), w.next())
+        {
+            match kind {
+                "counter" => renamed.insert(name.to_owned(), (format!("{name}_total"), "counter")),
+                "info" => renamed.insert(name.to_owned(), (format!("{name}_info"), "gauge")),
+                _ => None,
+            };
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        let mut w = line.splitn(4, ' ');
+        let text = match (w.next(), w.next(), w.next(), w.next()) {
+            (Some("#"), Some("EOF" | "UNIT"), ..) => continue,
+            (Some("#"), Some("HELP"), Some(name), rest) => match renamed.get(name) {
+                Some((to, _)) => format!("# HELP {to} {}", rest.unwrap_or("")),
+                None => line.to_owned(),
+            },
+            (Some("#"), Some("TYPE"), Some(name), _) => match renamed.get(name) {
+                Some((to, kind)) => format!("# TYPE {to} {kind}"),
+                None => line.to_owned(),
+            },
+            _ => line.to_owned(),
+        };
+        out.push_str(text.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// The answer to a request line: status line, content type, body.
 async fn answer(
-    line: &str,
+    (line, openmetrics): (&str, bool),
     metrics: &Metrics,
     handle: &NodeHandle,
     executor: &Executor,
@@ -387,10 +432,15 @@ async fn answer(
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let path = path.split('?').next().unwrap_or("");
     Some(match (method, path) {
-        ("GET", "/metrics") => (
+        ("GET", "/metrics") if openmetrics => (
             "200 OK",
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             metrics.page(handle, executor).await?,
+        ),
+        ("GET", "/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            text_004(&metrics.page(handle, executor).await?),
         ),
         ("GET", _) => (
             "404 Not Found",
@@ -422,8 +472,11 @@ pub async fn serve(
             None
         })
         .await;
-        let Some(line) = line else { continue };
-        let Some((status, kind, body)) = answer(&line, &metrics, handle, &executor).await else {
+        let Some((line, openmetrics)) = line else {
+            continue;
+        };
+        let asked = (line.as_str(), openmetrics);
+        let Some((status, kind, body)) = answer(asked, &metrics, handle, &executor).await else {
             return; // the node stopped
         };
         let mut reply = String::with_capacity(body.len().saturating_add(160));
@@ -442,5 +495,36 @@ pub async fn serve(
             },
         )
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openmetrics_becomes_the_0_0_4_text_format() {
+        let om = "# HELP p2pa_tasks_finished Tasks this node finished.\n\
+                  # TYPE p2pa_tasks_finished counter\n\
+                  p2pa_tasks_finished_total{kind=\"echo\"} 3\n\
+                  # HELP p2pa_paused Whether paused.\n\
+                  # TYPE p2pa_paused gauge\n\
+                  p2pa_paused 0\n\
+                  # TYPE p2pa_d_seconds histogram\n\
+                  # UNIT p2pa_d_seconds seconds\n\
+                  p2pa_d_seconds_bucket{le=\"+Inf\"} 1\n\
+                  # EOF\n";
+        let text = text_004(om);
+        assert_eq!(
+            text,
+            "# HELP p2pa_tasks_finished_total Tasks this node finished.\n\
+             # TYPE p2pa_tasks_finished_total counter\n\
+             p2pa_tasks_finished_total{kind=\"echo\"} 3\n\
+             # HELP p2pa_paused Whether paused.\n\
+             # TYPE p2pa_paused gauge\n\
+             p2pa_paused 0\n\
+             # TYPE p2pa_d_seconds histogram\n\
+             p2pa_d_seconds_bucket{le=\"+Inf\"} 1\n"
+        );
     }
 }

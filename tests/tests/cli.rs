@@ -1250,17 +1250,47 @@ fn max_cpu_percent_uses_a_cgroup_where_the_node_may_make_one() {
 
 /// `GET path` from `addr`; the whole answer (head and body).
 fn http_get(addr: &str, path: &str) -> String {
+    http_get_accepting(addr, path, "*/*")
+}
+
+/// `GET path` from `addr` with this `Accept` header; the whole answer.
+fn http_get_accepting(addr: &str, path: &str, accept: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: {accept}\r\n\r\n"
     )
     .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     text
+}
+
+/// What `script`, run by `py`, prints for `page` on its stdin.
+fn python_parse(py: &str, script: &str, page: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(py)
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// The value of the sample `name{labels}` (labels as written) on `page`.
@@ -1298,7 +1328,10 @@ fn metrics_serves_the_node_s_state_and_task_counts_in_the_prometheus_format() {
     // A client that connects and says nothing holds the listener for its
     // timeout at most: the scrape after it is answered.
     let _stalled = std::net::TcpStream::connect(&addr).unwrap();
-    let answer = http_get(&addr, "/metrics");
+    // Prometheus asks for OpenMetrics first (its Accept header, abridged).
+    let prometheus =
+        "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3";
+    let answer = http_get_accepting(&addr, "/metrics", prometheus);
     let (head, page) = answer.split_once("\r\n\r\n").expect("a head and a body");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.contains("application/openmetrics-text"), "{head}");
@@ -1336,32 +1369,31 @@ fn metrics_serves_the_node_s_state_and_task_counts_in_the_prometheus_format() {
                 fams = {f.name: f for f in p(sys.stdin.read())}\n\
                 s = [x for x in fams['p2pa_tasks_finished'].samples if x.labels.get('kind') == 'sleep']\n\
                 print(fams['p2pa_task_duration_seconds'].type, int(sum(x.value for x in s)))\n";
-            let mut child = Command::new(py)
-                .args(["-c", script])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(page.as_bytes())
-                .unwrap();
-            let out = child.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "histogram 3");
+            assert_eq!(python_parse(&py, script, page), "histogram 3");
         }
         Err(_) => skip(
             "P2PA_REQUIRE_PROM_PARSER",
             "no P2PA_TEST_PROM_PYTHON: /metrics was checked without prometheus_client's parser",
         ),
+    }
+    // Anyone else gets the text format 0.0.4: the same samples, counters'
+    // families named with their _total, no # EOF.
+    let answer = http_get(&addr, "/metrics");
+    let (head, text) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    assert!(!text.contains("# EOF"), "{text}");
+    assert!(
+        text.contains("# TYPE p2pa_tasks_finished_total counter"),
+        "{text}"
+    );
+    assert_eq!(sample(text, finished), Some(3.0), "{text}");
+    if let Ok(py) = std::env::var("P2PA_TEST_PROM_PYTHON") {
+        let script = "import sys\n\
+            from prometheus_client.parser import text_string_to_metric_families as p\n\
+            fams = {f.name: f for f in p(sys.stdin.read())}\n\
+            s = [x for x in fams['p2pa_tasks_finished'].samples if x.labels.get('kind') == 'sleep']\n\
+            print(fams['p2pa_task_duration_seconds'].type, int(sum(x.value for x in s)))\n";
+        assert_eq!(python_parse(&py, script, text), "histogram 3");
     }
     let other = http_get(&addr, "/");
     assert!(other.starts_with("HTTP/1.1 404"), "{other}");
