@@ -80,6 +80,10 @@ pub enum Event {
         model: Option<[u8; 32]>,
         /// When the requester stops waiting.
         deadline: Instant,
+        /// Run it at once, on the shell's own thread (echo and hash of a
+        /// small input: microseconds), not on a slot. The core decided;
+        /// the shell carries it out.
+        inline: bool,
     },
     /// Worker side: this job's result is no longer wanted.
     Abandon {

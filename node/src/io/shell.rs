@@ -411,6 +411,7 @@ impl Shell {
                 input,
                 model,
                 deadline,
+                inline,
             } => {
                 let run = Job {
                     id: job,
@@ -420,7 +421,7 @@ impl Shell {
                     deadline,
                     stop: Stop::default(),
                 };
-                self.execute(run)
+                self.execute(run, inline)
             }
             Event::Abandon { job } => {
                 // A job waiting for a slot is skipped, a sleep ends now; its
@@ -457,11 +458,11 @@ impl Shell {
         }
     }
 
-    /// Runs a job the core started: at once on this thread where the core's
-    /// config says so (microseconds of work), else on a slot.
-    fn execute(&mut self, run: Job) -> Option<NodeEvent> {
+    /// Runs a job the core started: at once on this thread where the core
+    /// said so (microseconds of work), else on a slot.
+    fn execute(&mut self, run: Job, inline: bool) -> Option<NodeEvent> {
         let (job, kind, model) = (run.id, run.kind, run.model);
-        if self.core.config().runs_inline(kind, run.input.len()) {
+        if inline {
             let start = Instant::now();
             let (status, out) = self.executor.run(run);
             let elapsed = start.elapsed();

@@ -365,6 +365,7 @@ impl Worker {
                 input: j.input.take().unwrap_or_default(),
                 model: j.model,
                 deadline: j.deadline,
+                inline: !j.slot,
             });
         }
     }
