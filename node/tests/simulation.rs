@@ -13,8 +13,8 @@ mod common;
 use std::time::Duration;
 
 use common::{echo_task, requester_at_zero, Sim};
-use p2pa_node::core::{Config, TaskError, TaskRequest};
-use p2pa_node::protocol::{KindSet, TaskKind, TaskStatus};
+use p2pa_node::core::{CloseReason, Config, TaskError, TaskRequest};
+use p2pa_node::protocol::{GoodbyeReason, KindSet, TaskKind, TaskStatus};
 
 fn full_mesh(sim: &mut Sim) -> bool {
     let n = sim.nodes.iter().flatten().count();
@@ -473,5 +473,35 @@ fn a_full_queue_makes_room_for_a_requester_that_holds_nothing() {
     assert!(
         first.iter().any(|(_, o)| o.busy > 0),
         "the first requester heard busy (its task made room, or over its share)"
+    );
+}
+
+/// A peer that sends a record which does not open under the session's key
+/// is told why before the connection closes: `Goodbye(ProtocolViolation)`,
+/// from the one mapping of endings to goodbyes. The honest side counts it.
+#[test]
+fn a_peer_that_sends_a_forged_record_is_told_it_broke_the_protocol() {
+    let mut sim = Sim::new(2, 31, 0, |_| Config::default());
+    sim.run_until(Duration::from_secs(1));
+    assert!(full_mesh(&mut sim));
+    let (id0, id1) = (sim.core(0).id(), sim.core(1).id());
+    // A well-formed length prefix and 64 bytes that no key sealed.
+    let mut record = 64u32.to_le_bytes().to_vec();
+    record.extend_from_slice(&[0x5a; 64]);
+    assert!(sim.inject(0, 1, &record), "a session from 0 to 1");
+    sim.run_until(Duration::from_millis(1100));
+    assert_eq!(sim.core(1).stats().frames_rejected, 1);
+    let told: Vec<_> = sim.disconnects.iter().filter(|(i, _, _)| *i == 0).collect();
+    assert!(
+        told.iter().any(|(_, peer, why)| *peer == id1
+            && *why == CloseReason::Received(GoodbyeReason::ProtocolViolation)),
+        "node 0 heard why: {told:?}"
+    );
+    assert!(
+        sim.disconnects
+            .iter()
+            .any(|(i, peer, why)| *i == 1 && *peer == id0 && why.is_violation()),
+        "node 1 closed for the violation: {:?}",
+        sim.disconnects
     );
 }

@@ -71,6 +71,25 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// What this node tells the peer when it ends a session for this
+    /// reason, the one mapping from endings to the wire's `Goodbye`
+    /// (`None`: nothing to say, or no session to say it in): a goodbye it
+    /// chose is sent as it is, a peer's framing or sealing fault is
+    /// `ProtocolViolation`; what the peer said, the transport's end and
+    /// the handshake's failures are not answered.
+    pub fn goodbye(&self) -> Option<GoodbyeReason> {
+        match self {
+            Self::Sent(r) => Some(*r),
+            Self::Stream(_) | Self::Session(_) => Some(GoodbyeReason::ProtocolViolation),
+            Self::Received(_)
+            | Self::Transport(_)
+            | Self::Handshake(_)
+            | Self::HandshakeTimeout
+            | Self::HandshakeEvicted
+            | Self::NoEntropy => None,
+        }
+    }
+
     /// The peer broke the protocol (logged at debug level, counted).
     pub fn is_violation(&self) -> bool {
         !matches!(

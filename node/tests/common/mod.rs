@@ -84,6 +84,12 @@ pub struct Sim {
     pub job_time: BTreeMap<usize, Duration>,
     /// Nodes whose stream bytes are lost (a peer gone quiet, link still up).
     pub mute: Vec<usize>,
+    /// Every session that ended: (node, peer, why).
+    pub disconnects: Vec<(
+        usize,
+        p2pa_node::protocol::NodeId,
+        p2pa_node::core::CloseReason,
+    )>,
 }
 
 /// FNV-1a, 64 bit: a stable digest with no dependency.
@@ -136,6 +142,7 @@ impl Sim {
             silent: Vec::new(),
             job_time: BTreeMap::new(),
             mute: Vec::new(),
+            disconnects: Vec::new(),
         }
     }
 
@@ -339,9 +346,29 @@ impl Sim {
                     self.outcomes.push((i, *o));
                 }
                 Event::ModelFetched { hash, bytes } => self.fetched.push((i, hash, bytes.len())),
+                Event::PeerDisconnected { id, reason } => self.disconnects.push((i, id, reason)),
                 _ => {}
             }
         }
+    }
+
+    /// Hands `bytes` to node `to` as if they came from node `from` over their
+    /// connection (a peer that sends what it likes); false if none is up.
+    pub fn inject(&mut self, from: usize, to: usize, bytes: &[u8]) -> bool {
+        let Some((_, conn)) = self
+            .links
+            .iter()
+            .find(|((i, _), (j, _))| *i == from && *j == to)
+            .map(|(_, theirs)| *theirs)
+        else {
+            return false;
+        };
+        let now = self.now;
+        if let Some(core) = self.nodes[to].as_mut() {
+            core.handle_stream_data(now, conn, bytes);
+        }
+        self.flush(to);
+        true
     }
 
     /// In-order delivery on a stream: never earlier than the previous frame.

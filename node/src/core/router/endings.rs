@@ -45,12 +45,21 @@ impl Core {
 
     /// Says goodbye (when a session context exists) and closes.
     pub(in crate::core) fn goodbye(&mut self, now: Instant, conn: ConnId, reason: GoodbyeReason) {
-        self.sessions
-            .say_goodbye(conn, &self.key, reason, &mut self.out);
-        self.close(now, conn, CloseReason::Sent(reason));
+        self.end(now, conn, CloseReason::Sent(reason));
     }
 
-    /// Closes a connection for bad input: counted, logged once, closed.
+    /// Ends a connection: tells the peer why where [`CloseReason::goodbye`]
+    /// says so (and a session exists to say it in), then closes.
+    fn end(&mut self, now: Instant, conn: ConnId, reason: CloseReason) {
+        if let Some(goodbye) = reason.goodbye() {
+            self.sessions
+                .say_goodbye(conn, &self.key, goodbye, &mut self.out);
+        }
+        self.close(now, conn, reason);
+    }
+
+    /// Closes a connection for bad input: counted, logged once, told why
+    /// where a session exists, closed.
     pub(in crate::core) fn fail(&mut self, now: Instant, conn: ConnId, reason: CloseReason) {
         let handshaking = self.sessions.is_handshaking(conn);
         if let Some(noise) = reason.count(&mut self.out.stats, handshaking) {
@@ -60,7 +69,7 @@ impl Core {
                 format_args!("closing connection with {addr:?}: {reason}"),
             );
         }
-        self.close(now, conn, reason);
+        self.end(now, conn, reason);
     }
 
     /// Forgets a connection; if it carried a session, the parts hear of it.
