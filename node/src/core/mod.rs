@@ -49,7 +49,7 @@ pub use ids::{ConnId, JobId};
 pub use outcome::TaskOutcome;
 pub use output::{Event, Transmit};
 pub use peer_info::{PeerInfo, PeerState, Via};
-pub use reason::{CloseReason, ConnectError, ReceiptError, TaskError};
+pub use reason::{CloseReason, ConnectError, FetchError, ReceiptError, TaskError};
 pub use receipt::{check_result, sha256, verify_receipt, ReceiptCheck};
 pub use requester::TaskRequest;
 pub use rng::{Entropy, EntropyError, SeededEntropy};

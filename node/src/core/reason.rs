@@ -218,7 +218,7 @@ pub enum TaskError {
         /// The worker.
         worker: NodeId,
         /// Why.
-        why: String,
+        why: FetchError,
     },
     /// The worker's session ended while it held the task.
     WorkerGone {
@@ -298,10 +298,12 @@ impl fmt::Display for TaskError {
 
 impl std::error::Error for TaskError {}
 
-/// Why a node gave up fetching a blob (a model or task input: sent to the
-/// requesters of the tasks that waited for it, as their failure output).
+/// Why a node gave up fetching a blob: a model or task input (its text
+/// goes to the requesters of the tasks that waited for it, as their failure
+/// output), or a task's output ([`TaskError::OutputFetch`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FetchError {
+#[non_exhaustive]
+pub enum FetchError {
     /// Larger than this node takes (model cache, or `max_tensor_bytes`).
     TooLarge { len: u64, limit: u64 },
     /// A chunk that is empty or runs past the announced length.
@@ -314,7 +316,14 @@ pub(crate) enum FetchError {
     Stalled { secs: u64 },
     /// A task input or output moved `moved` bytes in a window of `secs`
     /// seconds, under the floor of `floor` bytes a second.
-    TooSlow { moved: u64, secs: u64, floor: u64 },
+    TooSlow {
+        /// Bytes moved in the window.
+        moved: u64,
+        /// The window, in seconds.
+        secs: u64,
+        /// The floor, in bytes a second.
+        floor: u64,
+    },
     /// The chunks announce another length than the blob was declared with
     /// (by the offer or the result that named it, or by its first chunk).
     LengthMismatch {

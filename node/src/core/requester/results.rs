@@ -9,7 +9,7 @@ use p2pa_protocol::{Hash32, NodeId, Receipt, Seal, TaskOutput, TaskResult, TaskS
 use super::{Answer, Pending, Requester};
 use crate::core::config::{Config, MAX_INLINE_TENSOR};
 use crate::core::output::{bump, Noise};
-use crate::core::reason::TaskError;
+use crate::core::reason::{FetchError, TaskError};
 use crate::core::receipt::{check_result, sha256};
 use crate::core::wire::Wire;
 
@@ -175,7 +175,7 @@ impl Requester {
         now: Instant,
         cfg: &Config,
         hash: &Hash32,
-        why: &str,
+        why: FetchError,
         w: &mut Wire<'_>,
     ) {
         let waiting: Vec<(u64, NodeId)> = self
@@ -188,10 +188,7 @@ impl Requester {
             })
             .collect();
         for (id, worker) in waiting {
-            let error = TaskError::OutputFetch {
-                worker,
-                why: why.to_owned(),
-            };
+            let error = TaskError::OutputFetch { worker, why };
             self.attempt_failed(now, cfg, id, worker, TaskStatus::Failed, &[], error, w);
         }
     }

@@ -50,7 +50,7 @@ impl Core {
                     Want::Input => self.worker.input_failed(&hash, &why, &mut wire!(self)),
                     Want::Output => {
                         self.requester
-                            .output_failed(now, cfg, &hash, &why, &mut wire!(self));
+                            .output_failed(now, cfg, &hash, error, &mut wire!(self));
                     }
                 }
             }
