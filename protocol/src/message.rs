@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::kind::{KindSet, TaskKind};
 use crate::limits::{MAX_BEACON_MODELS, NONCE_LEN};
-pub use crate::receipt::Signature64;
 
 /// A node's identity: its Ed25519 public key.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -53,6 +52,54 @@ impl fmt::Display for ShortId<'_> {
 
 pub(crate) fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
     bytes.iter().try_for_each(|b| write!(f, "{b:02x}"))
+}
+
+/// A 64-byte Ed25519 signature inside a message body (serde derives stop at 32).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Signature64(pub [u8; 64]);
+
+impl fmt::Debug for Signature64 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Signature64(")?;
+        write_hex(f, self.0.get(..8).unwrap_or_default())?;
+        f.write_str("…)")
+    }
+}
+
+impl Serialize for Signature64 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(64)?;
+        for b in &self.0 {
+            t.serialize_element(b)?;
+        }
+        t.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Signature64 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Signature64;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("64 signature bytes")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Signature64, A::Error> {
+                let mut out = [0u8; 64];
+                for (i, slot) in out.iter_mut().enumerate() {
+                    *slot = seq
+                        .next_element()?
+                        .ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
+                }
+                Ok(Signature64(out))
+            }
+        }
+        d.deserialize_tuple(64, V)
+    }
 }
 
 /// A 32-byte content hash (models, inputs, outputs). The hash function is the

@@ -1,66 +1,12 @@
-//! The worker's receipt for a task, and the 64-byte signature type. A
-//! receipt is the signed result frame itself, kept as its fields, the
-//! session it was bound to and its signature: re-encoding the fields gives
-//! back the signed bytes exactly (bodies are canonical), so anyone can check
-//! it later, with no key but the worker's public one.
-
-use core::fmt;
-
-use serde::{Deserialize, Serialize};
+//! The worker's receipt for a task: the signed result frame itself, kept as
+//! its fields, the session it was bound to and its signature. Re-encoding
+//! the fields gives back the signed bytes exactly (bodies are canonical), so
+//! anyone can check it later, with no key but the worker's public one.
 
 use crate::error::FrameError;
-use crate::message::{
-    write_hex, Hash32, Message, NodeId, TaskId, TaskOutput, TaskResult, TaskStatus,
-};
+pub use crate::message::Signature64;
+use crate::message::{Hash32, Message, NodeId, TaskId, TaskOutput, TaskResult, TaskStatus};
 use crate::sign::{Context, SessionId};
-
-/// A 64-byte Ed25519 signature inside a message body (serde derives stop at 32).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Signature64(pub [u8; 64]);
-
-impl fmt::Debug for Signature64 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Signature64(")?;
-        write_hex(f, self.0.get(..8).unwrap_or_default())?;
-        f.write_str("…)")
-    }
-}
-
-impl Serialize for Signature64 {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeTuple;
-        let mut t = s.serialize_tuple(64)?;
-        for b in &self.0 {
-            t.serialize_element(b)?;
-        }
-        t.end()
-    }
-}
-
-impl<'de> Deserialize<'de> for Signature64 {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Signature64;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("64 signature bytes")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Signature64, A::Error> {
-                let mut out = [0u8; 64];
-                for (i, slot) in out.iter_mut().enumerate() {
-                    *slot = seq
-                        .next_element()?
-                        .ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
-                }
-                Ok(Signature64(out))
-            }
-        }
-        d.deserialize_tuple(64, V)
-    }
-}
 
 /// A session frame's signature and what it was bound to: with the frame's
 /// message, enough to check the signature again, away from the session.

@@ -8,6 +8,9 @@ use crate::message::{Message, MessageKind, NodeId, Nonce, Signature64};
 pub const DATAGRAM_CONTEXT: &[u8] = b"p2pa/v1/datagram";
 /// Context of every session frame, followed by the two ephemeral keys.
 pub const SESSION_CONTEXT: &[u8] = b"p2pa/v1/session";
+/// What a handshake certificate (`Identity`) signs, before the static
+/// X25519 key.
+pub const STATIC_KEY_CONTEXT: &[u8] = b"p2pa/v4/static-key";
 
 // The datagram and session contexts differ at byte 8 (`d`, `s`), and the
 // handshake's certificate context (`p2pa/v4/static-key`) at byte 6, so none
@@ -18,7 +21,7 @@ pub const SESSION_CONTEXT: &[u8] = b"p2pa/v1/session";
 const _: () = {
     assert!(DATAGRAM_CONTEXT[8] == b'd');
     assert!(SESSION_CONTEXT[8] == b's');
-    assert!(crate::handshake::STATIC_KEY_CONTEXT[6] == b'4');
+    assert!(STATIC_KEY_CONTEXT[6] == b'4');
     assert!(SESSION_CONTEXT[6] == b'1');
 };
 

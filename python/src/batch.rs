@@ -16,8 +16,26 @@ use p2pa_node::protocol::{TaskKind, TaskStatus};
 use pyo3::prelude::*;
 
 use crate::model::Model;
-use crate::node::{Node, Outcome};
+use crate::outcome::{seconds, Outcome};
 use crate::{py_err, Error, InputError};
+
+/// What a batch needs of the node it runs on (the pool's `Node` is one).
+pub trait Pool {
+    /// The node's handle, unless it was closed.
+    fn live(&self) -> PyResult<&std::sync::Arc<p2pa_node::io::NodeHandle>>;
+    /// Offers `model` to workers.
+    fn offer(&self, py: Python<'_>, model: &Model) -> PyResult<()>;
+    /// Waits up to `wait_s` for one worker of `kind` on `engine`, then
+    /// `settle` more for the rest; how many it found (or NoPeersError).
+    fn workers(
+        &self,
+        py: Python<'_>,
+        kind: TaskKind,
+        engine: Option<WorkerEngine>,
+        wait_s: f64,
+        settle: Duration,
+    ) -> PyResult<usize>;
+}
 
 /// What a batch runs, besides its inputs.
 pub struct Spec {
@@ -53,7 +71,7 @@ pub struct Batch {
 impl Batch {
     pub fn start(
         py: Python<'_>,
-        node: &Node,
+        node: &dyn Pool,
         model: Option<&Model>,
         inputs: Vec<Vec<u8>>,
         spec: Spec,
@@ -292,7 +310,7 @@ impl Batch {
     /// came). Raises Error when the batch ended before all its tasks did
     /// (the node stopped).
     fn next(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<Outcome>> {
-        let t = crate::node::seconds(timeout);
+        let t = seconds(timeout);
         let rx = &self.outcomes;
         let got = py.detach(|| {
             async_io::block_on(futures_lite::future::or(

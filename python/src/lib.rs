@@ -11,6 +11,7 @@ mod arrays;
 mod batch;
 mod model;
 mod node;
+mod outcome;
 
 use std::future::Future;
 use std::time::Duration;
@@ -87,7 +88,7 @@ fn wait<T: Send>(py: Python<'_>, work: impl Future<Output = T> + Send) -> PyResu
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<node::Node>()?;
-    m.add_class::<node::Outcome>()?;
+    m.add_class::<outcome::Outcome>()?;
     m.add_class::<model::Model>()?;
     m.add_class::<batch::Batch>()?;
     m.add_function(wrap_pyfunction!(arrays::decode, m)?)?;

@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use p2pa_cli::engine::WorkerEngine;
 use p2pa_cli::NetArgs;
-use p2pa_node::core::{TaskOutcome, TaskRequest};
+use p2pa_node::core::TaskRequest;
 use p2pa_node::io::NodeHandle;
 use p2pa_node::protocol::TaskKind;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
 
+use crate::batch::{Batch, Pool, Spec};
 use crate::model::Model;
+use crate::outcome::{seconds, Outcome};
 use crate::{py_err, wait, Error, InputError, NoPeersError};
 
 /// A task's kind by name.
@@ -37,11 +38,6 @@ pub fn engine_of(name: Option<&str>) -> PyResult<Option<WorkerEngine>> {
     }
 }
 
-/// Seconds from Python as a duration (negative and NaN as zero).
-pub fn seconds(s: f64) -> Duration {
-    Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)
-}
-
 /// A requester node: no worker slots, a fresh key unless `use_identity`.
 #[pyclass(frozen, module = "p2pa._native")]
 pub struct Node {
@@ -51,6 +47,27 @@ pub struct Node {
     provided: Mutex<BTreeSet<[u8; 32]>>,
     /// Whether it dials given peers only (for the "no peers" hint).
     peers: Vec<SocketAddr>,
+}
+
+impl Pool for Node {
+    fn live(&self) -> PyResult<&Arc<NodeHandle>> {
+        Node::live(self)
+    }
+
+    fn offer(&self, py: Python<'_>, model: &Model) -> PyResult<()> {
+        Node::offer(self, py, model)
+    }
+
+    fn workers(
+        &self,
+        py: Python<'_>,
+        kind: TaskKind,
+        engine: Option<WorkerEngine>,
+        wait_s: f64,
+        settle: Duration,
+    ) -> PyResult<usize> {
+        Node::workers(self, py, kind, engine, wait_s, settle)
+    }
 }
 
 impl Node {
@@ -248,7 +265,7 @@ impl Node {
         Ok(Outcome::new(0, o, None))
     }
 
-    /// Starts many tasks; see [`crate::batch::Batch`].
+    /// Starts many tasks; see [`Batch`].
     #[pyo3(signature = (kind, inputs, timeout_s, wait_s, concurrency, batch_size, model=None, engine=None, journal=None))]
     #[allow(clippy::too_many_arguments)]
     fn start_batch(
@@ -263,8 +280,8 @@ impl Node {
         model: Option<&Model>,
         engine: Option<&str>,
         journal: Option<PathBuf>,
-    ) -> PyResult<crate::batch::Batch> {
-        let spec = crate::batch::Spec {
+    ) -> PyResult<Batch> {
+        let spec = Spec {
             kind: kind_of(kind)?,
             engine: engine_of(engine)?,
             timeout: seconds(timeout_s),
@@ -272,7 +289,7 @@ impl Node {
             batch_size: batch_size.clamp(1, 1024),
             journal,
         };
-        crate::batch::Batch::start(py, self, model, inputs, spec, wait_s)
+        Batch::start(py, self, model, inputs, spec, wait_s)
     }
 
     /// Says goodbye to every peer and stops the node; tasks still running
@@ -295,82 +312,5 @@ impl Drop for Node {
                 async_io::Timer::after(Duration::from_secs(2)).await;
             }));
         }
-    }
-}
-
-/// How one task went: its status, worker, output, receipt.
-#[pyclass(frozen, module = "p2pa._native")]
-pub struct Outcome {
-    /// Its place in the inputs (0 for a single task).
-    #[pyo3(get)]
-    pub index: usize,
-    #[pyo3(get)]
-    pub status: &'static str,
-    #[pyo3(get)]
-    pub task_id: u64,
-    /// The worker's full id, where one answered.
-    #[pyo3(get)]
-    pub worker: Option<String>,
-    /// Why it did not complete.
-    #[pyo3(get)]
-    pub error: Option<String>,
-    #[pyo3(get)]
-    pub elapsed_ms: f64,
-    #[pyo3(get)]
-    pub attempts: u32,
-    /// The signed receipt as JSON (as `p2pa verify` reads it).
-    #[pyo3(get)]
-    pub receipt: Option<String>,
-    /// Read back from a journal, not run now.
-    #[pyo3(get)]
-    pub resumed: bool,
-    pub output: Vec<u8>,
-}
-
-impl Outcome {
-    /// From the node's outcome; `task_output` is a stacked task's whole
-    /// output, which its receipt signs.
-    pub fn new(index: usize, o: TaskOutcome, task_output: Option<&[u8]>) -> Self {
-        let receipt = o.receipt.as_ref().map(|r| {
-            p2pa_cli::verify::receipt_json(r, task_output.unwrap_or(&o.output)).to_string()
-        });
-        let completed = o.status == p2pa_node::protocol::TaskStatus::Completed;
-        // The node's reason, and the worker's words in the output.
-        let said = (!completed && !o.output.is_empty())
-            .then(|| String::from_utf8_lossy(&o.output).into_owned());
-        let error = match (o.error.as_ref().map(ToString::to_string), said) {
-            (Some(e), Some(w)) => Some(format!("{e}: {w}")),
-            (e, w) => e
-                .or(w)
-                .or_else(|| (!completed).then(|| o.status.name().to_owned())),
-        };
-        Self {
-            index,
-            status: o.status.name(),
-            task_id: o.task_id,
-            worker: o.worker.map(|w| w.to_string()),
-            error,
-            elapsed_ms: o.elapsed.as_secs_f64() * 1e3,
-            attempts: o.attempts,
-            receipt,
-            resumed: false,
-            output: o.output,
-        }
-    }
-}
-
-#[pymethods]
-impl Outcome {
-    /// The task's output bytes (for infer, decode them with `decode`).
-    #[getter]
-    fn output<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.output)
-    }
-
-    fn __repr__(&self) -> String {
-        format!(
-            "Outcome(index={}, status={:?}, worker={:?}, attempts={})",
-            self.index, self.status, self.worker, self.attempts
-        )
     }
 }

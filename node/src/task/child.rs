@@ -37,6 +37,7 @@ use p2pa_protocol::{TaskKind, TaskStatus};
 
 use super::engine::{EngineInfo, EngineOptions};
 use super::infer::Engine;
+pub use super::pipe::MAX_PIPE_FRAME;
 use super::pipe::{
     hello_frame, parse_hello, parse_reply, read_frame, read_frame_max, write_frame, write_request,
     HELLO_REFUSED,
@@ -46,8 +47,6 @@ use super::{Execute, Job};
 use crate::core::JobId;
 use crate::models::ModelStore;
 
-/// Largest frame either side accepts (a tensor set of 1 GiB and change).
-pub const MAX_PIPE_FRAME: usize = (1 << 30) + 64;
 /// Lines of the child's stderr kept to explain its end.
 const STDERR_LINES: usize = 8;
 /// Longest stderr line kept.

@@ -5,8 +5,10 @@ use std::io::{self, Read, Write};
 
 use p2pa_protocol::TaskStatus;
 
-use super::child::MAX_PIPE_FRAME;
 use super::engine::{EngineInfo, EngineKind};
+
+/// Largest frame either side accepts (a tensor set of 1 GiB and change).
+pub const MAX_PIPE_FRAME: usize = (1 << 30) + 64;
 
 pub(super) fn read_frame(r: &mut impl Read) -> io::Result<Vec<u8>> {
     read_frame_max(r, MAX_PIPE_FRAME)

@@ -41,6 +41,7 @@ mod error;
 mod identity;
 
 use crate::sign::SessionId;
+pub use crate::sign::STATIC_KEY_CONTEXT;
 pub use error::HandshakeError;
 use identity::check_certificate;
 pub use identity::Identity;
@@ -48,9 +49,6 @@ pub use identity::Identity;
 /// Mixed into the handshake hash before the first message: both sides must
 /// speak this wire version, or no key they derive agrees.
 pub const PROLOGUE: &[u8] = b"p2pa/v4";
-
-/// What an [`Identity`] certificate signs, before the static X25519 key.
-pub const STATIC_KEY_CONTEXT: &[u8] = b"p2pa/v4/static-key";
 
 /// Reserved bytes of message 1 (zeros): they pad it to 106 bytes, the
 /// shortest version-3 frame, so a version-3 node reads its version byte and

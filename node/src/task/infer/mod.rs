@@ -23,7 +23,8 @@ use super::tensor::{self, Dtype, TensorError};
 use crate::hex::hex;
 use crate::models::{ModelError, ModelStore};
 use spec::declared;
-pub use spec::{arrange, check, model_inputs, model_signature, read, InputSpec, Proto, Shape};
+pub use spec::{arrange, check, model_inputs, model_signature, InputSpec, Shape};
+pub use tract::{read, Proto};
 
 /// A model loaded by one engine, with what both engines need of it.
 struct Loaded {

@@ -5,7 +5,8 @@
 
 use tract_onnx::pb;
 
-use super::{tract, InferError};
+use super::tract::{read, Proto};
+use super::InferError;
 use crate::task::tensor::{self, Dtype};
 
 /// One declared input of a model.
@@ -17,22 +18,6 @@ pub struct InputSpec {
     pub dtype: Option<Dtype>,
     /// Its shape (`None`: a symbolic or unknown dimension).
     pub shape: Shape,
-}
-
-/// An ONNX file's protobuf, weights included (parsed once per load).
-pub struct Proto(pb::ModelProto);
-
-impl Proto {
-    /// The protobuf, for the engine that builds its model from it.
-    pub(super) fn get(&self) -> &pb::ModelProto {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Proto {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proto").finish_non_exhaustive()
-    }
 }
 
 /// A shape as people write it, `N` for a free dimension.
@@ -88,7 +73,7 @@ pub fn model_signature(bytes: &[u8]) -> Result<(Vec<InputSpec>, Vec<InputSpec>),
     let proto = read(bytes)?;
     let inputs = declared(&proto).0;
     let outputs = proto
-        .0
+        .get()
         .graph
         .as_ref()
         .map(|g| g.output.iter().map(value_spec).collect())
@@ -96,19 +81,10 @@ pub fn model_signature(bytes: &[u8]) -> Result<(Vec<InputSpec>, Vec<InputSpec>),
     Ok((inputs, outputs))
 }
 
-/// The protobuf of an ONNX file, or why it is not one.
-pub fn read(bytes: &[u8]) -> Result<Proto, String> {
-    let proto = tract::read_proto(bytes).map_err(|e| format!("{e:#}"))?;
-    if proto.graph.is_none() {
-        return Err("the file has no graph".into());
-    }
-    Ok(Proto(proto))
-}
-
 /// The graph's inputs (less the initializers some exporters list among
 /// them) and its output names.
 pub(super) fn declared(proto: &Proto) -> (Vec<InputSpec>, Vec<String>) {
-    let Some(graph) = proto.0.graph.as_ref() else {
+    let Some(graph) = proto.get().graph.as_ref() else {
         return (Vec::new(), Vec::new());
     };
     let weights: std::collections::BTreeSet<&str> =

@@ -16,7 +16,7 @@ use tract_onnx::pb::{ModelProto, NodeProto};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::{expand, InferenceOp};
 
-use super::{InferError, Proto};
+use super::InferError;
 use crate::task::tensor::{self, Dtype, TensorError};
 
 /// The tract release linked in (kept in step with Cargo.lock by a test).
@@ -73,9 +73,32 @@ pub fn parse(proto: &Proto) -> TractResult<Parsed> {
     onnx().model_for_proto_model(proto.get()).map(Parsed)
 }
 
-/// The protobuf of an ONNX file (weights included), read once.
-pub fn read_proto(bytes: &[u8]) -> TractResult<ModelProto> {
-    onnx().proto_model_for_read(&mut &bytes[..])
+/// An ONNX file's protobuf, weights included (parsed once per load).
+pub struct Proto(ModelProto);
+
+impl Proto {
+    /// The protobuf, for the engine that builds its model from it.
+    pub(super) fn get(&self) -> &ModelProto {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proto").finish_non_exhaustive()
+    }
+}
+
+/// The protobuf of an ONNX file (weights included, read once), or why it
+/// is not one.
+pub fn read(bytes: &[u8]) -> Result<Proto, String> {
+    let proto = onnx()
+        .proto_model_for_read(&mut &bytes[..])
+        .map_err(|e| format!("{e:#}"))?;
+    if proto.graph.is_none() {
+        return Err("the file has no graph".into());
+    }
+    Ok(Proto(proto))
 }
 
 /// Optimises `parsed` for these exact inputs.
