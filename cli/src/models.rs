@@ -1,12 +1,13 @@
 //! `p2pa model`: the content-addressed model store on this machine, and
 //! reading a model named by hash or file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use clap::Subcommand;
 use p2pa_node::core::DEFAULT_MODEL_CACHE_BYTES;
 
 use crate::units::MIB;
-use crate::{exit, CliError, CliResult, ModelCmd};
+use crate::{engine, exit, CliError, CliResult};
 
 pub fn store(dir: &Path, mib: u64) -> p2pa_node::models::ModelStore {
     p2pa_node::models::ModelStore::new(dir.join("models"), mib.saturating_mul(MIB))
@@ -24,6 +25,45 @@ pub fn load(data_dir: &Path, spec: &str) -> Result<Vec<u8>, CliError> {
             "cannot read model {spec}: {e} (give a file or a hash from `p2pa model list`)"
         ))
     })
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCmd {
+    /// Copy an ONNX model into the store and print its hash (tasks name models by hash)
+    Add {
+        /// The .onnx file
+        file: PathBuf,
+    },
+    /// List the models in the store
+    List,
+    /// Show a model's inputs: names, dtypes and shapes (N: any size)
+    Info {
+        /// A hash from `p2pa model list`, or an .onnx file
+        #[arg(value_name = "HASH|FILE")]
+        model: String,
+    },
+    /// Run a model here, without the network (what a worker would compute),
+    /// and print the outputs and the time per inference
+    Run {
+        /// A hash from `p2pa model list`, or an .onnx file
+        #[arg(value_name = "HASH|FILE")]
+        model: String,
+        /// Input tensors: .npy (one input), .npz (named inputs) or .json
+        #[arg(long, value_name = "PATH")]
+        input_file: PathBuf,
+        /// Write each output as DIR/<output name>.npy instead of printing JSON
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+        /// Run it this many times and report the median time
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        repeat: u32,
+        /// Print one JSON object (engine, engine_version, first_ms,
+        /// median_ms, repeat) on stdout instead of the outputs
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        engine: engine::EngineArgs,
+    },
 }
 
 pub fn cmd_model(dir: &Path, m: &ModelCmd) -> CliResult {

@@ -11,7 +11,7 @@ use p2pa_node::identity;
 use p2pa_node::io::{LocalNode, NodeEvent, NodeHandle, NodeOptions};
 use p2pa_node::protocol::{NodeId, TaskKind};
 
-use crate::{data_dir, exit, os_entropy, output, Cli, CliError, CliResult};
+use crate::{data_dir, exit, os_entropy, output, CliError, CliResult, NetArgs};
 
 use crate::units::MIB;
 
@@ -217,15 +217,19 @@ fn read_allowlist(path: &Path) -> Result<Vec<NodeId>, CliError> {
 }
 
 /// The node's options from the flags, and its engine's line for the start.
-fn options(cli: &Cli, a: &NodeArgs, dir: &Path) -> Result<(NodeOptions, Option<String>), CliError> {
-    let default_listen = if cli.net.host_local() {
+fn options(
+    net: &NetArgs,
+    a: &NodeArgs,
+    dir: &Path,
+) -> Result<(NodeOptions, Option<String>), CliError> {
+    let default_listen = if net.host_local() {
         SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
     } else {
         SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_TCP_PORT))
     };
     let mut opts = NodeOptions::new(a.listen.unwrap_or(default_listen));
-    opts.multicast = Some(cli.net.multicast());
-    opts.mdns = cli.net.mdns();
+    opts.multicast = Some(net.multicast());
+    opts.mdns = net.mdns();
     opts.core.bootstrap = a
         .bootstrap
         .iter()
@@ -238,7 +242,7 @@ fn options(cli: &Cli, a: &NodeArgs, dir: &Path) -> Result<(NodeOptions, Option<S
         .unwrap_or(u16::try_from(cores).unwrap_or(1))
         .max(1);
     a.limits.apply(&mut opts.core);
-    opts.core.network_key = cli.net.network_key()?;
+    opts.core.network_key = net.network_key()?;
     opts.core.quiet_beacons = a.quiet_beacons;
     opts.core.trust = match a.trust {
         TrustArg::Open => Trust::Open,
@@ -319,11 +323,11 @@ fn say_started(
     }
 }
 
-pub fn cmd_node(cli: &Cli, a: &NodeArgs) -> CliResult {
-    let dir = data_dir(cli.data_dir.as_ref());
+pub fn cmd_node(data_dir_flag: Option<&PathBuf>, net: &NetArgs, a: &NodeArgs) -> CliResult {
+    let dir = data_dir(data_dir_flag);
     let key = identity::load_or_create(&dir, &mut os_entropy()?)
         .map_err(|e| CliError::usage(e.to_string()))?;
-    let (opts, engine) = options(cli, a, &dir)?;
+    let (opts, engine) = options(net, a, &dir)?;
     // Bound before the node starts: a busy port is an error now.
     let metrics = a.metrics.map(crate::metrics::bind).transpose()?;
     let engine_info = opts.executor.engine();
