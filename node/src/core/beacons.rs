@@ -13,7 +13,7 @@ use p2pa_protocol::{
 };
 
 use super::config::Config;
-use super::output::{bump, Noise, Outbox, Transmit};
+use super::output::{bump, BadInput, Outbox, Transmit};
 use super::rng::{jitter, Entropy};
 
 /// Gap between the beacons of the start-up burst.
@@ -86,7 +86,7 @@ impl Beacons {
                 let Some(frame) = untag_datagram(k, data) else {
                     bump(&mut out.stats.beacons_forged);
                     out.warn_once(
-                        Noise::ForgedBeacon,
+                        BadInput::ForgedBeacon,
                         format_args!("dropped datagram from {from}: no valid network-key tag"),
                     );
                     return None;
@@ -99,12 +99,12 @@ impl Beacons {
             Err(e) => {
                 let (counter, noise) = match e {
                     FrameError::UnsupportedVersion { .. } => {
-                        (&mut out.stats.beacons_wrong_version, Noise::WrongVersion)
+                        (&mut out.stats.beacons_wrong_version, BadInput::WrongVersion)
                     }
                     FrameError::BadSignature | FrameError::BadKey => {
-                        (&mut out.stats.beacons_forged, Noise::ForgedBeacon)
+                        (&mut out.stats.beacons_forged, BadInput::ForgedBeacon)
                     }
-                    _ => (&mut out.stats.beacons_malformed, Noise::MalformedBeacon),
+                    _ => (&mut out.stats.beacons_malformed, BadInput::MalformedBeacon),
                 };
                 bump(counter);
                 out.warn_once(noise, format_args!("dropped datagram from {from}: {e}"));

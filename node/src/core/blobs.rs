@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use p2pa_protocol::{BlobChunk, BlobRequest, ErrorCode, Hash32, Message, NodeId, BLOB_CHUNK_LEN};
 
 use super::config::Config;
+use super::link::Link;
 use super::output::Event;
 use super::pace::{Pace, Verdict};
 use super::reason::FetchError;
 use super::receipt::sha256;
 use super::tally::Tally;
-use super::wire::Wire;
 use crate::hex::hex;
 
 /// What a blob is fetched for.
@@ -213,7 +213,7 @@ impl Blobs {
         now: Instant,
         peer: NodeId,
         req: &BlobRequest,
-        w: &mut Wire<'_>,
+        w: &mut dyn Link,
     ) {
         let mine = (req.hash, Some(peer));
         let key = if self.lent.contains_key(&mine) {
@@ -255,7 +255,7 @@ impl Blobs {
             data,
         });
         if w.send_to(peer, &chunk) {
-            let served = &mut w.out.stats.blob_bytes_served;
+            let served = &mut w.out().stats.blob_bytes_served;
             *served = served.saturating_add(data.len() as u64);
         }
         // An output goes once its owner has all of it.
@@ -285,7 +285,7 @@ impl Blobs {
         want: Want,
         peer: NodeId,
         declared: Option<u64>,
-        w: &mut Wire<'_>,
+        w: &mut dyn Link,
     ) {
         let fetch = self.fetches.entry(hash).or_insert_with(|| Fetch {
             want,
@@ -296,7 +296,7 @@ impl Blobs {
             progress: now,
             pace: Pace::new(now),
         });
-        if fetch.from.is_some_and(|f| w.peers.conn_of(&f).is_some()) {
+        if fetch.from.is_some_and(|f| w.is_connected(&f)) {
             return;
         }
         fetch.from = Some(peer);
@@ -321,7 +321,7 @@ impl Blobs {
         cfg: &Config,
         peer: NodeId,
         chunk: &BlobChunk<'_>,
-        w: &mut Wire<'_>,
+        w: &mut dyn Link,
     ) -> Fetched {
         let others = self.others_in_flight(&chunk.hash, peer);
         let Some(fetch) = self.fetches.get_mut(&chunk.hash) else {
@@ -361,7 +361,7 @@ impl Blobs {
         }
         fetch.buf.extend_from_slice(chunk.data);
         fetch.pace.reached(fetch.buf.len() as u64);
-        let fetched = &mut w.out.stats.blob_bytes_fetched;
+        let fetched = &mut w.out().stats.blob_bytes_fetched;
         *fetched = fetched.saturating_add(chunk.data.len() as u64);
         let have = u64::try_from(fetch.buf.len()).unwrap_or(u64::MAX);
         if have < chunk.total_len {
@@ -395,7 +395,7 @@ impl Blobs {
     }
 
     /// Every byte of blob `hash` is here: checks it and hands it over.
-    fn complete(&mut self, hash: Hash32, peer: NodeId, w: &mut Wire<'_>) -> Fetched {
+    fn complete(&mut self, hash: Hash32, peer: NodeId, w: &mut dyn Link) -> Fetched {
         let Some(done) = self.fetches.remove(&hash) else {
             return Fetched::Pending;
         };
@@ -407,7 +407,9 @@ impl Blobs {
                 actual,
                 wanted: hash,
             };
-            return self.give_up(hash, error);
+            // The fetch is gone already: say what it was for, or whoever
+            // waits for it is never told.
+            return failed(want, hash, error);
         }
         if want != Want::Model {
             log::debug!("fetched {want:?} {} ({have} bytes)", hex(&hash));
@@ -419,7 +421,7 @@ impl Blobs {
             peer.short()
         );
         self.add_held(hash);
-        w.out.event(Event::ModelFetched {
+        w.out().event(Event::ModelFetched {
             hash,
             bytes: done.buf,
         });
@@ -429,8 +431,7 @@ impl Blobs {
     /// Drops a fetch (the router fails whoever waited for it).
     fn give_up(&mut self, hash: Hash32, error: FetchError) -> Fetched {
         let want = self.fetches.remove(&hash).map_or(Want::Model, |f| f.want);
-        log::warn!("{want:?} blob {}: {error}", hex(&hash));
-        Fetched::Failed(want, error)
+        failed(want, hash, error)
     }
 
     /// Bytes held by fetches in progress.
@@ -558,11 +559,256 @@ fn too_large(cfg: &Config, want: Want, len: u64, others: &InFlight) -> Option<Fe
 /// [`BLOB_CHUNK_LEN`] as a byte offset.
 const CHUNK: u64 = BLOB_CHUNK_LEN as u64;
 
-fn request_chunk(hash: Hash32, peer: NodeId, offset: u64, w: &mut Wire<'_>) {
+/// A fetch for `want` that failed, logged.
+fn failed(want: Want, hash: Hash32, error: FetchError) -> Fetched {
+    log::warn!("{want:?} blob {}: {error}", hex(&hash));
+    Fetched::Failed(want, error)
+}
+
+fn request_chunk(hash: Hash32, peer: NodeId, offset: u64, w: &mut dyn Link) {
     let req = Message::BlobRequest(BlobRequest {
         hash,
         offset,
         max_len: u32::try_from(BLOB_CHUNK_LEN).unwrap_or(u32::MAX),
     });
     w.send_to(peer, &req);
+}
+
+/// The part alone: a fake link stands for the sessions and the peer table.
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::arithmetic_side_effects)]
+    use super::*;
+    use crate::core::link::fake::{FakeLink, Sent};
+
+    fn id(n: u8) -> NodeId {
+        NodeId([n; 32])
+    }
+
+    /// Bytes of `len` that differ chunk to chunk.
+    fn blob(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    fn chunk_of<'a>(hash: Hash32, bytes: &'a [u8], offset: usize) -> BlobChunk<'a> {
+        let end = (offset + BLOB_CHUNK_LEN).min(bytes.len());
+        BlobChunk {
+            hash,
+            offset: offset as u64,
+            total_len: bytes.len() as u64,
+            data: &bytes[offset..end],
+        }
+    }
+
+    #[test]
+    fn serves_a_provided_blob_by_range_and_says_not_found_for_others() {
+        let t0 = Instant::now();
+        let (asker, stranger) = (id(1), id(2));
+        let mut w = FakeLink::with(&[asker, stranger]);
+        let mut blobs = Blobs::default();
+        let bytes = blob(BLOB_CHUNK_LEN + 10);
+        let hash = sha256(&bytes);
+        blobs.provide(hash, bytes.clone().into());
+        let ask = |offset: u64| BlobRequest {
+            hash,
+            offset,
+            max_len: u32::MAX,
+        };
+        blobs.on_request(t0, asker, &ask(0), &mut w);
+        blobs.on_request(t0, asker, &ask(CHUNK), &mut w);
+        blobs.on_request(t0, stranger, &ask(u64::MAX), &mut w);
+        let sent = w.take();
+        let total_len = bytes.len() as u64;
+        assert_eq!(
+            sent,
+            vec![
+                (
+                    asker,
+                    Sent::Chunk {
+                        hash,
+                        offset: 0,
+                        total_len,
+                        data: bytes[..BLOB_CHUNK_LEN].to_vec()
+                    }
+                ),
+                (
+                    asker,
+                    Sent::Chunk {
+                        hash,
+                        offset: CHUNK,
+                        total_len,
+                        data: bytes[BLOB_CHUNK_LEN..].to_vec()
+                    }
+                ),
+                // Past the end: an empty chunk, not a panic.
+                (
+                    stranger,
+                    Sent::Chunk {
+                        hash,
+                        offset: u64::MAX,
+                        total_len,
+                        data: Vec::new()
+                    }
+                ),
+            ]
+        );
+        assert_eq!(w.out.stats.blob_bytes_served, total_len);
+        let unknown = BlobRequest {
+            hash: [7; 32],
+            ..ask(0)
+        };
+        blobs.on_request(t0, asker, &unknown, &mut w);
+        assert_eq!(w.take(), vec![(asker, Sent::Error(ErrorCode::NotFound))]);
+    }
+
+    #[test]
+    fn a_lent_output_goes_once_its_owner_has_all_of_it() {
+        let t0 = Instant::now();
+        let owner = id(1);
+        let mut w = FakeLink::with(&[owner]);
+        let mut blobs = Blobs::default();
+        let bytes = blob(100);
+        let hash = sha256(&bytes);
+        blobs.lend(t0, hash, bytes.into(), Some(owner));
+        assert_eq!(blobs.lent_bytes(), 100);
+        let all = BlobRequest {
+            hash,
+            offset: 0,
+            max_len: u32::MAX,
+        };
+        blobs.on_request(t0, owner, &all, &mut w);
+        assert!(
+            matches!(w.take().as_slice(), [(_, Sent::Chunk { data, .. })] if data.len() == 100)
+        );
+        assert_eq!(blobs.lent_bytes(), 0);
+        blobs.on_request(t0, owner, &all, &mut w);
+        assert_eq!(w.take(), vec![(owner, Sent::Error(ErrorCode::NotFound))]);
+    }
+
+    #[test]
+    fn a_fetch_opens_its_window_after_the_first_chunk_and_checks_the_hash() {
+        let (t0, cfg) = (Instant::now(), Config::default());
+        let peer = id(1);
+        let mut w = FakeLink::with(&[peer]);
+        let mut blobs = Blobs::default();
+        let bytes = blob(3 * BLOB_CHUNK_LEN + 5);
+        let hash = sha256(&bytes);
+        blobs.fetch(
+            t0,
+            hash,
+            Want::Input,
+            peer,
+            Some(bytes.len() as u64),
+            &mut w,
+        );
+        assert_eq!(w.take(), vec![(peer, Sent::Request { hash, offset: 0 })]);
+        let first = chunk_of(hash, &bytes, 0);
+        assert_eq!(
+            blobs.on_chunk(t0, &cfg, peer, &first, &mut w),
+            Fetched::Pending
+        );
+        let asked: Vec<u64> = w
+            .take()
+            .into_iter()
+            .map(|(_, s)| match s {
+                Sent::Request { offset, .. } => offset,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(asked, vec![CHUNK, 2 * CHUNK, 3 * CHUNK]);
+        // A duplicate (or a chunk from an earlier source) is ignored.
+        assert_eq!(
+            blobs.on_chunk(t0, &cfg, peer, &first, &mut w),
+            Fetched::Pending
+        );
+        let mut last = Fetched::Pending;
+        for offset in [BLOB_CHUNK_LEN, 2 * BLOB_CHUNK_LEN, 3 * BLOB_CHUNK_LEN] {
+            last = blobs.on_chunk(t0, &cfg, peer, &chunk_of(hash, &bytes, offset), &mut w);
+        }
+        assert_eq!(last, Fetched::Done(Want::Input, bytes.clone()));
+        assert_eq!(w.out.stats.blob_bytes_fetched, bytes.len() as u64);
+        assert_eq!(blobs.in_flight_bytes(), 0);
+
+        // The same bytes under another hash fail the check.
+        let wrong = [9; 32];
+        blobs.fetch(t0, wrong, Want::Output, peer, None, &mut w);
+        let mut end = Fetched::Pending;
+        for offset in (0..bytes.len()).step_by(BLOB_CHUNK_LEN) {
+            end = blobs.on_chunk(t0, &cfg, peer, &chunk_of(wrong, &bytes, offset), &mut w);
+        }
+        assert!(
+            matches!(end, Fetched::Failed(Want::Output, FetchError::HashMismatch { actual, .. }) if actual == hash),
+            "{end:?}"
+        );
+    }
+
+    #[test]
+    fn a_length_other_than_the_declared_one_is_refused_before_a_byte_is_kept() {
+        let (t0, cfg) = (Instant::now(), Config::default());
+        let peer = id(1);
+        let mut w = FakeLink::with(&[peer]);
+        let mut blobs = Blobs::default();
+        let bytes = blob(10);
+        let hash = sha256(&bytes);
+        blobs.fetch(t0, hash, Want::Input, peer, Some(9), &mut w);
+        let got = blobs.on_chunk(t0, &cfg, peer, &chunk_of(hash, &bytes, 0), &mut w);
+        assert!(
+            matches!(
+                got,
+                Fetched::Failed(
+                    Want::Input,
+                    FetchError::LengthMismatch {
+                        declared: 9,
+                        announced: 10,
+                        ..
+                    }
+                )
+            ),
+            "{got:?}"
+        );
+        assert_eq!(w.out.stats.blob_bytes_fetched, 0);
+    }
+
+    #[test]
+    fn a_fetch_stays_with_a_connected_source_and_resumes_elsewhere_where_it_left() {
+        let (t0, cfg) = (Instant::now(), Config::default());
+        let (first, second) = (id(1), id(2));
+        let mut w = FakeLink::with(&[first, second]);
+        let mut blobs = Blobs::default();
+        let bytes = blob(2 * BLOB_CHUNK_LEN);
+        let hash = sha256(&bytes);
+        blobs.fetch(t0, hash, Want::Model, first, None, &mut w);
+        blobs.on_chunk(t0, &cfg, first, &chunk_of(hash, &bytes, 0), &mut w);
+        w.take();
+        // Asked again while the first source is connected: nothing new.
+        blobs.fetch(t0, hash, Want::Model, second, None, &mut w);
+        assert!(w.take().is_empty());
+        // The first source leaves: the second is asked from the bytes held.
+        w.disconnect(first);
+        blobs.fetch(t0, hash, Want::Model, second, None, &mut w);
+        assert_eq!(
+            w.take(),
+            vec![(
+                second,
+                Sent::Request {
+                    hash,
+                    offset: CHUNK
+                }
+            )]
+        );
+        let done = blobs.on_chunk(
+            t0,
+            &cfg,
+            second,
+            &chunk_of(hash, &bytes, BLOB_CHUNK_LEN),
+            &mut w,
+        );
+        // A model is held, and handed to the application as an event.
+        assert_eq!(done, Fetched::Done(Want::Model, Vec::new()));
+        assert!(blobs.holds(&hash));
+        assert_eq!(blobs.advertised(8).collect::<Vec<_>>(), vec![hash]);
+        assert!(w.out.events.iter().any(
+            |e| matches!(e, Event::ModelFetched { hash: h, bytes: b } if *h == hash && *b == bytes)
+        ));
+    }
 }

@@ -4,7 +4,7 @@
 //! No sockets, no async, no clock reads: N cores can run in one simulation.
 //!
 //! [`Core`] routes between parts that own their state and borrow only
-//! themselves, the config and the outbox (or a `Wire` to reach peers): peers
+//! themselves, the config and the outbox (or a `Link` to reach peers): peers
 //! (table, dials, backoff), beacons, sessions (connections, handshake,
 //! keepalive), requester, worker, blobs. What one part reports (a session up
 //! or down, a message, a model fetched) reaches the others here, only here.
@@ -16,6 +16,7 @@ mod config;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod drive;
 mod ids;
+mod link;
 mod observed;
 mod outcome;
 mod output;
@@ -32,7 +33,6 @@ mod sessions;
 mod state;
 mod stats;
 mod tally;
-mod wire;
 mod worker;
 
 use std::net::SocketAddr;
@@ -58,11 +58,11 @@ pub use stats::Stats;
 
 use beacons::Beacons;
 use blobs::{Blobs, Fetched, Want};
+use link::{link_of, CoreLink};
 use output::{bump, Outbox};
 use peers::Peers;
 use requester::{Requester, Resulted};
 use sessions::{Sessions, Up};
-use wire::{wire, Wire};
 use worker::Worker;
 
 /// The node's state machine.
@@ -200,7 +200,7 @@ impl Core {
     /// a beacon says so soon after the change (peers that only know it
     /// through `--peer` learn it from the refusals).
     pub fn set_paused(&mut self, now: Instant, paused: bool) {
-        if self.worker.set_paused(paused, &mut wire!(self)) {
+        if self.worker.set_paused(paused, &mut link_of!(self)) {
             log::info!(
                 "{}",
                 if paused {
@@ -221,7 +221,7 @@ impl Core {
         for conn in self.sessions.ids() {
             self.goodbye(now, conn, GoodbyeReason::Shutdown);
         }
-        self.requester.cancel_all(now, &mut wire!(self));
+        self.requester.cancel_all(now, &mut link_of!(self));
     }
 
     // ---- discovery ----
@@ -360,7 +360,7 @@ impl Core {
                 addr: listen_addr,
             });
         }
-        self.requester.peer_up(now, &self.cfg, &mut wire!(self));
+        self.requester.peer_up(now, &self.cfg, &mut link_of!(self));
         true
     }
 
@@ -402,33 +402,19 @@ impl Core {
             Message::TaskOffer(o) => self.on_offer(now, peer, &o),
             Message::TaskAccept(a) => self.requester.on_accept(peer, a.task_id),
             Message::TaskReject(r) => self.requester.on_reject(now, peer, r.task_id, r.reason),
-            Message::TaskResult(r) => {
-                let me = self.id;
-                let resulted = self
-                    .requester
-                    .on_result(now, cfg, me, seal, &r, &mut wire!(self));
-                match resulted {
-                    Resulted::Completed => self.peers.credit(peer),
-                    Resulted::Fetch(hash, len) => {
-                        let declared = Some(len);
-                        self.blobs
-                            .fetch(now, hash, Want::Output, peer, declared, &mut wire!(self));
-                    }
-                    Resulted::Nothing => {}
-                }
-                self.prune_fetches();
-            }
+            Message::TaskResult(r) => self.on_result(now, peer, seal, &r),
             Message::Cancel(c) => {
-                self.worker.on_cancel(peer, c.task_id, &mut wire!(self));
+                self.worker.on_cancel(peer, c.task_id, &mut link_of!(self));
                 self.prune_fetches();
             }
             Message::BlobRequest(r) => {
-                self.blobs.on_request(now, peer, &r, &mut wire!(self));
+                self.blobs.on_request(now, peer, &r, &mut link_of!(self));
                 // A fetched output may have made room for the next job.
-                self.worker.start_jobs(cfg, &self.blobs, &mut wire!(self));
+                self.worker
+                    .start_jobs(cfg, &self.blobs, &mut link_of!(self));
             }
             Message::BlobChunk(c) => {
-                let fetched = self.blobs.on_chunk(now, cfg, peer, &c, &mut wire!(self));
+                let fetched = self.blobs.on_chunk(now, cfg, peer, &c, &mut link_of!(self));
                 let lied = matches!(&fetched, Fetched::Failed(_, e) if e.offender() == Some(peer));
                 self.fetched(now, c.hash, fetched);
                 if lied {
@@ -440,6 +426,30 @@ impl Core {
             Message::Beacon(_) => {} // refused by verify_frame
         }
         true
+    }
+
+    /// A result from `peer`: done, or its output is to be fetched.
+    fn on_result(
+        &mut self,
+        now: Instant,
+        peer: NodeId,
+        seal: &Seal,
+        r: &p2pa_protocol::TaskResult<'_>,
+    ) {
+        let (me, cfg) = (self.id, &self.cfg);
+        match self
+            .requester
+            .on_result(now, cfg, me, seal, r, &mut link_of!(self))
+        {
+            Resulted::Completed => self.peers.credit(peer),
+            Resulted::Fetch(hash, len) => {
+                let link = &mut link_of!(self);
+                self.blobs
+                    .fetch(now, hash, Want::Output, peer, Some(len), link);
+            }
+            Resulted::Nothing => {}
+        }
+        self.prune_fetches();
     }
 
     // ---- tasks ----
@@ -466,7 +476,7 @@ impl Core {
             input_hash,
             input_len,
             model_len,
-            &mut wire!(self),
+            &mut link_of!(self),
         );
         self.prune_fetches();
         id
@@ -485,7 +495,7 @@ impl Core {
     /// Withdraws a task: peers running it are told to stop; reported `Cancelled`.
     pub fn cancel(&mut self, now: Instant, task_id: u64) {
         self.requester
-            .cancel(now, task_id, TaskError::Cancelled, &mut wire!(self));
+            .cancel(now, task_id, TaskError::Cancelled, &mut link_of!(self));
     }
 
     /// The shell finished a job: how it ended, its output, and how long it
@@ -504,25 +514,32 @@ impl Core {
             job,
             (status, output, ran),
             &mut self.blobs,
-            &mut wire!(self),
+            &mut link_of!(self),
         );
         self.fetch_inputs(now);
     }
 
     fn on_offer(&mut self, now: Instant, peer: NodeId, offer: &p2pa_protocol::TaskOffer<'_>) {
         let (cfg, down) = (&self.cfg, self.shutting_down);
-        let admitted =
-            self.worker
-                .admit(now, cfg, down, peer, offer, &self.blobs, &mut wire!(self));
+        let admitted = self.worker.admit(
+            now,
+            cfg,
+            down,
+            peer,
+            offer,
+            &self.blobs,
+            &mut link_of!(self),
+        );
         let Some(admitted) = admitted else { return };
         if let Some(model) = admitted.fetch {
             self.blobs
-                .fetch(now, model, Want::Model, peer, None, &mut wire!(self));
+                .fetch(now, model, Want::Model, peer, None, &mut link_of!(self));
         }
-        self.worker.start_jobs(cfg, &self.blobs, &mut wire!(self));
+        self.worker
+            .start_jobs(cfg, &self.blobs, &mut link_of!(self));
         self.make_output_room(now);
         self.worker
-            .accept_if_waiting(admitted.job, &self.blobs, &mut wire!(self));
+            .accept_if_waiting(admitted.job, &self.blobs, &mut link_of!(self));
         self.fetch_inputs(now);
     }
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use p2pa_protocol::{NodeId, TaskKind};
 
-pub(crate) use super::stats::{bump, Noise, Stats};
+pub(crate) use super::stats::{bump, BadInput, Stats};
 
 use super::ids::{ConnId, JobId};
 use super::outcome::TaskOutcome;
@@ -120,8 +120,8 @@ impl Outbox {
     }
 
     /// Logs bad input of kind `noise`: at `warn` the first time, then at `debug`.
-    pub(crate) fn warn_once(&mut self, noise: Noise, msg: std::fmt::Arguments<'_>) {
-        let bit = 1u32 << (noise as u32);
+    pub(crate) fn warn_once(&mut self, kind: BadInput, msg: std::fmt::Arguments<'_>) {
+        let bit = 1u32 << (kind as u32);
         if self.warned & bit == 0 {
             self.warned |= bit;
             log::warn!("{msg} (further such events are logged at debug level)");

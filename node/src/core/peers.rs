@@ -12,7 +12,7 @@ use p2pa_protocol::{Beacon, Capabilities, NodeId, ReplayGuard};
 use super::budget::{DialBudget, RESERVED};
 use super::config::Config;
 use super::ids::ConnId;
-use super::output::{bump, Event, Noise, Outbox};
+use super::output::{bump, BadInput, Event, Outbox};
 use super::peer_info::{PeerInfo, PeerState, Via};
 use super::recent::Recent;
 use super::rng::{jitter, Entropy};
@@ -309,7 +309,7 @@ impl Peers {
         if let Err(e) = peer.guard.check(seq) {
             bump(&mut out.stats.beacons_replayed);
             out.warn_once(
-                Noise::ReplayedBeacon,
+                BadInput::ReplayedBeacon,
                 format_args!("dropped beacon from {} at {from}: {e}", sender.short()),
             );
             return None;

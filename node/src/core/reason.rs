@@ -8,7 +8,7 @@ use p2pa_protocol::{
     GoodbyeReason, HandshakeError, NodeId, RejectReason, SessionError, StreamError, TaskStatus,
 };
 
-use super::stats::{bump, Noise, Stats};
+use super::stats::{bump, BadInput, Stats};
 
 /// Why the shell could not open, or lost, a TCP connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +103,7 @@ impl CloseReason {
 
     /// Counts this ending in `stats` and names its log bucket, if it is bad
     /// input. `handshaking`: the connection had no session yet.
-    pub(crate) fn count(&self, stats: &mut Stats, handshaking: bool) -> Option<Noise> {
+    pub(crate) fn count(&self, stats: &mut Stats, handshaking: bool) -> Option<BadInput> {
         match self {
             Self::Stream(_)
             | Self::Session(SessionError::Frame(_) | SessionError::WrongSender { .. }) => {
@@ -111,15 +111,15 @@ impl CloseReason {
                 if handshaking {
                     bump(&mut stats.handshakes_failed);
                 }
-                Some(Noise::BadFrame)
+                Some(BadInput::BadFrame)
             }
             Self::Session(SessionError::Open | SessionError::Flags { .. }) => {
                 bump(&mut stats.frames_rejected);
-                Some(Noise::BadFrame)
+                Some(BadInput::BadFrame)
             }
             Self::Session(SessionError::Replay(_)) => {
                 bump(&mut stats.frames_replayed);
-                Some(Noise::ReplayedFrame)
+                Some(BadInput::ReplayedFrame)
             }
             Self::Handshake(
                 HandshakeError::Malformed
@@ -131,19 +131,19 @@ impl CloseReason {
             ) => {
                 bump(&mut stats.frames_rejected);
                 bump(&mut stats.handshakes_failed);
-                Some(Noise::HandshakeFailed)
+                Some(BadInput::HandshakeFailed)
             }
             Self::Handshake(HandshakeError::WrongPeer { .. } | HandshakeError::Encode(_)) => {
                 bump(&mut stats.handshakes_failed);
-                Some(Noise::HandshakeFailed)
+                Some(BadInput::HandshakeFailed)
             }
             Self::HandshakeTimeout => {
                 bump(&mut stats.handshakes_timed_out);
-                Some(Noise::HandshakeTimeout)
+                Some(BadInput::HandshakeTimeout)
             }
             Self::HandshakeEvicted => {
                 bump(&mut stats.handshakes_evicted);
-                Some(Noise::HandshakeEvicted)
+                Some(BadInput::HandshakeEvicted)
             }
             _ => None,
         }

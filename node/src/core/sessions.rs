@@ -15,7 +15,7 @@ use p2pa_protocol::{
 
 use super::config::Config;
 use super::ids::ConnId;
-use super::output::{bump, Noise, Outbox, Transmit};
+use super::output::{bump, BadInput, Outbox, Transmit};
 use super::reason::CloseReason;
 use super::rng::{Entropy, EntropyError};
 
@@ -538,7 +538,7 @@ impl Sessions {
     pub(crate) fn refuse_incoming(addr: SocketAddr, out: &mut Outbox) {
         bump(&mut out.stats.conns_refused);
         out.warn_once(
-            Noise::Refused,
+            BadInput::Refused,
             format_args!("refused connection from {addr}: limits reached"),
         );
     }

@@ -34,7 +34,7 @@ pub struct Stats {
 
 /// Buckets of bad input: each is logged at `warn` once, then at `debug`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Noise {
+pub(crate) enum BadInput {
     ForgedBeacon,
     ReplayedBeacon,
     MalformedBeacon,

@@ -1,6 +1,6 @@
 //! The requester's side of the task exchange: pick a worker, offer, check the
 //! receipt, retry elsewhere on failure, report each task exactly once. It
-//! owns the tasks this node asked for; it reaches peers through a [`Wire`].
+//! owns the tasks this node asked for; it reaches peers through a [`Link`].
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -16,12 +16,12 @@ pub(crate) use results::Resulted;
 
 use super::config::Config;
 use super::config::MAX_INLINE_TENSOR;
+use super::link::Link;
 use super::observed::Observed;
 use super::outcome::TaskOutcome;
 use super::output::{bump, Event};
 use super::reason::TaskError;
 use super::state::TaskState;
-use super::wire::Wire;
 
 /// Delay before offering a task again after a `Busy` or when no worker is free.
 const RETRY_DELAY: Duration = Duration::from_millis(50);
@@ -160,7 +160,7 @@ impl Requester {
         input_hash: [u8; 32],
         input_len: usize,
         model_len: u64,
-        w: &mut Wire<'_>,
+        w: &mut dyn Link,
     ) -> u64 {
         let id = self.next_task;
         self.next_task = self.next_task.wrapping_add(1);
@@ -203,14 +203,14 @@ impl Requester {
     }
 
     /// Withdraws one task (`Cancelled`, with `why`).
-    pub(crate) fn cancel(&mut self, now: Instant, task_id: u64, why: TaskError, w: &mut Wire<'_>) {
+    pub(crate) fn cancel(&mut self, now: Instant, task_id: u64, why: TaskError, w: &mut dyn Link) {
         if self.reqs.contains_key(&task_id) {
             self.finish(now, task_id, Answer::none(TaskStatus::Cancelled, why), w);
         }
     }
 
     /// Withdraws every task (shutdown).
-    pub(crate) fn cancel_all(&mut self, now: Instant, w: &mut Wire<'_>) {
+    pub(crate) fn cancel_all(&mut self, now: Instant, w: &mut dyn Link) {
         let ids: Vec<u64> = self.reqs.keys().copied().collect();
         for id in ids {
             self.cancel(now, id, TaskError::ShutDown, w);
@@ -229,11 +229,10 @@ impl Requester {
     /// RTT. A task waits instead when a worker at its in-flight limit would
     /// still finish it sooner than any free one: a slow worker does not take
     /// the last tasks while a fast one is about to be free.
-    fn pick(&self, cfg: &Config, r: &Req, w: &Wire<'_>) -> Option<NodeId> {
+    fn pick(&self, cfg: &Config, r: &Req, w: &dyn Link) -> Option<NodeId> {
         type Key = (bool, u32, Duration, usize, bool, Duration, NodeId);
         let (kind, model) = (r.req.kind, r.req.model);
         let capable: Vec<_> = w
-            .peers
             .connected()
             .filter(|(id, caps, _)| {
                 caps.takes(kind, r.req.needs)
@@ -291,7 +290,7 @@ impl Requester {
     }
 
     /// Offers task `id` to the best available peer, if any.
-    fn dispatch(&mut self, now: Instant, cfg: &Config, id: u64, w: &mut Wire<'_>) {
+    fn dispatch(&mut self, now: Instant, cfg: &Config, id: u64, w: &mut dyn Link) {
         let Some(r) = self.reqs.get(&id) else {
             return;
         };
@@ -356,7 +355,7 @@ impl Requester {
     }
 
     /// A session came up: tasks waiting for a worker are offered again.
-    pub(crate) fn peer_up(&mut self, now: Instant, cfg: &Config, w: &mut Wire<'_>) {
+    pub(crate) fn peer_up(&mut self, now: Instant, cfg: &Config, w: &mut dyn Link) {
         let waiting: Vec<u64> = self
             .reqs
             .iter()
@@ -369,7 +368,7 @@ impl Requester {
     }
 
     /// `peer`'s session ended: its tasks go elsewhere.
-    pub(crate) fn peer_down(&mut self, now: Instant, cfg: &Config, peer: NodeId, w: &mut Wire<'_>) {
+    pub(crate) fn peer_down(&mut self, now: Instant, cfg: &Config, peer: NodeId, w: &mut dyn Link) {
         let hit: Vec<u64> = self
             .reqs
             .iter()
@@ -377,7 +376,7 @@ impl Requester {
             .map(|(&id, _)| id)
             .collect();
         for id in hit {
-            bump(&mut w.out.stats.tasks_retried);
+            bump(&mut w.out().stats.tasks_retried);
             log::info!(
                 "task {id}: worker {} went away; retrying elsewhere",
                 peer.short()
@@ -398,7 +397,7 @@ impl Requester {
         status: TaskStatus,
         output: &[u8],
         error: TaskError,
-        w: &mut Wire<'_>,
+        w: &mut dyn Link,
     ) {
         let Some(r) = self.reqs.get_mut(&id) else {
             return;
@@ -461,7 +460,7 @@ impl Requester {
     }
 
     /// Reports task `id` (once) and withdraws outstanding offers.
-    fn finish(&mut self, now: Instant, id: u64, a: Answer<'_>, w: &mut Wire<'_>) {
+    fn finish(&mut self, now: Instant, id: u64, a: Answer<'_>, w: &mut dyn Link) {
         let Some(r) = self.reqs.remove(&id) else {
             return;
         };
@@ -471,7 +470,7 @@ impl Requester {
         let error = a
             .error
             .or(r.last_error.filter(|_| a.status != TaskStatus::Completed));
-        w.out.event(Event::TaskDone(Box::new(TaskOutcome {
+        w.out().event(Event::TaskDone(Box::new(TaskOutcome {
             task_id: id,
             status: a.status,
             output: a.output.to_vec(),
@@ -485,7 +484,7 @@ impl Requester {
     }
 
     /// Deadlines and retries.
-    pub(crate) fn timers(&mut self, now: Instant, cfg: &Config, w: &mut Wire<'_>) {
+    pub(crate) fn timers(&mut self, now: Instant, cfg: &Config, w: &mut dyn Link) {
         let expired: Vec<u64> = self
             .reqs
             .iter()
@@ -497,10 +496,7 @@ impl Requester {
                 continue;
             };
             let (kind, needs) = (r.req.kind, r.req.needs);
-            let capable = w
-                .peers
-                .connected()
-                .any(|(_, caps, _)| caps.takes(kind, needs));
+            let capable = w.connected().any(|(_, caps, _)| caps.takes(kind, needs));
             let error = TaskError::TimedOut {
                 no_peer: r.last_error.is_none() && !capable,
                 last: r.last_error.clone().map(Box::new),

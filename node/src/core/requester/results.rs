@@ -8,10 +8,10 @@ use p2pa_protocol::{Hash32, NodeId, Receipt, Seal, TaskOutput, TaskResult, TaskS
 
 use super::{Answer, Pending, Requester};
 use crate::core::config::{Config, MAX_INLINE_TENSOR};
-use crate::core::output::{bump, Noise};
+use crate::core::link::Link;
+use crate::core::output::{bump, BadInput};
 use crate::core::reason::{FetchError, TaskError};
 use crate::core::receipt::{check_result, sha256};
-use crate::core::wire::Wire;
 
 /// What a result asks of the router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +34,7 @@ impl Requester {
         me: NodeId,
         seal: &Seal,
         res: &TaskResult<'_>,
-        w: &mut Wire<'_>,
+        w: &mut dyn Link,
     ) -> Resulted {
         let peer = seal.signer;
         let Some(r) = self.reqs.get(&res.task_id) else {
@@ -50,9 +50,9 @@ impl Requester {
         let model = r.req.model.unwrap_or([0u8; 32]);
         let checked = check_result(res, me, &r.input_hash, &model);
         if let Err(why) = checked {
-            bump(&mut w.out.stats.results_rejected);
-            w.out.warn_once(
-                Noise::BadResult,
+            bump(&mut w.out().stats.results_rejected);
+            w.out().warn_once(
+                BadInput::BadResult,
                 format_args!(
                     "task {}: result from {} refused: {why}",
                     res.task_id,
@@ -108,7 +108,7 @@ impl Requester {
         status: TaskStatus,
         receipt: Receipt,
         output: &[u8],
-        w: &mut Wire<'_>,
+        w: &mut dyn Link,
     ) -> Resulted {
         let Some(r) = self.reqs.get(&id) else {
             return Resulted::Nothing;
@@ -148,7 +148,7 @@ impl Requester {
         cfg: &Config,
         hash: &Hash32,
         bytes: &[u8],
-        w: &mut Wire<'_>,
+        w: &mut dyn Link,
     ) -> Vec<NodeId> {
         let waiting: Vec<(u64, Pending)> = self
             .reqs
@@ -176,7 +176,7 @@ impl Requester {
         cfg: &Config,
         hash: &Hash32,
         why: FetchError,
-        w: &mut Wire<'_>,
+        w: &mut dyn Link,
     ) {
         let waiting: Vec<(u64, NodeId)> = self
             .reqs

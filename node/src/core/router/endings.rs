@@ -8,7 +8,7 @@ use std::time::Instant;
 use p2pa_protocol::{GoodbyeReason, NodeId};
 
 use crate::core::output::bump;
-use crate::core::{wire, CloseReason, ConnId, Core, Event, Wire};
+use crate::core::{link_of, CloseReason, ConnId, Core, CoreLink, Event};
 
 /// Budgets a newcomer can find full at once (per address, requesters, all).
 const BUDGETS: usize = 3;
@@ -94,15 +94,15 @@ impl Core {
     /// another source, its jobs here are dropped.
     fn peer_down(&mut self, now: Instant, peer: NodeId) {
         self.requester
-            .peer_down(now, &self.cfg, peer, &mut wire!(self));
+            .peer_down(now, &self.cfg, peer, &mut link_of!(self));
         self.blobs.peer_gone(peer);
         for (hash, want) in self.blobs.stalled_from(peer) {
             if let Some(other) = self.worker.requester_waiting_for(hash, peer) {
                 self.blobs
-                    .fetch(now, hash, want, other, None, &mut wire!(self));
+                    .fetch(now, hash, want, other, None, &mut link_of!(self));
             }
         }
-        self.worker.peer_down(peer, &mut wire!(self));
+        self.worker.peer_down(peer, &mut link_of!(self));
         self.prune_fetches();
         self.fetch_inputs(now);
     }

@@ -7,7 +7,7 @@ use p2pa_protocol::{GoodbyeReason, Intro};
 
 use crate::core::output::bump;
 use crate::core::sessions::Step;
-use crate::core::stats::Noise;
+use crate::core::stats::BadInput;
 use crate::core::{CloseReason, ConnId, Core};
 
 impl Core {
@@ -83,7 +83,7 @@ impl Core {
             Step::Refused(peer) => {
                 bump(&mut self.out.stats.peers_refused);
                 self.out.warn_once(
-                    Noise::Refused,
+                    BadInput::Refused,
                     format_args!("refused {peer}: not in the allowlist (--trust allowlist)"),
                 );
                 self.close(now, conn, CloseReason::Sent(GoodbyeReason::NotAllowed));

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use p2pa_protocol::GoodbyeReason;
 
-use crate::core::{wire, CloseReason, Core, Fetched, Wire};
+use crate::core::{link_of, CloseReason, Core, CoreLink, Fetched};
 
 /// The node's timers, in the order `handle_timeout` runs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,11 +90,12 @@ impl Core {
                 self.peers.timers(now, self.id, cfg, at_cap, &mut dial);
             }
             Timer::Requester => {
-                self.requester.timers(now, cfg, &mut wire!(self));
+                self.requester.timers(now, cfg, &mut link_of!(self));
                 self.prune_fetches();
             }
             Timer::Worker => {
-                self.worker.timers(now, cfg, &self.blobs, &mut wire!(self));
+                self.worker
+                    .timers(now, cfg, &self.blobs, &mut link_of!(self));
                 self.prune_fetches();
                 self.fetch_inputs(now);
             }
@@ -104,7 +105,7 @@ impl Core {
                 }
                 // Outputs dropped unfetched may have made room.
                 self.worker
-                    .start_jobs(&self.cfg, &self.blobs, &mut wire!(self));
+                    .start_jobs(&self.cfg, &self.blobs, &mut link_of!(self));
                 self.make_output_room(now);
             }
         }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use p2pa_protocol::Hash32;
 
 use crate::core::blobs::{Fetched, Want};
-use crate::core::{wire, Core, Wire};
+use crate::core::{link_of, Core, CoreLink};
 
 impl Core {
     /// Requester side: serve `bytes` (a model) to workers that ask for `hash`.
@@ -35,29 +35,31 @@ impl Core {
             Fetched::Pending => return,
             Fetched::Done(Want::Model, _) => {}
             Fetched::Done(Want::Input, bytes) => {
-                self.worker.input_arrived(&hash, bytes, &mut wire!(self));
+                self.worker.input_arrived(&hash, bytes, &mut link_of!(self));
             }
             Fetched::Done(Want::Output, bytes) => {
                 let credit =
                     self.requester
-                        .output_arrived(now, cfg, &hash, &bytes, &mut wire!(self));
+                        .output_arrived(now, cfg, &hash, &bytes, &mut link_of!(self));
                 credit.into_iter().for_each(|p| self.peers.credit(p));
             }
             Fetched::Failed(want, error) => {
                 let why = error.to_string();
                 match want {
-                    Want::Model => self.worker.fail_jobs_needing(hash, &why, &mut wire!(self)),
-                    Want::Input => self.worker.input_failed(&hash, &why, &mut wire!(self)),
+                    Want::Model => self
+                        .worker
+                        .fail_jobs_needing(hash, &why, &mut link_of!(self)),
+                    Want::Input => self.worker.input_failed(&hash, &why, &mut link_of!(self)),
                     Want::Output => {
                         self.requester
-                            .output_failed(now, cfg, &hash, error, &mut wire!(self));
+                            .output_failed(now, cfg, &hash, error, &mut link_of!(self));
                     }
                 }
             }
         }
         self.fetch_inputs(now);
         self.worker
-            .start_jobs(&self.cfg, &self.blobs, &mut wire!(self));
+            .start_jobs(&self.cfg, &self.blobs, &mut link_of!(self));
         self.prune_fetches();
     }
 
@@ -68,7 +70,7 @@ impl Core {
             && self.blobs.drop_laggards(now, &self.cfg)
         {
             self.worker
-                .start_jobs(&self.cfg, &self.blobs, &mut wire!(self));
+                .start_jobs(&self.cfg, &self.blobs, &mut link_of!(self));
         }
     }
 
@@ -76,7 +78,7 @@ impl Core {
     pub(in crate::core) fn fetch_inputs(&mut self, now: Instant) {
         for (hash, len, peer) in self.worker.inputs_to_fetch(&self.cfg) {
             self.blobs
-                .fetch(now, hash, Want::Input, peer, Some(len), &mut wire!(self));
+                .fetch(now, hash, Want::Input, peer, Some(len), &mut link_of!(self));
         }
     }
 

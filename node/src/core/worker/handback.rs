@@ -9,8 +9,8 @@ use super::limits::queue_capacity;
 use super::{TaskState, Worker};
 use crate::core::config::Config;
 use crate::core::ids::JobId;
+use crate::core::link::Link;
 use crate::core::tally::Tally;
-use crate::core::wire::Wire;
 
 impl Worker {
     /// Pauses or resumes taking work; returns whether that changed
@@ -19,7 +19,7 @@ impl Worker {
     /// end, and what waits for a slot is handed back (`Busy` too, so its
     /// requester offers it elsewhere at once), but for a job whose input is
     /// still being fetched (it runs once fetched).
-    pub(crate) fn set_paused(&mut self, paused: bool, w: &mut Wire<'_>) -> bool {
+    pub(crate) fn set_paused(&mut self, paused: bool, w: &mut dyn Link) -> bool {
         if std::mem::replace(&mut self.paused, paused) == paused {
             return false;
         }
@@ -56,7 +56,7 @@ impl Worker {
     /// again elsewhere or later). Max-min fairness: many requesters (or many
     /// keys of one) cannot keep a newcomer out while one of them holds more
     /// than one place. Returns whether a place was made.
-    pub(super) fn make_room_for(&mut self, cfg: &Config, peer: NodeId, w: &mut Wire<'_>) -> bool {
+    pub(super) fn make_room_for(&mut self, cfg: &Config, peer: NodeId, w: &mut dyn Link) -> bool {
         let capacity = queue_capacity(cfg);
         let mut held = Tally::default();
         let mut total = 0usize;

@@ -6,8 +6,8 @@ use p2pa_protocol::{Hash32, NodeId, TaskStatus};
 
 use super::Worker;
 use crate::core::config::Config;
+use crate::core::link::Link;
 use crate::core::tally::Tally;
-use crate::core::wire::Wire;
 
 impl Worker {
     /// Input blobs to fetch now, with their declared length and the
@@ -67,7 +67,7 @@ impl Worker {
     /// An input blob arrived: the jobs it was fetched for have their input
     /// (others with the same input wait for their turn in the buffer). A job
     /// whose offer declared another length fails: its requester lied.
-    pub(crate) fn input_arrived(&mut self, hash: &Hash32, bytes: Vec<u8>, w: &mut Wire<'_>) {
+    pub(crate) fn input_arrived(&mut self, hash: &Hash32, bytes: Vec<u8>, w: &mut dyn Link) {
         let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
         let liars = self.ids(|j| j.fetches_input(hash) && j.blob.is_some_and(|(_, l)| l != len));
         for job in liars {
@@ -90,7 +90,7 @@ impl Worker {
     }
 
     /// Fails the jobs input blob `hash` was being fetched for.
-    pub(crate) fn input_failed(&mut self, hash: &Hash32, why: &str, w: &mut Wire<'_>) {
+    pub(crate) fn input_failed(&mut self, hash: &Hash32, why: &str, w: &mut dyn Link) {
         let waiting = self.ids(|j| j.fetches_input(hash));
         for job in waiting {
             let msg = format!("fetching the input failed: {why}");

@@ -17,11 +17,11 @@ use super::blobs::Blobs;
 use super::config::Config;
 use super::config::MAX_INLINE_TENSOR;
 use super::ids::JobId;
+use super::link::Link;
 use super::output::Event;
 use super::receipt::sha256;
 use super::state::{TaskState, Work};
 use super::tally::Tally;
-use super::wire::Wire;
 
 mod handback;
 mod holds;
@@ -269,7 +269,7 @@ impl Worker {
         peer: NodeId,
         offer: &TaskOffer<'_>,
         blobs: &Blobs,
-        w: &mut Wire<'_>,
+        w: &mut dyn Link,
     ) -> Option<Admitted> {
         let reject = |reason| {
             Message::TaskReject(TaskReject {
@@ -329,7 +329,7 @@ impl Worker {
     /// `TaskAccept` says "this will wait": sent only while the model is
     /// fetched. A task that runs now or soon needs none (its result
     /// follows), which saves a signature and a verification per task.
-    pub(crate) fn accept_if_waiting(&self, job: JobId, blobs: &Blobs, w: &mut Wire<'_>) {
+    pub(crate) fn accept_if_waiting(&self, job: JobId, blobs: &Blobs, w: &mut dyn Link) {
         let Some(j) = self.jobs.get(&job) else {
             return;
         };
@@ -341,7 +341,7 @@ impl Worker {
 
     /// Hands runnable jobs to the shell: inline ones at once, slot jobs while
     /// slots (plus prefetch) are free, fairly across requesters.
-    pub(crate) fn start_jobs(&mut self, cfg: &Config, blobs: &Blobs, w: &mut Wire<'_>) {
+    pub(crate) fn start_jobs(&mut self, cfg: &Config, blobs: &Blobs, w: &mut dyn Link) {
         let limit = slot_limit(cfg);
         let room = output_room(cfg, blobs);
         while let Some(pos) = self.next_to_start(self.running < limit, &room, blobs) {
@@ -359,7 +359,7 @@ impl Worker {
             if j.slot {
                 self.running = self.running.saturating_add(1);
             }
-            w.out.event(Event::Execute {
+            w.out().event(Event::Execute {
                 job: id,
                 kind: j.kind,
                 input: j.input.take().unwrap_or_default(),
@@ -432,7 +432,7 @@ impl Worker {
     }
 
     /// Fails every queued job waiting for model `hash`.
-    pub(crate) fn fail_jobs_needing(&mut self, hash: Hash32, why: &str, w: &mut Wire<'_>) {
+    pub(crate) fn fail_jobs_needing(&mut self, hash: Hash32, why: &str, w: &mut dyn Link) {
         let waiting = self.ids(|j| {
             j.state == TaskState::Queued && j.model == Some(hash) && j.kind == TaskKind::Infer
         });
@@ -451,7 +451,7 @@ impl Worker {
         job: JobId,
         (status, output, ran): (TaskStatus, &[u8], Duration),
         blobs: &mut Blobs,
-        w: &mut Wire<'_>,
+        w: &mut dyn Link,
     ) {
         let Some(j) = self.jobs.get(&job) else {
             return;
@@ -486,7 +486,7 @@ impl Worker {
     }
 
     /// The requester withdrew its task.
-    pub(crate) fn on_cancel(&mut self, peer: NodeId, task_id: u64, w: &mut Wire<'_>) {
+    pub(crate) fn on_cancel(&mut self, peer: NodeId, task_id: u64, w: &mut dyn Link) {
         let found = self
             .jobs
             .iter()
@@ -494,12 +494,12 @@ impl Worker {
             .map(|(&id, _)| id);
         if let Some(job) = found {
             self.answer(job, TaskStatus::Cancelled, CANCELLED, w);
-            w.out.event(Event::Abandon { job });
+            w.out().event(Event::Abandon { job });
         }
     }
 
     /// `peer`'s session ended: its jobs are no longer wanted.
-    pub(crate) fn peer_down(&mut self, peer: NodeId, w: &mut Wire<'_>) {
+    pub(crate) fn peer_down(&mut self, peer: NodeId, w: &mut dyn Link) {
         let running = &mut self.running;
         self.jobs.retain(|&job, j| {
             if j.peer != peer || j.state.is_final() {
@@ -511,14 +511,14 @@ impl Worker {
                 if j.slot {
                     *running = running.saturating_sub(1);
                 }
-                w.out.event(Event::Abandon { job });
+                w.out().event(Event::Abandon { job });
             }
             was_running // a running job stays until the shell reports it
         });
     }
 
     /// Jobs past their deadline are answered `Timeout`; then free slots fill.
-    pub(crate) fn timers(&mut self, now: Instant, cfg: &Config, blobs: &Blobs, w: &mut Wire<'_>) {
+    pub(crate) fn timers(&mut self, now: Instant, cfg: &Config, blobs: &Blobs, w: &mut dyn Link) {
         let late = self.ids(|j| !j.state.is_final() && j.deadline <= now);
         for job in late {
             let running = self
@@ -527,14 +527,14 @@ impl Worker {
                 .is_some_and(|j| j.state == TaskState::Running);
             self.answer(job, TaskStatus::Timeout, DEADLINE_PASSED, w);
             if running {
-                w.out.event(Event::Abandon { job }); // stop its computation
+                w.out().event(Event::Abandon { job }); // stop its computation
             }
         }
         self.start_jobs(cfg, blobs, w);
     }
 
     /// Sends the signed result of `job` with `output` inline; frees its slot.
-    fn answer(&mut self, job: JobId, status: TaskStatus, output: &[u8], w: &mut Wire<'_>) {
+    fn answer(&mut self, job: JobId, status: TaskStatus, output: &[u8], w: &mut dyn Link) {
         self.answer_with(job, status, TaskOutput::Inline(output), w);
     }
 
@@ -544,7 +544,7 @@ impl Worker {
         job: JobId,
         status: TaskStatus,
         output: TaskOutput<'_>,
-        w: &mut Wire<'_>,
+        w: &mut dyn Link,
     ) {
         let Some(j) = self.jobs.get_mut(&job) else {
             return;
