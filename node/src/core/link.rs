@@ -79,13 +79,16 @@ pub(crate) use link_of;
 pub(crate) mod fake {
     use std::time::Duration;
 
-    use p2pa_protocol::{Capabilities, ErrorCode, Hash32, Message, NodeId};
+    use p2pa_protocol::{Capabilities, ErrorCode, Hash32, KindSet, Message, NodeId};
 
     use super::{Connected, Link, Outbox};
 
     /// A message a part sent, as far as the tests read it.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub(crate) enum Sent {
+        Offer {
+            task_id: u64,
+        },
         Request {
             hash: Hash32,
             offset: u64,
@@ -119,6 +122,16 @@ pub(crate) mod fake {
             }
         }
 
+        /// `peer` connects, running `kinds`.
+        pub(crate) fn connect(&mut self, peer: NodeId, kinds: KindSet) {
+            let caps = Capabilities {
+                kinds,
+                free_slots: 1,
+                ..Capabilities::default()
+            };
+            self.peers.push((peer, caps, None));
+        }
+
         pub(crate) fn disconnect(&mut self, peer: NodeId) {
             self.peers.retain(|(p, _, _)| *p != peer);
         }
@@ -135,6 +148,7 @@ pub(crate) mod fake {
                 return false;
             }
             let sent = match message {
+                Message::TaskOffer(o) => Sent::Offer { task_id: o.task_id },
                 Message::BlobRequest(r) => Sent::Request {
                     hash: r.hash,
                     offset: r.offset,
