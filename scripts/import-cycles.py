@@ -31,7 +31,7 @@ def module_files(src):
                 continue
             rel = os.path.relpath(os.path.join(root, f), src)
             parts = rel[:-3].split(os.sep)
-            if parts[-1] in ("mod", "lib", "main") and len(parts) >= 1:
+            if parts[-1] in ("mod", "lib", "main"):
                 parts = parts[:-1]
             if rel == "main.rs" and os.path.exists(os.path.join(src, "lib.rs")):
                 parts = ["<bin>"]
@@ -101,45 +101,49 @@ def resolve(path, here, mods, binds=None, depth=0):
     return best
 
 
-def bindings(mods):
-    """Names each module brings in with `use` (its own and re-exported)."""
+def parse(mods):
+    """Each module's stripped text and the paths of its `use` items (read once)."""
     out = {}
     for here, path in mods.items():
-        text = strip(open(path, encoding="utf-8").read())
+        with open(path, encoding="utf-8") as f:
+            text = strip(f.read())
+        uses = [p.strip() for m in re.finditer(r"\buse\s+([^;]+);", text) for p in expand(m.group(1))]
+        out[here] = (text, uses)
+    return out
+
+
+def bindings(parsed):
+    """Names each module brings in with `use` (its own and re-exported)."""
+    out = {}
+    for here, (_text, uses) in parsed.items():
         names = {}
-        for m in re.finditer(r"\buse\s+([^;]+);", text):
-            for p in expand(m.group(1)):
-                p = p.strip()
-                if p.endswith("*"):
-                    continue
-                alias = p.split(" as ")[-1].strip() if " as " in p else p.split("::")[-1]
-                if alias == "self":
-                    alias = p.split("::")[-2] if "::" in p else alias
-                    p = p.rsplit("::", 1)[0]
-                names[alias] = p.split(" as ")[0].strip()
+        for p in uses:
+            if p.endswith("*"):
+                continue
+            alias = p.split(" as ")[-1].strip() if " as " in p else p.split("::")[-1]
+            if alias == "self":
+                alias = p.split("::")[-2] if "::" in p else alias
+                p = p.rsplit("::", 1)[0]
+            names[alias] = p.split(" as ")[0].strip()
         out[here] = names
     return out
 
 
-WHY = {}
-
-
 def edges(mods):
-    binds = bindings(mods)
+    """The module graph, and for each edge the paths that make it."""
+    parsed = parse(mods)
+    binds = bindings(parsed)
     graph = {m: set() for m in mods}
-    for here, path in mods.items():
-        text = strip(open(path, encoding="utf-8").read())
-        paths = []
-        for m in re.finditer(r"\buse\s+([^;]+);", text):
-            paths += expand(m.group(1))
-        paths += re.findall(r"\b(?:crate|super)(?:::\w+)+", text)
+    why = {}
+    for here, (text, uses) in parsed.items():
+        paths = uses + re.findall(r"\b(?:crate|super)(?:::\w+)+", text)
         for p in paths:
             target = resolve(p, here if here != ("<bin>",) else (), mods, binds)
             upward = target is not None and here[: len(target)] == target
             if target is not None and not upward and target in mods:
                 graph[here].add(target)
-                WHY.setdefault((here, target), set()).add(p.strip())
-    return graph
+                why.setdefault((here, target), set()).add(p)
+    return graph, why
 
 
 def cycles(graph):
@@ -187,11 +191,11 @@ def main():
     bad = 0
     for c in crates:
         mods = module_files(os.path.join(root, c, "src"))
-        graph = edges(mods)
+        graph, why = edges(mods)
         for comp in cycles(graph):
             bad += 1
             inner = [
-                f"{name(a)} -> {name(b)}" + (f"  ({', '.join(sorted(WHY[(a, b)])[:4])})" if verbose else "")
+                f"{name(a)} -> {name(b)}" + (f"  ({', '.join(sorted(why[(a, b)])[:4])})" if verbose else "")
                 for a in comp
                 for b in sorted(graph[a])
                 if b in comp

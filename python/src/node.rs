@@ -50,29 +50,8 @@ pub struct Node {
 }
 
 impl Pool for Node {
-    fn live(&self) -> PyResult<&Arc<NodeHandle>> {
-        Node::live(self)
-    }
-
-    fn offer(&self, py: Python<'_>, model: &Model) -> PyResult<()> {
-        Node::offer(self, py, model)
-    }
-
-    fn workers(
-        &self,
-        py: Python<'_>,
-        kind: TaskKind,
-        engine: Option<WorkerEngine>,
-        wait_s: f64,
-        settle: Duration,
-    ) -> PyResult<usize> {
-        Node::workers(self, py, kind, engine, wait_s, settle)
-    }
-}
-
-impl Node {
     /// The handle, unless the node was closed.
-    pub fn live(&self) -> PyResult<&Arc<NodeHandle>> {
+    fn live(&self) -> PyResult<&Arc<NodeHandle>> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::new_err("this pool is closed"));
         }
@@ -80,7 +59,7 @@ impl Node {
     }
 
     /// Offers `model` to workers (once per node).
-    pub fn offer(&self, py: Python<'_>, model: &Model) -> PyResult<()> {
+    fn offer(&self, py: Python<'_>, model: &Model) -> PyResult<()> {
         let h = self.live()?;
         let fresh = self
             .provided
@@ -95,7 +74,7 @@ impl Node {
 
     /// Waits up to `wait_s` for one worker of `kind` on `engine`, then
     /// `settle` more for the rest of the pool; raises NoPeersError.
-    pub fn workers(
+    fn workers(
         &self,
         py: Python<'_>,
         kind: TaskKind,

@@ -112,14 +112,13 @@ pub(crate) mod fake {
     }
 
     impl FakeLink {
+        /// A link on which `peers` are connected (running no task kind).
         pub(crate) fn with(peers: &[NodeId]) -> Self {
-            Self {
-                peers: peers
-                    .iter()
-                    .map(|p| (*p, Capabilities::default(), None))
-                    .collect(),
-                ..Self::default()
+            let mut link = Self::default();
+            for p in peers {
+                link.connect(*p, KindSet::default());
             }
+            link
         }
 
         /// `peer` connects, running `kinds`.
