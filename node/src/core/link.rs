@@ -79,7 +79,10 @@ pub(crate) use link_of;
 pub(crate) mod fake {
     use std::time::Duration;
 
-    use p2pa_protocol::{Capabilities, ErrorCode, Hash32, KindSet, Message, NodeId};
+    use p2pa_protocol::{
+        Capabilities, ErrorCode, Hash32, KindSet, Message, NodeId, RejectReason, TaskOutput,
+        TaskStatus,
+    };
 
     use super::{Connected, Link, Outbox};
 
@@ -100,6 +103,20 @@ pub(crate) mod fake {
             data: Vec<u8>,
         },
         Error(ErrorCode),
+        Accept {
+            task_id: u64,
+        },
+        Reject {
+            task_id: u64,
+            reason: RejectReason,
+        },
+        /// A result: its output inline, or the hash of an output lent.
+        Result {
+            task_id: u64,
+            status: TaskStatus,
+            inline: Option<Vec<u8>>,
+            blob: Option<Hash32>,
+        },
         /// Any other message, by its `Debug` text.
         Other(String),
     }
@@ -159,6 +176,23 @@ pub(crate) mod fake {
                     data: c.data.to_vec(),
                 },
                 Message::Error(e) => Sent::Error(e.code),
+                Message::TaskAccept(a) => Sent::Accept { task_id: a.task_id },
+                Message::TaskReject(r) => Sent::Reject {
+                    task_id: r.task_id,
+                    reason: r.reason,
+                },
+                Message::TaskResult(r) => {
+                    let (inline, blob) = match r.output {
+                        TaskOutput::Inline(b) => (Some(b.to_vec()), None),
+                        TaskOutput::Blob { hash, .. } => (None, Some(hash)),
+                    };
+                    Sent::Result {
+                        task_id: r.task_id,
+                        status: r.status,
+                        inline,
+                        blob,
+                    }
+                }
                 other => Sent::Other(format!("{other:?}")),
             };
             self.sent.push((peer, sent));

@@ -508,14 +508,12 @@ impl Core {
         output: &[u8],
         ran: Duration,
     ) {
-        self.worker.job_done(
-            now,
-            &self.cfg,
-            job,
-            (status, output, ran),
-            &mut self.blobs,
-            &mut link_of!(self),
-        );
+        let link = &mut link_of!(self);
+        if let Some(lend) = self.worker.job_done(job, (status, output, ran), link) {
+            (self.blobs).lend(now, lend.hash, lend.bytes, Some(lend.owner));
+        }
+        self.worker
+            .start_jobs(&self.cfg, &self.blobs, &mut link_of!(self));
         self.fetch_inputs(now);
     }
 

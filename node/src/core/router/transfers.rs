@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use p2pa_protocol::Hash32;
 
-use crate::core::blobs::{Fetched, Want};
+use crate::core::blobs::{Blobs, Fetched, Want};
+use crate::core::tally::Tally;
+use crate::core::worker::BlobFacts;
 use crate::core::{link_of, Core, CoreLink};
 
 impl Core {
@@ -89,5 +91,20 @@ impl Core {
         self.blobs
             .prune(|h| worker.wants_model(h) || worker.wants_input(h) || requester.wants_output(h));
         self.blobs.prune_lent(|h| requester.wants_input(h));
+    }
+}
+
+/// The worker sees the blobs part through what it needs to know.
+impl BlobFacts for Blobs {
+    fn holds(&self, hash: &Hash32) -> bool {
+        Blobs::holds(self, hash)
+    }
+
+    fn models(&self, n: usize) -> Vec<Hash32> {
+        self.advertised(n).collect()
+    }
+
+    fn lent_outputs(&self) -> Tally {
+        Blobs::lent_outputs(self)
     }
 }

@@ -2,7 +2,8 @@
 
 use p2pa_protocol::NodeId;
 
-use crate::core::blobs::Blobs;
+use super::BlobFacts;
+
 use crate::core::config::Config;
 
 /// Jobs a worker holds at once: its slots plus its queue.
@@ -29,7 +30,7 @@ pub(super) fn slot_limit(cfg: &Config) -> usize {
 /// rate). One requester that never fetches cannot hold the slots of the
 /// others, and many requesters together hold at most twice the buffer (plus
 /// the outputs of the jobs running when it filled).
-pub(super) fn output_room(cfg: &Config, blobs: &Blobs) -> impl Fn(NodeId) -> bool {
+pub(super) fn output_room(cfg: &Config, blobs: &dyn BlobFacts) -> impl Fn(NodeId) -> bool {
     let lent = blobs.lent_outputs();
     let total = lent.total();
     let buffer = cfg.output_buffer_bytes;

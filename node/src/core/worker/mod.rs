@@ -2,6 +2,11 @@
 //! queue bound, budget), a bounded queue, `workers` jobs at once (plus
 //! `prefetch`), deadlines, and a result whose signed frame is the receipt. It owns
 //! the jobs; a job that waits for a model waits until the blobs part has it.
+//!
+//! It sees the blobs part only through [`BlobFacts`] (which models are here,
+//! which outputs are lent) and asks for an output to be lent by returning a
+//! [`Lend`] from [`Worker::job_done`]: the router carries it out. Its unit
+//! tests (`tests.rs`) run it on a fake link and fake facts, with no `Core`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -13,7 +18,6 @@ use p2pa_protocol::{
     TaskOffer, TaskOutput, TaskReject, TaskResult, TaskStatus, MAX_BEACON_MODELS,
 };
 
-use super::blobs::Blobs;
 use super::config::Config;
 use super::config::MAX_INLINE_TENSOR;
 use super::ids::JobId;
@@ -27,8 +31,30 @@ mod handback;
 mod holds;
 mod inputs;
 mod limits;
+#[cfg(test)]
+mod tests;
 
 use limits::{output_room, queue_capacity, slot_limit};
+
+/// What the worker needs to know of the blobs part. The router lends it
+/// the blobs part; a unit test, a fake.
+pub(crate) trait BlobFacts {
+    /// Whether model `hash` is here to run.
+    fn holds(&self, hash: &Hash32) -> bool;
+    /// The models held, most recently added first, at most `n`.
+    fn models(&self, n: usize) -> Vec<Hash32>;
+    /// Bytes of outputs lent and not fetched yet, per requester.
+    fn lent_outputs(&self) -> Tally;
+}
+
+/// An output too large for a result frame, to lend to its requester (who
+/// fetches it by hash): the router hands it to the blobs part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Lend {
+    pub(crate) hash: Hash32,
+    pub(crate) bytes: Arc<[u8]>,
+    pub(crate) owner: NodeId,
+}
 
 /// Sent as the output of a job whose deadline passed.
 const DEADLINE_PASSED: &[u8] = b"deadline passed before the task finished";
@@ -59,7 +85,7 @@ struct Job {
 
 impl Job {
     /// Whether it can start: its input is here, and an `infer` job's model.
-    fn runnable(&self, blobs: &Blobs) -> bool {
+    fn runnable(&self, blobs: &dyn BlobFacts) -> bool {
         self.input.is_some()
             && (self.kind != TaskKind::Infer || self.model.is_none_or(|m| blobs.holds(&m)))
     }
@@ -135,7 +161,7 @@ impl Worker {
     }
 
     /// What this worker is doing now.
-    pub(crate) fn work(&self, cfg: &Config, blobs: &Blobs) -> Work {
+    pub(crate) fn work(&self, cfg: &Config, blobs: &dyn BlobFacts) -> Work {
         Work {
             slots: cfg.workers,
             running: self.running,
@@ -143,7 +169,7 @@ impl Worker {
             completed: self.completed,
             failed: self.failed,
             paused: self.paused,
-            models: blobs.advertised(usize::MAX).collect(),
+            models: blobs.models(usize::MAX),
         }
     }
 
@@ -154,13 +180,13 @@ impl Worker {
 
     /// What this node offers now: its kinds, free slots, the models it
     /// holds (flagged [`KindSet::PAUSED`], no slots, while paused).
-    pub(crate) fn capabilities(&self, cfg: &Config, blobs: &Blobs) -> Capabilities {
+    pub(crate) fn capabilities(&self, cfg: &Config, blobs: &dyn BlobFacts) -> Capabilities {
         let (kinds, free_slots) = match self.paused {
             true => (cfg.kinds.with_flags(KindSet::PAUSED), 0),
             false => (cfg.kinds, self.free_slots(cfg)),
         };
         let models: heapless::Vec<Hash32, MAX_BEACON_MODELS> =
-            blobs.advertised(MAX_BEACON_MODELS).collect();
+            blobs.models(MAX_BEACON_MODELS).into_iter().collect();
         let run_us = models
             .iter()
             .map(|m| self.speeds.get(m).copied().unwrap_or(0))
@@ -268,7 +294,7 @@ impl Worker {
         shutting_down: bool,
         peer: NodeId,
         offer: &TaskOffer<'_>,
-        blobs: &Blobs,
+        blobs: &dyn BlobFacts,
         w: &mut dyn Link,
     ) -> Option<Admitted> {
         let reject = |reason| {
@@ -329,7 +355,7 @@ impl Worker {
     /// `TaskAccept` says "this will wait": sent only while the model is
     /// fetched. A task that runs now or soon needs none (its result
     /// follows), which saves a signature and a verification per task.
-    pub(crate) fn accept_if_waiting(&self, job: JobId, blobs: &Blobs, w: &mut dyn Link) {
+    pub(crate) fn accept_if_waiting(&self, job: JobId, blobs: &dyn BlobFacts, w: &mut dyn Link) {
         let Some(j) = self.jobs.get(&job) else {
             return;
         };
@@ -341,7 +367,7 @@ impl Worker {
 
     /// Hands runnable jobs to the shell: inline ones at once, slot jobs while
     /// slots (plus prefetch) are free, fairly across requesters.
-    pub(crate) fn start_jobs(&mut self, cfg: &Config, blobs: &Blobs, w: &mut dyn Link) {
+    pub(crate) fn start_jobs(&mut self, cfg: &Config, blobs: &dyn BlobFacts, w: &mut dyn Link) {
         let limit = slot_limit(cfg);
         let room = output_room(cfg, blobs);
         while let Some(pos) = self.next_to_start(self.running < limit, &room, blobs) {
@@ -373,7 +399,7 @@ impl Worker {
     /// Whether a job could start on a free slot but for the room its
     /// requester has in the output buffer (the unfetched outputs of others
     /// hold it back: they are dropped early if fetched too slowly).
-    pub(crate) fn waits_for_output_room(&self, cfg: &Config, blobs: &Blobs) -> bool {
+    pub(crate) fn waits_for_output_room(&self, cfg: &Config, blobs: &dyn BlobFacts) -> bool {
         if self.running >= slot_limit(cfg) {
             return false;
         }
@@ -399,7 +425,7 @@ impl Worker {
         &self,
         slot_free: bool,
         room: &impl Fn(NodeId) -> bool,
-        blobs: &Blobs,
+        blobs: &dyn BlobFacts,
     ) -> Option<usize> {
         let on_slots: Tally = (self.jobs.values())
             .filter(|j| j.slot && j.state == TaskState::Running)
@@ -441,32 +467,26 @@ impl Worker {
         }
     }
 
-    /// The shell finished a job. An output too large for a frame is lent
-    /// to the requester as a blob (it fetches it).
-    #[allow(clippy::too_many_arguments)]
+    /// The shell finished a job: its result goes to the requester. An
+    /// output too large for a frame is returned to lend (the requester
+    /// fetches it); lend it, then [`Worker::start_jobs`].
     pub(crate) fn job_done(
         &mut self,
-        now: Instant,
-        cfg: &Config,
         job: JobId,
         (status, output, ran): (TaskStatus, &[u8], Duration),
-        blobs: &mut Blobs,
         w: &mut dyn Link,
-    ) {
-        let Some(j) = self.jobs.get(&job) else {
-            return;
-        };
+    ) -> Option<Lend> {
+        let j = self.jobs.get(&job)?;
         if j.state.is_final() {
             self.jobs.remove(&job);
-            return;
+            return None;
         }
-        if let (TaskStatus::Completed, Some(model)) = (status, j.model) {
+        let (peer, model, max_output) = (j.peer, j.model, j.max_output);
+        if let (TaskStatus::Completed, Some(model)) = (status, model) {
             self.note_run(model, ran);
         }
-        let Some(j) = self.jobs.get(&job) else {
-            return;
-        };
-        let max = usize::try_from(j.max_output).unwrap_or(usize::MAX);
+        let max = usize::try_from(max_output).unwrap_or(usize::MAX);
+        let mut lend = None;
         if output.len() > max {
             let msg = format!(
                 "output of {} bytes exceeds the budget of {max}",
@@ -475,14 +495,18 @@ impl Worker {
             self.answer(job, TaskStatus::Failed, msg.as_bytes(), w);
         } else if output.len() > MAX_INLINE_TENSOR {
             let hash = sha256(output);
-            blobs.lend(now, hash, Arc::from(output), Some(j.peer));
             let len = u64::try_from(output.len()).unwrap_or(u64::MAX);
             self.answer_with(job, status, TaskOutput::Blob { hash, len }, w);
+            lend = Some(Lend {
+                hash,
+                bytes: Arc::from(output),
+                owner: peer,
+            });
         } else {
             self.answer(job, status, output, w);
         }
         self.jobs.remove(&job);
-        self.start_jobs(cfg, blobs, w);
+        lend
     }
 
     /// The requester withdrew its task.
@@ -518,7 +542,13 @@ impl Worker {
     }
 
     /// Jobs past their deadline are answered `Timeout`; then free slots fill.
-    pub(crate) fn timers(&mut self, now: Instant, cfg: &Config, blobs: &Blobs, w: &mut dyn Link) {
+    pub(crate) fn timers(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+        blobs: &dyn BlobFacts,
+        w: &mut dyn Link,
+    ) {
         let late = self.ids(|j| !j.state.is_final() && j.deadline <= now);
         for job in late {
             let running = self

@@ -1,7 +1,8 @@
 //! Sessions: the TCP connections, their handshake (the protocol crate's
 //! type-state machine), keepalive and framing. It owns every connection's
 //! state; what a session means for the peer table and the tasks is the
-//! router's business (`Step` reports it).
+//! router's business (`Step` reports it). Its unit tests (`tests.rs`) run
+//! two of them against each other, bytes carried by hand, with no `Core`.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -18,6 +19,9 @@ use super::ids::ConnId;
 use super::output::{bump, BadInput, Outbox, Transmit};
 use super::reason::CloseReason;
 use super::rng::{Entropy, EntropyError};
+
+#[cfg(test)]
+mod tests;
 
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // most connections are in session: unboxed
