@@ -15,7 +15,7 @@ use p2pa_protocol::{BlobChunk, BlobRequest, ErrorCode, Hash32, Message, NodeId, 
 
 use super::config::Config;
 use super::link::Link;
-use super::output::Event;
+use super::output::Order;
 use super::pace::{Pace, Verdict};
 use super::reason::FetchError;
 use super::receipt::sha256;
@@ -421,7 +421,7 @@ impl Blobs {
             peer.short()
         );
         self.add_held(hash);
-        w.out().event(Event::ModelFetched {
+        w.out().order(Order::StoreModel {
             hash,
             bytes: done.buf,
         });
@@ -803,12 +803,12 @@ mod tests {
             &chunk_of(hash, &bytes, BLOB_CHUNK_LEN),
             &mut w,
         );
-        // A model is held, and handed to the application as an event.
+        // A model is held, and handed to the shell to store.
         assert_eq!(done, Fetched::Done(Want::Model, Vec::new()));
         assert!(blobs.holds(&hash));
         assert_eq!(blobs.advertised(8).collect::<Vec<_>>(), vec![hash]);
-        assert!(w.out.events.iter().any(
-            |e| matches!(e, Event::ModelFetched { hash: h, bytes: b } if *h == hash && *b == bytes)
+        assert!(w.out.orders.iter().any(
+            |e| matches!(e, Order::StoreModel { hash: h, bytes: b } if *h == hash && *b == bytes)
         ));
     }
 }

@@ -21,7 +21,7 @@ use p2pa_protocol::{
     MAX_RECORD_LEN,
 };
 
-use super::{Config, ConnId, Core, Event, JobId, PeerState, SeededEntropy, TaskRequest, Transmit};
+use super::{Config, ConnId, Core, JobId, Order, PeerState, SeededEntropy, TaskRequest, Transmit};
 
 /// Steps one input may drive (a bound on the work of one fuzz case).
 const MAX_STEPS: usize = 256;
@@ -349,11 +349,12 @@ impl Driver {
                 Transmit::Multicast(_) => {}
             }
         }
-        while let Some(e) = self.core.poll_event() {
-            if let Event::Execute { job, .. } = e {
+        while let Some(o) = self.core.poll_order() {
+            if let Order::Execute { job, .. } = o {
                 self.jobs.push(job);
             }
         }
+        while self.core.poll_event().is_some() {}
     }
 
     /// What must hold after every step.

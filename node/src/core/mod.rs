@@ -1,6 +1,11 @@
 //! The sans-IO node: discovery, sessions and task exchange as one deterministic
 //! state machine. Time comes in as `now`, randomness through [`Entropy`];
-//! events go in through `handle_*`, work comes out through `poll_*`.
+//! events go in through `handle_*`, work comes out through `poll_*`, one
+//! queue per consumer (quinn-proto's `poll_transmit` / `poll_endpoint_events`
+//! / `poll`): [`Core::poll_transmit`] for the sockets, [`Core::poll_order`]
+//! for the executor and model store, [`Core::poll_event`] for the
+//! application, and [`Core::poll_timeout`]. A shell polls them in that order
+//! after every `handle_*` call, until [`Core::has_pending_output`] is false.
 //! No sockets, no async, no clock reads: N cores can run in one simulation.
 //!
 //! [`Core`] routes between parts that own their state and borrow only
@@ -47,7 +52,7 @@ pub use config::{
 };
 pub use ids::{ConnId, JobId};
 pub use outcome::TaskOutcome;
-pub use output::{Event, Transmit};
+pub use output::{Event, Order, Transmit};
 pub use peer_info::{PeerInfo, PeerState, Via};
 pub use reason::{CloseReason, ConnectError, FetchError, ReceiptError, TaskError};
 pub use receipt::{check_result, sha256, verify_receipt, ReceiptCheck};
@@ -183,12 +188,19 @@ impl Core {
         Some(t)
     }
 
-    /// Whether transmits or events are waiting to be polled.
+    /// Whether transmits, orders or events are waiting to be polled.
     pub fn has_pending_output(&self) -> bool {
-        !self.out.transmits.is_empty() || !self.out.events.is_empty()
+        !self.out.transmits.is_empty() || !self.out.orders.is_empty() || !self.out.events.is_empty()
     }
 
-    /// Next event for the application.
+    /// Next order for the shell: run a job (inline or on a slot, as the
+    /// core decided), abandon one, store a model. Carry them out in order,
+    /// after the transmits polled before them and before the events.
+    pub fn poll_order(&mut self) -> Option<Order> {
+        self.out.orders.pop_front()
+    }
+
+    /// Next news for the application (nothing to carry out).
     pub fn poll_event(&mut self) -> Option<Event> {
         self.out.events.pop_front()
     }

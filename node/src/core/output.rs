@@ -1,6 +1,8 @@
-//! What the core hands out: transmits for the shell's sockets, events for the
-//! application, counters of refused input, and the log-once policy for bad
-//! input. Every part writes into one [`Outbox`]; nothing here decides.
+//! What the core hands out, one queue per consumer: transmits for the
+//! shell's sockets ([`Transmit`]), orders for the shell's executor and model
+//! store ([`Order`]), news for the application ([`Event`]); and counters of
+//! refused input, and the log-once policy for bad input. Every part writes
+//! into one [`Outbox`]; nothing here decides.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -42,7 +44,8 @@ pub enum Transmit {
     },
 }
 
-/// Things the application (or the shell) should know or do.
+/// News for the application: what happened. The shell passes it on and
+/// acts on none of it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// A peer was seen for the first time.
@@ -68,7 +71,16 @@ pub enum Event {
         /// Why.
         reason: CloseReason,
     },
-    /// Worker side: run this job and report it with `handle_job_done`.
+    /// Requester side: a task ended (reported exactly once).
+    TaskDone(Box<TaskOutcome>),
+}
+
+/// Work for the shell besides its sockets: the core decided it, the shell
+/// carries it out, in the order given (a model is stored before the jobs
+/// that need it run).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Order {
+    /// Run this job and report it with `handle_job_done`.
     Execute {
         /// The job's id.
         job: JobId,
@@ -81,19 +93,17 @@ pub enum Event {
         /// When the requester stops waiting.
         deadline: Instant,
         /// Run it at once, on the shell's own thread (echo and hash of a
-        /// small input: microseconds), not on a slot. The core decided;
-        /// the shell carries it out.
+        /// small input: microseconds), not on a slot.
         inline: bool,
     },
-    /// Worker side: this job's result is no longer wanted.
+    /// This job's result is no longer wanted: stop it, free its slot.
     Abandon {
         /// The job.
         job: JobId,
     },
-    /// Requester side: a task ended (reported exactly once).
-    TaskDone(Box<TaskOutcome>),
-    /// Worker side: a model was fetched and verified; store it.
-    ModelFetched {
+    /// A model was fetched and verified: store it (and report what the
+    /// store holds with `sync_held_models`).
+    StoreModel {
         /// Its SHA-256.
         hash: [u8; 32],
         /// Its bytes.
@@ -105,6 +115,7 @@ pub enum Event {
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     pub(crate) transmits: VecDeque<Transmit>,
+    pub(crate) orders: VecDeque<Order>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) stats: Stats,
     warned: u32,
@@ -113,6 +124,10 @@ pub(crate) struct Outbox {
 impl Outbox {
     pub(crate) fn transmit(&mut self, t: Transmit) {
         self.transmits.push_back(t);
+    }
+
+    pub(crate) fn order(&mut self, o: Order) {
+        self.orders.push_back(o);
     }
 
     pub(crate) fn event(&mut self, e: Event) {

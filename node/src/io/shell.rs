@@ -1,6 +1,7 @@
-//! The shell: hands what arrives to the core and carries out the core's
-//! transmits and events (sockets, slots, the application). It decides
-//! nothing.
+//! The shell: hands what arrives to the core and carries out what the core
+//! hands out, one queue each: `poll_transmit` (sockets), `poll_order` (run a
+//! job inline or on a slot as the core said, abandon one, store a model) and
+//! `poll_event` (news, passed to the application). It decides nothing.
 //!
 //! Its state is shared, on one thread, by its loop (datagrams, accepted and
 //! dialed connections, finished jobs, the handle's commands, the core's
@@ -28,7 +29,7 @@ use super::net;
 use super::options::{NodeEvent, NodeOptions};
 use super::slots::Slots;
 use super::{Cmd, Input, SEND_QUEUE};
-use crate::core::{ConnId, ConnectError, Core, Event, JobId, TaskOutcome, Transmit};
+use crate::core::{ConnId, ConnectError, Core, Event, JobId, Order, TaskOutcome, Transmit};
 use crate::task::{Executor, Job, Stop};
 use p2pa_protocol::{TaskKind, TaskStatus};
 
@@ -344,10 +345,14 @@ impl Shell {
             while let Some(t) = self.core.poll_transmit() {
                 self.transmit(t);
             }
-            while let Some(e) = self.core.poll_event() {
-                if let Some(app) = self.event(e) {
+            while let Some(o) = self.core.poll_order() {
+                if let Some(app) = self.carry_out(o) {
                     self.tell(app);
                 }
+            }
+            while let Some(e) = self.core.poll_event() {
+                let app = self.event(e);
+                self.tell(app);
             }
             if !self.core.has_pending_output() {
                 break;
@@ -395,17 +400,30 @@ impl Shell {
         }
     }
 
-    /// Carries out one core event; returns what the application hears of it.
-    fn event(&mut self, e: Event) -> Option<NodeEvent> {
+    /// What the application hears of the core's news.
+    fn event(&mut self, e: Event) -> NodeEvent {
         match e {
-            Event::PeerDiscovered { id, addr, via } => Some(NodeEvent::Discovered {
+            Event::PeerDiscovered { id, addr, via } => NodeEvent::Discovered {
                 id,
                 addr,
                 via: via.name(),
-            }),
-            Event::PeerConnected { id, addr } => Some(NodeEvent::Connected { id, addr }),
-            Event::PeerDisconnected { id, reason } => Some(NodeEvent::Disconnected { id, reason }),
-            Event::Execute {
+            },
+            Event::PeerConnected { id, addr } => NodeEvent::Connected { id, addr },
+            Event::PeerDisconnected { id, reason } => NodeEvent::Disconnected { id, reason },
+            Event::TaskDone(outcome) => {
+                if let Some(w) = self.waiters.remove(&outcome.task_id) {
+                    let _ = w.try_send((*outcome).clone());
+                }
+                NodeEvent::TaskDone(outcome)
+            }
+        }
+    }
+
+    /// Carries out one order of the core; returns what the application
+    /// hears of it.
+    fn carry_out(&mut self, o: Order) -> Option<NodeEvent> {
+        match o {
+            Order::Execute {
                 job,
                 kind,
                 input,
@@ -423,7 +441,7 @@ impl Shell {
                 };
                 self.execute(run, inline)
             }
-            Event::Abandon { job } => {
+            Order::Abandon { job } => {
                 // A job waiting for a slot is skipped, a sleep ends now; its
                 // slot is free at once (the core counted it free already).
                 if let Some(Started { stop, .. }) = self.started.get(&job) {
@@ -432,7 +450,7 @@ impl Shell {
                 self.executor.abandon(job);
                 None
             }
-            Event::ModelFetched { hash, bytes } => {
+            Order::StoreModel { hash, bytes } => {
                 // Written before the jobs waiting for it start (they come
                 // later in this same queue).
                 match &self.models {
@@ -448,12 +466,6 @@ impl Shell {
                     None => log::warn!("fetched a model but this node has no model store"),
                 }
                 None
-            }
-            Event::TaskDone(outcome) => {
-                if let Some(w) = self.waiters.remove(&outcome.task_id) {
-                    let _ = w.try_send((*outcome).clone());
-                }
-                Some(NodeEvent::TaskDone(outcome))
             }
         }
     }
@@ -498,15 +510,15 @@ impl Shell {
                 self.inputs.clone(),
             )
         });
-        // The core starts at most workers + prefetch jobs, so the queue
-        // (that size) has room; if it has not, say so.
+        // The FIFO takes every job the core starts (it bounds them); it
+        // refuses one only when no slot thread is left to take it.
         if slots.jobs.try_send(slot_job).is_err() {
             self.started.remove(&job);
             self.core.handle_job_done(
                 Instant::now(),
                 job,
                 TaskStatus::Failed,
-                b"executor queue full",
+                b"this node's worker slots are not running (see its log)",
                 Duration::ZERO,
             );
         }

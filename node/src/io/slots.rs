@@ -3,8 +3,11 @@
 //! wake-up in between. The threads end when the shell (and so the queue's
 //! sender) goes away. A job stopped (or past its deadline) while it waits
 //! in the FIFO is skipped.
+//!
+//! The FIFO has no bound of its own: the core hands out at most `workers +
+//! prefetch` slot jobs at once (`worker/limits.rs`), and that is the bound.
 
-use async_channel::{bounded, Sender};
+use async_channel::{unbounded, Sender};
 use std::time::Instant;
 
 use p2pa_protocol::TaskStatus;
@@ -20,8 +23,7 @@ pub(super) struct Slots {
 impl Slots {
     /// Starts `workers` slot threads at niceness `nice` (0: as the node).
     pub(super) fn start(workers: u16, nice: u8, exec: Executor, done: Sender<Input>) -> Self {
-        let depth = usize::from(workers).saturating_mul(2).max(2);
-        let (tx, rx) = bounded::<Job>(depth);
+        let (tx, rx) = unbounded::<Job>();
         for i in 0..workers.max(1) {
             let rx = rx.clone();
             let exec = exec.clone();

@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use p2pa_node::core::{
-    Config, ConnId, ConnectError, Core, Entropy, Event, SeededEntropy, TaskOutcome, Transmit,
+    Config, ConnId, ConnectError, Core, Entropy, Event, Order, SeededEntropy, TaskOutcome, Transmit,
 };
 use p2pa_node::protocol::{Keypair, KindSet, TaskKind, TaskStatus};
 
@@ -310,9 +310,9 @@ impl Sim {
             let Some(core) = self.nodes[i].as_mut() else {
                 return;
             };
-            let Some(e) = core.poll_event() else { break };
-            match e {
-                Event::Execute {
+            let Some(o) = core.poll_order() else { break };
+            match o {
+                Order::Execute {
                     job, kind, input, ..
                 } => {
                     *self.executed.entry(i).or_default() += 1;
@@ -339,13 +339,22 @@ impl Sim {
                         },
                     );
                 }
+                Order::StoreModel { hash, bytes } => self.fetched.push((i, hash, bytes.len())),
+                Order::Abandon { .. } => {}
+            }
+        }
+        loop {
+            let Some(core) = self.nodes[i].as_mut() else {
+                return;
+            };
+            let Some(e) = core.poll_event() else { break };
+            match e {
                 Event::TaskDone(o) => {
                     let summary = format!("{} {:?} {}", o.task_id, o.status, o.attempts);
                     self.record(i, 6, summary.as_bytes());
                     self.record(i, 7, &o.output);
                     self.outcomes.push((i, *o));
                 }
-                Event::ModelFetched { hash, bytes } => self.fetched.push((i, hash, bytes.len())),
                 Event::PeerDisconnected { id, reason } => self.disconnects.push((i, id, reason)),
                 _ => {}
             }

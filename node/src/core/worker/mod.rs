@@ -22,7 +22,7 @@ use super::config::Config;
 use super::config::MAX_INLINE_TENSOR;
 use super::ids::JobId;
 use super::link::Link;
-use super::output::Event;
+use super::output::Order;
 use super::receipt::sha256;
 use super::state::{TaskState, Work};
 use super::tally::Tally;
@@ -385,7 +385,7 @@ impl Worker {
             if j.slot {
                 self.running = self.running.saturating_add(1);
             }
-            w.out().event(Event::Execute {
+            w.out().order(Order::Execute {
                 job: id,
                 kind: j.kind,
                 input: j.input.take().unwrap_or_default(),
@@ -518,7 +518,7 @@ impl Worker {
             .map(|(&id, _)| id);
         if let Some(job) = found {
             self.answer(job, TaskStatus::Cancelled, CANCELLED, w);
-            w.out().event(Event::Abandon { job });
+            w.out().order(Order::Abandon { job });
         }
     }
 
@@ -535,7 +535,7 @@ impl Worker {
                 if j.slot {
                     *running = running.saturating_sub(1);
                 }
-                w.out().event(Event::Abandon { job });
+                w.out().order(Order::Abandon { job });
             }
             was_running // a running job stays until the shell reports it
         });
@@ -557,7 +557,7 @@ impl Worker {
                 .is_some_and(|j| j.state == TaskState::Running);
             self.answer(job, TaskStatus::Timeout, DEADLINE_PASSED, w);
             if running {
-                w.out().event(Event::Abandon { job }); // stop its computation
+                w.out().order(Order::Abandon { job }); // stop its computation
             }
         }
         self.start_jobs(cfg, blobs, w);

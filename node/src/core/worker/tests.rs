@@ -12,7 +12,7 @@ use super::{Admitted, BlobFacts, Lend, Worker};
 use crate::core::config::{Config, MAX_INLINE_TENSOR};
 use crate::core::ids::JobId;
 use crate::core::link::fake::{FakeLink, Sent};
-use crate::core::output::Event;
+use crate::core::output::Order;
 use crate::core::receipt::sha256;
 use crate::core::state::TaskState;
 use crate::core::tally::Tally;
@@ -105,20 +105,20 @@ impl Bench {
     }
 
     fn executed(&mut self) -> Vec<(JobId, bool)> {
-        let events = std::mem::take(&mut self.w.out.events);
+        let events = std::mem::take(&mut self.w.out.orders);
         (events.into_iter())
             .filter_map(|e| match e {
-                Event::Execute { job, inline, .. } => Some((job, inline)),
+                Order::Execute { job, inline, .. } => Some((job, inline)),
                 _ => None,
             })
             .collect()
     }
 
     fn abandoned(&mut self) -> Vec<JobId> {
-        let events = std::mem::take(&mut self.w.out.events);
+        let events = std::mem::take(&mut self.w.out.orders);
         (events.into_iter())
             .filter_map(|e| match e {
-                Event::Abandon { job } => Some(job),
+                Order::Abandon { job } => Some(job),
                 _ => None,
             })
             .collect()
