@@ -505,3 +505,70 @@ fn a_peer_that_sends_a_forged_record_is_told_it_broke_the_protocol() {
         sim.disconnects
     );
 }
+
+/// Node 1 dials node 0 (its bootstrap address; no multicast) while the
+/// first `lost` SYNs to node 0 are lost: every connect attempt it made, as
+/// (conn, when, wait), and when the session came up.
+fn dial_through_lost_syns(lost: u32) -> (Vec<(u64, Duration, Duration)>, Option<Duration>) {
+    let node0: std::net::SocketAddr = "127.0.0.1:7000".parse().unwrap();
+    let mut sim = Sim::new(2, 11, 0, |i| Config {
+        multicast: false,
+        bootstrap: if i == 1 { vec![node0] } else { Vec::new() },
+        ..Config::default()
+    });
+    sim.lost_syns.insert(0, lost);
+    let mut up = None;
+    for step in 1..=600u32 {
+        let t = Duration::from_millis(10) * step;
+        sim.run_until(t);
+        if up.is_none() && sim.core(1).connected_peers().len() == 1 {
+            up = Some(t);
+        }
+    }
+    let connects = (sim.connects.iter())
+        .filter(|(node, ..)| *node == 1)
+        .map(|&(_, conn, at, wait)| (conn, at, wait))
+        .collect();
+    (connects, up)
+}
+
+/// The connect retries are the core's dial timers, so the simulation sees
+/// them: a lost SYN is tried again on the same connection after 250 ms, then
+/// 500 ms and 1 s, not after the kernel's 1 s, 2 s, 4 s.
+#[test]
+fn a_dial_whose_syns_are_lost_is_tried_again_sooner_and_sooner() {
+    let ms = Duration::from_millis;
+    let (connects, up) = dial_through_lost_syns(2);
+    let waits: Vec<Duration> = connects.iter().map(|c| c.2).collect();
+    assert_eq!(waits, vec![ms(250), ms(500), ms(1000)]);
+    assert!(
+        connects.iter().all(|c| c.0 == connects[0].0),
+        "one dial, three attempts"
+    );
+    assert_eq!(connects[1].1 - connects[0].1, ms(250));
+    assert_eq!(connects[2].1 - connects[1].1, ms(500));
+    let up = up.expect("the third attempt gets through");
+    assert!(
+        up > connects[2].1 && up <= connects[2].1 + ms(50),
+        "up at {up:?}"
+    );
+}
+
+/// Four attempts lost: the dial failed, the peer table's backoff takes over
+/// and a fresh dial (a new connection, the short wait again) follows.
+#[test]
+fn a_dial_that_loses_every_attempt_fails_and_is_redialed_after_backoff() {
+    let ms = Duration::from_millis;
+    let (connects, up) = dial_through_lost_syns(4);
+    let waits: Vec<Duration> = connects.iter().take(5).map(|c| c.2).collect();
+    assert_eq!(waits, vec![ms(250), ms(500), ms(1000), ms(2000), ms(250)]);
+    assert!(connects[..4].iter().all(|c| c.0 == connects[0].0));
+    assert_ne!(connects[4].0, connects[0].0, "a new dial");
+    let failed_at = connects[3].1 + ms(2000);
+    assert!(
+        connects[4].1 > failed_at,
+        "redialed after the failure, at {:?}",
+        connects[4].1
+    );
+    assert!(up.is_some_and(|t| t > connects[4].1), "the redial connects");
+}

@@ -324,11 +324,16 @@ impl Driver {
             return;
         }
         let conn = self.dials.swap_remove(usize::from(b) % self.dials.len());
-        if b.is_multiple_of(2) {
-            self.core.handle_connected(self.now, conn);
-        } else {
-            let e = super::ConnectError::Io(std::io::ErrorKind::ConnectionRefused);
-            self.core.handle_connect_failed(self.now, conn, e);
+        match b % 4 {
+            0 | 2 => self.core.handle_connected(self.now, conn),
+            1 => {
+                let e = super::ConnectError::Io(std::io::ErrorKind::ConnectionRefused);
+                self.core.handle_connect_failed(self.now, conn, e);
+            }
+            // A lost SYN: the core tries again (the same conn) or gives up.
+            _ => {
+                (self.core).handle_connect_failed(self.now, conn, super::ConnectError::TimedOut);
+            }
         }
     }
 

@@ -303,11 +303,17 @@ impl Core {
         }
     }
 
-    /// Our outbound connection could not be opened.
+    /// Our outbound connection could not be opened. A timed-out attempt
+    /// is made again (a new `Transmit::Connect` for the same `conn`) until
+    /// the attempts are spent; then the dial failed.
     pub fn handle_connect_failed(&mut self, now: Instant, conn: ConnId, why: ConnectError) {
+        if why == ConnectError::TimedOut && self.sessions.retry_dial(now, conn, &mut self.out) {
+            return;
+        }
         // Nothing to close: the shell never had a socket.
         if let Some(addr) = self.sessions.forget(conn) {
             log::debug!("dial to {addr} failed: {why}");
+            self.out.event(Event::DialFailed { addr, why });
         }
         self.peers.dial_failed(now, &self.cfg, conn, &mut *self.rng);
     }

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use p2pa_protocol::{NodeId, TaskKind};
 
@@ -15,20 +15,23 @@ pub(crate) use super::stats::{bump, BadInput, Stats};
 use super::ids::{ConnId, JobId};
 use super::outcome::TaskOutcome;
 use super::peer_info::Via;
-use super::reason::CloseReason;
+use super::reason::{CloseReason, ConnectError};
 
 /// Work for the shell's sockets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transmit {
     /// Send this datagram to the multicast group.
     Multicast(Vec<u8>),
-    /// Open a TCP connection; report it with `handle_connected` or
-    /// `handle_connect_failed`.
+    /// Open a TCP connection; report it with `handle_connected`, or with
+    /// `handle_connect_failed` (`ConnectError::TimedOut` once `timeout`
+    /// passed: the core decides whether to try again).
     Connect {
         /// The id to report the connection under.
         conn: ConnId,
         /// Where to connect.
         addr: SocketAddr,
+        /// How long this attempt may take.
+        timeout: Duration,
     },
     /// Write these bytes (length-prefixed frames) to the connection.
     Send {
@@ -70,6 +73,15 @@ pub enum Event {
         id: NodeId,
         /// Why.
         reason: CloseReason,
+    },
+    /// A dial failed before any handshake (refused, unreachable, or every
+    /// attempt timed out): an application that found the address by name
+    /// may want to resolve it again.
+    DialFailed {
+        /// Where it dialed.
+        addr: SocketAddr,
+        /// Why the last attempt failed.
+        why: ConnectError,
     },
     /// Requester side: a task ended (reported exactly once).
     TaskDone(Box<TaskOutcome>),

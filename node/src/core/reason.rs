@@ -14,7 +14,7 @@ use super::stats::{bump, BadInput, Stats};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConnectError {
-    /// Every connect attempt timed out (SYNs lost or unanswered).
+    /// The connect attempt timed out (its SYN lost or unanswered).
     TimedOut,
     /// The peer closed the connection.
     ClosedByPeer,

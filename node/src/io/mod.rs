@@ -62,7 +62,7 @@ enum Input {
     Datagram(SocketAddr, Vec<u8>),
     Incoming(Async<TcpStream>, SocketAddr),
     Connected(ConnId, Async<TcpStream>),
-    ConnectFailed(ConnId, SocketAddr, ConnectError),
+    ConnectFailed(ConnId, ConnectError),
     /// Read from a connection while the shell was busy (see `INPUT_QUEUE`).
     Data(ConnId, Vec<u8>),
     /// A connection ended while the shell was busy.

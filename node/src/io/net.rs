@@ -30,34 +30,22 @@ const WRITE_DEADLINE: Duration = if cfg!(test) {
 } else {
     Duration::from_secs(10)
 };
-/// First wait for an outbound TCP connect; each retry waits twice as long.
-/// On a LAN a connect that takes 250 ms lost its SYN: a fresh attempt beats
-/// the kernel's 1 s retransmission timer.
-const CONNECT_FIRST_WAIT: Duration = Duration::from_millis(250);
-/// Connect attempts before the dial counts as failed (250 + 500 + 1000 + 2000 ms).
-const CONNECT_ATTEMPTS: u32 = 4;
-
-/// Connects with quick retries (see [`CONNECT_FIRST_WAIT`]).
-pub(super) async fn connect(addr: SocketAddr) -> Result<Async<TcpStream>, ConnectError> {
-    let mut wait = CONNECT_FIRST_WAIT;
-    for _ in 0..CONNECT_ATTEMPTS {
-        let attempt = async {
-            Async::<TcpStream>::connect(addr)
-                .await
-                .map_err(|e| ConnectError::from(&e))
-        };
-        let timeout = async {
-            Timer::after(wait).await;
-            Err(ConnectError::TimedOut)
-        };
-        match future::or(attempt, timeout).await {
-            Ok(s) => return Ok(s),
-            Err(ConnectError::TimedOut) => {}
-            Err(e) => return Err(e), // refused or unreachable: an answer, not a loss
-        }
-        wait = wait.saturating_mul(2);
-    }
-    Err(ConnectError::TimedOut)
+/// One outbound TCP connect, given up after `timeout` (the core's dial
+/// timers decide the attempts and their waits: `core/sessions`).
+pub(super) async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<Async<TcpStream>, ConnectError> {
+    let attempt = async {
+        Async::<TcpStream>::connect(addr)
+            .await
+            .map_err(|e| ConnectError::from(&e))
+    };
+    let timer = async {
+        Timer::after(timeout).await;
+        Err(ConnectError::TimedOut)
+    };
+    future::or(attempt, timer).await
 }
 
 /// The shell's end of a connection: its writer's queue, and the socket

@@ -80,7 +80,7 @@ pub(super) struct Shell {
     udp: Option<Arc<Async<UdpSocket>>>,
     /// Dials the core asked for, started by the loop (which holds the
     /// executor; a reader task may be the one that asked).
-    dials: Vec<(ConnId, SocketAddr)>,
+    dials: Vec<(ConnId, SocketAddr, Duration)>,
     /// When the loop's timer fires. A reader task that leaves the core
     /// with an earlier deadline (a job's, a retry's) wakes the loop to
     /// re-arm it.
@@ -177,8 +177,8 @@ impl Shell {
                     Vec::new()
                 }
             };
-            for (conn, addr) in dials {
-                dial(ex, dial_tx.clone(), conn, addr);
+            for (conn, addr, timeout) in dials {
+                dial(ex, dial_tx.clone(), conn, addr, timeout);
             }
             if let Some(done) = stopping.take() {
                 flush_and_stop(&shell, done).await;
@@ -205,10 +205,7 @@ impl Shell {
                 self.attach(ex, me, conn, stream);
                 self.core.handle_connected(now, conn);
             }
-            Input::ConnectFailed(conn, addr, why) => {
-                self.tell(NodeEvent::DialFailed { addr, why });
-                self.core.handle_connect_failed(now, conn, why);
-            }
+            Input::ConnectFailed(conn, why) => self.core.handle_connect_failed(now, conn, why),
             Input::Data(conn, data) => self.feed(conn, &data),
             Input::Closed(conn, why) => self.closed(now, conn, why),
             Input::Wake => {}
@@ -369,7 +366,11 @@ impl Shell {
                     }
                 }
             }
-            Transmit::Connect { conn, addr } => self.dials.push((conn, addr)),
+            Transmit::Connect {
+                conn,
+                addr,
+                timeout,
+            } => self.dials.push((conn, addr, timeout)),
             Transmit::Send { conn, bytes } => {
                 let full = self
                     .conns
@@ -410,6 +411,7 @@ impl Shell {
             },
             Event::PeerConnected { id, addr } => NodeEvent::Connected { id, addr },
             Event::PeerDisconnected { id, reason } => NodeEvent::Disconnected { id, reason },
+            Event::DialFailed { addr, why } => NodeEvent::DialFailed { addr, why },
             Event::TaskDone(outcome) => {
                 if let Some(w) = self.waiters.remove(&outcome.task_id) {
                     let _ = w.try_send((*outcome).clone());
@@ -556,12 +558,19 @@ async fn flush_and_stop(shell: &Shared, done: Sender<()>) {
     let _ = done.send(()).await;
 }
 
-/// Opens a TCP connection the core asked for, on a task of its own.
-fn dial(ex: &LocalExecutor<'_>, tx: Sender<Input>, conn: ConnId, addr: SocketAddr) {
+/// Makes one connect attempt the core asked for, on a task of its own, for
+/// at most `timeout` (the core retries a timed-out attempt).
+fn dial(
+    ex: &LocalExecutor<'_>,
+    tx: Sender<Input>,
+    conn: ConnId,
+    addr: SocketAddr,
+    timeout: Duration,
+) {
     ex.spawn(async move {
-        let input = match net::connect(addr).await {
+        let input = match net::connect(addr, timeout).await {
             Ok(s) => Input::Connected(conn, s),
-            Err(e) => Input::ConnectFailed(conn, addr, e),
+            Err(e) => Input::ConnectFailed(conn, e),
         };
         let _ = tx.send(input).await;
     })

@@ -33,6 +33,7 @@ enum Action {
     ConnectFailed {
         node: usize,
         conn: ConnId,
+        why: ConnectError,
     },
     Data {
         node: usize,
@@ -84,6 +85,11 @@ pub struct Sim {
     pub job_time: BTreeMap<usize, Duration>,
     /// Nodes whose stream bytes are lost (a peer gone quiet, link still up).
     pub mute: Vec<usize>,
+    /// Connect attempts to a node whose SYN is lost, by node: each such
+    /// attempt times out after the wait the dialing core gave it.
+    pub lost_syns: BTreeMap<usize, u32>,
+    /// Every connect attempt: (node, conn, when, the wait it was given).
+    pub connects: Vec<(usize, ConnId, Duration, Duration)>,
     /// Every session that ended: (node, peer, why).
     pub disconnects: Vec<(
         usize,
@@ -142,6 +148,8 @@ impl Sim {
             silent: Vec::new(),
             job_time: BTreeMap::new(),
             mute: Vec::new(),
+            lost_syns: BTreeMap::new(),
+            connects: Vec::new(),
             disconnects: Vec::new(),
         }
     }
@@ -226,7 +234,7 @@ impl Sim {
             let Some(t) = core.poll_transmit() else { break };
             match &t {
                 Transmit::Multicast(b) => self.record(i, 1, b),
-                Transmit::Connect { conn, addr } => {
+                Transmit::Connect { conn, addr, .. } => {
                     self.record(i, 2, format!("{conn} {addr}").as_bytes())
                 }
                 Transmit::Send { conn, bytes } => {
@@ -257,8 +265,21 @@ impl Sim {
                         );
                     }
                 }
-                Transmit::Connect { conn, addr } => {
+                Transmit::Connect {
+                    conn,
+                    addr,
+                    timeout,
+                } => {
                     let target = self.addrs.iter().position(|a| *a == addr);
+                    let at = self.now - self.start;
+                    self.connects.push((i, conn, at, timeout));
+                    let lost = target.and_then(|j| self.lost_syns.get_mut(&j));
+                    if let Some(n) = lost.filter(|n| **n > 0) {
+                        *n -= 1;
+                        let why = ConnectError::TimedOut;
+                        self.schedule(timeout, Action::ConnectFailed { node: i, conn, why });
+                        continue;
+                    }
                     let from = SocketAddr::new(self.addrs[i].ip(), 40000 + conn as u16);
                     let now = self.now;
                     let accepted = target.and_then(|j| {
@@ -277,7 +298,8 @@ impl Sim {
                         }
                         None => {
                             let d = self.jitter_ms(2);
-                            self.schedule(d, Action::ConnectFailed { node: i, conn });
+                            let why = ConnectError::Io(std::io::ErrorKind::ConnectionRefused);
+                            self.schedule(d, Action::ConnectFailed { node: i, conn, why });
                         }
                     }
                 }
@@ -443,11 +465,7 @@ impl Sim {
         match action {
             Action::Datagram { from, bytes, .. } => core.handle_datagram(now, from, &bytes),
             Action::Connected { conn, .. } => core.handle_connected(now, conn),
-            Action::ConnectFailed { conn, .. } => core.handle_connect_failed(
-                now,
-                conn,
-                ConnectError::Io(std::io::ErrorKind::ConnectionRefused),
-            ),
+            Action::ConnectFailed { conn, why, .. } => core.handle_connect_failed(now, conn, why),
             Action::Data { conn, bytes, .. } => core.handle_stream_data(now, conn, &bytes),
             Action::Closed { conn, .. } => {
                 core.handle_closed(now, conn, ConnectError::ClosedByPeer)

@@ -26,8 +26,15 @@ mod tests;
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // most connections are in session: unboxed
 enum State {
-    /// Outbound TCP connect in progress; `Some`: the key we mean to reach.
-    Dialing(Option<NodeId>),
+    /// Outbound TCP connect in progress.
+    Dialing {
+        /// The key we mean to reach, if known.
+        expected: Option<NodeId>,
+        /// Attempts made before this one (each timed out).
+        retries: u32,
+        /// How long this attempt may take ([`connect_wait`]).
+        wait: Duration,
+    },
     /// Initiator: message 1 sent, waiting for message 2.
     AwaitAck(Box<AwaitAck>),
     /// Responder: waiting for message 1.
@@ -80,10 +87,19 @@ impl Conn {
         !matches!(self.state, State::Established(_))
     }
 
+    /// How long after `opened` a handshake gives up: a dial attempt has its
+    /// own wait first (the shell reports its timeout well before).
+    fn handshake_limit(&self, cfg: &Config) -> Duration {
+        match self.state {
+            State::Dialing { wait, .. } => wait.saturating_add(cfg.handshake_timeout),
+            _ => cfg.handshake_timeout,
+        }
+    }
+
     fn next_deadline(&self, cfg: &Config) -> Instant {
         let at = |base: Instant, d: Duration| base.checked_add(d).unwrap_or(base);
         if self.handshaking() {
-            return at(self.opened, cfg.handshake_timeout);
+            return at(self.opened, self.handshake_limit(cfg));
         }
         let dead = at(self.last_rx, cfg.dead_after);
         match self.ping {
@@ -136,6 +152,20 @@ pub(crate) struct Expired {
 pub(crate) struct Closed {
     pub(crate) addr: SocketAddr,
     pub(crate) peer: Option<NodeId>,
+}
+
+/// How long the first attempt of an outbound TCP connect may take; each
+/// retry waits twice as long. On a LAN a connect that takes 250 ms lost its
+/// SYN: a fresh attempt beats the kernel's 1 s retransmission timer.
+pub(crate) const CONNECT_FIRST_WAIT: Duration = Duration::from_millis(250);
+
+/// Connect attempts before a dial counts as failed (250 + 500 + 1000 +
+/// 2000 ms). Only a timed-out attempt is retried: a refusal is an answer.
+pub(crate) const CONNECT_ATTEMPTS: u32 = 4;
+
+/// How long connect attempt `retries + 1` may take.
+pub(crate) fn connect_wait(retries: u32) -> Duration {
+    CONNECT_FIRST_WAIT.saturating_mul(1u32.checked_shl(retries).unwrap_or(u32::MAX))
 }
 
 /// A session's sending key changes this often (and every
@@ -251,10 +281,51 @@ impl Sessions {
             return None;
         }
         let id = self.new_id();
-        self.conns
-            .insert(id, Conn::new(addr, true, State::Dialing(expected), now));
-        out.transmit(Transmit::Connect { conn: id, addr });
+        let wait = connect_wait(0);
+        let state = State::Dialing {
+            expected,
+            retries: 0,
+            wait,
+        };
+        self.conns.insert(id, Conn::new(addr, true, state, now));
+        out.transmit(Transmit::Connect {
+            conn: id,
+            addr,
+            timeout: wait,
+        });
         Some(id)
+    }
+
+    /// Our connect attempt on `conn` timed out: tries again, waiting twice
+    /// as long, unless [`CONNECT_ATTEMPTS`] were made (then `false`: the
+    /// dial failed).
+    pub(crate) fn retry_dial(&mut self, now: Instant, conn: ConnId, out: &mut Outbox) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        let State::Dialing {
+            expected, retries, ..
+        } = c.state
+        else {
+            return false;
+        };
+        let retries = retries.saturating_add(1);
+        if retries >= CONNECT_ATTEMPTS {
+            return false;
+        }
+        let wait = connect_wait(retries);
+        c.state = State::Dialing {
+            expected,
+            retries,
+            wait,
+        };
+        c.opened = now;
+        out.transmit(Transmit::Connect {
+            conn,
+            addr: c.addr,
+            timeout: wait,
+        });
+        true
     }
 
     /// A peer connected to our listener; `None` if there is no nonce for it.
@@ -287,7 +358,7 @@ impl Sessions {
         let Some(c) = self.conns.get_mut(&conn) else {
             return Ok(());
         };
-        let State::Dialing(expected) = c.state else {
+        let State::Dialing { expected, .. } = c.state else {
             return Ok(());
         };
         c.decoder = Some(new_decoder());
@@ -482,7 +553,7 @@ impl Sessions {
             let age = now.saturating_duration_since(c.opened);
             let silent = now.saturating_duration_since(c.last_rx);
             if c.handshaking() {
-                if age >= cfg.handshake_timeout {
+                if age >= c.handshake_limit(cfg) {
                     ex.handshakes.push((id, c.addr));
                 }
             } else if silent >= cfg.dead_after {
