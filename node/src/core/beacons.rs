@@ -32,6 +32,7 @@ pub(crate) struct Heard {
 /// This node's beacon schedule.
 #[derive(Debug)]
 pub(crate) struct Beacons {
+    pub(crate) stats: BeaconStats,
     seq: u64,
     next: Option<Instant>,
     burst_left: u32,
@@ -40,9 +41,18 @@ pub(crate) struct Beacons {
     heard: bool,
 }
 
+/// What the beacons part refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct BeaconStats {
+    pub(crate) forged: u64,
+    pub(crate) malformed: u64,
+    pub(crate) wrong_version: u64,
+}
+
 impl Beacons {
     pub(crate) fn new(cfg: &Config, now: Instant) -> Self {
         Self {
+            stats: BeaconStats::default(),
             seq: cfg.beacon_counter_start,
             next: cfg.multicast.then_some(now),
             burst_left: if cfg.multicast { cfg.beacon_burst } else { 0 },
@@ -74,6 +84,7 @@ impl Beacons {
     /// With a network key, a datagram without its valid tag is dropped (and
     /// counted as forged) before its signature is checked.
     pub(crate) fn verify(
+        &mut self,
         me: NodeId,
         from: SocketAddr,
         data: &[u8],
@@ -84,7 +95,7 @@ impl Beacons {
             None => data,
             Some(k) => {
                 let Some(frame) = untag_datagram(k, data) else {
-                    bump(&mut out.stats.beacons_forged);
+                    bump(&mut self.stats.forged);
                     out.warn_once(
                         BadInput::ForgedBeacon,
                         format_args!("dropped datagram from {from}: no valid network-key tag"),
@@ -99,12 +110,12 @@ impl Beacons {
             Err(e) => {
                 let (counter, noise) = match e {
                     FrameError::UnsupportedVersion { .. } => {
-                        (&mut out.stats.beacons_wrong_version, BadInput::WrongVersion)
+                        (&mut self.stats.wrong_version, BadInput::WrongVersion)
                     }
                     FrameError::BadSignature | FrameError::BadKey => {
-                        (&mut out.stats.beacons_forged, BadInput::ForgedBeacon)
+                        (&mut self.stats.forged, BadInput::ForgedBeacon)
                     }
-                    _ => (&mut out.stats.beacons_malformed, BadInput::MalformedBeacon),
+                    _ => (&mut self.stats.malformed, BadInput::MalformedBeacon),
                 };
                 bump(counter);
                 out.warn_once(noise, format_args!("dropped datagram from {from}: {e}"));
@@ -230,21 +241,22 @@ mod tests {
         let from: SocketAddr = "127.0.0.2:7420".parse().unwrap();
         let (k, other) = ([7u8; 32], [8u8; 32]);
         let mut out = Outbox::default();
-        let hear = |d: &[u8], key: Option<&[u8; 32]>, out: &mut Outbox| {
-            Beacons::verify(me.node_id(), from, d, key, out).map(|h| h.sender)
+        let mut b = Beacons::new(&Config::default(), Instant::now());
+        let mut hear = |b: &mut Beacons, d: &[u8], key: Option<&[u8; 32]>| {
+            b.verify(me.node_id(), from, d, key, &mut out)
+                .map(|h| h.sender)
         };
         let plain = datagram(&them, None);
         let tagged = datagram(&them, Some(&k));
-        assert_eq!(hear(&plain, None, &mut out), Some(them.node_id()));
-        assert_eq!(hear(&tagged, Some(&k), &mut out), Some(them.node_id()));
-        assert_eq!(out.stats.beacons_forged, 0);
-        assert_eq!(hear(&plain, Some(&k), &mut out), None, "a stranger's");
-        assert_eq!(
-            hear(&datagram(&them, Some(&other)), Some(&k), &mut out),
-            None
-        );
-        assert_eq!(out.stats.beacons_forged, 2);
+        assert_eq!(hear(&mut b, &plain, None), Some(them.node_id()));
+        assert_eq!(hear(&mut b, &tagged, Some(&k)), Some(them.node_id()));
+        assert_eq!(b.stats.forged, 0);
+        assert_eq!(hear(&mut b, &plain, Some(&k)), None, "a stranger's");
+        let wrong_key = datagram(&them, Some(&other));
+        assert_eq!(hear(&mut b, &wrong_key, Some(&k)), None);
+        assert_eq!(b.stats.forged, 2);
         // A node without the key cannot read a tagged beacon as a beacon.
-        assert_eq!(hear(&tagged, None, &mut out), None);
+        assert_eq!(hear(&mut b, &tagged, None), None);
+        assert_eq!(b.stats.malformed + b.stats.forged, 3);
     }
 }

@@ -19,6 +19,7 @@ use super::output::Order;
 use super::pace::{Pace, Verdict};
 use super::reason::FetchError;
 use super::receipt::sha256;
+use super::stats::add;
 use super::tally::Tally;
 use crate::hex::hex;
 
@@ -95,9 +96,17 @@ pub(crate) enum Fetched {
     Failed(Want, FetchError),
 }
 
+/// What the blobs part moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct BlobStats {
+    pub(crate) bytes_served: u64,
+    pub(crate) bytes_fetched: u64,
+}
+
 /// The models this node provides, holds and fetches.
 #[derive(Debug, Default)]
 pub(crate) struct Blobs {
+    pub(crate) stats: BlobStats,
     /// Models this node serves to workers, by hash.
     provided: BTreeMap<Hash32, Arc<[u8]>>,
     /// Models this node holds and can run, most recently added last.
@@ -255,8 +264,7 @@ impl Blobs {
             data,
         });
         if w.send_to(peer, &chunk) {
-            let served = &mut w.out().stats.blob_bytes_served;
-            *served = served.saturating_add(data.len() as u64);
+            add(&mut self.stats.bytes_served, data.len());
         }
         // An output goes once its owner has all of it.
         if end == bytes.len() && key.1.is_some() {
@@ -361,8 +369,7 @@ impl Blobs {
         }
         fetch.buf.extend_from_slice(chunk.data);
         fetch.pace.reached(fetch.buf.len() as u64);
-        let fetched = &mut w.out().stats.blob_bytes_fetched;
-        *fetched = fetched.saturating_add(chunk.data.len() as u64);
+        add(&mut self.stats.bytes_fetched, chunk.data.len());
         let have = u64::try_from(fetch.buf.len()).unwrap_or(u64::MAX);
         if have < chunk.total_len {
             let window_end = have
@@ -652,7 +659,7 @@ mod tests {
                 ),
             ]
         );
-        assert_eq!(w.out.stats.blob_bytes_served, total_len);
+        assert_eq!(blobs.stats.bytes_served, total_len);
         let unknown = BlobRequest {
             hash: [7; 32],
             ..ask(0)
@@ -726,7 +733,7 @@ mod tests {
             last = blobs.on_chunk(t0, &cfg, peer, &chunk_of(hash, &bytes, offset), &mut w);
         }
         assert_eq!(last, Fetched::Done(Want::Input, bytes.clone()));
-        assert_eq!(w.out.stats.blob_bytes_fetched, bytes.len() as u64);
+        assert_eq!(blobs.stats.bytes_fetched, bytes.len() as u64);
         assert_eq!(blobs.in_flight_bytes(), 0);
 
         // The same bytes under another hash fail the check.
@@ -766,7 +773,7 @@ mod tests {
             ),
             "{got:?}"
         );
-        assert_eq!(w.out.stats.blob_bytes_fetched, 0);
+        assert_eq!(blobs.stats.bytes_fetched, 0);
     }
 
     #[test]

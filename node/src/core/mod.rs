@@ -60,11 +60,12 @@ pub use requester::TaskRequest;
 pub use rng::{Entropy, EntropyError, SeededEntropy};
 pub use state::{TaskState, Work};
 pub use stats::Stats;
+use stats::{add, ConnStats};
 
 use beacons::Beacons;
 use blobs::{Blobs, Fetched, Want};
 use link::{link_of, CoreLink};
-use output::{bump, Outbox};
+use output::Outbox;
 use peers::Peers;
 use requester::{Requester, Resulted};
 use sessions::{Sessions, Up};
@@ -83,6 +84,8 @@ pub struct Core {
     requester: Requester,
     worker: Worker,
     blobs: Blobs,
+    /// What the router counts of connections.
+    conn_stats: ConnStats,
     shutting_down: bool,
 }
 
@@ -117,6 +120,7 @@ impl Core {
             requester,
             worker: Worker::new(),
             blobs: Blobs::default(),
+            conn_stats: ConnStats::default(),
             shutting_down: false,
         }
     }
@@ -132,8 +136,33 @@ impl Core {
     }
 
     /// Counters of refused input.
-    pub fn stats(&self) -> &Stats {
-        &self.out.stats
+    pub fn stats(&self) -> Stats {
+        let (b, p, s) = (&self.beacons.stats, &self.peers.stats, &self.sessions.stats);
+        let (r, c) = (&self.requester.stats, &self.conn_stats);
+        Stats {
+            beacons_accepted: p.beacons_accepted,
+            beacons_forged: b.forged,
+            beacons_replayed: p.beacons_replayed,
+            beacons_malformed: b.malformed,
+            beacons_wrong_version: b.wrong_version,
+            frames_rejected: c.frames_rejected,
+            frames_replayed: c.frames_replayed,
+            handshakes_completed: s.handshakes_completed,
+            handshakes_failed: c.handshakes_failed,
+            handshakes_timed_out: c.handshakes_timed_out,
+            handshakes_evicted: c.handshakes_evicted,
+            peers_refused: c.peers_refused,
+            peers_evicted: p.peers_evicted,
+            sessions_evicted: c.sessions_evicted,
+            beacons_untrusted: p.beacons_untrusted,
+            conns_refused: s.conns_refused,
+            results_rejected: r.results_rejected,
+            tasks_retried: r.tasks_retried,
+            blob_bytes_served: self.blobs.stats.bytes_served,
+            blob_bytes_fetched: self.blobs.stats.bytes_fetched,
+            stream_bytes_in: c.stream_bytes_in,
+            stream_bytes_out: c.stream_bytes_out,
+        }
     }
 
     /// What this node's worker is doing.
@@ -182,8 +211,7 @@ impl Core {
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         let t = self.out.transmits.pop_front()?;
         if let Transmit::Send { bytes, .. } = &t {
-            let n = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
-            self.out.stats.stream_bytes_out = self.out.stats.stream_bytes_out.saturating_add(n);
+            add(&mut self.conn_stats.stream_bytes_out, bytes.len());
         }
         Some(t)
     }
@@ -243,7 +271,7 @@ impl Core {
         if !self.cfg.multicast || self.shutting_down {
             return;
         }
-        let Some(heard) = Beacons::verify(
+        let Some(heard) = self.beacons.verify(
             self.id,
             from,
             data,
@@ -281,7 +309,7 @@ impl Core {
         };
         match room {
             Err(()) => {
-                Sessions::refuse_incoming(addr, &mut self.out);
+                self.sessions.refuse_incoming(addr, &mut self.out);
                 return None;
             }
             Ok(Some(victim)) => self.fail(now, victim, CloseReason::HandshakeEvicted),
@@ -333,7 +361,6 @@ impl Core {
             intro,
         } = up;
         let via = self.peers.via_of(conn, initiator);
-        bump(&mut self.out.stats.handshakes_completed);
         // One connection per pair: keep the one the lower id initiated.
         if let Some(other) = self.peers.conn_of(&peer).filter(|o| *o != conn) {
             let initiator_id = if initiator { self.id } else { peer };
@@ -348,10 +375,7 @@ impl Core {
         let fits = self.peers.conn_of(&peer).is_some()
             || self.session_room(now, listen_addr.ip(), requester);
         let room = fits
-            && (self.peers.contains(&peer)
-                || self
-                    .peers
-                    .make_room(&self.cfg, listen_addr.ip(), &mut self.out));
+            && (self.peers.contains(&peer) || self.peers.make_room(&self.cfg, listen_addr.ip()));
         if !room {
             self.goodbye(now, conn, GoodbyeReason::TooManyPeers);
             return false;

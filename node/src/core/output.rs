@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use p2pa_protocol::{NodeId, TaskKind};
 
-pub(crate) use super::stats::{bump, BadInput, Stats};
+pub(crate) use super::stats::{bump, BadInput};
 
 use super::ids::{ConnId, JobId};
 use super::outcome::TaskOutcome;
@@ -129,7 +129,6 @@ pub(crate) struct Outbox {
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) orders: VecDeque<Order>,
     pub(crate) events: VecDeque<Event>,
-    pub(crate) stats: Stats,
     warned: u32,
 }
 

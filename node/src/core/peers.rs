@@ -186,6 +186,7 @@ pub(crate) struct Joined {
 /// The peer table and the static addresses to keep sessions with.
 #[derive(Debug)]
 pub(crate) struct Peers {
+    pub(crate) stats: PeerStats,
     table: BTreeMap<NodeId, Peer>,
     bootstrap: Vec<Bootstrap>,
     budget: DialBudget,
@@ -193,10 +194,20 @@ pub(crate) struct Peers {
     recent: Recent,
 }
 
+/// What the peer table counted of beacons and entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PeerStats {
+    pub(crate) beacons_accepted: u64,
+    pub(crate) beacons_replayed: u64,
+    pub(crate) beacons_untrusted: u64,
+    pub(crate) peers_evicted: u64,
+}
+
 impl Peers {
     /// `secret` keys the filter of recent beacon keys (see [`Recent`]).
     pub(crate) fn new(cfg: &Config, now: Instant, secret: &[u8; 32]) -> Self {
         Self {
+            stats: PeerStats::default(),
             table: BTreeMap::new(),
             bootstrap: cfg
                 .bootstrap
@@ -290,12 +301,12 @@ impl Peers {
     ) -> Option<bool> {
         let addr = SocketAddr::new(from.ip(), beacon.tcp_port);
         if !cfg.trust.admits(sender) {
-            bump(&mut out.stats.beacons_untrusted);
+            bump(&mut self.stats.beacons_untrusted);
             return None; // allowlist mode: nothing from other keys is kept
         }
         let known = self.table.contains_key(&sender);
         let heard_lately = self.recent.heard(now, &sender);
-        if !known && !self.make_room(cfg, from.ip(), out) {
+        if !known && !self.make_room(cfg, from.ip()) {
             log::debug!("peer table full; ignoring beacon from {}", sender.short());
             return None;
         }
@@ -307,14 +318,14 @@ impl Peers {
             peer.heard = 1; // its entry was evicted since: this is its second beacon
         }
         if let Err(e) = peer.guard.check(seq) {
-            bump(&mut out.stats.beacons_replayed);
+            bump(&mut self.stats.beacons_replayed);
             out.warn_once(
                 BadInput::ReplayedBeacon,
                 format_args!("dropped beacon from {} at {from}: {e}", sender.short()),
             );
             return None;
         }
-        bump(&mut out.stats.beacons_accepted);
+        bump(&mut self.stats.beacons_accepted);
         peer.last_seen = now;
         peer.heard = peer.heard.saturating_add(1).min(HEARD_CAP);
         peer.caps = beacon.caps;
@@ -350,7 +361,7 @@ impl Peers {
     /// address's share) is full, an entry without a session, a dial or a
     /// completed task: the least worth keeping ([`Peer::worth`]), the
     /// stalest of those. False if every entry is worth keeping.
-    pub(crate) fn make_room(&mut self, cfg: &Config, ip: IpAddr, out: &mut Outbox) -> bool {
+    pub(crate) fn make_room(&mut self, cfg: &Config, ip: IpAddr) -> bool {
         let same_ip = |p: &Peer| p.addr.is_some_and(|a| a.ip() == ip);
         let per_ip_full =
             self.table.values().filter(|p| same_ip(p)).count() >= cfg.max_peers_per_ip;
@@ -368,7 +379,7 @@ impl Peers {
             return false;
         };
         self.table.remove(&victim);
-        bump(&mut out.stats.peers_evicted);
+        bump(&mut self.stats.peers_evicted);
         log::debug!("peer table: evicted {} to make room", victim.short());
         true
     }

@@ -8,7 +8,7 @@ use p2pa_protocol::{
     GoodbyeReason, HandshakeError, NodeId, RejectReason, SessionError, StreamError, TaskStatus,
 };
 
-use super::stats::{bump, BadInput, Stats};
+use super::stats::{bump, BadInput, ConnStats};
 
 /// Why the shell could not open, or lost, a TCP connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +103,7 @@ impl CloseReason {
 
     /// Counts this ending in `stats` and names its log bucket, if it is bad
     /// input. `handshaking`: the connection had no session yet.
-    pub(crate) fn count(&self, stats: &mut Stats, handshaking: bool) -> Option<BadInput> {
+    pub(crate) fn count(&self, stats: &mut ConnStats, handshaking: bool) -> Option<BadInput> {
         match self {
             Self::Stream(_)
             | Self::Session(SessionError::Frame(_) | SessionError::WrongSender { .. }) => {

@@ -1,5 +1,8 @@
-//! Counters of refused input and the buckets it is logged in: a leaf that
-//! every part (and the reasons) may count into.
+//! Counters: the public [`Stats`] that `Core::stats` assembles from each
+//! part's own (`BeaconStats` in beacons, `PeerStats` in peers,
+//! `SessionStats` in sessions, `RequesterStats`, `BlobStats`, and the
+//! router's [`ConnStats`] here, which the endings in `reason.rs` count
+//! into), and the buckets bad input is logged in.
 
 /// Counters of what the node refused or dropped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,6 +35,21 @@ pub struct Stats {
     pub stream_bytes_out: u64,
 }
 
+/// What the router counts of connections: how they ended, what the
+/// streams carried.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ConnStats {
+    pub(crate) frames_rejected: u64,
+    pub(crate) frames_replayed: u64,
+    pub(crate) handshakes_failed: u64,
+    pub(crate) handshakes_timed_out: u64,
+    pub(crate) handshakes_evicted: u64,
+    pub(crate) peers_refused: u64,
+    pub(crate) sessions_evicted: u64,
+    pub(crate) stream_bytes_in: u64,
+    pub(crate) stream_bytes_out: u64,
+}
+
 /// Buckets of bad input: each is logged at `warn` once, then at `debug`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum BadInput {
@@ -51,4 +69,9 @@ pub(crate) enum BadInput {
 /// Adds one to a counter (saturating: a counter never wraps or panics).
 pub(crate) fn bump(counter: &mut u64) {
     *counter = counter.saturating_add(1);
+}
+
+/// Adds `n` to a counter (saturating).
+pub(crate) fn add(counter: &mut u64, n: usize) {
+    *counter = counter.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
 }

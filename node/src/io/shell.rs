@@ -236,7 +236,7 @@ impl Shell {
                 let _ = reply.try_send(self.core.peers(now));
             }
             Cmd::Stats(reply) => {
-                let _ = reply.try_send(self.core.stats().clone());
+                let _ = reply.try_send(self.core.stats());
             }
             Cmd::Work(reply) => {
                 let _ = reply.try_send(self.core.work());

@@ -108,9 +108,17 @@ impl Answer<'_> {
     }
 }
 
+/// What the requester counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RequesterStats {
+    pub(crate) tasks_retried: u64,
+    pub(crate) results_rejected: u64,
+}
+
 /// The tasks this node requested and has not reported yet.
 #[derive(Debug)]
 pub(crate) struct Requester {
+    pub(crate) stats: RequesterStats,
     next_task: u64,
     reqs: BTreeMap<u64, Req>,
     observed: Observed,
@@ -119,6 +127,7 @@ pub(crate) struct Requester {
 impl Requester {
     pub(crate) fn new(first_task_id: u64) -> Self {
         Self {
+            stats: RequesterStats::default(),
             next_task: first_task_id,
             reqs: BTreeMap::new(),
             observed: Observed::default(),
@@ -376,7 +385,7 @@ impl Requester {
             .map(|(&id, _)| id)
             .collect();
         for id in hit {
-            bump(&mut w.out().stats.tasks_retried);
+            bump(&mut self.stats.tasks_retried);
             log::info!(
                 "task {id}: worker {} went away; retrying elsewhere",
                 peer.short()
@@ -626,7 +635,7 @@ mod tests {
         w.disconnect(id(1));
         r.peer_down(t0, &cfg, id(1), &mut w);
         assert_eq!(offers(&mut w), vec![(id(2), task)]);
-        assert_eq!(w.out.stats.tasks_retried, 1);
+        assert_eq!(r.stats.tasks_retried, 1);
         assert!(
             w.out.events.is_empty(),
             "no outcome yet: {:?}",

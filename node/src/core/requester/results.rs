@@ -50,7 +50,7 @@ impl Requester {
         let model = r.req.model.unwrap_or([0u8; 32]);
         let checked = check_result(res, me, &r.input_hash, &model);
         if let Err(why) = checked {
-            bump(&mut w.out().stats.results_rejected);
+            bump(&mut self.stats.results_rejected);
             w.out().warn_once(
                 BadInput::BadResult,
                 format_args!(

@@ -37,7 +37,7 @@ impl Core {
                 "{full:?} full: idle session of {} makes room",
                 victim.short()
             );
-            bump(&mut self.out.stats.sessions_evicted);
+            bump(&mut self.conn_stats.sessions_evicted);
             self.goodbye(now, conn, GoodbyeReason::TooManyPeers);
         }
         false
@@ -62,7 +62,7 @@ impl Core {
     /// where a session exists, closed.
     pub(in crate::core) fn fail(&mut self, now: Instant, conn: ConnId, reason: CloseReason) {
         let handshaking = self.sessions.is_handshaking(conn);
-        if let Some(noise) = reason.count(&mut self.out.stats, handshaking) {
+        if let Some(noise) = reason.count(&mut self.conn_stats, handshaking) {
             let addr = self.sessions.addr(conn);
             self.out.warn_once(
                 noise,

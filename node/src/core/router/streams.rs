@@ -7,7 +7,7 @@ use p2pa_protocol::{GoodbyeReason, Intro};
 
 use crate::core::output::bump;
 use crate::core::sessions::Step;
-use crate::core::stats::BadInput;
+use crate::core::stats::{add, BadInput};
 use crate::core::{CloseReason, ConnId, Core};
 
 impl Core {
@@ -30,8 +30,7 @@ impl Core {
         max_frames: usize,
     ) -> usize {
         let used = self.stream_frames(now, conn, data, max_frames);
-        let n = u64::try_from(used).unwrap_or(u64::MAX);
-        self.out.stats.stream_bytes_in = self.out.stats.stream_bytes_in.saturating_add(n);
+        add(&mut self.conn_stats.stream_bytes_in, used);
         used
     }
 
@@ -81,7 +80,7 @@ impl Core {
             Step::Handled => true,
             Step::Up(up) => self.session_up(now, up),
             Step::Refused(peer) => {
-                bump(&mut self.out.stats.peers_refused);
+                bump(&mut self.conn_stats.peers_refused);
                 self.out.warn_once(
                     BadInput::Refused,
                     format_args!("refused {peer}: not in the allowlist (--trust allowlist)"),

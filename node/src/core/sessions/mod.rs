@@ -179,6 +179,7 @@ const KNOWN_CERTS: usize = 1024;
 /// Every TCP connection of the node.
 #[derive(Debug)]
 pub(crate) struct Sessions {
+    pub(crate) stats: SessionStats,
     conns: BTreeMap<ConnId, Conn>,
     next_conn: ConnId,
     /// This node's handshake identity (the signing key, its certified
@@ -190,9 +191,17 @@ pub(crate) struct Sessions {
     scratch: Box<[u8]>,
 }
 
+/// What the sessions part counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SessionStats {
+    pub(crate) handshakes_completed: u64,
+    pub(crate) conns_refused: u64,
+}
+
 impl Sessions {
     pub(crate) fn new(identity: Identity) -> Self {
         Self {
+            stats: SessionStats::default(),
             conns: BTreeMap::new(),
             next_conn: 1,
             identity,
@@ -471,6 +480,9 @@ impl Sessions {
         } else {
             c.state = state;
         }
+        if matches!(step, Step::Up(_)) {
+            bump(&mut self.stats.handshakes_completed);
+        }
         step
     }
 
@@ -610,8 +622,8 @@ impl Sessions {
     }
 
     /// Counts a refused incoming connection.
-    pub(crate) fn refuse_incoming(addr: SocketAddr, out: &mut Outbox) {
-        bump(&mut out.stats.conns_refused);
+    pub(crate) fn refuse_incoming(&mut self, addr: SocketAddr, out: &mut Outbox) {
+        bump(&mut self.stats.conns_refused);
         out.warn_once(
             BadInput::Refused,
             format_args!("refused connection from {addr}: limits reached"),
