@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use p2pa_protocol::{BlobChunk, BlobRequest, ErrorCode, Hash32, Message, NodeId, BLOB_CHUNK_LEN};
 
-use super::config::Config;
+use super::config::BlobConfig;
 use super::link::Link;
 use super::output::Order;
 use super::pace::{Pace, Verdict};
@@ -57,7 +57,7 @@ struct Lent {
 /// every half of it; at most `transfer_window`.
 const LAG_GRACE: Duration = Duration::from_millis(1000);
 
-fn lag_grace(cfg: &Config) -> Duration {
+fn lag_grace(cfg: &BlobConfig) -> Duration {
     LAG_GRACE.min(cfg.transfer_window)
 }
 
@@ -104,8 +104,9 @@ pub(crate) struct BlobStats {
 }
 
 /// The models this node provides, holds and fetches.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Blobs {
+    cfg: BlobConfig,
     pub(crate) stats: BlobStats,
     /// Models this node serves to workers, by hash.
     provided: BTreeMap<Hash32, Arc<[u8]>>,
@@ -118,6 +119,17 @@ pub(crate) struct Blobs {
 }
 
 impl Blobs {
+    pub(crate) fn new(cfg: BlobConfig) -> Self {
+        Self {
+            cfg,
+            stats: BlobStats::default(),
+            provided: BTreeMap::new(),
+            held: Vec::new(),
+            fetches: BTreeMap::new(),
+            lent: BTreeMap::new(),
+        }
+    }
+
     pub(crate) fn holds(&self, hash: &Hash32) -> bool {
         self.held.contains(hash)
     }
@@ -172,7 +184,8 @@ impl Blobs {
     /// whose owners have fetched them slower than the floor rate so far in
     /// their window, once [`LAG_GRACE`] of it has passed (checked again
     /// every half of that). Returns whether any went.
-    pub(crate) fn drop_laggards(&mut self, now: Instant, cfg: &Config) -> bool {
+    pub(crate) fn drop_laggards(&mut self, now: Instant) -> bool {
+        let cfg = &self.cfg;
         let grace = lag_grace(cfg);
         let before = self.lent.len();
         self.lent.retain(|(hash, _), l| {
@@ -326,11 +339,11 @@ impl Blobs {
     pub(crate) fn on_chunk(
         &mut self,
         now: Instant,
-        cfg: &Config,
         peer: NodeId,
         chunk: &BlobChunk<'_>,
         w: &mut dyn Link,
     ) -> Fetched {
+        let cfg = &self.cfg;
         let others = self.others_in_flight(&chunk.hash, peer);
         let Some(fetch) = self.fetches.get_mut(&chunk.hash) else {
             return Fetched::Pending;
@@ -449,7 +462,8 @@ impl Blobs {
     /// When the first fetch stalls or ends a floor-rate window, or the
     /// first output lent expires or ends one (or, under `pressure`, is due
     /// to be judged early: [`Blobs::drop_laggards`]).
-    pub(crate) fn next_deadline(&self, cfg: &Config, pressure: bool) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self, pressure: bool) -> Option<Instant> {
+        let cfg = &self.cfg;
         let stall = |t: Instant| t.checked_add(cfg.fetch_stall).unwrap_or(t);
         let fetches = self.fetches.values().flat_map(|f| {
             let paced = f.want != Want::Model;
@@ -471,11 +485,8 @@ impl Blobs {
     /// inputs and outputs fetched under the floor rate; drops outputs lent
     /// that no one asked a chunk of for `fetch_stall`, or that their owner
     /// fetches under the floor rate. Returns the fetches given up.
-    pub(crate) fn stalled(
-        &mut self,
-        now: Instant,
-        cfg: &Config,
-    ) -> Vec<(Hash32, Want, FetchError)> {
+    pub(crate) fn stalled(&mut self, now: Instant) -> Vec<(Hash32, Want, FetchError)> {
+        let cfg = &self.cfg;
         self.lent.retain(|(hash, _), l| {
             let Some(owner) = l.owner else { return true };
             let verdict = l.pace.judge(now, cfg);
@@ -545,7 +556,7 @@ struct InFlight {
 /// beside the other models from the same peer over half the total: one peer
 /// that starts several large fetches and dribbles them cannot hold all of
 /// `max_fetch_bytes` (its first model is always within the total).
-fn too_large(cfg: &Config, want: Want, len: u64, others: &InFlight) -> Option<FetchError> {
+fn too_large(cfg: &BlobConfig, want: Want, len: u64, others: &InFlight) -> Option<FetchError> {
     let limit = match want {
         Want::Model => cfg.model_cache_bytes,
         Want::Input | Want::Output => cfg.max_tensor_bytes,
@@ -586,6 +597,7 @@ fn request_chunk(hash: Hash32, peer: NodeId, offset: u64, w: &mut dyn Link) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::arithmetic_side_effects)]
     use super::*;
+    use crate::core::config::Config;
     use crate::core::link::fake::{FakeLink, Sent};
 
     fn id(n: u8) -> NodeId {
@@ -612,7 +624,7 @@ mod tests {
         let t0 = Instant::now();
         let (asker, stranger) = (id(1), id(2));
         let mut w = FakeLink::with(&[asker, stranger]);
-        let mut blobs = Blobs::default();
+        let mut blobs = Blobs::new(BlobConfig::from(&Config::default()));
         let bytes = blob(BLOB_CHUNK_LEN + 10);
         let hash = sha256(&bytes);
         blobs.provide(hash, bytes.clone().into());
@@ -673,7 +685,7 @@ mod tests {
         let t0 = Instant::now();
         let owner = id(1);
         let mut w = FakeLink::with(&[owner]);
-        let mut blobs = Blobs::default();
+        let mut blobs = Blobs::new(BlobConfig::from(&Config::default()));
         let bytes = blob(100);
         let hash = sha256(&bytes);
         blobs.lend(t0, hash, bytes.into(), Some(owner));
@@ -694,10 +706,10 @@ mod tests {
 
     #[test]
     fn a_fetch_opens_its_window_after_the_first_chunk_and_checks_the_hash() {
-        let (t0, cfg) = (Instant::now(), Config::default());
+        let t0 = Instant::now();
         let peer = id(1);
         let mut w = FakeLink::with(&[peer]);
-        let mut blobs = Blobs::default();
+        let mut blobs = Blobs::new(BlobConfig::from(&Config::default()));
         let bytes = blob(3 * BLOB_CHUNK_LEN + 5);
         let hash = sha256(&bytes);
         blobs.fetch(
@@ -710,10 +722,7 @@ mod tests {
         );
         assert_eq!(w.take(), vec![(peer, Sent::Request { hash, offset: 0 })]);
         let first = chunk_of(hash, &bytes, 0);
-        assert_eq!(
-            blobs.on_chunk(t0, &cfg, peer, &first, &mut w),
-            Fetched::Pending
-        );
+        assert_eq!(blobs.on_chunk(t0, peer, &first, &mut w), Fetched::Pending);
         let asked: Vec<u64> = w
             .take()
             .into_iter()
@@ -724,13 +733,10 @@ mod tests {
             .collect();
         assert_eq!(asked, vec![CHUNK, 2 * CHUNK, 3 * CHUNK]);
         // A duplicate (or a chunk from an earlier source) is ignored.
-        assert_eq!(
-            blobs.on_chunk(t0, &cfg, peer, &first, &mut w),
-            Fetched::Pending
-        );
+        assert_eq!(blobs.on_chunk(t0, peer, &first, &mut w), Fetched::Pending);
         let mut last = Fetched::Pending;
         for offset in [BLOB_CHUNK_LEN, 2 * BLOB_CHUNK_LEN, 3 * BLOB_CHUNK_LEN] {
-            last = blobs.on_chunk(t0, &cfg, peer, &chunk_of(hash, &bytes, offset), &mut w);
+            last = blobs.on_chunk(t0, peer, &chunk_of(hash, &bytes, offset), &mut w);
         }
         assert_eq!(last, Fetched::Done(Want::Input, bytes.clone()));
         assert_eq!(blobs.stats.bytes_fetched, bytes.len() as u64);
@@ -741,7 +747,7 @@ mod tests {
         blobs.fetch(t0, wrong, Want::Output, peer, None, &mut w);
         let mut end = Fetched::Pending;
         for offset in (0..bytes.len()).step_by(BLOB_CHUNK_LEN) {
-            end = blobs.on_chunk(t0, &cfg, peer, &chunk_of(wrong, &bytes, offset), &mut w);
+            end = blobs.on_chunk(t0, peer, &chunk_of(wrong, &bytes, offset), &mut w);
         }
         assert!(
             matches!(end, Fetched::Failed(Want::Output, FetchError::HashMismatch { actual, .. }) if actual == hash),
@@ -751,14 +757,14 @@ mod tests {
 
     #[test]
     fn a_length_other_than_the_declared_one_is_refused_before_a_byte_is_kept() {
-        let (t0, cfg) = (Instant::now(), Config::default());
+        let t0 = Instant::now();
         let peer = id(1);
         let mut w = FakeLink::with(&[peer]);
-        let mut blobs = Blobs::default();
+        let mut blobs = Blobs::new(BlobConfig::from(&Config::default()));
         let bytes = blob(10);
         let hash = sha256(&bytes);
         blobs.fetch(t0, hash, Want::Input, peer, Some(9), &mut w);
-        let got = blobs.on_chunk(t0, &cfg, peer, &chunk_of(hash, &bytes, 0), &mut w);
+        let got = blobs.on_chunk(t0, peer, &chunk_of(hash, &bytes, 0), &mut w);
         assert!(
             matches!(
                 got,
@@ -778,14 +784,14 @@ mod tests {
 
     #[test]
     fn a_fetch_stays_with_a_connected_source_and_resumes_elsewhere_where_it_left() {
-        let (t0, cfg) = (Instant::now(), Config::default());
+        let t0 = Instant::now();
         let (first, second) = (id(1), id(2));
         let mut w = FakeLink::with(&[first, second]);
-        let mut blobs = Blobs::default();
+        let mut blobs = Blobs::new(BlobConfig::from(&Config::default()));
         let bytes = blob(2 * BLOB_CHUNK_LEN);
         let hash = sha256(&bytes);
         blobs.fetch(t0, hash, Want::Model, first, None, &mut w);
-        blobs.on_chunk(t0, &cfg, first, &chunk_of(hash, &bytes, 0), &mut w);
+        blobs.on_chunk(t0, first, &chunk_of(hash, &bytes, 0), &mut w);
         w.take();
         // Asked again while the first source is connected: nothing new.
         blobs.fetch(t0, hash, Want::Model, second, None, &mut w);
@@ -803,13 +809,7 @@ mod tests {
                 }
             )]
         );
-        let done = blobs.on_chunk(
-            t0,
-            &cfg,
-            second,
-            &chunk_of(hash, &bytes, BLOB_CHUNK_LEN),
-            &mut w,
-        );
+        let done = blobs.on_chunk(t0, second, &chunk_of(hash, &bytes, BLOB_CHUNK_LEN), &mut w);
         // A model is held, and handed to the shell to store.
         assert_eq!(done, Fetched::Done(Want::Model, Vec::new()));
         assert!(blobs.holds(&hash));

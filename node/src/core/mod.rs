@@ -46,6 +46,7 @@ use std::time::{Duration, Instant};
 
 use p2pa_protocol::{GoodbyeReason, Identity, Keypair, KindSet, Message, NodeId, Seal, TaskStatus};
 
+use config::{BlobConfig, WorkerConfig};
 pub use config::{
     Config, Trust, DEFAULT_INPUT_BUFFER_BYTES, DEFAULT_MAX_TASK_DEADLINE, DEFAULT_MAX_TENSOR_BYTES,
     DEFAULT_MIN_TRANSFER_RATE, DEFAULT_MODEL_CACHE_BYTES, DEFAULT_TCP_PORT, MAX_INLINE_TENSOR,
@@ -108,6 +109,8 @@ impl Core {
         if let Some(network_key) = cfg.network_key {
             identity = identity.with_network_key(network_key);
         }
+        let worker = Worker::new(WorkerConfig::from(&cfg));
+        let blobs = Blobs::new(BlobConfig::from(&cfg));
         Self {
             id: key.node_id(),
             key,
@@ -118,8 +121,8 @@ impl Core {
             out: Outbox::default(),
             sessions: Sessions::new(identity),
             requester,
-            worker: Worker::new(),
-            blobs: Blobs::default(),
+            worker,
+            blobs,
             conn_stats: ConnStats::default(),
             shutting_down: false,
         }
@@ -167,7 +170,7 @@ impl Core {
 
     /// What this node's worker is doing.
     pub fn work(&self) -> Work {
-        self.worker.work(&self.cfg, &self.blobs)
+        self.worker.work(&self.blobs)
     }
 
     /// The peer table.
@@ -420,7 +423,6 @@ impl Core {
         if carries_work(&message) {
             self.peers.useful(now, peer);
         }
-        let cfg = &self.cfg;
         match message {
             Message::Ping(p) => self
                 .sessions
@@ -452,11 +454,10 @@ impl Core {
             Message::BlobRequest(r) => {
                 self.blobs.on_request(now, peer, &r, &mut link_of!(self));
                 // A fetched output may have made room for the next job.
-                self.worker
-                    .start_jobs(cfg, &self.blobs, &mut link_of!(self));
+                self.worker.start_jobs(&self.blobs, &mut link_of!(self));
             }
             Message::BlobChunk(c) => {
-                let fetched = self.blobs.on_chunk(now, cfg, peer, &c, &mut link_of!(self));
+                let fetched = self.blobs.on_chunk(now, peer, &c, &mut link_of!(self));
                 let lied = matches!(&fetched, Fetched::Failed(_, e) if e.offender() == Some(peer));
                 self.fetched(now, c.hash, fetched);
                 if lied {
@@ -554,29 +555,21 @@ impl Core {
         if let Some(lend) = self.worker.job_done(job, (status, output, ran), link) {
             (self.blobs).lend(now, lend.hash, lend.bytes, Some(lend.owner));
         }
-        self.worker
-            .start_jobs(&self.cfg, &self.blobs, &mut link_of!(self));
+        self.worker.start_jobs(&self.blobs, &mut link_of!(self));
         self.fetch_inputs(now);
     }
 
     fn on_offer(&mut self, now: Instant, peer: NodeId, offer: &p2pa_protocol::TaskOffer<'_>) {
-        let (cfg, down) = (&self.cfg, self.shutting_down);
-        let admitted = self.worker.admit(
-            now,
-            cfg,
-            down,
-            peer,
-            offer,
-            &self.blobs,
-            &mut link_of!(self),
-        );
+        let down = self.shutting_down;
+        let admitted = self
+            .worker
+            .admit(now, down, peer, offer, &self.blobs, &mut link_of!(self));
         let Some(admitted) = admitted else { return };
         if let Some(model) = admitted.fetch {
             self.blobs
                 .fetch(now, model, Want::Model, peer, None, &mut link_of!(self));
         }
-        self.worker
-            .start_jobs(cfg, &self.blobs, &mut link_of!(self));
+        self.worker.start_jobs(&self.blobs, &mut link_of!(self));
         self.make_output_room(now);
         self.worker
             .accept_if_waiting(admitted.job, &self.blobs, &mut link_of!(self));

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::config::Config;
+use super::config::BlobConfig;
 
 /// Progress of one transfer in its current window.
 #[derive(Debug, Clone, Copy)]
@@ -53,7 +53,7 @@ impl Pace {
     }
 
     /// When its current window ends (`None`: no floor is set).
-    pub(crate) fn due(&self, cfg: &Config) -> Option<Instant> {
+    pub(crate) fn due(&self, cfg: &BlobConfig) -> Option<Instant> {
         (cfg.min_transfer_rate > 0).then(|| {
             self.since
                 .checked_add(cfg.transfer_window)
@@ -64,7 +64,7 @@ impl Pace {
     /// Whether, `grace` or more into its window, it has moved less than the
     /// floor rate would have by now (judged early, while others wait for
     /// what it holds).
-    pub(crate) fn lagging(&self, now: Instant, cfg: &Config, grace: Duration) -> bool {
+    pub(crate) fn lagging(&self, now: Instant, cfg: &BlobConfig, grace: Duration) -> bool {
         let into = now.saturating_duration_since(self.since);
         cfg.min_transfer_rate > 0
             && into >= grace
@@ -73,7 +73,7 @@ impl Pace {
 
     /// Judges the window if it is over: too slow, or fine (the next window
     /// starts now).
-    pub(crate) fn judge(&mut self, now: Instant, cfg: &Config) -> Verdict {
+    pub(crate) fn judge(&mut self, now: Instant, cfg: &BlobConfig) -> Verdict {
         let Some(due) = self.due(cfg) else {
             return Verdict::Fine;
         };
@@ -105,13 +105,14 @@ fn floor_bytes(rate: u64, window: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::config::Config;
 
-    fn cfg() -> Config {
-        Config {
+    fn cfg() -> BlobConfig {
+        BlobConfig::from(&Config {
             min_transfer_rate: 1000,
             transfer_window: Duration::from_secs(2),
             ..Config::default()
-        }
+        })
     }
 
     #[test]
@@ -166,7 +167,7 @@ mod tests {
 
     #[test]
     fn no_floor_no_verdict() {
-        let cfg = Config {
+        let cfg = BlobConfig {
             min_transfer_rate: 0,
             ..cfg()
         };

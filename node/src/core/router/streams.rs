@@ -71,7 +71,7 @@ impl Core {
         let (cfg, worker, blobs) = (&self.cfg, &self.worker, &self.blobs);
         let intro = || Intro {
             listen_port: cfg.listen_port,
-            caps: worker.capabilities(cfg, blobs),
+            caps: worker.capabilities(blobs),
         };
         let step = self
             .sessions

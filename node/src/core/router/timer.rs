@@ -45,8 +45,8 @@ impl Core {
             Timer::Requester => self.requester.next_deadline(),
             Timer::Worker => self.worker.next_deadline(),
             Timer::Blobs => {
-                let pressure = self.worker.waits_for_output_room(&self.cfg, &self.blobs);
-                self.blobs.next_deadline(&self.cfg, pressure)
+                let pressure = self.worker.waits_for_output_room(&self.blobs);
+                self.blobs.next_deadline(pressure)
             }
         }
     }
@@ -70,7 +70,7 @@ impl Core {
                 let period = self.peers.beacon_period(cfg);
                 let (worker, blobs) = (&self.worker, &self.blobs);
                 let caps = || {
-                    let mut caps = worker.capabilities(cfg, blobs);
+                    let mut caps = worker.capabilities(blobs);
                     if cfg.quiet_beacons {
                         caps.models.clear(); // beacons travel in the clear
                         caps.run_us.clear();
@@ -94,18 +94,16 @@ impl Core {
                 self.prune_fetches();
             }
             Timer::Worker => {
-                self.worker
-                    .timers(now, cfg, &self.blobs, &mut link_of!(self));
+                self.worker.timers(now, &self.blobs, &mut link_of!(self));
                 self.prune_fetches();
                 self.fetch_inputs(now);
             }
             Timer::Blobs => {
-                for (hash, want, error) in self.blobs.stalled(now, cfg) {
+                for (hash, want, error) in self.blobs.stalled(now) {
                     self.fetched(now, hash, Fetched::Failed(want, error));
                 }
                 // Outputs dropped unfetched may have made room.
-                self.worker
-                    .start_jobs(&self.cfg, &self.blobs, &mut link_of!(self));
+                self.worker.start_jobs(&self.blobs, &mut link_of!(self));
                 self.make_output_room(now);
             }
         }

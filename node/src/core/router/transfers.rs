@@ -60,25 +60,21 @@ impl Core {
             }
         }
         self.fetch_inputs(now);
-        self.worker
-            .start_jobs(&self.cfg, &self.blobs, &mut link_of!(self));
+        self.worker.start_jobs(&self.blobs, &mut link_of!(self));
         self.prune_fetches();
     }
 
     /// A job waits for room in the output buffer: the outputs fetched under
     /// the floor rate go early, and the jobs start.
     pub(in crate::core) fn make_output_room(&mut self, now: Instant) {
-        if self.worker.waits_for_output_room(&self.cfg, &self.blobs)
-            && self.blobs.drop_laggards(now, &self.cfg)
-        {
-            self.worker
-                .start_jobs(&self.cfg, &self.blobs, &mut link_of!(self));
+        if self.worker.waits_for_output_room(&self.blobs) && self.blobs.drop_laggards(now) {
+            self.worker.start_jobs(&self.blobs, &mut link_of!(self));
         }
     }
 
     /// Starts the input fetches the worker's buffer has room for.
     pub(in crate::core) fn fetch_inputs(&mut self, now: Instant) {
-        for (hash, len, peer) in self.worker.inputs_to_fetch(&self.cfg) {
+        for (hash, len, peer) in self.worker.inputs_to_fetch() {
             self.blobs
                 .fetch(now, hash, Want::Input, peer, Some(len), &mut link_of!(self));
         }

@@ -5,9 +5,7 @@
 
 use p2pa_protocol::{Message, NodeId, RejectReason, TaskReject};
 
-use super::limits::queue_capacity;
 use super::{TaskState, Worker};
-use crate::core::config::Config;
 use crate::core::ids::JobId;
 use crate::core::link::Link;
 use crate::core::tally::Tally;
@@ -56,8 +54,8 @@ impl Worker {
     /// again elsewhere or later). Max-min fairness: many requesters (or many
     /// keys of one) cannot keep a newcomer out while one of them holds more
     /// than one place. Returns whether a place was made.
-    pub(super) fn make_room_for(&mut self, cfg: &Config, peer: NodeId, w: &mut dyn Link) -> bool {
-        let capacity = queue_capacity(cfg);
+    pub(super) fn make_room_for(&mut self, peer: NodeId, w: &mut dyn Link) -> bool {
+        let capacity = self.cfg.queue_capacity();
         let mut held = Tally::default();
         let mut total = 0usize;
         for j in self.jobs.values().filter(|j| !j.state.is_final()) {

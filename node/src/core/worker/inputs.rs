@@ -5,7 +5,6 @@
 use p2pa_protocol::{Hash32, NodeId, TaskStatus};
 
 use super::Worker;
-use crate::core::config::Config;
 use crate::core::link::Link;
 use crate::core::tally::Tally;
 
@@ -19,7 +18,7 @@ impl Worker {
     /// requester holding the fewest input bytes (queue order among equals),
     /// so a requester with a long backlog of large inputs cannot keep
     /// another's input waiting behind all of it.
-    pub(crate) fn inputs_to_fetch(&mut self, cfg: &Config) -> Vec<(Hash32, u64, NodeId)> {
+    pub(crate) fn inputs_to_fetch(&mut self) -> Vec<(Hash32, u64, NodeId)> {
         let mut held: Tally = (self.jobs.values())
             .filter(|j| j.holds_input())
             .map(|j| (j.peer, j.blob.map_or(0, |(_, len)| len)))
@@ -41,7 +40,7 @@ impl Worker {
             // Every job's bytes count, even where two share a hash (each
             // gets its own copy): offering one input many times gains nothing.
             let after = budget.saturating_add(len);
-            let buffer = cfg.input_buffer_bytes;
+            let buffer = self.cfg.input_buffer_bytes;
             let fits =
                 after <= buffer || (held.of(j.peer) == 0 && after <= buffer.saturating_mul(2));
             if budget > 0 && !fits {

@@ -1,25 +1,11 @@
-//! How much a worker takes on at once: queue, slots, and room for outputs.
+//! How much room a requester has in the worker's output buffer (the queue
+//! and slot limits are `WorkerConfig`'s).
 
 use p2pa_protocol::NodeId;
 
 use super::BlobFacts;
 
-use crate::core::config::Config;
-
-/// Jobs a worker holds at once: its slots plus its queue.
-pub(super) fn queue_capacity(cfg: &Config) -> usize {
-    usize::from(cfg.workers).saturating_add(cfg.queue_len)
-}
-
-/// Slot jobs running or handed to the shell at once: the slots plus the
-/// prefetch (none on a node without slots).
-pub(super) fn slot_limit(cfg: &Config) -> usize {
-    if cfg.workers == 0 {
-        0
-    } else {
-        usize::from(cfg.workers).saturating_add(usize::from(cfg.prefetch))
-    }
-}
+use crate::core::config::WorkerConfig;
 
 /// Whether a requester has room in the output buffer for one more job.
 /// Outputs not fetched yet hold memory too. A requester whose unfetched
@@ -30,7 +16,7 @@ pub(super) fn slot_limit(cfg: &Config) -> usize {
 /// rate). One requester that never fetches cannot hold the slots of the
 /// others, and many requesters together hold at most twice the buffer (plus
 /// the outputs of the jobs running when it filled).
-pub(super) fn output_room(cfg: &Config, blobs: &dyn BlobFacts) -> impl Fn(NodeId) -> bool {
+pub(super) fn output_room(cfg: &WorkerConfig, blobs: &dyn BlobFacts) -> impl Fn(NodeId) -> bool {
     let lent = blobs.lent_outputs();
     let total = lent.total();
     let buffer = cfg.output_buffer_bytes;

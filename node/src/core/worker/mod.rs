@@ -18,8 +18,7 @@ use p2pa_protocol::{
     TaskOffer, TaskOutput, TaskReject, TaskResult, TaskStatus, MAX_BEACON_MODELS,
 };
 
-use super::config::Config;
-use super::config::MAX_INLINE_TENSOR;
+use super::config::{WorkerConfig, MAX_INLINE_TENSOR};
 use super::ids::JobId;
 use super::link::Link;
 use super::output::Order;
@@ -34,7 +33,7 @@ mod limits;
 #[cfg(test)]
 mod tests;
 
-use limits::{output_room, queue_capacity, slot_limit};
+use limits::output_room;
 
 /// What the worker needs to know of the blobs part. The router lends it
 /// the blobs part; a unit test, a fake.
@@ -130,6 +129,7 @@ pub(crate) struct Admitted {
 /// The jobs this node runs for others.
 #[derive(Debug)]
 pub(crate) struct Worker {
+    cfg: WorkerConfig,
     next_job: JobId,
     jobs: BTreeMap<JobId, Job>,
     queue: VecDeque<JobId>,
@@ -147,8 +147,9 @@ pub(crate) struct Worker {
 const MAX_SPEEDS: usize = 64;
 
 impl Worker {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(cfg: WorkerConfig) -> Self {
         Self {
+            cfg,
             next_job: 1,
             jobs: BTreeMap::new(),
             queue: VecDeque::new(),
@@ -161,9 +162,9 @@ impl Worker {
     }
 
     /// What this worker is doing now.
-    pub(crate) fn work(&self, cfg: &Config, blobs: &dyn BlobFacts) -> Work {
+    pub(crate) fn work(&self, blobs: &dyn BlobFacts) -> Work {
         Work {
-            slots: cfg.workers,
+            slots: self.cfg.workers,
             running: self.running,
             queued: self.queue.len(),
             completed: self.completed,
@@ -173,17 +174,17 @@ impl Worker {
         }
     }
 
-    pub(crate) fn free_slots(&self, cfg: &Config) -> u16 {
+    pub(crate) fn free_slots(&self) -> u16 {
         let running = u16::try_from(self.running).unwrap_or(u16::MAX);
-        cfg.workers.saturating_sub(running)
+        self.cfg.workers.saturating_sub(running)
     }
 
     /// What this node offers now: its kinds, free slots, the models it
     /// holds (flagged [`KindSet::PAUSED`], no slots, while paused).
-    pub(crate) fn capabilities(&self, cfg: &Config, blobs: &dyn BlobFacts) -> Capabilities {
+    pub(crate) fn capabilities(&self, blobs: &dyn BlobFacts) -> Capabilities {
         let (kinds, free_slots) = match self.paused {
-            true => (cfg.kinds.with_flags(KindSet::PAUSED), 0),
-            false => (cfg.kinds, self.free_slots(cfg)),
+            true => (self.cfg.kinds.with_flags(KindSet::PAUSED), 0),
+            false => (self.cfg.kinds, self.free_slots()),
         };
         let models: heapless::Vec<Hash32, MAX_BEACON_MODELS> =
             blobs.models(MAX_BEACON_MODELS).into_iter().collect();
@@ -241,7 +242,6 @@ impl Worker {
     /// holds no place in the queue: a full queue does not refuse it.
     fn refusal(
         &self,
-        cfg: &Config,
         shutting_down: bool,
         peer: NodeId,
         offer: &TaskOffer<'_>,
@@ -251,7 +251,7 @@ impl Worker {
             Some(RejectReason::ShuttingDown)
         } else if self.paused {
             Some(RejectReason::Busy)
-        } else if !cfg.kinds.contains(offer.kind) {
+        } else if !self.cfg.kinds.contains(offer.kind) {
             Some(RejectReason::Unsupported)
         } else if self
             .jobs
@@ -259,10 +259,10 @@ impl Worker {
             .any(|j| j.peer == peer && j.task_id == offer.task_id)
         {
             Some(RejectReason::Duplicate)
-        } else if !inline_now && self.full_for(cfg, peer) {
+        } else if !inline_now && self.full_for(peer) {
             Some(RejectReason::Busy)
-        } else if offer.budget.max_model_len > cfg.model_cache_bytes
-            || u128::from(offer.deadline_ms) > cfg.max_task_deadline.as_millis()
+        } else if offer.budget.max_model_len > self.cfg.model_cache_bytes
+            || u128::from(offer.deadline_ms) > self.cfg.max_task_deadline.as_millis()
         {
             Some(RejectReason::OverBudget)
         } else {
@@ -272,8 +272,8 @@ impl Worker {
 
     /// Whether the queue has no place for `peer`: it is full, or `peer`
     /// already holds its share (all but a quarter, kept for others).
-    fn full_for(&self, cfg: &Config, peer: NodeId) -> bool {
-        let capacity = queue_capacity(cfg);
+    fn full_for(&self, peer: NodeId) -> bool {
+        let capacity = self.cfg.queue_capacity();
         let reserve = capacity.checked_div(4).unwrap_or(0);
         let live = self.jobs.values().filter(|j| !j.state.is_final());
         let (total, mine) = live.fold((0usize, 0usize), |(t, m), j| {
@@ -286,11 +286,9 @@ impl Worker {
     }
 
     /// An offer from `peer`: queued, or refused with a `TaskReject`.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn admit(
         &mut self,
         now: Instant,
-        cfg: &Config,
         shutting_down: bool,
         peer: NodeId,
         offer: &TaskOffer<'_>,
@@ -305,7 +303,7 @@ impl Worker {
         };
         let (input, blob, input_hash, len) = match offer.input {
             TaskInput::Inline(input) => (Some(input.to_vec()), None, sha256(input), input.len()),
-            TaskInput::Blob { hash, len } if len <= cfg.max_tensor_bytes => {
+            TaskInput::Blob { hash, len } if len <= self.cfg.max_tensor_bytes => {
                 let n = usize::try_from(len).unwrap_or(usize::MAX);
                 (None, Some((hash, len)), hash, n)
             }
@@ -314,10 +312,10 @@ impl Worker {
                 return None;
             }
         };
-        let inline_now = input.is_some() && cfg.runs_inline(offer.kind, len);
-        let mut refusal = self.refusal(cfg, shutting_down, peer, offer, inline_now);
-        if refusal == Some(RejectReason::Busy) && self.make_room_for(cfg, peer, w) {
-            refusal = self.refusal(cfg, shutting_down, peer, offer, inline_now);
+        let inline_now = input.is_some() && self.cfg.runs_inline(offer.kind, len);
+        let mut refusal = self.refusal(shutting_down, peer, offer, inline_now);
+        if refusal == Some(RejectReason::Busy) && self.make_room_for(peer, w) {
+            refusal = self.refusal(shutting_down, peer, offer, inline_now);
         }
         if let Some(reason) = refusal {
             w.send_to(peer, &reject(reason));
@@ -342,7 +340,7 @@ impl Worker {
                 deadline,
                 max_output: offer.budget.max_output_len,
                 state: TaskState::Queued,
-                slot: !cfg.runs_inline(offer.kind, len),
+                slot: !self.cfg.runs_inline(offer.kind, len),
             },
         );
         self.queue.push_back(job);
@@ -367,9 +365,9 @@ impl Worker {
 
     /// Hands runnable jobs to the shell: inline ones at once, slot jobs while
     /// slots (plus prefetch) are free, fairly across requesters.
-    pub(crate) fn start_jobs(&mut self, cfg: &Config, blobs: &dyn BlobFacts, w: &mut dyn Link) {
-        let limit = slot_limit(cfg);
-        let room = output_room(cfg, blobs);
+    pub(crate) fn start_jobs(&mut self, blobs: &dyn BlobFacts, w: &mut dyn Link) {
+        let limit = self.cfg.slot_limit();
+        let room = output_room(&self.cfg, blobs);
         while let Some(pos) = self.next_to_start(self.running < limit, &room, blobs) {
             let Some(id) = self.queue.remove(pos) else {
                 break;
@@ -399,8 +397,8 @@ impl Worker {
     /// Whether a job could start on a free slot but for the room its
     /// requester has in the output buffer (the unfetched outputs of others
     /// hold it back: they are dropped early if fetched too slowly).
-    pub(crate) fn waits_for_output_room(&self, cfg: &Config, blobs: &dyn BlobFacts) -> bool {
-        if self.running >= slot_limit(cfg) {
+    pub(crate) fn waits_for_output_room(&self, blobs: &dyn BlobFacts) -> bool {
+        if self.running >= self.cfg.slot_limit() {
             return false;
         }
         // Asked at every poll of the core's timers: the output tally is
@@ -412,7 +410,7 @@ impl Worker {
         if ready.peek().is_none() {
             return false;
         }
-        let room = output_room(cfg, blobs);
+        let room = output_room(&self.cfg, blobs);
         ready.any(|j| !room(j.peer))
     }
 
@@ -542,13 +540,7 @@ impl Worker {
     }
 
     /// Jobs past their deadline are answered `Timeout`; then free slots fill.
-    pub(crate) fn timers(
-        &mut self,
-        now: Instant,
-        cfg: &Config,
-        blobs: &dyn BlobFacts,
-        w: &mut dyn Link,
-    ) {
+    pub(crate) fn timers(&mut self, now: Instant, blobs: &dyn BlobFacts, w: &mut dyn Link) {
         let late = self.ids(|j| !j.state.is_final() && j.deadline <= now);
         for job in late {
             let running = self
@@ -560,7 +552,7 @@ impl Worker {
                 w.out().order(Order::Abandon { job }); // stop its computation
             }
         }
-        self.start_jobs(cfg, blobs, w);
+        self.start_jobs(blobs, w);
     }
 
     /// Sends the signed result of `job` with `output` inline; frees its slot.

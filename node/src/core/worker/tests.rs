@@ -9,7 +9,7 @@ use p2pa_protocol::{
 };
 
 use super::{Admitted, BlobFacts, Lend, Worker};
-use crate::core::config::{Config, MAX_INLINE_TENSOR};
+use crate::core::config::{Config, WorkerConfig, MAX_INLINE_TENSOR};
 use crate::core::ids::JobId;
 use crate::core::link::fake::{FakeLink, Sent};
 use crate::core::output::Order;
@@ -79,16 +79,15 @@ impl Bench {
     fn new(cfg: Config, peers: &[NodeId]) -> Self {
         Self {
             t0: Instant::now(),
-            cfg,
+            cfg: cfg.clone(),
             facts: Facts::default(),
             w: FakeLink::with(peers),
-            worker: Worker::new(),
+            worker: Worker::new(WorkerConfig::from(&cfg)),
         }
     }
 
     fn admit(&mut self, peer: NodeId, o: &TaskOffer<'_>) -> Option<Admitted> {
-        let (cfg, facts) = (&self.cfg, &self.facts);
-        (self.worker).admit(self.t0, cfg, false, peer, o, facts, &mut self.w)
+        (self.worker).admit(self.t0, false, peer, o, &self.facts, &mut self.w)
     }
 
     /// Admits a sleep job of `peer` that must be taken.
@@ -100,7 +99,7 @@ impl Bench {
 
     /// Starts what can start: the jobs handed to the shell, (job, inline).
     fn start(&mut self) -> Vec<(JobId, bool)> {
-        (self.worker).start_jobs(&self.cfg, &self.facts, &mut self.w);
+        (self.worker).start_jobs(&self.facts, &mut self.w);
         self.executed()
     }
 
@@ -132,7 +131,7 @@ impl Bench {
 
     fn timers(&mut self, after: Duration) {
         let now = self.t0 + after;
-        (self.worker).timers(now, &self.cfg, &self.facts, &mut self.w);
+        (self.worker).timers(now, &self.facts, &mut self.w);
     }
 
     /// The results sent since the last look: (requester, task, status).
@@ -171,7 +170,7 @@ fn a_small_echo_runs_inline_and_its_result_carries_the_output() {
     };
     assert_eq!(b.w.take(), vec![(id(1), result)]);
     assert!(!b.worker.serves(id(1)));
-    assert_eq!(b.worker.work(&b.cfg, &b.facts).completed, 1);
+    assert_eq!(b.worker.work(&b.facts).completed, 1);
 }
 
 #[test]
@@ -209,7 +208,7 @@ fn one_slot_runs_one_job_plus_the_prefetch_and_the_next_starts_when_one_ends() {
     let jobs: Vec<JobId> = (1..=4).map(|t| b.sleep(id(1), t)).collect();
     // One slot and a prefetch of one: two handed to the shell.
     assert_eq!(b.start(), vec![(jobs[0], false), (jobs[1], false)]);
-    assert_eq!(b.worker.work(&b.cfg, &b.facts).queued, 2);
+    assert_eq!(b.worker.work(&b.facts).queued, 2);
     assert_eq!(b.start(), vec![]);
     assert_eq!(b.done(jobs[0], TaskStatus::Completed, b"ok"), None);
     assert_eq!(b.start(), vec![(jobs[2], false)]);
@@ -244,8 +243,7 @@ fn offers_it_cannot_take_are_refused_with_the_reason() {
     assert!(b.admit(id(1), &offer(1, TaskKind::Echo, b"x")).is_none());
     assert_eq!(b.refusal(), RejectReason::Unsupported);
     let o = offer(2, TaskKind::Sleep, b"x");
-    let (cfg, facts) = (&b.cfg, &b.facts);
-    assert!((b.worker.admit(b.t0, cfg, true, id(1), &o, facts, &mut b.w)).is_none());
+    assert!((b.worker.admit(b.t0, true, id(1), &o, &b.facts, &mut b.w)).is_none());
     assert_eq!(b.refusal(), RejectReason::ShuttingDown);
     let mut late = offer(3, TaskKind::Sleep, b"x");
     late.deadline_ms = u32::MAX;
@@ -279,7 +277,7 @@ fn an_infer_job_waits_for_its_model_says_so_and_starts_once_it_is_here() {
     assert_eq!(b.start(), vec![(admitted.job, false)]);
     // Its run time is what the worker advertises beside the model.
     assert_eq!(b.done(admitted.job, TaskStatus::Completed, b"y"), None);
-    let caps = b.worker.capabilities(&b.cfg, &b.facts);
+    let caps = b.worker.capabilities(&b.facts);
     assert_eq!(caps.models.as_slice(), &[model]);
     assert_eq!(caps.run_us.as_slice(), &[30_000]);
 }
@@ -345,7 +343,7 @@ fn a_requester_with_outputs_unfetched_waits_while_others_start() {
     let mut b = Bench::new(sleeper(), &[id(1), id(2)]);
     b.facts.lent = vec![(id(1), b.cfg.output_buffer_bytes / 2)];
     let held_back = b.sleep(id(1), 1);
-    assert!(b.worker.waits_for_output_room(&b.cfg, &b.facts));
+    assert!(b.worker.waits_for_output_room(&b.facts));
     assert_eq!(b.start(), vec![]);
     let other = b.sleep(id(2), 1);
     assert_eq!(b.start(), vec![(other, false)]);

@@ -1,10 +1,15 @@
 //! The node's limits and timings: one [`Config`], whose `Default` is the one
 //! source of every default (the CLI derives its flags' defaults from it).
+//! Each part of the core keeps its own slice of it (`slices.rs`), built
+//! once when the core starts.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use p2pa_protocol::{KindSet, NodeId, TaskKind};
+
+mod slices;
+pub(crate) use slices::{BlobConfig, WorkerConfig};
 
 /// TCP port a node listens on unless told otherwise (beacons carry the real one).
 pub const DEFAULT_TCP_PORT: u16 = 7421;
@@ -189,9 +194,7 @@ impl Config {
     /// echo and hash ever do (a `sleep` or a model on the node's own loop
     /// would stall it, whatever `inline_kinds` says).
     pub fn runs_inline(&self, kind: TaskKind, input_len: usize) -> bool {
-        matches!(kind, TaskKind::Echo | TaskKind::Hash)
-            && self.inline_kinds.contains(kind)
-            && input_len <= self.inline_max_input
+        WorkerConfig::from(self).runs_inline(kind, input_len)
     }
 }
 
