@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use p2pa_protocol::{GoodbyeReason, Identity, Keypair, KindSet, Message, NodeId, Seal, TaskStatus};
 
-use config::{BlobConfig, WorkerConfig};
+use config::{BlobConfig, RequesterConfig, WorkerConfig};
 pub use config::{
     Config, Trust, DEFAULT_INPUT_BUFFER_BYTES, DEFAULT_MAX_TASK_DEADLINE, DEFAULT_MAX_TENSOR_BYTES,
     DEFAULT_MIN_TRANSFER_RATE, DEFAULT_MODEL_CACHE_BYTES, DEFAULT_TCP_PORT, MAX_INLINE_TENSOR,
@@ -103,7 +103,7 @@ impl std::fmt::Debug for Core {
 impl Core {
     /// A node with key `key`, started at `now`.
     pub fn new(key: Keypair, cfg: Config, mut rng: Box<dyn Entropy>, now: Instant) -> Self {
-        let requester = Requester::new(rng.next_u64() >> 1);
+        let requester = Requester::new(RequesterConfig::from(&cfg), rng.next_u64() >> 1);
         let peers = Peers::new(&cfg, now, &key.seed());
         let mut identity = Identity::new(key.clone());
         if let Some(network_key) = cfg.network_key {
@@ -405,7 +405,7 @@ impl Core {
                 addr: listen_addr,
             });
         }
-        self.requester.peer_up(now, &self.cfg, &mut link_of!(self));
+        self.requester.peer_up(now, &mut link_of!(self));
         true
     }
 
@@ -479,10 +479,10 @@ impl Core {
         seal: &Seal,
         r: &p2pa_protocol::TaskResult<'_>,
     ) {
-        let (me, cfg) = (self.id, &self.cfg);
+        let me = self.id;
         match self
             .requester
-            .on_result(now, cfg, me, seal, r, &mut link_of!(self))
+            .on_result(now, me, seal, r, &mut link_of!(self))
         {
             Resulted::Completed => self.peers.credit(peer),
             Resulted::Fetch(hash, len) => {
@@ -511,10 +511,8 @@ impl Core {
             let bytes: Arc<[u8]> = std::mem::take(&mut req.input).into();
             self.blobs.lend(now, input_hash, bytes, None);
         }
-        let cfg = &self.cfg;
         let id = self.requester.submit(
             now,
-            cfg,
             req,
             input_hash,
             input_len,

@@ -92,3 +92,21 @@ impl From<&Config> for BlobConfig {
         }
     }
 }
+
+/// The requester's: how much it sends one worker, how often it retries.
+#[derive(Debug, Clone)]
+pub(crate) struct RequesterConfig {
+    pub(crate) max_tensor_bytes: u64,
+    pub(crate) max_inflight_per_peer: usize,
+    pub(crate) max_attempts: u32,
+}
+
+impl From<&Config> for RequesterConfig {
+    fn from(c: &Config) -> Self {
+        Self {
+            max_tensor_bytes: c.max_tensor_bytes,
+            max_inflight_per_peer: c.max_inflight_per_peer,
+            max_attempts: c.max_attempts,
+        }
+    }
+}

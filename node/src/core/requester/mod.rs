@@ -14,8 +14,7 @@ mod results;
 
 pub(crate) use results::Resulted;
 
-use super::config::Config;
-use super::config::MAX_INLINE_TENSOR;
+use super::config::{RequesterConfig, MAX_INLINE_TENSOR};
 use super::link::Link;
 use super::observed::Observed;
 use super::outcome::TaskOutcome;
@@ -118,6 +117,7 @@ pub(crate) struct RequesterStats {
 /// The tasks this node requested and has not reported yet.
 #[derive(Debug)]
 pub(crate) struct Requester {
+    cfg: RequesterConfig,
     pub(crate) stats: RequesterStats,
     next_task: u64,
     reqs: BTreeMap<u64, Req>,
@@ -125,8 +125,9 @@ pub(crate) struct Requester {
 }
 
 impl Requester {
-    pub(crate) fn new(first_task_id: u64) -> Self {
+    pub(crate) fn new(cfg: RequesterConfig, first_task_id: u64) -> Self {
         Self {
+            cfg,
             stats: RequesterStats::default(),
             next_task: first_task_id,
             reqs: BTreeMap::new(),
@@ -160,11 +161,9 @@ impl Requester {
     /// `input_len` describe its input (which the router may have moved out
     /// into a lent blob); `model_len` is the size of the model this node
     /// serves for it (0 if none).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn submit(
         &mut self,
         now: Instant,
-        cfg: &Config,
         req: TaskRequest,
         input_hash: [u8; 32],
         input_len: usize,
@@ -197,7 +196,7 @@ impl Requester {
                 stalled: false,
             },
         );
-        self.dispatch(now, cfg, id, w);
+        self.dispatch(now, id, w);
         id
     }
 
@@ -238,7 +237,7 @@ impl Requester {
     /// RTT. A task waits instead when a worker at its in-flight limit would
     /// still finish it sooner than any free one: a slow worker does not take
     /// the last tasks while a fast one is about to be free.
-    fn pick(&self, cfg: &Config, r: &Req, w: &dyn Link) -> Option<NodeId> {
+    fn pick(&self, r: &Req, w: &dyn Link) -> Option<NodeId> {
         type Key = (bool, u32, Duration, usize, bool, Duration, NodeId);
         let (kind, model) = (r.req.kind, r.req.model);
         let capable: Vec<_> = w
@@ -267,7 +266,7 @@ impl Requester {
             // Probing holds back only where there is a choice.
             let probing =
                 pace.is_none() && capable.len() > 1 && inflight > usize::from(caps.free_slots);
-            if inflight >= cfg.max_inflight_per_peer || probing {
+            if inflight >= self.cfg.max_inflight_per_peer || probing {
                 if pace.is_some() {
                     capped = Some(capped.map_or(finish, |c| c.min(finish)));
                 }
@@ -299,21 +298,21 @@ impl Requester {
     }
 
     /// Offers task `id` to the best available peer, if any.
-    fn dispatch(&mut self, now: Instant, cfg: &Config, id: u64, w: &mut dyn Link) {
+    fn dispatch(&mut self, now: Instant, id: u64, w: &mut dyn Link) {
         let Some(r) = self.reqs.get(&id) else {
             return;
         };
         if !r.offered.is_empty() && !r.stalled {
             return;
         }
-        let Some(peer) = self.pick(cfg, r, w) else {
+        let Some(peer) = self.pick(r, w) else {
             if let Some(r) = self.reqs.get_mut(&id) {
                 r.retry_at = now.checked_add(RETRY_DELAY);
             }
             return;
         };
         let len = r.input_len;
-        let limit = cfg.max_tensor_bytes;
+        let limit = self.cfg.max_tensor_bytes;
         if u64::try_from(len).unwrap_or(u64::MAX) > limit {
             let error = TaskError::InputTooLarge { len, limit };
             self.finish(now, id, Answer::none(TaskStatus::Failed, error), w);
@@ -364,7 +363,7 @@ impl Requester {
     }
 
     /// A session came up: tasks waiting for a worker are offered again.
-    pub(crate) fn peer_up(&mut self, now: Instant, cfg: &Config, w: &mut dyn Link) {
+    pub(crate) fn peer_up(&mut self, now: Instant, w: &mut dyn Link) {
         let waiting: Vec<u64> = self
             .reqs
             .iter()
@@ -372,12 +371,12 @@ impl Requester {
             .map(|(&id, _)| id)
             .collect();
         for id in waiting {
-            self.dispatch(now, cfg, id, w);
+            self.dispatch(now, id, w);
         }
     }
 
     /// `peer`'s session ended: its tasks go elsewhere.
-    pub(crate) fn peer_down(&mut self, now: Instant, cfg: &Config, peer: NodeId, w: &mut dyn Link) {
+    pub(crate) fn peer_down(&mut self, now: Instant, peer: NodeId, w: &mut dyn Link) {
         let hit: Vec<u64> = self
             .reqs
             .iter()
@@ -391,7 +390,7 @@ impl Requester {
                 peer.short()
             );
             let error = TaskError::WorkerGone { worker: peer };
-            self.attempt_failed(now, cfg, id, peer, TaskStatus::Failed, &[], error, w);
+            self.attempt_failed(now, id, peer, TaskStatus::Failed, &[], error, w);
         }
     }
 
@@ -400,7 +399,6 @@ impl Requester {
     fn attempt_failed(
         &mut self,
         now: Instant,
-        cfg: &Config,
         id: u64,
         peer: NodeId,
         status: TaskStatus,
@@ -420,7 +418,7 @@ impl Requester {
         }
         r.failures = r.failures.saturating_add(1);
         r.last_error = Some(error);
-        if r.failures >= cfg.max_attempts {
+        if r.failures >= self.cfg.max_attempts {
             let answer = Answer {
                 status,
                 output,
@@ -431,7 +429,7 @@ impl Requester {
             self.finish(now, id, answer, w);
         } else {
             r.retry_at = Some(now);
-            self.dispatch(now, cfg, id, w);
+            self.dispatch(now, id, w);
         }
     }
 
@@ -493,7 +491,7 @@ impl Requester {
     }
 
     /// Deadlines and retries.
-    pub(crate) fn timers(&mut self, now: Instant, cfg: &Config, w: &mut dyn Link) {
+    pub(crate) fn timers(&mut self, now: Instant, w: &mut dyn Link) {
         let expired: Vec<u64> = self
             .reqs
             .iter()
@@ -521,7 +519,7 @@ impl Requester {
             .map(|(&id, _)| id)
             .collect();
         for id in due {
-            self.dispatch(now, cfg, id, w);
+            self.dispatch(now, id, w);
         }
     }
 
@@ -570,6 +568,7 @@ impl Requester {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::arithmetic_side_effects)]
     use super::*;
+    use crate::core::config::Config;
     use crate::core::link::fake::{FakeLink, Sent};
     use p2pa_protocol::KindSet;
 
@@ -588,11 +587,11 @@ mod tests {
         }
     }
 
-    fn submit(r: &mut Requester, now: Instant, cfg: &Config, w: &mut FakeLink) -> u64 {
+    fn submit(r: &mut Requester, now: Instant, w: &mut FakeLink) -> u64 {
         let req = echo(Duration::from_secs(5));
         let hash = crate::core::receipt::sha256(&req.input);
         let len = req.input.len();
-        r.submit(now, cfg, req, hash, len, 0, w)
+        r.submit(now, req, hash, len, 0, w)
     }
 
     fn offers(w: &mut FakeLink) -> Vec<(NodeId, u64)> {
@@ -611,12 +610,12 @@ mod tests {
         let mut w = FakeLink::default();
         // Connected, but it runs only `hash`: not a worker for echo.
         w.connect(id(1), KindSet::default().with(TaskKind::Hash));
-        let mut r = Requester::new(1);
-        let task = submit(&mut r, t0, &cfg, &mut w);
+        let mut r = Requester::new(RequesterConfig::from(&cfg), 1);
+        let task = submit(&mut r, t0, &mut w);
         assert!(offers(&mut w).is_empty());
         assert_eq!(r.state(task), Some(TaskState::Queued));
         w.connect(id(2), KindSet::default().with(TaskKind::Echo));
-        r.peer_up(t0, &cfg, &mut w);
+        r.peer_up(t0, &mut w);
         assert_eq!(offers(&mut w), vec![(id(2), task)]);
         assert_eq!(r.state(task), Some(TaskState::Running));
         assert!(r.uses(id(2)));
@@ -628,12 +627,12 @@ mod tests {
         let mut w = FakeLink::default();
         let echo_kinds = KindSet::default().with(TaskKind::Echo);
         w.connect(id(1), echo_kinds);
-        let mut r = Requester::new(1);
-        let task = submit(&mut r, t0, &cfg, &mut w);
+        let mut r = Requester::new(RequesterConfig::from(&cfg), 1);
+        let task = submit(&mut r, t0, &mut w);
         assert_eq!(offers(&mut w), vec![(id(1), task)]);
         w.connect(id(2), echo_kinds);
         w.disconnect(id(1));
-        r.peer_down(t0, &cfg, id(1), &mut w);
+        r.peer_down(t0, id(1), &mut w);
         assert_eq!(offers(&mut w), vec![(id(2), task)]);
         assert_eq!(r.stats.tasks_retried, 1);
         assert!(
@@ -647,19 +646,11 @@ mod tests {
     fn a_task_no_worker_can_run_times_out_saying_so() {
         let (t0, cfg) = (Instant::now(), Config::default());
         let mut w = FakeLink::default();
-        let mut r = Requester::new(1);
-        let task = r.submit(
-            t0,
-            &cfg,
-            echo(Duration::from_millis(100)),
-            [0; 32],
-            5,
-            0,
-            &mut w,
-        );
-        r.timers(t0 + Duration::from_millis(50), &cfg, &mut w);
+        let mut r = Requester::new(RequesterConfig::from(&cfg), 1);
+        let task = r.submit(t0, echo(Duration::from_millis(100)), [0; 32], 5, 0, &mut w);
+        r.timers(t0 + Duration::from_millis(50), &mut w);
         assert!(w.out.events.is_empty());
-        r.timers(t0 + Duration::from_millis(150), &cfg, &mut w);
+        r.timers(t0 + Duration::from_millis(150), &mut w);
         let done: Vec<&TaskOutcome> = w
             .out
             .events

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use p2pa_protocol::{Hash32, NodeId, Receipt, Seal, TaskOutput, TaskResult, TaskStatus};
 
 use super::{Answer, Pending, Requester};
-use crate::core::config::{Config, MAX_INLINE_TENSOR};
+use crate::core::config::MAX_INLINE_TENSOR;
 use crate::core::link::Link;
 use crate::core::output::{bump, BadInput};
 use crate::core::reason::{FetchError, TaskError};
@@ -30,7 +30,6 @@ impl Requester {
     pub(crate) fn on_result(
         &mut self,
         now: Instant,
-        cfg: &Config,
         me: NodeId,
         seal: &Seal,
         res: &TaskResult<'_>,
@@ -61,16 +60,16 @@ impl Requester {
             );
             let error = TaskError::BadReceipt { worker: peer, why };
             let id = res.task_id;
-            self.attempt_failed(now, cfg, id, peer, TaskStatus::Failed, &[], error, w);
+            self.attempt_failed(now, id, peer, TaskStatus::Failed, &[], error, w);
             return Resulted::Nothing;
         }
         let receipt = Receipt::new(seal, res, output_hash);
         match res.output {
             TaskOutput::Inline(output) => {
                 let id = res.task_id;
-                self.answered(now, cfg, id, peer, res.status, receipt, output, w)
+                self.answered(now, id, peer, res.status, receipt, output, w)
             }
-            TaskOutput::Blob { hash, len } if len <= cfg.max_tensor_bytes => {
+            TaskOutput::Blob { hash, len } if len <= self.cfg.max_tensor_bytes => {
                 if let Some(r) = self.reqs.get_mut(&res.task_id) {
                     r.pending = Some(Pending {
                         worker: peer,
@@ -83,14 +82,14 @@ impl Requester {
                 Resulted::Fetch(hash, len)
             }
             TaskOutput::Blob { len, .. } => {
-                let limit = cfg.max_tensor_bytes;
+                let limit = self.cfg.max_tensor_bytes;
                 let error = TaskError::OutputTooLarge {
                     worker: peer,
                     len,
                     limit,
                 };
                 let id = res.task_id;
-                self.attempt_failed(now, cfg, id, peer, TaskStatus::Failed, &[], error, w);
+                self.attempt_failed(now, id, peer, TaskStatus::Failed, &[], error, w);
                 Resulted::Nothing
             }
         }
@@ -102,7 +101,6 @@ impl Requester {
     fn answered(
         &mut self,
         now: Instant,
-        cfg: &Config,
         id: u64,
         peer: NodeId,
         status: TaskStatus,
@@ -135,7 +133,7 @@ impl Requester {
                 status,
                 message: String::from_utf8_lossy(output).into_owned(),
             };
-            self.attempt_failed(now, cfg, id, peer, status, output, error, w);
+            self.attempt_failed(now, id, peer, status, output, error, w);
             Resulted::Nothing
         }
     }
@@ -145,7 +143,6 @@ impl Requester {
     pub(crate) fn output_arrived(
         &mut self,
         now: Instant,
-        cfg: &Config,
         hash: &Hash32,
         bytes: &[u8],
         w: &mut dyn Link,
@@ -160,7 +157,7 @@ impl Requester {
             if let Some(r) = self.reqs.get_mut(&id) {
                 r.pending = None;
             }
-            let done = self.answered(now, cfg, id, p.worker, p.status, p.receipt, bytes, w);
+            let done = self.answered(now, id, p.worker, p.status, p.receipt, bytes, w);
             if done == Resulted::Completed {
                 credit.push(p.worker);
             }
@@ -173,7 +170,6 @@ impl Requester {
     pub(crate) fn output_failed(
         &mut self,
         now: Instant,
-        cfg: &Config,
         hash: &Hash32,
         why: FetchError,
         w: &mut dyn Link,
@@ -189,7 +185,7 @@ impl Requester {
             .collect();
         for (id, worker) in waiting {
             let error = TaskError::OutputFetch { worker, why };
-            self.attempt_failed(now, cfg, id, worker, TaskStatus::Failed, &[], error, w);
+            self.attempt_failed(now, id, worker, TaskStatus::Failed, &[], error, w);
         }
     }
 

@@ -93,8 +93,7 @@ impl Core {
     /// `peer`'s session ended: its tasks go elsewhere, fetches from it find
     /// another source, its jobs here are dropped.
     fn peer_down(&mut self, now: Instant, peer: NodeId) {
-        self.requester
-            .peer_down(now, &self.cfg, peer, &mut link_of!(self));
+        self.requester.peer_down(now, peer, &mut link_of!(self));
         self.blobs.peer_gone(peer);
         for (hash, want) in self.blobs.stalled_from(peer) {
             if let Some(other) = self.worker.requester_waiting_for(hash, peer) {

@@ -90,7 +90,7 @@ impl Core {
                 self.peers.timers(now, self.id, cfg, at_cap, &mut dial);
             }
             Timer::Requester => {
-                self.requester.timers(now, cfg, &mut link_of!(self));
+                self.requester.timers(now, &mut link_of!(self));
                 self.prune_fetches();
             }
             Timer::Worker => {

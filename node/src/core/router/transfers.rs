@@ -32,7 +32,6 @@ impl Core {
     /// What a blob chunk completed: whoever waited for the blob goes on, or
     /// fails.
     pub(in crate::core) fn fetched(&mut self, now: Instant, hash: Hash32, fetched: Fetched) {
-        let cfg = &self.cfg;
         match fetched {
             Fetched::Pending => return,
             Fetched::Done(Want::Model, _) => {}
@@ -40,9 +39,9 @@ impl Core {
                 self.worker.input_arrived(&hash, bytes, &mut link_of!(self));
             }
             Fetched::Done(Want::Output, bytes) => {
-                let credit =
-                    self.requester
-                        .output_arrived(now, cfg, &hash, &bytes, &mut link_of!(self));
+                let credit = self
+                    .requester
+                    .output_arrived(now, &hash, &bytes, &mut link_of!(self));
                 credit.into_iter().for_each(|p| self.peers.credit(p));
             }
             Fetched::Failed(want, error) => {
@@ -54,7 +53,7 @@ impl Core {
                     Want::Input => self.worker.input_failed(&hash, &why, &mut link_of!(self)),
                     Want::Output => {
                         self.requester
-                            .output_failed(now, cfg, &hash, error, &mut link_of!(self));
+                            .output_failed(now, &hash, error, &mut link_of!(self));
                     }
                 }
             }
