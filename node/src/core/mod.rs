@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use p2pa_protocol::{GoodbyeReason, Identity, Keypair, KindSet, Message, NodeId, Seal, TaskStatus};
 
-use config::{BlobConfig, RequesterConfig, WorkerConfig};
+use config::{BlobConfig, RequesterConfig, SessionConfig, WorkerConfig};
 pub use config::{
     Config, Trust, DEFAULT_INPUT_BUFFER_BYTES, DEFAULT_MAX_TASK_DEADLINE, DEFAULT_MAX_TENSOR_BYTES,
     DEFAULT_MIN_TRANSFER_RATE, DEFAULT_MODEL_CACHE_BYTES, DEFAULT_TCP_PORT, MAX_INLINE_TENSOR,
@@ -109,6 +109,7 @@ impl Core {
         if let Some(network_key) = cfg.network_key {
             identity = identity.with_network_key(network_key);
         }
+        let sessions = Sessions::new(SessionConfig::from(&cfg), identity);
         let worker = Worker::new(WorkerConfig::from(&cfg));
         let blobs = Blobs::new(BlobConfig::from(&cfg));
         Self {
@@ -119,7 +120,7 @@ impl Core {
             cfg,
             rng,
             out: Outbox::default(),
-            sessions: Sessions::new(identity),
+            sessions,
             requester,
             worker,
             blobs,
@@ -308,7 +309,7 @@ impl Core {
     pub fn handle_incoming(&mut self, now: Instant, addr: SocketAddr) -> Option<ConnId> {
         let room = match self.shutting_down {
             true => Err(()),
-            false => self.sessions.room_for(&self.cfg, addr.ip()),
+            false => self.sessions.room_for(addr.ip()),
         };
         match room {
             Err(()) => {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use p2pa_protocol::{KindSet, TaskKind};
 
-use super::Config;
+use super::{Config, Trust};
 
 /// The worker's: what it runs, how much it takes on, its buffers.
 #[derive(Debug, Clone)]
@@ -107,6 +107,35 @@ impl From<&Config> for RequesterConfig {
             max_tensor_bytes: c.max_tensor_bytes,
             max_inflight_per_peer: c.max_inflight_per_peer,
             max_attempts: c.max_attempts,
+        }
+    }
+}
+
+/// The sessions part's: who may hold a session, how long a handshake and
+/// a silence may last, how many connections at once.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionConfig {
+    pub(crate) trust: Trust,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) ping_interval: Duration,
+    pub(crate) dead_after: Duration,
+    pub(crate) max_conns: usize,
+    pub(crate) max_dials: usize,
+    pub(crate) max_handshakes: usize,
+    pub(crate) max_handshakes_per_ip: usize,
+}
+
+impl From<&Config> for SessionConfig {
+    fn from(c: &Config) -> Self {
+        Self {
+            trust: c.trust.clone(),
+            handshake_timeout: c.handshake_timeout,
+            ping_interval: c.ping_interval,
+            dead_after: c.dead_after,
+            max_conns: c.max_conns,
+            max_dials: c.max_dials,
+            max_handshakes: c.max_handshakes,
+            max_handshakes_per_ip: c.max_handshakes_per_ip,
         }
     }
 }

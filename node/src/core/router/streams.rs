@@ -73,9 +73,7 @@ impl Core {
             listen_port: cfg.listen_port,
             caps: worker.capabilities(blobs),
         };
-        let step = self
-            .sessions
-            .read(now, conn, frame, cfg, &intro, &mut self.out);
+        let step = self.sessions.read(now, conn, frame, &intro, &mut self.out);
         match step {
             Step::Handled => true,
             Step::Up(up) => self.session_up(now, up),

@@ -40,7 +40,7 @@ impl Core {
     fn deadline(&self, timer: Timer) -> Option<Instant> {
         match timer {
             Timer::Beacons => self.beacons.next_deadline(),
-            Timer::Sessions => self.sessions.next_deadline(&self.cfg),
+            Timer::Sessions => self.sessions.next_deadline(),
             Timer::Peers => self.peers.next_deadline(self.id, &self.cfg),
             Timer::Requester => self.requester.next_deadline(),
             Timer::Worker => self.worker.next_deadline(),
@@ -86,7 +86,7 @@ impl Core {
             Timer::Peers => {
                 let at_cap = self.sessions.len() >= cfg.max_conns;
                 let (sessions, out) = (&mut self.sessions, &mut self.out);
-                let mut dial = |addr, expected| sessions.dial(now, cfg, addr, expected, out);
+                let mut dial = |addr, expected| sessions.dial(now, addr, expected, out);
                 self.peers.timers(now, self.id, cfg, at_cap, &mut dial);
             }
             Timer::Requester => {
@@ -111,7 +111,7 @@ impl Core {
 
     /// Handshake timeouts and dead sessions close; live ones are pinged.
     fn session_timers(&mut self, now: Instant) {
-        let expired = self.sessions.expired(now, &self.cfg);
+        let expired = self.sessions.expired(now);
         for (conn, _) in expired.handshakes {
             self.fail(now, conn, CloseReason::HandshakeTimeout);
         }
@@ -119,7 +119,6 @@ impl Core {
             self.goodbye(now, conn, GoodbyeReason::Timeout);
         }
         let rng = &mut *self.rng;
-        self.sessions
-            .keepalive(now, &self.cfg, &self.key, rng, &mut self.out);
+        self.sessions.keepalive(now, &self.key, rng, &mut self.out);
     }
 }

@@ -14,7 +14,7 @@ use p2pa_protocol::{
     StreamDecoder, LEN_PREFIX_LEN, MAX_RECORD_LEN,
 };
 
-use super::config::Config;
+use super::config::SessionConfig;
 use super::ids::ConnId;
 use super::output::{bump, BadInput, Outbox, Transmit};
 use super::reason::CloseReason;
@@ -89,14 +89,14 @@ impl Conn {
 
     /// How long after `opened` a handshake gives up: a dial attempt has its
     /// own wait first (the shell reports its timeout well before).
-    fn handshake_limit(&self, cfg: &Config) -> Duration {
+    fn handshake_limit(&self, cfg: &SessionConfig) -> Duration {
         match self.state {
             State::Dialing { wait, .. } => wait.saturating_add(cfg.handshake_timeout),
             _ => cfg.handshake_timeout,
         }
     }
 
-    fn next_deadline(&self, cfg: &Config) -> Instant {
+    fn next_deadline(&self, cfg: &SessionConfig) -> Instant {
         let at = |base: Instant, d: Duration| base.checked_add(d).unwrap_or(base);
         if self.handshaking() {
             return at(self.opened, self.handshake_limit(cfg));
@@ -179,6 +179,7 @@ const KNOWN_CERTS: usize = 1024;
 /// Every TCP connection of the node.
 #[derive(Debug)]
 pub(crate) struct Sessions {
+    cfg: SessionConfig,
     pub(crate) stats: SessionStats,
     conns: BTreeMap<ConnId, Conn>,
     next_conn: ConnId,
@@ -199,8 +200,9 @@ pub(crate) struct SessionStats {
 }
 
 impl Sessions {
-    pub(crate) fn new(identity: Identity) -> Self {
+    pub(crate) fn new(cfg: SessionConfig, identity: Identity) -> Self {
         Self {
+            cfg,
             stats: SessionStats::default(),
             conns: BTreeMap::new(),
             next_conn: 1,
@@ -223,7 +225,8 @@ impl Sessions {
     }
 
     /// Whether one more dial of our own would exceed a limit.
-    fn dials_full(&self, cfg: &Config) -> bool {
+    fn dials_full(&self) -> bool {
+        let cfg = &self.cfg;
         let dialing = self
             .conns
             .values()
@@ -239,7 +242,8 @@ impl Sessions {
     /// not refuse a handshake: once it completes, the newcomer may take an
     /// idle session's place (`peers/evict.rs`); connections in all stay
     /// within `max_conns + max_handshakes`.
-    pub(crate) fn room_for(&self, cfg: &Config, ip: IpAddr) -> Result<Option<ConnId>, ()> {
+    pub(crate) fn room_for(&self, ip: IpAddr) -> Result<Option<ConnId>, ()> {
+        let cfg = &self.cfg;
         let pending = || {
             self.conns
                 .iter()
@@ -266,8 +270,11 @@ impl Sessions {
         self.conns.keys().copied().collect()
     }
 
-    pub(crate) fn next_deadline(&self, cfg: &Config) -> Option<Instant> {
-        self.conns.values().map(|c| c.next_deadline(cfg)).min()
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.conns
+            .values()
+            .map(|c| c.next_deadline(&self.cfg))
+            .min()
     }
 
     fn new_id(&mut self) -> ConnId {
@@ -280,12 +287,11 @@ impl Sessions {
     pub(crate) fn dial(
         &mut self,
         now: Instant,
-        cfg: &Config,
         addr: SocketAddr,
         expected: Option<NodeId>,
         out: &mut Outbox,
     ) -> Option<ConnId> {
-        if self.dials_full(cfg) {
+        if self.dials_full() {
             log::debug!("not dialing {addr}: connection or dial limit reached");
             return None;
         }
@@ -409,10 +415,10 @@ impl Sessions {
         now: Instant,
         conn: ConnId,
         frame: &'f mut [u8],
-        cfg: &Config,
         intro: &dyn Fn() -> Intro,
         out: &mut Outbox,
     ) -> Step<'f> {
+        let cfg = &self.cfg;
         let Some(c) = self.conns.get_mut(&conn) else {
             return Step::Handled;
         };
@@ -559,7 +565,8 @@ impl Sessions {
     }
 
     /// Connections that a timer ends now (the router closes them).
-    pub(crate) fn expired(&self, now: Instant, cfg: &Config) -> Expired {
+    pub(crate) fn expired(&self, now: Instant) -> Expired {
+        let cfg = &self.cfg;
         let mut ex = Expired::default();
         for (&id, c) in &self.conns {
             let age = now.saturating_duration_since(c.opened);
@@ -580,18 +587,18 @@ impl Sessions {
     pub(crate) fn keepalive(
         &mut self,
         now: Instant,
-        cfg: &Config,
         key: &Keypair,
         rng: &mut dyn Entropy,
         out: &mut Outbox,
     ) {
+        let interval = self.cfg.ping_interval;
         let due: Vec<ConnId> = self
             .conns
             .iter()
             .filter(|(_, c)| {
                 !c.handshaking()
                     && c.ping.is_none()
-                    && now.saturating_duration_since(c.last_ping) >= cfg.ping_interval
+                    && now.saturating_duration_since(c.last_ping) >= interval
             })
             .map(|(&id, _)| id)
             .collect();
@@ -611,7 +618,7 @@ impl Sessions {
                 }
             }
         }
-        let overdue = cfg.ping_interval.saturating_mul(2);
+        let overdue = interval.saturating_mul(2);
         for c in self.conns.values_mut() {
             if c.ping
                 .is_some_and(|(_, sent)| now.saturating_duration_since(sent) >= overdue)

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use p2pa_protocol::{Capabilities, GoodbyeReason, Identity, Intro, Keypair, Message, NodeId, Ping};
 
 use super::{Sessions, Step};
-use crate::core::config::{Config, Trust};
+use crate::core::config::{Config, SessionConfig, Trust};
 use crate::core::ids::ConnId;
 use crate::core::output::{Outbox, Transmit};
 use crate::core::rng::SeededEntropy;
@@ -47,7 +47,7 @@ impl Side {
     fn new(seed: u8, cfg: Config) -> Self {
         let key = Keypair::from_seed([seed; 32]);
         Self {
-            sessions: Sessions::new(Identity::new(key.clone())),
+            sessions: Sessions::new(SessionConfig::from(&cfg), Identity::new(key.clone())),
             key,
             cfg,
             out: Outbox::default(),
@@ -81,7 +81,7 @@ impl Side {
         };
         let mut steps = Vec::new();
         while let Some(frame) = decoder.decode(&mut data).unwrap() {
-            let step = (self.sessions).read(now, conn, frame, &self.cfg, &intro, &mut self.out);
+            let step = (self.sessions).read(now, conn, frame, &intro, &mut self.out);
             steps.push(seen(step));
         }
         self.sessions.put_decoder(conn, decoder);
@@ -96,9 +96,7 @@ fn addr(port: u16) -> SocketAddr {
 /// `a` dials `b` and they run the handshake: what each side saw, in order,
 /// and the two connection ids.
 fn handshake(a: &mut Side, b: &mut Side, now: Instant) -> (Vec<Seen>, Vec<Seen>, ConnId, ConnId) {
-    let ca = (a.sessions)
-        .dial(now, &a.cfg, addr(2), None, &mut a.out)
-        .unwrap();
+    let ca = (a.sessions).dial(now, addr(2), None, &mut a.out).unwrap();
     assert!(matches!(
         a.out.transmits.pop_front(),
         Some(Transmit::Connect { conn, .. }) if conn == ca
@@ -188,13 +186,10 @@ fn a_handshake_not_finished_in_time_expires_and_a_silent_session_dies() {
     let cfg = Config::default();
     let mut b = Side::new(2, cfg.clone());
     let stalled = b.sessions.incoming(t0, addr(9), &mut b.rng).unwrap();
-    assert_eq!(
-        b.sessions.next_deadline(&cfg),
-        Some(t0 + cfg.handshake_timeout)
-    );
+    assert_eq!(b.sessions.next_deadline(), Some(t0 + cfg.handshake_timeout));
     let just_before = t0 + cfg.handshake_timeout - Duration::from_millis(1);
-    assert!(b.sessions.expired(just_before, &cfg).handshakes.is_empty());
-    let ex = b.sessions.expired(t0 + cfg.handshake_timeout, &cfg);
+    assert!(b.sessions.expired(just_before).handshakes.is_empty());
+    let ex = b.sessions.expired(t0 + cfg.handshake_timeout);
     assert_eq!(ex.handshakes, vec![(stalled, addr(9))]);
     b.sessions.forget(stalled);
 
@@ -202,10 +197,10 @@ fn a_handshake_not_finished_in_time_expires_and_a_silent_session_dies() {
     let (_, _, ca, _) = handshake(&mut a, &mut b, t0);
     assert!(a
         .sessions
-        .expired(t0 + cfg.dead_after - Duration::from_millis(1), &cfg)
+        .expired(t0 + cfg.dead_after - Duration::from_millis(1))
         .dead
         .is_empty());
-    assert_eq!(a.sessions.expired(t0 + cfg.dead_after, &cfg).dead, vec![ca]);
+    assert_eq!(a.sessions.expired(t0 + cfg.dead_after).dead, vec![ca]);
 }
 
 #[test]
@@ -217,10 +212,10 @@ fn keepalive_pings_a_quiet_session_and_times_the_pong() {
     );
     let (_, _, ca, cb) = handshake(&mut a, &mut b, t0);
     let early = t0 + a.cfg.ping_interval - Duration::from_millis(1);
-    (a.sessions).keepalive(early, &a.cfg, &a.key, &mut a.rng, &mut a.out);
+    (a.sessions).keepalive(early, &a.key, &mut a.rng, &mut a.out);
     assert!(a.sent(ca).is_empty());
     let due = t0 + a.cfg.ping_interval;
-    (a.sessions).keepalive(due, &a.cfg, &a.key, &mut a.rng, &mut a.out);
+    (a.sessions).keepalive(due, &a.key, &mut a.rng, &mut a.out);
     let ping = a.sent(ca);
     assert_eq!(
         b.read(due, cb, &ping),
@@ -246,15 +241,15 @@ fn one_address_cannot_hold_more_than_its_pending_handshakes() {
     };
     let mut b = Side::new(2, cfg.clone());
     let ip = addr(1).ip();
-    assert_eq!(b.sessions.room_for(&cfg, ip), Ok(None));
+    assert_eq!(b.sessions.room_for(ip), Ok(None));
     let first = b.sessions.incoming(t0, addr(1), &mut b.rng).unwrap();
     b.sessions
         .incoming(t0 + Duration::from_millis(1), addr(1), &mut b.rng)
         .unwrap();
     // The oldest of that address makes room; another address is not held back.
-    assert_eq!(b.sessions.room_for(&cfg, ip), Ok(Some(first)));
+    assert_eq!(b.sessions.room_for(ip), Ok(Some(first)));
     let other = SocketAddr::from(([127, 0, 0, 2], 1)).ip();
-    assert_eq!(b.sessions.room_for(&cfg, other), Ok(None));
+    assert_eq!(b.sessions.room_for(other), Ok(None));
 }
 
 #[test]
@@ -265,15 +260,9 @@ fn dials_stop_at_the_dial_limit() {
         ..Config::default()
     };
     let mut a = Side::new(1, cfg.clone());
-    assert!(a
-        .sessions
-        .dial(t0, &cfg, addr(2), None, &mut a.out)
-        .is_some());
-    assert!(a
-        .sessions
-        .dial(t0, &cfg, addr(3), None, &mut a.out)
-        .is_some());
-    assert_eq!(a.sessions.dial(t0, &cfg, addr(4), None, &mut a.out), None);
+    assert!(a.sessions.dial(t0, addr(2), None, &mut a.out).is_some());
+    assert!(a.sessions.dial(t0, addr(3), None, &mut a.out).is_some());
+    assert_eq!(a.sessions.dial(t0, addr(4), None, &mut a.out), None);
     assert_eq!(a.out.transmits.len(), 2, "one Connect per dial made");
 }
 
