@@ -32,6 +32,10 @@ pub(crate) struct Heard {
 /// This node's beacon schedule.
 #[derive(Debug)]
 pub(crate) struct Beacons {
+    /// What beacons say (the port) and how they are tagged (the network
+    /// key), from the config.
+    listen_port: u16,
+    network_key: Option<[u8; 32]>,
     pub(crate) stats: BeaconStats,
     seq: u64,
     next: Option<Instant>,
@@ -52,6 +56,8 @@ pub(crate) struct BeaconStats {
 impl Beacons {
     pub(crate) fn new(cfg: &Config, now: Instant) -> Self {
         Self {
+            listen_port: cfg.listen_port,
+            network_key: cfg.network_key,
             stats: BeaconStats::default(),
             seq: cfg.beacon_counter_start,
             next: cfg.multicast.then_some(now),
@@ -149,11 +155,9 @@ impl Beacons {
 
     /// Sends what is due. `period`: the beacon interval now; `caps`: what
     /// this node offers now.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn timers(
         &mut self,
         now: Instant,
-        cfg: &Config,
         key: &Keypair,
         period: Duration,
         caps: &dyn Fn() -> Capabilities,
@@ -162,7 +166,7 @@ impl Beacons {
     ) {
         if self.answer_query_at.is_some_and(|t| t <= now) {
             self.answer_query_at = None;
-            self.send(cfg, key, false, caps(), out);
+            self.send(key, false, caps(), out);
         }
         let Some(at) = self.next else { return };
         if at > now {
@@ -171,7 +175,7 @@ impl Beacons {
         // Every beacon of the start-up burst asks until a session is up: one
         // lost query (or its lost answer) costs a burst gap, not a period.
         let query = self.burst_left > 0 && !self.heard;
-        self.send(cfg, key, query, caps(), out);
+        self.send(key, query, caps(), out);
         let gap = if self.burst_left > 1 {
             self.burst_left = self.burst_left.saturating_sub(1);
             BURST_GAP
@@ -182,23 +186,16 @@ impl Beacons {
         self.next = now.checked_add(gap);
     }
 
-    fn send(
-        &mut self,
-        cfg: &Config,
-        key: &Keypair,
-        query: bool,
-        caps: Capabilities,
-        out: &mut Outbox,
-    ) {
+    fn send(&mut self, key: &Keypair, query: bool, caps: Capabilities, out: &mut Outbox) {
         let beacon = Message::Beacon(Beacon {
-            tcp_port: cfg.listen_port,
+            tcp_port: self.listen_port,
             query,
             caps,
         });
         self.seq = self.seq.saturating_add(1);
         let mut buf = [0u8; MAX_DATAGRAM_LEN];
         let n = encode_datagram(key, self.seq, &beacon, &mut buf).and_then(|n| {
-            match &cfg.network_key {
+            match &self.network_key {
                 None => Ok(n),
                 Some(k) => {
                     tag_datagram(k, &mut buf, n).ok_or(p2pa_protocol::EncodeError::TooLong {

@@ -8,8 +8,9 @@
 //! after every `handle_*` call, until [`Core::has_pending_output`] is false.
 //! No sockets, no async, no clock reads: N cores can run in one simulation.
 //!
-//! [`Core`] routes between parts that own their state and borrow only
-//! themselves, the config and the outbox (or a `Link` to reach peers): peers
+//! [`Core`] routes between parts that own their state, their slice of the
+//! config (`config/slices.rs`) and their counters (`Core::stats` assembles
+//! them), and borrow only the outbox (or a `Link` to reach peers): peers
 //! (table, dials, backoff), beacons, sessions (connections, handshake,
 //! keepalive), requester, worker, blobs. What one part reports (a session up
 //! or down, a message, a model fetched) reaches the others here, only here.
@@ -176,7 +177,7 @@ impl Core {
 
     /// The peer table.
     pub fn peers(&self, now: Instant) -> Vec<PeerInfo> {
-        self.peers.info(now, &self.cfg)
+        self.peers.info(now)
     }
 
     /// Memory held by the peer table (entries × entry size), for scale reports.
@@ -284,10 +285,10 @@ impl Core {
         ) else {
             return;
         };
-        let (cfg, out) = (&self.cfg, &mut self.out);
+        let out = &mut self.out;
         let accepted =
             self.peers
-                .accept_beacon(now, cfg, from, heard.sender, heard.seq, heard.beacon, out);
+                .accept_beacon(now, from, heard.sender, heard.seq, heard.beacon, out);
         if let Some(query) = accepted {
             if query {
                 self.beacons.answer_query(now, &mut *self.rng);
@@ -298,7 +299,7 @@ impl Core {
     /// An address found by mDNS (or any out-of-band means): dial it once.
     pub fn handle_found_addr(&mut self, now: Instant, addr: SocketAddr) {
         if !self.shutting_down {
-            self.peers.found_addr(now, &self.cfg, addr);
+            self.peers.found_addr(now, addr);
         }
     }
 
@@ -347,7 +348,7 @@ impl Core {
             log::debug!("dial to {addr} failed: {why}");
             self.out.event(Event::DialFailed { addr, why });
         }
-        self.peers.dial_failed(now, &self.cfg, conn, &mut *self.rng);
+        self.peers.dial_failed(now, conn, &mut *self.rng);
     }
 
     /// The connection was closed by the peer or failed.
@@ -378,15 +379,14 @@ impl Core {
         let requester = intro.caps.kinds == KindSet::default();
         let fits = self.peers.conn_of(&peer).is_some()
             || self.session_room(now, listen_addr.ip(), requester);
-        let room = fits
-            && (self.peers.contains(&peer) || self.peers.make_room(&self.cfg, listen_addr.ip()));
+        let room = fits && (self.peers.contains(&peer) || self.peers.make_room(listen_addr.ip()));
         if !room {
             self.goodbye(now, conn, GoodbyeReason::TooManyPeers);
             return false;
         }
-        let joined =
-            self.peers
-                .session_up(now, &self.cfg, peer, conn, listen_addr, via, intro.caps);
+        let joined = self
+            .peers
+            .session_up(now, peer, conn, listen_addr, via, intro.caps);
         // Somebody answers: the start-up burst stops asking. (Not on the
         // first beacon heard: under a flood of fake keys that would stop
         // the queries the honest peers answer, and each answer is what

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use p2pa_protocol::{Beacon, Capabilities, NodeId, ReplayGuard};
 
 use super::budget::{DialBudget, RESERVED};
-use super::config::Config;
+use super::config::{Config, PeerConfig};
 use super::ids::ConnId;
 use super::output::{bump, BadInput, Event, Outbox};
 use super::peer_info::{PeerInfo, PeerState, Via};
@@ -68,7 +68,7 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    fn new(id: NodeId, addr: Option<SocketAddr>, via: Via, now: Instant, cfg: &Config) -> Self {
+    fn new(id: NodeId, addr: Option<SocketAddr>, via: Via, now: Instant, cfg: &PeerConfig) -> Self {
         Self {
             id,
             addr,
@@ -100,7 +100,7 @@ impl Peer {
         (!self.failed, self.proven, self.heard)
     }
 
-    fn info(&self, now: Instant, cfg: &Config) -> PeerInfo {
+    fn info(&self, now: Instant, cfg: &PeerConfig) -> PeerInfo {
         let silent = now.saturating_duration_since(self.last_seen);
         let state = match self.conn {
             None => PeerState::Known,
@@ -186,6 +186,7 @@ pub(crate) struct Joined {
 /// The peer table and the static addresses to keep sessions with.
 #[derive(Debug)]
 pub(crate) struct Peers {
+    cfg: PeerConfig,
     pub(crate) stats: PeerStats,
     table: BTreeMap<NodeId, Peer>,
     bootstrap: Vec<Bootstrap>,
@@ -207,6 +208,7 @@ impl Peers {
     /// `secret` keys the filter of recent beacon keys (see [`Recent`]).
     pub(crate) fn new(cfg: &Config, now: Instant, secret: &[u8; 32]) -> Self {
         Self {
+            cfg: PeerConfig::from(cfg),
             stats: PeerStats::default(),
             table: BTreeMap::new(),
             bootstrap: cfg
@@ -246,7 +248,8 @@ impl Peers {
         self.connected().map(|(id, _, _)| id).collect()
     }
 
-    pub(crate) fn info(&self, now: Instant, cfg: &Config) -> Vec<PeerInfo> {
+    pub(crate) fn info(&self, now: Instant) -> Vec<PeerInfo> {
+        let cfg = &self.cfg;
         self.table.values().map(|p| p.info(now, cfg)).collect()
     }
 
@@ -256,7 +259,8 @@ impl Peers {
     }
 
     /// The beacon interval now: longer on a crowded LAN.
-    pub(crate) fn beacon_period(&self, cfg: &Config) -> Duration {
+    pub(crate) fn beacon_period(&self) -> Duration {
+        let cfg = &self.cfg;
         let stretch = u32::try_from(self.table.len().checked_div(PEERS_PER_PERIOD).unwrap_or(0))
             .unwrap_or(MAX_STRETCH)
             .clamp(1, MAX_STRETCH);
@@ -265,14 +269,14 @@ impl Peers {
 
     /// How long a peer without a session may stay silent before it is
     /// forgotten: at least four of the (possibly stretched) beacon periods.
-    fn forget_after(&self, cfg: &Config) -> Duration {
-        cfg.forget_after
-            .max(self.beacon_period(cfg).saturating_mul(4))
+    fn forget_after(&self) -> Duration {
+        let cfg = &self.cfg;
+        cfg.forget_after.max(self.beacon_period().saturating_mul(4))
     }
 
     /// When a peer or a bootstrap address next needs a dial or forgetting.
-    pub(crate) fn next_deadline(&self, me: NodeId, cfg: &Config) -> Option<Instant> {
-        let forget = self.forget_after(cfg);
+    pub(crate) fn next_deadline(&self, me: NodeId) -> Option<Instant> {
+        let forget = self.forget_after();
         self.table
             .values()
             .map(|p| p.next_check(me, forget))
@@ -288,11 +292,9 @@ impl Peers {
     /// A verified beacon from `sender`. Returns `None` if it is not kept
     /// (a key outside the allowlist, a full table, a replay), else whether
     /// it asks for an answer (a query from a peer just started).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn accept_beacon(
         &mut self,
         now: Instant,
-        cfg: &Config,
         from: SocketAddr,
         sender: NodeId,
         seq: u64,
@@ -300,16 +302,17 @@ impl Peers {
         out: &mut Outbox,
     ) -> Option<bool> {
         let addr = SocketAddr::new(from.ip(), beacon.tcp_port);
-        if !cfg.trust.admits(sender) {
+        if !self.cfg.trust.admits(sender) {
             bump(&mut self.stats.beacons_untrusted);
             return None; // allowlist mode: nothing from other keys is kept
         }
         let known = self.table.contains_key(&sender);
         let heard_lately = self.recent.heard(now, &sender);
-        if !known && !self.make_room(cfg, from.ip()) {
+        if !known && !self.make_room(from.ip()) {
             log::debug!("peer table full; ignoring beacon from {}", sender.short());
             return None;
         }
+        let cfg = &self.cfg;
         let peer = self
             .table
             .entry(sender)
@@ -361,7 +364,8 @@ impl Peers {
     /// address's share) is full, an entry without a session, a dial or a
     /// completed task: the least worth keeping ([`Peer::worth`]), the
     /// stalest of those. False if every entry is worth keeping.
-    pub(crate) fn make_room(&mut self, cfg: &Config, ip: IpAddr) -> bool {
+    pub(crate) fn make_room(&mut self, ip: IpAddr) -> bool {
+        let cfg = &self.cfg;
         let same_ip = |p: &Peer| p.addr.is_some_and(|a| a.ip() == ip);
         let per_ip_full =
             self.table.values().filter(|p| same_ip(p)).count() >= cfg.max_peers_per_ip;
@@ -392,7 +396,8 @@ impl Peers {
     }
 
     /// An address found by mDNS (or any out-of-band means): dial it once.
-    pub(crate) fn found_addr(&mut self, now: Instant, cfg: &Config, addr: SocketAddr) {
+    pub(crate) fn found_addr(&mut self, now: Instant, addr: SocketAddr) {
+        let cfg = &self.cfg;
         let known = self.table.values().any(|p| p.addr == Some(addr))
             || self.bootstrap.iter().any(|b| b.addr == addr);
         if known {
@@ -428,17 +433,16 @@ impl Peers {
     }
 
     /// A session with `peer` is up on `conn`: record it.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn session_up(
         &mut self,
         now: Instant,
-        cfg: &Config,
         peer: NodeId,
         conn: ConnId,
         listen_addr: SocketAddr,
         via: Via,
         caps: Capabilities,
     ) -> Joined {
+        let cfg = &self.cfg;
         let new_peer = !self.table.contains_key(&peer);
         let entry = self
             .table
@@ -498,11 +502,11 @@ impl Peers {
         &mut self,
         now: Instant,
         me: NodeId,
-        cfg: &Config,
         at_cap: bool,
         dial: &mut dyn FnMut(SocketAddr, Option<NodeId>) -> Option<ConnId>,
     ) {
-        let forget_after = self.forget_after(cfg);
+        let cfg = &self.cfg;
+        let forget_after = self.forget_after();
         self.table.retain(|id, p| {
             let forget = p.conn.is_none()
                 && p.dialing.is_none()
@@ -577,13 +581,8 @@ impl Peers {
 
     /// A dial to a peer or bootstrap address failed or its session ended:
     /// schedule the next try with exponential backoff and jitter.
-    pub(crate) fn dial_failed(
-        &mut self,
-        now: Instant,
-        cfg: &Config,
-        conn: ConnId,
-        rng: &mut dyn Entropy,
-    ) {
+    pub(crate) fn dial_failed(&mut self, now: Instant, conn: ConnId, rng: &mut dyn Entropy) {
+        let cfg = &self.cfg;
         let (min, max) = (cfg.min_backoff, cfg.max_backoff);
         for p in self.table.values_mut() {
             if p.dialing == Some(conn) {
@@ -611,23 +610,14 @@ mod tests {
     use super::*;
     use std::net::Ipv4Addr;
 
-    fn beacon(
-        peers: &mut Peers,
-        now: Instant,
-        cfg: &Config,
-        id: NodeId,
-        seq: u64,
-        out: &mut Outbox,
-    ) -> bool {
+    fn beacon(peers: &mut Peers, now: Instant, id: NodeId, seq: u64, out: &mut Outbox) -> bool {
         let from = SocketAddr::from((Ipv4Addr::new(10, 0, 0, 7), 7420));
         let b = Beacon {
             tcp_port: 7000,
             query: false,
             caps: Capabilities::default(),
         };
-        peers
-            .accept_beacon(now, cfg, from, id, seq, b, out)
-            .is_some()
+        peers.accept_beacon(now, from, id, seq, b, out).is_some()
     }
 
     fn id(n: u32) -> NodeId {
@@ -646,19 +636,19 @@ mod tests {
         let mut peers = Peers::new(&cfg, t0, &[9; 32]);
         let mut out = Outbox::default();
         let honest = id(u32::MAX);
-        assert!(beacon(&mut peers, t0, &cfg, honest, 1, &mut out));
-        assert!(beacon(&mut peers, t0, &cfg, honest, 2, &mut out));
+        assert!(beacon(&mut peers, t0, honest, 1, &mut out));
+        assert!(beacon(&mut peers, t0, honest, 2, &mut out));
         // Newer than the honest entry, each heard once, from its address.
         for n in 0..500 {
             let at = t0 + Duration::from_millis(u64::from(n) + 1);
-            assert!(beacon(&mut peers, at, &cfg, id(n), 1, &mut out));
+            assert!(beacon(&mut peers, at, id(n), 1, &mut out));
         }
         assert!(peers.contains(&honest), "evicted by the flood");
         assert_eq!(peers.len(), 8);
         // Due together, it is dialed first: the budget may not cover them all.
         let mut dialed = Vec::new();
         let now = t0 + Duration::from_secs(2);
-        peers.timers(now, id(0), &cfg, false, &mut |addr, who| {
+        peers.timers(now, id(0), false, &mut |addr, who| {
             dialed.push((addr, who));
             None
         });

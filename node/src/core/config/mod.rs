@@ -9,7 +9,7 @@ use std::time::Duration;
 use p2pa_protocol::{KindSet, NodeId, TaskKind};
 
 mod slices;
-pub(crate) use slices::{BlobConfig, RequesterConfig, SessionConfig, WorkerConfig};
+pub(crate) use slices::{BlobConfig, PeerConfig, RequesterConfig, SessionConfig, WorkerConfig};
 
 /// TCP port a node listens on unless told otherwise (beacons carry the real one).
 pub const DEFAULT_TCP_PORT: u16 = 7421;

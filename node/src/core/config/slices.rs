@@ -139,3 +139,38 @@ impl From<&Config> for SessionConfig {
         }
     }
 }
+
+/// The peer table's: who is kept, how many, how soon a dial is tried
+/// again, when a silent peer is slow or forgotten.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerConfig {
+    pub(crate) trust: Trust,
+    pub(crate) max_peers: usize,
+    pub(crate) max_peers_per_ip: usize,
+    pub(crate) max_conns: usize,
+    pub(crate) max_sessions_per_ip: usize,
+    pub(crate) max_requester_sessions: usize,
+    pub(crate) min_backoff: Duration,
+    pub(crate) max_backoff: Duration,
+    pub(crate) slow_after: Duration,
+    pub(crate) forget_after: Duration,
+    pub(crate) beacon_interval: Duration,
+}
+
+impl From<&Config> for PeerConfig {
+    fn from(c: &Config) -> Self {
+        Self {
+            trust: c.trust.clone(),
+            max_peers: c.max_peers,
+            max_peers_per_ip: c.max_peers_per_ip,
+            max_conns: c.max_conns,
+            max_sessions_per_ip: c.max_sessions_per_ip,
+            max_requester_sessions: c.max_requester_sessions,
+            min_backoff: c.min_backoff,
+            max_backoff: c.max_backoff,
+            slow_after: c.slow_after,
+            forget_after: c.forget_after,
+            beacon_interval: c.beacon_interval,
+        }
+    }
+}

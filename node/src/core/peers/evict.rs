@@ -15,7 +15,6 @@ use std::time::Instant;
 use p2pa_protocol::{KindSet, NodeId};
 
 use super::Peers;
-use crate::core::config::Config;
 use crate::core::ids::ConnId;
 
 /// The session budget a newcomer finds full.
@@ -32,7 +31,8 @@ pub(crate) enum Full {
 impl Peers {
     /// Which budget a new session with a peer at `ip` (a requester: it runs
     /// no kind) finds full, if any.
-    pub(crate) fn full_for(&self, cfg: &Config, ip: IpAddr, requester: bool) -> Option<Full> {
+    pub(crate) fn full_for(&self, ip: IpAddr, requester: bool) -> Option<Full> {
+        let cfg = &self.cfg;
         let live = || self.table.values().filter(|p| p.conn.is_some());
         let from_ip = live()
             .filter(|p| p.addr.is_some_and(|a| a.ip() == ip))

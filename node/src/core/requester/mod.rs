@@ -390,17 +390,16 @@ impl Requester {
                 peer.short()
             );
             let error = TaskError::WorkerGone { worker: peer };
-            self.attempt_failed(now, id, peer, TaskStatus::Failed, &[], error, w);
+            self.attempt_failed(now, (id, peer), TaskStatus::Failed, &[], error, w);
         }
     }
 
-    /// One peer failed the task: retry on another, or report the failure.
-    #[allow(clippy::too_many_arguments)]
+    /// One attempt (task, peer) failed: retry on another peer, or report
+    /// the failure.
     fn attempt_failed(
         &mut self,
         now: Instant,
-        id: u64,
-        peer: NodeId,
+        (id, peer): (u64, NodeId),
         status: TaskStatus,
         output: &[u8],
         error: TaskError,

@@ -60,14 +60,14 @@ impl Requester {
             );
             let error = TaskError::BadReceipt { worker: peer, why };
             let id = res.task_id;
-            self.attempt_failed(now, id, peer, TaskStatus::Failed, &[], error, w);
+            self.attempt_failed(now, (id, peer), TaskStatus::Failed, &[], error, w);
             return Resulted::Nothing;
         }
         let receipt = Receipt::new(seal, res, output_hash);
         match res.output {
             TaskOutput::Inline(output) => {
                 let id = res.task_id;
-                self.answered(now, id, peer, res.status, receipt, output, w)
+                self.answered(now, (id, peer), res.status, receipt, output, w)
             }
             TaskOutput::Blob { hash, len } if len <= self.cfg.max_tensor_bytes => {
                 if let Some(r) = self.reqs.get_mut(&res.task_id) {
@@ -89,7 +89,7 @@ impl Requester {
                     limit,
                 };
                 let id = res.task_id;
-                self.attempt_failed(now, id, peer, TaskStatus::Failed, &[], error, w);
+                self.attempt_failed(now, (id, peer), TaskStatus::Failed, &[], error, w);
                 Resulted::Nothing
             }
         }
@@ -97,12 +97,10 @@ impl Requester {
 
     /// A checked answer with its output at hand: the task completes, or
     /// this attempt failed.
-    #[allow(clippy::too_many_arguments)]
     fn answered(
         &mut self,
         now: Instant,
-        id: u64,
-        peer: NodeId,
+        (id, peer): (u64, NodeId),
         status: TaskStatus,
         receipt: Receipt,
         output: &[u8],
@@ -133,7 +131,7 @@ impl Requester {
                 status,
                 message: String::from_utf8_lossy(output).into_owned(),
             };
-            self.attempt_failed(now, id, peer, status, output, error, w);
+            self.attempt_failed(now, (id, peer), status, output, error, w);
             Resulted::Nothing
         }
     }
@@ -157,7 +155,7 @@ impl Requester {
             if let Some(r) = self.reqs.get_mut(&id) {
                 r.pending = None;
             }
-            let done = self.answered(now, id, p.worker, p.status, p.receipt, bytes, w);
+            let done = self.answered(now, (id, p.worker), p.status, p.receipt, bytes, w);
             if done == Resulted::Completed {
                 credit.push(p.worker);
             }
@@ -185,7 +183,7 @@ impl Requester {
             .collect();
         for (id, worker) in waiting {
             let error = TaskError::OutputFetch { worker, why };
-            self.attempt_failed(now, id, worker, TaskStatus::Failed, &[], error, w);
+            self.attempt_failed(now, (id, worker), TaskStatus::Failed, &[], error, w);
         }
     }
 

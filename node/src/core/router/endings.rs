@@ -25,7 +25,7 @@ impl Core {
         requester: bool,
     ) -> bool {
         for _ in 0..=BUDGETS {
-            let Some(full) = self.peers.full_for(&self.cfg, ip, requester) else {
+            let Some(full) = self.peers.full_for(ip, requester) else {
                 return true;
             };
             let (worker, requests, blobs) = (&self.worker, &self.requester, &self.blobs);
@@ -87,7 +87,7 @@ impl Core {
                 self.peer_down(now, peer);
             }
         }
-        self.peers.dial_failed(now, &self.cfg, conn, &mut *self.rng);
+        self.peers.dial_failed(now, conn, &mut *self.rng);
     }
 
     /// `peer`'s session ended: its tasks go elsewhere, fetches from it find

@@ -41,7 +41,7 @@ impl Core {
         match timer {
             Timer::Beacons => self.beacons.next_deadline(),
             Timer::Sessions => self.sessions.next_deadline(),
-            Timer::Peers => self.peers.next_deadline(self.id, &self.cfg),
+            Timer::Peers => self.peers.next_deadline(self.id),
             Timer::Requester => self.requester.next_deadline(),
             Timer::Worker => self.worker.next_deadline(),
             Timer::Blobs => {
@@ -67,7 +67,7 @@ impl Core {
         let cfg = &self.cfg;
         match timer {
             Timer::Beacons => {
-                let period = self.peers.beacon_period(cfg);
+                let period = self.peers.beacon_period();
                 let (worker, blobs) = (&self.worker, &self.blobs);
                 let caps = || {
                     let mut caps = worker.capabilities(blobs);
@@ -79,7 +79,7 @@ impl Core {
                 };
                 let rng = &mut *self.rng;
                 self.beacons
-                    .timers(now, cfg, &self.key, period, &caps, rng, &mut self.out);
+                    .timers(now, &self.key, period, &caps, rng, &mut self.out);
             }
             Timer::Sessions => self.session_timers(now),
             Timer::Peers if self.shutting_down => {}
@@ -87,7 +87,7 @@ impl Core {
                 let at_cap = self.sessions.len() >= cfg.max_conns;
                 let (sessions, out) = (&mut self.sessions, &mut self.out);
                 let mut dial = |addr, expected| sessions.dial(now, addr, expected, out);
-                self.peers.timers(now, self.id, cfg, at_cap, &mut dial);
+                self.peers.timers(now, self.id, at_cap, &mut dial);
             }
             Timer::Requester => {
                 self.requester.timers(now, &mut link_of!(self));
