@@ -2,11 +2,11 @@
 //! bytes, honest handshakes, signed session messages (offers, results,
 //! blob requests and chunks, cancels), timer ticks and job results, with
 //! the core's invariants checked after every step (limits held, no deadline
-//! in the past). See `p2pa_node::core::drive`.
+//! in the past). See `p2pa_node::sim::drive`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    p2pa_node::core::drive::Driver::run(data);
+    p2pa_node::sim::drive::Driver::run(data);
 });

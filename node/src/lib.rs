@@ -7,7 +7,9 @@
 //! - [`identity`]: the node's key on disk;
 //! - [`hex`]: hex text of hashes and keys;
 //! - [`models`]: the content-addressed model store;
-//! - [`measure`]: percentiles for run summaries.
+//! - [`measure`]: percentiles for run summaries;
+//! - `sim`: the network simulator and the fuzz driver (feature `sim`, and
+//!   in this crate's tests).
 #![forbid(unsafe_code)]
 
 pub mod core;
@@ -16,6 +18,8 @@ pub mod identity;
 pub mod io;
 pub mod measure;
 pub mod models;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 pub mod task;
 
 pub use p2pa_protocol as protocol;

@@ -11,15 +11,13 @@
     clippy::arithmetic_side_effects
 )]
 
-mod common;
-
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{echo_task, peer_list, requester_at_zero, Sim};
 use p2pa_node::core::{sha256, Config};
 use p2pa_node::protocol::{KindSet, TaskKind};
+use p2pa_node::sim::{echo_task, peer_list, requester_at_zero, Sim};
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/simulation.txt");
 

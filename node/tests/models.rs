@@ -9,14 +9,12 @@
     clippy::arithmetic_side_effects
 )]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::Sim;
 use p2pa_node::core::{sha256, Config, TaskError, TaskRequest, TaskState};
 use p2pa_node::protocol::{KindSet, RejectReason, TaskKind, TaskStatus, BLOB_CHUNK_LEN};
+use p2pa_node::sim::Sim;
 
 fn cfg(worker: bool) -> Config {
     Config {

@@ -11,12 +11,10 @@
     clippy::arithmetic_side_effects
 )]
 
-mod common;
-
 use std::time::Duration;
 
-use common::Sim;
 use p2pa_node::core::Config;
+use p2pa_node::sim::Sim;
 
 #[test]
 #[ignore = "a benchmark report, minutes of CPU; run by bench/run.sh"]

@@ -8,13 +8,11 @@
     clippy::arithmetic_side_effects
 )]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{echo_task, requester_at_zero, Sim};
 use p2pa_node::core::{CloseReason, Config, TaskError, TaskRequest};
 use p2pa_node::protocol::{GoodbyeReason, KindSet, TaskKind, TaskStatus};
+use p2pa_node::sim::{echo_task, requester_at_zero, Sim};
 
 fn full_mesh(sim: &mut Sim) -> bool {
     let n = sim.nodes.iter().flatten().count();
@@ -37,7 +35,7 @@ fn one_connection_per_pair(sim: &mut Sim) -> bool {
 fn fingerprint(sim: &mut Sim) -> String {
     let mut out = format!("datagrams={}\n", sim.datagrams_sent);
     for c in sim.nodes.iter().flatten() {
-        let peers = common::peer_list(c);
+        let peers = p2pa_node::sim::peer_list(c);
         out.push_str(&format!("{} {:?} {:?}\n", c.id().short(), peers, c.stats()));
     }
     out

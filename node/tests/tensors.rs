@@ -10,13 +10,11 @@
     clippy::arithmetic_side_effects
 )]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{requester_at_zero, Sim};
 use p2pa_node::core::{sha256, Config, TaskRequest};
 use p2pa_node::protocol::{KindSet, TaskKind, TaskStatus};
+use p2pa_node::sim::{requester_at_zero, Sim};
 
 const MIB: usize = 1 << 20;
 

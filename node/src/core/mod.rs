@@ -19,8 +19,6 @@ mod beacons;
 mod blobs;
 mod budget;
 mod config;
-#[cfg(any(test, feature = "fuzzing"))]
-pub mod drive;
 mod ids;
 mod link;
 mod observed;

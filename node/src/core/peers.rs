@@ -18,6 +18,8 @@ use super::recent::Recent;
 use super::rng::{jitter, Entropy};
 
 mod evict;
+#[cfg(test)]
+mod tests;
 
 /// How long a node at its connection cap waits before trying new peers again.
 const CAPPED_RETRY: Duration = Duration::from_secs(10);
@@ -601,57 +603,5 @@ impl Peers {
                 b.next_dial = now.checked_add(jitter(rng, delay)).unwrap_or(now);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::arithmetic_side_effects)]
-    use super::*;
-    use std::net::Ipv4Addr;
-
-    fn beacon(peers: &mut Peers, now: Instant, id: NodeId, seq: u64, out: &mut Outbox) -> bool {
-        let from = SocketAddr::from((Ipv4Addr::new(10, 0, 0, 7), 7420));
-        let b = Beacon {
-            tcp_port: 7000,
-            query: false,
-            caps: Capabilities::default(),
-        };
-        peers.accept_beacon(now, from, id, seq, b, out).is_some()
-    }
-
-    fn id(n: u32) -> NodeId {
-        let mut k = [0u8; 32];
-        k[..4].copy_from_slice(&n.to_le_bytes());
-        NodeId(k)
-    }
-
-    #[test]
-    fn a_key_heard_again_outlives_a_flood_of_keys_heard_once() {
-        let cfg = Config {
-            max_peers_per_ip: 8,
-            ..Config::default()
-        };
-        let t0 = Instant::now();
-        let mut peers = Peers::new(&cfg, t0, &[9; 32]);
-        let mut out = Outbox::default();
-        let honest = id(u32::MAX);
-        assert!(beacon(&mut peers, t0, honest, 1, &mut out));
-        assert!(beacon(&mut peers, t0, honest, 2, &mut out));
-        // Newer than the honest entry, each heard once, from its address.
-        for n in 0..500 {
-            let at = t0 + Duration::from_millis(u64::from(n) + 1);
-            assert!(beacon(&mut peers, at, id(n), 1, &mut out));
-        }
-        assert!(peers.contains(&honest), "evicted by the flood");
-        assert_eq!(peers.len(), 8);
-        // Due together, it is dialed first: the budget may not cover them all.
-        let mut dialed = Vec::new();
-        let now = t0 + Duration::from_secs(2);
-        peers.timers(now, id(0), false, &mut |addr, who| {
-            dialed.push((addr, who));
-            None
-        });
-        assert_eq!(dialed.first().and_then(|d| d.1), Some(honest), "{dialed:?}");
     }
 }

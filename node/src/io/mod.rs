@@ -8,6 +8,7 @@
 //! - `slots`: the worker slot threads; `entropy`: the OS random source.
 
 mod entropy;
+mod feeds;
 pub mod handle;
 pub mod mdns;
 mod net;

@@ -25,9 +25,9 @@ use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use futures_lite::future;
 
-use super::net;
 use super::options::{NodeEvent, NodeOptions};
 use super::slots::Slots;
+use super::{feeds, net};
 use super::{Cmd, Input, SEND_QUEUE};
 use crate::core::{ConnId, ConnectError, Core, Event, JobId, Order, TaskOutcome, Transmit};
 use crate::task::{Executor, Job, Stop};
@@ -44,12 +44,6 @@ const FRAMES_PER_TURN: usize = 1;
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
 /// Bound on drain rounds per wakeup (each inline task can add one round).
 const INLINE_ROUNDS: usize = 64;
-/// Largest datagram read (beacons are at most 1 200 bytes).
-const DATAGRAM_BUF: usize = 2048;
-/// Pause after a failed accept (out of descriptors) before the next.
-const ACCEPT_RETRY: Duration = Duration::from_millis(100);
-/// Pause after a failed datagram receive.
-const RECV_RETRY: Duration = Duration::from_millis(50);
 
 /// A job on a slot: what it runs, since when, and its stop signal.
 struct Started {
@@ -124,12 +118,15 @@ impl Shell {
         listener: TcpListener,
         udp: Option<super::udp::Beacons>,
     ) -> io::Result<()> {
-        ex.spawn(accept_loop(Async::new(listener)?, self.inputs.clone()))
-            .detach();
+        ex.spawn(feeds::accept_loop(
+            Async::new(listener)?,
+            self.inputs.clone(),
+        ))
+        .detach();
         if let Some(b) = udp {
             self.beacon_ifs = b.interfaces;
             let u = Arc::new(Async::new(b.socket)?);
-            ex.spawn(datagram_loop(u.clone(), self.inputs.clone()))
+            ex.spawn(feeds::datagram_loop(u.clone(), self.inputs.clone()))
                 .detach();
             self.udp = Some(u);
         }
@@ -178,7 +175,7 @@ impl Shell {
                 }
             };
             for (conn, addr, timeout) in dials {
-                dial(ex, dial_tx.clone(), conn, addr, timeout);
+                feeds::dial(ex, dial_tx.clone(), conn, addr, timeout);
             }
             if let Some(done) = stopping.take() {
                 flush_and_stop(&shell, done).await;
@@ -556,61 +553,6 @@ async fn flush_and_stop(shell: &Shared, done: Sender<()>) {
     }
     Timer::after(Duration::from_millis(50)).await;
     let _ = done.send(()).await;
-}
-
-/// Makes one connect attempt the core asked for, on a task of its own, for
-/// at most `timeout` (the core retries a timed-out attempt).
-fn dial(
-    ex: &LocalExecutor<'_>,
-    tx: Sender<Input>,
-    conn: ConnId,
-    addr: SocketAddr,
-    timeout: Duration,
-) {
-    ex.spawn(async move {
-        let input = match net::connect(addr, timeout).await {
-            Ok(s) => Input::Connected(conn, s),
-            Err(e) => Input::ConnectFailed(conn, e),
-        };
-        let _ = tx.send(input).await;
-    })
-    .detach();
-}
-
-/// Accepts TCP connections for the shell.
-async fn accept_loop(listener: Async<TcpListener>, tx: Sender<Input>) {
-    loop {
-        match listener.accept().await {
-            Ok((s, a)) => {
-                if tx.send(Input::Incoming(s, a)).await.is_err() {
-                    break;
-                }
-            }
-            Err(e) => {
-                log::warn!("accept failed: {e}");
-                Timer::after(ACCEPT_RETRY).await;
-            }
-        }
-    }
-}
-
-/// Receives beacons for the shell.
-async fn datagram_loop(u: Arc<Async<UdpSocket>>, tx: Sender<Input>) {
-    let mut buf = vec![0u8; DATAGRAM_BUF];
-    loop {
-        match u.recv_from(&mut buf).await {
-            Ok((n, from)) => {
-                let data = buf.get(..n).map(<[u8]>::to_vec).unwrap_or_default();
-                if tx.send(Input::Datagram(from, data)).await.is_err() {
-                    break;
-                }
-            }
-            Err(e) => {
-                log::debug!("multicast receive failed: {e}");
-                Timer::after(RECV_RETRY).await;
-            }
-        }
-    }
 }
 
 #[cfg(test)]

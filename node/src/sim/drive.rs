@@ -21,7 +21,10 @@ use p2pa_protocol::{
     MAX_RECORD_LEN,
 };
 
-use super::{Config, ConnId, Core, JobId, Order, PeerState, SeededEntropy, TaskRequest, Transmit};
+use crate::core::{
+    Config, ConnId, ConnectError, Core, JobId, Order, PeerState, SeededEntropy, TaskRequest,
+    Transmit,
+};
 
 /// Steps one input may drive (a bound on the work of one fuzz case).
 const MAX_STEPS: usize = 256;
@@ -148,7 +151,7 @@ impl Driver {
             7 => {
                 let conn = self.conn_of(input.byte());
                 self.core
-                    .handle_closed(now, conn, super::ConnectError::ClosedByPeer);
+                    .handle_closed(now, conn, ConnectError::ClosedByPeer);
             }
             8 => self.job_done(input),
             9 => {
@@ -327,12 +330,12 @@ impl Driver {
         match b % 4 {
             0 | 2 => self.core.handle_connected(self.now, conn),
             1 => {
-                let e = super::ConnectError::Io(std::io::ErrorKind::ConnectionRefused);
+                let e = ConnectError::Io(std::io::ErrorKind::ConnectionRefused);
                 self.core.handle_connect_failed(self.now, conn, e);
             }
             // A lost SYN: the core tries again (the same conn) or gives up.
             _ => {
-                (self.core).handle_connect_failed(self.now, conn, super::ConnectError::TimedOut);
+                (self.core).handle_connect_failed(self.now, conn, ConnectError::TimedOut);
             }
         }
     }

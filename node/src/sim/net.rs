@@ -1,7 +1,11 @@
-//! A deterministic network simulator for node cores: one fake clock, seeded
-//! loss and reordering of datagrams, reliable ordered streams, no sockets.
+//! [`Sim`]: many node cores on one fake clock, with seeded loss and
+//! reordering of datagrams, reliable ordered streams, lost SYNs, and
+//! workers that answer after a set time (or never). No sockets.
+
+// A test harness, never built into a node: it indexes its own tables and
+// asserts as its oracle.
 #![allow(
-    dead_code,
+    missing_docs,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
@@ -14,10 +18,10 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use p2pa_node::core::{
+use crate::core::{
     Config, ConnId, ConnectError, Core, Entropy, Event, Order, SeededEntropy, TaskOutcome, Transmit,
 };
-use p2pa_node::protocol::{Keypair, KindSet, TaskKind, TaskStatus};
+use crate::protocol::{Keypair, TaskKind, TaskStatus};
 
 #[derive(Debug)]
 enum Action {
@@ -52,6 +56,7 @@ enum Action {
     },
 }
 
+#[derive(Debug)]
 pub struct Sim {
     pub start: Instant,
     pub now: Instant,
@@ -91,11 +96,7 @@ pub struct Sim {
     /// Every connect attempt: (node, conn, when, the wait it was given).
     pub connects: Vec<(usize, ConnId, Duration, Duration)>,
     /// Every session that ended: (node, peer, why).
-    pub disconnects: Vec<(
-        usize,
-        p2pa_node::protocol::NodeId,
-        p2pa_node::core::CloseReason,
-    )>,
+    pub disconnects: Vec<(usize, crate::protocol::NodeId, crate::core::CloseReason)>,
 }
 
 /// FNV-1a, 64 bit: a stable digest with no dependency.
@@ -227,149 +228,14 @@ impl Sim {
     }
 
     fn flush_inner(&mut self, i: usize) {
-        loop {
-            let Some(core) = self.nodes[i].as_mut() else {
-                return;
-            };
-            let Some(t) = core.poll_transmit() else { break };
-            match &t {
-                Transmit::Multicast(b) => self.record(i, 1, b),
-                Transmit::Connect { conn, addr, .. } => {
-                    self.record(i, 2, format!("{conn} {addr}").as_bytes())
-                }
-                Transmit::Send { conn, bytes } => {
-                    self.record(i, 3, &conn.to_le_bytes());
-                    self.record(i, 4, bytes);
-                }
-                Transmit::Close { conn } => self.record(i, 5, &conn.to_le_bytes()),
-            }
-            match t {
-                Transmit::Multicast(bytes) => {
-                    self.datagrams_sent += 1;
-                    for j in 0..self.nodes.len() {
-                        if j == i || self.nodes[j].is_none() {
-                            continue;
-                        }
-                        if self.rng.next_u64() % 100 < self.loss_percent {
-                            continue;
-                        }
-                        let d = self.jitter_ms(5);
-                        let from = SocketAddr::new(self.addrs[i].ip(), 7400);
-                        self.schedule(
-                            d,
-                            Action::Datagram {
-                                to: j,
-                                from,
-                                bytes: bytes.clone(),
-                            },
-                        );
-                    }
-                }
-                Transmit::Connect {
-                    conn,
-                    addr,
-                    timeout,
-                } => {
-                    let target = self.addrs.iter().position(|a| *a == addr);
-                    let at = self.now - self.start;
-                    self.connects.push((i, conn, at, timeout));
-                    let lost = target.and_then(|j| self.lost_syns.get_mut(&j));
-                    if let Some(n) = lost.filter(|n| **n > 0) {
-                        *n -= 1;
-                        let why = ConnectError::TimedOut;
-                        self.schedule(timeout, Action::ConnectFailed { node: i, conn, why });
-                        continue;
-                    }
-                    let from = SocketAddr::new(self.addrs[i].ip(), 40000 + conn as u16);
-                    let now = self.now;
-                    let accepted = target.and_then(|j| {
-                        self.nodes[j]
-                            .as_mut()
-                            .and_then(|c| c.handle_incoming(now, from))
-                            .map(|cj| (j, cj))
-                    });
-                    match accepted {
-                        Some((j, cj)) => {
-                            self.links.insert((i, conn), (j, cj));
-                            self.links.insert((j, cj), (i, conn));
-                            let d = self.jitter_ms(2);
-                            self.schedule(d, Action::Connected { node: i, conn });
-                            self.flush(j);
-                        }
-                        None => {
-                            let d = self.jitter_ms(2);
-                            let why = ConnectError::Io(std::io::ErrorKind::ConnectionRefused);
-                            self.schedule(d, Action::ConnectFailed { node: i, conn, why });
-                        }
-                    }
-                }
-                Transmit::Send { conn, bytes } => {
-                    if self.mute.contains(&i) {
-                        continue;
-                    }
-                    if let Some(&(j, cj)) = self.links.get(&(i, conn)) {
-                        let d = self.stream_delay(i, conn);
-                        self.schedule(
-                            d,
-                            Action::Data {
-                                node: j,
-                                conn: cj,
-                                bytes,
-                            },
-                        );
-                    }
-                }
-                Transmit::Close { conn } => {
-                    if let Some((j, cj)) = self.links.remove(&(i, conn)) {
-                        self.links.remove(&(j, cj));
-                        let d = self.stream_delay(i, conn);
-                        self.schedule(d, Action::Closed { node: j, conn: cj });
-                    }
-                }
-            }
+        while let Some(t) = self.nodes[i].as_mut().and_then(Core::poll_transmit) {
+            self.record_transmit(i, &t);
+            self.transmit(i, t);
         }
-        loop {
-            let Some(core) = self.nodes[i].as_mut() else {
-                return;
-            };
-            let Some(o) = core.poll_order() else { break };
-            match o {
-                Order::Execute {
-                    job, kind, input, ..
-                } => {
-                    *self.executed.entry(i).or_default() += 1;
-                    if self.silent.contains(&i) {
-                        continue;
-                    }
-                    let output = match kind {
-                        TaskKind::Echo => input,
-                        TaskKind::Infer => [b"inferred:".as_slice(), &input].concat(),
-                        _ => b"unsupported in sim".to_vec(),
-                    };
-                    let d = self
-                        .job_time
-                        .get(&i)
-                        .copied()
-                        .unwrap_or(Duration::from_millis(2));
-                    self.schedule(
-                        d,
-                        Action::JobDone {
-                            node: i,
-                            job,
-                            output,
-                            ran: d,
-                        },
-                    );
-                }
-                Order::StoreModel { hash, bytes } => self.fetched.push((i, hash, bytes.len())),
-                Order::Abandon { .. } => {}
-            }
+        while let Some(o) = self.nodes[i].as_mut().and_then(Core::poll_order) {
+            self.order(i, o);
         }
-        loop {
-            let Some(core) = self.nodes[i].as_mut() else {
-                return;
-            };
-            let Some(e) = core.poll_event() else { break };
+        while let Some(e) = self.nodes[i].as_mut().and_then(Core::poll_event) {
             match e {
                 Event::TaskDone(o) => {
                     let summary = format!("{} {:?} {}", o.task_id, o.status, o.attempts);
@@ -380,6 +246,133 @@ impl Sim {
                 Event::PeerDisconnected { id, reason } => self.disconnects.push((i, id, reason)),
                 _ => {}
             }
+        }
+    }
+
+    /// Folds a transmit into the digest.
+    fn record_transmit(&mut self, i: usize, t: &Transmit) {
+        match t {
+            Transmit::Multicast(b) => self.record(i, 1, b),
+            Transmit::Connect { conn, addr, .. } => {
+                self.record(i, 2, format!("{conn} {addr}").as_bytes())
+            }
+            Transmit::Send { conn, bytes } => {
+                self.record(i, 3, &conn.to_le_bytes());
+                self.record(i, 4, bytes);
+            }
+            Transmit::Close { conn } => self.record(i, 5, &conn.to_le_bytes()),
+        }
+    }
+
+    /// Carries node `i`'s transmit over the simulated network.
+    fn transmit(&mut self, i: usize, t: Transmit) {
+        match t {
+            Transmit::Multicast(bytes) => {
+                self.datagrams_sent += 1;
+                for j in 0..self.nodes.len() {
+                    if j == i || self.nodes[j].is_none() {
+                        continue;
+                    }
+                    if self.rng.next_u64() % 100 < self.loss_percent {
+                        continue;
+                    }
+                    let d = self.jitter_ms(5);
+                    let from = SocketAddr::new(self.addrs[i].ip(), 7400);
+                    let bytes = bytes.clone();
+                    self.schedule(d, Action::Datagram { to: j, from, bytes });
+                }
+            }
+            Transmit::Connect {
+                conn,
+                addr,
+                timeout,
+            } => self.connect(i, conn, addr, timeout),
+            Transmit::Send { conn, bytes } => {
+                if self.mute.contains(&i) {
+                    return;
+                }
+                if let Some(&(j, cj)) = self.links.get(&(i, conn)) {
+                    let d = self.stream_delay(i, conn);
+                    let (node, conn) = (j, cj);
+                    self.schedule(d, Action::Data { node, conn, bytes });
+                }
+            }
+            Transmit::Close { conn } => {
+                if let Some((j, cj)) = self.links.remove(&(i, conn)) {
+                    self.links.remove(&(j, cj));
+                    let d = self.stream_delay(i, conn);
+                    self.schedule(d, Action::Closed { node: j, conn: cj });
+                }
+            }
+        }
+    }
+
+    /// One connect attempt of node `i`: lost (it times out after
+    /// `timeout`), accepted, or refused.
+    fn connect(&mut self, i: usize, conn: ConnId, addr: SocketAddr, timeout: Duration) {
+        let target = self.addrs.iter().position(|a| *a == addr);
+        let at = self.now - self.start;
+        self.connects.push((i, conn, at, timeout));
+        let lost = target.and_then(|j| self.lost_syns.get_mut(&j));
+        if let Some(n) = lost.filter(|n| **n > 0) {
+            *n -= 1;
+            let why = ConnectError::TimedOut;
+            self.schedule(timeout, Action::ConnectFailed { node: i, conn, why });
+            return;
+        }
+        let from = SocketAddr::new(self.addrs[i].ip(), 40000 + conn as u16);
+        let now = self.now;
+        let accepted = target.and_then(|j| {
+            self.nodes[j]
+                .as_mut()
+                .and_then(|c| c.handle_incoming(now, from))
+                .map(|cj| (j, cj))
+        });
+        let d = self.jitter_ms(2);
+        match accepted {
+            Some((j, cj)) => {
+                self.links.insert((i, conn), (j, cj));
+                self.links.insert((j, cj), (i, conn));
+                self.schedule(d, Action::Connected { node: i, conn });
+                self.flush(j);
+            }
+            None => {
+                let why = ConnectError::Io(std::io::ErrorKind::ConnectionRefused);
+                self.schedule(d, Action::ConnectFailed { node: i, conn, why });
+            }
+        }
+    }
+
+    /// Carries out node `i`'s order: a job answers after its node's job
+    /// time (a silent node never answers).
+    fn order(&mut self, i: usize, o: Order) {
+        match o {
+            Order::Execute {
+                job, kind, input, ..
+            } => {
+                *self.executed.entry(i).or_default() += 1;
+                if self.silent.contains(&i) {
+                    return;
+                }
+                let output = match kind {
+                    TaskKind::Echo => input,
+                    TaskKind::Infer => [b"inferred:".as_slice(), &input].concat(),
+                    _ => b"unsupported in sim".to_vec(),
+                };
+                let ran = (self.job_time.get(&i).copied()).unwrap_or(Duration::from_millis(2));
+                let (node, d) = (i, ran);
+                self.schedule(
+                    d,
+                    Action::JobDone {
+                        node,
+                        job,
+                        output,
+                        ran,
+                    },
+                );
+            }
+            Order::StoreModel { hash, bytes } => self.fetched.push((i, hash, bytes.len())),
+            Order::Abandon { .. } => {}
         }
     }
 
@@ -522,7 +515,7 @@ impl Sim {
     }
 
     /// Node `i`'s peer table now.
-    pub fn peers(&mut self, i: usize) -> Vec<p2pa_node::core::PeerInfo> {
+    pub fn peers(&mut self, i: usize) -> Vec<crate::core::PeerInfo> {
         let now = self.now;
         self.core(i).peers(now)
     }
@@ -534,48 +527,10 @@ impl Sim {
         self.flush(i);
     }
 
-    pub fn submit(&mut self, i: usize, req: p2pa_node::core::TaskRequest) -> u64 {
+    pub fn submit(&mut self, i: usize, req: crate::core::TaskRequest) -> u64 {
         let now = self.now;
         let id = self.core(i).submit(now, req);
         self.flush(i);
         id
-    }
-}
-
-/// Node 0 requests only (no kinds); the others run the default kinds plus
-/// `extra`, with `workers` slots.
-pub fn requester_at_zero(i: usize, workers: u16, extra: KindSet) -> Config {
-    let kinds = Config::default().kinds;
-    Config {
-        workers,
-        kinds: if i == 0 {
-            KindSet::default()
-        } else {
-            KindSet(kinds.0 | extra.0)
-        },
-        ..Config::default()
-    }
-}
-
-/// The short ids of a core's session peers, sorted.
-pub fn peer_list(c: &Core) -> Vec<String> {
-    let mut peers: Vec<String> = c
-        .connected_peers()
-        .iter()
-        .map(|p| p.short().to_string())
-        .collect();
-    peers.sort();
-    peers
-}
-
-/// An echo task of `k`'s four bytes with 30 s to run.
-pub fn echo_task(k: u32) -> p2pa_node::core::TaskRequest {
-    p2pa_node::core::TaskRequest {
-        kind: TaskKind::Echo,
-        input: k.to_le_bytes().to_vec(),
-        model: None,
-        timeout: Duration::from_secs(30),
-        peer: None,
-        needs: 0,
     }
 }

@@ -1,0 +1,111 @@
+//! The requester alone, on a fake link: no `Core`.
+
+#![allow(clippy::unwrap_used, clippy::arithmetic_side_effects)]
+use super::*;
+use crate::core::config::Config;
+use crate::core::link::fake::{FakeLink, Sent};
+use p2pa_protocol::KindSet;
+
+fn id(n: u8) -> NodeId {
+    NodeId([n; 32])
+}
+
+fn echo(timeout: Duration) -> TaskRequest {
+    TaskRequest {
+        kind: TaskKind::Echo,
+        input: b"hello".to_vec(),
+        model: None,
+        timeout,
+        peer: None,
+        needs: 0,
+    }
+}
+
+fn submit(r: &mut Requester, now: Instant, w: &mut FakeLink) -> u64 {
+    let req = echo(Duration::from_secs(5));
+    let hash = crate::core::receipt::sha256(&req.input);
+    let len = req.input.len();
+    r.submit(now, req, hash, len, 0, w)
+}
+
+fn offers(w: &mut FakeLink) -> Vec<(NodeId, u64)> {
+    w.take()
+        .into_iter()
+        .filter_map(|(p, s)| match s {
+            Sent::Offer { task_id } => Some((p, task_id)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_task_waits_for_a_capable_worker_and_is_offered_when_one_connects() {
+    let (t0, cfg) = (Instant::now(), Config::default());
+    let mut w = FakeLink::default();
+    // Connected, but it runs only `hash`: not a worker for echo.
+    w.connect(id(1), KindSet::default().with(TaskKind::Hash));
+    let mut r = Requester::new(RequesterConfig::from(&cfg), 1);
+    let task = submit(&mut r, t0, &mut w);
+    assert!(offers(&mut w).is_empty());
+    assert_eq!(r.state(task), Some(TaskState::Queued));
+    w.connect(id(2), KindSet::default().with(TaskKind::Echo));
+    r.peer_up(t0, &mut w);
+    assert_eq!(offers(&mut w), vec![(id(2), task)]);
+    assert_eq!(r.state(task), Some(TaskState::Running));
+    assert!(r.uses(id(2)));
+}
+
+#[test]
+fn a_worker_that_goes_away_has_its_task_offered_to_another() {
+    let (t0, cfg) = (Instant::now(), Config::default());
+    let mut w = FakeLink::default();
+    let echo_kinds = KindSet::default().with(TaskKind::Echo);
+    w.connect(id(1), echo_kinds);
+    let mut r = Requester::new(RequesterConfig::from(&cfg), 1);
+    let task = submit(&mut r, t0, &mut w);
+    assert_eq!(offers(&mut w), vec![(id(1), task)]);
+    w.connect(id(2), echo_kinds);
+    w.disconnect(id(1));
+    r.peer_down(t0, id(1), &mut w);
+    assert_eq!(offers(&mut w), vec![(id(2), task)]);
+    assert_eq!(r.stats.tasks_retried, 1);
+    assert!(
+        w.out.events.is_empty(),
+        "no outcome yet: {:?}",
+        w.out.events
+    );
+}
+
+#[test]
+fn a_task_no_worker_can_run_times_out_saying_so() {
+    let (t0, cfg) = (Instant::now(), Config::default());
+    let mut w = FakeLink::default();
+    let mut r = Requester::new(RequesterConfig::from(&cfg), 1);
+    let task = r.submit(t0, echo(Duration::from_millis(100)), [0; 32], 5, 0, &mut w);
+    r.timers(t0 + Duration::from_millis(50), &mut w);
+    assert!(w.out.events.is_empty());
+    r.timers(t0 + Duration::from_millis(150), &mut w);
+    let done: Vec<&TaskOutcome> = w
+        .out
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TaskDone(o) => Some(&**o),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(done.len(), 1, "{:?}", w.out.events);
+    assert_eq!(
+        (done[0].task_id, done[0].status),
+        (task, TaskStatus::Timeout)
+    );
+    assert!(
+        matches!(
+            done[0].error,
+            Some(TaskError::TimedOut { no_peer: true, .. })
+        ),
+        "{:?}",
+        done[0].error
+    );
+    assert_eq!(r.state(task), None);
+}
