@@ -72,7 +72,7 @@ fn local_rate(d: &Digits, dir: &Path, rounds: usize) -> f64 {
     let t = Instant::now();
     for _ in 0..rounds {
         for x in &d.inputs {
-            assert_eq!(engine.run(Some(hash), x).0, TaskStatus::Completed);
+            assert_eq!(engine.run(Some(hash), x).status, TaskStatus::Completed);
         }
     }
     (d.inputs.len() * rounds) as f64 / t.elapsed().as_secs_f64()
@@ -140,7 +140,7 @@ fn overhead_rows(d: &Digits, dir: &Path) {
         let _ = heavy.run(Some(hh), x);
         let t = Instant::now();
         for _ in 0..reps {
-            assert_eq!(heavy.run(Some(hh), x).0, TaskStatus::Completed);
+            assert_eq!(heavy.run(Some(hh), x).status, TaskStatus::Completed);
         }
         t.elapsed().as_secs_f64() * 1e3 / reps as f64
     };

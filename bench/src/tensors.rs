@@ -187,8 +187,8 @@ fn hop(models: &Path) {
         }
         median(&mut t)
     };
-    let inproc = time(&|_| engine.run(Some(hash), &input).0);
-    let child = time(&|i| isolated.run(job(i)).0);
+    let inproc = time(&|_| engine.run(Some(hash), &input).status);
+    let child = time(&|i| isolated.run(job(i)).status);
     println!("### Inference in a child process: the cost of the hop (digits MLP, {n} tasks)");
     println!();
     println!("| in this process µs | in a child process µs | hop µs per task |");

@@ -189,14 +189,15 @@ fn cmd_run(data_dir: &Path, spec: &str, run: Run<'_>) -> CliResult {
     .check(&tensors)?;
     let input = p2pa_node::task::tensor::encode(&tensors);
     let mut times: Vec<f64> = Vec::new();
-    let mut out = (TaskStatus::Failed, Vec::new());
+    let mut ran = None;
     for _ in 0..repeat.max(1) {
         let t = std::time::Instant::now();
-        out = engine.run(Some(hash), &input);
+        ran = Some(engine.run(Some(hash), &input));
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    if out.0 != TaskStatus::Completed {
-        eprintln!("error: {}", String::from_utf8_lossy(&out.1));
+    let (status, out) = ran.map_or((TaskStatus::Failed, Vec::new()), |r| (r.status, r.output));
+    if status != TaskStatus::Completed {
+        eprintln!("error: {}", String::from_utf8_lossy(&out));
         return Ok(exit::TASK_FAILED);
     }
     // The first run also optimises for these shapes; the median is over
@@ -220,11 +221,11 @@ fn cmd_run(data_dir: &Path, spec: &str, run: Run<'_>) -> CliResult {
             })
         );
         if let Some(dir) = out_dir {
-            crate::tensors::write_npy_dir(&out.1, dir).map_err(CliError::usage)?;
+            crate::tensors::write_npy_dir(&out, dir).map_err(CliError::usage)?;
         }
         return Ok(exit::OK);
     }
-    print_outputs(&out.1, out_dir)
+    print_outputs(&out, out_dir)
 }
 
 /// Prints outputs as JSON, or writes them as .npy files into `out_dir`.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use p2pa_node::core::{verify_receipt, ReceiptCheck};
 use p2pa_node::hex::{hex, parse_hex, parse_hex32};
-use p2pa_node::protocol::{NodeId, Receipt, SessionId, Signature64, TaskStatus};
+use p2pa_node::protocol::{FailReason, NodeId, Receipt, SessionId, Signature64, TaskStatus};
 use serde_json::{json, Value};
 
 use crate::{exit, CliError, CliResult};
@@ -31,6 +31,9 @@ pub fn receipt_json(r: &Receipt, output: &[u8]) -> Value {
         "session": [hex(&r.session.initiator), hex(&r.session.responder)],
         "signature": hex(&r.signature.0),
     });
+    if let Some(reason) = r.reason {
+        v["reason"] = json!(reason.name());
+    }
     if r.blob_len.is_none() {
         v["output_inline_hex"] = json!(hex(output));
     }
@@ -71,11 +74,20 @@ pub fn receipt_from_json(v: &Value) -> Result<(Receipt, Option<Vec<u8>>), String
         Some(t) => Some(parse_hex(t).ok_or("\"output_inline_hex\" is not hex")?),
         None => None,
     };
+    let reason = match &v["reason"] {
+        Value::Null => None,
+        r => Some(
+            (r.as_str())
+                .and_then(|n| FailReason::ALL.into_iter().find(|f| f.name() == n))
+                .ok_or("\"reason\" is not a failure reason")?,
+        ),
+    };
     let receipt = Receipt {
         task_id: num("task_id")?,
         requester: NodeId(h32("requester")?),
         worker: NodeId(h32("worker")?),
         status,
+        reason,
         model: h32("model")?,
         input: h32("input")?,
         output: h32("output")?,

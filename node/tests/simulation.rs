@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use p2pa_node::core::{CloseReason, Config, TaskError, TaskRequest};
-use p2pa_node::protocol::{GoodbyeReason, KindSet, TaskKind, TaskStatus};
+use p2pa_node::protocol::{FailReason, GoodbyeReason, KindSet, TaskKind, TaskStatus};
 use p2pa_node::sim::{echo_task, requester_at_zero, Sim};
 
 fn full_mesh(sim: &mut Sim) -> bool {
@@ -569,4 +569,56 @@ fn a_dial_that_loses_every_attempt_fails_and_is_redialed_after_backoff() {
         connects[4].1
     );
     assert!(up.is_some_and(|t| t > connects[4].1), "the redial connects");
+}
+
+/// Node 1 fails every task for `reason`; node 2 runs them. Ten tasks from
+/// node 0: how they ended, and how many attempts each took.
+fn one_failing_worker(reason: FailReason) -> Vec<(TaskStatus, u32, Option<TaskError>)> {
+    let mut sim = Sim::new(3, 23, 0, |i| requester_at_zero(i, 2, KindSet::default()));
+    sim.fail.insert(1, reason);
+    sim.run_until(Duration::from_secs(1));
+    assert!(full_mesh(&mut sim));
+    for k in 0..10u32 {
+        sim.submit(0, echo_task(k));
+    }
+    sim.run_until(Duration::from_secs(10));
+    assert_eq!(sim.outcomes.len(), 10, "every task reported");
+    assert!(
+        sim.executed.get(&1).copied().unwrap_or(0) > 0,
+        "node 1 got some"
+    );
+    (sim.outcomes.iter())
+        .map(|(_, o)| (o.status, o.attempts, o.error.clone()))
+        .collect()
+}
+
+/// A worker that says a task fails on its own account (its input) is
+/// believed: the task fails at once, not after three workers tried it.
+#[test]
+fn a_task_the_worker_calls_broken_fails_at_once_with_the_reason() {
+    let ended = one_failing_worker(FailReason::Task);
+    let failed: Vec<_> = ended.iter().filter(|e| e.0 == TaskStatus::Failed).collect();
+    assert!(!failed.is_empty(), "node 1 failed some: {ended:?}");
+    for (_, attempts, error) in failed {
+        assert_eq!(*attempts, 1, "not retried");
+        let Some(TaskError::Failed { reason, .. }) = error else {
+            panic!("{error:?}");
+        };
+        assert_eq!(*reason, Some(FailReason::Task));
+    }
+}
+
+/// A worker that fails a task on its own account (its executor) has it
+/// retried elsewhere: every task completes.
+#[test]
+fn a_task_a_worker_fails_on_its_own_account_is_retried_elsewhere() {
+    let ended = one_failing_worker(FailReason::Worker);
+    assert!(
+        ended.iter().all(|e| e.0 == TaskStatus::Completed),
+        "{ended:?}"
+    );
+    assert!(
+        ended.iter().any(|e| e.1 > 1),
+        "some were retried: {ended:?}"
+    );
 }

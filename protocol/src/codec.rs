@@ -221,6 +221,22 @@ pub(crate) fn verify_parts(
     st.verify()
 }
 
+/// Like [`verify_parts`], with a body of `kind` that is not this version's
+/// message (an older version's encoding of it).
+pub(crate) fn verify_parts_of<T: serde::Serialize>(
+    signer: NodeId,
+    signature: &Signature64,
+    ctx: Context<'_>,
+    head: &[u8],
+    (kind, body): (MessageKind, &T),
+) -> Result<(), FrameError> {
+    let mut st = verifier(signer, &signature.0, ctx)?;
+    st.absorb(head);
+    postcard::serialize_with_flavor(body, Absorb(|p: &[u8]| st.absorb(p)))
+        .map_err(|_| FrameError::MalformedBody { kind })?;
+    st.verify()
+}
+
 /// Encodes a beacon (or any datagram-context message) as one UDP payload.
 pub fn encode_datagram(
     key: &Keypair,

@@ -1,4 +1,4 @@
-//! # p2pa-protocol: the p2pa wire format, version 5
+//! # p2pa-protocol: the p2pa wire format, version 6
 //!
 //! `no_std`, allocation-free. A connection starts with a Noise XX handshake
 //! (`Noise_XX_25519_ChaChaPoly_SHA256`); after it, every frame is a fixed
@@ -10,7 +10,7 @@
 //!
 //! | offset      | size | field                                            |
 //! |-------------|------|--------------------------------------------------|
-//! | 0           | 1    | version, `0x05`                                  |
+//! | 0           | 1    | version, `0x06`                                  |
 //! | 1           | 1    | message kind ([`MessageKind`])                   |
 //! | 2           | 32   | sender's Ed25519 public key (the [`NodeId`])     |
 //! | 34          | 8    | sequence number, `u64` little-endian             |
@@ -55,7 +55,7 @@
 //! ## Handshake (Noise XX)
 //!
 //! ```text
-//! 1  A → B  0x05 ‖ e ‖ 73 zero bytes               -> e          (psk first, with a network key)
+//! 1  A → B  0x06 ‖ e ‖ 73 zero bytes               -> e          (psk first, with a network key)
 //! 2  B → A  e ‖ enc(s) ‖ enc(payload B)            <- e, ee, s, es
 //! 3  A → B  enc(s) ‖ enc(payload A or refusal)     -> s, se
 //! ```
@@ -151,8 +151,9 @@
 //!
 //! ## Receipts
 //!
-//! A `TaskResult` names the task, the status, the output (its bytes, or a
-//! blob's hash and length), the requester, the model and the input's SHA-256.
+//! A `TaskResult` names the task, the status (with a typed [`FailReason`]
+//! when it failed), the output (its bytes, or a blob's hash and length), the
+//! requester, the model and the input's SHA-256.
 //! Its frame's signature covers all of that, bound to the session's id, so
 //! the signed frame *is* the worker's receipt: a requester keeps the fields,
 //! the sequence number, the session id and the signature ([`Receipt`], built
@@ -171,6 +172,9 @@
 //!   records, unsigned blob chunks inside them, optional network key.
 //! - 5: capabilities' `run_us`: the node's measured mean run time of each
 //!   model it advertises.
+//! - 6: `TaskResult`'s `reason` ([`FailReason`]): why a worker failed a
+//!   task, typed, beside the text in its output. Receipts of versions 3 to
+//!   5 still verify ([`Receipt::verify`]).
 //!
 //! Frames of another version are refused (`UnsupportedVersion`).
 //!
@@ -182,16 +186,16 @@
 //! (`tests/golden/ping.frame`):
 //!
 //! ```text
-//! 05                                        version 5
+//! 06                                        version 6
 //! 09                                        kind 9 = Ping
 //! 197f6b23e16c8532c6abc838facd5ea7          sender key (32 bytes)
 //! 89be0c76b2920334039bfa8b3d368d61
 //! 0100000000000000                          sequence 1, u64 little-endian
 //! 07                                        body: postcard varint 7
-//! f35e14de885dcb3229d8816f4453d4f9          Ed25519 signature (64 bytes) over
-//! 173e97bf2397bbc9e16be3eefebaf2fa          "p2pa/v1/session" ‖ [1u8; 32] ‖ [2u8; 32]
-//! 406e55166a429c10cb7deac32f5da428          ‖ the 43 bytes above
-//! e1e28dfff74ac6d882f7e382d81e7f05
+//! eda194de3a9898cd9238e1ebfb4c5655          Ed25519 signature (64 bytes) over
+//! a0553329dc1bef28f36c289ced1f709c          "p2pa/v1/session" ‖ [1u8; 32] ‖ [2u8; 32]
+//! 5e6cc85afd2b287d787256ffb49068f3          ‖ the 43 bytes above
+//! 59ea9f40021178d34bfb26ef9b080902
 //! ```
 //!
 //! Every message kind has such a vector in `tests/golden/`, and so has a
@@ -202,7 +206,7 @@
 //!
 //! ```text
 //! 6a000000                                  length 106
-//! 05                                        version 5
+//! 06                                        version 6
 //! 1b1b58dd50ea14b60da17b790cd02754          A's ephemeral X25519 key
 //! d970c9bab864ebb3c0f3016fe51d3f57
 //! 00 × 73                                   pad (mixed into the hash)
@@ -279,10 +283,10 @@ pub use limits::{
     SIGNATURE_LEN, TAG_LEN,
 };
 pub use message::{
-    Beacon, BlobChunk, BlobRequest, Budget, Cancel, Capabilities, Error, ErrorCode, Goodbye,
-    GoodbyeReason, Hash32, KindSet, Message, MessageKind, NodeId, Nonce, Ping, Pong, RejectReason,
-    ShortId, TaskAccept, TaskId, TaskInput, TaskKind, TaskOffer, TaskOutput, TaskReject,
-    TaskResult, TaskStatus,
+    Beacon, BlobChunk, BlobRequest, Budget, Cancel, Capabilities, Error, ErrorCode, FailReason,
+    Goodbye, GoodbyeReason, Hash32, KindSet, Message, MessageKind, NodeId, Nonce, Ping, Pong,
+    RejectReason, ShortId, TaskAccept, TaskId, TaskInput, TaskKind, TaskOffer, TaskOutput,
+    TaskReject, TaskResult, TaskStatus,
 };
 pub use network::{tag_datagram, untag_datagram, BEACON_TAG_LEN};
 pub use receipt::{Receipt, Seal, Signature64};

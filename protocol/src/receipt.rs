@@ -3,9 +3,13 @@
 //! the fields gives back the signed bytes exactly (bodies are canonical), so
 //! anyone can check it later, with no key but the worker's public one.
 
+use serde::Serialize;
+
 use crate::error::FrameError;
 pub use crate::message::Signature64;
-use crate::message::{Hash32, Message, NodeId, TaskId, TaskOutput, TaskResult, TaskStatus};
+use crate::message::{
+    FailReason, Hash32, Message, NodeId, TaskId, TaskOutput, TaskResult, TaskStatus,
+};
 use crate::sign::{Context, SessionId};
 
 /// A session frame's signature and what it was bound to: with the frame's
@@ -35,6 +39,8 @@ pub struct Receipt {
     pub worker: NodeId,
     /// How it ended.
     pub status: TaskStatus,
+    /// Why it failed, if it did.
+    pub reason: Option<FailReason>,
     /// Model hash, or all zeros when the task used no model.
     pub model: Hash32,
     /// SHA-256 of the input.
@@ -62,6 +68,7 @@ impl Receipt {
             requester: result.requester,
             worker: seal.signer,
             status: result.status,
+            reason: result.reason,
             model: result.model,
             input: result.input,
             output,
@@ -81,6 +88,7 @@ impl Receipt {
         TaskResult {
             task_id: self.task_id,
             status: self.status,
+            reason: self.reason,
             output: match self.blob_len {
                 None => TaskOutput::Inline(inline),
                 Some(len) => TaskOutput::Blob {
@@ -97,24 +105,57 @@ impl Receipt {
     /// Checks the worker's signature over the result frame, re-encoded
     /// from these fields (and `inline`, the output, when it travelled in
     /// the frame). That `output` is the SHA-256 of an inline output is for
-    /// the caller to check. A receipt of a version-3 worker verifies too:
-    /// its result frame differs from this version's only in the version
-    /// byte, so journals kept before version 4 stay checkable.
+    /// the caller to check. Receipts of earlier versions verify too, so
+    /// journals kept before stay checkable: versions 3 to 5 encoded the
+    /// result without `reason` (a receipt without one is tried so), and
+    /// differed from each other only in the version byte.
     pub fn verify(&self, inline: &[u8]) -> Result<(), FrameError> {
         let message = Message::TaskResult(self.result(inline));
-        let check = |version| {
-            let head = crate::codec::header_of(version, message.kind(), self.worker, self.seq);
-            crate::codec::verify_parts(
-                self.worker,
-                &self.signature,
-                Context::Session(&self.session),
-                &head,
-                &message,
-            )
-        };
-        match check(crate::PROTOCOL_VERSION) {
-            Err(FrameError::BadSignature) => check(3),
-            other => other,
+        let kind = message.kind();
+        let head = |version| crate::codec::header_of(version, kind, self.worker, self.seq);
+        let ctx = || Context::Session(&self.session);
+        let (worker, signature) = (self.worker, &self.signature);
+        let now = head(crate::PROTOCOL_VERSION);
+        match crate::codec::verify_parts(worker, signature, ctx(), &now, &message) {
+            Err(FrameError::BadSignature) if self.reason.is_none() => {}
+            other => return other,
+        }
+        let legacy = LegacyResult::of(&self.result(inline));
+        let mut last = Err(FrameError::BadSignature);
+        for version in LEGACY_VERSIONS {
+            let body = (kind, &legacy);
+            last = crate::codec::verify_parts_of(worker, signature, ctx(), &head(version), body);
+            if last.is_ok() {
+                break;
+            }
+        }
+        last
+    }
+}
+
+/// The versions whose result frames had no `reason`, newest first.
+const LEGACY_VERSIONS: [u8; 3] = [5, 4, 3];
+
+/// A `TaskResult` as versions 3 to 5 encoded it (postcard, in this order).
+#[derive(Serialize)]
+struct LegacyResult<'a> {
+    task_id: TaskId,
+    status: TaskStatus,
+    output: TaskOutput<'a>,
+    requester: NodeId,
+    model: Hash32,
+    input: Hash32,
+}
+
+impl<'a> LegacyResult<'a> {
+    fn of(r: &TaskResult<'a>) -> Self {
+        Self {
+            task_id: r.task_id,
+            status: r.status,
+            output: r.output,
+            requester: r.requester,
+            model: r.model,
+            input: r.input,
         }
     }
 }

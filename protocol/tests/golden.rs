@@ -66,15 +66,15 @@ fn worked_example_in_the_crate_docs_holds() {
     assert_eq!(key.node_id().short().to_string(), "197f6b23");
     let bytes = frame(&key, 1, &Message::Ping(Ping { nonce: 7 }));
     assert_eq!(bytes.len(), 107);
-    assert_eq!(&bytes[..2], &[5, 9]);
+    assert_eq!(&bytes[..2], &[6, 9]);
     assert_eq!(&bytes[2..34], key.node_id().as_bytes());
     assert_eq!(&bytes[34..42], &1u64.to_le_bytes());
     assert_eq!(bytes[42], 7);
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let documented = "0509197f6b23e16c8532c6abc838facd5ea789be0c76b2920334039bfa8b3d368d61\
-                      010000000000000007f35e14de885dcb3229d8816f4453d4f9173e97bf2397bb\
-                      c9e16be3eefebaf2fa406e55166a429c10cb7deac32f5da428e1e28dfff74ac6\
-                      d882f7e382d81e7f05";
+    let documented = "0609197f6b23e16c8532c6abc838facd5ea789be0c76b2920334039bfa8b3d368d61\
+                      010000000000000007eda194de3a9898cd9238e1ebfb4c5655a0553329dc1bef\
+                      28f36c289ced1f709c5e6cc85afd2b287d787256ffb49068f359ea9f40021178\
+                      d34bfb26ef9b080902";
     assert_eq!(
         hex, documented,
         "the worked example in lib.rs is out of date"
@@ -84,7 +84,7 @@ fn worked_example_in_the_crate_docs_holds() {
 #[test]
 fn a_receipt_kept_from_the_golden_result_frames_verifies_offline() {
     let key = Keypair::from_seed(SEED);
-    for name in ["task_result", "task_result_blob"] {
+    for name in ["task_result", "task_result_blob", "task_result_failed"] {
         let bytes = std::fs::read(golden_dir().join(format!("{name}.frame"))).unwrap();
         let v = verify_frame(&bytes, Context::Session(&SESSION)).unwrap();
         let Message::TaskResult(res) = v.message() else {
@@ -208,4 +208,43 @@ fn a_version_3_receipt_still_verifies() {
     let r = Receipt::new(&seal, &res, [0x11u8; 32]);
     assert_eq!(r.verify(b"hello p2pa"), Ok(()));
     assert_eq!(r.verify(b"hello p2pA"), Err(FrameError::BadSignature));
+}
+
+/// Receipts kept before version 6 (result frames without `reason`, signed
+/// under version 5) still verify, and only as they were signed.
+#[test]
+fn a_receipt_of_a_version_5_worker_still_verifies() {
+    for name in ["task_result", "task_result_blob"] {
+        let old = std::fs::read(golden_dir().join(format!("v5_{name}.frame"))).unwrap();
+        assert_eq!(old[0], 5, "{name}: a version-5 frame");
+        assert!(
+            verify_frame(&old, Context::Session(&SESSION)).is_err(),
+            "{name}"
+        );
+        // The same result as this version's sample, which has no reason.
+        let (_, msg) = samples().into_iter().find(|(n, _)| *n == name).unwrap();
+        let Message::TaskResult(res) = msg else {
+            panic!("{name} is not a result");
+        };
+        assert_eq!(res.reason, None);
+        let seal = Seal {
+            signer: Keypair::from_seed(SEED).node_id(),
+            seq: u64::from_le_bytes(old[34..42].try_into().unwrap()),
+            session: SESSION,
+            signature: Signature64(old[old.len() - SIGNATURE_LEN..].try_into().unwrap()),
+        };
+        let (inline, output) = match res.output {
+            TaskOutput::Inline(b) => (b, [0x11u8; 32]),
+            TaskOutput::Blob { hash, .. } => (&[][..], hash),
+        };
+        let r = Receipt::new(&seal, &res, output);
+        assert_eq!(r.verify(inline), Ok(()), "{name}");
+        let mut forged = r;
+        forged.input[0] ^= 1;
+        assert_eq!(forged.verify(inline), Err(FrameError::BadSignature));
+        // A reason it never carried is not what was signed.
+        let mut forged = r;
+        forged.reason = Some(FailReason::Worker);
+        assert_eq!(forged.verify(inline), Err(FrameError::BadSignature));
+    }
 }

@@ -130,6 +130,8 @@ fn build(p: &Params) -> Message<'_> {
         MessageKind::TaskResult => Message::TaskResult(TaskResult {
             task_id: p.a,
             status,
+            reason: (status == TaskStatus::Failed)
+                .then(|| FailReason::ALL[usize::from(p.variant) % FailReason::ALL.len()]),
             output: if p.variant.is_multiple_of(2) {
                 TaskOutput::Inline(&p.data)
             } else {

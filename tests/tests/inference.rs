@@ -59,9 +59,9 @@ fn local_predictions() -> Vec<i64> {
         .into_iter()
         .map(|x| {
             let input = tensor::encode(&[Tensor::f32(vec![1, 64], x).unwrap()]);
-            let (status, out) = engine.run(Some(hash), &input);
-            assert_eq!(status, TaskStatus::Completed);
-            tensor::decode(&out).unwrap()[1]
+            let ran = engine.run(Some(hash), &input);
+            assert_eq!(ran.status, TaskStatus::Completed);
+            tensor::decode(&ran.output).unwrap()[1]
                 .i64s()
                 .expect("label is i64")[0]
         })
@@ -228,7 +228,7 @@ fn liar(port: u16) -> NodeHandle {
             Tensor::f32(vec![1, 10], vec![0.1; 10]).unwrap(),
             Tensor::i64(vec![1], vec![9]).unwrap(),
         ]);
-        (TaskStatus::Completed, out)
+        p2pa_node::task::Ran::completed(out)
     });
     NodeHandle::start(Keypair::from_seed([77; 32]), o).unwrap()
 }

@@ -80,8 +80,8 @@ pub(crate) mod fake {
     use std::time::Duration;
 
     use p2pa_protocol::{
-        Capabilities, ErrorCode, Hash32, KindSet, Message, NodeId, RejectReason, TaskOutput,
-        TaskStatus,
+        Capabilities, ErrorCode, FailReason, Hash32, KindSet, Message, NodeId, RejectReason,
+        TaskOutput, TaskStatus,
     };
 
     use super::{Connected, Link, Outbox};
@@ -114,6 +114,7 @@ pub(crate) mod fake {
         Result {
             task_id: u64,
             status: TaskStatus,
+            reason: Option<FailReason>,
             inline: Option<Vec<u8>>,
             blob: Option<Hash32>,
         },
@@ -189,6 +190,7 @@ pub(crate) mod fake {
                     Sent::Result {
                         task_id: r.task_id,
                         status: r.status,
+                        reason: r.reason,
                         inline,
                         blob,
                     }

@@ -43,7 +43,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use p2pa_protocol::{GoodbyeReason, Identity, Keypair, KindSet, Message, NodeId, Seal, TaskStatus};
+use p2pa_protocol::{
+    FailReason, GoodbyeReason, Identity, Keypair, KindSet, Message, NodeId, Seal, TaskStatus,
+};
 
 use config::{BlobConfig, RequesterConfig, SessionConfig, WorkerConfig};
 pub use config::{
@@ -538,18 +540,22 @@ impl Core {
             .cancel(now, task_id, TaskError::Cancelled, &mut link_of!(self));
     }
 
-    /// The shell finished a job: how it ended, its output, and how long it
-    /// ran (what the worker advertises of its speed per model).
+    /// The shell finished a job: how it ended (and why, when it failed:
+    /// `None` with a failure counts as this worker's fault), its output
+    /// (the failure's text when it failed), and how long it ran (what the
+    /// worker advertises of its speed per model).
     pub fn handle_job_done(
         &mut self,
         now: Instant,
         job: JobId,
         status: TaskStatus,
+        reason: Option<FailReason>,
         output: &[u8],
         ran: Duration,
     ) {
         let link = &mut link_of!(self);
-        if let Some(lend) = self.worker.job_done(job, (status, output, ran), link) {
+        let done = ((status, reason), output, ran);
+        if let Some(lend) = self.worker.job_done(job, done, link) {
             (self.blobs).lend(now, lend.hash, lend.bytes, Some(lend.owner));
         }
         self.worker.start_jobs(&self.blobs, &mut link_of!(self));

@@ -5,7 +5,8 @@
 use std::fmt;
 
 use p2pa_protocol::{
-    GoodbyeReason, HandshakeError, NodeId, RejectReason, SessionError, StreamError, TaskStatus,
+    FailReason, GoodbyeReason, HandshakeError, NodeId, RejectReason, SessionError, StreamError,
+    TaskStatus,
 };
 
 use super::stats::{bump, BadInput, ConnStats};
@@ -245,6 +246,9 @@ pub enum TaskError {
         worker: NodeId,
         /// The status it reported.
         status: TaskStatus,
+        /// Why, as the worker typed it (`None`: a worker of an older
+        /// version).
+        reason: Option<FailReason>,
         /// The worker's own words (its output, as text).
         message: String,
     },
@@ -285,6 +289,12 @@ impl fmt::Display for TaskError {
             }
             Self::BadReceipt { worker, why } => write!(f, "{why} (worker {})", worker.short()),
             Self::Failed {
+                worker,
+                message,
+                reason: Some(reason),
+                ..
+            } => write!(f, "{message} (worker {}: {reason})", worker.short()),
+            Self::Failed {
                 worker, message, ..
             } => write!(f, "{message} (worker {})", worker.short()),
             Self::TimedOut {
@@ -293,6 +303,14 @@ impl fmt::Display for TaskError {
             Self::TimedOut { no_peer: true, .. } => f.write_str("timed out: no peer to run it"),
             Self::TimedOut { .. } => f.write_str("timed out"),
         }
+    }
+}
+
+impl TaskError {
+    /// Whether another attempt cannot help: the worker said the task itself
+    /// fails so (its input, or an output over the budget), on any worker.
+    pub fn is_the_tasks(&self) -> bool {
+        matches!(self, Self::Failed { reason: Some(r), .. } if r.is_the_tasks())
     }
 }
 

@@ -108,6 +108,7 @@ mod tests {
         let res = TaskResult {
             task_id: 9,
             status: TaskStatus::Completed,
+            reason: None,
             output,
             requester: req.node_id(),
             model: [0; 32],

@@ -21,9 +21,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::task::Ran;
 use async_channel::Sender;
 use async_io::Async;
-use p2pa_protocol::TaskStatus;
 
 use crate::core::{ConnId, ConnectError, JobId, PeerInfo, Stats, TaskOutcome, TaskRequest};
 
@@ -69,7 +69,7 @@ enum Input {
     /// A connection ended while the shell was busy.
     Closed(ConnId, ConnectError),
     /// A slot ran a job: how it ended, its output, how long it ran.
-    JobDone(JobId, TaskStatus, Vec<u8>, Duration),
+    JobDone(JobId, Ran, Duration),
     Found(SocketAddr),
     Cmd(Cmd),
     /// Nothing but a turn of the loop (to start dials a reader task's

@@ -31,7 +31,7 @@ use super::{feeds, net};
 use super::{Cmd, Input, SEND_QUEUE};
 use crate::core::{ConnId, ConnectError, Core, Event, JobId, Order, TaskOutcome, Transmit};
 use crate::task::{Executor, Job, Stop};
-use p2pa_protocol::{TaskKind, TaskStatus};
+use p2pa_protocol::{FailReason, TaskKind, TaskStatus};
 
 /// Frames the core handles from one read before what they produced is sent.
 /// With a whole read at once, a window of pipelined requests came back as one
@@ -206,15 +206,16 @@ impl Shell {
             Input::Data(conn, data) => self.feed(conn, &data),
             Input::Closed(conn, why) => self.closed(now, conn, why),
             Input::Wake => {}
-            Input::JobDone(job, status, output, ran) => {
-                self.core.handle_job_done(now, job, status, &output, ran);
+            Input::JobDone(job, ran, took) => {
+                let status = ran.status;
+                (self.core).handle_job_done(now, job, status, ran.reason, &ran.output, took);
                 if let Some(Started { kind, model, .. }) = self.started.remove(&job) {
                     self.tell(NodeEvent::TaskFinished {
                         job,
                         kind,
                         model,
                         status,
-                        elapsed: ran,
+                        elapsed: took,
                     });
                 }
             }
@@ -475,10 +476,16 @@ impl Shell {
         let (job, kind, model) = (run.id, run.kind, run.model);
         if inline {
             let start = Instant::now();
-            let (status, out) = self.executor.run(run);
-            let elapsed = start.elapsed();
-            self.core
-                .handle_job_done(Instant::now(), job, status, &out, elapsed);
+            let ran = self.executor.run(run);
+            let (status, elapsed) = (ran.status, start.elapsed());
+            (self.core).handle_job_done(
+                Instant::now(),
+                job,
+                status,
+                ran.reason,
+                &ran.output,
+                elapsed,
+            );
             self.tell(NodeEvent::TaskStarted { job, kind, model });
             return Some(NodeEvent::TaskFinished {
                 job,
@@ -513,11 +520,14 @@ impl Shell {
         // refuses one only when no slot thread is left to take it.
         if slots.jobs.try_send(slot_job).is_err() {
             self.started.remove(&job);
-            self.core.handle_job_done(
+            let why = b"this node's worker slots are not running (see its log)";
+            let reason = Some(FailReason::Worker);
+            (self.core).handle_job_done(
                 Instant::now(),
                 job,
                 TaskStatus::Failed,
-                b"this node's worker slots are not running (see its log)",
+                reason,
+                why,
                 Duration::ZERO,
             );
         }

@@ -13,7 +13,7 @@ use std::time::Instant;
 use p2pa_protocol::TaskStatus;
 
 use super::Input;
-use crate::task::{Executor, Job, DEADLINE_PASSED};
+use crate::task::{Executor, Job, Ran, DEADLINE_PASSED};
 
 /// The slot threads' queue.
 pub(super) struct Slots {
@@ -41,18 +41,15 @@ impl Slots {
                         let start = Instant::now();
                         // A job stopped or past its deadline while it waited
                         // here is not started (the core has answered it).
-                        let (status, out) = if job.stop.is_raised() {
-                            (TaskStatus::Cancelled, Vec::new())
+                        let ran = if job.stop.is_raised() {
+                            Ran::ended(TaskStatus::Cancelled, Vec::new())
                         } else if job.deadline <= Instant::now() {
-                            (TaskStatus::Timeout, DEADLINE_PASSED.to_vec())
+                            Ran::ended(TaskStatus::Timeout, DEADLINE_PASSED.to_vec())
                         } else {
                             exec.run(job)
                         };
-                        let ran = start.elapsed();
-                        if done
-                            .send_blocking(Input::JobDone(id, status, out, ran))
-                            .is_err()
-                        {
+                        let took = start.elapsed();
+                        if done.send_blocking(Input::JobDone(id, ran, took)).is_err() {
                             break;
                         }
                     }

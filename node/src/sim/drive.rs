@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use p2pa_protocol::{
     encode_datagram, AwaitAck, Beacon, BlobChunk, BlobRequest, Budget, Cancel, Capabilities,
-    GrowBuf, Identity, Initiator, Intro, Keypair, Message, Ping, Session, StreamDecoder, TaskInput,
-    TaskKind, TaskOffer, TaskOutput, TaskResult, TaskStatus, LEN_PREFIX_LEN, MAX_DATAGRAM_LEN,
-    MAX_RECORD_LEN,
+    FailReason, GrowBuf, Identity, Initiator, Intro, Keypair, Message, Ping, Session,
+    StreamDecoder, TaskInput, TaskKind, TaskOffer, TaskOutput, TaskResult, TaskStatus,
+    LEN_PREFIX_LEN, MAX_DATAGRAM_LEN, MAX_RECORD_LEN,
 };
 
 use crate::core::{
@@ -283,6 +283,7 @@ impl Driver {
             _ => Message::TaskResult(TaskResult {
                 task_id: id,
                 status: TaskStatus::Completed,
+                reason: None,
                 output: if input.byte().is_multiple_of(2) {
                     TaskOutput::Inline(data)
                 } else {
@@ -311,15 +312,18 @@ impl Driver {
         }
         let i = usize::from(input.byte()) % self.jobs.len();
         let job = self.jobs.swap_remove(i);
-        let status = match input.byte() % 3 {
+        let b = input.byte();
+        let status = match b % 3 {
             0 => TaskStatus::Completed,
             1 => TaskStatus::Failed,
             _ => TaskStatus::Timeout,
         };
+        // Any reason with any status (the core keeps only a failure's, and
+        // gives a failure without one the worker's).
+        let reason = FailReason::ALL.get(usize::from(b / 3) % 6).copied();
         let ran = Duration::from_micros(u64::from(input.byte()) << 8);
         let output = input.bytes(2048);
-        self.core
-            .handle_job_done(self.now, job, status, output, ran);
+        (self.core).handle_job_done(self.now, job, status, reason, output, ran);
     }
 
     fn dial_result(&mut self, b: u8) {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crate::core::{
     Config, ConnId, ConnectError, Core, Entropy, Event, Order, SeededEntropy, TaskOutcome, Transmit,
 };
-use crate::protocol::{Keypair, TaskKind, TaskStatus};
+use crate::protocol::{FailReason, Keypair, TaskKind, TaskStatus};
 
 #[derive(Debug)]
 enum Action {
@@ -53,6 +53,7 @@ enum Action {
         job: u64,
         output: Vec<u8>,
         ran: Duration,
+        failed: Option<FailReason>,
     },
 }
 
@@ -88,6 +89,8 @@ pub struct Sim {
     pub silent: Vec<usize>,
     /// How long a job takes on a node (2 ms where not set).
     pub job_time: BTreeMap<usize, Duration>,
+    /// Nodes that fail every job, for this reason.
+    pub fail: BTreeMap<usize, FailReason>,
     /// Nodes whose stream bytes are lost (a peer gone quiet, link still up).
     pub mute: Vec<usize>,
     /// Connect attempts to a node whose SYN is lost, by node: each such
@@ -150,6 +153,7 @@ impl Sim {
             job_time: BTreeMap::new(),
             mute: Vec::new(),
             lost_syns: BTreeMap::new(),
+            fail: BTreeMap::new(),
             connects: Vec::new(),
             disconnects: Vec::new(),
         }
@@ -360,16 +364,15 @@ impl Sim {
                     _ => b"unsupported in sim".to_vec(),
                 };
                 let ran = (self.job_time.get(&i).copied()).unwrap_or(Duration::from_millis(2));
-                let (node, d) = (i, ran);
-                self.schedule(
-                    d,
-                    Action::JobDone {
-                        node,
-                        job,
-                        output,
-                        ran,
-                    },
-                );
+                let (node, d, failed) = (i, ran, self.fail.get(&i).copied());
+                let done = Action::JobDone {
+                    node,
+                    job,
+                    output,
+                    ran,
+                    failed,
+                };
+                self.schedule(d, done);
             }
             Order::StoreModel { hash, bytes } => self.fetched.push((i, hash, bytes.len())),
             Order::Abandon { .. } => {}
@@ -464,8 +467,18 @@ impl Sim {
                 core.handle_closed(now, conn, ConnectError::ClosedByPeer)
             }
             Action::JobDone {
-                job, output, ran, ..
-            } => core.handle_job_done(now, job, TaskStatus::Completed, &output, ran),
+                job,
+                output,
+                ran,
+                failed,
+                ..
+            } => {
+                let status = match failed {
+                    None => TaskStatus::Completed,
+                    Some(_) => TaskStatus::Failed,
+                };
+                core.handle_job_done(now, job, status, failed, &output, ran)
+            }
         }
         self.flush(node);
     }

@@ -33,17 +33,17 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use p2pa_protocol::{TaskKind, TaskStatus};
+use p2pa_protocol::{FailReason, TaskKind, TaskStatus};
 
 use super::engine::{EngineInfo, EngineOptions};
 use super::infer::Engine;
 pub use super::pipe::MAX_PIPE_FRAME;
 use super::pipe::{
-    hello_frame, parse_hello, parse_reply, read_frame, read_frame_max, write_frame, write_request,
-    HELLO_REFUSED,
+    hello_frame, parse_hello, parse_reply, read_frame, read_frame_max, reply_code, write_frame,
+    write_request, HELLO_REFUSED,
 };
 use super::throttle::{CpuLimit, ThrottleInfo};
-use super::{Execute, Job};
+use super::{Execute, Job, Ran};
 use crate::core::JobId;
 use crate::models::ModelStore;
 
@@ -76,7 +76,7 @@ pub struct ChildCommand {
 struct Proc {
     child: Arc<Mutex<Child>>,
     stdin: ChildStdin,
-    replies: Receiver<io::Result<(TaskStatus, Vec<u8>)>>,
+    replies: Receiver<io::Result<Ran>>,
     stderr: Arc<Mutex<VecDeque<String>>>,
     stderr_reader: Option<JoinHandle<()>>,
     /// The model it ran last (its engine keeps it loaded).
@@ -248,9 +248,9 @@ impl Isolated {
         }
     }
 
-    fn infer(&self, job: Job) -> (TaskStatus, Vec<u8>) {
+    fn infer(&self, job: Job) -> Ran {
         let Some(model) = job.model else {
-            return failed("an infer task needs a model hash".into());
+            return Ran::failed(FailReason::Task, "an infer task needs a model hash");
         };
         let mut p = match self.take(job.model) {
             Ok(p) => p,
@@ -288,7 +288,7 @@ impl Isolated {
                     left.as_millis()
                 );
                 end(p);
-                (TaskStatus::Timeout, why.into_bytes())
+                Ran::ended(TaskStatus::Timeout, why.into_bytes())
             }
             Ok(Err(_)) | Err(RecvTimeoutError::Disconnected) => {
                 let why = end(p); // reaps it either way
@@ -303,7 +303,7 @@ impl Isolated {
 }
 
 impl Execute for Isolated {
-    fn run(&self, job: Job) -> (TaskStatus, Vec<u8>) {
+    fn run(&self, job: Job) -> Ran {
         match job.kind {
             TaskKind::Infer => self.infer(job),
             _ => super::builtin(&job),
@@ -389,8 +389,10 @@ fn retire(p: Proc) {
     }
 }
 
-fn failed(why: String) -> (TaskStatus, Vec<u8>) {
-    (TaskStatus::Failed, why.into_bytes())
+/// This worker could not run the job (its process failed, or was not to be
+/// had): another worker may succeed.
+fn failed(why: String) -> Ran {
+    Ran::failed(FailReason::Worker, why)
 }
 
 /// Stops a child that failed or overran and says why it ended.
@@ -474,16 +476,15 @@ pub fn serve(
         let model: [u8; 32] = model.try_into().unwrap_or([0; 32]);
         let cpu = u32::from_le_bytes(cpu.try_into().unwrap_or([0; 4]));
         limit_cpu(cpu);
-        let (mut status, mut out) = engine.run(Some(model), input);
-        if status == TaskStatus::Completed && out.len() > max_output {
+        let mut ran = engine.run(Some(model), input);
+        if ran.status == TaskStatus::Completed && ran.output.len() > max_output {
             let why = format!(
                 "the model's output is {} bytes, over this node's limit of {max_output} (--max-tensor-mb)",
-                out.len()
+                ran.output.len()
             );
-            (status, out) = (TaskStatus::Failed, why.into_bytes());
+            ran = Ran::failed(FailReason::Worker, why);
         }
-        let code = [u8::from(status != TaskStatus::Completed)];
-        write_frame(&mut stdout, &[&code, &out])?;
+        write_frame(&mut stdout, &[&[reply_code(&ran)], &ran.output])?;
     }
 }
 

@@ -16,7 +16,7 @@ pub mod throttle;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use p2pa_protocol::{TaskKind, TaskStatus};
+use p2pa_protocol::{FailReason, TaskKind, TaskStatus};
 
 use crate::core::{sha256, JobId};
 use crate::hex::hex;
@@ -102,11 +102,49 @@ impl Stop {
     }
 }
 
-/// Runs jobs: `job → (status, output)`, on the worker slot threads, so it may
+/// How a job ended: its status, why it failed (`Some` with
+/// [`TaskStatus::Failed`]), and its output (the failure's text when it
+/// failed). The reason travels to the requester typed, in the result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ran {
+    /// How it ended.
+    pub status: TaskStatus,
+    /// Why it failed, if it did.
+    pub reason: Option<FailReason>,
+    /// Its output, or the failure's text.
+    pub output: Vec<u8>,
+}
+
+impl Ran {
+    /// It ran and produced `output`.
+    pub fn completed(output: Vec<u8>) -> Self {
+        Self::ended(TaskStatus::Completed, output)
+    }
+
+    /// It failed for `reason`; `why` says so in words.
+    pub fn failed(reason: FailReason, why: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status: TaskStatus::Failed,
+            reason: Some(reason),
+            output: why.into(),
+        }
+    }
+
+    /// It ended with `status` (not a failure) and `output`.
+    pub fn ended(status: TaskStatus, output: Vec<u8>) -> Self {
+        Self {
+            status,
+            reason: None,
+            output,
+        }
+    }
+}
+
+/// Runs jobs: `job → Ran`, on the worker slot threads, so it may
 /// take as long as it needs; and stops a job whose result is no longer wanted.
 pub trait Execute: Send + Sync {
     /// Runs one job; the output is the failure's text when it fails.
-    fn run(&self, job: Job) -> (TaskStatus, Vec<u8>);
+    fn run(&self, job: Job) -> Ran;
 
     /// The job's requester cancelled, left, or its deadline passed: stop it
     /// if it is still running (its result will be dropped anyway).
@@ -133,9 +171,9 @@ pub trait Execute: Send + Sync {
 /// Any function of (kind, input, model) runs jobs (and cannot stop them).
 impl<F> Execute for F
 where
-    F: Fn(TaskKind, &[u8], Option<[u8; 32]>) -> (TaskStatus, Vec<u8>) + Send + Sync,
+    F: Fn(TaskKind, &[u8], Option<[u8; 32]>) -> Ran + Send + Sync,
 {
-    fn run(&self, job: Job) -> (TaskStatus, Vec<u8>) {
+    fn run(&self, job: Job) -> Ran {
         self(job.kind, &job.input, job.model)
     }
 }
@@ -173,7 +211,7 @@ pub fn executor(store: Option<ModelStore>) -> Executor {
 pub struct Builtin;
 
 impl Execute for Builtin {
-    fn run(&self, job: Job) -> (TaskStatus, Vec<u8>) {
+    fn run(&self, job: Job) -> Ran {
         builtin(&job)
     }
 }
@@ -186,7 +224,7 @@ struct InProcess(infer::Engine);
 
 #[cfg(feature = "onnx")]
 impl Execute for InProcess {
-    fn run(&self, job: Job) -> (TaskStatus, Vec<u8>) {
+    fn run(&self, job: Job) -> Ran {
         match job.kind {
             TaskKind::Infer => self.0.run(job.model, &job.input),
             _ => builtin(&job),
@@ -208,12 +246,12 @@ pub const DEADLINE_PASSED: &[u8] = b"deadline passed before the task finished";
 /// Runs one job of a built-in kind; returns its status and output (an
 /// error message when failed). A `sleep` waits on the job's [`Stop`] and
 /// ends at its deadline, so a task nobody waits for holds no slot.
-pub fn builtin(job: &Job) -> (TaskStatus, Vec<u8>) {
+pub fn builtin(job: &Job) -> Ran {
     let input = &job.input;
     match job.kind {
-        TaskKind::Echo => (TaskStatus::Completed, input.clone()),
+        TaskKind::Echo => Ran::completed(input.clone()),
         // Hex text, so the CLI prints it as it is.
-        TaskKind::Hash => (TaskStatus::Completed, hex(&sha256(input)).into_bytes()),
+        TaskKind::Hash => Ran::completed(hex(&sha256(input)).into_bytes()),
         TaskKind::Sleep => match parse_ms(input) {
             Some(ms) => {
                 let start = Instant::now();
@@ -222,22 +260,21 @@ pub fn builtin(job: &Job) -> (TaskStatus, Vec<u8>) {
                     .unwrap_or(start)
                     .min(job.deadline);
                 if job.stop.wait_until(until) {
-                    (TaskStatus::Cancelled, b"stopped: no longer wanted".to_vec())
+                    Ran::ended(TaskStatus::Cancelled, b"stopped: no longer wanted".to_vec())
                 } else if start.elapsed() < Duration::from_millis(ms) {
-                    (TaskStatus::Timeout, DEADLINE_PASSED.to_vec())
+                    Ran::ended(TaskStatus::Timeout, DEADLINE_PASSED.to_vec())
                 } else {
-                    (TaskStatus::Completed, format!("slept {ms} ms").into_bytes())
+                    Ran::completed(format!("slept {ms} ms").into_bytes())
                 }
             }
-            None => (
-                TaskStatus::Failed,
-                format!("sleep input must be a whole number of milliseconds up to {MAX_SLEEP_MS}")
-                    .into_bytes(),
+            None => Ran::failed(
+                FailReason::Task,
+                format!("sleep input must be a whole number of milliseconds up to {MAX_SLEEP_MS}"),
             ),
         },
-        TaskKind::Infer => (
-            TaskStatus::Failed,
-            b"this node cannot run infer tasks (built without the `onnx` feature, or no model store)".to_vec(),
+        TaskKind::Infer => Ran::failed(
+            FailReason::Worker,
+            "this node cannot run infer tasks (built without the `onnx` feature, or no model store)",
         ),
     }
 }
@@ -266,22 +303,27 @@ mod tests {
         let long = Duration::from_secs(60);
         assert_eq!(
             builtin(&job(TaskKind::Echo, b"hi", long)),
-            (TaskStatus::Completed, b"hi".to_vec())
+            Ran::completed(b"hi".to_vec())
         );
-        let (s, out) = builtin(&job(TaskKind::Hash, b"abc", long));
+        let Ran {
+            status: s,
+            output: out,
+            ..
+        } = builtin(&job(TaskKind::Hash, b"abc", long));
         assert_eq!(s, TaskStatus::Completed);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         let t = Instant::now();
-        let (s, out) = builtin(&job(TaskKind::Sleep, b"20", long));
-        assert_eq!((s, out), (TaskStatus::Completed, b"slept 20 ms".to_vec()));
+        let ran = builtin(&job(TaskKind::Sleep, b"20", long));
+        assert_eq!(ran, Ran::completed(b"slept 20 ms".to_vec()));
         assert!(t.elapsed() >= Duration::from_millis(20));
         for bad in [&b"soon"[..], b"999999"] {
+            let ran = builtin(&job(TaskKind::Sleep, bad, long));
             assert_eq!(
-                builtin(&job(TaskKind::Sleep, bad, long)).0,
-                TaskStatus::Failed
+                (ran.status, ran.reason),
+                (TaskStatus::Failed, Some(FailReason::Task))
             );
         }
     }
@@ -290,7 +332,7 @@ mod tests {
     fn a_sleep_ends_at_its_deadline_or_when_stopped() {
         let t = Instant::now();
         let late = job(TaskKind::Sleep, b"10000", Duration::from_millis(50));
-        assert_eq!(builtin(&late).0, TaskStatus::Timeout);
+        assert_eq!(builtin(&late).status, TaskStatus::Timeout);
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 
         let stopped = job(TaskKind::Sleep, b"10000", Duration::from_secs(60));
@@ -300,11 +342,11 @@ mod tests {
             stop.raise();
         });
         let t = Instant::now();
-        assert_eq!(builtin(&stopped).0, TaskStatus::Cancelled);
+        assert_eq!(builtin(&stopped).status, TaskStatus::Cancelled);
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
         raiser.join().unwrap();
         // Raised before it starts: it does not sleep at all.
         assert!(stopped.stop.is_raised());
-        assert_eq!(builtin(&stopped).0, TaskStatus::Cancelled);
+        assert_eq!(builtin(&stopped).status, TaskStatus::Cancelled);
     }
 }

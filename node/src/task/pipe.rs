@@ -3,7 +3,9 @@
 
 use std::io::{self, Read, Write};
 
-use p2pa_protocol::TaskStatus;
+use p2pa_protocol::{FailReason, TaskStatus};
+
+use super::Ran;
 
 use super::engine::{EngineInfo, EngineKind};
 
@@ -98,18 +100,39 @@ pub(super) fn hello_frame(info: &EngineInfo) -> Vec<u8> {
     f
 }
 
-/// A reply frame as (status, output), the output moved out of the frame.
-pub(super) fn parse_reply(mut f: Vec<u8>) -> io::Result<(TaskStatus, Vec<u8>)> {
-    let Some(&status) = f.first() else {
+/// A reply's first byte: 0 for a completed job, else 1 + the index of its
+/// [`FailReason`] in [`FailReason::ALL`].
+pub(super) fn reply_code(ran: &Ran) -> u8 {
+    let reason = ran.reason.unwrap_or(FailReason::Task);
+    match ran.status {
+        TaskStatus::Completed => 0,
+        _ => FailReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .and_then(|i| u8::try_from(i).ok())
+            .map_or(1, |i| i.saturating_add(1)),
+    }
+}
+
+/// A reply frame as a [`Ran`], the output moved out of the frame.
+pub(super) fn parse_reply(mut f: Vec<u8>) -> io::Result<Ran> {
+    let Some(&code) = f.first() else {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "empty reply"));
     };
     f.drain(..1);
-    let status = if status == 0 {
-        TaskStatus::Completed
-    } else {
-        TaskStatus::Failed
-    };
-    Ok((status, f))
+    let reason = usize::from(code)
+        .checked_sub(1)
+        .map(|i| FailReason::ALL.get(i));
+    Ok(match reason {
+        None => Ran::completed(f),
+        Some(Some(&reason)) => Ran::failed(reason, f),
+        Some(None) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "unknown reply code",
+            ))
+        }
+    })
 }
 
 #[cfg(test)]
@@ -131,8 +154,17 @@ mod tests {
         assert!(parse_reply(vec![]).is_err());
         assert_eq!(
             parse_reply(vec![1, b'x']).unwrap(),
-            (TaskStatus::Failed, b"x".to_vec())
+            Ran::failed(FailReason::Task, b"x".to_vec())
         );
+        for ran in [
+            Ran::completed(b"y".to_vec()),
+            Ran::failed(FailReason::Worker, b"w".to_vec()),
+            Ran::failed(FailReason::OutputOverBudget, b"o".to_vec()),
+        ] {
+            let frame = [&[reply_code(&ran)][..], &ran.output].concat();
+            assert_eq!(parse_reply(frame).unwrap(), ran);
+        }
+        assert!(parse_reply(vec![99, b'x']).is_err());
         let info = EngineInfo {
             kind: EngineKind::Onnxruntime,
             version: "1.32.0".into(),

@@ -251,7 +251,7 @@ fn a_version_3_hello_is_named_and_answered_with_a_version_notice() {
     assert_eq!(err, HandshakeError::Version { got: 3 });
     assert_eq!(
         std::format!("{err}"),
-        "peer speaks wire version 3, this node 5: upgrade it"
+        "peer speaks wire version 3, this node 6: upgrade it"
     );
     let n = version_notice(&mut ob).unwrap();
     assert_eq!(n, LEN_PREFIX_LEN + 106);

@@ -96,9 +96,22 @@ pub fn samples() -> Vec<(&'static str, Message<'static>)> {
             Message::TaskResult(TaskResult {
                 task_id: 7,
                 status: TaskStatus::Completed,
+                reason: None,
                 output: TaskOutput::Inline(b"hello p2pa"),
                 requester: NodeId([9u8; 32]),
                 model: [0u8; 32],
+                input: [3u8; 32],
+            }),
+        ),
+        (
+            "task_result_failed",
+            Message::TaskResult(TaskResult {
+                task_id: 7,
+                status: TaskStatus::Failed,
+                reason: Some(FailReason::Task),
+                output: TaskOutput::Inline(b"input is not a tensor"),
+                requester: NodeId([9u8; 32]),
+                model: [4u8; 32],
                 input: [3u8; 32],
             }),
         ),
@@ -107,6 +120,7 @@ pub fn samples() -> Vec<(&'static str, Message<'static>)> {
             Message::TaskResult(TaskResult {
                 task_id: 7,
                 status: TaskStatus::Completed,
+                reason: None,
                 output: TaskOutput::Blob {
                     hash: [5u8; 32],
                     len: 1 << 20,

@@ -2,8 +2,8 @@
 //! at once (microseconds each), each result a signed frame that is its receipt.
 
 use p2pa_protocol::{
-    Capabilities, Identity, Intro, KindSet, Message, Nonce, Pong, RejectReason, Session, TaskInput,
-    TaskKind, TaskOffer, TaskOutput, TaskReject, TaskResult, TaskStatus,
+    Capabilities, FailReason, Identity, Intro, KindSet, Message, Nonce, Pong, RejectReason,
+    Session, TaskInput, TaskKind, TaskOffer, TaskOutput, TaskReject, TaskResult, TaskStatus,
 };
 
 use crate::link::{respond, send, FrameReader, Link, LinkError};
@@ -126,15 +126,17 @@ impl<'k> Worker<'k> {
             input
         };
         let fits = u32::try_from(output.len()).is_ok_and(|n| n <= offer.budget.max_output_len);
-        let (status, output): (_, &[u8]) = if fits {
-            (TaskStatus::Completed, output)
+        let (status, reason, output): (_, _, &[u8]) = if fits {
+            (TaskStatus::Completed, None, output)
         } else {
-            (TaskStatus::Failed, b"output exceeds the task's budget")
+            let why = b"output exceeds the task's budget";
+            (TaskStatus::Failed, Some(FailReason::OutputOverBudget), why)
         };
         // The signed result frame is the receipt.
         let result = Message::TaskResult(TaskResult {
             task_id: offer.task_id,
             status,
+            reason,
             output: TaskOutput::Inline(output),
             requester: session.peer(),
             model: offer.model.unwrap_or([0; 32]),

@@ -395,7 +395,8 @@ impl Requester {
     }
 
     /// One attempt (task, peer) failed: retry on another peer, or report
-    /// the failure.
+    /// the failure (after `max_attempts`, or at once when the worker said
+    /// the task itself fails so).
     fn attempt_failed(
         &mut self,
         now: Instant,
@@ -416,8 +417,9 @@ impl Requester {
             r.tried.push(peer);
         }
         r.failures = r.failures.saturating_add(1);
+        let hopeless = error.is_the_tasks();
         r.last_error = Some(error);
-        if r.failures >= self.cfg.max_attempts {
+        if r.failures >= self.cfg.max_attempts || hopeless {
             let answer = Answer {
                 status,
                 output,

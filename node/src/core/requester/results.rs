@@ -129,6 +129,7 @@ impl Requester {
             let error = TaskError::Failed {
                 worker: peer,
                 status,
+                reason: receipt.reason,
                 message: String::from_utf8_lossy(output).into_owned(),
             };
             self.attempt_failed(now, (id, peer), status, output, error, w);

@@ -2,7 +2,7 @@
 //! across requesters, within `input_buffer_bytes`), and what an arrived or
 //! failed input does to the jobs waiting for it.
 
-use p2pa_protocol::{Hash32, NodeId, TaskStatus};
+use p2pa_protocol::{FailReason, Hash32, NodeId};
 
 use super::Worker;
 use crate::core::link::Link;
@@ -71,7 +71,7 @@ impl Worker {
         let liars = self.ids(|j| j.fetches_input(hash) && j.blob.is_some_and(|(_, l)| l != len));
         for job in liars {
             let msg = format!("the offer declared its input blob's length wrongly ({len} bytes)");
-            self.answer(job, TaskStatus::Failed, msg.as_bytes(), w);
+            self.fail(job, FailReason::Input, msg.as_bytes(), w);
         }
         let mut bytes = Some(bytes);
         let waiting = self.ids(|j| j.fetches_input(hash));
@@ -93,7 +93,7 @@ impl Worker {
         let waiting = self.ids(|j| j.fetches_input(hash));
         for job in waiting {
             let msg = format!("fetching the input failed: {why}");
-            self.answer(job, TaskStatus::Failed, msg.as_bytes(), w);
+            self.fail(job, FailReason::Input, msg.as_bytes(), w);
         }
     }
 }

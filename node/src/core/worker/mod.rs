@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use p2pa_protocol::{
-    Capabilities, Hash32, KindSet, Message, NodeId, RejectReason, TaskAccept, TaskInput, TaskKind,
-    TaskOffer, TaskOutput, TaskReject, TaskResult, TaskStatus, MAX_BEACON_MODELS,
+    Capabilities, FailReason, Hash32, KindSet, Message, NodeId, RejectReason, TaskAccept,
+    TaskInput, TaskKind, TaskOffer, TaskOutput, TaskReject, TaskResult, TaskStatus,
+    MAX_BEACON_MODELS,
 };
 
 use super::config::{WorkerConfig, MAX_INLINE_TENSOR};
@@ -54,6 +55,9 @@ pub(crate) struct Lend {
     pub(crate) bytes: Arc<[u8]>,
     pub(crate) owner: NodeId,
 }
+
+/// How a job ended: its status, and why when it failed.
+pub(crate) type Ending = (TaskStatus, Option<FailReason>);
 
 /// Sent as the output of a job whose deadline passed.
 const DEADLINE_PASSED: &[u8] = b"deadline passed before the task finished";
@@ -461,17 +465,18 @@ impl Worker {
             j.state == TaskState::Queued && j.model == Some(hash) && j.kind == TaskKind::Infer
         });
         for job in waiting {
-            self.answer(job, TaskStatus::Failed, why.as_bytes(), w);
+            self.fail(job, FailReason::Model, why.as_bytes(), w);
         }
     }
 
-    /// The shell finished a job: its result goes to the requester. An
-    /// output too large for a frame is returned to lend (the requester
-    /// fetches it); lend it, then [`Worker::start_jobs`].
+    /// The shell finished a job: its result goes to the requester, with
+    /// the executor's reason when it failed. An output too large for a
+    /// frame is returned to lend (the requester fetches it); lend it, then
+    /// [`Worker::start_jobs`].
     pub(crate) fn job_done(
         &mut self,
         job: JobId,
-        (status, output, ran): (TaskStatus, &[u8], Duration),
+        ((status, reason), output, ran): (Ending, &[u8], Duration),
         w: &mut dyn Link,
     ) -> Option<Lend> {
         let j = self.jobs.get(&job)?;
@@ -490,18 +495,18 @@ impl Worker {
                 "output of {} bytes exceeds the budget of {max}",
                 output.len()
             );
-            self.answer(job, TaskStatus::Failed, msg.as_bytes(), w);
+            self.fail(job, FailReason::OutputOverBudget, msg.as_bytes(), w);
         } else if output.len() > MAX_INLINE_TENSOR {
             let hash = sha256(output);
             let len = u64::try_from(output.len()).unwrap_or(u64::MAX);
-            self.answer_with(job, status, TaskOutput::Blob { hash, len }, w);
+            self.answer_with(job, (status, reason), TaskOutput::Blob { hash, len }, w);
             lend = Some(Lend {
                 hash,
                 bytes: Arc::from(output),
                 owner: peer,
             });
         } else {
-            self.answer(job, status, output, w);
+            self.answer(job, (status, reason), output, w);
         }
         self.jobs.remove(&job);
         lend
@@ -515,7 +520,7 @@ impl Worker {
             .find(|(_, j)| j.peer == peer && j.task_id == task_id && !j.state.is_final())
             .map(|(&id, _)| id);
         if let Some(job) = found {
-            self.answer(job, TaskStatus::Cancelled, CANCELLED, w);
+            self.answer(job, (TaskStatus::Cancelled, None), CANCELLED, w);
             w.out().order(Order::Abandon { job });
         }
     }
@@ -547,7 +552,7 @@ impl Worker {
                 .jobs
                 .get(&job)
                 .is_some_and(|j| j.state == TaskState::Running);
-            self.answer(job, TaskStatus::Timeout, DEADLINE_PASSED, w);
+            self.answer(job, (TaskStatus::Timeout, None), DEADLINE_PASSED, w);
             if running {
                 w.out().order(Order::Abandon { job }); // stop its computation
             }
@@ -556,21 +561,29 @@ impl Worker {
     }
 
     /// Sends the signed result of `job` with `output` inline; frees its slot.
-    fn answer(&mut self, job: JobId, status: TaskStatus, output: &[u8], w: &mut dyn Link) {
-        self.answer_with(job, status, TaskOutput::Inline(output), w);
+    fn answer(&mut self, job: JobId, end: Ending, output: &[u8], w: &mut dyn Link) {
+        self.answer_with(job, end, TaskOutput::Inline(output), w);
+    }
+
+    /// Fails `job` for `reason`, `why` its text; frees its slot.
+    pub(super) fn fail(&mut self, job: JobId, reason: FailReason, why: &[u8], w: &mut dyn Link) {
+        self.answer(job, (TaskStatus::Failed, Some(reason)), why, w);
     }
 
     /// Sends the signed result of `job` and frees its slot.
     fn answer_with(
         &mut self,
         job: JobId,
-        status: TaskStatus,
+        (status, reason): Ending,
         output: TaskOutput<'_>,
         w: &mut dyn Link,
     ) {
         let Some(j) = self.jobs.get_mut(&job) else {
             return;
         };
+        // A failure always says why (an executor that did not: this
+        // worker's); nothing else carries a reason.
+        let reason = (status == TaskStatus::Failed).then(|| reason.unwrap_or(FailReason::Worker));
         if j.state == TaskState::Running && j.slot {
             self.running = self.running.saturating_sub(1);
         }
@@ -587,6 +600,7 @@ impl Worker {
         let result = Message::TaskResult(TaskResult {
             task_id,
             status,
+            reason,
             output,
             requester: peer,
             model: j.model.unwrap_or([0u8; 32]),

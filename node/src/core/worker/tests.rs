@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use p2pa_protocol::{
-    Budget, Hash32, KindSet, NodeId, RejectReason, TaskInput, TaskKind, TaskOffer, TaskStatus,
+    Budget, FailReason, Hash32, KindSet, NodeId, RejectReason, TaskInput, TaskKind, TaskOffer,
+    TaskStatus,
 };
 
 use super::{Admitted, BlobFacts, Lend, Worker};
@@ -126,7 +127,7 @@ impl Bench {
     fn done(&mut self, job: JobId, status: TaskStatus, output: &[u8]) -> Option<Lend> {
         let ran = Duration::from_millis(30);
         self.worker
-            .job_done(job, (status, output, ran), &mut self.w)
+            .job_done(job, ((status, None), output, ran), &mut self.w)
     }
 
     fn timers(&mut self, after: Duration) {
@@ -136,11 +137,22 @@ impl Bench {
 
     /// The results sent since the last look: (requester, task, status).
     fn results(&mut self) -> Vec<(NodeId, u64, TaskStatus)> {
+        let results = self.results_why();
+        (results.into_iter())
+            .map(|(p, t, s, _)| (p, t, s))
+            .collect()
+    }
+
+    /// The same, with the reason each failure gave.
+    fn results_why(&mut self) -> Vec<(NodeId, u64, TaskStatus, Option<FailReason>)> {
         (self.w.take().into_iter())
             .filter_map(|(p, s)| match s {
                 Sent::Result {
-                    task_id, status, ..
-                } => Some((p, task_id, status)),
+                    task_id,
+                    status,
+                    reason,
+                    ..
+                } => Some((p, task_id, status, reason)),
                 _ => None,
             })
             .collect()
@@ -165,6 +177,7 @@ fn a_small_echo_runs_inline_and_its_result_carries_the_output() {
     let result = Sent::Result {
         task_id: 7,
         status: TaskStatus::Completed,
+        reason: None,
         inline: Some(b"hi".to_vec()),
         blob: None,
     };
@@ -185,6 +198,7 @@ fn an_output_too_large_for_a_frame_is_returned_to_lend_to_its_requester() {
     let result = Sent::Result {
         task_id: 3,
         status: TaskStatus::Completed,
+        reason: None,
         inline: None,
         blob: Some(lend.hash),
     };
@@ -199,7 +213,8 @@ fn an_output_over_the_requesters_budget_fails_the_task_and_lends_nothing() {
     let job = b.admit(id(1), &o).unwrap().job;
     b.start();
     assert_eq!(b.done(job, TaskStatus::Completed, &[0u8; 9]), None);
-    assert_eq!(b.results(), vec![(id(1), 4, TaskStatus::Failed)]);
+    let why = Some(FailReason::OutputOverBudget);
+    assert_eq!(b.results_why(), vec![(id(1), 4, TaskStatus::Failed, why)]);
 }
 
 #[test]
@@ -289,7 +304,8 @@ fn a_model_that_cannot_be_fetched_fails_the_jobs_waiting_for_it() {
     o.model = Some([9u8; 32]);
     b.admit(id(1), &o).unwrap();
     (b.worker).fail_jobs_needing([9u8; 32], "no such model", &mut b.w);
-    assert_eq!(b.results(), vec![(id(1), 8, TaskStatus::Failed)]);
+    let why = Some(FailReason::Model);
+    assert_eq!(b.results_why(), vec![(id(1), 8, TaskStatus::Failed, why)]);
     assert!(!b.worker.wants_model(&[9u8; 32]));
 }
 
@@ -362,4 +378,32 @@ fn a_cancelled_job_is_answered_cancelled_once_and_abandoned() {
     assert_eq!(b.abandoned(), vec![job]);
     b.worker.on_cancel(id(1), 5, &mut b.w);
     assert_eq!(b.results(), vec![]);
+}
+
+#[test]
+fn a_failure_carries_the_executors_reason_and_a_reasonless_one_is_the_workers() {
+    let mut b = Bench::new(sleeper(), &[id(1)]);
+    let (first, second) = (b.sleep(id(1), 1), b.sleep(id(1), 2));
+    b.start();
+    let ran = Duration::ZERO;
+    let task = (TaskStatus::Failed, Some(FailReason::Task));
+    (b.worker).job_done(first, (task, b"not a number", ran), &mut b.w);
+    (b.worker).job_done(second, ((TaskStatus::Failed, None), b"?", ran), &mut b.w);
+    let sent = b.results_why();
+    assert_eq!(
+        sent,
+        vec![
+            (id(1), 1, TaskStatus::Failed, Some(FailReason::Task)),
+            (id(1), 2, TaskStatus::Failed, Some(FailReason::Worker)),
+        ]
+    );
+    // A completed job carries none, whatever the executor said.
+    let third = b.sleep(id(1), 3);
+    b.start();
+    let odd = (TaskStatus::Completed, Some(FailReason::Task));
+    (b.worker).job_done(third, (odd, b"ok", ran), &mut b.w);
+    assert_eq!(
+        b.results_why(),
+        vec![(id(1), 3, TaskStatus::Completed, None)]
+    );
 }

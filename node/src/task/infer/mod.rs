@@ -16,7 +16,9 @@ pub mod tract;
 
 use std::sync::{Arc, Mutex};
 
-use p2pa_protocol::TaskStatus;
+use p2pa_protocol::FailReason;
+
+use super::Ran;
 
 pub use super::engine::{EngineChoice, EngineInfo, EngineKind, EngineOptions};
 use super::tensor::{self, Dtype, TensorError};
@@ -164,6 +166,23 @@ pub enum InferError {
     },
     /// The engine failed while running it.
     Run(String),
+}
+
+impl InferError {
+    /// What the requester is told of it: the task's own fault (its input,
+    /// or no model named), the model's (not to be had), or this worker's
+    /// (its engine cannot load or run the model: another engine may).
+    pub fn reason(&self) -> FailReason {
+        match self {
+            Self::NoModel
+            | Self::Input(_)
+            | Self::InputCount { .. }
+            | Self::UnknownInput { .. }
+            | Self::WrongShape { .. } => FailReason::Task,
+            Self::Store(_) => FailReason::Model,
+            Self::Load { .. } | Self::Run(_) => FailReason::Worker,
+        }
+    }
 }
 
 impl std::fmt::Display for InferError {
@@ -384,10 +403,10 @@ impl Engine {
 
     /// Runs model `model` on the tensor set `input`; the output is a tensor
     /// set, or the failure's text.
-    pub fn run(&self, model: Option<[u8; 32]>, input: &[u8]) -> (TaskStatus, Vec<u8>) {
+    pub fn run(&self, model: Option<[u8; 32]>, input: &[u8]) -> Ran {
         match self.infer(model, input) {
-            Ok(out) => (TaskStatus::Completed, out),
-            Err(e) => (TaskStatus::Failed, e.to_string().into_bytes()),
+            Ok(out) => Ran::completed(out),
+            Err(e) => Ran::failed(e.reason(), e.to_string()),
         }
     }
 
@@ -471,6 +490,7 @@ fn explain_tract(e: &tract_onnx::prelude::TractError) -> String {
 mod tests {
     use super::*;
     use crate::task::tensor::Tensor as T;
+    use p2pa_protocol::TaskStatus;
 
     fn digits() -> (Vec<u8>, Vec<(Vec<f32>, i64)>) {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
@@ -511,7 +531,11 @@ mod tests {
         let mut right = 0;
         for (x, y) in &rows {
             let input = tensor::encode(&[T::f32(vec![1, 64], x.clone()).unwrap()]);
-            let (status, out) = engine.run(Some(hash), &input);
+            let Ran {
+                status,
+                output: out,
+                ..
+            } = engine.run(Some(hash), &input);
             assert_eq!(
                 status,
                 TaskStatus::Completed,
@@ -531,7 +555,11 @@ mod tests {
             tensor::encode(&[
                 T::f32(vec![2, 64], [rows[0].0.clone(), rows[1].0.clone()].concat()).unwrap(),
             ]);
-        let (status, out) = engine.run(Some(hash), &input);
+        let Ran {
+            status,
+            output: out,
+            ..
+        } = engine.run(Some(hash), &input);
         assert_eq!(status, TaskStatus::Completed);
         assert_eq!(
             tensor::decode(&out).unwrap()[1].shape,
@@ -546,24 +574,47 @@ mod tests {
         let (engine, store, _dir) = engine("bad");
         let hash = store.put(None, &model).unwrap();
         let wrong = tensor::encode(&[T::f32(vec![1, 60], vec![0.0; 60]).unwrap()]);
-        let (status, out) = engine.run(Some(hash), &wrong);
+        let Ran {
+            status,
+            output: out,
+            ..
+        } = engine.run(Some(hash), &wrong);
         let msg = String::from_utf8(out).unwrap();
         assert_eq!(status, TaskStatus::Failed);
         assert!(msg.contains("[N, 64]") && msg.contains("[1, 60]"), "{msg}");
         let ints = tensor::encode(&[T::i64(vec![1, 64], vec![0; 64]).unwrap()]);
-        let (status, out) = engine.run(Some(hash), &ints);
+        let Ran {
+            status,
+            output: out,
+            ..
+        } = engine.run(Some(hash), &ints);
         assert_eq!(status, TaskStatus::Failed);
         assert!(String::from_utf8(out)
             .unwrap()
             .contains("(f32), got [1, 64] (i64)"));
-        let (status, out) = engine.run(Some([7; 32]), &wrong);
-        assert_eq!(status, TaskStatus::Failed);
-        assert!(String::from_utf8(out).unwrap().contains("not in the store"));
+        let missing = engine.run(Some([7; 32]), &wrong);
+        assert_eq!(missing.reason, Some(FailReason::Model));
+        assert!(String::from_utf8(missing.output)
+            .unwrap()
+            .contains("not in the store"));
         let broken = store.put(None, b"this is not an onnx model").unwrap();
-        let (status, out) = engine.run(Some(broken), &wrong);
+        let Ran {
+            status,
+            output: out,
+            ..
+        } = engine.run(Some(broken), &wrong);
         assert_eq!(status, TaskStatus::Failed);
+        let ran = engine.run(Some(broken), &wrong);
+        assert_eq!(
+            ran.reason,
+            Some(FailReason::Worker),
+            "another engine may load it"
+        );
         assert!(String::from_utf8(out).unwrap().contains("failed to load"));
-        let (status, _) = engine.run(Some(hash), b"\x01\x09");
-        assert_eq!(status, TaskStatus::Failed);
+        let ran = engine.run(Some(hash), b"\x01\x09");
+        assert_eq!(
+            (ran.status, ran.reason),
+            (TaskStatus::Failed, Some(FailReason::Task))
+        );
     }
 }
