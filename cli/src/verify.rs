@@ -78,7 +78,7 @@ pub fn receipt_from_json(v: &Value) -> Result<(Receipt, Option<Vec<u8>>), String
         Value::Null => None,
         r => Some(
             (r.as_str())
-                .and_then(|n| FailReason::ALL.into_iter().find(|f| f.name() == n))
+                .and_then(FailReason::from_name)
                 .ok_or("\"reason\" is not a failure reason")?,
         ),
     };

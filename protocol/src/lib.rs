@@ -251,6 +251,7 @@
 
 mod codec;
 mod error;
+mod fail;
 #[cfg(feature = "alloc")]
 mod grow;
 pub mod handshake;
