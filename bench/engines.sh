@@ -11,7 +11,9 @@
 #      machine's ideal (Python onnxruntime's single-thread rate x cores);
 #   3. CPU per task of p2pa's own processes in that batch (the requester and
 #      the worker nodes, the inference children excluded) vs the children's.
-# Usage: bash bench/engines.sh   (P2PA_BIN: the binary; release by default)
+# Usage: bash bench/engines.sh   (P2PA_BIN: the binary; release by default;
+#   P2PA_ENGINES_PART=pool: the batch table alone; P2PA_ENGINES_BATCHES="ppocr_det"
+#   and P2PA_ENGINES_ENGINES=onnxruntime: only those rows of it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${P2PA_REAL_DIR:-$PWD/target/real-models}
@@ -84,13 +86,21 @@ with open(os.path.join(d, "enc.jsonl"), "w") as f:
         np.savez(os.path.join(d, f"enc{i}.npz"), input_ids=ids, attention_mask=np.ones((1, 9), np.int64), token_type_ids=np.zeros((1, 9), np.int64))
         f.write(json.dumps({"input": f"enc{i}.npz"}) + "\n")
 PY
-echo "| batch over $cores local workers | engine | lines | inferences/s (whole command) | ideal ($cores x Python onnxruntime, one line per run) | ratio | p2pa CPU per line (requester + nodes) | engine CPU per line | p2pa / engine |"
-echo "|---|---|---|---|---|---|---|---|---|"
-for job in "ppocr_det det ch_PP-OCRv4_det_infer.onnx 1" "minilm_int8 enc minilm_int8.onnx 1" "minilm_int8 enc minilm_int8.onnx 32"; do
+# The crypto floor: what a line's bytes cost in the wire's cryptography
+# alone (AEAD both ways, SHA-256 at both ends; `p2pa-bench crypto-floor`).
+benchbin=${P2PA_BENCH_BIN:-$PWD/target/release/p2pa-bench}
+echo "| batch over $cores local workers | engine | lines | inferences/s (whole command) | ideal ($cores x Python onnxruntime, one line per run) | ratio | p2pa CPU per line (requester + nodes) | engine CPU per line | p2pa / engine | crypto floor per line | floor / engine |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
+# The fifth field: outputs as JSON in the results file (json) or as .npy
+# files (--out-dir, what a user with image-sized outputs writes).
+for job in "ppocr_det det ch_PP-OCRv4_det_infer.onnx 1 json" "ppocr_det det ch_PP-OCRv4_det_infer.onnx 1 npy" \
+    "minilm_int8 enc minilm_int8.onnx 1 json" "minilm_int8 enc minilm_int8.onnx 32 json"; do
   set -- $job
-  m=$1 inputs=$d/$2.jsonl model=$work/models/$3 bs=$4
+  m=$1 inputs=$d/$2.jsonl model=$work/models/$3 bs=$4 outs=()
+  [ "$5" = npy ] && outs=(--out-dir "$d/outs")
+  case " ${P2PA_ENGINES_BATCHES:-$m} " in *" $m "*) ;; *) continue ;; esac
   pms=$("$py" "$helper" time "$work" "$m" 20)
-  for engine in onnxruntime tract; do
+  for engine in ${P2PA_ENGINES_ENGINES:-onnxruntime tract}; do
     cleanup; pids=()
     for i in $(seq 1 "$cores"); do
       "$bin" "${net[@]}" --data-dir "$d/node$i" node --listen 127.0.0.1:0 --workers 1 --engine "$engine" \
@@ -105,12 +115,13 @@ for job in "ppocr_det det ch_PP-OCRv4_det_infer.onnx 1" "minilm_int8 enc minilm_
     kids=$(children "${pids[@]}")
     n0=$(ticks "${pids[@]}"); c0=$(ticks $kids)
     /usr/bin/time -f '%U %S %e' -o "$d/req.time" "$bin" "${net[@]}" --data-dir "$d/me" batch --kind infer --model "$model" \
-      --inputs "$inputs" --out "$d/r.jsonl" --timeout 300 --wait 5000 --concurrency 8 --batch-size "$bs" >/dev/null 2>&1 || true
+      --inputs "$inputs" --out "$d/r.jsonl" --timeout 300 --wait 5000 --concurrency 8 --batch-size "$bs" "${outs[@]}" >/dev/null 2>&1 || true
+    rm -rf "$d/outs"
     req=$(tail -1 "$d/req.time")
     n1=$(ticks "${pids[@]}"); c1=$(ticks $kids)
-    "$py" - "$d/r.jsonl" "$m" "$engine" "$pms" "$cores" "$req" "$((n1 - n0))" "$((c1 - c0))" "$bs" <<'PY'
-import json, sys
-path, m, engine, pms, cores, req, nodes, kids, bs = sys.argv[1:]
+    "$py" - "$d/r.jsonl" "$m" "$engine" "$pms" "$cores" "$req" "$((n1 - n0))" "$((c1 - c0))" "$bs" "$5" "$inputs" "$benchbin" <<'PY'
+import json, os, subprocess, sys
+path, m, engine, pms, cores, req, nodes, kids, bs, outs, inputs, benchbin = sys.argv[1:]
 lines = [json.loads(l) for l in open(path)]
 ok = [l for l in lines if l.get("status") == "completed"]
 u, s, wall = (float(x) for x in req.split())
@@ -121,7 +132,19 @@ own = reqms + nodems
 eng = int(kids) * 10.0
 n = max(len(ok), 1)
 label = m if bs == "1" else f"{m}, --batch-size {bs}"
-print(f"| {label} | {engine} | {len(ok)}/{len(lines)} | {steady:.1f} | {ideal:.1f} | {steady / ideal:.2f} | {own / n:.2f} ms ({reqms / n:.2f} + {nodems / n:.2f}) | {eng / n:.2f} ms | {own / max(eng, 1e-9):.2f} |")
+label += ", --out-dir" if outs == "npy" else ""
+# A line's bytes: its input file's size, its output's length in the receipt.
+names = [json.loads(l)["input"] for l in open(inputs)]
+in_len = sum(os.path.getsize(os.path.join(os.path.dirname(inputs), f)) for f in names) // max(len(names), 1)
+outs_len = [l["receipt"].get("output_blob_len") or len(l["receipt"].get("output_inline_hex", "")) // 2 for l in ok]
+out_len = sum(outs_len) // max(len(outs_len), 1) // int(bs)  # a stacked task's output, per line
+try:
+    floor = float(subprocess.run([benchbin, "crypto-floor", "--input", str(in_len), "--output", str(out_len)],
+                                 capture_output=True, text=True, check=True).stdout)
+    floor_cols = f"{floor:.2f} ms | {floor * n / max(eng, 1e-9):.2f}"
+except (OSError, ValueError, subprocess.CalledProcessError):
+    floor_cols = "- (build p2pa-bench) | -"
+print(f"| {label} | {engine} | {len(ok)}/{len(lines)} | {steady:.1f} | {ideal:.1f} | {steady / ideal:.2f} | {own / n:.2f} ms ({reqms / n:.2f} + {nodems / n:.2f}) | {eng / n:.2f} ms | {own / max(eng, 1e-9):.2f} | {floor_cols} |")
 PY
   done
 done

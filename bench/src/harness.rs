@@ -195,7 +195,7 @@ pub fn pair(workers: u16, kinds: KindSet) -> (NodeHandle, NodeHandle) {
 pub fn echo(input: &[u8]) -> TaskRequest {
     TaskRequest {
         kind: TaskKind::Echo,
-        input: input.to_vec(),
+        input: input.to_vec().into(),
         model: None,
         timeout: Duration::from_secs(10),
         peer: None,

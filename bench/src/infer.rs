@@ -55,7 +55,7 @@ fn load_digits() -> Digits {
 fn infer(x: &[u8], model: [u8; 32]) -> TaskRequest {
     TaskRequest {
         kind: TaskKind::Infer,
-        input: x.to_vec(),
+        input: x.to_vec().into(),
         model: Some(model),
         timeout: Duration::from_secs(60),
         peer: None,

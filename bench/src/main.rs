@@ -79,8 +79,22 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000usize);
+    let flag = |name: &str, default: usize| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
     match what {
         "floor-server" => return floor_server(),
+        "crypto-floor" => {
+            // `crypto-floor --input BYTES --output BYTES`: ms of CPU per task.
+            let ms =
+                floor::crypto_floor_ms(flag("--input", 1 << 20), flag("--output", 1 << 20), 21);
+            println!("{ms:.3}");
+            return;
+        }
         "seq-only" | "floor-only" | "pipe-only" => return profile(what, n),
         "rtt-only" => {
             // p2pa's sequential round trips as `rtt` measures them (worker

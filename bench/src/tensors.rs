@@ -106,7 +106,7 @@ fn p2pa_ms(bytes: &[u8], rounds: usize) -> f64 {
     for _ in 0..rounds {
         let req = TaskRequest {
             kind: TaskKind::Echo,
-            input: bytes.to_vec(),
+            input: bytes.to_vec().into(),
             model: None,
             timeout: Duration::from_secs(60),
             peer: None,

@@ -1,10 +1,13 @@
 //! The inputs of a batch: one task per line, checked before anything is
-//! sent; tensor files named by a line are read when their task is sent.
+//! sent (a `.npy` file by its header and length: names, dtypes and shapes
+//! against the model; its values are read, encoded and hashed once, when its
+//! task is sent).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
+use p2pa_node::core::Hashed;
 use p2pa_node::protocol::TaskKind;
 
 use crate::CliError;
@@ -14,12 +17,13 @@ use crate::CliError;
 pub struct Item {
     pub line: usize,
     /// The input (empty when it is read from `file`).
-    pub input: Vec<u8>,
+    input: Hashed,
     /// A tensor file to read when the task is sent (so a batch of large
     /// inputs never holds them all).
     pub file: Option<PathBuf>,
-    /// SHA-256 of the input, for the journal.
-    pub input_sha256: [u8; 32],
+    /// SHA-256 of the input, for the journal: known from the start for an
+    /// input at hand, once it is read for a file's.
+    sha256: Option<[u8; 32]>,
     /// Set once it ran stacked with other lines (`--batch-size`).
     pub batched: Option<Batched>,
 }
@@ -37,12 +41,23 @@ pub struct Batched {
 impl Item {
     /// An item with its input at hand.
     pub fn new(line: usize, input: Vec<u8>) -> Self {
-        let input_sha256 = p2pa_node::core::sha256(&input);
+        let input = Hashed::new(input);
         Self {
             line,
+            sha256: Some(input.sha256()),
             input,
             file: None,
-            input_sha256,
+            batched: None,
+        }
+    }
+
+    /// An item whose input is read from `file` when its task is sent.
+    fn in_file(line: usize, file: PathBuf) -> Self {
+        Self {
+            line,
+            input: Hashed::default(),
+            file: Some(file),
+            sha256: None,
             batched: None,
         }
     }
@@ -57,12 +72,40 @@ impl Item {
         }
     }
 
-    /// Its input, read now if it lives in a file.
-    pub fn load(&self) -> Result<Vec<u8>, String> {
+    /// Its input, read, encoded and hashed now if it lives in a file (the
+    /// hash is kept for the journal); handed over if it is at hand.
+    pub fn load(&mut self) -> Result<Hashed, String> {
         match &self.file {
-            Some(f) => crate::tensors::read_file(f).map(|t| p2pa_node::task::tensor::encode(&t)),
+            Some(f) => {
+                let set = crate::tensors::read_file(f)?;
+                let input = Hashed::new(p2pa_node::task::tensor::encode(&set));
+                self.sha256 = Some(input.sha256());
+                Ok(input)
+            }
             None => Ok(self.input.clone()),
         }
+    }
+
+    /// Keeps its input in memory from now on (read once for a stacked task).
+    pub fn hold(&mut self, input: Hashed) {
+        self.sha256 = Some(input.sha256());
+        self.input = input;
+        self.file = None;
+    }
+
+    /// Its input's SHA-256, reading the file now if it was not read yet (a
+    /// resumed batch checks its finished lines against their inputs).
+    pub fn hash_now(&mut self) -> Result<[u8; 32], String> {
+        match self.sha256 {
+            Some(h) => Ok(h),
+            None => self.load().map(|i| i.sha256()),
+        }
+    }
+
+    /// Its input's SHA-256 for the journal: the hash of no bytes when its
+    /// file could not be read (the line failed with that reason).
+    pub fn sha256(&self) -> [u8; 32] {
+        self.sha256.unwrap_or_else(|| p2pa_node::core::sha256(&[]))
     }
 }
 
@@ -122,16 +165,8 @@ fn infer_item(
     };
     if let Some(name) = t.as_str() {
         let file = base.join(name);
-        let set = crate::tensors::read_file(&file)?;
-        check_set(&set)?;
-        let input_sha256 = p2pa_node::core::sha256(&p2pa_node::task::tensor::encode(&set));
-        return Ok(Item {
-            line,
-            input: Vec::new(),
-            file: Some(file),
-            input_sha256,
-            batched: None,
-        });
+        check_set(&crate::tensors::read_facts(&file)?)?;
+        return Ok(Item::in_file(line, file));
     }
     let set = crate::tensors::tensors_from_json(t).map_err(|e| format!("bad tensor: {e}"))?;
     check_set(&set)?;

@@ -35,7 +35,7 @@ impl Stamp {
         Self {
             kind: kind.name().to_owned(),
             model: model.map(|m| hex(&m)),
-            input_sha256: hex(&item.input_sha256),
+            input_sha256: hex(&item.sha256()),
         }
     }
 

@@ -241,7 +241,7 @@ async fn submit_one(
     }
     let req = TaskRequest {
         kind: a.kind,
-        input,
+        input: input.into(),
         model,
         timeout: Duration::from_secs(a.timeout),
         peer: None,

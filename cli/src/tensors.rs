@@ -33,6 +33,10 @@ mod npy {
     pub fn write_npy(_: &Tensor, _: impl std::io::Write) -> std::io::Result<()> {
         Err(std::io::Error::other(NO_NPY))
     }
+
+    pub fn npy_facts(_: &std::path::Path, what: &str) -> Result<Tensor, String> {
+        Err(format!("{what}: {NO_NPY}"))
+    }
 }
 
 fn numbers(v: &Value) -> Option<Vec<f64>> {
@@ -149,6 +153,16 @@ pub fn tensors_from_json(v: &Value) -> Result<Vec<Tensor>, String> {
 #[cfg(feature = "onnx")]
 pub fn from_json(v: &Value) -> Result<Vec<u8>, String> {
     tensors_from_json(v).map(|set| tensor::encode(&set))
+}
+
+/// A tensor file's tensors, for checking names, shapes and dtypes: a
+/// `.npy` file's without its data ([`npy::npy_facts`]: the header, and its
+/// length against the shape), any other file read whole.
+pub fn read_facts(path: &Path) -> Result<Vec<Tensor>, String> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("npy") => Ok(vec![npy::npy_facts(path, &path.display().to_string())?]),
+        _ => read_file(path),
+    }
 }
 
 /// Reads input tensors from a `.npy`, `.npz` or `.json` file.
@@ -339,6 +353,38 @@ mod tests {
             ["a", "b"]
         );
         assert_eq!(back[0].data, set[0].data);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    #[cfg(feature = "npy")]
+    fn facts_are_the_header_and_a_file_short_or_long_of_its_data_is_refused() {
+        let dir = temp("npy-facts");
+        let t = Tensor::f32(vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        let paths = write_npy_dir(&tensor::encode(std::slice::from_ref(&t)), &dir).unwrap();
+        let facts = read_facts(&paths[0]).unwrap();
+        assert_eq!(facts.len(), 1);
+        assert_eq!(
+            (facts[0].shape.clone(), facts[0].dtype),
+            (vec![2, 3], Dtype::F32)
+        );
+        assert!(facts[0].data.is_empty(), "the data is not read");
+        assert_eq!(read_file(&paths[0]).unwrap()[0].data, t.data);
+        let bytes = std::fs::read(&paths[0]).unwrap();
+        std::fs::write(&paths[0], &bytes[..bytes.len() - 1]).unwrap();
+        let short = read_facts(&paths[0]).unwrap_err();
+        assert!(
+            short.contains("does not fill its shape") && short.contains("23 bytes"),
+            "{short}"
+        );
+        let mut long = bytes.clone();
+        long.push(0);
+        std::fs::write(&paths[0], &long).unwrap();
+        assert!(read_facts(&paths[0]).unwrap_err().contains("25 bytes"));
+        std::fs::write(&paths[0], b"not a header").unwrap();
+        assert!(read_facts(&paths[0])
+            .unwrap_err()
+            .contains("not a .npy file"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -34,7 +34,7 @@ fn model(len: usize) -> Vec<u8> {
 fn infer(model: [u8; 32], timeout_ms: u64) -> TaskRequest {
     TaskRequest {
         kind: TaskKind::Infer,
-        input: b"x".to_vec(),
+        input: b"x".to_vec().into(),
         model: Some(model),
         timeout: Duration::from_millis(timeout_ms),
         peer: None,

@@ -131,7 +131,7 @@ fn a_cancelled_task_is_reported_once_as_cancelled_and_the_worker_stops_it() {
     assert!(full_mesh(&mut sim));
     let req = TaskRequest {
         kind: TaskKind::Echo,
-        input: b"x".to_vec(),
+        input: b"x".to_vec().into(),
         model: None,
         timeout: Duration::from_secs(5),
         peer: None,
@@ -166,7 +166,7 @@ fn a_task_with_no_capable_peer_times_out_with_a_reason() {
     sim.run_until(Duration::from_secs(1));
     let req = TaskRequest {
         kind: TaskKind::Echo,
-        input: b"x".to_vec(),
+        input: b"x".to_vec().into(),
         model: None,
         timeout: Duration::from_millis(500),
         peer: None,
@@ -231,7 +231,7 @@ fn a_worker_paused_mid_batch_finishes_what_it_holds_gets_nothing_new_and_nothing
     assert!(full_mesh(&mut sim));
     let sleep = |k: u32| TaskRequest {
         kind: TaskKind::Sleep,
-        input: b"40".to_vec(),
+        input: b"40".to_vec().into(),
         ..echo_task(k)
     };
     for k in 0..40u32 {
@@ -359,7 +359,7 @@ fn busy_refusals_are_not_counted_as_attempts() {
     for k in 0..10u32 {
         let sleep = TaskRequest {
             kind: TaskKind::Sleep,
-            input: k.to_string().into_bytes(),
+            input: k.to_string().into_bytes().into(),
             ..echo_task(k)
         };
         sim.submit(0, sleep);
@@ -445,7 +445,7 @@ fn a_full_queue_makes_room_for_a_requester_that_holds_nothing() {
     sim.run_until(Duration::from_secs(1));
     let sleep = |k: u32| TaskRequest {
         kind: TaskKind::Sleep,
-        input: b"10".to_vec(),
+        input: b"10".to_vec().into(),
         timeout: Duration::from_secs(3),
         ..echo_task(k)
     };

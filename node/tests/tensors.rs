@@ -25,7 +25,7 @@ fn big(len: usize, salt: u8) -> Vec<u8> {
 fn echo(input: Vec<u8>, secs: u64) -> TaskRequest {
     TaskRequest {
         kind: TaskKind::Echo,
-        input,
+        input: input.into(),
         model: None,
         timeout: Duration::from_secs(secs),
         peer: None,

@@ -233,7 +233,7 @@ impl Node {
         self.workers(py, kind, engine, wait_s, Duration::ZERO)?;
         let req = TaskRequest {
             kind,
-            input,
+            input: input.into(),
             model: model.map(|m| m.hash),
             timeout: seconds(timeout_s),
             peer: None,

@@ -39,7 +39,7 @@ fn wait_stats(h: &NodeHandle, pred: impl Fn(&Stats) -> bool) -> Stats {
 fn honest_echo(requester: &NodeHandle, text: &str) {
     let req = TaskRequest {
         kind: TaskKind::Echo,
-        input: text.as_bytes().to_vec(),
+        input: text.as_bytes().to_vec().into(),
         model: None,
         timeout: Duration::from_secs(10),
         peer: None,

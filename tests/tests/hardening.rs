@@ -63,7 +63,7 @@ fn submit_once(
             .await;
         let req = TaskRequest {
             kind,
-            input: input.to_vec(),
+            input: input.to_vec().into(),
             model: None,
             timeout,
             peer: None,
@@ -280,7 +280,7 @@ fn hog(target: SocketAddr, n: usize, ms: u64) -> std::thread::JoinHandle<()> {
                 .await;
             let sleep = |_| TaskRequest {
                 kind: TaskKind::Sleep,
-                input: ms.to_string().into_bytes(),
+                input: ms.to_string().into_bytes().into(),
                 model: None,
                 timeout: Duration::from_secs(8),
                 peer: None,
@@ -307,7 +307,7 @@ fn big_inputs(
                 .await;
             let echo = |i: usize| TaskRequest {
                 kind: TaskKind::Echo,
-                input: vec![(i % 251) as u8; bytes],
+                input: (vec![(i % 251) as u8; bytes]).into(),
                 model: None,
                 timeout: Duration::from_secs(20),
                 peer: None,
@@ -992,7 +992,7 @@ fn timed_out_sleeps(
             for _ in 0..rounds {
                 let sleep = |_| TaskRequest {
                     kind: TaskKind::Sleep,
-                    input: b"20000".to_vec(),
+                    input: b"20000".to_vec().into(),
                     model: None,
                     timeout: deadline,
                     peer: None,

@@ -400,6 +400,40 @@ fn a_real_model_with_dynamic_shapes_matches_onnxruntime_over_the_network() {
         let f = r["files"][0].as_str().unwrap();
         assert_close(&read_npy_f32(Path::new(f)), &expected);
     }
+    // Resuming checks a finished line against its file: the same bytes
+    // have nothing to do, changed bytes refuse the journal; a file short of
+    // its header's shape is refused before anything is sent.
+    let mine = dir.join("mine.npy");
+    std::fs::copy(&input, &mine).unwrap();
+    let lines = dir.join("mine.jsonl");
+    let line = serde_json::json!({ "input": "mine.npy" }).to_string();
+    std::fs::write(&lines, format!("{line}\n")).unwrap();
+    let results = dir.join("mine-results.jsonl");
+    let out = infer_batch(port, &model, &lines, &results, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = infer_batch(port, &model, &lines, &results, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing to do"), "{}", stderr(&out));
+    let mut bytes = std::fs::read(&mine).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    std::fs::write(&mine, &bytes).unwrap();
+    let out = infer_batch(port, &model, &lines, &results, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("line 1 of the inputs has changed"),
+        "{}",
+        stderr(&out)
+    );
+    bytes.pop();
+    std::fs::write(&mine, &bytes).unwrap();
+    let out = infer_batch(port, &model, &lines, &dir.join("short.jsonl"), &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not fill its shape")
+            && stderr(&out).contains("nothing was run"),
+        "{}",
+        stderr(&out)
+    );
     // Four channels where the model takes three: refused before sending.
     let wrong = dir.join("wrong.json");
     std::fs::write(

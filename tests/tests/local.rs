@@ -17,7 +17,7 @@ use p2pa_tests::{loopback_options, unique_port};
 fn echo(input: Vec<u8>) -> TaskRequest {
     TaskRequest {
         kind: TaskKind::Echo,
-        input,
+        input: input.into(),
         model: None,
         timeout: Duration::from_secs(10),
         peer: None,
@@ -156,7 +156,7 @@ fn a_submit_given_up_withdraws_its_task_and_the_worker_stops_it() {
     assert_eq!(ready.len(), 1, "the worker never connected");
     let sleep = TaskRequest {
         kind: TaskKind::Sleep,
-        input: b"20000".to_vec(),
+        input: b"20000".to_vec().into(),
         model: None,
         timeout: Duration::from_secs(30),
         peer: None,

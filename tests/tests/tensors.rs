@@ -53,7 +53,7 @@ fn ten_megabytes_in_and_out_round_trip_with_a_receipt_over_both() {
             .await;
         let req = |kind, input: &[u8]| TaskRequest {
             kind,
-            input: input.to_vec(),
+            input: input.to_vec().into(),
             model: None,
             timeout: Duration::from_secs(60),
             peer: None,
@@ -103,7 +103,7 @@ fn a_tensor_over_the_limit_is_refused_by_the_requester_and_the_worker() {
             .await;
         let req = TaskRequest {
             kind: TaskKind::Echo,
-            input: vec![1; 2 << 20],
+            input: (vec![1; 2 << 20]).into(),
             model: None,
             timeout: Duration::from_secs(20),
             peer: None,

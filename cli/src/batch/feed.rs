@@ -7,7 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use p2pa_node::core::{TaskOutcome, TaskRequest};
+use p2pa_node::core::{Hashed, TaskOutcome, TaskRequest};
 use p2pa_node::io::{NodeHandle, NodeStopped};
 use p2pa_node::protocol::NodeId;
 
@@ -20,14 +20,14 @@ const MAX_INPUT_IN_FLIGHT: usize = 256 << 20;
 async fn run_item(
     h: &NodeHandle,
     plan: &Plan,
-    item: &Item,
-    request: impl Fn(Vec<u8>, Option<NodeId>) -> TaskRequest,
+    item: &mut Item,
+    request: impl Fn(Hashed, Option<NodeId>) -> TaskRequest,
 ) -> Result<Vec<TaskOutcome>, p2pa_node::io::NodeStopped> {
     let input = match item.load() {
         Ok(input) => input,
         Err(e) => {
             log::error!("line {}: {e}", item.line);
-            Vec::new() // fails on the worker, with the reason
+            Hashed::default() // fails on the worker, with the reason
         }
     };
     if plan.redundancy <= 1 {
@@ -74,7 +74,7 @@ pub async fn worker(
     h: &NodeHandle,
     plan: &Plan,
     queue: &RefCell<VecDeque<Item>>,
-    request: &impl Fn(Vec<u8>, Option<NodeId>) -> TaskRequest,
+    request: &impl Fn(Hashed, Option<NodeId>) -> TaskRequest,
     in_flight: &Cell<usize>,
     stacking: &Cell<bool>,
     tx: async_channel::Sender<(Item, Vec<TaskOutcome>)>,
@@ -100,8 +100,8 @@ pub async fn worker(
                 .map(|r| r.into_iter().map(|(i, o)| (i, vec![o])).collect())
         } else {
             let mut one = Vec::new();
-            for (item, _) in group {
-                match run_item(h, plan, &item, request).await {
+            for (mut item, _) in group {
+                match run_item(h, plan, &mut item, request).await {
                     Ok(o) => one.push((item, o)),
                     Err(e) => {
                         in_flight.set(in_flight.get().saturating_sub(size));

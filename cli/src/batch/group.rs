@@ -7,7 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use p2pa_node::core::{TaskOutcome, TaskRequest};
+use p2pa_node::core::{Hashed, TaskOutcome, TaskRequest};
 use p2pa_node::io::{NodeHandle, NodeStopped};
 use p2pa_node::protocol::{NodeId, TaskStatus};
 use p2pa_node::task::tensor::{self, Tensor};
@@ -58,9 +58,8 @@ fn decoded(mut item: Item) -> (Item, Vec<Tensor>) {
     let Ok(bytes) = item.load() else {
         return (item, Vec::new());
     };
-    let set = tensor::decode(&bytes).unwrap_or_default();
-    item.input = bytes;
-    item.file = None;
+    let set = tensor::decode(bytes.bytes()).unwrap_or_default();
+    item.hold(bytes);
     (item, set)
 }
 
@@ -70,7 +69,7 @@ fn decoded(mut item: Item) -> (Item, Vec<Tensor>) {
 pub async fn run(
     h: &NodeHandle,
     group: Vec<(Item, Vec<Tensor>)>,
-    request: impl Fn(Vec<u8>, Option<NodeId>) -> TaskRequest,
+    request: impl Fn(Hashed, Option<NodeId>) -> TaskRequest,
     on: &Cell<bool>,
 ) -> Result<Vec<(Item, TaskOutcome)>, NodeStopped> {
     let rows: Vec<usize> = group
@@ -81,7 +80,9 @@ pub async fn run(
     let Some(stacked) = stack::stack(&sets) else {
         return one_by_one(h, group, request).await;
     };
-    let o = h.submit(request(tensor::encode(&stacked), None)).await?;
+    let o = h
+        .submit(request(tensor::encode(&stacked).into(), None))
+        .await?;
     let parts = match o.status {
         TaskStatus::Completed => match tensor::decode(&o.output)
             .map_err(|e| e.to_string())
@@ -123,10 +124,10 @@ pub async fn run(
 async fn one_by_one(
     h: &NodeHandle,
     group: Vec<(Item, Vec<Tensor>)>,
-    request: impl Fn(Vec<u8>, Option<NodeId>) -> TaskRequest,
+    request: impl Fn(Hashed, Option<NodeId>) -> TaskRequest,
 ) -> Result<Vec<(Item, TaskOutcome)>, NodeStopped> {
     let mut out = Vec::with_capacity(group.len());
-    for (item, _) in group {
+    for (mut item, _) in group {
         // decoded() kept each input in memory: load() only hands it over.
         let input = item.load().unwrap_or_default();
         let o = h.submit(request(input, None)).await?;

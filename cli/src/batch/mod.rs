@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_executor::LocalExecutor;
 use clap::Args;
-use p2pa_node::core::{TaskOutcome, TaskRequest};
+use p2pa_node::core::{Hashed, TaskOutcome, TaskRequest};
 use p2pa_node::io::NodeHandle;
 use p2pa_node::protocol::{NodeId, TaskKind, TaskStatus};
 
@@ -137,7 +137,7 @@ pub async fn run_items(
     let total = items.len();
     let queue = RefCell::new(items.into_iter().collect::<VecDeque<_>>());
     let (tx, rx) = async_channel::unbounded::<(Item, Vec<TaskOutcome>)>();
-    let request = |input: Vec<u8>, peer: Option<NodeId>| TaskRequest {
+    let request = |input: Hashed, peer: Option<NodeId>| TaskRequest {
         kind: plan.kind,
         input,
         model: plan.model,
@@ -204,15 +204,19 @@ pub fn run(net: &NetArgs, data_dir: &Path, a: &BatchArgs) -> CliResult {
         }
         _ => None,
     };
-    let items = read_inputs(&a.inputs, a.kind, check.as_ref())?;
+    let mut items = read_inputs(&a.inputs, a.kind, check.as_ref())?;
     let batch_size = batch_size(a, check.as_ref());
     refuse_same_file(a)?;
     let model_hash = model.as_deref().map(p2pa_node::core::sha256);
-    let stamps: BTreeMap<usize, Stamp> = items
-        .iter()
-        .map(|i| (i.line, Stamp::of(a.kind, model_hash, i)))
-        .collect();
     let done = journal::read(&a.out)?;
+    // Only lines with a result are hashed now (a file's input is otherwise
+    // hashed once, when its task is sent).
+    let mut stamps: BTreeMap<usize, Stamp> = BTreeMap::new();
+    for i in items.iter_mut().filter(|i| done.contains_key(&i.line)) {
+        i.hash_now()
+            .map_err(|e| CliError::usage(format!("line {}: {e}", i.line)))?;
+        stamps.insert(i.line, Stamp::of(a.kind, model_hash, i));
+    }
     journal::check_same_batch(&a.out, &done, &stamps)?;
     let skip = |i: &Item| {
         done.get(&i.line)
@@ -253,7 +257,7 @@ pub fn run(net: &NetArgs, data_dir: &Path, a: &BatchArgs) -> CliResult {
         .count();
     let (h, mut node) = crate::requester(net, a.peer, data_dir)?;
     let code = node.block_on(async {
-        let result = run_batch(&h, a, model, (todo, batch_size), &stamps, &mut out).await;
+        let result = run_batch(&h, a, model, (todo, batch_size), model_hash, &mut out).await;
         h.shutdown().await;
         result
     })?;
@@ -452,7 +456,7 @@ async fn run_batch(
     a: &BatchArgs,
     model: Option<Vec<u8>>,
     (todo, batch_size): (Vec<Item>, usize),
-    stamps: &BTreeMap<usize, Stamp>,
+    model_hash: Option<[u8; 32]>,
     out: &mut File,
 ) -> CliResult {
     let model = crate::provide(h, model).await?;
@@ -482,7 +486,8 @@ async fn run_batch(
     let infer = a.kind == TaskKind::Infer;
     run_items(h, &plan, todo, |item, outcomes| {
         let dir = a.out_dir.as_deref();
-        counts.record(item, outcomes, infer, stamps.get(&item.line), out, dir);
+        let stamp = Stamp::of(a.kind, model_hash, item);
+        counts.record(item, outcomes, infer, Some(&stamp), out, dir);
         bar.tick(counts.finished, counts.failed);
     })
     .await;

@@ -19,6 +19,7 @@ mod beacons;
 mod blobs;
 mod budget;
 mod config;
+mod hashed;
 mod ids;
 mod link;
 mod observed;
@@ -52,6 +53,7 @@ pub use config::{
     Config, Trust, DEFAULT_INPUT_BUFFER_BYTES, DEFAULT_MAX_TASK_DEADLINE, DEFAULT_MAX_TENSOR_BYTES,
     DEFAULT_MIN_TRANSFER_RATE, DEFAULT_MODEL_CACHE_BYTES, DEFAULT_TCP_PORT, MAX_INLINE_TENSOR,
 };
+pub use hashed::Hashed;
 pub use ids::{ConnId, JobId};
 pub use outcome::TaskOutcome;
 pub use output::{Event, Order, Transmit};
@@ -506,10 +508,10 @@ impl Core {
             .model
             .and_then(|m| self.blobs.provided_len(&m))
             .unwrap_or(0);
-        let (input_hash, input_len) = (sha256(&req.input), req.input.len());
+        let (input_hash, input_len) = (req.input.sha256(), req.input.len());
         let fits = u64::try_from(input_len).is_ok_and(|n| n <= self.cfg.max_tensor_bytes);
         if input_len > MAX_INLINE_TENSOR && fits {
-            let bytes: Arc<[u8]> = std::mem::take(&mut req.input).into();
+            let bytes: Arc<[u8]> = std::mem::take(&mut req.input).into_bytes().into();
             self.blobs.lend(now, input_hash, bytes, None);
         }
         let id = self.requester.submit(

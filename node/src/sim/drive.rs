@@ -157,7 +157,7 @@ impl Driver {
             9 => {
                 let req = TaskRequest {
                     kind: kind(input.byte()),
-                    input: input.bytes(64).to_vec(),
+                    input: input.bytes(64).to_vec().into(),
                     model: None,
                     timeout: Duration::from_millis(u64::from(input.byte()) * 100),
                     peer: None,

@@ -52,7 +52,7 @@ pub fn peer_list(c: &Core) -> Vec<String> {
 pub fn echo_task(k: u32) -> TaskRequest {
     TaskRequest {
         kind: TaskKind::Echo,
-        input: k.to_le_bytes().to_vec(),
+        input: k.to_le_bytes().to_vec().into(),
         model: None,
         timeout: Duration::from_secs(30),
         peer: None,

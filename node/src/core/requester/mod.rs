@@ -30,8 +30,8 @@ const RETRY_DELAY: Duration = Duration::from_millis(50);
 pub struct TaskRequest {
     /// What to run.
     pub kind: TaskKind,
-    /// Its input.
-    pub input: Vec<u8>,
+    /// Its input, hashed once where it was made (`bytes.into()` hashes it).
+    pub input: super::Hashed,
     /// The model an `infer` task runs (served to workers that lack it).
     pub model: Option<[u8; 32]>,
     /// Time for the whole task, retries included.
@@ -324,7 +324,7 @@ impl Requester {
                 len: u64::try_from(len).unwrap_or(u64::MAX),
             }
         } else {
-            TaskInput::Inline(&r.req.input)
+            TaskInput::Inline(r.req.input.bytes())
         };
         let remaining = r.deadline.saturating_duration_since(now);
         let model = r.req.model;

@@ -13,7 +13,7 @@ fn id(n: u8) -> NodeId {
 fn echo(timeout: Duration) -> TaskRequest {
     TaskRequest {
         kind: TaskKind::Echo,
-        input: b"hello".to_vec(),
+        input: b"hello".to_vec().into(),
         model: None,
         timeout,
         peer: None,
@@ -23,7 +23,7 @@ fn echo(timeout: Duration) -> TaskRequest {
 
 fn submit(r: &mut Requester, now: Instant, w: &mut FakeLink) -> u64 {
     let req = echo(Duration::from_secs(5));
-    let hash = crate::core::receipt::sha256(&req.input);
+    let hash = req.input.sha256();
     let len = req.input.len();
     r.submit(now, req, hash, len, 0, w)
 }
