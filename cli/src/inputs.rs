@@ -120,6 +120,7 @@ pub fn read_inputs(path: &Path, kind: TaskKind, check: Check<'_>) -> Result<Vec<
         .map_err(|e| CliError::usage(format!("cannot read inputs {}: {e}", path.display())))?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut items = Vec::new();
+    let mut kept = 0u64;
     for (i, line) in BufReader::new(f).lines().enumerate() {
         let n = i + 1;
         let line = line.map_err(|e| CliError::usage(format!("{}:{n}: {e}", path.display())))?;
@@ -131,7 +132,7 @@ pub fn read_inputs(path: &Path, kind: TaskKind, check: Check<'_>) -> Result<Vec<
         let v: serde_json::Value =
             serde_json::from_str(&line).map_err(|e| bad(&format!("not JSON ({e})")))?;
         if kind == TaskKind::Infer {
-            items.push(infer_item(n, &v, base, check).map_err(|e| bad(&e))?);
+            items.push(infer_item(n, &v, base, check, &mut kept).map_err(|e| bad(&e))?);
             continue;
         }
         let input = match &v {
@@ -151,12 +152,20 @@ pub fn read_inputs(path: &Path, kind: TaskKind, check: Check<'_>) -> Result<Vec<
     Ok(items)
 }
 
+/// A tensor file this small is read whole at planning and kept in memory
+/// (its header parse costs as much as its bytes: a sentence's `.npz` was a
+/// quarter of a requester's CPU read twice)...
+const SMALL_FILE: u64 = 64 << 10;
+/// ...while the batch keeps at most this much so.
+const KEPT_AT_MOST: u64 = 64 << 20;
+
 /// One infer line: a tensor in JSON, or the name of a tensor file.
 fn infer_item(
     line: usize,
     v: &serde_json::Value,
     base: &Path,
     check: Check<'_>,
+    kept: &mut u64,
 ) -> Result<Item, String> {
     let t = v.get("input").unwrap_or(v);
     let check_set = |set: &[p2pa_node::task::tensor::Tensor]| match check {
@@ -165,10 +174,61 @@ fn infer_item(
     };
     if let Some(name) = t.as_str() {
         let file = base.join(name);
-        check_set(&crate::tensors::read_facts(&file)?)?;
-        return Ok(Item::in_file(line, file));
+        let size = std::fs::metadata(&file).map_or(u64::MAX, |m| m.len());
+        let small = size <= SMALL_FILE && kept.saturating_add(size) <= KEPT_AT_MOST;
+        if !small {
+            check_set(&crate::tensors::read_facts(&file)?)?;
+            return Ok(Item::in_file(line, file));
+        }
+        // Small: read whole now and kept, not read (and parsed) again.
+        let set = crate::tensors::read_file(&file)?;
+        check_set(&set)?;
+        *kept = kept.saturating_add(size);
+        return Ok(Item::new(line, p2pa_node::task::tensor::encode(&set)));
     }
     let set = crate::tensors::tensors_from_json(t).map_err(|e| format!("bad tensor: {e}"))?;
     check_set(&set)?;
     Ok(Item::new(line, p2pa_node::task::tensor::encode(&set)))
+}
+
+#[cfg(test)]
+#[cfg(feature = "npy")]
+mod tests {
+    use super::*;
+    use p2pa_node::task::tensor::{encode, Tensor};
+
+    #[test]
+    fn a_small_file_is_read_once_at_planning_and_a_large_one_when_sent() {
+        let dir = std::env::temp_dir().join(format!("p2pa-inputs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let small = Tensor::f32(vec![1, 4], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+        let large = Tensor::f32(vec![1, 20_000], vec![0.5; 20_000]).unwrap(); // 80 KB
+        for (name, t) in [("small", &small), ("large", &large)] {
+            let p = crate::tensors::write_npy_dir(&encode(std::slice::from_ref(t)), &dir).unwrap();
+            std::fs::rename(&p[0], dir.join(format!("{name}.npy"))).unwrap();
+        }
+        let lines = dir.join("in.jsonl");
+        std::fs::write(
+            &lines,
+            "{\"input\": \"small.npy\"}\n{\"input\": \"large.npy\"}\n",
+        )
+        .unwrap();
+        let mut items = read_inputs(&lines, TaskKind::Infer, None).unwrap();
+        let want = |t: &Tensor| p2pa_node::core::sha256(&encode(std::slice::from_ref(t)));
+        assert!(items[0].file.is_none(), "small: kept");
+        assert_eq!(items[0].sha256(), want(&small));
+        assert!(items[1].file.is_some(), "large: read when sent");
+        assert_ne!(
+            items[1].sha256(),
+            want(&large),
+            "not hashed before it is read"
+        );
+        let input = items[1].load().unwrap();
+        assert_eq!(
+            (input.sha256(), items[1].sha256()),
+            (want(&large), want(&large))
+        );
+        assert_eq!(items[0].load().unwrap().bytes(), encode(&[small]));
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }
