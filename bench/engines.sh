@@ -143,7 +143,7 @@ outs_len = [l["receipt"].get("output_blob_len") or len(l["receipt"].get("output_
 out_len = sum(outs_len) // max(len(outs_len), 1) // int(bs)  # a stacked task's output, per line
 try:
     floor = float(subprocess.run([benchbin, "crypto-floor", "--input", str(in_len), "--output", str(out_len)],
-                                 capture_output=True, text=True, check=True).stdout)
+                                 capture_output=True, text=True, check=True).stdout.split()[0])
     floor_cols = f"{floor:.2f} ms | {floor * n / max(eng, 1e-9):.2f}"
 except (OSError, ValueError, subprocess.CalledProcessError):
     floor_cols = "- (build p2pa-bench) | -"

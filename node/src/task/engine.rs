@@ -66,7 +66,7 @@ impl EngineChoice {
     }
 }
 
-/// How to set up an [`Engine`].
+/// How to set up an inference engine (`task::infer::Engine`).
 #[derive(Debug, Clone, Default)]
 pub struct EngineOptions {
     /// Which engine.
@@ -78,7 +78,7 @@ pub struct EngineOptions {
     pub onnxruntime_lib: Option<PathBuf>,
 }
 
-/// The engine an [`Engine`] runs models with first, as the node says at
+/// The engine an `Engine` runs models with first, as the node says at
 /// start, in `status` and in its `--json` start line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineInfo {

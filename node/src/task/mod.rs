@@ -193,7 +193,7 @@ pub const INFERENCE: bool = cfg!(feature = "onnx");
 
 /// The executor for a node: the built-in kinds, plus `infer` against the
 /// models in `store` when built with the `onnx` feature, in this process.
-/// A node that may run untrusted models uses [`child::Isolated`] instead.
+/// A node that may run untrusted models uses `child::Isolated` instead.
 pub fn executor(store: Option<ModelStore>) -> Executor {
     #[cfg(feature = "onnx")]
     {
