@@ -156,7 +156,9 @@ pub fn read_inputs(path: &Path, kind: TaskKind, check: Check<'_>) -> Result<Vec<
 /// (its header parse costs as much as its bytes: a sentence's `.npz` was a
 /// quarter of a requester's CPU read twice)...
 const SMALL_FILE: u64 = 64 << 10;
-/// ...while the batch keeps at most this much so.
+/// ...and kept if it encodes to at most this much...
+const KEPT_EACH_AT_MOST: u64 = 1 << 20;
+/// ...while the batch keeps at most this much so (encoded bytes).
 const KEPT_AT_MOST: u64 = 64 << 20;
 
 /// One infer line: a tensor in JSON, or the name of a tensor file.
@@ -175,16 +177,21 @@ fn infer_item(
     if let Some(name) = t.as_str() {
         let file = base.join(name);
         let size = std::fs::metadata(&file).map_or(u64::MAX, |m| m.len());
-        let small = size <= SMALL_FILE && kept.saturating_add(size) <= KEPT_AT_MOST;
-        if !small {
+        if size > SMALL_FILE || *kept >= KEPT_AT_MOST {
             check_set(&crate::tensors::read_facts(&file)?)?;
             return Ok(Item::in_file(line, file));
         }
-        // Small: read whole now and kept, not read (and parsed) again.
+        // Small: read whole now and kept, not read (and parsed) again,
+        // unless it decodes large (a compressed .npz).
         let set = crate::tensors::read_file(&file)?;
         check_set(&set)?;
-        *kept = kept.saturating_add(size);
-        return Ok(Item::new(line, p2pa_node::task::tensor::encode(&set)));
+        let input = p2pa_node::task::tensor::encode(&set);
+        let len = u64::try_from(input.len()).unwrap_or(u64::MAX);
+        if len > KEPT_EACH_AT_MOST {
+            return Ok(Item::in_file(line, file));
+        }
+        *kept = kept.saturating_add(len);
+        return Ok(Item::new(line, input));
     }
     let set = crate::tensors::tensors_from_json(t).map_err(|e| format!("bad tensor: {e}"))?;
     check_set(&set)?;
@@ -207,10 +214,20 @@ mod tests {
             let p = crate::tensors::write_npy_dir(&encode(std::slice::from_ref(t)), &dir).unwrap();
             std::fs::rename(&p[0], dir.join(format!("{name}.npy"))).unwrap();
         }
+        // A compressed .npz: a small file that decodes to 2 MB.
+        let zeros = Tensor::f32(vec![1, 500_000], vec![0.0; 500_000]).unwrap();
+        let p = crate::tensors::write_npy_dir(&encode(std::slice::from_ref(&zeros)), &dir).unwrap();
+        let mut zw = zip::ZipWriter::new(std::fs::File::create(dir.join("zeros.npz")).unwrap());
+        let deflated = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        zw.start_file("x.npy", deflated).unwrap();
+        std::io::Write::write_all(&mut zw, &std::fs::read(&p[0]).unwrap()).unwrap();
+        zw.finish().unwrap();
+        assert!(std::fs::metadata(dir.join("zeros.npz")).unwrap().len() <= SMALL_FILE);
         let lines = dir.join("in.jsonl");
         std::fs::write(
             &lines,
-            "{\"input\": \"small.npy\"}\n{\"input\": \"large.npy\"}\n",
+            "{\"input\": \"small.npy\"}\n{\"input\": \"large.npy\"}\n{\"input\": \"zeros.npz\"}\n",
         )
         .unwrap();
         let mut items = read_inputs(&lines, TaskKind::Infer, None).unwrap();
@@ -229,6 +246,7 @@ mod tests {
             (want(&large), want(&large))
         );
         assert_eq!(items[0].load().unwrap().bytes(), encode(&[small]));
+        assert!(items[2].file.is_some(), "decodes large: not kept");
         std::fs::remove_dir_all(&dir).ok();
     }
 }
