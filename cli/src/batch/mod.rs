@@ -37,9 +37,10 @@ Input: one task per line, either a JSON string (\"hello\") or an object with an
 \"input\" string ({\"input\": \"hello\"}). For infer, \"input\" is a tensor:
 [x, …] (one row), [[…], …] (rows) or {\"shape\": [..], \"f32\": [..]} (or f64,
 f16, i64, i32, u8, bool), or the name of a .npy, .npz or .json file (relative
-to the inputs file), read when its task is sent; other keys (such as
-\"label\") are ignored. Blank lines are skipped. Every input is checked against
-the model file before anything is sent.
+to the inputs file), read when its task is sent (files of 64 KiB or less are
+read once, up front); other keys (such as \"label\") are ignored. Blank lines
+are skipped. Every input's names, dtypes and shapes (a .npy file's header and
+length) are checked against the model file before anything is sent.
 Output: one JSON object per task, in completion order, with \"line\" (1-based
 input line), task_id, status, worker, output (or output_hex), elapsed_ms,
 attempts, the worker's signed receipt, and the task's kind, model and input
