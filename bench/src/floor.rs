@@ -221,9 +221,8 @@ pub fn crypto_floor_ms(input: usize, output: usize, rounds: usize) -> (f64, f64)
         hash_both_ends(&b);
         hash.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        p2pa_node::measure::percentile(v, 0.5)
-    };
-    (median(&mut aead), median(&mut hash))
+    (
+        crate::harness::median(&mut aead),
+        crate::harness::median(&mut hash),
+    )
 }

@@ -304,3 +304,9 @@ pub fn pipelined(r: &mut Requester, total: usize) -> f64 {
     let input = [0x5au8; 64];
     run_all(r, (0..total).map(|_| echo(&input)).collect(), 32)
 }
+
+/// Median of `v` (sorts it).
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    p2pa_node::measure::percentile(v, 0.5)
+}

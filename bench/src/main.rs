@@ -73,12 +73,6 @@ fn profile(what: &str, n: usize) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let what = args.get(1).map(String::as_str).unwrap_or("all");
-    let n = args
-        .iter()
-        .position(|a| a == "--n")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000usize);
     let flag = |name: &str, default: usize| {
         args.iter()
             .position(|a| a == name)
@@ -86,6 +80,7 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
+    let n = flag("--n", 2000);
     match what {
         "floor-server" => return floor_server(),
         "crypto-floor" => {

@@ -18,7 +18,7 @@ use p2pa_node::task::tensor::{encode, Tensor};
 use p2pa_node::task::{Execute, Job};
 
 use crate::floor::Seal;
-use crate::harness::{p2pa_bin, pair, TempDir};
+use crate::harness::{median, p2pa_bin, pair, TempDir};
 
 /// Bytes per sealed record in the floor (a session's records carry 32 KiB
 /// blob chunks; 64 KiB is the most a record holds, the floor's kinder case).
@@ -51,12 +51,6 @@ fn open_all(rx: &mut Seal, sealed: &[u8]) -> Vec<u8> {
         assert!(rx.open(&mut out[at..], tag), "floor record opens");
     }
     out
-}
-
-/// Median of `v` (sorts it).
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    p2pa_node::measure::percentile(v, 0.5)
 }
 
 /// The floor: `bytes` to a loopback server that decrypts and hashes them,

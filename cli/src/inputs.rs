@@ -21,9 +21,9 @@ pub struct Item {
     /// A tensor file to read when the task is sent (so a batch of large
     /// inputs never holds them all).
     pub file: Option<PathBuf>,
-    /// SHA-256 of the input, for the journal: known from the start for an
-    /// input at hand, once it is read for a file's.
-    sha256: Option<[u8; 32]>,
+    /// SHA-256 of a file's input, once it was read (an input at hand
+    /// carries its own).
+    file_sha256: Option<[u8; 32]>,
     /// Set once it ran stacked with other lines (`--batch-size`).
     pub batched: Option<Batched>,
 }
@@ -41,12 +41,11 @@ pub struct Batched {
 impl Item {
     /// An item with its input at hand.
     pub fn new(line: usize, input: Vec<u8>) -> Self {
-        let input = Hashed::new(input);
         Self {
             line,
-            sha256: Some(input.sha256()),
-            input,
+            input: Hashed::new(input),
             file: None,
+            file_sha256: None,
             batched: None,
         }
     }
@@ -57,7 +56,7 @@ impl Item {
             line,
             input: Hashed::default(),
             file: Some(file),
-            sha256: None,
+            file_sha256: None,
             batched: None,
         }
     }
@@ -79,7 +78,7 @@ impl Item {
             Some(f) => {
                 let set = crate::tensors::read_file(f)?;
                 let input = Hashed::new(p2pa_node::task::tensor::encode(&set));
-                self.sha256 = Some(input.sha256());
+                self.file_sha256 = Some(input.sha256());
                 Ok(input)
             }
             None => Ok(self.input.clone()),
@@ -88,15 +87,23 @@ impl Item {
 
     /// Keeps its input in memory from now on (read once for a stacked task).
     pub fn hold(&mut self, input: Hashed) {
-        self.sha256 = Some(input.sha256());
         self.input = input;
         self.file = None;
+    }
+
+    /// Its input's SHA-256, if known: always for an input at hand, once
+    /// read for a file's.
+    fn known_sha256(&self) -> Option<[u8; 32]> {
+        match &self.file {
+            None => Some(self.input.sha256()),
+            Some(_) => self.file_sha256,
+        }
     }
 
     /// Its input's SHA-256, reading the file now if it was not read yet (a
     /// resumed batch checks its finished lines against their inputs).
     pub fn hash_now(&mut self) -> Result<[u8; 32], String> {
-        match self.sha256 {
+        match self.known_sha256() {
             Some(h) => Ok(h),
             None => self.load().map(|i| i.sha256()),
         }
@@ -105,7 +112,8 @@ impl Item {
     /// Its input's SHA-256 for the journal: the hash of no bytes when its
     /// file could not be read (the line failed with that reason).
     pub fn sha256(&self) -> [u8; 32] {
-        self.sha256.unwrap_or_else(|| p2pa_node::core::sha256(&[]))
+        self.known_sha256()
+            .unwrap_or_else(|| Hashed::default().sha256())
     }
 }
 

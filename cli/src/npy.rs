@@ -31,11 +31,10 @@ pub fn npy_facts(path: &std::path::Path, what: &str) -> Result<Tensor, String> {
     let size = file.metadata().map_err(io)?.len();
     let npy = npyz::NpyFile::new(std::io::BufReader::new(file))
         .map_err(|e| format!("{what}: not a .npy file ({e})"))?;
-    let (shape, dtype, _) = header(&npy, what)?;
-    let len = p2pa_node::task::tensor::elements(&shape)
-        .and_then(|n| n.checked_mul(dtype.size()))
-        .and_then(|n| u64::try_from(n).ok())
-        .ok_or_else(|| format!("{what}: shape too large"))?;
+    let Header {
+        shape, dtype, len, ..
+    } = header(&npy, what)?;
+    let len = u64::try_from(len).map_err(|_| format!("{what}: shape too large"))?;
     let at = npy.into_inner().stream_position().map_err(io)?;
     if size.checked_sub(at) != Some(len) {
         return Err(format!(
@@ -51,11 +50,17 @@ pub fn npy_facts(path: &std::path::Path, what: &str) -> Result<Tensor, String> {
     })
 }
 
-/// A header's shape, dtype and whether its data is little-endian.
-fn header<R: Read>(
-    npy: &npyz::NpyFile<R>,
-    what: &str,
-) -> Result<(Vec<usize>, Dtype, bool), String> {
+/// What a `.npy` header says.
+struct Header {
+    shape: Vec<usize>,
+    dtype: Dtype,
+    /// Bytes of data the shape and dtype need.
+    len: usize,
+    /// Whether the data is little-endian (the tensor format's layout).
+    little: bool,
+}
+
+fn header<R: Read>(npy: &npyz::NpyFile<R>, what: &str) -> Result<Header, String> {
     let descr = match npy.dtype() {
         npyz::DType::Plain(ts) => ts.to_string(),
         other => other.descr(),
@@ -73,23 +78,33 @@ fn header<R: Read>(
         .iter()
         .map(|d| usize::try_from(*d).map_err(|_| format!("{what}: shape too large")))
         .collect::<Result<_, _>>()?;
+    let len = p2pa_node::task::tensor::elements(&shape)
+        .and_then(|n| n.checked_mul(dtype.size()))
+        .ok_or_else(|| format!("{what}: shape too large"))?;
     let little = descr.starts_with('<')
         || descr.starts_with('|')
         || (descr.starts_with('=') && cfg!(target_endian = "little"));
-    Ok((shape, dtype, little))
+    Ok(Header {
+        shape,
+        dtype,
+        len,
+        little,
+    })
 }
 
 pub fn read_npy(r: impl Read, what: &str) -> Result<Tensor, String> {
     let npy = npyz::NpyFile::new(r).map_err(|e| format!("{what}: not a .npy file ({e})"))?;
-    let (shape, dtype, little) = header(&npy, what)?;
+    let Header {
+        shape,
+        dtype,
+        len,
+        little,
+    } = header(&npy, what)?;
     let io = |e: std::io::Error| format!("{what}: {e}");
     // Little-endian data (what numpy writes on every machine p2pa runs on)
     // is the tensor format's layout already: taken as it is, not element by
     // element (that decode was a seventh of a requester's CPU on 1 MB inputs).
     if little {
-        let len = p2pa_node::task::tensor::elements(&shape)
-            .and_then(|n| n.checked_mul(dtype.size()))
-            .ok_or_else(|| format!("{what}: shape too large"))?;
         // Grown as the data arrives: a header's shape alone allocates little.
         let mut data = Vec::with_capacity(len.min(1 << 26));
         npy.into_inner()
