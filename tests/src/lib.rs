@@ -93,12 +93,32 @@ pub fn scratch(name: &str) -> PathBuf {
     d
 }
 
-/// A multicast port no other test of this run uses.
+/// A multicast port no other test of this run uses, in this process or any
+/// other: nodes on one multicast port all hear each other's beacons (the
+/// sockets share it), so two test processes on one port would count each
+/// other's. The port is claimed by holding a TCP listener on the same number
+/// for the rest of the process (TCP and UDP ports are separate, so the claim
+/// does not stand in the node's way); a number another process holds is
+/// skipped. The first try is spread by the process id, so claims rarely race.
 pub fn unique_port() -> u16 {
-    static N: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let base = 21_000 + (std::process::id() % 800) as u16 * 40;
-    base + n % 40
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 21_000;
+    const SPAN: u32 = 30_000;
+    static CLAIMS: std::sync::Mutex<Vec<std::net::TcpListener>> = std::sync::Mutex::new(Vec::new());
+    static N: AtomicU32 = AtomicU32::new(0);
+    let spread = (std::process::id() % 750) * 40;
+    for _ in 0..SPAN {
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let port = FIRST + (spread + n) % SPAN;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if let Ok(claim) = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)) {
+            CLAIMS.lock().unwrap_or_else(|e| e.into_inner()).push(claim);
+            return port;
+        }
+    }
+    panic!("no free test port in {FIRST}..{}", FIRST + SPAN);
 }
 
 /// Options for an in-process node on loopback: host-local multicast on
