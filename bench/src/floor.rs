@@ -4,8 +4,9 @@
 //! the worker; the response, with the fields a receipt needs: requester,
 //! model and input hash, signed by the worker and verified by the
 //! requester: four signature operations, as the job needs), and each frame
-//! sealed with ChaCha20-Poly1305 under a per-direction key and counter, as a
-//! session's are. No framework, no event loop, no queues, no handshake.
+//! sealed with the AEAD two p2pa nodes on this machine agree on (AES-256-GCM
+//! where the CPU has AES in hardware, else ChaCha20-Poly1305: [`aes`]) under
+//! a per-direction key and counter, as a session's are. No framework, no event loop, no queues, no handshake.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -15,35 +16,63 @@ use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::ChaCha20Poly1305;
 use ed25519_compact::{KeyPair, PublicKey, Seed, Signature};
 
+/// The AEAD a session between two nodes of this machine would use.
+enum Aead {
+    ChaCha(ChaCha20Poly1305),
+    Aes(Box<ring::aead::LessSafeKey>),
+}
+
 /// One direction's AEAD key and counter.
 pub struct Seal {
-    aead: ChaCha20Poly1305,
+    aead: Aead,
     n: u64,
+}
+
+/// Whether the floor seals with AES-256-GCM: what two p2pa nodes on this
+/// machine agree on (`P2PA_CIPHER=chacha` makes it ChaCha20-Poly1305, as it
+/// does for the node).
+pub fn aes() -> bool {
+    p2pa_node::core::aes_gcm_in_hardware()
+        && std::env::var("P2PA_CIPHER").map_or(true, |v| v != "chacha")
 }
 
 impl Seal {
     pub fn new(key: [u8; 32]) -> Self {
-        Self {
-            aead: ChaCha20Poly1305::new(&key.into()),
-            n: 0,
-        }
+        let aead = if aes() {
+            let key = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &key).expect("key");
+            Aead::Aes(Box::new(ring::aead::LessSafeKey::new(key)))
+        } else {
+            Aead::ChaCha(ChaCha20Poly1305::new(&key.into()))
+        };
+        Self { aead, n: 0 }
     }
 
-    fn nonce(&mut self) -> chacha20poly1305::Nonce {
+    fn nonce(&mut self) -> [u8; 12] {
         let mut nonce = [0u8; 12];
-        nonce[4..].copy_from_slice(&self.n.to_le_bytes());
+        match self.aead {
+            Aead::ChaCha(_) => nonce[4..].copy_from_slice(&self.n.to_le_bytes()),
+            Aead::Aes(_) => nonce[4..].copy_from_slice(&self.n.to_be_bytes()),
+        }
         self.n += 1;
-        nonce.into()
+        nonce
     }
 
     /// Encrypts `buf` in place; returns the tag.
     pub fn seal(&mut self, buf: &mut [u8]) -> [u8; 16] {
         let nonce = self.nonce();
-        let tag = self
-            .aead
-            .encrypt_inout_detached(&nonce, &[], buf.into())
-            .expect("seal");
-        tag.into()
+        match &self.aead {
+            Aead::ChaCha(a) => a
+                .encrypt_inout_detached(&nonce.into(), &[], buf.into())
+                .expect("seal")
+                .into(),
+            Aead::Aes(k) => {
+                let nonce = ring::aead::Nonce::assume_unique_for_key(nonce);
+                let tag = k
+                    .seal_in_place_separate_tag(nonce, ring::aead::Aad::empty(), buf)
+                    .expect("seal");
+                tag.as_ref().try_into().expect("16-byte tag")
+            }
+        }
     }
 
     /// Decrypts `buf` in place if `tag` authenticates it.
@@ -52,9 +81,17 @@ impl Seal {
         let Ok(tag) = <[u8; 16]>::try_from(tag) else {
             return false;
         };
-        self.aead
-            .decrypt_inout_detached(&nonce, &[], buf.into(), &tag.into())
-            .is_ok()
+        match &self.aead {
+            Aead::ChaCha(a) => a
+                .decrypt_inout_detached(&nonce.into(), &[], buf.into(), &tag.into())
+                .is_ok(),
+            Aead::Aes(k) => {
+                let nonce = ring::aead::Nonce::assume_unique_for_key(nonce);
+                let aad = ring::aead::Aad::empty();
+                k.open_in_place_separate_tag(nonce, aad, tag.into(), buf, 0..)
+                    .is_ok()
+            }
+        }
     }
 }
 
@@ -189,7 +226,7 @@ pub fn start() -> (Client, thread::JoinHandle<()>) {
 /// What a task's bytes cost in the wire's own cryptography, the least any
 /// requester and worker pay whatever else they do: `input` bytes sealed at
 /// the requester and opened at the worker, `output` bytes sealed at the
-/// worker and opened at the requester (ChaCha20-Poly1305 over 32 KiB
+/// worker and opened at the requester (the sessions' AEAD over 32 KiB
 /// records, as sessions carry blob chunks), and each side's SHA-256 of both
 /// (the receipt signs their hashes, so each end hashes what it sends and
 /// what it receives). Both ends on this thread, one after the other: ms of

@@ -85,10 +85,15 @@ fn main() {
         "floor-server" => return floor_server(),
         "crypto-floor" => {
             // `crypto-floor --input BYTES --output BYTES`: ms of CPU per
-            // task, in all, then the AEAD's and SHA-256's parts.
+            // task, in all, then the AEAD's and SHA-256's parts, then the AEAD.
             let (aead, hash) =
                 floor::crypto_floor_ms(flag("--input", 1 << 20), flag("--output", 1 << 20), 21);
-            println!("{:.3} {aead:.3} {hash:.3}", aead + hash);
+            let cipher = if floor::aes() {
+                "aes-256-gcm"
+            } else {
+                "chacha20-poly1305"
+            };
+            println!("{:.3} {aead:.3} {hash:.3} {cipher}", aead + hash);
             return;
         }
         "seq-only" | "floor-only" | "pipe-only" => return profile(what, n),

@@ -18,6 +18,7 @@ const KEYS: &[&str] = &[
     "no_mdns",
     "use_identity",
     "network_key",
+    "cipher",
     "quiet_beacons",
 ];
 

@@ -278,6 +278,7 @@ pub fn run(a: &DemoArgs) -> CliResult {
         no_mdns: true,
         use_identity: false,
         network_key: None,
+        cipher: crate::net::Cipher::Auto,
     };
     let (h, mut node) = crate::requester(&net, None, &dir)?;
     let n = usize::from(a.nodes);

@@ -58,7 +58,7 @@ use keys::{cmd_id, cmd_keygen, cmd_keygen_network};
 pub use error::{exit, CliError, CliResult};
 pub use keys::os_entropy;
 pub use models::{load as load_model, ModelCmd};
-pub use net::NetArgs;
+pub use net::{Cipher, NetArgs};
 pub use parse::{parse_host_port, parse_kind};
 pub use requester::{provide, requester};
 

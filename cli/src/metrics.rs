@@ -250,7 +250,7 @@ fn state_into(
 
 /// The node's counters: bytes, handshakes, beacons and refusals.
 fn counters_into(reg: &mut Registry, stats: &p2pa_node::core::Stats, work: &p2pa_node::core::Work) {
-    let counters: [(&str, &str, u64); 7] = [
+    let counters: [(&str, &str, u64); 8] = [
         (
             "stream_received_bytes",
             "Bytes received on sessions",
@@ -275,6 +275,11 @@ fn counters_into(reg: &mut Registry, stats: &p2pa_node::core::Stats, work: &p2pa
             "handshakes_completed",
             "Session handshakes completed",
             stats.handshakes_completed,
+        ),
+        (
+            "sessions_aes_gcm",
+            "Sessions sealed with AES-256-GCM (both ends offered it)",
+            stats.sessions_aes_gcm,
         ),
         (
             "tasks_retried",

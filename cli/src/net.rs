@@ -48,6 +48,21 @@ pub struct NetArgs {
     /// without it complete no handshake with this one
     #[arg(long, global = true, env = "P2PA_NETWORK_KEY", value_name = "FILE")]
     pub network_key: Option<PathBuf>,
+    /// Session cipher. auto: offer AES-256-GCM where this CPU has AES in
+    /// hardware (a session uses it when both ends offer it; it seals several
+    /// times faster there) and ChaCha20-Poly1305 otherwise; chacha: never
+    /// offer AES-256-GCM. `p2pa status` counts the AES-256-GCM sessions
+    #[arg(long, global = true, env = "P2PA_CIPHER", value_enum, default_value_t = Cipher::Auto, value_name = "CIPHER")]
+    pub cipher: Cipher,
+}
+
+/// `--cipher`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Cipher {
+    /// AES-256-GCM where the CPU has it in hardware and the peer offers it too
+    Auto,
+    /// ChaCha20-Poly1305 always
+    Chacha,
 }
 
 impl NetArgs {
@@ -71,6 +86,11 @@ impl NetArgs {
 
     pub fn mdns(&self) -> bool {
         !self.no_mdns && !self.host_local()
+    }
+
+    /// Whether to offer AES-256-GCM for sessions.
+    pub fn aes_gcm(&self) -> bool {
+        self.cipher == Cipher::Auto && p2pa_node::core::aes_gcm_in_hardware()
     }
 
     /// The network key from `--network-key`, if given.

@@ -243,6 +243,7 @@ fn options(
         .max(1);
     a.limits.apply(&mut opts.core);
     opts.core.network_key = net.network_key()?;
+    opts.core.aes_gcm = net.aes_gcm();
     opts.core.quiet_beacons = a.quiet_beacons;
     opts.core.trust = match a.trust {
         TrustArg::Open => Trust::Open,

@@ -96,6 +96,7 @@ pub fn stats_json(s: &p2pa_node::core::Stats) -> Value {
         "frames_rejected": s.frames_rejected,
         "frames_replayed": s.frames_replayed,
         "handshakes_completed": s.handshakes_completed,
+        "sessions_aes_gcm": s.sessions_aes_gcm,
         "handshakes_failed": s.handshakes_failed,
         "handshakes_timed_out": s.handshakes_timed_out,
         "handshakes_evicted": s.handshakes_evicted,

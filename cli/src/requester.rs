@@ -60,6 +60,7 @@ pub fn requester_options(
     };
     let mut opts = NodeOptions::new(SocketAddr::new(listen_ip, 0));
     opts.core.network_key = net.network_key()?;
+    opts.core.aes_gcm = net.aes_gcm();
     opts.core.kinds = KindSet::default();
     opts.core.workers = 0;
     if peers.is_empty() {

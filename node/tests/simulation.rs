@@ -622,3 +622,43 @@ fn a_task_a_worker_fails_on_its_own_account_is_retried_elsewhere() {
         "some were retried: {ended:?}"
     );
 }
+
+/// Nodes that offer AES-256-GCM seal their sessions with it, and tasks run
+/// as they do under ChaCha20-Poly1305; a node that does not offer it gets
+/// ChaChaPoly sessions with both. (Needs the `aes-gcm` feature: without it
+/// nothing can offer AES-256-GCM.)
+#[cfg(feature = "aes-gcm")]
+#[test]
+fn sessions_are_aes_gcm_between_nodes_that_offer_it_and_tasks_run_either_way() {
+    // Nodes 0 (the requester) and 1 offer it; node 2 does not.
+    let mut sim = Sim::new(3, 31, 0, |i| Config {
+        aes_gcm: i != 2,
+        ..requester_at_zero(i, 1, KindSet::default())
+    });
+    sim.run_until(Duration::from_secs(1));
+    assert!(full_mesh(&mut sim));
+    for k in 0..20u32 {
+        sim.submit(0, echo_task(k));
+    }
+    sim.run_until(Duration::from_secs(10));
+    assert_eq!(sim.outcomes.len(), 20);
+    assert!(sim
+        .outcomes
+        .iter()
+        .all(|(_, o)| o.status == TaskStatus::Completed && o.receipt.is_some()));
+    for w in [1, 2] {
+        assert!(
+            sim.executed.get(&w).copied().unwrap_or(0) > 0,
+            "node {w} ran tasks"
+        );
+    }
+    let stats: Vec<_> = sim.nodes.iter().flatten().map(|c| c.stats()).collect();
+    // Sessions 0-1 (AES-GCM), 0-2 and 1-2 (ChaChaPoly): each AES session
+    // counted at both of its ends, once.
+    let aes: Vec<u64> = stats.iter().map(|s| s.sessions_aes_gcm).collect();
+    assert_eq!(aes, [1, 1, 0], "{stats:?}");
+    assert!(
+        stats.iter().all(|s| s.handshakes_completed == 2),
+        "{stats:?}"
+    );
+}

@@ -1,16 +1,17 @@
-//! # p2pa-protocol: the p2pa wire format, version 6
+//! # p2pa-protocol: the p2pa wire format, version 7
 //!
 //! `no_std`, allocation-free. A connection starts with a Noise XX handshake
 //! (`Noise_XX_25519_ChaChaPoly_SHA256`); after it, every frame is a fixed
 //! header, a postcard body and an Ed25519 signature, sealed with
-//! ChaCha20-Poly1305 under the session's keys. Beacons are signed frames in
+//! ChaCha20-Poly1305 (or AES-256-GCM, where both ends have AES in hardware
+//! and offer it) under the session's keys. Beacons are signed frames in
 //! the clear. This documentation is the specification.
 //!
 //! ## Signed frame
 //!
 //! | offset      | size | field                                            |
 //! |-------------|------|--------------------------------------------------|
-//! | 0           | 1    | version, `0x06`                                  |
+//! | 0           | 1    | version, `0x07`                                  |
 //! | 1           | 1    | message kind ([`MessageKind`])                   |
 //! | 2           | 32   | sender's Ed25519 public key (the [`NodeId`])     |
 //! | 34          | 8    | sequence number, `u64` little-endian             |
@@ -55,7 +56,7 @@
 //! ## Handshake (Noise XX)
 //!
 //! ```text
-//! 1  A → B  0x06 ‖ e ‖ 73 zero bytes               -> e          (psk first, with a network key)
+//! 1  A → B  0x07 ‖ e ‖ offer ‖ 72 zero bytes      -> e          (psk first, with a network key)
 //! 2  B → A  e ‖ enc(s) ‖ enc(payload B)            <- e, ee, s, es
 //! 3  A → B  enc(s) ‖ enc(payload A or refusal)     -> s, se
 //! ```
@@ -63,7 +64,7 @@
 //! The protocol name is `Noise_XX_25519_ChaChaPoly_SHA256`, or
 //! `Noise_XXpsk0_25519_ChaChaPoly_SHA256` when the nodes share a network key
 //! (then message 1's pad is encrypted and carries a 16-byte tag); the
-//! prologue is [`PROLOGUE`] (`"p2pa/v4"`), so both sides must speak this
+//! prologue is [`PROLOGUE`] (`"p2pa/v7"`), so both sides must speak this
 //! version and agree on the network key, or no key they derive matches.
 //! Message 1 starts with the version byte and is padded to 106 bytes, the
 //! shortest version-3 frame: a version-3 node reads its version and refuses
@@ -71,14 +72,25 @@
 //! [`version_notice`] for the same reason. There is no plaintext fallback.
 //!
 //! A payload is postcard of `Intro { node: NodeId, cert: [u8; 64],
-//! listen_port: u16, caps: Capabilities }` (variant 0), or in message 3
-//! `Refuse(GoodbyeReason)` (variant 1). `cert` is the Ed25519 signature by
+//! listen_port: u16, caps: Capabilities, transport: u8 }` (variant 0), or in
+//! message 3 `Refuse(GoodbyeReason)` (variant 1). `cert` is the Ed25519 signature by
 //! `node` over `"p2pa/v4/static-key" ‖ s`, where `s` is the static key the
 //! handshake just proved ([`Identity`] derives `s` from the identity's seed
 //! and signs it once). Each side checks it, so the Noise key is bound to the
 //! identity that signs every frame and receipt; a node may skip checking a
 //! certificate it has checked before ([`Known`]). The initiator also checks
 //! that `node` is the key it dialed for, when it knows one.
+//!
+//! The session's records are sealed with its [`Transport`]. Message 1's
+//! `offer` byte is bit 0 set when the initiator can run AES-256-GCM (the
+//! other bits zero, as are the 72 bytes after it; a responder refuses
+//! anything else as malformed). The responder's payload names the choice
+//! in `transport`: 1 (AES-256-GCM) if the offer had it and the responder
+//! offers it too, else 0 (ChaChaPoly); the initiator refuses a choice it did
+//! not offer, and repeats it in message 3, where the responder refuses
+//! another. Offer and choices are in the handshake hash. A node offers
+//! AES-256-GCM only where its CPU has AES and carry-less multiply in
+//! hardware; the firmware never does.
 //!
 //! The session's id ([`SessionId`]) is the two ephemeral keys, fresh per
 //! connection; session frames are signed in its context. Noise's `Split()`
@@ -97,11 +109,13 @@
 //! ## Sealed records
 //!
 //! ```text
-//! u32 LE length ‖ ChaCha20-Poly1305(k, n, ad = "", flags ‖ signed frame) ‖ tag (16)
+//! u32 LE length ‖ AEAD(k, n, ad = "", flags ‖ signed frame) ‖ tag (16)
 //! ```
 //!
-//! `k` is the direction's key, `n` its implicit 64-bit counter (Noise's
-//! nonce: 4 zero bytes and `n` little-endian). `flags` bit 0: the sender
+//! The AEAD is the session's [`Transport`]: ChaCha20-Poly1305, or
+//! AES-256-GCM. `k` is the direction's key, `n` its implicit 64-bit counter
+//! (Noise's nonce: 4 zero bytes and `n`, little-endian for ChaChaPoly,
+//! big-endian for AESGCM). REKEY is Noise's for either. `flags` bit 0: the sender
 //! switches to `REKEY(k)` after this record (every [`REKEY_FRAMES`] records,
 //! and every 10 minutes in the node); the other bits are zero. A record that
 //! does not open ends the session and leaves the counter unchanged; counters
@@ -186,16 +200,16 @@
 //! (`tests/golden/ping.frame`):
 //!
 //! ```text
-//! 06                                        version 6
+//! 07                                        version 7
 //! 09                                        kind 9 = Ping
 //! 197f6b23e16c8532c6abc838facd5ea7          sender key (32 bytes)
 //! 89be0c76b2920334039bfa8b3d368d61
 //! 0100000000000000                          sequence 1, u64 little-endian
 //! 07                                        body: postcard varint 7
-//! eda194de3a9898cd9238e1ebfb4c5655          Ed25519 signature (64 bytes) over
-//! a0553329dc1bef28f36c289ced1f709c          "p2pa/v1/session" ‖ [1u8; 32] ‖ [2u8; 32]
-//! 5e6cc85afd2b287d787256ffb49068f3          ‖ the 43 bytes above
-//! 59ea9f40021178d34bfb26ef9b080902
+//! 05138807a1f5733793d8c1b8bcc3306f          Ed25519 signature (64 bytes) over
+//! b7ae89747c05bb3453581382e1de0ba2          "p2pa/v1/session" ‖ [1u8; 32] ‖ [2u8; 32]
+//! d31fefcb2d1776ddb270e8b933f8d901          ‖ the 43 bytes above
+//! 62fc0b7096562956b87622cf93979b06
 //! ```
 //!
 //! Every message kind has such a vector in `tests/golden/`, and so has a
@@ -206,14 +220,15 @@
 //!
 //! ```text
 //! 6a000000                                  length 106
-//! 06                                        version 6
+//! 07                                        version 7
 //! 1b1b58dd50ea14b60da17b790cd02754          A's ephemeral X25519 key
 //! d970c9bab864ebb3c0f3016fe51d3f57
-//! 00 × 73                                   pad (mixed into the hash)
+//! 00                                        offer: none (B's build has no AES-GCM)
+//! 00 × 72                                   pad (mixed into the hash)
 //! ```
 //!
-//! Message 2 is 234 bytes (B's ephemeral key, its static key and tag, its
-//! 154-byte payload and tag), message 3 is 202; the sealed `Ping` record is
+//! Message 2 is 235 bytes (B's ephemeral key, its static key and tag, its
+//! 155-byte payload and tag), message 3 is 203; the sealed `Ping` record is
 //! 128 bytes: `7c000000` (124), then 1 + 107 + 16 bytes of ciphertext and
 //! tag (`tests/golden/sealed_ping.bin`). A wire change shows up there as a
 //! diff.
@@ -290,6 +305,7 @@ pub use message::{
     TaskReject, TaskResult, TaskStatus,
 };
 pub use network::{tag_datagram, untag_datagram, BEACON_TAG_LEN};
+pub use noise::Transport;
 pub use receipt::{Receipt, Seal, Signature64};
 pub use session::{Session, SessionError, REKEY_FRAMES};
 pub use sign::{

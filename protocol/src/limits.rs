@@ -2,7 +2,7 @@
 //! Relations between limits are checked at compile time below.
 
 /// Wire format version carried in byte 0 of every frame.
-pub const PROTOCOL_VERSION: u8 = 6;
+pub const PROTOCOL_VERSION: u8 = 7;
 
 /// Fixed frame header: version (1) + kind (1) + sender key (32) + sequence (8).
 pub const HEADER_LEN: usize = 1 + 1 + 32 + 8;

@@ -106,17 +106,25 @@ impl Receipt {
     /// from these fields (and `inline`, the output, when it travelled in
     /// the frame). That `output` is the SHA-256 of an inline output is for
     /// the caller to check. Receipts of earlier versions verify too, so
-    /// journals kept before stay checkable: versions 3 to 5 encoded the
-    /// result without `reason` (a receipt without one is tried so), and
-    /// differed from each other only in the version byte.
+    /// journals kept before stay checkable: version 6 differs from this one
+    /// only in the version byte; versions 3 to 5 encoded the result without
+    /// `reason` (a receipt without one is tried so), and differed from each
+    /// other only in the version byte.
     pub fn verify(&self, inline: &[u8]) -> Result<(), FrameError> {
         let message = Message::TaskResult(self.result(inline));
         let kind = message.kind();
         let head = |version| crate::codec::header_of(version, kind, self.worker, self.seq);
         let ctx = || Context::Session(&self.session);
         let (worker, signature) = (self.worker, &self.signature);
-        let now = head(crate::PROTOCOL_VERSION);
-        match crate::codec::verify_parts(worker, signature, ctx(), &now, &message) {
+        // Version 6 encoded the result as this version does.
+        let mut now = Err(FrameError::BadSignature);
+        for version in [crate::PROTOCOL_VERSION, 6] {
+            now = crate::codec::verify_parts(worker, signature, ctx(), &head(version), &message);
+            if now.is_ok() {
+                break;
+            }
+        }
+        match now {
             Err(FrameError::BadSignature) if self.reason.is_none() => {}
             other => return other,
         }

@@ -1,11 +1,13 @@
 //! A session after the handshake: signed frames, sealed.
 //!
 //! Every frame is first signed as before (so a `TaskResult` frame stays a
-//! receipt anyone can check offline), then sealed with ChaCha20-Poly1305
-//! under this direction's session key and its implicit 64-bit counter:
+//! receipt anyone can check offline), then sealed with the session's AEAD
+//! (ChaCha20-Poly1305, or AES-256-GCM where both ends offered it: see
+//! [`Transport`]) under this direction's session key and its implicit 64-bit
+//! counter:
 //!
 //! ```text
-//! u32 LE length ‖ ChaCha20-Poly1305(key, counter, ad = "", flags ‖ signed frame) ‖ tag (16)
+//! u32 LE length ‖ AEAD(key, counter, ad = "", flags ‖ signed frame) ‖ tag (16)
 //! ```
 //!
 //! `flags` bit 0 says the sender rekeys after this record (so both sides
@@ -26,7 +28,7 @@ use crate::codec::{encode_frame_for, verify_session_frame};
 use crate::error::{EncodeError, FrameError, ReplayError};
 use crate::limits::{LEN_PREFIX_LEN, MAX_RECORD_LEN};
 use crate::message::{Goodbye, GoodbyeReason, Message, NodeId};
-use crate::noise::{Cipher, NoiseError, TAG_LEN};
+use crate::noise::{Cipher, NoiseError, Transport, TAG_LEN};
 use crate::receipt::Seal;
 use crate::sign::{Context, Keypair, ReplayGuard, SessionId};
 
@@ -92,19 +94,21 @@ pub struct Session {
     recv: ReplayGuard,
     tx: Cipher,
     rx: Cipher,
+    /// The AEAD both ciphers run.
+    transport: Transport,
     /// Records sealed since the last rekey.
     since_rekey: u64,
     rekey_next: bool,
 }
 
 impl Session {
-    /// `peer`: its node id and the static key its certificate binds.
+    /// `peer`: its node id and the static key its certificate binds;
+    /// `ciphers`: this side's sending and receiving keys, and their AEAD.
     pub(crate) fn new(
         id: SessionId,
         peer: (NodeId, [u8; 32]),
         initiator: bool,
-        tx: Cipher,
-        rx: Cipher,
+        (tx, rx, transport): (Cipher, Cipher, Transport),
     ) -> Self {
         Self {
             id,
@@ -115,6 +119,7 @@ impl Session {
             recv: ReplayGuard::new(),
             tx,
             rx,
+            transport,
             since_rekey: 0,
             rekey_next: false,
         }
@@ -138,6 +143,11 @@ impl Session {
     /// Whether this side opened the connection.
     pub fn is_initiator(&self) -> bool {
         self.initiator
+    }
+
+    /// The AEAD this session's records are sealed with.
+    pub fn transport(&self) -> Transport {
+        self.transport
     }
 
     /// Records sealed and opened so far.
@@ -182,10 +192,13 @@ impl Session {
             .get_mut(..plain_len.saturating_add(TAG_LEN))
             .ok_or(small)?;
         let (plain, tag_out) = record.split_at_mut(plain_len);
-        let tag = self.tx.seal(&[], plain).map_err(|e| match e {
-            NoiseError::Exhausted => EncodeError::Exhausted,
-            _ => small,
-        })?;
+        let tag = self
+            .tx
+            .seal(self.transport, &[], plain)
+            .map_err(|e| match e {
+                NoiseError::Exhausted => EncodeError::Exhausted,
+                _ => small,
+            })?;
         tag_out.copy_from_slice(&tag);
         let len = plain_len.saturating_add(TAG_LEN);
         let len32 = u32::try_from(len).map_err(|_| EncodeError::TooLong {
@@ -194,7 +207,7 @@ impl Session {
         prefix.copy_from_slice(&len32.to_le_bytes());
         self.send_seq = self.send_seq.saturating_add(1);
         if rekey {
-            self.tx.rekey();
+            self.tx.rekey(self.transport);
             self.since_rekey = 0;
             self.rekey_next = false;
         } else {
@@ -233,16 +246,18 @@ impl Session {
             .ok_or(SessionError::Open)?;
         let (plain, tag) = record.split_at_mut(len);
         let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| SessionError::Open)?;
-        self.rx.open(&[], plain, &tag).map_err(|e| match e {
-            NoiseError::Exhausted => SessionError::Exhausted,
-            _ => SessionError::Open,
-        })?;
+        self.rx
+            .open(self.transport, &[], plain, &tag)
+            .map_err(|e| match e {
+                NoiseError::Exhausted => SessionError::Exhausted,
+                _ => SessionError::Open,
+            })?;
         let (&flags, frame) = plain.split_first().ok_or(SessionError::Open)?;
         if flags & !REKEY_FLAG != 0 {
             return Err(SessionError::Flags { got: flags });
         }
         if flags & REKEY_FLAG != 0 {
-            self.rx.rekey();
+            self.rx.rekey(self.transport);
         }
         let v =
             verify_session_frame(frame, Context::Session(&self.id)).map_err(SessionError::Frame)?;
@@ -274,8 +289,13 @@ mod tests {
     use crate::message::{BlobChunk, Ping};
 
     const BUF: usize = 2048;
+    const T: Transport = Transport::ChaChaPoly;
 
     fn pair() -> (Keypair, Session, Keypair, Session) {
+        pair_with(Transport::ChaChaPoly)
+    }
+
+    fn pair_with(t: Transport) -> (Keypair, Session, Keypair, Session) {
         let (a, b) = (Keypair::from_seed([1; 32]), Keypair::from_seed([2; 32]));
         let id = SessionId {
             initiator: [3; 32],
@@ -283,9 +303,48 @@ mod tests {
         };
         let (k1, k2) = ([5; 32], [6; 32]);
         let (pa, pb) = ((a.node_id(), [0; 32]), (b.node_id(), [0; 32]));
-        let sa = Session::new(id, pb, true, Cipher::new(k1), Cipher::new(k2));
-        let sb = Session::new(id, pa, false, Cipher::new(k2), Cipher::new(k1));
+        let sa = Session::new(id, pb, true, (Cipher::new(k1), Cipher::new(k2), t));
+        let sb = Session::new(id, pa, false, (Cipher::new(k2), Cipher::new(k1), t));
         (a, sa, b, sb)
+    }
+
+    /// An AES-256-GCM session: frames both ways, across a rekey; a changed
+    /// record or one sealed with ChaChaPoly under the same key is refused.
+    #[cfg(feature = "aes-gcm")]
+    #[test]
+    fn an_aes_gcm_session_talks_rekeys_and_refuses_what_it_did_not_seal() {
+        let (a, mut sa, b, mut sb) = pair_with(Transport::AesGcm);
+        assert_eq!(sa.transport(), Transport::AesGcm);
+        let mut out = [0u8; BUF];
+        for i in 0..4u64 {
+            if i == 2 {
+                sa.rekey_soon();
+            }
+            let n = sa.write(&a, &ping(i), &mut out).unwrap();
+            assert_eq!(sb.read(&mut out[LEN_PREFIX_LEN..n]).unwrap(), ping(i));
+            let n = sb.write(&b, &ping(100 + i), &mut out).unwrap();
+            assert_eq!(sa.read(&mut out[LEN_PREFIX_LEN..n]).unwrap(), ping(100 + i));
+        }
+        let n = sa.write(&a, &ping(9), &mut out).unwrap();
+        let mut changed = out[LEN_PREFIX_LEN..n].to_vec();
+        changed[3] ^= 1;
+        assert_eq!(sb.clone().read(&mut changed), Err(SessionError::Open));
+        // A record of a fresh AES-GCM session does not open in a ChaChaPoly
+        // session with the same keys and counter, nor the other way round.
+        let (a, mut aes, b, _) = pair_with(Transport::AesGcm);
+        let (_, _, _, mut chacha) = pair();
+        let n = aes.write(&a, &ping(1), &mut out).unwrap();
+        assert_eq!(
+            chacha.read(&mut out[LEN_PREFIX_LEN..n]),
+            Err(SessionError::Open)
+        );
+        let (_, _, _, mut aes_b) = pair_with(Transport::AesGcm);
+        let (_, mut chacha_a, _, _) = pair();
+        let n = chacha_a.write(&b, &ping(1), &mut out).unwrap();
+        assert_eq!(
+            aes_b.read(&mut out[LEN_PREFIX_LEN..n]),
+            Err(SessionError::Open)
+        );
     }
 
     fn ping(n: u64) -> Message<'static> {
@@ -381,11 +440,11 @@ mod tests {
         let len = record.len() - TAG_LEN;
         let mut plain = record[..len].to_vec();
         let mut rx = sb.rx.clone();
-        rx.open(&[], &mut plain, &record[len..].try_into().unwrap())
+        rx.open(T, &[], &mut plain, &record[len..].try_into().unwrap())
             .unwrap();
         plain[0] = 2;
         let mut tx = Cipher::new([5; 32]);
-        let tag = tx.seal(&[], &mut plain).unwrap();
+        let tag = tx.seal(T, &[], &mut plain).unwrap();
         record[..len].copy_from_slice(&plain);
         record[len..].copy_from_slice(&tag);
         assert_eq!(sb.read(&mut record), Err(SessionError::Flags { got: 2 }));

@@ -66,15 +66,15 @@ fn worked_example_in_the_crate_docs_holds() {
     assert_eq!(key.node_id().short().to_string(), "197f6b23");
     let bytes = frame(&key, 1, &Message::Ping(Ping { nonce: 7 }));
     assert_eq!(bytes.len(), 107);
-    assert_eq!(&bytes[..2], &[6, 9]);
+    assert_eq!(&bytes[..2], &[7, 9]);
     assert_eq!(&bytes[2..34], key.node_id().as_bytes());
     assert_eq!(&bytes[34..42], &1u64.to_le_bytes());
     assert_eq!(bytes[42], 7);
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let documented = "0609197f6b23e16c8532c6abc838facd5ea789be0c76b2920334039bfa8b3d368d61\
-                      010000000000000007eda194de3a9898cd9238e1ebfb4c5655a0553329dc1bef\
-                      28f36c289ced1f709c5e6cc85afd2b287d787256ffb49068f359ea9f40021178\
-                      d34bfb26ef9b080902";
+    let documented = "0709197f6b23e16c8532c6abc838facd5ea789be0c76b2920334039bfa8b3d368d61\
+                      010000000000000007\
+                      05138807a1f5733793d8c1b8bcc3306fb7ae89747c05bb3453581382e1de0ba2\
+                      d31fefcb2d1776ddb270e8b933f8d90162fc0b7096562956b87622cf93979b06";
     assert_eq!(
         hex, documented,
         "the worked example in lib.rs is out of date"
@@ -245,6 +245,40 @@ fn a_receipt_of_a_version_5_worker_still_verifies() {
         // A reason it never carried is not what was signed.
         let mut forged = r;
         forged.reason = Some(FailReason::Worker);
+        assert_eq!(forged.verify(inline), Err(FrameError::BadSignature));
+    }
+}
+
+/// Receipts kept under version 6 (the same encoding as now, the version byte
+/// aside) still verify, a failed result's reason included, and only as
+/// they were signed.
+#[test]
+fn a_receipt_of_a_version_6_worker_still_verifies() {
+    for name in ["task_result", "task_result_blob", "task_result_failed"] {
+        let old = std::fs::read(golden_dir().join(format!("v6_{name}.frame"))).unwrap();
+        assert_eq!(old[0], 6, "{name}: a version-6 frame");
+        assert!(
+            verify_frame(&old, Context::Session(&SESSION)).is_err(),
+            "{name}: not a frame of this version"
+        );
+        let (_, msg) = samples().into_iter().find(|(n, _)| *n == name).unwrap();
+        let Message::TaskResult(res) = msg else {
+            panic!("{name} is not a result");
+        };
+        let seal = Seal {
+            signer: Keypair::from_seed(SEED).node_id(),
+            seq: u64::from_le_bytes(old[34..42].try_into().unwrap()),
+            session: SESSION,
+            signature: Signature64(old[old.len() - SIGNATURE_LEN..].try_into().unwrap()),
+        };
+        let (inline, output) = match res.output {
+            TaskOutput::Inline(b) => (b, [0x11u8; 32]),
+            TaskOutput::Blob { hash, .. } => (&[][..], hash),
+        };
+        let r = Receipt::new(&seal, &res, output);
+        assert_eq!(r.verify(inline), Ok(()), "{name}");
+        let mut forged = r;
+        forged.model[0] ^= 1;
         assert_eq!(forged.verify(inline), Err(FrameError::BadSignature));
     }
 }

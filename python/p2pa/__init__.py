@@ -213,7 +213,9 @@ class Pool:
     by default the pool is discovered on the LAN. ``multicast_ttl=0`` keeps
     discovery on this host. ``use_identity``: sign with this machine's key
     (``p2pa keygen``) so allowlisting workers accept it. ``network_key``: the
-    network's key file. ``timeout``: seconds per task, retries included.
+    network's key file. ``cipher``: ``"auto"`` (AES-256-GCM with workers that
+    offer it too, where this CPU has AES in hardware) or ``"chacha"``
+    (ChaCha20-Poly1305 always). ``timeout``: seconds per task, retries included.
     ``wait``: seconds to look for a worker before :class:`NoPeersError`.
     """
 
@@ -229,6 +231,7 @@ class Pool:
         use_identity: Optional[bool] = None,
         data_dir: Optional[PathLike] = None,
         network_key: Optional[PathLike] = None,
+        cipher: Optional[str] = None,
         timeout: float = 30.0,
         wait: float = 3.0,
     ):
@@ -245,6 +248,7 @@ class Pool:
             "use_identity": bool(use_identity if use_identity is not None else _env_bool("P2PA_USE_IDENTITY")),
             "data_dir": os.fspath(data_dir) if data_dir is not None else _env("P2PA_DATA_DIR"),
             "network_key": os.fspath(network_key) if network_key is not None else _env("P2PA_NETWORK_KEY"),
+            "cipher": cipher or _env("P2PA_CIPHER"),
         }
         if ttl is not None:
             opts["multicast_ttl"] = int(ttl)

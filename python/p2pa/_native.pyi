@@ -81,6 +81,7 @@ class Node:
         use_identity: bool = False,
         data_dir: Optional[str] = None,
         network_key: Optional[str] = None,
+        cipher: Optional[str] = None,
     ) -> None: ...
     @property
     def id(self) -> str: ...

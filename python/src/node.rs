@@ -120,7 +120,8 @@ impl Node {
     /// network options say.
     #[new]
     #[pyo3(signature = (*, peers=None, multicast_ttl=1, multicast_port=p2pa_node::io::udp::DEFAULT_PORT,
-        multicast_group=None, interface=None, mdns=true, use_identity=false, data_dir=None, network_key=None))]
+        multicast_group=None, interface=None, mdns=true, use_identity=false, data_dir=None, network_key=None,
+        cipher=None))]
     #[allow(clippy::too_many_arguments)] // the CLI's network options, as keywords
     fn new(
         peers: Option<Vec<String>>,
@@ -132,6 +133,7 @@ impl Node {
         use_identity: bool,
         data_dir: Option<PathBuf>,
         network_key: Option<PathBuf>,
+        cipher: Option<&str>,
     ) -> PyResult<Self> {
         let ipv4 = |what: &str, s: &str| {
             s.parse::<Ipv4Addr>()
@@ -148,6 +150,15 @@ impl Node {
             no_mdns: !mdns,
             use_identity,
             network_key,
+            cipher: match cipher {
+                None | Some("auto") => p2pa_cli::Cipher::Auto,
+                Some("chacha") => p2pa_cli::Cipher::Chacha,
+                Some(other) => {
+                    return Err(InputError::new_err(format!(
+                        "cipher: {other:?} is not one of \"auto\", \"chacha\""
+                    )))
+                }
+            },
         };
         let peers = peers
             .unwrap_or_default()

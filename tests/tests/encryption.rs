@@ -319,7 +319,7 @@ fn quiet_beacons_leave_the_models_out() {
 }
 
 #[test]
-fn a_version_3_or_4_peer_is_told_the_version_and_refused() {
+fn an_older_peer_is_told_the_version_and_refused() {
     let dir = scratch("v3peer");
     let node = NodeProc::start(unique_port(), &dir.join("n"), &[]);
     let mut s = TcpStream::connect(&node.addr).unwrap();
@@ -337,16 +337,104 @@ fn a_version_3_or_4_peer_is_told_the_version_and_refused() {
     let version = p2pa_node::protocol::PROTOCOL_VERSION;
     assert_eq!(reply.len(), 4 + 106, "{reply:?}");
     assert_eq!(&reply[..5], &[106, 0, 0, 0, version]);
-    // A version-4 node's message 1 (its version byte, an ephemeral key and
-    // the pad) gets the same notice.
-    let mut s = TcpStream::connect(&node.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut hello = vec![4u8];
-    hello.extend_from_slice(&[0x5a; 105]);
-    let mut record = (hello.len() as u32).to_le_bytes().to_vec();
-    record.extend_from_slice(&hello);
-    s.write_all(&record).unwrap();
-    let mut reply = Vec::new();
-    let _ = s.read_to_end(&mut reply);
-    assert_eq!(&reply[..5], &[106, 0, 0, 0, version], "{reply:?}");
+    // A version-4 or version-6 node's message 1 (its version byte, an
+    // ephemeral key and the pad) gets the same notice.
+    for old in [4u8, 6] {
+        let mut s = TcpStream::connect(&node.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut hello = vec![old];
+        hello.extend_from_slice(&[0x5a; 105]);
+        let mut record = (hello.len() as u32).to_le_bytes().to_vec();
+        record.extend_from_slice(&hello);
+        s.write_all(&record).unwrap();
+        let mut reply = Vec::new();
+        let _ = s.read_to_end(&mut reply);
+        assert_eq!(
+            &reply[..5],
+            &[106, 0, 0, 0, version],
+            "version {old}: {reply:?}"
+        );
+    }
+}
+
+/// Whether this CPU runs AES-GCM in hardware, as the node decides it.
+fn aes_in_hardware() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("aes") && std::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes")
+            && std::arch::is_aarch64_feature_detected!("pmull")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
+/// The worker's count of AES-256-GCM sessions and of all sessions, from
+/// `p2pa status --json`.
+fn session_counts(dir: &Path) -> (u64, u64) {
+    let out = p2pa(
+        &["--data-dir", dir.to_str().unwrap(), "status", "--json"],
+        T,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let n = |k: &str| v["stats"][k].as_u64().unwrap_or_else(|| panic!("{k}: {v}"));
+    (n("sessions_aes_gcm"), n("handshakes_completed"))
+}
+
+/// Sessions are sealed with AES-256-GCM where both ends offer it (by
+/// default, where the CPU has AES in hardware) and with ChaCha20-Poly1305
+/// where either says `--cipher chacha`; a blob task goes through either way.
+#[test]
+fn the_session_cipher_is_aes_gcm_only_where_both_ends_offer_it() {
+    let big = distinctive(200 * 1024);
+    for (worker_cipher, requester_cipher) in
+        [("auto", "auto"), ("chacha", "auto"), ("auto", "chacha")]
+    {
+        let dir = scratch("cipher");
+        let input = dir.join("big.bin");
+        std::fs::write(&input, &big).unwrap();
+        let worker = NodeProc::start(
+            unique_port(),
+            &dir.join("worker"),
+            &["--workers", "1", "--cipher", worker_cipher],
+        );
+        let args = [
+            "--cipher",
+            requester_cipher,
+            "submit",
+            "--peer",
+            worker.addr.as_str(),
+            "--json",
+            "--kind",
+            "echo",
+            "--input-file",
+            input.to_str().unwrap(),
+        ];
+        let out = p2pa_local(unique_port(), &args, T);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        assert_eq!(v["status"], "completed", "{v}");
+        let hex = v["output_hex"].as_str().expect("the output, in hex");
+        assert_eq!(hex.len(), big.len() * 2, "the blob came back whole");
+        let (aes, all) = session_counts(&dir.join("worker"));
+        assert!(
+            all >= 1,
+            "{worker_cipher}/{requester_cipher}: a session was made"
+        );
+        let want_aes = worker_cipher == "auto" && requester_cipher == "auto" && aes_in_hardware();
+        assert_eq!(
+            aes > 0,
+            want_aes,
+            "worker --cipher {worker_cipher}, requester --cipher {requester_cipher}: {aes} of {all} sessions AES-256-GCM"
+        );
+        if !aes_in_hardware() {
+            eprintln!("note: no AES in hardware here; every session was ChaCha20-Poly1305");
+        }
+    }
 }

@@ -48,11 +48,12 @@ use p2pa_protocol::{
     FailReason, GoodbyeReason, Identity, Keypair, KindSet, Message, NodeId, Seal, TaskStatus,
 };
 
-use config::{BlobConfig, RequesterConfig, SessionConfig, WorkerConfig};
 pub use config::{
-    Config, Trust, DEFAULT_INPUT_BUFFER_BYTES, DEFAULT_MAX_TASK_DEADLINE, DEFAULT_MAX_TENSOR_BYTES,
-    DEFAULT_MIN_TRANSFER_RATE, DEFAULT_MODEL_CACHE_BYTES, DEFAULT_TCP_PORT, MAX_INLINE_TENSOR,
+    aes_gcm_in_hardware, Config, Trust, DEFAULT_INPUT_BUFFER_BYTES, DEFAULT_MAX_TASK_DEADLINE,
+    DEFAULT_MAX_TENSOR_BYTES, DEFAULT_MIN_TRANSFER_RATE, DEFAULT_MODEL_CACHE_BYTES,
+    DEFAULT_TCP_PORT, MAX_INLINE_TENSOR,
 };
+use config::{BlobConfig, RequesterConfig, SessionConfig, WorkerConfig};
 pub use hashed::Hashed;
 pub use ids::{ConnId, JobId};
 pub use outcome::TaskOutcome;
@@ -112,6 +113,10 @@ impl Core {
         if let Some(network_key) = cfg.network_key {
             identity = identity.with_network_key(network_key);
         }
+        #[cfg(feature = "aes-gcm")]
+        {
+            identity = identity.with_aes_gcm(cfg.aes_gcm);
+        }
         let sessions = Sessions::new(SessionConfig::from(&cfg), identity);
         let worker = Worker::new(WorkerConfig::from(&cfg));
         let blobs = Blobs::new(BlobConfig::from(&cfg));
@@ -155,6 +160,7 @@ impl Core {
             frames_rejected: c.frames_rejected,
             frames_replayed: c.frames_replayed,
             handshakes_completed: s.handshakes_completed,
+            sessions_aes_gcm: s.sessions_aes_gcm,
             handshakes_failed: c.handshakes_failed,
             handshakes_timed_out: c.handshakes_timed_out,
             handshakes_evicted: c.handshakes_evicted,

@@ -16,6 +16,8 @@ pub struct Stats {
     pub frames_rejected: u64,
     pub frames_replayed: u64,
     pub handshakes_completed: u64,
+    /// Of those, sessions sealed with AES-256-GCM (both ends offered it).
+    pub sessions_aes_gcm: u64,
     pub handshakes_failed: u64,
     pub handshakes_timed_out: u64,
     pub handshakes_evicted: u64,

@@ -18,6 +18,8 @@ pub struct Identity {
     pub(super) statik: DhKey,
     pub(super) cert: Signature64,
     network_key: Option<[u8; 32]>,
+    /// Whether handshakes offer (and accept) AES-256-GCM for the session.
+    aes_gcm: bool,
 }
 
 impl fmt::Debug for Identity {
@@ -25,6 +27,7 @@ impl fmt::Debug for Identity {
         f.debug_struct("Identity")
             .field("node", &self.key.node_id())
             .field("network_key", &self.network_key.is_some())
+            .field("aes_gcm", &self.aes_gcm)
             .finish()
     }
 }
@@ -46,7 +49,25 @@ impl Identity {
             statik,
             cert: Signature64(sig),
             network_key: None,
+            aes_gcm: false,
         }
+    }
+
+    /// This identity, offering (as initiator) and accepting (as responder)
+    /// AES-256-GCM for its sessions when `offer` is true: say so only where
+    /// the CPU runs AES and GCM's multiply in hardware (AES-NI and PCLMULQDQ,
+    /// or ARMv8's AES and PMULL), where it seals 3 to 8 times faster than
+    /// ChaCha20-Poly1305; without them it is slower, and ChaChaPoly is kept.
+    #[cfg(feature = "aes-gcm")]
+    #[must_use]
+    pub fn with_aes_gcm(mut self, offer: bool) -> Self {
+        self.aes_gcm = offer;
+        self
+    }
+
+    /// Whether this identity offers AES-256-GCM for its sessions.
+    pub fn offers_aes_gcm(&self) -> bool {
+        self.aes_gcm
     }
 
     /// This identity, admitting only peers that hold `network_key` (mixed

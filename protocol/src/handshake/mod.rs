@@ -12,10 +12,16 @@
 //! Messages (each on the stream after a `u32` little-endian length):
 //!
 //! ```text
-//! 1  A → B  0x04 ‖ e ‖ 73 zero bytes                     (+16 tag with a network key)
+//! 1  A → B  0x07 ‖ e ‖ offer ‖ 72 zero bytes            (+16 tag with a network key)
 //! 2  B → A  e ‖ enc(s) ‖ enc(payload B)                  ee, s, es
 //! 3  A → B  enc(s) ‖ enc(payload A, or a refusal)        s, se
 //! ```
+//!
+//! `offer` is the [`Transport`]s the initiator can seal the session with
+//! besides ChaChaPoly (bit 0: AES-256-GCM); each payload names the one
+//! chosen (the responder's choice, which the initiator repeats). A
+//! responder refuses unknown offer bits, and each side refuses a choice that
+//! was not offered or not repeated.
 //!
 //! A payload is the sender's [`NodeId`], its [`Identity`] certificate (an
 //! Ed25519 signature by that id over [`STATIC_KEY_CONTEXT`] ‖ the static
@@ -24,8 +30,8 @@
 //! Ed25519 identity that signs every frame and receipt.
 //!
 //! RAM on a 64-bit target (a test keeps these bounds): [`Initiator`] 65
-//! bytes, [`Responder`] 32, [`AwaitAck`] 216, [`AwaitConfirm`] 240,
-//! [`Confirm`] 552 (it holds the peer's [`Intro`]), [`Session`] 248; plus the
+//! bytes, [`Responder`] 32, [`AwaitAck`] 216, [`AwaitConfirm`] 248,
+//! [`Confirm`] 600 (it holds the peer's [`Intro`]), [`Session`] 248; plus the
 //! caller's receive buffer (one record) and send buffer (a length prefix and
 //! a record).
 
@@ -34,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::EncodeError;
 use crate::limits::{HELLO_LEN, LEN_PREFIX_LEN, PROTOCOL_VERSION};
 use crate::message::{Capabilities, GoodbyeReason, NodeId, Nonce, Signature64};
-use crate::noise::{DhKey, NoiseError, Symmetric, DH_LEN, TAG_LEN};
+use crate::noise::{DhKey, NoiseError, Symmetric, Transport, DH_LEN, TAG_LEN};
 use crate::session::Session;
 
 mod error;
@@ -48,12 +54,16 @@ pub use identity::Identity;
 
 /// Mixed into the handshake hash before the first message: both sides must
 /// speak this wire version, or no key they derive agrees.
-pub const PROLOGUE: &[u8] = b"p2pa/v4";
+pub const PROLOGUE: &[u8] = b"p2pa/v7";
 
-/// Reserved bytes of message 1 (zeros): they pad it to 106 bytes, the
-/// shortest version-3 frame, so a version-3 node reads its version byte and
-/// refuses it as a newer version rather than as a short frame.
+/// The offer byte and the reserved bytes (zeros) of message 1: they pad it
+/// to 106 bytes, the shortest version-3 frame, so a version-3 node reads its
+/// version byte and refuses it as a newer version rather than as a short
+/// frame.
 const HELLO_PAD: usize = HELLO_LEN - 1 - DH_LEN;
+
+/// The offer bits a responder knows (bit 0: AES-256-GCM).
+const OFFER_BITS: u8 = Transport::AesGcm.byte();
 
 /// What a node tells its peer about itself in the handshake.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,6 +84,9 @@ enum Payload {
         cert: Signature64,
         listen_port: u16,
         caps: Capabilities,
+        /// The session's [`Transport`] (its byte): the responder's choice,
+        /// repeated by the initiator.
+        transport: u8,
     },
     /// Message 3 only: the initiator refuses the responder.
     Refuse(GoodbyeReason),
@@ -143,12 +156,13 @@ fn write_static_and_payload(
     Ok(s_len.saturating_add(n))
 }
 
-fn intro_payload(id: &Identity, intro: &Intro) -> Payload {
+fn intro_payload(id: &Identity, intro: &Intro, transport: Transport) -> Payload {
     Payload::Intro {
         node: id.node_id(),
         cert: id.cert,
         listen_port: intro.listen_port,
         caps: intro.caps.clone(),
+        transport: transport.byte(),
     }
 }
 
@@ -158,6 +172,8 @@ struct Peer {
     node: NodeId,
     statik: [u8; 32],
     intro: Intro,
+    /// The transport the peer's payload names.
+    transport: Transport,
 }
 
 /// Reads `enc(s) ‖ enc(payload)` from `msg`, mixing `dh(rs)` between them;
@@ -187,7 +203,9 @@ fn read_static_and_payload(
             cert,
             listen_port,
             caps,
+            transport,
         } => {
+            let transport = Transport::from_byte(transport).ok_or(HandshakeError::Malformed)?;
             if node == me {
                 return Err(HandshakeError::SelfConnection);
             }
@@ -198,6 +216,7 @@ fn read_static_and_payload(
                 node,
                 statik: rs,
                 intro: Intro { listen_port, caps },
+                transport,
             })
         }
     }
@@ -246,13 +265,19 @@ impl Initiator {
         if psk {
             sym.mix_key(e.public());
         }
-        pad.get_mut(..HELLO_PAD).ok_or(too_small(have))?.fill(0);
+        let zeros = pad.get_mut(..HELLO_PAD).ok_or(too_small(have))?;
+        zeros.fill(0);
+        let offer_aes = id.offers_aes_gcm();
+        if let Some(offer) = zeros.first_mut() {
+            *offer = if offer_aes { OFFER_BITS } else { 0 };
+        }
         let n = sym.encrypt_and_hash(pad, HELLO_PAD)?;
         let total = finish(out, 1usize.saturating_add(DH_LEN).saturating_add(n))?;
         let wait = AwaitAck {
             sym,
             e,
             psk,
+            offer_aes,
             expected: self.expected,
         };
         Ok((wait, total))
@@ -265,6 +290,8 @@ pub struct AwaitAck {
     sym: Symmetric,
     e: DhKey,
     psk: bool,
+    /// Whether message 1 offered AES-256-GCM.
+    offer_aes: bool,
     expected: Option<NodeId>,
 }
 
@@ -285,6 +312,7 @@ impl AwaitAck {
             mut sym,
             e,
             psk,
+            offer_aes,
             expected,
         } = self;
         let (re, rest) = msg
@@ -297,6 +325,9 @@ impl AwaitAck {
         }
         sym.mix_key(&e.dh(&re)?);
         let peer = read_static_and_payload(&mut sym, rest, |rs| e.dh(rs), id.node_id(), known)?;
+        if peer.transport == Transport::AesGcm && !offer_aes {
+            return Err(HandshakeError::Malformed);
+        }
         if let Some(expected) = expected.filter(|x| *x != peer.node) {
             return Err(HandshakeError::WrongPeer {
                 expected,
@@ -356,9 +387,11 @@ impl Confirm {
             session,
             peer,
         } = self;
-        let n = write_message_3(&mut sym, id, &re, &intro_payload(id, intro), out)?;
+        let transport = peer.transport;
+        let payload = intro_payload(id, intro, transport);
+        let n = write_message_3(&mut sym, id, &re, &payload, out)?;
         let (tx, rx) = sym.split();
-        let s = Session::new(session, (peer.node, peer.statik), true, tx, rx);
+        let s = Session::new(session, (peer.node, peer.statik), true, (tx, rx, transport));
         Ok((s, peer.intro, n))
     }
 
@@ -432,9 +465,18 @@ impl Responder {
             sym.mix_key(&re);
         }
         let n = sym.decrypt_and_hash(pad)?;
-        if pad.get(..n).is_none_or(|p| p.iter().any(|b| *b != 0)) {
+        let (offer, zeros) = pad
+            .get(..n)
+            .and_then(|p| p.split_first())
+            .ok_or(HandshakeError::Malformed)?;
+        if offer & !OFFER_BITS != 0 || zeros.iter().any(|b| *b != 0) {
             return Err(HandshakeError::Malformed);
         }
+        let transport = if offer & OFFER_BITS != 0 && id.offers_aes_gcm() {
+            Transport::AesGcm
+        } else {
+            Transport::ChaChaPoly
+        };
         let e = DhKey::from_secret(self.ephemeral).ok_or(HandshakeError::WeakKey)?;
         let have = out.len();
         let reply = body(out)?;
@@ -446,13 +488,20 @@ impl Responder {
         }
         sym.mix_key(&e.dh(&re)?);
         let es = id.statik.dh(&re)?;
-        let n = write_static_and_payload(&mut sym, id, es, &intro_payload(id, intro), rest)?;
+        let payload = intro_payload(id, intro, transport);
+        let n = write_static_and_payload(&mut sym, id, es, &payload, rest)?;
         let total = finish(out, DH_LEN.saturating_add(n))?;
         let session = SessionId {
             initiator: re,
             responder: *e.public(),
         };
-        Ok((AwaitConfirm { sym, e, session }, total))
+        let wait = AwaitConfirm {
+            sym,
+            e,
+            session,
+            transport,
+        };
+        Ok((wait, total))
     }
 }
 
@@ -463,6 +512,8 @@ pub struct AwaitConfirm {
     sym: Symmetric,
     e: DhKey,
     session: SessionId,
+    /// The transport message 2 chose.
+    transport: Transport,
 }
 
 impl AwaitConfirm {
@@ -483,10 +534,19 @@ impl AwaitConfirm {
             mut sym,
             e,
             session,
+            transport,
         } = self;
         let peer = read_static_and_payload(&mut sym, msg, |rs| e.dh(rs), id.node_id(), known)?;
+        if peer.transport != transport {
+            return Err(HandshakeError::Malformed);
+        }
         let (rx, tx) = sym.split();
-        let s = Session::new(session, (peer.node, peer.statik), false, tx, rx);
+        let s = Session::new(
+            session,
+            (peer.node, peer.statik),
+            false,
+            (tx, rx, transport),
+        );
         Ok((s, peer.intro))
     }
 }

@@ -93,6 +93,11 @@ pub struct Config {
     /// A key every node of this network holds (`--network-key`): mixed into
     /// the handshake, so a node without it completes none.
     pub network_key: Option<[u8; 32]>,
+    /// Offer AES-256-GCM for sessions (`--cipher`); a session uses it when
+    /// both ends offer it, ChaCha20-Poly1305 otherwise. Off by default, so
+    /// the core (and the simulation) behaves the same on every machine; the
+    /// CLI turns it on where [`aes_gcm_in_hardware`] says so.
+    pub aes_gcm: bool,
     /// Leave held models out of beacons (`--quiet-beacons`).
     pub quiet_beacons: bool,
     /// Static peers to dial (for networks multicast does not reach).
@@ -214,6 +219,7 @@ impl Default for Config {
             inline_max_input: DEFAULT_INLINE_MAX_INPUT,
             trust: Trust::Open,
             network_key: None,
+            aes_gcm: false,
             quiet_beacons: false,
             bootstrap: Vec::new(),
             multicast: true,
@@ -246,5 +252,28 @@ impl Default for Config {
             output_buffer_bytes: DEFAULT_OUTPUT_BUFFER_BYTES,
             beacon_counter_start: 0,
         }
+    }
+}
+
+/// Whether this node can offer AES-256-GCM for its sessions: built with the
+/// `aes-gcm` feature, on a CPU that runs AES and GCM's carry-less multiply
+/// in hardware (x86-64: AES-NI and PCLMULQDQ; aarch64: AES and PMULL).
+/// Elsewhere AES in software is slower than ChaCha20-Poly1305, which stays.
+pub fn aes_gcm_in_hardware() -> bool {
+    if !cfg!(feature = "aes-gcm") {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("aes") && std::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes")
+            && std::arch::is_aarch64_feature_detected!("pmull")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
     }
 }

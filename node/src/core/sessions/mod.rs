@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use p2pa_protocol::{
     version_notice, AwaitAck, AwaitConfirm, EncodeError, GoodbyeReason, GrowBuf, HandshakeError,
     Identity, Initiator, Intro, Keypair, Message, NodeId, Ping, Pong, Responder, Seal, Session,
-    StreamDecoder, LEN_PREFIX_LEN, MAX_RECORD_LEN,
+    StreamDecoder, Transport, LEN_PREFIX_LEN, MAX_RECORD_LEN,
 };
 
 use super::config::SessionConfig;
@@ -196,6 +196,7 @@ pub(crate) struct Sessions {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct SessionStats {
     pub(crate) handshakes_completed: u64,
+    pub(crate) sessions_aes_gcm: u64,
     pub(crate) conns_refused: u64,
 }
 
@@ -477,6 +478,7 @@ impl Sessions {
             },
             other => (other, Step::Handled),
         };
+        let aes = matches!(&state, State::Established(s) if s.transport() == Transport::AesGcm);
         if let State::Established(session) = &state {
             c.last_ping = now; // keepalive counts from the session's start
             c.last_rekey = now;
@@ -488,6 +490,9 @@ impl Sessions {
         }
         if matches!(step, Step::Up(_)) {
             bump(&mut self.stats.handshakes_completed);
+            if aes {
+                bump(&mut self.stats.sessions_aes_gcm);
+            }
         }
         step
     }
