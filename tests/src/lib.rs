@@ -93,19 +93,23 @@ pub fn scratch(name: &str) -> PathBuf {
     d
 }
 
-/// A multicast port no other test of this run uses, in this process or any
-/// other: nodes on one multicast port all hear each other's beacons (the
-/// sockets share it), so two test processes on one port would count each
-/// other's. The port is claimed by holding a TCP listener on the same number
-/// for the rest of the process (TCP and UDP ports are separate, so the claim
-/// does not stand in the node's way); a number another process holds is
-/// skipped. The first try is spread by the process id, so claims rarely race.
+/// A port no other test of this run uses, in this process or any other:
+/// nodes on one multicast port all hear each other's beacons (the sockets
+/// share it), so two test processes on one port would count each other's.
+/// The port is claimed by an exclusive lock on a file named after it (in
+/// `$TMPDIR/p2pa-test-ports`), held for the rest of the process and released
+/// by the kernel when it ends; a number another process holds is skipped.
+/// (The claim binds no socket, so the port stays free for whatever the
+/// test runs on it: a node's beacons, a listener, an emulator's UART.) The
+/// first try is spread by the process id, so claims rarely race.
 pub fn unique_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     const FIRST: u32 = 21_000;
     const SPAN: u32 = 30_000;
-    static CLAIMS: std::sync::Mutex<Vec<std::net::TcpListener>> = std::sync::Mutex::new(Vec::new());
+    static CLAIMS: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
     static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join("p2pa-test-ports");
+    std::fs::create_dir_all(&dir).expect("the test ports' lock directory");
     let spread = (std::process::id() % 750) * 40;
     for _ in 0..SPAN {
         let n = N.fetch_add(1, Ordering::Relaxed);
@@ -113,8 +117,11 @@ pub fn unique_port() -> u16 {
         let Ok(port) = u16::try_from(port) else {
             continue;
         };
-        if let Ok(claim) = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)) {
-            CLAIMS.lock().unwrap_or_else(|e| e.into_inner()).push(claim);
+        let Ok(file) = std::fs::File::create(dir.join(port.to_string())) else {
+            continue;
+        };
+        if file.try_lock().is_ok() {
+            CLAIMS.lock().unwrap_or_else(|e| e.into_inner()).push(file);
             return port;
         }
     }
