@@ -517,7 +517,7 @@ impl Core {
         let (input_hash, input_len) = (req.input.sha256(), req.input.len());
         let fits = u64::try_from(input_len).is_ok_and(|n| n <= self.cfg.max_tensor_bytes);
         if input_len > MAX_INLINE_TENSOR && fits {
-            let bytes: Arc<[u8]> = std::mem::take(&mut req.input).into_bytes().into();
+            let bytes = Arc::new(std::mem::take(&mut req.input).into_bytes());
             self.blobs.lend(now, input_hash, bytes, None);
         }
         let id = self.requester.submit(

@@ -37,7 +37,10 @@ pub(crate) enum Want {
 /// A blob lent to peers for a while.
 #[derive(Debug)]
 struct Lent {
-    bytes: Arc<[u8]>,
+    /// Shared, not copied: a task's input is lent as the buffer it was
+    /// made in (a `Vec` moved into the `Arc`, where `Arc<[u8]>` would copy
+    /// a megabyte tensor once more).
+    bytes: Arc<Vec<u8>>,
     /// The only peer that may fetch it (an output); `None`: any peer that
     /// knows its hash (a task input, offered to several workers in turn).
     owner: Option<NodeId>,
@@ -165,7 +168,7 @@ impl Blobs {
         &mut self,
         now: Instant,
         hash: Hash32,
-        bytes: Arc<[u8]>,
+        bytes: Arc<Vec<u8>>,
         owner: Option<NodeId>,
     ) {
         let lent = self.lent.entry((hash, owner)).or_insert(Lent {
@@ -247,13 +250,13 @@ impl Blobs {
             .unwrap_or(0)
             .min(BLOB_CHUNK_LEN);
         let lent = self.lent.get_mut(&key);
-        let bytes = match (self.provided.get(&req.hash), lent) {
-            (Some(b), _) => b.clone(),
+        let held = match (self.provided.get(&req.hash), lent) {
+            (Some(b), _) => Held::Provided(b.clone()),
             (None, Some(l)) => {
                 l.touched = now;
                 let end = req.offset.saturating_add(len as u64);
                 l.pace.reached(end.min(l.bytes.len() as u64));
-                l.bytes.clone()
+                Held::Lent(l.bytes.clone())
             }
             (None, None) => {
                 let detail = format!("no blob {}", hex(&req.hash));
@@ -265,6 +268,7 @@ impl Blobs {
                 return;
             }
         };
+        let bytes = held.bytes();
         let start = usize::try_from(req.offset)
             .unwrap_or(usize::MAX)
             .min(bytes.len());
@@ -581,6 +585,21 @@ const CHUNK: u64 = BLOB_CHUNK_LEN as u64;
 fn failed(want: Want, hash: Hash32, error: FetchError) -> Fetched {
     log::warn!("{want:?} blob {}: {error}", hex(&hash));
     Fetched::Failed(want, error)
+}
+
+/// A blob being served: a provided model, or bytes lent.
+enum Held {
+    Provided(Arc<[u8]>),
+    Lent(Arc<Vec<u8>>),
+}
+
+impl Held {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Provided(b) => b,
+            Self::Lent(b) => b,
+        }
+    }
 }
 
 fn request_chunk(hash: Hash32, peer: NodeId, offset: u64, w: &mut dyn Link) {

@@ -52,7 +52,7 @@ pub(crate) trait BlobFacts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Lend {
     pub(crate) hash: Hash32,
-    pub(crate) bytes: Arc<[u8]>,
+    pub(crate) bytes: Arc<Vec<u8>>,
     pub(crate) owner: NodeId,
 }
 
@@ -502,7 +502,7 @@ impl Worker {
             self.answer_with(job, (status, reason), TaskOutput::Blob { hash, len }, w);
             lend = Some(Lend {
                 hash,
-                bytes: Arc::from(output),
+                bytes: Arc::new(output.to_vec()),
                 owner: peer,
             });
         } else {
