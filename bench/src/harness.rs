@@ -27,11 +27,14 @@ pub fn proc_cpu(path: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// Options of a node on loopback that talks only to the peers it is given.
+/// Options of a node on loopback that talks only to the peers it is given,
+/// offering AES-256-GCM as `p2pa` would on this machine (and as the floor
+/// seals: `floor::aes`).
 pub fn local_opts() -> NodeOptions {
     let mut o = NodeOptions::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     o.multicast = None;
     o.mdns = false;
+    o.core.aes_gcm = crate::floor::aes();
     o
 }
 

@@ -219,6 +219,15 @@ impl Transport {
         }
     }
 
+    /// Whether this build can run it (AES-256-GCM needs the `aes-gcm`
+    /// feature; a build without it never offers or accepts it).
+    pub const fn available(self) -> bool {
+        match self {
+            Self::ChaChaPoly => true,
+            Self::AesGcm => cfg!(feature = "aes-gcm"),
+        }
+    }
+
     /// Noise's name for the cipher.
     pub const fn name(self) -> &'static str {
         match self {

@@ -18,7 +18,9 @@ pub struct Identity {
     pub(super) statik: DhKey,
     pub(super) cert: Signature64,
     network_key: Option<[u8; 32]>,
-    /// Whether handshakes offer (and accept) AES-256-GCM for the session.
+    /// Whether handshakes offer (and accept) AES-256-GCM for the session
+    /// (only with the feature: a board's identity stays as small as before).
+    #[cfg(feature = "aes-gcm")]
     aes_gcm: bool,
 }
 
@@ -27,7 +29,7 @@ impl fmt::Debug for Identity {
         f.debug_struct("Identity")
             .field("node", &self.key.node_id())
             .field("network_key", &self.network_key.is_some())
-            .field("aes_gcm", &self.aes_gcm)
+            .field("aes_gcm", &self.offers_aes_gcm())
             .finish()
     }
 }
@@ -49,6 +51,7 @@ impl Identity {
             statik,
             cert: Signature64(sig),
             network_key: None,
+            #[cfg(feature = "aes-gcm")]
             aes_gcm: false,
         }
     }
@@ -65,9 +68,13 @@ impl Identity {
         self
     }
 
-    /// Whether this identity offers AES-256-GCM for its sessions.
+    /// Whether this identity offers AES-256-GCM for its sessions (never
+    /// without the `aes-gcm` feature).
     pub fn offers_aes_gcm(&self) -> bool {
-        self.aes_gcm
+        #[cfg(feature = "aes-gcm")]
+        return self.aes_gcm;
+        #[cfg(not(feature = "aes-gcm"))]
+        false
     }
 
     /// This identity, admitting only peers that hold `network_key` (mixed

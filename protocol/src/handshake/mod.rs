@@ -30,7 +30,8 @@
 //! Ed25519 identity that signs every frame and receipt.
 //!
 //! RAM on a 64-bit target (a test keeps these bounds): [`Initiator`] 65
-//! bytes, [`Responder`] 32, [`AwaitAck`] 216, [`AwaitConfirm`] 248,
+//! bytes, [`Responder`] 32, [`AwaitAck`] 216, [`AwaitConfirm`] 240 (248 with
+//! `aes-gcm`),
 //! [`Confirm`] 600 (it holds the peer's [`Intro`]), [`Session`] 248; plus the
 //! caller's receive buffer (one record) and send buffer (a length prefix and
 //! a record).
@@ -495,10 +496,13 @@ impl Responder {
             initiator: re,
             responder: *e.public(),
         };
+        #[cfg(not(feature = "aes-gcm"))]
+        let _ = transport; // always ChaChaPoly: nothing offers AES-256-GCM
         let wait = AwaitConfirm {
             sym,
             e,
             session,
+            #[cfg(feature = "aes-gcm")]
             transport,
         };
         Ok((wait, total))
@@ -512,8 +516,20 @@ pub struct AwaitConfirm {
     sym: Symmetric,
     e: DhKey,
     session: SessionId,
-    /// The transport message 2 chose.
+    /// The transport message 2 chose (without the feature, always
+    /// ChaChaPoly: a board's handshake state stays as small as before).
+    #[cfg(feature = "aes-gcm")]
     transport: Transport,
+}
+
+impl AwaitConfirm {
+    /// The transport message 2 chose.
+    fn transport(&self) -> Transport {
+        #[cfg(feature = "aes-gcm")]
+        return self.transport;
+        #[cfg(not(feature = "aes-gcm"))]
+        Transport::ChaChaPoly
+    }
 }
 
 impl AwaitConfirm {
@@ -530,11 +546,12 @@ impl AwaitConfirm {
         msg: &mut [u8],
         known: Known<'_>,
     ) -> Result<(Session, Intro), HandshakeError> {
+        let transport = self.transport();
         let Self {
             mut sym,
             e,
             session,
-            transport,
+            ..
         } = self;
         let peer = read_static_and_payload(&mut sym, msg, |rs| e.dh(rs), id.node_id(), known)?;
         if peer.transport != transport {
