@@ -28,6 +28,15 @@ pub struct Seal {
     n: u64,
 }
 
+/// The sessions' AEAD, by name.
+pub fn aead_name() -> &'static str {
+    if aes() {
+        "AES-256-GCM"
+    } else {
+        "ChaCha20-Poly1305"
+    }
+}
+
 /// Whether the floor seals with AES-256-GCM: what two p2pa nodes on this
 /// machine agree on (`P2PA_CIPHER=chacha` makes it ChaCha20-Poly1305, as it
 /// does for the node).

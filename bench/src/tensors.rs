@@ -121,7 +121,8 @@ fn moving() {
         "### Moving large inputs and outputs (echo: the input goes out and comes back as a blob)"
     );
     println!();
-    println!("| size | floor ms (TCP, ChaCha20-Poly1305 and SHA-256 each end) | p2pa ms | p2pa / floor | p2pa MB/s each way |");
+    let aead = crate::floor::aead_name();
+    println!("| size | floor ms (TCP, {aead} and SHA-256 each end) | p2pa ms | p2pa / floor | p2pa MB/s each way |");
     println!("|------|------|------|------|------|");
     let sizes = [
         ("1 MB", 1usize << 20, 20usize),
