@@ -5,7 +5,8 @@
 //! model and input hash, signed by the worker and verified by the
 //! requester: four signature operations, as the job needs), and each frame
 //! sealed with the AEAD two p2pa nodes on this machine agree on (AES-256-GCM
-//! where the CPU has AES in hardware, else ChaCha20-Poly1305: [`aes`]) under
+//! where the CPU has AES in hardware, else ChaCha20-Poly1305:
+//! [`crate::harness::aes`]) under
 //! a per-direction key and counter, as a session's are. No framework, no event loop, no queues, no handshake.
 
 use std::io::{Read, Write};
@@ -28,26 +29,9 @@ pub struct Seal {
     n: u64,
 }
 
-/// The sessions' AEAD, by name.
-pub fn aead_name() -> &'static str {
-    if aes() {
-        "AES-256-GCM"
-    } else {
-        "ChaCha20-Poly1305"
-    }
-}
-
-/// Whether the floor seals with AES-256-GCM: what two p2pa nodes on this
-/// machine agree on (`P2PA_CIPHER=chacha` makes it ChaCha20-Poly1305, as it
-/// does for the node).
-pub fn aes() -> bool {
-    p2pa_node::core::aes_gcm_in_hardware()
-        && std::env::var("P2PA_CIPHER").map_or(true, |v| v != "chacha")
-}
-
 impl Seal {
     pub fn new(key: [u8; 32]) -> Self {
-        let aead = if aes() {
+        let aead = if crate::harness::aes() {
             let key = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &key).expect("key");
             Aead::Aes(Box::new(ring::aead::LessSafeKey::new(key)))
         } else {

@@ -29,12 +29,12 @@ pub fn proc_cpu(path: &str) -> f64 {
 
 /// Options of a node on loopback that talks only to the peers it is given,
 /// offering AES-256-GCM as `p2pa` would on this machine (and as the floor
-/// seals: `floor::aes`).
+/// seals: [`aes`]).
 pub fn local_opts() -> NodeOptions {
     let mut o = NodeOptions::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     o.multicast = None;
     o.mdns = false;
-    o.core.aes_gcm = crate::floor::aes();
+    o.core.aes_gcm = aes();
     o
 }
 
@@ -312,4 +312,21 @@ pub fn pipelined(r: &mut Requester, total: usize) -> f64 {
 pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     p2pa_node::measure::percentile(v, 0.5)
+}
+
+/// The sessions' AEAD, by name.
+pub fn aead_name() -> &'static str {
+    if aes() {
+        "AES-256-GCM"
+    } else {
+        "ChaCha20-Poly1305"
+    }
+}
+
+/// Whether the floor seals with AES-256-GCM: what two p2pa nodes on this
+/// machine agree on (`P2PA_CIPHER=chacha` makes it ChaCha20-Poly1305, as it
+/// does for the node).
+pub fn aes() -> bool {
+    p2pa_node::core::Config::aes_gcm_in_hardware()
+        && std::env::var("P2PA_CIPHER").map_or(true, |v| v != "chacha")
 }

@@ -88,7 +88,7 @@ fn main() {
             // task, in all, then the AEAD's and SHA-256's parts, then the AEAD.
             let (aead, hash) =
                 floor::crypto_floor_ms(flag("--input", 1 << 20), flag("--output", 1 << 20), 21);
-            let cipher = if floor::aes() {
+            let cipher = if harness::aes() {
                 "aes-256-gcm"
             } else {
                 "chacha20-poly1305"

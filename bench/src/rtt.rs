@@ -227,7 +227,7 @@ fn print_table(
             " (≥ 1.5)",
         ),
     ];
-    let aead = crate::floor::aead_name();
+    let aead = crate::harness::aead_name();
     let head = format!("signed, sealed echo (floor: TCP + 4 signatures + {aead}), 64-byte input, loopback, worker in its own process, {n} round trips; medians of {rounds} interleaved rounds");
     if libp2p.is_some() {
         println!("| {head} | floor | p2pa | rust-libp2p | p2pa / floor (target) | p2pa / libp2p (target) |");

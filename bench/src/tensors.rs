@@ -121,7 +121,7 @@ fn moving() {
         "### Moving large inputs and outputs (echo: the input goes out and comes back as a blob)"
     );
     println!();
-    let aead = crate::floor::aead_name();
+    let aead = crate::harness::aead_name();
     println!("| size | floor ms (TCP, {aead} and SHA-256 each end) | p2pa ms | p2pa / floor | p2pa MB/s each way |");
     println!("|------|------|------|------|------|");
     let sizes = [

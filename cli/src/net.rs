@@ -90,7 +90,7 @@ impl NetArgs {
 
     /// Whether to offer AES-256-GCM for sessions.
     pub fn aes_gcm(&self) -> bool {
-        self.cipher == Cipher::Auto && p2pa_node::core::aes_gcm_in_hardware()
+        self.cipher == Cipher::Auto && p2pa_node::core::Config::aes_gcm_in_hardware()
     }
 
     /// The network key from `--network-key`, if given.

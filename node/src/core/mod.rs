@@ -48,12 +48,11 @@ use p2pa_protocol::{
     FailReason, GoodbyeReason, Identity, Keypair, KindSet, Message, NodeId, Seal, TaskStatus,
 };
 
-pub use config::{
-    aes_gcm_in_hardware, Config, Trust, DEFAULT_INPUT_BUFFER_BYTES, DEFAULT_MAX_TASK_DEADLINE,
-    DEFAULT_MAX_TENSOR_BYTES, DEFAULT_MIN_TRANSFER_RATE, DEFAULT_MODEL_CACHE_BYTES,
-    DEFAULT_TCP_PORT, MAX_INLINE_TENSOR,
-};
 use config::{BlobConfig, RequesterConfig, SessionConfig, WorkerConfig};
+pub use config::{
+    Config, Trust, DEFAULT_INPUT_BUFFER_BYTES, DEFAULT_MAX_TASK_DEADLINE, DEFAULT_MAX_TENSOR_BYTES,
+    DEFAULT_MIN_TRANSFER_RATE, DEFAULT_MODEL_CACHE_BYTES, DEFAULT_TCP_PORT, MAX_INLINE_TENSOR,
+};
 pub use hashed::Hashed;
 pub use ids::{ConnId, JobId};
 pub use outcome::TaskOutcome;
@@ -114,9 +113,7 @@ impl Core {
             identity = identity.with_network_key(network_key);
         }
         #[cfg(feature = "aes-gcm")]
-        {
-            identity = identity.with_aes_gcm(cfg.aes_gcm);
-        }
+        let identity = identity.with_aes_gcm(cfg.aes_gcm);
         let sessions = Sessions::new(SessionConfig::from(&cfg), identity);
         let worker = Worker::new(WorkerConfig::from(&cfg));
         let blobs = Blobs::new(BlobConfig::from(&cfg));

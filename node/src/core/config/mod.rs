@@ -96,7 +96,7 @@ pub struct Config {
     /// Offer AES-256-GCM for sessions (`--cipher`); a session uses it when
     /// both ends offer it, ChaCha20-Poly1305 otherwise. Off by default, so
     /// the core (and the simulation) behaves the same on every machine; the
-    /// CLI turns it on where [`aes_gcm_in_hardware`] says so.
+    /// CLI turns it on where [`Config::aes_gcm_in_hardware`] says so.
     pub aes_gcm: bool,
     /// Leave held models out of beacons (`--quiet-beacons`).
     pub quiet_beacons: bool,
@@ -201,6 +201,29 @@ impl Config {
     pub fn runs_inline(&self, kind: TaskKind, input_len: usize) -> bool {
         WorkerConfig::from(self).runs_inline(kind, input_len)
     }
+
+    /// Whether this node can offer AES-256-GCM for its sessions: built with the
+    /// `aes-gcm` feature, on a CPU that runs AES and GCM's carry-less multiply
+    /// in hardware (x86-64: AES-NI and PCLMULQDQ; aarch64: AES and PMULL).
+    /// Elsewhere AES in software is slower than ChaCha20-Poly1305, which stays.
+    pub fn aes_gcm_in_hardware() -> bool {
+        if !cfg!(feature = "aes-gcm") {
+            return false;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::is_x86_feature_detected!("aes") && std::is_x86_feature_detected!("pclmulqdq")
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            std::arch::is_aarch64_feature_detected!("aes")
+                && std::arch::is_aarch64_feature_detected!("pmull")
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        {
+            false
+        }
+    }
 }
 
 impl Default for Config {
@@ -252,28 +275,5 @@ impl Default for Config {
             output_buffer_bytes: DEFAULT_OUTPUT_BUFFER_BYTES,
             beacon_counter_start: 0,
         }
-    }
-}
-
-/// Whether this node can offer AES-256-GCM for its sessions: built with the
-/// `aes-gcm` feature, on a CPU that runs AES and GCM's carry-less multiply
-/// in hardware (x86-64: AES-NI and PCLMULQDQ; aarch64: AES and PMULL).
-/// Elsewhere AES in software is slower than ChaCha20-Poly1305, which stays.
-pub fn aes_gcm_in_hardware() -> bool {
-    if !cfg!(feature = "aes-gcm") {
-        return false;
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("aes") && std::is_x86_feature_detected!("pclmulqdq")
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        std::arch::is_aarch64_feature_detected!("aes")
-            && std::arch::is_aarch64_feature_detected!("pmull")
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        false
     }
 }
