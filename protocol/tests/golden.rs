@@ -210,42 +210,50 @@ fn a_version_3_receipt_still_verifies() {
     assert_eq!(r.verify(b"hello p2pA"), Err(FrameError::BadSignature));
 }
 
+/// The receipt a journal kept from golden frame `v{version}_{name}.frame`
+/// (signed under that older version; the result is this version's sample
+/// of `name`), and the inline output it signs. The frame itself is not one
+/// of this version.
+fn old_receipt(version: u8, name: &str) -> (Receipt, Vec<u8>) {
+    let old = std::fs::read(golden_dir().join(format!("v{version}_{name}.frame"))).unwrap();
+    assert_eq!(old[0], version, "{name}: a version-{version} frame");
+    assert!(
+        verify_frame(&old, Context::Session(&SESSION)).is_err(),
+        "{name}: not a frame of this version"
+    );
+    let (_, msg) = samples().into_iter().find(|(n, _)| *n == name).unwrap();
+    let Message::TaskResult(res) = msg else {
+        panic!("{name} is not a result");
+    };
+    let seal = Seal {
+        signer: Keypair::from_seed(SEED).node_id(),
+        seq: u64::from_le_bytes(old[34..42].try_into().unwrap()),
+        session: SESSION,
+        signature: Signature64(old[old.len() - SIGNATURE_LEN..].try_into().unwrap()),
+    };
+    let (inline, output) = match res.output {
+        TaskOutput::Inline(b) => (b, [0x11u8; 32]),
+        TaskOutput::Blob { hash, .. } => (&[][..], hash),
+    };
+    (Receipt::new(&seal, &res, output), inline.to_vec())
+}
+
 /// Receipts kept before version 6 (result frames without `reason`, signed
 /// under version 5) still verify, and only as they were signed.
 #[test]
 fn a_receipt_of_a_version_5_worker_still_verifies() {
     for name in ["task_result", "task_result_blob"] {
-        let old = std::fs::read(golden_dir().join(format!("v5_{name}.frame"))).unwrap();
-        assert_eq!(old[0], 5, "{name}: a version-5 frame");
-        assert!(
-            verify_frame(&old, Context::Session(&SESSION)).is_err(),
-            "{name}"
-        );
         // The same result as this version's sample, which has no reason.
-        let (_, msg) = samples().into_iter().find(|(n, _)| *n == name).unwrap();
-        let Message::TaskResult(res) = msg else {
-            panic!("{name} is not a result");
-        };
-        assert_eq!(res.reason, None);
-        let seal = Seal {
-            signer: Keypair::from_seed(SEED).node_id(),
-            seq: u64::from_le_bytes(old[34..42].try_into().unwrap()),
-            session: SESSION,
-            signature: Signature64(old[old.len() - SIGNATURE_LEN..].try_into().unwrap()),
-        };
-        let (inline, output) = match res.output {
-            TaskOutput::Inline(b) => (b, [0x11u8; 32]),
-            TaskOutput::Blob { hash, .. } => (&[][..], hash),
-        };
-        let r = Receipt::new(&seal, &res, output);
-        assert_eq!(r.verify(inline), Ok(()), "{name}");
+        let (r, inline) = old_receipt(5, name);
+        assert_eq!(r.reason, None);
+        assert_eq!(r.verify(&inline), Ok(()), "{name}");
         let mut forged = r;
         forged.input[0] ^= 1;
-        assert_eq!(forged.verify(inline), Err(FrameError::BadSignature));
+        assert_eq!(forged.verify(&inline), Err(FrameError::BadSignature));
         // A reason it never carried is not what was signed.
         let mut forged = r;
         forged.reason = Some(FailReason::Worker);
-        assert_eq!(forged.verify(inline), Err(FrameError::BadSignature));
+        assert_eq!(forged.verify(&inline), Err(FrameError::BadSignature));
     }
 }
 
@@ -255,30 +263,10 @@ fn a_receipt_of_a_version_5_worker_still_verifies() {
 #[test]
 fn a_receipt_of_a_version_6_worker_still_verifies() {
     for name in ["task_result", "task_result_blob", "task_result_failed"] {
-        let old = std::fs::read(golden_dir().join(format!("v6_{name}.frame"))).unwrap();
-        assert_eq!(old[0], 6, "{name}: a version-6 frame");
-        assert!(
-            verify_frame(&old, Context::Session(&SESSION)).is_err(),
-            "{name}: not a frame of this version"
-        );
-        let (_, msg) = samples().into_iter().find(|(n, _)| *n == name).unwrap();
-        let Message::TaskResult(res) = msg else {
-            panic!("{name} is not a result");
-        };
-        let seal = Seal {
-            signer: Keypair::from_seed(SEED).node_id(),
-            seq: u64::from_le_bytes(old[34..42].try_into().unwrap()),
-            session: SESSION,
-            signature: Signature64(old[old.len() - SIGNATURE_LEN..].try_into().unwrap()),
-        };
-        let (inline, output) = match res.output {
-            TaskOutput::Inline(b) => (b, [0x11u8; 32]),
-            TaskOutput::Blob { hash, .. } => (&[][..], hash),
-        };
-        let r = Receipt::new(&seal, &res, output);
-        assert_eq!(r.verify(inline), Ok(()), "{name}");
+        let (r, inline) = old_receipt(6, name);
+        assert_eq!(r.verify(&inline), Ok(()), "{name}");
         let mut forged = r;
         forged.model[0] ^= 1;
-        assert_eq!(forged.verify(inline), Err(FrameError::BadSignature));
+        assert_eq!(forged.verify(&inline), Err(FrameError::BadSignature));
     }
 }

@@ -357,23 +357,6 @@ fn an_older_peer_is_told_the_version_and_refused() {
     }
 }
 
-/// Whether this CPU runs AES-GCM in hardware, as the node decides it.
-fn aes_in_hardware() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("aes") && std::is_x86_feature_detected!("pclmulqdq")
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        std::arch::is_aarch64_feature_detected!("aes")
-            && std::arch::is_aarch64_feature_detected!("pmull")
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        false
-    }
-}
-
 /// The worker's count of AES-256-GCM sessions and of all sessions, from
 /// `p2pa status --json`.
 fn session_counts(dir: &Path) -> (u64, u64) {
@@ -393,6 +376,7 @@ fn session_counts(dir: &Path) -> (u64, u64) {
 #[test]
 fn the_session_cipher_is_aes_gcm_only_where_both_ends_offer_it() {
     let big = distinctive(200 * 1024);
+    let hardware = p2pa_node::core::Config::aes_gcm_in_hardware();
     for (worker_cipher, requester_cipher) in
         [("auto", "auto"), ("chacha", "auto"), ("auto", "chacha")]
     {
@@ -427,13 +411,13 @@ fn the_session_cipher_is_aes_gcm_only_where_both_ends_offer_it() {
             all >= 1,
             "{worker_cipher}/{requester_cipher}: a session was made"
         );
-        let want_aes = worker_cipher == "auto" && requester_cipher == "auto" && aes_in_hardware();
+        let want_aes = worker_cipher == "auto" && requester_cipher == "auto" && hardware;
         assert_eq!(
             aes > 0,
             want_aes,
             "worker --cipher {worker_cipher}, requester --cipher {requester_cipher}: {aes} of {all} sessions AES-256-GCM"
         );
-        if !aes_in_hardware() {
+        if !hardware {
             eprintln!("note: no AES in hardware here; every session was ChaCha20-Poly1305");
         }
     }

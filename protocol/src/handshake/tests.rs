@@ -429,11 +429,9 @@ fn snow_as_initiator_completes_a_handshake_with_our_responder() {
     assert_eq!(v.into_message(), ping(8));
 }
 
-#[test]
-fn a_certificate_by_another_key_is_refused() {
-    // A responder proves static key S in Noise but presents node C's id with
-    // B's certificate: the certificate does not bind S to C.
-    let (a, b, c) = (id(7), id(8), id(9));
+/// `a` dials a snow responder holding `b`'s static key, which answers with
+/// `answer` as its payload: what `a` makes of message 2.
+fn snow_answers(a: &Identity, b: &Identity, answer: &Payload) -> Option<HandshakeError> {
     let secret = b.statik.secret();
     let mut snow_b = snow::Builder::new(params(false))
         .local_private_key(&secret)
@@ -444,12 +442,21 @@ fn a_certificate_by_another_key_is_refused() {
         .unwrap();
     let mut oa = [0u8; BUF];
     let (wait, n) = Initiator::new([1; 32], None)
-        .write_hello(&a, &mut oa)
+        .write_hello(a, &mut oa)
         .unwrap();
     let (mut buf, mut pay) = ([0u8; BUF], [0u8; BUF]);
     snow_b
         .read_message(&oa[LEN_PREFIX_LEN + 1..n], &mut pay)
         .unwrap();
+    let m = snow_b.write_message(&encode(answer), &mut buf).unwrap();
+    wait.read_ack(a, &mut buf[..m], NO_CACHE).err()
+}
+
+#[test]
+fn a_certificate_by_another_key_is_refused() {
+    // A responder proves static key S in Noise but presents node C's id with
+    // B's certificate: the certificate does not bind S to C.
+    let (a, b, c) = (id(7), id(8), id(9));
     let forged = Payload::Intro {
         node: c.node_id(),
         cert: b.cert,
@@ -457,9 +464,8 @@ fn a_certificate_by_another_key_is_refused() {
         caps: Capabilities::default(),
         transport: 0,
     };
-    let m = snow_b.write_message(&encode(&forged), &mut buf).unwrap();
     assert_eq!(
-        wait.read_ack(&a, &mut buf[..m], NO_CACHE).err(),
+        snow_answers(&a, &b, &forged),
         Some(HandshakeError::BadCertificate {
             claimed: c.node_id()
         })
@@ -551,22 +557,6 @@ fn unknown_offer_bits_are_refused() {
 fn a_transport_that_was_not_offered_is_refused() {
     for transport in [Transport::AesGcm.byte(), 9] {
         let (a, b) = (id(7), id(8));
-        let secret = b.statik.secret();
-        let mut snow_b = snow::Builder::new(params(false))
-            .local_private_key(&secret)
-            .unwrap()
-            .prologue(PROLOGUE)
-            .unwrap()
-            .build_responder()
-            .unwrap();
-        let mut oa = [0u8; BUF];
-        let (wait, n) = Initiator::new([1; 32], None)
-            .write_hello(&a, &mut oa)
-            .unwrap();
-        let (mut buf, mut pay) = ([0u8; BUF], [0u8; BUF]);
-        snow_b
-            .read_message(&oa[LEN_PREFIX_LEN + 1..n], &mut pay)
-            .unwrap();
         let answer = Payload::Intro {
             node: b.node_id(),
             cert: b.cert,
@@ -574,9 +564,8 @@ fn a_transport_that_was_not_offered_is_refused() {
             caps: Capabilities::default(),
             transport,
         };
-        let m = snow_b.write_message(&encode(&answer), &mut buf).unwrap();
         assert_eq!(
-            wait.read_ack(&a, &mut buf[..m], NO_CACHE).err(),
+            snow_answers(&a, &b, &answer),
             Some(HandshakeError::Malformed),
             "transport {transport}"
         );
