@@ -256,3 +256,60 @@ pub fn crypto_floor_ms(input: usize, output: usize, rounds: usize) -> (f64, f64)
         crate::harness::median(&mut hash),
     )
 }
+
+/// What a task's bytes cost to move on one machine, the least any requester
+/// and worker pay besides the cryptography: the input file read, `input`
+/// bytes over loopback TCP one way and `output` bytes back (the sending
+/// and the receiving end: on loopback the kernel does both in the
+/// sender's call), both through a pipe to and from the process that runs
+/// the model (untrusted work runs out of the node's process), and the
+/// output written to a file. One thread, 64 KiB writes each read back at
+/// once, buffers reused: ms of CPU per task for TCP, the pipes and the
+/// files, the medians of `rounds`.
+pub fn copy_floor_ms(input: usize, output: usize, rounds: usize) -> (f64, f64, f64) {
+    const CHUNK: usize = 64 * 1024;
+    fn through(w: &mut impl Write, r: &mut impl Read, bytes: &[u8], back: &mut [u8]) {
+        for c in bytes.chunks(CHUNK) {
+            w.write_all(c).expect("copy floor: write");
+            r.read_exact(&mut back[..c.len()])
+                .expect("copy floor: read");
+        }
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+    let (mut server, _) = listener.accept().expect("accept");
+    let (mut pr, mut pw) = std::io::pipe().expect("pipe");
+    let (mut cr, mut cw) = std::io::pipe().expect("pipe");
+    let dir = std::env::temp_dir().join(format!("p2pa-copy-floor-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (inf, outf) = (dir.join("input.npy"), dir.join("output.npy"));
+    let a: Vec<u8> = (0..input).map(|i| (i * 131 % 251) as u8).collect();
+    let b: Vec<u8> = (0..output).map(|i| (i * 137 % 241) as u8).collect();
+    std::fs::write(&inf, &a).expect("input file");
+    let mut back = vec![0u8; CHUNK];
+    let mut read = Vec::with_capacity(input);
+    let (mut tcp, mut pipe, mut file) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds.max(1) {
+        let t = std::time::Instant::now();
+        through(&mut client, &mut server, &a, &mut back);
+        through(&mut server, &mut client, &b, &mut back);
+        tcp.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = std::time::Instant::now();
+        through(&mut pw, &mut pr, &a, &mut back);
+        through(&mut cw, &mut cr, &b, &mut back);
+        pipe.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = std::time::Instant::now();
+        read.clear();
+        std::fs::File::open(&inf)
+            .and_then(|mut f| f.read_to_end(&mut read))
+            .expect("read the input file");
+        std::fs::write(&outf, &b).expect("write the output file");
+        file.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        crate::harness::median(&mut tcp),
+        crate::harness::median(&mut pipe),
+        crate::harness::median(&mut file),
+    )
+}

@@ -96,6 +96,20 @@ fn main() {
             println!("{:.3} {aead:.3} {hash:.3} {cipher}", aead + hash);
             return;
         }
+        "job-floor" => {
+            // `job-floor --input BYTES --output BYTES`: ms of CPU per task
+            // that any implementation pays on one machine: in all, then the
+            // cryptography (crypto-floor) and the copies (TCP, pipes, files).
+            let (input, output) = (flag("--input", 1 << 20), flag("--output", 1 << 20));
+            let (aead, hash) = floor::crypto_floor_ms(input, output, 21);
+            let (tcp, pipe, file) = floor::copy_floor_ms(input, output, 21);
+            let (crypto, copies) = (aead + hash, tcp + pipe + file);
+            println!(
+                "{:.3} crypto {crypto:.3} copies {copies:.3} (tcp {tcp:.3} pipe {pipe:.3} file {file:.3})",
+                crypto + copies
+            );
+            return;
+        }
         "seq-only" | "floor-only" | "pipe-only" => return profile(what, n),
         "rtt-only" => {
             // p2pa's sequential round trips as `rtt` measures them (worker

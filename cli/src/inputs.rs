@@ -76,8 +76,7 @@ impl Item {
     pub fn load(&mut self) -> Result<Hashed, String> {
         match &self.file {
             Some(f) => {
-                let set = crate::tensors::read_file(f)?;
-                let input = Hashed::new(p2pa_node::task::tensor::encode(&set));
+                let input = Hashed::new(crate::tensors::read_file_encoded(f)?);
                 self.file_sha256 = Some(input.sha256());
                 Ok(input)
             }

@@ -4,7 +4,7 @@
 use std::io::{Read, Seek, Write};
 
 use npyz::WriterBuilder;
-use p2pa_node::task::tensor::{Dtype, Tensor};
+use p2pa_node::task::tensor::{self, Dtype, Tensor};
 
 fn dtype_of(descr: &str) -> Option<Dtype> {
     // numpy's type strings: byte order (<, >, | or =), kind, size.
@@ -94,27 +94,62 @@ fn header<R: Read>(npy: &npyz::NpyFile<R>, what: &str) -> Result<Header, String>
 
 pub fn read_npy(r: impl Read, what: &str) -> Result<Tensor, String> {
     let npy = npyz::NpyFile::new(r).map_err(|e| format!("{what}: not a .npy file ({e})"))?;
-    let Header {
-        shape,
-        dtype,
-        len,
-        little,
-    } = header(&npy, what)?;
-    let io = |e: std::io::Error| format!("{what}: {e}");
-    // Little-endian data (what numpy writes on every machine p2pa runs on)
-    // is the tensor format's layout already: taken as it is, not element by
-    // element (that decode was a seventh of a requester's CPU on 1 MB inputs).
-    if little {
+    let h = header(&npy, what)?;
+    if h.little {
         // Grown as the data arrives: a header's shape alone allocates little.
-        let mut data = Vec::with_capacity(len.min(1 << 26));
-        npy.into_inner()
-            .take(u64::try_from(len).unwrap_or(u64::MAX))
-            .read_to_end(&mut data)
-            .map_err(io)?;
-        return Tensor::from_bytes(shape, dtype, data).ok_or_else(|| {
-            format!("{what}: data does not fill its shape (or a bool is not 0 or 1)")
-        });
+        let data = read_data(npy, &h, Vec::with_capacity(h.len.min(1 << 26)), what)?;
+        return Tensor::from_bytes(h.shape, h.dtype, data).ok_or_else(|| unfilled(what));
     }
+    read_swapped(npy, h, what)
+}
+
+/// A `.npy` file as the one-tensor set an `infer` task takes (what
+/// `tensor::encode` makes of [`read_npy`]'s tensor), its data read straight
+/// after the set's header: a copy of a megabyte input, and a buffer for it,
+/// fewer per line of a batch.
+pub fn read_npy_encoded(r: impl Read, what: &str) -> Result<Vec<u8>, String> {
+    let npy = npyz::NpyFile::new(r).map_err(|e| format!("{what}: not a .npy file ({e})"))?;
+    let h = header(&npy, what)?;
+    if !h.little {
+        return read_swapped(npy, h, what).map(|t| tensor::encode(&[t]));
+    }
+    let head = tensor::single_head(h.dtype, &h.shape, h.len.min(1 << 26));
+    read_data(npy, &h, head, what)
+}
+
+fn unfilled(what: &str) -> String {
+    format!("{what}: data does not fill its shape (or a bool is not 0 or 1)")
+}
+
+/// Appends a little-endian file's data (what numpy writes on every machine
+/// p2pa runs on: the tensor format's layout already, taken as it is, not
+/// element by element) to `out`, and checks it fills the shape.
+fn read_data<R: Read>(
+    npy: npyz::NpyFile<R>,
+    h: &Header,
+    mut out: Vec<u8>,
+    what: &str,
+) -> Result<Vec<u8>, String> {
+    let at = out.len();
+    npy.into_inner()
+        .take(u64::try_from(h.len).unwrap_or(u64::MAX))
+        .read_to_end(&mut out)
+        .map_err(|e| format!("{what}: {e}"))?;
+    let data = out.get(at..).unwrap_or_default();
+    let bools_ok = h.dtype != Dtype::Bool || data.iter().all(|b| *b <= 1);
+    if data.len() != h.len || !bools_ok {
+        return Err(unfilled(what));
+    }
+    Ok(out)
+}
+
+/// A big-endian file's data, element by element.
+fn read_swapped<R: Read>(
+    npy: npyz::NpyFile<R>,
+    Header { shape, dtype, .. }: Header,
+    what: &str,
+) -> Result<Tensor, String> {
+    let io = |e: std::io::Error| format!("{what}: {e}");
     let t = match dtype {
         Dtype::F32 => Tensor::f32(shape, npy.into_vec().map_err(io)?),
         Dtype::F64 => Tensor::f64(shape, npy.into_vec().map_err(io)?),

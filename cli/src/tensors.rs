@@ -37,6 +37,10 @@ mod npy {
     pub fn npy_facts(_: &std::path::Path, what: &str) -> Result<Tensor, String> {
         Err(format!("{what}: {NO_NPY}"))
     }
+
+    pub fn read_npy_encoded(_: impl std::io::Read, what: &str) -> Result<Vec<u8>, String> {
+        Err(format!("{what}: {NO_NPY}"))
+    }
 }
 
 fn numbers(v: &Value) -> Option<Vec<f64>> {
@@ -180,6 +184,18 @@ pub fn read_file(path: &Path) -> Result<Vec<Tensor>, String> {
             tensors_from_json(&v).map_err(|e| format!("{what}: {e}"))
         }
     }
+}
+
+/// Reads an input file as the tensor set an `infer` task takes: what
+/// `tensor::encode(&read_file(path)?)` gives, a `.npy` file's data read
+/// straight into it ([`npy::read_npy_encoded`]).
+pub fn read_file_encoded(path: &Path) -> Result<Vec<u8>, String> {
+    if path.extension().and_then(|e| e.to_str()) != Some("npy") {
+        return read_file(path).map(|set| tensor::encode(&set));
+    }
+    let what = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {what}: {e}"))?;
+    npy::read_npy_encoded(std::io::BufReader::new(file), &what)
 }
 
 /// A file name for an output: its name with anything but `[A-Za-z0-9._-]`
@@ -399,12 +415,55 @@ mod tests {
         assert!(read_file(&paths[0])
             .unwrap_err()
             .contains("does not fill its shape"));
+        assert!(read_file_encoded(&paths[0])
+            .unwrap_err()
+            .contains("does not fill its shape"));
         let mut two = bytes.clone();
         *two.last_mut().unwrap() = 2;
         std::fs::write(&paths[0], &two).unwrap();
         assert!(read_file(&paths[0]).unwrap_err().contains("not 0 or 1"));
+        assert!(read_file_encoded(&paths[0])
+            .unwrap_err()
+            .contains("not 0 or 1"));
         std::fs::write(&paths[0], &bytes).unwrap();
         assert_eq!(read_file(&paths[0]).unwrap()[0].data, [1, 0, 1, 1]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    #[cfg(feature = "npy")]
+    fn an_npy_read_straight_into_its_encoding_is_the_encoding_of_its_tensor() {
+        let dir = temp("npy-encoded");
+        let f = Tensor::f32(vec![1, 3, 2], vec![0.5, -1.0, 2.25, 0.0, 7.0, 1e-3]).unwrap();
+        let b = Tensor::from_bytes(vec![2, 2], Dtype::Bool, vec![1, 0, 0, 1]).unwrap();
+        let i = Tensor::i64(vec![0], vec![]).unwrap();
+        for t in [f.clone(), b, i] {
+            let p = write_npy_dir(&tensor::encode(&[t]), &dir)
+                .unwrap()
+                .remove(0);
+            let want = tensor::encode(&read_file(&p).unwrap());
+            assert_eq!(read_file_encoded(&p).unwrap(), want);
+        }
+        // Big-endian data (numpy's `>f4`) is swapped element by element.
+        let big = dir.join("big.npy");
+        let head = "{'descr': '>f4', 'fortran_order': False, 'shape': (1, 3, 2), }";
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        let pad = 64 - (10 + head.len() + 1) % 64;
+        let hlen = u16::try_from(head.len() + pad + 1).unwrap();
+        bytes.extend_from_slice(&hlen.to_le_bytes());
+        bytes.extend_from_slice(head.as_bytes());
+        bytes.extend(std::iter::repeat_n(b' ', pad));
+        bytes.push(b'\n');
+        for x in [0.5f32, -1.0, 2.25, 0.0, 7.0, 1e-3] {
+            bytes.extend_from_slice(&x.to_be_bytes());
+        }
+        std::fs::write(&big, &bytes).unwrap();
+        assert_eq!(read_file_encoded(&big).unwrap(), tensor::encode(&[f]));
+        // Other files go through read_file.
+        let json = dir.join("t.json");
+        std::fs::write(&json, r#"{"shape": [2], "i32": [5, 6]}"#).unwrap();
+        let want = tensor::encode(&read_file(&json).unwrap());
+        assert_eq!(read_file_encoded(&json).unwrap(), want);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

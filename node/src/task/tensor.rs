@@ -242,27 +242,45 @@ pub fn encode(tensors: &[Tensor]) -> Vec<u8> {
     let mut out = Vec::with_capacity(encoded_len(tensors));
     out.push(u8::try_from(tensors.len()).unwrap_or(u8::MAX));
     for t in tensors.iter().take(usize::from(u8::MAX)) {
-        let tag = t.dtype as u8;
-        match &t.name {
-            Some(name) => {
-                let mut end = name.len().min(255);
-                while !name.is_char_boundary(end) {
-                    end = end.saturating_sub(1);
-                }
-                let cut = name.get(..end).unwrap_or("");
-                out.push(tag | NAMED);
-                out.push(u8::try_from(cut.len()).unwrap_or(0));
-                out.extend_from_slice(cut.as_bytes());
-            }
-            None => out.push(tag),
-        }
-        out.push(u8::try_from(t.shape.len()).unwrap_or(u8::MAX));
-        for d in &t.shape {
-            out.extend_from_slice(&u32::try_from(*d).unwrap_or(u32::MAX).to_le_bytes());
-        }
+        push_head(&mut out, t.name.as_deref(), t.dtype, &t.shape);
         out.extend_from_slice(&t.data);
     }
     out
+}
+
+/// The encoding of a set of one unnamed tensor up to its data, with room
+/// for `data_len` bytes more: a caller that reads the data straight after
+/// it (a `.npy` file's bytes) spares [`encode`]'s copy of them. The data
+/// appended must be `product(shape)` elements, little-endian, as in
+/// [`Tensor::data`].
+pub fn single_head(dtype: Dtype, shape: &[usize], data_len: usize) -> Vec<u8> {
+    let head = 3usize.saturating_add(shape.len().saturating_mul(4));
+    let mut out = Vec::with_capacity(head.saturating_add(data_len));
+    out.push(1);
+    push_head(&mut out, None, dtype, shape);
+    out
+}
+
+/// One tensor's header: its tag (and name), its dimensions.
+fn push_head(out: &mut Vec<u8>, name: Option<&str>, dtype: Dtype, shape: &[usize]) {
+    let tag = dtype as u8;
+    match name {
+        Some(name) => {
+            let mut end = name.len().min(255);
+            while !name.is_char_boundary(end) {
+                end = end.saturating_sub(1);
+            }
+            let cut = name.get(..end).unwrap_or("");
+            out.push(tag | NAMED);
+            out.push(u8::try_from(cut.len()).unwrap_or(0));
+            out.extend_from_slice(cut.as_bytes());
+        }
+        None => out.push(tag),
+    }
+    out.push(u8::try_from(shape.len()).unwrap_or(u8::MAX));
+    for d in shape {
+        out.extend_from_slice(&u32::try_from(*d).unwrap_or(u32::MAX).to_le_bytes());
+    }
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -394,6 +412,20 @@ mod tests {
         assert!(Tensor::from_bytes(vec![1], Dtype::Bool, vec![2]).is_none());
         // Relative: large values may differ by 1e-4 of themselves.
         assert!(super::close(1000.0, 1000.05) && !super::close(1000.0, 1000.2));
+    }
+
+    #[test]
+    fn a_single_head_and_its_data_are_the_encoding() {
+        for t in [
+            Tensor::f32(vec![1, 3, 2], vec![0.5, -1.0, 2.25, 0.0, 7.0, 1e-3]).unwrap(),
+            Tensor::i64(vec![], vec![42]).unwrap(),
+            Tensor::from_bytes(vec![0, 4], Dtype::U8, vec![]).unwrap(),
+        ] {
+            let mut bytes = single_head(t.dtype, &t.shape, t.data.len());
+            bytes.extend_from_slice(&t.data);
+            assert_eq!(bytes, encode(std::slice::from_ref(&t)));
+            assert_eq!(decode(&bytes).unwrap(), vec![t]);
+        }
     }
 
     #[test]
