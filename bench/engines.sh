@@ -89,11 +89,15 @@ with open(os.path.join(d, "enc.jsonl"), "w") as f:
         np.savez(os.path.join(d, f"enc{i}.npz"), input_ids=ids, attention_mask=np.ones((1, 9), np.int64), token_type_ids=np.zeros((1, 9), np.int64))
         f.write(json.dumps({"input": f"enc{i}.npz"}) + "\n")
 PY
-# The crypto floor: what a line's bytes cost in the wire's cryptography
-# alone (AEAD both ways, SHA-256 at both ends; `p2pa-bench crypto-floor`).
+# The job floor: what a line's bytes cost any implementation on one machine,
+# the wire's cryptography (AEAD both ways, SHA-256 at both ends) and the
+# copies (loopback TCP, the pipes to the inference process, the files);
+# `p2pa-bench job-floor`. The ideal is the definition's (single-thread rate
+# x cores); "at once" is Python onnxruntime measured in one process per core
+# running together, what the cores really give when all are busy.
 benchbin=${P2PA_BENCH_BIN:-$PWD/target/release/p2pa-bench}
-echo "| batch over $cores local workers | engine | lines | inferences/s (whole command) | ideal ($cores x Python onnxruntime, one line per run) | ratio | p2pa CPU per line (requester + nodes) | engine CPU per line | p2pa / engine | crypto floor per line | floor / engine |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| batch over $cores local workers | engine | lines | inferences/s (whole command) | ideal ($cores x Python onnxruntime, one line per run) | ratio | Python onnxruntime, $cores processes at once | ratio | p2pa CPU per line (requester + nodes) | engine CPU per line | p2pa / engine | job floor per line (crypto + copies) | floor / engine | p2pa / floor |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 # The fifth field: outputs as JSON in the results file (json) or as .npy
 # files (--out-dir, what a user with image-sized outputs writes).
 for job in "ppocr_det det ch_PP-OCRv4_det_infer.onnx 1 json" "ppocr_det det ch_PP-OCRv4_det_infer.onnx 1 npy" \
@@ -103,6 +107,8 @@ for job in "ppocr_det det ch_PP-OCRv4_det_infer.onnx 1 json" "ppocr_det det ch_P
   [ "$5" = npy ] && outs=(--out-dir "$d/outs")
   case " ${P2PA_ENGINES_BATCHES:-$m} " in *" $m "*) ;; *) continue ;; esac
   pms=$("$py" "$helper" time "$work" "$m" 20)
+  # The median ms of each of $cores processes timing at once (bounded: 60 runs each).
+  cms=$(for i in $(seq 1 "$cores"); do "$py" "$helper" time "$work" "$m" 60 & done; wait)
   for engine in ${P2PA_ENGINES_ENGINES:-onnxruntime tract}; do
     cleanup; pids=()
     for i in $(seq 1 "$cores"); do
@@ -122,14 +128,15 @@ for job in "ppocr_det det ch_PP-OCRv4_det_infer.onnx 1 json" "ppocr_det det ch_P
     rm -rf "$d/outs"
     req=$(tail -1 "$d/req.time")
     n1=$(ticks "${pids[@]}"); c1=$(ticks $kids)
-    "$py" - "$d/r.jsonl" "$m" "$engine" "$pms" "$cores" "$req" "$((n1 - n0))" "$((c1 - c0))" "$bs" "$5" "$inputs" "$benchbin" <<'PY'
+    "$py" - "$d/r.jsonl" "$m" "$engine" "$pms" "$cores" "$req" "$((n1 - n0))" "$((c1 - c0))" "$bs" "$5" "$inputs" "$benchbin" "$cms" <<'PY'
 import json, os, subprocess, sys
-path, m, engine, pms, cores, req, nodes, kids, bs, outs, inputs, benchbin = sys.argv[1:]
+path, m, engine, pms, cores, req, nodes, kids, bs, outs, inputs, benchbin, cms = sys.argv[1:]
 lines = [json.loads(l) for l in open(path)]
 ok = [l for l in lines if l.get("status") == "completed"]
 u, s, wall = (float(x) for x in req.split())
 steady = len(ok) / wall
 ideal = int(cores) * 1e3 / float(pms)
+together = sum(1e3 / float(x) for x in cms.split())
 reqms, nodems = (u + s) * 1e3, int(nodes) * 10.0  # ms; /proc ticks are 10 ms
 own = reqms + nodems
 eng = int(kids) * 10.0
@@ -142,12 +149,14 @@ in_len = sum(os.path.getsize(os.path.join(os.path.dirname(inputs), f)) for f in 
 outs_len = [l["receipt"].get("output_blob_len") or len(l["receipt"].get("output_inline_hex", "")) // 2 for l in ok]
 out_len = sum(outs_len) // max(len(outs_len), 1) // int(bs)  # a stacked task's output, per line
 try:
-    floor = float(subprocess.run([benchbin, "crypto-floor", "--input", str(in_len), "--output", str(out_len)],
-                                 capture_output=True, text=True, check=True).stdout.split()[0])
-    floor_cols = f"{floor:.2f} ms | {floor * n / max(eng, 1e-9):.2f}"
-except (OSError, ValueError, subprocess.CalledProcessError):
-    floor_cols = "- (build p2pa-bench) | -"
-print(f"| {label} | {engine} | {len(ok)}/{len(lines)} | {steady:.1f} | {ideal:.1f} | {steady / ideal:.2f} | {own / n:.2f} ms ({reqms / n:.2f} + {nodems / n:.2f}) | {eng / n:.2f} ms | {own / max(eng, 1e-9):.2f} | {floor_cols} |")
+    # "TOTAL crypto C copies K (tcp T pipe P file F)"
+    f = subprocess.run([benchbin, "job-floor", "--input", str(in_len), "--output", str(out_len)],
+                       capture_output=True, text=True, check=True).stdout.split()
+    floor, crypto, copies = float(f[0]), float(f[2]), float(f[4])
+    floor_cols = f"{floor:.2f} ms ({crypto:.2f} + {copies:.2f}) | {floor * n / max(eng, 1e-9):.2f} | {own / n / max(floor, 1e-9):.1f}"
+except (OSError, ValueError, IndexError, subprocess.CalledProcessError):
+    floor_cols = "- (build p2pa-bench) | - | -"
+print(f"| {label} | {engine} | {len(ok)}/{len(lines)} | {steady:.1f} | {ideal:.1f} | {steady / ideal:.2f} | {together:.1f} | {steady / together:.2f} | {own / n:.2f} ms ({reqms / n:.2f} + {nodems / n:.2f}) | {eng / n:.2f} ms | {own / max(eng, 1e-9):.2f} | {floor_cols} |")
 PY
   done
 done

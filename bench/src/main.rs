@@ -3,6 +3,9 @@
 //!
 //!     cargo run --release -p p2pa-bench -- [rtt|handshake|memory|infer|tensors|all] [--n N]
 //!
+//! and the per-task floors the scripts compare with, one line each:
+//! `crypto-floor` and `job-floor` (`--input BYTES --output BYTES`).
+//!
 //! Every loop is bounded by a count; the whole run stops by itself.
 
 mod floor;
