@@ -92,12 +92,20 @@ fn header<R: Read>(npy: &npyz::NpyFile<R>, what: &str) -> Result<Header, String>
     })
 }
 
+/// The most a header's shape alone reserves for the data: the buffer grows
+/// as the data arrives, so a forged shape allocates little.
+const RESERVE_AT_MOST: usize = 1 << 26;
+
 pub fn read_npy(r: impl Read, what: &str) -> Result<Tensor, String> {
     let npy = npyz::NpyFile::new(r).map_err(|e| format!("{what}: not a .npy file ({e})"))?;
     let h = header(&npy, what)?;
     if h.little {
-        // Grown as the data arrives: a header's shape alone allocates little.
-        let data = read_data(npy, &h, Vec::with_capacity(h.len.min(1 << 26)), what)?;
+        let data = read_data(
+            npy,
+            &h,
+            Vec::with_capacity(h.len.min(RESERVE_AT_MOST)),
+            what,
+        )?;
         return Tensor::from_bytes(h.shape, h.dtype, data).ok_or_else(|| unfilled(what));
     }
     read_swapped(npy, h, what)
@@ -113,8 +121,14 @@ pub fn read_npy_encoded(r: impl Read, what: &str) -> Result<Vec<u8>, String> {
     if !h.little {
         return read_swapped(npy, h, what).map(|t| tensor::encode(&[t]));
     }
-    let head = tensor::single_head(h.dtype, &h.shape, h.len.min(1 << 26));
-    read_data(npy, &h, head, what)
+    let head = tensor::single_head(h.dtype, &h.shape, h.len.min(RESERVE_AT_MOST));
+    let at = head.len();
+    let set = read_data(npy, &h, head, what)?;
+    let data = set.get(at..).unwrap_or_default();
+    if data.len() != h.len || !h.dtype.holds(data) {
+        return Err(unfilled(what));
+    }
+    Ok(set)
 }
 
 fn unfilled(what: &str) -> String {
@@ -123,23 +137,18 @@ fn unfilled(what: &str) -> String {
 
 /// Appends a little-endian file's data (what numpy writes on every machine
 /// p2pa runs on: the tensor format's layout already, taken as it is, not
-/// element by element) to `out`, and checks it fills the shape.
+/// element by element) to `out`, at most the shape's bytes; the caller
+/// checks that it fills the shape.
 fn read_data<R: Read>(
     npy: npyz::NpyFile<R>,
     h: &Header,
     mut out: Vec<u8>,
     what: &str,
 ) -> Result<Vec<u8>, String> {
-    let at = out.len();
     npy.into_inner()
         .take(u64::try_from(h.len).unwrap_or(u64::MAX))
         .read_to_end(&mut out)
         .map_err(|e| format!("{what}: {e}"))?;
-    let data = out.get(at..).unwrap_or_default();
-    let bools_ok = h.dtype != Dtype::Bool || data.iter().all(|b| *b <= 1);
-    if data.len() != h.len || !bools_ok {
-        return Err(unfilled(what));
-    }
     Ok(out)
 }
 

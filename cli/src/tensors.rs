@@ -171,12 +171,35 @@ pub fn read_facts(path: &Path) -> Result<Vec<Tensor>, String> {
 
 /// Reads input tensors from a `.npy`, `.npz` or `.json` file.
 pub fn read_file(path: &Path) -> Result<Vec<Tensor>, String> {
+    let (what, reader) = open(path)?;
+    read_set(path, reader, &what)
+}
+
+/// Reads an input file as the tensor set an `infer` task takes: what
+/// `tensor::encode(&read_file(path)?)` gives, a `.npy` file's data read
+/// straight into it ([`npy::read_npy_encoded`]).
+pub fn read_file_encoded(path: &Path) -> Result<Vec<u8>, String> {
+    let (what, reader) = open(path)?;
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("npy") => npy::read_npy_encoded(reader, &what),
+        _ => read_set(path, reader, &what).map(|set| tensor::encode(&set)),
+    }
+}
+
+type Reader = std::io::BufReader<std::fs::File>;
+
+/// A file opened for reading, and its name for messages.
+fn open(path: &Path) -> Result<(String, Reader), String> {
     let what = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| format!("cannot read {what}: {e}"))?;
-    let reader = std::io::BufReader::new(file);
+    Ok((what, std::io::BufReader::new(file)))
+}
+
+/// The tensors of an opened file, read as its name's extension says.
+fn read_set(path: &Path, reader: Reader, what: &str) -> Result<Vec<Tensor>, String> {
     match path.extension().and_then(|e| e.to_str()) {
-        Some("npy") => Ok(vec![npy::read_npy(reader, &what)?]),
-        Some("npz") => npy::read_npz(reader, &what),
+        Some("npy") => Ok(vec![npy::read_npy(reader, what)?]),
+        Some("npz") => npy::read_npz(reader, what),
         _ => {
             let v: Value = serde_json::from_reader(reader).map_err(|e| {
                 format!("{what}: not .npy, .npz or JSON (numbers, rows, or tensor objects): {e}")
@@ -184,18 +207,6 @@ pub fn read_file(path: &Path) -> Result<Vec<Tensor>, String> {
             tensors_from_json(&v).map_err(|e| format!("{what}: {e}"))
         }
     }
-}
-
-/// Reads an input file as the tensor set an `infer` task takes: what
-/// `tensor::encode(&read_file(path)?)` gives, a `.npy` file's data read
-/// straight into it ([`npy::read_npy_encoded`]).
-pub fn read_file_encoded(path: &Path) -> Result<Vec<u8>, String> {
-    if path.extension().and_then(|e| e.to_str()) != Some("npy") {
-        return read_file(path).map(|set| tensor::encode(&set));
-    }
-    let what = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {what}: {e}"))?;
-    npy::read_npy_encoded(std::io::BufReader::new(file), &what)
 }
 
 /// A file name for an output: its name with anything but `[A-Za-z0-9._-]`

@@ -45,6 +45,12 @@ impl Dtype {
         Self::F16,
     ];
 
+    /// Whether `data` holds only values of this type: every byte pattern
+    /// does, but a bool's bytes must be 0 or 1.
+    pub fn holds(self, data: &[u8]) -> bool {
+        self != Self::Bool || data.iter().all(|b| *b <= 1)
+    }
+
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
@@ -141,8 +147,7 @@ impl Tensor {
     /// fill the shape, or a bool is neither 0 nor 1.
     pub fn from_bytes(shape: Vec<usize>, dtype: Dtype, data: Vec<u8>) -> Option<Self> {
         let fits = elements(&shape).and_then(|n| n.checked_mul(dtype.size())) == Some(data.len());
-        let bools_ok = dtype != Dtype::Bool || data.iter().all(|b| *b <= 1);
-        (fits && bools_ok).then_some(Self {
+        (fits && dtype.holds(&data)).then_some(Self {
             name: None,
             shape,
             dtype,
