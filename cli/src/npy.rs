@@ -4,7 +4,7 @@
 use std::io::{Read, Seek, Write};
 
 use npyz::WriterBuilder;
-use p2pa_node::task::tensor::{self, Dtype, Tensor};
+use p2pa_node::task::tensor::{self, Dtype, Tensor, TensorRef};
 
 fn dtype_of(descr: &str) -> Option<Dtype> {
     // numpy's type strings: byte order (<, >, | or =), kind, size.
@@ -206,7 +206,7 @@ pub fn read_npz(r: impl Read + Seek, what: &str) -> Result<Vec<Tensor>, String> 
 /// is (the tensor format's layout, little-endian and C order, is numpy's),
 /// not element by element (that was a fifth of a requester's CPU on
 /// 400 KB outputs with `--out-dir`).
-pub fn write_npy(t: &Tensor, w: impl Write) -> std::io::Result<()> {
+pub fn write_npy(t: &TensorRef<'_>, w: impl Write) -> std::io::Result<()> {
     let descr = match t.dtype {
         Dtype::F32 => "<f4",
         Dtype::F64 => "<f8",
@@ -228,6 +228,6 @@ pub fn write_npy(t: &Tensor, w: impl Write) -> std::io::Result<()> {
         .shape(&shape)
         .writer(w)
         .write_header_only()?;
-    w.write_all(&t.data)?;
+    w.write_all(t.data)?;
     w.flush()
 }

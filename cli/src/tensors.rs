@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use p2pa_node::task::tensor::{self, Dtype, Tensor};
+use p2pa_node::task::tensor::{self, Dtype, Tensor, TensorRef};
 use serde_json::{json, Value};
 
 #[cfg(feature = "npy")]
@@ -18,7 +18,7 @@ use crate::npy;
 /// are JSON only.
 #[cfg(not(feature = "npy"))]
 mod npy {
-    use p2pa_node::task::tensor::Tensor;
+    use p2pa_node::task::tensor::{Tensor, TensorRef};
 
     const NO_NPY: &str = "this p2pa was built without .npy/.npz support (cargo feature `npy`); use a .json tensor file";
 
@@ -30,7 +30,7 @@ mod npy {
         Err(format!("{what}: {NO_NPY}"))
     }
 
-    pub fn write_npy(_: &Tensor, _: impl std::io::Write) -> std::io::Result<()> {
+    pub fn write_npy(_: &TensorRef<'_>, _: impl std::io::Write) -> std::io::Result<()> {
         Err(std::io::Error::other(NO_NPY))
     }
 
@@ -211,8 +211,8 @@ fn read_set(path: &Path, reader: Reader, what: &str) -> Result<Vec<Tensor>, Stri
 
 /// A file name for an output: its name with anything but `[A-Za-z0-9._-]`
 /// replaced, or `output_<i>`.
-fn file_name(t: &Tensor, i: usize) -> String {
-    match &t.name {
+fn file_name(t: &TensorRef<'_>, i: usize) -> String {
+    match t.name {
         Some(n) if !n.is_empty() => n
             .chars()
             .map(|c| {
@@ -227,9 +227,11 @@ fn file_name(t: &Tensor, i: usize) -> String {
     }
 }
 
-/// Writes each output tensor of `bytes` as `<dir>/<name>.npy`; returns the paths.
+/// Writes each output tensor of `bytes` as `<dir>/<name>.npy`, straight
+/// from `bytes` (no copy of a tensor's data first); returns the paths.
 pub fn write_npy_dir(bytes: &[u8], dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let set = tensor::decode(bytes).map_err(|e| format!("the output is not a tensor set: {e}"))?;
+    let set =
+        tensor::decode_refs(bytes).map_err(|e| format!("the output is not a tensor set: {e}"))?;
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     set.iter()
         .enumerate()

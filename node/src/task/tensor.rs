@@ -306,8 +306,33 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes a tensor set.
-pub fn decode(bytes: &[u8]) -> Result<Vec<Tensor>, TensorError> {
+/// One tensor of an encoded set, borrowed from the set's bytes: what a
+/// reader that only looks at a tensor (writing it to a file) needs, without
+/// copying its data out first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorRef<'a> {
+    pub name: Option<&'a str>,
+    pub shape: Vec<usize>,
+    pub dtype: Dtype,
+    /// `product(shape)` elements, little-endian.
+    pub data: &'a [u8],
+}
+
+impl TensorRef<'_> {
+    /// The tensor, its name and data copied.
+    pub fn to_owned(&self) -> Tensor {
+        Tensor {
+            name: self.name.map(str::to_owned),
+            shape: self.shape.clone(),
+            dtype: self.dtype,
+            data: self.data.to_vec(),
+        }
+    }
+}
+
+/// Decodes a tensor set, each tensor borrowed from `bytes`; checked as
+/// [`decode`] checks it.
+pub fn decode_refs(bytes: &[u8]) -> Result<Vec<TensorRef<'_>>, TensorError> {
     let mut r = Reader(bytes);
     let count = r.u8()?;
     let mut out = Vec::new();
@@ -317,11 +342,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Tensor>, TensorError> {
         let name = if tag & NAMED != 0 {
             let len = usize::from(r.u8()?);
             let raw = r.take(len)?;
-            Some(
-                std::str::from_utf8(raw)
-                    .map_err(|_| TensorError::BadName)?
-                    .to_owned(),
-            )
+            Some(std::str::from_utf8(raw).map_err(|_| TensorError::BadName)?)
         } else {
             None
         };
@@ -339,11 +360,11 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Tensor>, TensorError> {
         let len = elements(&shape)
             .and_then(|n| n.checked_mul(dtype.size()))
             .ok_or(TensorError::TooManyElements)?;
-        let data = r.take(len)?.to_vec();
-        if dtype == Dtype::Bool && data.iter().any(|b| *b > 1) {
+        let data = r.take(len)?;
+        if !dtype.holds(data) {
             return Err(TensorError::BadBool);
         }
-        out.push(Tensor {
+        out.push(TensorRef {
             name,
             shape,
             dtype,
@@ -354,6 +375,14 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Tensor>, TensorError> {
         return Err(TensorError::TrailingBytes(r.0.len()));
     }
     Ok(out)
+}
+
+/// Decodes a tensor set.
+pub fn decode(bytes: &[u8]) -> Result<Vec<Tensor>, TensorError> {
+    Ok(decode_refs(bytes)?
+        .iter()
+        .map(TensorRef::to_owned)
+        .collect())
 }
 
 /// Relative tolerance when comparing float outputs of two workers (with an
@@ -403,6 +432,17 @@ mod tests {
         let bytes = encode(&set);
         assert_eq!(bytes.len(), encoded_len(&set));
         assert_eq!(decode(&bytes).unwrap(), set);
+        // The borrowed form: the same tensors, their data inside `bytes`.
+        let refs = decode_refs(&bytes).unwrap();
+        assert_eq!(
+            refs.iter().map(TensorRef::to_owned).collect::<Vec<_>>(),
+            set
+        );
+        assert_eq!(refs[1].name, Some("label"));
+        let span = bytes.as_ptr_range();
+        assert!(refs
+            .iter()
+            .all(|t| span.contains(&t.data.as_ptr()) || t.data.is_empty()));
         assert_eq!(set[3].to_f64(), vec![1.0], "f16 1.0");
         let mut close = set.clone();
         close[0] = Tensor::f32(vec![1, 3], vec![0.50001, -1.0, 2.25]).unwrap();
@@ -459,6 +499,11 @@ mod tests {
         extra.push(0);
         assert_eq!(decode(&extra), Err(TensorError::TrailingBytes(1)));
         assert_eq!(decode(&[1, 6, 1, 1, 0, 0, 0, 5]), Err(TensorError::BadBool));
+        assert_eq!(decode_refs(&extra), Err(TensorError::TrailingBytes(1)));
+        assert_eq!(
+            decode_refs(&[1, 6, 1, 1, 0, 0, 0, 5]),
+            Err(TensorError::BadBool)
+        );
         assert_eq!(decode(&[1, 0x81, 1, 0xff]), Err(TensorError::BadName));
     }
 
