@@ -319,8 +319,9 @@ pub struct TensorRef<'a> {
 }
 
 impl TensorRef<'_> {
-    /// The tensor, its name and data copied.
-    pub fn to_owned(&self) -> Tensor {
+    /// The tensor, its name and data copied (not `ToOwned::to_owned`,
+    /// which would give another borrowed `TensorRef`).
+    pub fn to_tensor(&self) -> Tensor {
         Tensor {
             name: self.name.map(str::to_owned),
             shape: self.shape.clone(),
@@ -330,8 +331,7 @@ impl TensorRef<'_> {
     }
 }
 
-/// Decodes a tensor set, each tensor borrowed from `bytes`; checked as
-/// [`decode`] checks it.
+/// Decodes and checks a tensor set, each tensor borrowed from `bytes`.
 pub fn decode_refs(bytes: &[u8]) -> Result<Vec<TensorRef<'_>>, TensorError> {
     let mut r = Reader(bytes);
     let count = r.u8()?;
@@ -377,11 +377,12 @@ pub fn decode_refs(bytes: &[u8]) -> Result<Vec<TensorRef<'_>>, TensorError> {
     Ok(out)
 }
 
-/// Decodes a tensor set.
+/// Decodes and checks a tensor set, each tensor copied out of `bytes`
+/// ([`decode_refs`] borrows them).
 pub fn decode(bytes: &[u8]) -> Result<Vec<Tensor>, TensorError> {
     Ok(decode_refs(bytes)?
         .iter()
-        .map(TensorRef::to_owned)
+        .map(TensorRef::to_tensor)
         .collect())
 }
 
@@ -435,7 +436,7 @@ mod tests {
         // The borrowed form: the same tensors, their data inside `bytes`.
         let refs = decode_refs(&bytes).unwrap();
         assert_eq!(
-            refs.iter().map(TensorRef::to_owned).collect::<Vec<_>>(),
+            refs.iter().map(TensorRef::to_tensor).collect::<Vec<_>>(),
             set
         );
         assert_eq!(refs[1].name, Some("label"));
