@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use p2pa_node::core::{PeerState, TaskRequest};
-use p2pa_node::io::NodeHandle;
+use p2pa_node::io::{NodeEvent, NodeHandle};
 use p2pa_node::protocol::{Keypair, KindSet, TaskKind, TaskStatus};
 use p2pa_tests::{loopback_options, unique_port};
 
@@ -82,6 +82,21 @@ fn a_node_on_the_callers_thread_serves_many_pipelined_requests_and_persists_betw
     let again = node.block_on(h.submit(echo(b"again".to_vec()))).unwrap();
     assert_eq!(again.status, TaskStatus::Completed);
     assert_eq!(again.output, b"again");
+
+    // Each outcome went to its submit alone: none waits in the event queue
+    // (which a batch never reads), so no output is held there.
+    let mut events = 0;
+    while let Ok(ev) = h.events().try_recv() {
+        assert!(
+            !matches!(ev, NodeEvent::TaskDone(_)),
+            "a submitted task's outcome was queued as an event too"
+        );
+        events += 1;
+    }
+    assert!(
+        events > 0,
+        "the node told nothing at all (not even its peer)"
+    );
 
     node.block_on(h.shutdown());
     async_io::block_on(worker.shutdown());

@@ -109,7 +109,10 @@ pub enum NodeEvent {
         /// the core prefetches, is not counted).
         elapsed: Duration,
     },
-    /// A task this node requested ended.
+    /// A task this node requested ended with nobody waiting on it: a
+    /// submit's outcome goes to the submit itself
+    /// ([`NodeHandle::submit`](super::NodeHandle::submit)), not here, so
+    /// that no output is held twice.
     TaskDone(Box<TaskOutcome>),
     /// A TCP connection this node opened (to a peer or a bootstrap address)
     /// failed before any handshake: an application that found the address

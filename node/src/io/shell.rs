@@ -346,8 +346,9 @@ impl Shell {
                 }
             }
             while let Some(e) = self.core.poll_event() {
-                let app = self.event(e);
-                self.tell(app);
+                if let Some(app) = self.event(e) {
+                    self.tell(app);
+                }
             }
             if !self.core.has_pending_output() {
                 break;
@@ -399,9 +400,13 @@ impl Shell {
         }
     }
 
-    /// What the application hears of the core's news.
-    fn event(&mut self, e: Event) -> NodeEvent {
-        match e {
+    /// What the application hears of the core's news. A task's outcome
+    /// goes to whoever waits on it (the submit), moved, and to the event
+    /// queue only when nobody does: a batch that never reads events would
+    /// otherwise pin a copy of each of the last [`super::EVENT_QUEUE`]
+    /// outputs (gigabytes of image-sized tensors).
+    fn event(&mut self, e: Event) -> Option<NodeEvent> {
+        Some(match e {
             Event::PeerDiscovered { id, addr, via } => NodeEvent::Discovered {
                 id,
                 addr,
@@ -410,13 +415,15 @@ impl Shell {
             Event::PeerConnected { id, addr } => NodeEvent::Connected { id, addr },
             Event::PeerDisconnected { id, reason } => NodeEvent::Disconnected { id, reason },
             Event::DialFailed { addr, why } => NodeEvent::DialFailed { addr, why },
-            Event::TaskDone(outcome) => {
-                if let Some(w) = self.waiters.remove(&outcome.task_id) {
-                    let _ = w.try_send((*outcome).clone());
-                }
-                NodeEvent::TaskDone(outcome)
-            }
-        }
+            Event::TaskDone(outcome) => match self.waiters.remove(&outcome.task_id) {
+                Some(w) => match w.try_send(*outcome) {
+                    Ok(()) => return None,
+                    // The submit was dropped before its outcome came.
+                    Err(e) => NodeEvent::TaskDone(Box::new(e.into_inner())),
+                },
+                None => NodeEvent::TaskDone(outcome),
+            },
+        })
     }
 
     /// Carries out one order of the core; returns what the application
