@@ -2,6 +2,7 @@
 //! receipt, retry elsewhere on failure, report each task exactly once. It
 //! owns the tasks this node asked for; it reaches peers through a [`Link`].
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -89,7 +90,9 @@ struct Req {
 #[derive(Debug)]
 struct Answer<'a> {
     status: TaskStatus,
-    output: &'a [u8],
+    /// Owned when it is a fetched blob's (moved into the outcome, not
+    /// copied), borrowed from the result frame when inline.
+    output: Cow<'a, [u8]>,
     worker: Option<NodeId>,
     receipt: Option<Receipt>,
     error: Option<TaskError>,
@@ -99,7 +102,7 @@ impl Answer<'_> {
     fn none(status: TaskStatus, error: TaskError) -> Self {
         Self {
             status,
-            output: &[],
+            output: Cow::Borrowed(&[]),
             worker: None,
             receipt: None,
             error: Some(error),
@@ -422,7 +425,7 @@ impl Requester {
         if r.failures >= self.cfg.max_attempts || hopeless {
             let answer = Answer {
                 status,
-                output,
+                output: Cow::Borrowed(output),
                 worker: Some(peer),
                 receipt: None,
                 error: r.last_error.clone(),
@@ -481,7 +484,7 @@ impl Requester {
         w.out().event(Event::TaskDone(Box::new(TaskOutcome {
             task_id: id,
             status: a.status,
-            output: a.output.to_vec(),
+            output: a.output.into_owned(),
             worker: a.worker,
             receipt: a.receipt,
             attempts: r.offers,

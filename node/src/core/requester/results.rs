@@ -2,6 +2,7 @@
 //! was asked and kept as the receipt, an output blob fetched before the task
 //! completes, failures retried elsewhere.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use p2pa_protocol::{Hash32, NodeId, Receipt, Seal, TaskOutput, TaskResult, TaskStatus};
@@ -67,6 +68,7 @@ impl Requester {
         match res.output {
             TaskOutput::Inline(output) => {
                 let id = res.task_id;
+                let output = Cow::Borrowed(output);
                 self.answered(now, (id, peer), res.status, receipt, output, w)
             }
             TaskOutput::Blob { hash, len } if len <= self.cfg.max_tensor_bytes => {
@@ -103,7 +105,7 @@ impl Requester {
         (id, peer): (u64, NodeId),
         status: TaskStatus,
         receipt: Receipt,
-        output: &[u8],
+        output: Cow<'_, [u8]>,
         w: &mut dyn Link,
     ) -> Resulted {
         let Some(r) = self.reqs.get(&id) else {
@@ -130,20 +132,21 @@ impl Requester {
                 worker: peer,
                 status,
                 reason: receipt.reason,
-                message: String::from_utf8_lossy(output).into_owned(),
+                message: String::from_utf8_lossy(&output).into_owned(),
             };
-            self.attempt_failed(now, (id, peer), status, output, error, w);
+            self.attempt_failed(now, (id, peer), status, &output, error, w);
             Resulted::Nothing
         }
     }
 
-    /// An output blob arrived (hash-checked): the tasks waiting for it end.
-    /// Returns the workers to credit.
+    /// An output blob arrived (hash-checked): the tasks waiting for it end,
+    /// the last of them with the bytes themselves (one task, but for
+    /// redundancy: no copy of the output). Returns the workers to credit.
     pub(crate) fn output_arrived(
         &mut self,
         now: Instant,
         hash: &Hash32,
-        bytes: &[u8],
+        bytes: Vec<u8>,
         w: &mut dyn Link,
     ) -> Vec<NodeId> {
         let waiting: Vec<(u64, Pending)> = self
@@ -152,11 +155,17 @@ impl Requester {
             .filter_map(|(id, r)| r.pending.filter(|p| p.hash == *hash).map(|p| (*id, p)))
             .collect();
         let mut credit = Vec::new();
-        for (id, p) in waiting {
+        let last = waiting.len().saturating_sub(1);
+        let mut bytes = Some(bytes);
+        for (i, (id, p)) in waiting.into_iter().enumerate() {
             if let Some(r) = self.reqs.get_mut(&id) {
                 r.pending = None;
             }
-            let done = self.answered(now, (id, p.worker), p.status, p.receipt, bytes, w);
+            let output = match (i == last, &mut bytes) {
+                (true, b) => Cow::Owned(b.take().unwrap_or_default()),
+                (false, b) => Cow::Borrowed(b.as_deref().unwrap_or_default()),
+            };
+            let done = self.answered(now, (id, p.worker), p.status, p.receipt, output, w);
             if done == Resulted::Completed {
                 credit.push(p.worker);
             }

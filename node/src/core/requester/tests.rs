@@ -109,3 +109,70 @@ fn a_task_no_worker_can_run_times_out_saying_so() {
     );
     assert_eq!(r.state(task), None);
 }
+
+/// Two tasks waiting on the same output blob (redundant workers that
+/// agreed) both complete with its bytes: the last takes them, the first a
+/// copy.
+#[test]
+fn an_output_blob_two_tasks_wait_for_ends_both_with_its_bytes() {
+    let (t0, cfg) = (Instant::now(), Config::default());
+    let mut w = FakeLink::default();
+    w.connect(id(1), KindSet::default().with(TaskKind::Echo));
+    w.connect(id(2), KindSet::default().with(TaskKind::Echo));
+    let mut r = Requester::new(RequesterConfig::from(&cfg), 1);
+    let tasks = [submit(&mut r, t0, &mut w), submit(&mut r, t0, &mut w)];
+    let offered = offers(&mut w);
+    assert_eq!(offered.len(), 2, "{offered:?}");
+    let bytes = vec![7u8; 100_000];
+    let hash = crate::core::receipt::sha256(&bytes);
+    for &(worker, task) in &offered {
+        let receipt = Receipt {
+            task_id: task,
+            requester: id(9),
+            worker,
+            status: TaskStatus::Completed,
+            reason: None,
+            model: [0; 32],
+            input: [0; 32],
+            output: hash,
+            blob_len: Some(bytes.len() as u64),
+            seq: 1,
+            session: p2pa_protocol::SessionId {
+                initiator: [0; 32],
+                responder: [0; 32],
+            },
+            signature: p2pa_protocol::Signature64([0; 64]),
+        };
+        let pending = Pending {
+            worker,
+            status: TaskStatus::Completed,
+            receipt,
+            hash,
+        };
+        r.reqs.get_mut(&task).unwrap().pending = Some(pending);
+    }
+    assert!(r.wants_output(&hash));
+    let mut credited = r.output_arrived(t0, &hash, bytes.clone(), &mut w);
+    credited.sort();
+    let mut workers: Vec<NodeId> = offered.iter().map(|(p, _)| *p).collect();
+    workers.sort();
+    assert_eq!(credited, workers);
+    let mut done: Vec<(u64, &[u8])> = w
+        .out
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TaskDone(o) => Some((o.task_id, o.output.as_slice())),
+            _ => None,
+        })
+        .collect();
+    done.sort();
+    let mut want = tasks;
+    want.sort();
+    assert_eq!(done.len(), 2, "{:?}", w.out.events);
+    for ((task, output), want) in done.iter().zip(want) {
+        assert_eq!(*task, want);
+        assert!(*output == bytes.as_slice(), "task {task}: wrong output");
+    }
+    assert!(!r.wants_output(&hash));
+}

@@ -41,7 +41,7 @@ impl Core {
             Fetched::Done(Want::Output, bytes) => {
                 let credit = self
                     .requester
-                    .output_arrived(now, &hash, &bytes, &mut link_of!(self));
+                    .output_arrived(now, &hash, bytes, &mut link_of!(self));
                 credit.into_iter().for_each(|p| self.peers.credit(p));
             }
             Fetched::Failed(want, error) => {
