@@ -7,7 +7,7 @@
 #   2. a batch over local workers, one per core (`--workers 1` each), with
 #      each engine, after a warm-up batch (the model is on the workers and
 #      loaded): inferences/s over the whole `p2pa batch` command (its start,
-#      discovery and the 300 ms it waits for more workers included) vs the
+#      discovery and its wait of up to 300 ms for more workers included) vs the
 #      machine's ideal (Python onnxruntime's single-thread rate x cores);
 #   3. CPU per task of p2pa's own processes in that batch (the requester and
 #      the worker nodes, the inference children excluded) vs the children's.
@@ -77,7 +77,7 @@ import json, os, sys, numpy as np
 d = sys.argv[1]
 rng = np.random.default_rng(3)
 # 384 lines over 96 files (each named four times), so the command's start,
-# discovery and its 300 ms wait for more workers weigh little.
+# discovery and its wait (up to 300 ms) for more workers weigh little.
 for i in range(96):
     np.save(os.path.join(d, f"det{i}.npy"), rng.random((1, 3, 320, 320), dtype=np.float32))
 with open(os.path.join(d, "det.jsonl"), "w") as f:

@@ -47,8 +47,9 @@ pub struct Spec {
     pub journal: Option<PathBuf>,
 }
 
-/// How long to wait for the rest of the pool after the first worker (as
-/// `p2pa batch` does), so the work spreads over all of it.
+/// The longest wait for the rest of the pool after the first worker (as
+/// `p2pa batch` does; less once every peer found has a session), so the
+/// work spreads over all of it.
 const SETTLE: Duration = Duration::from_millis(300);
 
 /// A running batch. `next(timeout)` hands out outcomes as they arrive;

@@ -105,10 +105,7 @@ impl Pool for Node {
         if settle.is_zero() {
             return Ok(found.len());
         }
-        let all = wait(
-            py,
-            h.wait_for_workers(Some(kind), needs, usize::MAX, settle),
-        )?;
+        let all = wait(py, h.settle_workers(Some(kind), needs, settle))?;
         Ok(all.len().max(found.len()))
     }
 }

@@ -288,8 +288,9 @@ fn refuse_same_file(a: &BatchArgs) -> Result<(), CliError> {
 }
 
 /// Waits for workers that run the batch's kind: at least one within
-/// `--wait` (K with `--redundancy K`), then 300 ms more for the rest of the
-/// LAN to answer, so the work spreads over all of them.
+/// `--wait` (K with `--redundancy K`), then up to 300 ms more for the rest
+/// of the LAN to answer (`NodeHandle::settle_workers`: less once every
+/// peer found has a session), so the work spreads over all of them.
 /// With `--redundancy K`: one worker per group of the distinctness that
 /// holds (named in each result line).
 async fn find_workers(
@@ -319,7 +320,7 @@ async fn find_workers(
     }
     if k <= 1 {
         let peers = h
-            .wait_for_workers(Some(a.kind), needs, usize::MAX, Duration::from_millis(300))
+            .settle_workers(Some(a.kind), needs, Duration::from_millis(300))
             .await;
         return Ok((peers.iter().map(|p| p.id).collect(), None));
     }

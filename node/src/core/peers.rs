@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use p2pa_protocol::{Beacon, Capabilities, NodeId, ReplayGuard};
+use p2pa_protocol::{Beacon, Capabilities, KindSet, NodeId, ReplayGuard};
 
 use super::budget::{DialBudget, RESERVED};
 use super::config::{Config, PeerConfig};
@@ -34,6 +34,11 @@ const MAX_STRETCH: u32 = 8;
 /// The node with the higher id waits this long for the lower one to dial
 /// before it dials itself (one connection per pair, and no pair left unlinked).
 const DIAL_GRACE: Duration = Duration::from_millis(500);
+/// The same wait for a requester facing a worker: a worker that dials at
+/// all does so within a round trip of hearing the requester's first beacon,
+/// so this spares the duplicate handshake on a LAN and costs a requester
+/// that must dial itself little.
+const REQUESTER_DIAL_GRACE: Duration = Duration::from_millis(50);
 /// Beacons counted per entry: a key heard this often ranks with any other.
 const HEARD_CAP: u8 = 8;
 
@@ -121,21 +126,27 @@ impl Peer {
     }
 
     /// When this node may dial the peer: at once if our id is lower, else
-    /// after a grace period in which the peer should dial us.
-    fn dial_at(&self, me: NodeId) -> Instant {
+    /// after a grace period in which the peer should dial us. A node that
+    /// runs no tasks (`eager`: a requester) gives a peer that runs some
+    /// only [`REQUESTER_DIAL_GRACE`]: it is the one that wants the session,
+    /// and a worker may not dial it at all (its dial budget spent on other
+    /// newcomers), which cost every other `p2pa submit` half a second.
+    /// Should both dial, the session keeps the connection the lower id made.
+    fn dial_at(&self, me: NodeId, eager: bool) -> Instant {
         if me < self.id {
-            self.next_dial
-        } else {
-            let grace = self
-                .first_seen
-                .checked_add(DIAL_GRACE)
-                .unwrap_or(self.first_seen);
-            self.next_dial.max(grace)
+            return self.next_dial;
         }
+        let wait = if eager && self.caps.kinds != KindSet::default() {
+            REQUESTER_DIAL_GRACE
+        } else {
+            DIAL_GRACE
+        };
+        let grace = self.first_seen.checked_add(wait).unwrap_or(self.first_seen);
+        self.next_dial.max(grace)
     }
 
     /// When this peer needs attention: a dial, or forgetting it.
-    fn next_check(&self, me: NodeId, forget_after: Duration) -> Instant {
+    fn next_check(&self, me: NodeId, eager: bool, forget_after: Duration) -> Instant {
         if self.conn.is_some() || self.dialing.is_some() {
             return self
                 .last_seen
@@ -147,7 +158,7 @@ impl Peer {
             .checked_add(forget_after)
             .unwrap_or(self.last_seen);
         match self.addr {
-            Some(_) => self.dial_at(me).min(forget),
+            Some(_) => self.dial_at(me, eager).min(forget),
             None => forget,
         }
     }
@@ -281,7 +292,7 @@ impl Peers {
         let forget = self.forget_after();
         self.table
             .values()
-            .map(|p| p.next_check(me, forget))
+            .map(|p| p.next_check(me, self.cfg.runs_nothing, forget))
             .chain(
                 self.bootstrap
                     .iter()
@@ -533,10 +544,11 @@ impl Peers {
             .unwrap_or(now);
         // Those due, the most worth dialing first (the dial budget may not
         // cover them all).
+        let eager = self.cfg.runs_nothing;
         let mut due: Vec<&mut Peer> = self
             .table
             .values_mut()
-            .filter(|p| p.conn.is_none() && p.dialing.is_none() && p.dial_at(me) <= now)
+            .filter(|p| p.conn.is_none() && p.dialing.is_none() && p.dial_at(me, eager) <= now)
             .collect();
         due.sort_by_key(|p| (core::cmp::Reverse(p.worth()), p.first_seen));
         for p in due {

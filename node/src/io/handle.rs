@@ -22,6 +22,19 @@ use crate::core::{Core, PeerInfo, PeerState, Stats, TaskOutcome, TaskRequest};
 
 /// How often [`NodeHandle::wait_for_peers`] looks at the peer table.
 const PEER_POLL: Duration = Duration::from_millis(5);
+/// How long the workers found must stay the same, with no handshake under
+/// way, before [`NodeHandle::settle_workers`] takes them as the pool: the
+/// peers that answered one discovery round connect within a few
+/// milliseconds of each other.
+pub const SETTLE_QUIET: Duration = Duration::from_millis(50);
+
+/// Whether `p` takes a task of `kind` now: not paused, and with the
+/// capability flags `needs` (an engine, say).
+fn takes(p: &PeerInfo, kind: Option<TaskKind>, needs: u8) -> bool {
+    !p.caps.kinds.has_flags(KindSet::PAUSED)
+        && kind.is_none_or(|k| p.caps.kinds.contains(k))
+        && p.caps.kinds.has_flags(needs)
+}
 
 /// The node's whole life as one future (it owns its executor, so it is not `Send`).
 type NodeFuture = std::pin::Pin<Box<dyn Future<Output = ()>>>;
@@ -277,12 +290,43 @@ impl NodeHandle {
         min: usize,
         wait: Duration,
     ) -> Vec<PeerInfo> {
-        let takes = |p: &PeerInfo| {
-            !p.caps.kinds.has_flags(KindSet::PAUSED)
-                && kind.is_none_or(|k| p.caps.kinds.contains(k))
-                && p.caps.kinds.has_flags(needs)
-        };
-        self.wait_until(takes, min, wait).await
+        self.wait_until(|p| takes(p, kind, needs), min, wait).await
+    }
+
+    /// After the first worker, waits for the rest of the pool to answer so
+    /// that work spreads over all of it: until no discovered peer is still
+    /// without a session and the workers (as [`NodeHandle::wait_for_workers`]
+    /// counts them) have not changed for [`SETTLE_QUIET`], or `most` passes.
+    /// Returns the workers. Workers that answer later still get work (the
+    /// node offers tasks to every worker that connects); only the first
+    /// spread misses them.
+    pub async fn settle_workers(
+        &self,
+        kind: Option<TaskKind>,
+        needs: u8,
+        most: Duration,
+    ) -> Vec<PeerInfo> {
+        let start = Instant::now();
+        let mut last: Vec<NodeId> = Vec::new();
+        let mut since = start;
+        loop {
+            let peers = self.peers().await.unwrap_or_default();
+            let handshaking = peers.iter().any(|p| p.state == PeerState::Known);
+            let workers: Vec<PeerInfo> = peers
+                .into_iter()
+                .filter(|p| p.state != PeerState::Known && takes(p, kind, needs))
+                .collect();
+            let ids: Vec<NodeId> = workers.iter().map(|p| p.id).collect();
+            let now = Instant::now();
+            if ids != last {
+                (last, since) = (ids, now);
+            }
+            let quiet = now.saturating_duration_since(since) >= SETTLE_QUIET;
+            if (quiet && !handshaking) || now.saturating_duration_since(start) >= most {
+                return workers;
+            }
+            Timer::after(PEER_POLL).await;
+        }
     }
 
     /// Waits until `min` peers with a session pass `filter`, or `wait`

@@ -155,6 +155,8 @@ pub(crate) struct PeerConfig {
     pub(crate) slow_after: Duration,
     pub(crate) forget_after: Duration,
     pub(crate) beacon_interval: Duration,
+    /// This node runs no tasks (a requester): it dials workers at once.
+    pub(crate) runs_nothing: bool,
 }
 
 impl From<&Config> for PeerConfig {
@@ -171,6 +173,7 @@ impl From<&Config> for PeerConfig {
             slow_after: c.slow_after,
             forget_after: c.forget_after,
             beacon_interval: c.beacon_interval,
+            runs_nothing: c.kinds == KindSet::default() || c.workers == 0,
         }
     }
 }
