@@ -234,3 +234,42 @@ fn work_handed_to_the_nodes_thread_runs_there_and_ends_with_the_node() {
     let (local, _node) = NodeHandle::start_local(Keypair::from_seed([8; 32]), o).unwrap();
     assert!(!local.run_on_node(|| Box::pin(async {})));
 }
+
+#[test]
+fn settling_waits_for_every_worker_it_has_heard_of_and_not_for_requesters() {
+    let port = unique_port();
+    let worker = |seed: u8| {
+        let mut w = loopback_options(port);
+        w.core.kinds = KindSet::default().with(TaskKind::Echo);
+        NodeHandle::start(Keypair::from_seed([seed; 32]), w).unwrap()
+    };
+    let requester = |seed: u8| {
+        let mut r = loopback_options(port);
+        r.core.kinds = KindSet::default();
+        r.core.workers = 0;
+        NodeHandle::start(Keypair::from_seed([seed; 32]), r).unwrap()
+    };
+    let (a, b) = (worker(21), worker(22));
+    let other = requester(23);
+    let me = requester(24);
+    let first = async_io::block_on(me.wait_for_workers(
+        Some(TaskKind::Echo),
+        0,
+        1,
+        Duration::from_secs(10),
+    ));
+    assert!(!first.is_empty(), "no worker found in 10 s");
+    let settled =
+        async_io::block_on(me.settle_workers(Some(TaskKind::Echo), 0, Duration::from_secs(10)));
+    let mut got: Vec<_> = settled.iter().map(|p| p.id).collect();
+    got.sort();
+    let mut want = vec![a.id(), b.id()];
+    want.sort();
+    assert_eq!(
+        got, want,
+        "the settled pool is both workers and nothing else"
+    );
+    for h in [me, other, a, b] {
+        async_io::block_on(h.shutdown());
+    }
+}

@@ -294,9 +294,11 @@ impl NodeHandle {
     }
 
     /// After the first worker, waits for the rest of the pool to answer so
-    /// that work spreads over all of it: until no discovered peer is still
-    /// without a session and the workers (as [`NodeHandle::wait_for_workers`]
-    /// counts them) have not changed for [`SETTLE_QUIET`], or `most` passes.
+    /// that work spreads over all of it: until no discovered peer whose
+    /// beacon says it takes the work is still without a session and the
+    /// workers (as [`NodeHandle::wait_for_workers`] counts them) have not
+    /// changed for [`SETTLE_QUIET`], or `most` passes. (Other requesters on
+    /// the LAN, which may take their time to connect, are not waited for.)
     /// Returns the workers. Workers that answer later still get work (the
     /// node offers tasks to every worker that connects); only the first
     /// spread misses them.
@@ -311,7 +313,9 @@ impl NodeHandle {
         let mut since = start;
         loop {
             let peers = self.peers().await.unwrap_or_default();
-            let handshaking = peers.iter().any(|p| p.state == PeerState::Known);
+            let handshaking = peers
+                .iter()
+                .any(|p| p.state == PeerState::Known && takes(p, kind, needs));
             let workers: Vec<PeerInfo> = peers
                 .into_iter()
                 .filter(|p| p.state != PeerState::Known && takes(p, kind, needs))
