@@ -155,7 +155,8 @@ pub(crate) struct PeerConfig {
     pub(crate) slow_after: Duration,
     pub(crate) forget_after: Duration,
     pub(crate) beacon_interval: Duration,
-    /// This node runs no tasks (a requester): it dials workers at once.
+    /// This node runs no tasks (a requester): it waits only a short grace
+    /// for a worker to dial it before dialing itself.
     pub(crate) runs_nothing: bool,
 }
 

@@ -149,28 +149,36 @@ impl Requester {
         bytes: Vec<u8>,
         w: &mut dyn Link,
     ) -> Vec<NodeId> {
-        let waiting: Vec<(u64, Pending)> = self
+        let mut waiting: Vec<(u64, Pending)> = self
             .reqs
             .iter()
             .filter_map(|(id, r)| r.pending.filter(|p| p.hash == *hash).map(|p| (*id, p)))
             .collect();
+        let last = waiting.pop();
         let mut credit = Vec::new();
-        let last = waiting.len().saturating_sub(1);
-        let mut bytes = Some(bytes);
-        for (i, (id, p)) in waiting.into_iter().enumerate() {
-            if let Some(r) = self.reqs.get_mut(&id) {
-                r.pending = None;
-            }
-            let output = match (i == last, &mut bytes) {
-                (true, b) => Cow::Owned(b.take().unwrap_or_default()),
-                (false, b) => Cow::Borrowed(b.as_deref().unwrap_or_default()),
-            };
-            let done = self.answered(now, (id, p.worker), p.status, p.receipt, output, w);
-            if done == Resulted::Completed {
-                credit.push(p.worker);
-            }
+        for each in waiting {
+            credit.extend(self.fetched_answer(now, each, Cow::Borrowed(&bytes), w));
+        }
+        if let Some(each) = last {
+            credit.extend(self.fetched_answer(now, each, Cow::Owned(bytes), w));
         }
         credit
+    }
+
+    /// A task waiting for its output blob gets it: the worker to credit if
+    /// it completed.
+    fn fetched_answer(
+        &mut self,
+        now: Instant,
+        (id, p): (u64, Pending),
+        output: Cow<'_, [u8]>,
+        w: &mut dyn Link,
+    ) -> Option<NodeId> {
+        if let Some(r) = self.reqs.get_mut(&id) {
+            r.pending = None;
+        }
+        let done = self.answered(now, (id, p.worker), p.status, p.receipt, output, w);
+        (done == Resulted::Completed).then_some(p.worker)
     }
 
     /// Fetching an output blob failed: those attempts failed (retried
