@@ -55,13 +55,12 @@ pub(crate) fn executor(
         cpu_cores,
     })
     .map_err(|e| CliError::usage(format!("cannot start the inference engine: {e}")))?;
-    let line = match (info.kind, source) {
-        (p2pa_node::task::engine::EngineKind::Onnxruntime, Some(src)) => format!(
-            "{} {} ({} {src})",
-            info.kind,
-            info.version,
-            info.note.as_deref().unwrap_or("")
-        ),
+    // The child was handed the path, so its own note says "as named":
+    // the start line says where the node found it instead.
+    let line = match (info.kind, source, &opts.onnxruntime_lib) {
+        (p2pa_node::task::engine::EngineKind::Onnxruntime, Some(src), Some(lib)) => {
+            format!("{} {} ({} {src})", info.kind, info.version, lib.display())
+        }
         _ => info.to_string(),
     };
     Ok((std::sync::Arc::new(executor), Some(line)))

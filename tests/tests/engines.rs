@@ -257,3 +257,46 @@ fn onnxruntime_and_tract_agree_on_the_shipped_models_through_a_node() {
     let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["status"], "completed", "{v}");
 }
+
+/// A node's plain start line names onnxruntime's library and says once
+/// where it was found (the inference process it starts is handed the path
+/// and must not add its own "as named").
+#[test]
+fn the_start_line_says_where_onnxruntime_was_found_once() {
+    let Some(lib) = onnxruntime() else {
+        p2pa_tests::skip(
+            "P2PA_REQUIRE_ONNXRUNTIME",
+            "no onnxruntime library here (pip install onnxruntime, or set P2PA_ONNXRUNTIME_LIB)",
+        );
+        return;
+    };
+    let dir = scratch("engine-line");
+    let mut node = std::process::Command::new(p2pa_tests::bin())
+        .args(p2pa_tests::local_net(unique_port()))
+        .arg("--data-dir")
+        .arg(dir.join("w"))
+        .args(["node", "--listen", "127.0.0.1:0", "--workers", "1"])
+        .args(["--engine", "onnxruntime", "--onnxruntime-lib"])
+        .arg(&lib)
+        .env_remove("P2PA_ONNXRUNTIME_LIB")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = std::io::BufReader::new(node.stdout.take().unwrap());
+    // The engine line comes second, right after the listening line.
+    let line = std::io::BufRead::lines(out)
+        .take(4)
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("inference engine:"));
+    let _ = node.kill();
+    let _ = node.wait();
+    let line = line.expect("an inference engine line among the first four");
+    let want = format!("({} as named)", lib.display());
+    assert!(
+        line.starts_with("inference engine: onnxruntime ") && line.ends_with(&want),
+        "{line}"
+    );
+    assert_eq!(line.matches("as named").count(), 1, "{line}");
+}
