@@ -83,6 +83,14 @@ for i in range(96):
 with open(os.path.join(d, "det.jsonl"), "w") as f:
     for i in range(384):
         f.write(json.dumps({"input": f"det{i % 96}.npy"}) + "\n")
+# AECMOS (audio quality: a GRU over spectrogram frames, its hidden state an
+# input), 384 lines over 96 files, as for PP-OCR.
+for i in range(96):
+    np.savez(os.path.join(d, f"aec{i}.npz"), input=rng.random((1, 3, 200, 160), dtype=np.float32),
+             h0=np.zeros((4, 1, 96), np.float32))
+with open(os.path.join(d, "aec.jsonl"), "w") as f:
+    for i in range(384):
+        f.write(json.dumps({"input": f"aec{i % 96}.npz"}) + "\n")
 with open(os.path.join(d, "enc.jsonl"), "w") as f:
     for i in range(1024):
         ids = rng.integers(1000, 30000, (1, 9)).astype(np.int64); ids[:, 0], ids[:, -1] = 101, 102
@@ -101,7 +109,8 @@ echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 # The fifth field: outputs as JSON in the results file (json) or as .npy
 # files (--out-dir, what a user with image-sized outputs writes).
 for job in "ppocr_det det ch_PP-OCRv4_det_infer.onnx 1 json" "ppocr_det det ch_PP-OCRv4_det_infer.onnx 1 npy" \
-    "minilm_int8 enc minilm_int8.onnx 1 json" "minilm_int8 enc minilm_int8.onnx 32 json"; do
+    "minilm_int8 enc minilm_int8.onnx 1 json" "minilm_int8 enc minilm_int8.onnx 32 json" \
+    "aecmos aec aecmos.onnx 1 json"; do
   set -- $job
   m=$1 inputs=$d/$2.jsonl model=$work/models/$3 bs=$4 outs=()
   [ "$5" = npy ] && outs=(--out-dir "$d/outs")
