@@ -475,15 +475,33 @@ fn onnxruntime(_: &EngineOptions) -> Result<EngineInfo, String> {
 /// line names the node and operator; the rest of its chain is kept short.
 fn explain_tract(e: &tract_onnx::prelude::TractError) -> String {
     let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-    let text = chain.join(": ");
     let hint = if cfg!(feature = "onnxruntime") {
         "onnxruntime runs more models: install it (pip install onnxruntime) and run with --engine auto"
     } else {
         "a p2pa built with the onnxruntime engine may run it"
     };
-    let mut text: String = text.chars().take(1200).collect();
+    let mut text = lead(&chain).unwrap_or_default();
+    text.extend(chain.join(": ").chars().take(1200));
     text.push_str(&format!(" (tract {}; {hint})", tract::VERSION));
     text
+}
+
+/// A plain first sentence for a refusal tract's own account buries: an
+/// `If` node, whose branches tract analyses with the same input facts, so
+/// a branch written for other inputs (silero-vad's 8 kHz path) fails.
+fn lead(chain: &[String]) -> Option<String> {
+    chain.iter().find_map(|c| {
+        let rest = c.strip_prefix("Failed analyse for node #")?;
+        let (_, rest) = rest.split_once(' ')?;
+        let (name, op) = rest.rsplit_once(' ')?;
+        (op == "If").then(|| {
+            format!(
+                "tract cannot run this model's If node {name}: it works out both \
+                 branches' shapes from the same inputs, and one branch cannot take \
+                 them. tract's account: "
+            )
+        })
+    })
 }
 
 #[cfg(test)]
@@ -565,6 +583,35 @@ mod tests {
             tensor::decode(&out).unwrap()[1].shape,
             vec![2],
             "batch of two"
+        );
+    }
+
+    /// tract's account of silero-vad's refusal (tract 0.23), as its error
+    /// chain: the `If` node gets a plain first sentence; other failures
+    /// keep tract's account alone.
+    #[test]
+    fn a_refused_if_node_is_named_in_a_first_sentence() {
+        let chain: Vec<String> = [
+            "Failed analyse for node #5 \"If_0\" If",
+            "Infering facts",
+            "Failed analyse for node #1 \"If_0_else_branch/decoder/Squeeze\" Squeeze13",
+            "Attempt to squeeze an axis which dimension is not one",
+        ]
+        .map(String::from)
+        .into();
+        let first = lead(&chain).expect("an If node is named");
+        assert!(
+            first.starts_with("tract cannot run this model's If node \"If_0\": "),
+            "{first}"
+        );
+        assert_eq!(
+            lead(&chain[2..]),
+            None,
+            "a Squeeze alone keeps tract's words"
+        );
+        assert_eq!(
+            lead(&["Failed analyse for node #3 \"My If\" Add".into()]),
+            None
         );
     }
 
