@@ -4,7 +4,7 @@
 //! A library as well as the binary (`src/main.rs` calls [`main`]): the
 //! Python package (`python/`) is a requester like `p2pa submit` and
 //! `p2pa batch`, and uses the same parts so that its checks, messages and
-//! journal are the CLI's: [`requester`], [`batch`], [`journal`],
+//! journal are the CLI's: [`requester`](mod@requester), [`batch`], [`journal`],
 //! [`models`], [`tensors`], [`output`], [`verify`].
 
 /// `println!` that does not panic when stdout is gone (`p2pa node | head -1`,

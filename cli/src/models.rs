@@ -51,7 +51,7 @@ pub enum ModelCmd {
         /// Input tensors: .npy (one input), .npz (named inputs) or .json
         #[arg(long, value_name = "PATH")]
         input_file: PathBuf,
-        /// Write each output as DIR/<output name>.npy instead of printing JSON
+        /// Write each output as `DIR/<output name>.npy` instead of printing JSON
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
         /// Run it this many times and report the median time

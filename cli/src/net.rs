@@ -38,7 +38,7 @@ pub struct NetArgs {
     /// Do not advertise or browse `_p2pa._tcp.local` over mDNS
     #[arg(long, global = true, env = "P2PA_NO_MDNS", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_mdns: bool,
-    /// peers/submit/batch: sign with this machine's key (<data-dir>/identity.key,
+    /// peers/submit/batch: sign with this machine's key (`<data-dir>/identity.key`,
     /// see `p2pa keygen` and `p2pa id`) instead of a fresh one, so workers running
     /// `--trust allowlist` with this id on their list accept the requests
     #[arg(long, global = true, env = "P2PA_USE_IDENTITY", value_parser = clap::builder::BoolishValueParser::new())]

@@ -120,7 +120,7 @@ pub struct SubmitArgs {
     /// .npz (named inputs, as numpy.savez writes) or .json file
     #[arg(long, value_name = "PATH")]
     input_file: Option<PathBuf>,
-    /// infer: write each output tensor as DIR/<output name>.npy (and print
+    /// infer: write each output tensor as `DIR/<output name>.npy` (and print
     /// their paths) instead of JSON on stdout
     #[arg(long, value_name = "DIR")]
     out_dir: Option<PathBuf>,

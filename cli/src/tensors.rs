@@ -160,8 +160,8 @@ pub fn from_json(v: &Value) -> Result<Vec<u8>, String> {
 }
 
 /// A tensor file's tensors, for checking names, shapes and dtypes: a
-/// `.npy` file's without its data ([`npy::npy_facts`]: the header, and its
-/// length against the shape), any other file read whole.
+/// `.npy` file's without its data (the header, and its length against the
+/// shape), any other file read whole.
 pub fn read_facts(path: &Path) -> Result<Vec<Tensor>, String> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("npy") => Ok(vec![npy::npy_facts(path, &path.display().to_string())?]),
@@ -177,7 +177,7 @@ pub fn read_file(path: &Path) -> Result<Vec<Tensor>, String> {
 
 /// Reads an input file as the tensor set an `infer` task takes: what
 /// `tensor::encode(&read_file(path)?)` gives, a `.npy` file's data read
-/// straight into it ([`npy::read_npy_encoded`]).
+/// straight into it.
 pub fn read_file_encoded(path: &Path) -> Result<Vec<u8>, String> {
     let (what, reader) = open(path)?;
     match path.extension().and_then(|e| e.to_str()) {

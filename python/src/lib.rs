@@ -5,7 +5,7 @@
 //! onnxruntime-like API on these.
 //!
 //! Every wait releases the GIL and looks at Python's signals every
-//! [`TICK`], so other threads run meanwhile and Ctrl-C interrupts it.
+//! `TICK` (50 ms), so other threads run meanwhile and Ctrl-C interrupts it.
 
 mod arrays;
 mod batch;

@@ -96,7 +96,7 @@ pub struct BatchArgs {
     /// Copies go to distinct operators; unlisted workers are not used
     #[arg(long, requires = "redundancy", value_name = "FILE")]
     pub operators: Option<PathBuf>,
-    /// infer: write each result's output tensors as DIR/<line>/<name>.npy
+    /// infer: write each result's output tensors as `DIR/<line>/<name>.npy`
     /// (the result line lists the files instead of the values)
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
