@@ -5,8 +5,8 @@ pub fn hex(bytes: &[u8]) -> String {
     // One allocation for the whole text (a binary task output can be
     // megabytes; a `format!` per byte was a requester's largest cost).
     // A table lookup per nibble into bytes, checked as UTF-8 once at the end:
-    // `char::from_digit` and `String::push` branch on every digit (0.8x the
-    // time of that, measured on 32 MiB).
+    // `char::from_digit` and `String::push` branch on every digit (0.8 - 0.9x
+    // the time of that on 32 MiB: bench/history/2026-12-06.md).
     const DIGITS: [u8; 16] = *b"0123456789abcdef";
     // `d & 0x0f` is below 16, so `get` never misses (and the compiler
     // drops the check).
